@@ -1,0 +1,1 @@
+"""Chat-platform adapters: each translates and transports, and decides nothing."""

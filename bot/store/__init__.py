@@ -1,0 +1,4 @@
+"""Storage: the only package that imports SQLAlchemy.
+
+Postgres with pgvector, embedded (pgserver) by default or at ``DATABASE_URL``.
+"""

@@ -1,0 +1,167 @@
+"""Connecting to Postgres: the embedded server by default, or ``DATABASE_URL``.
+
+The embedded server is a real PostgreSQL 16 with pgvector from the ``pgserver``
+package, kept in ``LIBRARIAN_HOME/pgdata``.  pgserver counts the processes that
+hold a handle on one data directory (under an inter-process lock), so the bot and
+an admin's ``librarian ingest`` in another terminal share one server, and the last
+process to leave stops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from bot.config import Settings
+from bot.errors import ConfigError, LibrarianError
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(LibrarianError):
+    """The database cannot be reached or lacks what Librarian needs."""
+
+    exit_code = 2
+
+
+@dataclass
+class Database:
+    """An open connection pool plus what we learned about the server."""
+
+    engine: Engine
+    display_url: str
+    embedded: bool
+    pgvector_version: str
+    _server: Any = None  # the pgserver handle, kept alive while we use it
+
+    def close(self) -> None:
+        """Return connections; the embedded server stops when its last user leaves."""
+        self.engine.dispose()
+        if self._server is not None:
+            # pgserver stops the server at exit of the last process holding it.
+            self._server = None
+
+
+def _psycopg_url(url: str) -> str:
+    """Use the psycopg 3 driver whatever scheme the URL was written with."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    raise ConfigError(
+        "DATABASE_URL: must start with postgresql:// (for example "
+        "postgresql://user:password@host:5432/dbname)"
+    )
+
+
+def _display(url: str) -> str:
+    """The URL as shown to people: the password masked, the socket path readable."""
+    parsed = make_url(url)
+    # An empty password (the embedded server's trust login) is shown as none at all.
+    shown = parsed.render_as_string(hide_password=bool(parsed.password))
+    shown = shown.replace(f"{parsed.username}:@", f"{parsed.username}@")
+    return urllib.parse.unquote(shown).replace("postgresql+psycopg://", "postgresql://")
+
+
+def start_embedded(home: Path) -> tuple[str, Any]:
+    """Start (or join) the embedded Postgres in ``home/pgdata``; return its URL and handle."""
+    import pgserver  # imported lazily: only the embedded mode needs it
+
+    home.mkdir(parents=True, exist_ok=True)
+    pgdata = home / "pgdata"
+    try:
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    except Exception as exc:  # pgserver raises bare CalledProcessError/asserts
+        raise DatabaseUnavailable(
+            f"could not start the embedded Postgres in {pgdata}: {exc} "
+            f"(its log is {pgdata / 'log'})"
+        ) from exc
+    return server.get_uri(), server
+
+
+def open_database(settings: Settings, *, connect_timeout: int = 5) -> Database:
+    """Open the configured database and check that pgvector is usable.
+
+    Raises DatabaseUnavailable (exit code 2) with one plain line when the server
+    cannot be reached or has no pgvector.
+    """
+    server = None
+    if settings.database_url is not None:
+        raw = settings.database_url.get_secret_value()
+        url = _psycopg_url(raw)
+        embedded = False
+    else:
+        raw, server = start_embedded(settings.home)
+        url = _psycopg_url(raw)
+        embedded = True
+    shown = _display(url)
+    engine = create_engine(
+        url,
+        pool_pre_ping=True,  # a server that went away and came back is reconnected
+        pool_size=5,
+        max_overflow=10,
+        connect_args={"connect_timeout": connect_timeout, "application_name": "librarian"},
+    )
+    try:
+        version = _ensure_vector(engine, shown)
+    except OperationalError as exc:
+        engine.dispose()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise DatabaseUnavailable(
+            f"DATABASE_URL: cannot connect to {shown} ({reason})"
+            if not embedded
+            else f"cannot connect to the embedded Postgres ({reason})"
+        ) from None
+    return Database(
+        engine=engine,
+        display_url=shown,
+        embedded=embedded,
+        pgvector_version=version,
+        _server=server,
+    )
+
+
+def _ensure_vector(engine: Engine, shown: str) -> str:
+    """Return the installed pgvector version, creating the extension if we may."""
+    with engine.connect() as conn:
+        installed = conn.execute(
+            text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        ).scalar()
+        if installed:
+            return str(installed)
+        available = conn.execute(
+            text("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'")
+        ).scalar()
+    if not available:
+        raise DatabaseUnavailable(
+            f"the Postgres server at {shown} has no pgvector extension: install pgvector on it "
+            "(for example use the pgvector/pgvector:pg16 image), or unset DATABASE_URL to use "
+            "the embedded server"
+        )
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise DatabaseUnavailable(
+            f"pgvector is available on {shown} but could not be enabled ({reason}): "
+            "ask a superuser to run CREATE EXTENSION vector; in this database"
+        ) from None
+    return str(available)
+
+
+@contextlib.contextmanager
+def opened(settings: Settings):
+    """Context manager form of open_database for CLI commands."""
+    db = open_database(settings)
+    try:
+        yield db
+    finally:
+        db.close()
