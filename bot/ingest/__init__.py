@@ -1,0 +1,12 @@
+"""Ingestion: turn uploaded files into page-numbered text and token-sized chunks.
+
+- :mod:`bot.ingest.filetypes` detects what a file is from its bytes and name, checks its
+  size and decodes text files; it also defines :class:`ExtractionRefused`.
+- :mod:`bot.ingest.extract` turns a PDF, text or Markdown file into pages of clean text.
+- :mod:`bot.ingest.sandbox` runs that extraction on untrusted bytes in a separate,
+  time- and memory-limited worker process.
+- :mod:`bot.ingest.chunker` packs the pages into chunks measured in the embedding
+  model's tokens, keeping page numbers for citations.
+
+Nothing here touches the database or loads a model.
+"""

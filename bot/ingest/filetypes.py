@@ -1,0 +1,379 @@
+"""What kind of file is this, may we read it, and how is its text encoded?
+
+Detection trusts the bytes first and the name or the platform's media type second:
+chat platforms label uploads loosely, and a renamed PNG is still a PNG.  Every refusal
+is an :class:`ExtractionRefused` (or one of its subclasses) with a reason code the
+caller can branch on and a plain one-line message it can show to the user as is.
+"""
+
+from __future__ import annotations
+
+import codecs
+import math
+import re
+from enum import StrEnum
+
+from bot.errors import LibrarianError
+
+__all__ = [
+    "MEDIA_TYPES",
+    "SUPPORTED_DESCRIPTION",
+    "ExtractionRefused",
+    "FileKind",
+    "FileTooLarge",
+    "RefusalCode",
+    "UnsupportedFileType",
+    "check_size",
+    "decode_text",
+    "describe_binary",
+    "detect_kind",
+    "display_name",
+]
+
+
+class RefusalCode(StrEnum):
+    """Why a file was not ingested.  Values are stable: callers store and compare them."""
+
+    UNSUPPORTED_TYPE = "unsupported_type"
+    TOO_LARGE = "too_large"
+    EMPTY = "empty"
+    SCANNED = "scanned"
+    ENCRYPTED = "encrypted"
+    BROKEN = "broken"
+    TIMEOUT = "timeout"
+    MEMORY = "memory"
+    CRASHED = "crashed"
+
+
+class ExtractionRefused(LibrarianError):
+    """A file was not ingested, for a reason its owner can act on.
+
+    ``reason_code`` is one of :class:`RefusalCode`; ``message`` is a plain sentence fit
+    to show the user (it names the file).  Every way extraction can fail on bad input
+    ends here; anything else that escapes is a bug.
+    """
+
+    def __init__(self, reason_code: str, message: str) -> None:
+        super().__init__(message)
+        self.reason_code = RefusalCode(reason_code)
+        self.message = message
+
+    @property
+    def code(self) -> RefusalCode:
+        """Short alias of :attr:`reason_code`."""
+        return self.reason_code
+
+    def __reduce__(self):  # keep pickling working despite the custom __init__
+        return (refusal, (str(self.reason_code), self.message))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.reason_code)!r}, {self.message!r})"
+
+
+class UnsupportedFileType(ExtractionRefused):
+    """The bytes are not a PDF, plain text or Markdown file (code ``unsupported_type``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(RefusalCode.UNSUPPORTED_TYPE, message)
+
+
+class FileTooLarge(ExtractionRefused):
+    """The file is over the configured size limit (code ``too_large``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(RefusalCode.TOO_LARGE, message)
+
+
+def refusal(reason_code: str, message: str) -> ExtractionRefused:
+    """Rebuild a refusal from its code and message, as the most specific class."""
+    code = RefusalCode(reason_code)
+    if code is RefusalCode.UNSUPPORTED_TYPE:
+        return UnsupportedFileType(message)
+    if code is RefusalCode.TOO_LARGE:
+        return FileTooLarge(message)
+    return ExtractionRefused(code, message)
+
+
+class FileKind(StrEnum):
+    """The kinds of file that can be ingested."""
+
+    PDF = "pdf"
+    TEXT = "text"
+    MARKDOWN = "markdown"
+
+
+MEDIA_TYPES: dict[FileKind, str] = {
+    FileKind.PDF: "application/pdf",
+    FileKind.TEXT: "text/plain",
+    FileKind.MARKDOWN: "text/markdown",
+}
+
+SUPPORTED_DESCRIPTION = "Librarian can read PDF files, plain text (.txt) and Markdown (.md)."
+
+_MB = 1024 * 1024
+_MARKDOWN_EXTENSIONS = (".md", ".markdown", ".mdown", ".mkd", ".mkdn")
+_MARKDOWN_MEDIA_TYPES = {"text/markdown", "text/x-markdown"}
+_PDF_MEDIA_TYPES = {"application/pdf", "application/x-pdf"}
+_PDF_MAGIC = b"%PDF-"
+_PDF_MAGIC_WINDOW = 1024  # the spec lets junk precede the header; readers accept 1 KB
+
+# Leading bytes of formats people plausibly upload by mistake.  Order matters only for
+# prefixes of each other (none here).  Short or text-like signatures are left out: a
+# text file that happens to start with "BM" or "MZ" must not be refused.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"Rar!\x1a\x07", "a RAR archive"),
+    (b"\xfd7zXZ\x00", "an xz archive"),
+    (b"\x28\xb5\x2f\xfd", "a Zstandard archive"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Microsoft Office document (.doc, .xls or .ppt)"),
+    (b"{\\rtf", "an RTF document"),
+    (b"\x7fELF", "a program (ELF executable)"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"OggS", "an Ogg audio or video file"),
+    (b"fLaC", "a FLAC audio file"),
+    (b"%!PS", "a PostScript file"),
+    (b"wOFF", "a web font"),
+    (b"wOF2", "a web font"),
+)
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
+_ZIP_BY_EXTENSION = {
+    ".docx": "a Word document (.docx)",
+    ".xlsx": "an Excel spreadsheet (.xlsx)",
+    ".pptx": "a PowerPoint presentation (.pptx)",
+    ".odt": "an OpenDocument text (.odt)",
+    ".ods": "an OpenDocument spreadsheet (.ods)",
+    ".odp": "an OpenDocument presentation (.odp)",
+    ".epub": "an EPUB e-book",
+    ".jar": "a Java archive",
+    ".apk": "an Android app package",
+}
+_MARKUP_EXTENSIONS = {
+    ".html": "an HTML page",
+    ".htm": "an HTML page",
+    ".xhtml": "an HTML page",
+    ".svg": "an SVG image",
+}
+_MARKUP_MEDIA_TYPES = {
+    "text/html": "an HTML page",
+    "application/xhtml+xml": "an HTML page",
+    "image/svg+xml": "an SVG image",
+}
+
+# C0 control bytes that never occur in real text.  Tab, LF, VT, FF, CR and ESC (ANSI
+# colour codes in logs) are allowed.  In UTF-8 these bytes only ever encode these same
+# characters, so one byte-level count serves UTF-8 and the 8-bit encodings alike.
+_CONTROL_BYTES = bytes([*range(0x00, 0x09), *range(0x0E, 0x1B), *range(0x1C, 0x20), 0x7F])
+_NOT_CONTROL_BYTES = bytes(b for b in range(256) if b not in _CONTROL_BYTES)
+_CONTROL_CHARS_RE = re.compile("[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
+_UNPRINTABLE_IN_NAME_RE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_MAX_CONTROL_FRACTION = 0.01
+# Text in a legacy 8-bit encoding (cp1252, Latin-1) has accented letters and curly
+# quotes here and there, rarely more than two in a row.  Multi-byte encodings such as
+# GBK or Shift-JIS put every character in a run of high bytes; cp1252 would turn them
+# into mojibake, so such files are refused rather than guessed at.
+_HIGH_RUN_RE = re.compile(rb"[\x80-\xff]{4,}")
+_MAX_HIGH_IN_RUNS_FRACTION = 0.5
+_SNIFF_BYTES = 64 * 1024
+
+
+def display_name(filename: str | None) -> str:
+    """A file name safe to put in a message: base name only, no control characters.
+
+    Names come from chat uploads and may contain paths, newlines or be very long.
+    """
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = " ".join(_UNPRINTABLE_IN_NAME_RE.sub(" ", name).split())
+    if len(name) > 80:
+        name = name[:77] + "..."
+    return name or "the file"
+
+
+def _extension(filename: str | None) -> str:
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].lower()
+    dot = name.rfind(".")
+    return name[dot:] if dot > 0 else ""
+
+
+def _base_media_type(media_type: str | None) -> str:
+    return (media_type or "").split(";", 1)[0].strip().lower()
+
+
+def _format_mb(size_bytes: int) -> str:
+    # Round up so a file just over the limit never prints as equal to it.
+    mb = math.ceil(size_bytes / _MB * 10) / 10
+    return f"{mb:g} MB"
+
+
+def check_size(size_bytes: int, limit_mb: float | None, filename: str | None = None) -> None:
+    """Refuse with :class:`FileTooLarge` if ``size_bytes`` is over ``limit_mb`` (1 MB = 2**20 B).
+
+    ``limit_mb=None`` means no limit.
+    """
+    if limit_mb is None or size_bytes <= limit_mb * _MB:
+        return
+    raise FileTooLarge(
+        f"{display_name(filename)} is {_format_mb(size_bytes)}; the limit is {limit_mb:g} MB."
+    )
+
+
+def _describe_zip(data: bytes, ext: str) -> str:
+    if ext in _ZIP_BY_EXTENSION:
+        return _ZIP_BY_EXTENSION[ext]
+    head = data[:_SNIFF_BYTES]
+    if b"mimetypeapplication/epub+zip" in head:
+        return "an EPUB e-book"
+    if b"mimetypeapplication/vnd.oasis.opendocument." in head:
+        return "an OpenDocument file"
+    if b"word/" in head:
+        return "a Word document (.docx)"
+    if b"xl/" in head:
+        return "an Excel spreadsheet (.xlsx)"
+    if b"ppt/" in head:
+        return "a PowerPoint presentation (.pptx)"
+    return "a ZIP archive"
+
+
+def describe_binary(data: bytes, filename: str | None = None) -> str | None:
+    """Name a well-known non-document format from its leading bytes, e.g. ``"a PNG image"``.
+
+    Returns None when no signature matches (the bytes may still be binary).
+    """
+    if data.startswith(_ZIP_MAGICS):
+        return _describe_zip(data, _extension(filename))
+    for magic, description in _SIGNATURES:
+        if data.startswith(magic):
+            return description
+    if len(data) >= 12:
+        if data.startswith(b"RIFF"):
+            return {
+                b"WEBP": "a WebP image",
+                b"WAVE": "a WAV audio file",
+                b"AVI ": "an AVI video",
+            }.get(data[8:12], "a RIFF media file")
+        if data[4:8] == b"ftyp":
+            brand = data[8:12]
+            if brand in (b"heic", b"heix", b"mif1", b"msf1", b"avif"):
+                return "a HEIC/AVIF image"
+            if brand.startswith(b"M4A"):
+                return "an M4A audio file"
+            return "an MP4 or QuickTime video"
+    if data.startswith(b"ID3") and len(data) > 3 and data[3] < 10:
+        return "an MP3 audio file"
+    return None
+
+
+def _unsupported(filename: str | None, what: str) -> UnsupportedFileType:
+    return UnsupportedFileType(f"{display_name(filename)} is {what}. {SUPPORTED_DESCRIPTION}")
+
+
+def _has_text_bom(data: bytes) -> bool:
+    return data.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+
+
+def _looks_binary_8bit(data: bytes) -> bool:
+    """True if raw bytes (no BOM) are not plausibly UTF-8 or 8-bit text."""
+    if not data:
+        return False
+    if b"\x00" in data:
+        return True
+    controls = len(data.translate(None, _NOT_CONTROL_BYTES))  # deletes all but controls
+    return controls > _MAX_CONTROL_FRACTION * len(data)
+
+
+def detect_kind(data: bytes, filename: str | None, media_type: str | None = None) -> FileKind:
+    """Decide whether ``data`` is a PDF, plain text or Markdown file.
+
+    The bytes decide first (a ``%PDF-`` header within the first 1 KB, known binary
+    signatures, NUL and control bytes); the name's extension and the platform's media
+    type only choose between text and Markdown, or mark a file that claims to be a PDF
+    but lacks the header as a broken PDF.
+
+    Raises:
+        UnsupportedFileType: an image, archive, office document, HTML page or other
+            binary data (the message names what was detected and what is supported).
+        ExtractionRefused: code ``empty`` for a 0-byte file; code ``broken`` for a file
+            that claims to be a PDF but has no PDF header.
+    """
+    name = display_name(filename)
+    if not data:
+        raise ExtractionRefused(RefusalCode.EMPTY, f"{name} is empty (0 bytes).")
+    if _PDF_MAGIC in data[:_PDF_MAGIC_WINDOW]:
+        return FileKind.PDF
+    described = describe_binary(data, filename)
+    if described is not None:
+        raise _unsupported(filename, described)
+
+    ext = _extension(filename)
+    mtype = _base_media_type(media_type)
+    if ext == ".pdf" or (mtype in _PDF_MEDIA_TYPES and not ext):
+        raise ExtractionRefused(
+            RefusalCode.BROKEN,
+            f"{name} could not be read as a PDF: it has no PDF header (%PDF-).",
+        )
+    head = data[:_SNIFF_BYTES]
+    if (
+        not _has_text_bom(head)
+        and not data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE))
+        and _looks_binary_8bit(head)
+    ):
+        raise _unsupported(filename, "binary data, not a text document")
+    if ext in _MARKUP_EXTENSIONS:
+        raise _unsupported(filename, _MARKUP_EXTENSIONS[ext])
+    if mtype in _MARKUP_MEDIA_TYPES and ext not in _MARKDOWN_EXTENSIONS and ext != ".txt":
+        raise _unsupported(filename, _MARKUP_MEDIA_TYPES[mtype])
+    if ext in _MARKDOWN_EXTENSIONS or (mtype in _MARKDOWN_MEDIA_TYPES and ext != ".txt"):
+        return FileKind.MARKDOWN
+    return FileKind.TEXT
+
+
+def decode_text(data: bytes, filename: str | None = None) -> str:
+    """Decode a text file: UTF-8 (BOM optional), UTF-16/32 with a BOM, else cp1252/Latin-1.
+
+    The 8-bit fallback is used only if the bytes look like text; NUL bytes or many
+    control characters without a UTF-16/32 BOM mean binary data.
+
+    Raises:
+        UnsupportedFileType: the bytes are binary or in an encoding we cannot guess.
+    """
+    # UTF-32 first: its little-endian BOM starts with the UTF-16 one.
+    if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        text = data.decode("utf-32", errors="replace")
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        text = data.decode("utf-16", errors="replace")
+    elif data.startswith(codecs.BOM_UTF8):
+        # The BOM declares the encoding; a few damaged bytes should not sink the file.
+        return _checked_text(data.decode("utf-8-sig", errors="replace"), filename)
+    else:
+        if _looks_binary_8bit(data):
+            raise _unsupported(filename, "binary data, not a text document")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        high = len(data) - len(data.translate(None, bytes(range(0x80, 0x100))))
+        in_runs = sum(len(run) for run in _HIGH_RUN_RE.findall(data))
+        if high >= 8 and in_runs > _MAX_HIGH_IN_RUNS_FRACTION * high:
+            raise _unsupported(
+                filename,
+                "binary data or text in an encoding other than UTF-8, UTF-16 or Latin-1",
+            ) from None
+        try:
+            return data.decode("cp1252")
+        except UnicodeDecodeError:
+            # cp1252 leaves five bytes undefined; Latin-1 maps every byte.
+            return data.decode("latin-1")
+    return _checked_text(text, filename)
+
+
+def _checked_text(text: str, filename: str | None) -> str:
+    """Refuse decoded text that is mostly control characters (binary behind a BOM)."""
+    if text and _CONTROL_CHARS_RE.subn("", text)[1] > _MAX_CONTROL_FRACTION * len(text):
+        raise _unsupported(filename, "binary data, not a text document")
+    return text
