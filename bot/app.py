@@ -1,0 +1,103 @@
+"""Wiring: the one place where every part is built and handed its dependencies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from bot.adapter import Adapter
+from bot.config import Settings
+from bot.dispatcher import Dispatcher
+from bot.inference.registry import ModelRegistry
+from bot.inference.service import Inference
+from bot.ingest.filestore import FileStore
+from bot.ingest.pipeline import IngestService
+from bot.ingest.sandbox import Sandbox
+from bot.knowledge.answer import Answerer
+from bot.knowledge.retrieval import Retriever
+from bot.scheduler import Scheduler
+from bot.store import migrate
+from bot.store.database import Database, open_database
+from bot.store.repo import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class App:
+    """Every long-lived part of a running bot."""
+
+    settings: Settings
+    db: Database
+    store: Store
+    files: FileStore
+    registry: ModelRegistry
+    inference: Inference
+    sandbox: Sandbox
+    ingest: IngestService
+    retriever: Retriever
+    answerer: Answerer
+    dispatcher: Dispatcher
+    scheduler: Scheduler
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings, *, database: Database | None = None) -> App:
+        """Open storage (upgrading the schema if needed) and build the core around it."""
+        db = database or open_database(settings)
+        migrate.ensure_schema(db, auto_upgrade=True)
+        store = Store(db)
+        files = FileStore(settings.files_dir)
+        registry = ModelRegistry(settings)
+        inference = Inference.from_settings(settings, registry.resolve)
+        sandbox = Sandbox()
+        ingest = IngestService(store, files, inference, sandbox, max_file_mb=settings.max_file_mb)
+        retriever = Retriever(store, inference, ingest.embedding_model)
+        answerer = Answerer(store, retriever, inference, prompt_budget=settings.prompt_budget)
+        dispatcher = Dispatcher(settings, store, answerer, ingest, registry=registry)
+        scheduler = Scheduler(store, retention_interval_minutes=settings.retention_interval_minutes)
+        return cls(
+            settings,
+            db,
+            store,
+            files,
+            registry,
+            inference,
+            sandbox,
+            ingest,
+            retriever,
+            answerer,
+            dispatcher,
+            scheduler,
+        )
+
+    def start_background(self) -> None:
+        """Start the ingest worker and the scheduler (call inside the running event loop)."""
+        self._tasks.append(asyncio.create_task(self.ingest.run(), name="ingest-worker"))
+        self.scheduler.start()
+
+    async def run_adapters(self, adapters: list[Adapter]) -> None:
+        """Run adapters until they all stop (the console stops at end of input)."""
+        for adapter in adapters:
+            self.dispatcher.add_adapter(adapter)
+        self.start_background()
+        try:
+            await asyncio.gather(*(a.start(self.dispatcher.handle) for a in adapters))
+        finally:
+            for adapter in adapters:
+                with contextlib.suppress(Exception):
+                    await adapter.stop()
+
+    async def close(self) -> None:
+        """Stop background work, unload models, close the database."""
+        await self.scheduler.shutdown()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.inference.close()
+        self.sandbox.close()
+        self.db.close()

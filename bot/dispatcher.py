@@ -1,0 +1,306 @@
+"""Routes core events to their handlers: questions, files and commands.
+
+Every event is de-duplicated by its platform event id in Postgres, so a platform
+that redelivers (or two processes that both receive it) answers once.  Errors
+stay inside their event: the user gets a short apology, the log the details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from bot.adapter import Adapter
+from bot.commands import Command, CommandContext, UsageError, base_commands, describe_refusal, parse
+from bot.config import Settings
+from bot.events import (
+    CommandInvoked,
+    ConversationRef,
+    Event,
+    FileRef,
+    FileRemoved,
+    FileShared,
+    MessageReceived,
+    OutboundMessage,
+    UserRef,
+)
+from bot.inference.registry import ModelRegistry
+from bot.ingest.filetypes import ExtractionRefused, check_size
+from bot.ingest.pipeline import IngestService
+from bot.knowledge.answer import Answerer
+from bot.replies import StreamingReply
+from bot.store.records import Binding
+from bot.store.repo import Store, WorkspaceDefaults
+
+log = logging.getLogger(__name__)
+
+APOLOGY = "Sorry, something went wrong while handling that. The details are in the bot's log."
+
+
+class Dispatcher:
+    """The core's entry point for events from every adapter."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        answerer: Answerer,
+        ingest: IngestService,
+        adapters: dict[str, Adapter] | None = None,
+        commands: list[Command] | None = None,
+        registry: ModelRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        # Resolves the `model` and `compare` commands' references and levels.
+        self.registry = registry or ModelRegistry(settings)
+        self.store = store
+        self.answerer = answerer
+        self.ingest = ingest
+        self.adapters: dict[str, Adapter] = dict(adapters or {})
+        self.commands: dict[str, Command] = {c.name: c for c in (commands or base_commands())}
+        self.defaults = WorkspaceDefaults(
+            chunk_tokens=settings.chunk_tokens,
+            chunk_overlap=settings.chunk_overlap,
+            top_k=settings.top_k,
+            relevance_floor=settings.relevance_floor,
+        )
+
+    # -- wiring -----------------------------------------------------------------------------
+
+    def add_adapter(self, adapter: Adapter) -> None:
+        """Register an adapter so replies to its platform go through it."""
+        self.adapters[adapter.platform] = adapter
+
+    def adapter_for(self, conversation: ConversationRef) -> Adapter:
+        """The adapter that transports this conversation's messages."""
+        return self.adapters[conversation.platform]
+
+    async def binding(self, conversation: ConversationRef) -> Binding:
+        """The binding of the conversation's channel (created on first use)."""
+        return await asyncio.to_thread(
+            self.store.binding_for,
+            conversation.platform,
+            conversation.space_id,
+            conversation.channel_id,
+            self.defaults,
+            conversation.channel_name,
+        )
+
+    # -- entry point ------------------------------------------------------------------------
+
+    async def handle(self, event: Event) -> None:
+        """Handle one event from an adapter; never raises for a bad event."""
+        conversation = event.conversation
+        try:
+            fresh = await asyncio.to_thread(
+                self.store.mark_event, conversation.platform, event.event_id
+            )
+            if not fresh:
+                log.info("skipping redelivered event %s", event.event_id)
+                return
+            if isinstance(event, MessageReceived):
+                await self._on_message(event)
+            elif isinstance(event, CommandInvoked):
+                await self._on_command(event)
+            elif isinstance(event, FileShared):
+                await self._on_file_shared(event)
+            elif isinstance(event, FileRemoved):
+                await self._on_file_removed(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("error while handling event %s", event.event_id)
+            try:
+                await self.say(conversation, APOLOGY)
+            except Exception:
+                log.exception("could not even apologise in %s", conversation.key)
+
+    async def say(
+        self,
+        conversation: ConversationRef,
+        text: str,
+        *,
+        reply_to: str | None = None,
+        private_to: UserRef | None = None,
+    ) -> str:
+        """Post a message in a conversation."""
+        adapter = self.adapter_for(conversation)
+        return await adapter.send(
+            OutboundMessage(conversation, text, reply_to=reply_to, private_to=private_to)
+        )
+
+    # -- questions --------------------------------------------------------------------------
+
+    async def _on_message(self, event: MessageReceived) -> None:
+        binding = await self.binding(event.conversation)
+        if event.files and binding.auto_index:
+            for ref in event.files:
+                await self.ingest_file(
+                    event.conversation, event.author, ref, binding, reply_to=event.message_id
+                )
+        if event.mentions_bot and event.text.strip():
+            await self.answer(
+                event.conversation, event.author, event.text, binding, reply_to=event.message_id
+            )
+
+    async def answer(
+        self,
+        conversation: ConversationRef,
+        author: UserRef,
+        question: str,
+        binding: Binding,
+        *,
+        reply_to: str | None = None,
+        private: bool = False,
+    ) -> str:
+        """Answer a question in its conversation, streaming; return the reply's text."""
+        adapter = self.adapter_for(conversation)
+        reply = StreamingReply(
+            adapter, conversation, reply_to=reply_to, private_to=author if private else None
+        )
+        working = getattr(adapter, "working", None)
+        if working is not None:
+            await working(conversation, reply_to, True)
+        try:
+            result = await self.answerer.answer(
+                binding,
+                conversation.thread_id,
+                question,
+                author=author.qualified,
+                conversation_key=conversation.key,
+                on_progress=reply.update,
+                question_message_id=reply_to,
+                # A private question stays private: kept out of the channel's shared history.
+                remember=not private,
+            )
+            await reply.finish(result.text)
+            return result.text
+        finally:
+            if working is not None:
+                await working(conversation, reply_to, False)
+
+    # -- files ------------------------------------------------------------------------------
+
+    async def _on_file_shared(self, event: FileShared) -> None:
+        binding = await self.binding(event.conversation)
+        if not binding.auto_index:
+            return
+        await self.ingest_file(
+            event.conversation, event.author, event.file, binding, reply_to=event.file.message_id
+        )
+
+    async def _on_file_removed(self, event: FileRemoved) -> None:
+        # Adapters with file deletion events (Slack) land with their own issue.
+        log.info("file %s removed on %s", event.file_id, event.conversation.platform)
+
+    async def may_upload(
+        self, user: UserRef, conversation: ConversationRef, binding: Binding
+    ) -> bool:
+        """Uploading is open to everyone unless the channel limits it to admins."""
+        if binding.upload_policy == "everyone":
+            return True
+        return await self.is_admin(user, conversation)
+
+    async def is_admin(self, user: UserRef, conversation: ConversationRef) -> bool:
+        """A configured admin id, or an admin by the platform's own roles."""
+        if user.qualified in self.settings.admins:
+            return True
+        adapter = self.adapters.get(conversation.platform)
+        return bool(adapter and await adapter.is_admin(user, conversation))
+
+    async def ingest_file(
+        self,
+        conversation: ConversationRef,
+        author: UserRef,
+        ref: FileRef,
+        binding: Binding,
+        *,
+        reply_to: str | None = None,
+    ) -> None:
+        """Download, queue and index a shared file, telling the channel how it went."""
+        try:
+            if ref.size is not None:
+                check_size(ref.size, self.settings.max_file_mb, ref.name)  # before downloading
+            data = await self.adapter_for(conversation).fetch_file(ref)
+            submitted = await self.ingest.submit(
+                binding.workspace,
+                data,
+                ref.name,
+                media_type=ref.media_type,
+                uploader=author.qualified,
+                source={
+                    "platform": conversation.platform,
+                    "space": conversation.space_id,
+                    "channel": conversation.label,
+                    "message": ref.message_id,
+                    "file_id": ref.file_id,
+                    "url": ref.permalink,
+                },
+            )
+        except ExtractionRefused as refused:
+            await self.say(conversation, describe_refusal(refused), reply_to=reply_to)
+            return
+        doc = submitted.document
+        if not submitted.created and doc.status == "ready":
+            await self.say(
+                conversation,
+                f"{ref.name} is already indexed in this workspace (as #{doc.id} {doc.file_name}).",
+                reply_to=reply_to,
+            )
+            return
+        await asyncio.to_thread(
+            self.store.audit,
+            author.qualified,
+            "upload",
+            f"document:{doc.id}",
+            {"file": ref.name, "workspace": binding.workspace.name},
+        )
+        done = await self.ingest.wait(doc.id)
+        if done.status == "ready":
+            pages = f"{done.page_count} page{'s' if done.page_count != 1 else ''}"
+            await self.say(
+                conversation,
+                f"Indexed {done.file_name}: {pages}, {done.chunk_count} chunks.",
+                reply_to=reply_to,
+            )
+        else:
+            await self.say(conversation, f"I can't index that: {done.error}", reply_to=reply_to)
+
+    # -- commands ---------------------------------------------------------------------------
+
+    async def _on_command(self, event: CommandInvoked) -> None:
+        name, args, raw = parse(event.text)
+        binding = await self.binding(event.conversation)
+        command = self.commands.get(name)
+        if command is None:
+            await self.say(
+                event.conversation,
+                f"I don't know the command '{name}'. Type /librarian help for the list.",
+                reply_to=event.message_id,
+                private_to=event.author,
+            )
+            return
+        ctx = CommandContext(event, binding, self, args, raw)
+        if command.admin and not await self.is_admin(event.author, event.conversation):
+            await self.refuse(ctx, name, "only admins may do that")
+            return
+        try:
+            await command.handler(ctx)
+        except UsageError as exc:
+            await ctx.reply(f"{exc}. Usage: /librarian {command.usage}", private=True)
+
+    async def refuse(self, ctx: CommandContext, action: str, why: str) -> None:
+        """Tell the user a command was refused and why, and audit the refusal."""
+        await asyncio.to_thread(
+            self.store.audit,
+            ctx.event.author.qualified,
+            "refused",
+            action,
+            {"why": why, "channel": ctx.event.conversation.key, "args": ctx.raw_args},
+        )
+        await ctx.reply(f"Refused: {why}.", private=True)
+
+    def describe(self) -> dict[str, Any]:
+        """Small facts for status output."""
+        return {"adapters": sorted(self.adapters), "commands": sorted(self.commands)}

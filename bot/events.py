@@ -1,0 +1,134 @@
+"""The vocabulary shared by the core and the adapters.
+
+Adapters translate platform events into these frozen dataclasses and transport
+``OutboundMessage`` back; they decide nothing.  Nothing here knows a chat SDK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ConversationRef:
+    """Where something was said: a channel, optionally a thread inside it."""
+
+    platform: str
+    space_id: str  # Slack team, Discord guild, Matrix server; "" where there is none
+    channel_id: str
+    thread_id: str | None = None
+    channel_name: str | None = None  # for people: "#general"
+
+    @property
+    def channel(self) -> ConversationRef:
+        """The same channel without the thread."""
+        return ConversationRef(
+            self.platform, self.space_id, self.channel_id, None, self.channel_name
+        )
+
+    def in_thread(self, thread_id: str | None) -> ConversationRef:
+        """The same channel, in another thread."""
+        return ConversationRef(
+            self.platform, self.space_id, self.channel_id, thread_id, self.channel_name
+        )
+
+    @property
+    def key(self) -> str:
+        """A stable key for fair queueing and history: platform/space/channel/thread."""
+        return f"{self.platform}/{self.space_id}/{self.channel_id}/{self.thread_id or ''}"
+
+    @property
+    def label(self) -> str:
+        """How people name this channel."""
+        return self.channel_name or self.channel_id
+
+
+@dataclass(frozen=True)
+class UserRef:
+    """Who did something, qualified by platform (``console:alice``)."""
+
+    platform: str
+    user_id: str
+    display_name: str | None = None
+
+    @property
+    def qualified(self) -> str:
+        """The platform-qualified id used in settings and the audit log."""
+        return f"{self.platform}:{self.user_id}"
+
+    @property
+    def name(self) -> str:
+        """A name for messages."""
+        return self.display_name or self.user_id
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A file shared on a platform, not yet downloaded."""
+
+    platform: str
+    file_id: str
+    name: str
+    size: int | None = None
+    media_type: str | None = None
+    url: str | None = None  # where the adapter downloads it from
+    message_id: str | None = None  # the message that shared it
+    permalink: str | None = None  # a link back to that message, for citations
+
+
+@dataclass(frozen=True)
+class MessageReceived:
+    """A message in a channel; a question when it mentions the bot."""
+
+    event_id: str
+    conversation: ConversationRef
+    author: UserRef
+    text: str
+    mentions_bot: bool
+    message_id: str | None = None
+    files: tuple[FileRef, ...] = ()
+
+
+@dataclass(frozen=True)
+class FileShared:
+    """A file appeared in a channel (auto-indexing decides whether to read it)."""
+
+    event_id: str
+    conversation: ConversationRef
+    author: UserRef
+    file: FileRef
+
+
+@dataclass(frozen=True)
+class FileRemoved:
+    """A file was deleted on the platform; its document should be forgotten."""
+
+    event_id: str
+    conversation: ConversationRef
+    file_id: str
+
+
+@dataclass(frozen=True)
+class CommandInvoked:
+    """``/librarian <name> <args>``, from a slash command or typed as text."""
+
+    event_id: str
+    conversation: ConversationRef
+    author: UserRef
+    text: str  # everything after "librarian", e.g. "upload report.pdf"
+    files: tuple[FileRef, ...] = ()
+    message_id: str | None = None
+
+
+Event = MessageReceived | FileShared | FileRemoved | CommandInvoked
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """Something the bot says."""
+
+    conversation: ConversationRef
+    text: str
+    reply_to: str | None = None  # platform message id to answer (threads where supported)
+    private_to: UserRef | None = None  # ephemeral where the platform supports it
+    extra: dict[str, str] = field(default_factory=dict, compare=False)

@@ -1,0 +1,309 @@
+"""From shared bytes to indexed chunks, through a durable queue in Postgres.
+
+``submit`` refuses what can be refused at once (size, type), stores the bytes by
+hash and queues a document row.  ``run`` (one per process; several processes may
+share the queue) claims queued documents, extracts their text in the sandbox,
+chunks it by embedding-model tokens, embeds the chunks and writes them with the
+document's status in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bot.ingest.chunker import chunk_pages
+from bot.ingest.filestore import FileStore
+from bot.ingest.filetypes import MEDIA_TYPES, ExtractionRefused, check_size, detect_kind
+from bot.ingest.sandbox import Sandbox
+from bot.store.records import Document, NewChunk, Workspace
+from bot.store.repo import Store
+
+log = logging.getLogger(__name__)
+
+# A document whose indexing killed its process this many times is given up on.
+MAX_ATTEMPTS = 3
+
+DocumentCallback = Callable[[Document], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A document accepted into the queue (or found already there)."""
+
+    document: Document
+    created: bool
+
+
+class _SyncTokenizer:
+    """Counts embedding-model tokens for the chunker, which runs in a worker thread."""
+
+    def __init__(self, inference: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._inference = inference
+        self._loop = loop
+        self._cache: dict[str, int] = {}
+
+    def count_tokens(self, text: str) -> int:
+        cached = self._cache.get(text)
+        if cached is not None:
+            return cached
+        future = asyncio.run_coroutine_threadsafe(
+            self._inference.count_tokens(None, text, role="embedding"), self._loop
+        )
+        # +2 for the [CLS] and [SEP] every BERT input carries.
+        count = int(future.result()) + 2
+        if len(self._cache) < 50_000:
+            self._cache[text] = count
+        return count
+
+    def count_tokens_many(self, texts: list[str]) -> list[int]:
+        """Count many texts with one hop to the event loop (the chunker batches its units)."""
+
+        async def count_all() -> list[int]:
+            return [
+                int(await self._inference.count_tokens(None, t, role="embedding")) + 2
+                for t in texts
+            ]
+
+        return asyncio.run_coroutine_threadsafe(count_all(), self._loop).result()
+
+
+def _chunk_by_page(pages: list[Any], tokenizer: Any, size: int, overlap: int) -> list[Any]:
+    """Chunks that never cross a page boundary, so every citation names its exact page."""
+    out: list[Any] = []
+    for page in pages:
+        for chunk in chunk_pages([page], tokenizer, size, overlap):
+            out.append(dataclasses.replace(chunk, ordinal=len(out)))
+    return out
+
+
+class IngestService:
+    """Queues files and indexes them."""
+
+    def __init__(
+        self,
+        store: Store,
+        files: FileStore,
+        inference: Any,
+        sandbox: Sandbox,
+        *,
+        max_file_mb: float,
+        parse_timeout_s: float = 120.0,
+        parse_memory_mb: int = 1024,
+        poll_interval_s: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.files = files
+        self.inference = inference
+        self.sandbox = sandbox
+        self.max_file_mb = max_file_mb
+        self.parse_timeout_s = parse_timeout_s
+        self.parse_memory_mb = parse_memory_mb
+        self.poll_interval_s = poll_interval_s
+        self._wake = asyncio.Event()
+        self._waiters: dict[int, list[asyncio.Future[Document]]] = {}
+        self._model: tuple[int, int, str] | None = None  # (id, dims, name)
+        self._callbacks: list[DocumentCallback] = []
+        self.stats = {"documents": 0, "pages": 0, "chunks": 0, "failed": 0}
+
+    def on_finished(self, callback: DocumentCallback) -> None:
+        """Call ``callback(document)`` whenever a document is indexed or fails."""
+        self._callbacks.append(callback)
+
+    async def embedding_model(self) -> tuple[int, int, str]:
+        """(store id, dimensions, name) of the embedding model, registered on first use."""
+        if self._model is None:
+            facts = await self.inference.describe(role="embedding")
+            name = f"{facts['name']}:{facts.get('quant', '')}".rstrip(":")
+            dims = int(facts["dims"])
+            model_id = await asyncio.to_thread(self.store.ensure_embedding_model, name, dims)
+            self._model = (model_id, dims, name)
+        return self._model
+
+    # -- queueing ---------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        workspace: Workspace,
+        data: bytes,
+        file_name: str,
+        *,
+        media_type: str | None = None,
+        uploader: str | None = None,
+        source: dict[str, str | None] | None = None,
+    ) -> Submitted:
+        """Accept a file for indexing.
+
+        Raises ExtractionRefused at once for files that are too large or of an
+        unsupported type; everything else is decided by the worker.
+        """
+        check_size(len(data), self.max_file_mb, file_name)
+        kind = detect_kind(data, file_name, media_type)
+        sha = await asyncio.to_thread(self.files.put, data)
+        document, created = await asyncio.to_thread(
+            self.store.add_document,
+            workspace.id,
+            file_name=file_name,
+            media_type=MEDIA_TYPES[kind],
+            sha256=sha,
+            size_bytes=len(data),
+            uploader=uploader,
+            source=source,
+        )
+        self._wake.set()
+        return Submitted(document, created)
+
+    async def wait(self, document_id: int, timeout: float | None = None) -> Document:
+        """Wait until a document is ready or failed; return it."""
+        doc = await asyncio.to_thread(self.store.get_document, document_id)
+        if doc is None:
+            raise LookupError(f"document {document_id} no longer exists")
+        if doc.status in ("ready", "failed"):
+            return doc
+        future: asyncio.Future[Document] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(document_id, []).append(future)
+        self._wake.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # Another process may index it: poll the row as well as waiting for our worker.
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if remaining == 0.0:
+                raise TimeoutError(f"document {document_id} is still being indexed")
+            step = (
+                self.poll_interval_s if remaining is None else min(remaining, self.poll_interval_s)
+            )
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(asyncio.shield(future), step)
+            doc = await asyncio.to_thread(self.store.get_document, document_id)
+            if doc is None:
+                raise LookupError(f"document {document_id} no longer exists")
+            if doc.status in ("ready", "failed"):
+                return doc
+
+    # -- the worker -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Index queued documents until ``stop`` is set (or forever)."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            try:
+                worked = await self.process_next()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug or a lost database: log it, keep serving
+                log.exception("ingest worker error")
+                worked = False
+            if worked:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+
+    async def drain(self) -> int:
+        """Index everything queued now; return how many documents were processed."""
+        done = 0
+        while await self.process_next():
+            done += 1
+        return done
+
+    async def process_next(self) -> bool:
+        """Claim and index one queued document; False when the queue is empty."""
+        model_id, _dims, _name = await self.embedding_model()
+        claim = self.store.claim_document()
+        doc = await asyncio.to_thread(claim.__enter__)
+        try:
+            if doc is None:
+                return False
+            finished = await self._index(doc, model_id)
+        except BaseException as exc:
+            await asyncio.to_thread(claim.__exit__, type(exc), exc, exc.__traceback__)
+            raise
+        await asyncio.to_thread(claim.__exit__, None, None, None)
+        if finished is not None:
+            await self._finished(finished)
+        return True
+
+    async def _index(self, doc: Document, model_id: int) -> Document | None:
+        if doc.attempts >= MAX_ATTEMPTS:
+            await asyncio.to_thread(
+                self.store.fail_document,
+                doc.id,
+                f"{doc.file_name} stopped the indexer {doc.attempts} times and was given up on",
+            )
+            return await asyncio.to_thread(self.store.get_document, doc.id)
+        await asyncio.to_thread(self.store.set_document_status, doc.id, "indexing")
+        workspace_settings = await asyncio.to_thread(self._workspace_of, doc.workspace_id)
+        try:
+            data = await asyncio.to_thread(self.files.get, doc.sha256)
+        except FileNotFoundError:
+            await asyncio.to_thread(
+                self.store.fail_document, doc.id, "its stored bytes are missing; share it again"
+            )
+            return await asyncio.to_thread(self.store.get_document, doc.id)
+        try:
+            extracted = await asyncio.to_thread(
+                self.sandbox.extract,
+                data,
+                doc.file_name,
+                doc.media_type,
+                timeout_s=self.parse_timeout_s,
+                memory_mb=self.parse_memory_mb,
+                max_mb=self.max_file_mb,
+            )
+        except ExtractionRefused as refused:
+            await asyncio.to_thread(self.store.fail_document, doc.id, refused.message)
+            self.stats["failed"] += 1
+            return await asyncio.to_thread(self.store.get_document, doc.id)
+        tokenizer = _SyncTokenizer(self.inference, asyncio.get_running_loop())
+        size, overlap = workspace_settings
+        chunks = await asyncio.to_thread(_chunk_by_page, extracted.pages, tokenizer, size, overlap)
+        if not chunks:
+            await asyncio.to_thread(
+                self.store.fail_document, doc.id, f"{doc.file_name} holds no text to index"
+            )
+            self.stats["failed"] += 1
+            return await asyncio.to_thread(self.store.get_document, doc.id)
+        vectors = await self.inference.embed(
+            [c.text for c in chunks], key=f"ingest:{doc.workspace_id}"
+        )
+        rows = [
+            NewChunk(
+                ordinal=c.ordinal,
+                page_start=c.page_start,
+                page_end=c.page_end,
+                text=c.text,
+                embedding=[float(x) for x in vectors[i]],
+            )
+            for i, c in enumerate(chunks)
+        ]
+        await asyncio.to_thread(
+            self.store.complete_document,
+            doc.id,
+            page_count=extracted.page_count,
+            chunks=rows,
+            embedding_model_id=model_id,
+        )
+        self.stats["documents"] += 1
+        self.stats["pages"] += extracted.page_count
+        self.stats["chunks"] += len(rows)
+        return await asyncio.to_thread(self.store.get_document, doc.id)
+
+    def _workspace_of(self, workspace_id: int) -> tuple[int, int]:
+        ws = self.store.workspace(workspace_id)
+        return ws.chunk_tokens, ws.chunk_overlap
+
+    async def _finished(self, doc: Document) -> None:
+        for future in self._waiters.pop(doc.id, []):
+            if not future.done():
+                future.set_result(doc)
+        for callback in self._callbacks:
+            try:
+                await callback(doc)
+            except Exception:
+                log.exception("document callback failed")

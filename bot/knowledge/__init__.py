@@ -1,0 +1,1 @@
+"""Retrieval, prompt budgeting and cited answers."""

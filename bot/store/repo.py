@@ -1,0 +1,912 @@
+"""Every query the bot runs, behind one class.
+
+Methods are synchronous (SQLAlchemy Core on psycopg 3); the asynchronous core
+calls them through ``asyncio.to_thread``.  Every search takes the workspace id
+and filters on it in SQL: that filter is the boundary between teams.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Row
+
+from bot.store.database import Database
+from bot.store.records import (
+    Binding,
+    ChunkHit,
+    Document,
+    HistoryMessage,
+    NewChunk,
+    Workspace,
+)
+
+# Advisory-lock namespaces (first key of the two-int form).
+LOCK_DOCUMENT = 0x4C49  # one ingest worker per document
+LOCK_EMBEDDING_MODEL = 0x4C4A  # creating a model's HNSW index
+LOCK_RETENTION = 0x4C4B  # one retention run at a time across processes
+
+# Workspaces with at most this many chunks are searched exactly (a scan of the
+# workspace's rows through the b-tree index takes ~8 ms at 20k rows): HNSW with a
+# workspace filter applied after the index scan can return fewer than k rows.
+EXACT_SCAN_MAX_ROWS = 20_000
+
+
+@dataclass(frozen=True)
+class WorkspaceDefaults:
+    """Settings given to a workspace when it is created."""
+
+    chunk_tokens: int
+    chunk_overlap: int
+    top_k: int
+    relevance_floor: float
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> WorkspaceDefaults:
+        """The defaults configured in ``bot.config.Settings``."""
+        return cls(
+            chunk_tokens=settings.chunk_tokens,
+            chunk_overlap=settings.chunk_overlap,
+            top_k=settings.top_k,
+            relevance_floor=settings.relevance_floor,
+        )
+
+
+def channel_spec(platform: str, space_id: str, channel_id: str) -> str:
+    """How the CLI and the audit log name a channel: ``console:general``, ``slack:T01/C02``."""
+    return f"{platform}:{space_id}/{channel_id}" if space_id else f"{platform}:{channel_id}"
+
+
+_WS_COLS = (
+    "w.id AS w_id, w.name AS w_name, w.chunk_tokens, w.chunk_overlap, w.top_k, "
+    "w.relevance_floor, w.chat_model, w.system_prompt"
+)
+_BINDING_SELECT = (
+    "SELECT b.id, b.platform, b.space_id, b.channel_id, b.channel_name, b.retention_seconds, "
+    f"b.answer_mode, b.auto_index, b.upload_policy, {_WS_COLS} "
+    "FROM channel_bindings b JOIN workspaces w ON w.id = b.workspace_id "
+)
+_CHUNK_COUNT = "(SELECT count(*) FROM chunks c WHERE c.document_id = d.id)"
+_DOC_COLS = (
+    "d.id, d.workspace_id, d.file_name, d.media_type, d.sha256, d.size_bytes, d.page_count, "
+    "d.status, d.error, d.uploader, d.source_platform, d.source_space, d.source_channel, "
+    "d.source_message, d.source_file_id, d.source_url, d.attempts, d.created_at"
+)
+
+
+def _workspace(row: Row) -> Workspace:
+    m = row._mapping
+    return Workspace(
+        id=m["w_id"],
+        name=m["w_name"],
+        chunk_tokens=m["chunk_tokens"],
+        chunk_overlap=m["chunk_overlap"],
+        top_k=m["top_k"],
+        relevance_floor=m["relevance_floor"],
+        chat_model=m["chat_model"],
+        system_prompt=m["system_prompt"],
+    )
+
+
+def _binding(row: Row) -> Binding:
+    m = row._mapping
+    return Binding(
+        id=m["id"],
+        platform=m["platform"],
+        space_id=m["space_id"],
+        channel_id=m["channel_id"],
+        channel_name=m["channel_name"],
+        workspace=_workspace(row),
+        retention_seconds=m["retention_seconds"],
+        answer_mode=m["answer_mode"],
+        auto_index=m["auto_index"],
+        upload_policy=m["upload_policy"],
+    )
+
+
+def _document(row: Row) -> Document:
+    m = dict(row._mapping)
+    m.setdefault("chunk_count", 0)
+    return Document(**m)
+
+
+def vector_literal(values: Sequence[float]) -> str:
+    """pgvector's text form; exact round trip of float32 values."""
+    return "[" + ",".join(repr(float(v)) for v in values) + "]"
+
+
+class Store:
+    """Queries over one Database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.engine = db.engine
+        # pgvector 0.8 filters inside the HNSW scan; older servers filter after it.
+        major, minor = (int(p) for p in db.pgvector_version.split(".")[:2])
+        self.iterative_scans = (major, minor) >= (0, 8)
+
+    # -- workspaces and bindings ------------------------------------------------------------
+
+    def _create_workspace(self, conn: Connection, name: str, defaults: WorkspaceDefaults) -> int:
+        return conn.execute(
+            text(
+                "INSERT INTO workspaces (name, chunk_tokens, chunk_overlap, top_k, relevance_floor)"
+                " VALUES (:n, :c, :o, :k, :f) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name"
+                " RETURNING id"
+            ),
+            {
+                "n": name,
+                "c": defaults.chunk_tokens,
+                "o": defaults.chunk_overlap,
+                "k": defaults.top_k,
+                "f": defaults.relevance_floor,
+            },
+        ).scalar_one()
+
+    def binding_for(
+        self,
+        platform: str,
+        space_id: str,
+        channel_id: str,
+        defaults: WorkspaceDefaults,
+        channel_name: str | None = None,
+    ) -> Binding:
+        """The channel's binding; an unbound channel gets a workspace of its own."""
+        key = {"p": platform, "s": space_id, "c": channel_id}
+        where = "WHERE b.platform = :p AND b.space_id = :s AND b.channel_id = :c"
+        with self.engine.begin() as conn:
+            row = conn.execute(text(_BINDING_SELECT + where), key).first()
+            if row is not None:
+                return _binding(row)
+            # A workspace of its own, named after the channel, so that two unbound
+            # channels never see each other's documents.
+            ws_name = (
+                f"{platform}:{space_id}/{channel_id}" if space_id else f"{platform}:{channel_id}"
+            )
+            ws_id = self._create_workspace(conn, ws_name, defaults)
+            conn.execute(
+                text(
+                    "INSERT INTO channel_bindings (platform, space_id, channel_id, channel_name, "
+                    "workspace_id) VALUES (:p, :s, :c, :name, :w) "
+                    "ON CONFLICT ON CONSTRAINT uq_binding_channel DO NOTHING"
+                ),
+                {**key, "name": channel_name, "w": ws_id},
+            )
+            row = conn.execute(text(_BINDING_SELECT + where), key).one()
+            return _binding(row)
+
+    def bind(
+        self,
+        platform: str,
+        space_id: str,
+        channel_id: str,
+        workspace_name: str,
+        defaults: WorkspaceDefaults,
+        channel_name: str | None = None,
+    ) -> tuple[Binding, bool]:
+        """Bind a channel to a named workspace, creating it if needed.
+
+        Returns the binding and whether the workspace was new.
+        """
+        with self.engine.begin() as conn:
+            existing = conn.execute(
+                text("SELECT id FROM workspaces WHERE name = :n"), {"n": workspace_name}
+            ).scalar()
+            ws_id = existing or self._create_workspace(conn, workspace_name, defaults)
+            conn.execute(
+                text(
+                    "INSERT INTO channel_bindings (platform, space_id, channel_id, channel_name, "
+                    "workspace_id) VALUES (:p, :s, :c, :name, :w) "
+                    "ON CONFLICT ON CONSTRAINT uq_binding_channel "
+                    "DO UPDATE SET workspace_id = EXCLUDED.workspace_id"
+                ),
+                {"p": platform, "s": space_id, "c": channel_id, "name": channel_name, "w": ws_id},
+            )
+            row = conn.execute(
+                text(
+                    _BINDING_SELECT
+                    + "WHERE b.platform = :p AND b.space_id = :s AND b.channel_id = :c"
+                ),
+                {"p": platform, "s": space_id, "c": channel_id},
+            ).one()
+        return _binding(row), existing is None
+
+    def update_binding(self, binding_id: int, **fields: Any) -> None:
+        """Change per-channel settings (retention_seconds, auto_index, answer_mode, ...)."""
+        allowed = {"retention_seconds", "auto_index", "answer_mode", "upload_policy"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"not binding settings: {sorted(unknown)}")
+        sets = ", ".join(f"{name} = :{name}" for name in fields)
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(f"UPDATE channel_bindings SET {sets} WHERE id = :id"),
+                {**fields, "id": binding_id},
+            )
+
+    def update_workspace(self, workspace_id: int, **fields: Any) -> None:
+        """Change workspace settings (chunk_tokens, top_k, chat_model, ...)."""
+        allowed = {
+            "chunk_tokens",
+            "chunk_overlap",
+            "top_k",
+            "relevance_floor",
+            "chat_model",
+            "system_prompt",
+        }
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"not workspace settings: {sorted(unknown)}")
+        sets = ", ".join(f"{name} = :{name}" for name in fields)
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(f"UPDATE workspaces SET {sets} WHERE id = :id"), {**fields, "id": workspace_id}
+            )
+
+    def workspace(self, workspace_id: int) -> Workspace:
+        """A workspace by id."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text(f"SELECT {_WS_COLS} FROM workspaces w WHERE w.id = :id"), {"id": workspace_id}
+            ).one()
+        return _workspace(row)
+
+    def workspace_by_name(self, name: str) -> Workspace | None:
+        """A workspace by name."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text(f"SELECT {_WS_COLS} FROM workspaces w WHERE w.name = :n"), {"n": name}
+            ).first()
+        return _workspace(row) if row else None
+
+    def bindings(self) -> list[Binding]:
+        """Every channel binding."""
+        with self.engine.connect() as conn:
+            return [_binding(r) for r in conn.execute(text(_BINDING_SELECT + "ORDER BY b.id"))]
+
+    # -- de-duplication ---------------------------------------------------------------------
+
+    def mark_event(self, platform: str, event_id: str) -> bool:
+        """Record a platform event; False if it was seen before (a redelivery)."""
+        with self.engine.begin() as conn:
+            inserted = conn.execute(
+                text(
+                    "INSERT INTO processed_events (platform, event_id) VALUES (:p, :e) "
+                    "ON CONFLICT DO NOTHING RETURNING 1"
+                ),
+                {"p": platform, "e": event_id},
+            ).scalar()
+        return inserted is not None
+
+    # -- embedding models -------------------------------------------------------------------
+
+    def ensure_embedding_model(self, name: str, dims: int) -> int:
+        """The id of an embedding model, creating its row and its HNSW index on first use.
+
+        Each model's vectors get a partial index over ``embedding::vector(dims)``,
+        so vectors of different models or dimensions never meet in one search.
+        """
+        with self.engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:a, 0)"), {"a": LOCK_EMBEDDING_MODEL})
+            row = conn.execute(
+                text("SELECT id, dims FROM embedding_models WHERE name = :n"), {"n": name}
+            ).first()
+            if row is not None:
+                if row.dims != dims:
+                    raise ValueError(
+                        f"embedding model {name} was registered with {row.dims} dimensions, "
+                        f"not {dims}"
+                    )
+                return int(row.id)
+            model_id = conn.execute(
+                text("INSERT INTO embedding_models (name, dims) VALUES (:n, :d) RETURNING id"),
+                {"n": name, "d": dims},
+            ).scalar_one()
+            conn.execute(
+                text(
+                    f"CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw_m{int(model_id)} "
+                    f"ON chunks USING hnsw ((embedding::vector({int(dims)})) vector_cosine_ops) "
+                    f"WHERE embedding_model_id = {int(model_id)}"
+                )
+            )
+            return int(model_id)
+
+    # -- documents --------------------------------------------------------------------------
+
+    def add_document(
+        self,
+        workspace_id: int,
+        *,
+        file_name: str,
+        media_type: str,
+        sha256: str,
+        size_bytes: int,
+        uploader: str | None,
+        source: dict[str, str | None] | None = None,
+    ) -> tuple[Document, bool]:
+        """Queue a document for indexing; the same bytes twice in a workspace are one document.
+
+        Returns the document and whether it is new.  A document that failed before is
+        queued again when shared again (the parser or limits may have changed).
+        """
+        src = source or {}
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                text(
+                    "INSERT INTO documents (workspace_id, file_name, media_type, sha256,"
+                    " size_bytes, uploader, source_platform, source_space, source_channel,"
+                    " source_message,"
+                    " source_file_id, source_url) VALUES (:w, :fn, :mt, :sha, :size, :up,"
+                    " :sp, :ss, :sc, :sm, :sf, :su)"
+                    " ON CONFLICT ON CONSTRAINT uq_documents_workspace_sha DO NOTHING"
+                    " RETURNING id"
+                ),
+                {
+                    "w": workspace_id,
+                    "fn": file_name,
+                    "mt": media_type,
+                    "sha": sha256,
+                    "size": size_bytes,
+                    "up": uploader,
+                    "sp": src.get("platform"),
+                    "ss": src.get("space"),
+                    "sc": src.get("channel"),
+                    "sm": src.get("message"),
+                    "sf": src.get("file_id"),
+                    "su": src.get("url"),
+                },
+            ).first()
+            created = row is not None
+            if not created:
+                conn.execute(
+                    text(
+                        "UPDATE documents SET status = 'queued', error = NULL, attempts = 0, "
+                        "updated_at = now() WHERE workspace_id = :w AND sha256 = :sha "
+                        "AND status = 'failed'"
+                    ),
+                    {"w": workspace_id, "sha": sha256},
+                )
+            doc = conn.execute(
+                text(
+                    f"SELECT {_DOC_COLS} FROM documents d WHERE d.workspace_id = :w "
+                    "AND d.sha256 = :sha"
+                ),
+                {"w": workspace_id, "sha": sha256},
+            ).one()
+        return _document(doc), created
+
+    def get_document(self, document_id: int) -> Document | None:
+        """A document by id, with its chunk count."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    f"SELECT {_DOC_COLS}, {_CHUNK_COUNT}"
+                    " AS chunk_count FROM documents d WHERE d.id = :id"
+                ),
+                {"id": document_id},
+            ).first()
+        return _document(row) if row else None
+
+    def list_documents(self, workspace_id: int) -> list[Document]:
+        """A workspace's documents, newest first, with chunk counts."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    f"SELECT {_DOC_COLS}, {_CHUNK_COUNT}"
+                    " AS chunk_count FROM documents d WHERE d.workspace_id = :w"
+                    " ORDER BY d.created_at DESC, d.id DESC"
+                ),
+                {"w": workspace_id},
+            ).all()
+        return [_document(r) for r in rows]
+
+    def set_document_status(
+        self, document_id: int, status: str, *, error: str | None = None
+    ) -> None:
+        """Record a status change (and the error text for 'failed')."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE documents SET status = :s, error = :e, updated_at = now(), "
+                    "attempts = attempts + CASE WHEN :s = 'indexing' THEN 1 ELSE 0 END "
+                    "WHERE id = :id"
+                ),
+                {"s": status, "e": error, "id": document_id},
+            )
+
+    @contextlib.contextmanager
+    def claim_document(self) -> Iterator[Document | None]:
+        """Claim the next queued document for indexing, across processes.
+
+        The claim is a session advisory lock held on a dedicated connection for as
+        long as the block runs.  A process that dies mid-ingest loses its session,
+        hence its lock, and its document ('indexing' but unlocked) is claimed again.
+        """
+        conn = self.engine.connect()
+        claimed: int | None = None
+        try:
+            candidates = (
+                conn.execute(
+                    text(
+                        "SELECT id FROM documents WHERE status IN ('queued', 'indexing') "
+                        "ORDER BY id LIMIT 50"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            conn.commit()
+            for doc_id in candidates:
+                got = conn.execute(
+                    text("SELECT pg_try_advisory_lock(:a, :b)"),
+                    {"a": LOCK_DOCUMENT, "b": int(doc_id)},
+                ).scalar()
+                conn.commit()
+                if not got:
+                    continue
+                # Re-check under the lock: another process may have finished it.
+                still = conn.execute(
+                    text("SELECT status FROM documents WHERE id = :id"), {"id": doc_id}
+                ).scalar()
+                conn.commit()
+                if still in ("queued", "indexing"):
+                    claimed = int(doc_id)
+                    break
+                conn.execute(
+                    text("SELECT pg_advisory_unlock(:a, :b)"),
+                    {"a": LOCK_DOCUMENT, "b": int(doc_id)},
+                )
+                conn.commit()
+            yield self.get_document(claimed) if claimed is not None else None
+        finally:
+            if claimed is not None:
+                with contextlib.suppress(Exception):
+                    conn.execute(
+                        text("SELECT pg_advisory_unlock(:a, :b)"),
+                        {"a": LOCK_DOCUMENT, "b": claimed},
+                    )
+                    conn.commit()
+            conn.close()
+
+    def complete_document(
+        self,
+        document_id: int,
+        *,
+        page_count: int,
+        chunks: Sequence[NewChunk],
+        embedding_model_id: int,
+    ) -> None:
+        """Write a document's chunks and mark it ready, in one transaction."""
+        with self.engine.begin() as conn:
+            conn.execute(text("DELETE FROM chunks WHERE document_id = :d"), {"d": document_id})
+            ws = conn.execute(
+                text("SELECT workspace_id FROM documents WHERE id = :d FOR UPDATE"),
+                {"d": document_id},
+            ).scalar()
+            if ws is None:
+                return  # forgotten while it was being indexed: nothing to write
+            if chunks:
+                conn.execute(
+                    text(
+                        "INSERT INTO chunks (document_id, workspace_id, ordinal, page_start, "
+                        "page_end, text, embedding, embedding_model_id) "
+                        "VALUES (:d, :w, :o, :ps, :pe, :t, :e, :m)"
+                    ),
+                    [
+                        {
+                            "d": document_id,
+                            "w": ws,
+                            "o": c.ordinal,
+                            "ps": c.page_start,
+                            "pe": c.page_end,
+                            "t": c.text,
+                            "e": vector_literal(c.embedding),
+                            "m": embedding_model_id,
+                        }
+                        for c in chunks
+                    ],
+                )
+            conn.execute(
+                text(
+                    "UPDATE documents SET status = 'ready', error = NULL, page_count = :p, "
+                    "updated_at = now() WHERE id = :d"
+                ),
+                {"p": page_count, "d": document_id},
+            )
+
+    def fail_document(self, document_id: int, error: str, *, page_count: int | None = None) -> None:
+        """Mark a document failed with a plain reason; no chunks are kept."""
+        with self.engine.begin() as conn:
+            conn.execute(text("DELETE FROM chunks WHERE document_id = :d"), {"d": document_id})
+            conn.execute(
+                text(
+                    "UPDATE documents SET status = 'failed', error = :e, "
+                    "page_count = COALESCE(:p, page_count), updated_at = now() WHERE id = :d"
+                ),
+                {"e": error, "p": page_count, "d": document_id},
+            )
+
+    def find_documents(self, workspace_id: int, name_or_id: str) -> list[Document]:
+        """Documents of a workspace matching an id or a file name (exact, then partial)."""
+        with self.engine.connect() as conn:
+            if name_or_id.isdigit():
+                rows = conn.execute(
+                    text(
+                        f"SELECT {_DOC_COLS} FROM documents d WHERE d.workspace_id = :w "
+                        "AND d.id = :id"
+                    ),
+                    {"w": workspace_id, "id": int(name_or_id)},
+                ).all()
+                if rows:
+                    return [_document(r) for r in rows]
+            rows = conn.execute(
+                text(
+                    f"SELECT {_DOC_COLS} FROM documents d WHERE d.workspace_id = :w "
+                    "AND lower(d.file_name) = lower(:n) ORDER BY d.id"
+                ),
+                {"w": workspace_id, "n": name_or_id},
+            ).all()
+            if not rows:
+                rows = conn.execute(
+                    text(
+                        f"SELECT {_DOC_COLS} FROM documents d WHERE d.workspace_id = :w "
+                        "AND d.file_name ILIKE :n ORDER BY d.id"
+                    ),
+                    {"w": workspace_id, "n": f"%{name_or_id}%"},
+                ).all()
+        return [_document(r) for r in rows]
+
+    def forget_document(self, document_id: int) -> tuple[Document, int, bool] | None:
+        """Delete a document and its chunks in one transaction.
+
+        Returns the document, the number of chunks removed, and whether its bytes
+        are still used by another document (so the file store keeps them).
+        """
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                text(f"SELECT {_DOC_COLS} FROM documents d WHERE d.id = :id FOR UPDATE"),
+                {"id": document_id},
+            ).first()
+            if row is None:
+                return None
+            doc = _document(row)
+            removed = conn.execute(
+                text("DELETE FROM chunks WHERE document_id = :d"), {"d": document_id}
+            ).rowcount
+            conn.execute(text("DELETE FROM documents WHERE id = :d"), {"d": document_id})
+            still_used = bool(
+                conn.execute(
+                    text("SELECT 1 FROM documents WHERE sha256 = :s LIMIT 1"), {"s": doc.sha256}
+                ).scalar()
+            )
+        return doc, removed, still_used
+
+    def sha_in_use(self, sha256: str) -> bool:
+        """Whether any document still refers to these bytes."""
+        with self.engine.connect() as conn:
+            return bool(
+                conn.execute(
+                    text("SELECT 1 FROM documents WHERE sha256 = :s LIMIT 1"), {"s": sha256}
+                ).scalar()
+            )
+
+    # -- retrieval --------------------------------------------------------------------------
+
+    def workspace_chunk_count(self, workspace_id: int, embedding_model_id: int) -> int:
+        """How many chunks of this model a workspace holds (decides exact vs HNSW)."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM chunks WHERE workspace_id = :w "
+                        "AND embedding_model_id = :m"
+                    ),
+                    {"w": workspace_id, "m": embedding_model_id},
+                ).scalar_one()
+            )
+
+    def total_chunk_count(self, embedding_model_id: int) -> int:
+        """Chunks of this model across all workspaces (an estimate is enough)."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    text("SELECT count(*) FROM chunks WHERE embedding_model_id = :m"),
+                    {"m": embedding_model_id},
+                ).scalar_one()
+            )
+
+    def search_dense(
+        self,
+        workspace_id: int,
+        embedding_model_id: int,
+        dims: int,
+        vector: Sequence[float],
+        k: int,
+        *,
+        workspace_rows: int | None = None,
+        total_rows: int | None = None,
+    ) -> list[ChunkHit]:
+        """The k chunks nearest to ``vector`` by cosine, in one workspace only.
+
+        Small workspaces are scanned exactly.  Large ones use the model's HNSW index
+        with a search breadth scaled to the workspace's share of the rows, and fall
+        back to the exact scan if the index returns fewer than k rows.
+        """
+        q = vector_literal(vector)
+        params = {"w": workspace_id, "m": embedding_model_id, "q": q, "k": k}
+        dim = int(dims)
+        select = (
+            "SELECT c.id AS chunk_id, c.document_id, d.file_name, c.page_start, c.page_end, "
+            f"c.text, 1 - (c.embedding::vector({dim}) <=> CAST(:q AS vector({dim}))) "
+            "AS similarity, "
+            "d.source_channel, d.source_url "
+        )
+        exact = (
+            "WITH ws AS MATERIALIZED (SELECT id, embedding FROM chunks "
+            "WHERE workspace_id = :w AND embedding_model_id = :m), "
+            f"top AS (SELECT id FROM ws ORDER BY embedding::vector({dim}) "
+            f"<=> CAST(:q AS vector({dim})) LIMIT :k) "
+            + select
+            + "FROM top JOIN chunks c ON c.id = top.id JOIN documents d ON d.id = c.document_id "
+            "ORDER BY similarity DESC"
+        )
+        if workspace_rows is None:
+            workspace_rows = self.workspace_chunk_count(workspace_id, embedding_model_id)
+        if workspace_rows == 0:
+            return []
+        with self.engine.begin() as conn:
+            if workspace_rows <= EXACT_SCAN_MAX_ROWS:
+                rows = conn.execute(text(exact), params).all()
+                return [ChunkHit(**r._mapping) for r in rows]
+            total = total_rows or self.total_chunk_count(embedding_model_id)
+            share = max(workspace_rows / max(total, 1), 1e-6)
+            # Expect k matches among ef candidates: ef ~ k / share, with margin.
+            ef = min(1000, max(40, math.ceil(2 * k / share)))
+            conn.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef)}"))
+            if self.iterative_scans:
+                conn.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+            approx = (
+                select + "FROM chunks c JOIN documents d ON d.id = c.document_id "
+                "WHERE c.workspace_id = :w AND c.embedding_model_id = :m "
+                f"ORDER BY c.embedding::vector({dim}) <=> CAST(:q AS vector({dim})) LIMIT :k"
+            )
+            rows = conn.execute(text(approx), params).all()
+            if len(rows) < k:
+                rows = conn.execute(text(exact), params).all()
+            hits = [ChunkHit(**r._mapping) for r in rows]
+        hits.sort(key=lambda h: h.similarity or 0.0, reverse=True)
+        return hits
+
+    def search_keyword(
+        self, workspace_id: int, embedding_model_id: int, query: str, k: int
+    ) -> list[ChunkHit]:
+        """Full-text matches in one workspace: any query term, ranked by ts_rank_cd."""
+        sql = (
+            "WITH q AS (SELECT plainto_tsquery('english', :t) AS all_q, "
+            "replace(plainto_tsquery('english', :t)::text, '&', '|')::tsquery AS any_q) "
+            "SELECT c.id AS chunk_id, c.document_id, d.file_name, c.page_start, c.page_end, "
+            "c.text, ts_rank_cd(c.tsv, q.any_q, 1) AS keyword_rank, "
+            "(c.tsv @@ q.all_q) AS all_terms, d.source_channel, d.source_url "
+            "FROM chunks c JOIN documents d ON d.id = c.document_id, q "
+            "WHERE c.workspace_id = :w AND c.embedding_model_id = :m "
+            "AND q.any_q::text <> '' AND c.tsv @@ q.any_q "
+            "ORDER BY keyword_rank DESC, c.id LIMIT :k"
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(sql), {"w": workspace_id, "m": embedding_model_id, "t": query, "k": k}
+            ).all()
+        return [ChunkHit(**r._mapping) for r in rows]
+
+    def chunks_by_ids(self, workspace_id: int, ids: Sequence[int]) -> list[ChunkHit]:
+        """Chunks by id, within one workspace (forgotten ones are simply absent)."""
+        if not ids:
+            return []
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT c.id AS chunk_id, c.document_id, d.file_name, c.page_start, "
+                    "c.page_end, c.text, d.source_channel, d.source_url "
+                    "FROM chunks c JOIN documents d ON d.id = c.document_id "
+                    "WHERE c.workspace_id = :w AND c.id = ANY(:ids)"
+                ),
+                {"w": workspace_id, "ids": list(ids)},
+            ).all()
+        return [ChunkHit(**r._mapping) for r in rows]
+
+    # -- conversation history ---------------------------------------------------------------
+
+    def add_message(
+        self,
+        binding_id: int,
+        thread_id: str | None,
+        role: str,
+        text_: str,
+        *,
+        author: str | None = None,
+        platform_message_id: str | None = None,
+        cited_chunk_ids: Sequence[int] = (),
+    ) -> int:
+        """Store one turn of a conversation."""
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(
+                    text(
+                        "INSERT INTO messages (binding_id, thread_id, platform_message_id, role, "
+                        "author, text, cited_chunk_ids) VALUES (:b, :t, :pm, :r, :a, :x, :c) "
+                        "RETURNING id"
+                    ),
+                    {
+                        "b": binding_id,
+                        "t": thread_id or "",
+                        "pm": platform_message_id,
+                        "r": role,
+                        "a": author,
+                        "x": text_,
+                        "c": list(cited_chunk_ids),
+                    },
+                ).scalar_one()
+            )
+
+    def recent_messages(
+        self, binding_id: int, thread_id: str | None, limit: int = 20
+    ) -> list[HistoryMessage]:
+        """The last ``limit`` turns of a channel or thread, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT id, role, author, text, created_at, cited_chunk_ids FROM messages "
+                    "WHERE binding_id = :b AND thread_id = :t "
+                    "ORDER BY created_at DESC, id DESC LIMIT :n"
+                ),
+                {"b": binding_id, "t": thread_id or "", "n": limit},
+            ).all()
+        return [
+            HistoryMessage(
+                id=r.id,
+                role=r.role,
+                author=r.author,
+                text=r.text,
+                created_at=r.created_at,
+                cited_chunk_ids=tuple(r.cited_chunk_ids or ()),
+            )
+            for r in reversed(rows)
+        ]
+
+    def clear_history(self, binding_id: int, thread_id: str | None = None) -> int:
+        """Delete a thread's stored turns, or the whole channel's (every thread) when None."""
+        with self.engine.begin() as conn:
+            if thread_id is None:
+                result = conn.execute(
+                    text("DELETE FROM messages WHERE binding_id = :b"), {"b": binding_id}
+                )
+            else:
+                result = conn.execute(
+                    text("DELETE FROM messages WHERE binding_id = :b AND thread_id = :t"),
+                    {"b": binding_id, "t": thread_id},
+                )
+            return int(result.rowcount or 0)
+
+    def message_count(self, binding_id: int) -> int:
+        """How many turns of a channel (all threads) are stored."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    text("SELECT count(*) FROM messages WHERE binding_id = :b"), {"b": binding_id}
+                ).scalar_one()
+            )
+
+    # -- retention --------------------------------------------------------------------------
+
+    def expire_messages(self, *, audit_actor: str | None = None) -> dict[str, int] | None:
+        """Delete every message older than its channel's retention; counts per channel.
+
+        One transaction holds ``pg_try_advisory_xact_lock(LOCK_RETENTION, 0)`` while it
+        deletes, so among several processes only one deletes at a time; returns None
+        (and deletes nothing) when another process holds the lock.  Channels where
+        nothing expired are absent from the result.  With ``audit_actor``, a run that
+        deleted something writes one audit entry with the counts, in the same
+        transaction as the deletion.
+        """
+        with self.engine.begin() as conn:
+            got = conn.execute(
+                text("SELECT pg_try_advisory_xact_lock(:a, 0)"), {"a": LOCK_RETENTION}
+            ).scalar()
+            if not got:
+                return None
+            rows = conn.execute(
+                text(
+                    "WITH gone AS ("
+                    " DELETE FROM messages m USING channel_bindings b"
+                    " WHERE m.binding_id = b.id AND b.retention_seconds IS NOT NULL"
+                    " AND m.created_at < now() - b.retention_seconds * interval '1 second'"
+                    " RETURNING m.binding_id) "
+                    "SELECT b.platform, b.space_id, b.channel_id, count(*) AS n "
+                    "FROM gone JOIN channel_bindings b ON b.id = gone.binding_id "
+                    "GROUP BY b.platform, b.space_id, b.channel_id "
+                    "ORDER BY b.platform, b.space_id, b.channel_id"
+                )
+            ).all()
+            deleted = {channel_spec(r.platform, r.space_id, r.channel_id): int(r.n) for r in rows}
+            if deleted and audit_actor is not None:
+                self._audit(
+                    conn,
+                    audit_actor,
+                    "retention_run",
+                    "messages",
+                    {"deleted": deleted, "total": sum(deleted.values())},
+                )
+        return deleted
+
+    # -- status -----------------------------------------------------------------------------
+
+    def workspace_totals(self, workspace_id: int) -> dict[str, int]:
+        """A workspace's documents (ready and all) and chunks."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM documents WHERE workspace_id = :w) AS documents,"
+                    " (SELECT count(*) FROM documents WHERE workspace_id = :w"
+                    "  AND status = 'ready') AS ready,"
+                    " (SELECT count(*) FROM chunks WHERE workspace_id = :w) AS chunks"
+                ),
+                {"w": workspace_id},
+            ).one()
+        return {"documents": int(row.documents), "ready": int(row.ready), "chunks": int(row.chunks)}
+
+    def ingest_queue_depth(self) -> int:
+        """Documents waiting to be indexed or being indexed, across every workspace."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    text("SELECT count(*) FROM documents WHERE status IN ('queued', 'indexing')")
+                ).scalar_one()
+            )
+
+    def channels_of_workspace(self, workspace_id: int) -> list[Binding]:
+        """The channels bound to a workspace."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(_BINDING_SELECT + "WHERE b.workspace_id = :w ORDER BY b.id"),
+                {"w": workspace_id},
+            ).all()
+        return [_binding(r) for r in rows]
+
+    # -- audit ------------------------------------------------------------------------------
+
+    def audit(
+        self, actor: str, action: str, target: str | None = None, details: dict | None = None
+    ) -> None:
+        """Append one entry to the audit log."""
+        with self.engine.begin() as conn:
+            self._audit(conn, actor, action, target, details)
+
+    @staticmethod
+    def _audit(
+        conn: Connection, actor: str, action: str, target: str | None, details: dict | None
+    ) -> None:
+        conn.execute(
+            text(
+                "INSERT INTO audit_log (actor, action, target, details) "
+                "VALUES (:a, :x, :t, CAST(:d AS jsonb))"
+            ),
+            {"a": actor, "x": action, "t": target, "d": json.dumps(details or {}, default=str)},
+        )
+
+    def audit_entries(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest audit entries, newest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT id, at, actor, action, target, details FROM audit_log "
+                    "ORDER BY at DESC, id DESC LIMIT :n"
+                ),
+                {"n": limit},
+            ).all()
+        return [dict(r._mapping) for r in rows]
