@@ -234,8 +234,9 @@ async def cmd_forget(ctx: CommandContext) -> None:
         return
     doc = found[0]
     author = ctx.event.author
-    is_admin = await dispatcher.is_admin(author, ctx.event.conversation)
-    if doc.uploader != author.qualified and not is_admin:
+    if doc.uploader != author.qualified and not await dispatcher.is_admin(
+        author, ctx.event.conversation
+    ):
         await dispatcher.refuse(
             ctx,
             "forget",
@@ -404,6 +405,20 @@ async def cmd_workspace(ctx: CommandContext) -> None:
     if before.name == name:
         await ctx.reply(f"{ctx.where} already reads from workspace {name}.")
         return
+    # Workspaces are the boundary between teams: an admin by a platform's roles (of one
+    # Slack team, one Discord guild) may not join a workspace used in another team's
+    # channels and so read its documents; only a deployment admin (LIBRARIAN_ADMINS) may.
+    existing = await asyncio.to_thread(dispatcher.store.workspace_by_name, name)
+    if existing is not None and ctx.event.author.qualified not in dispatcher.settings.admins:
+        users = await asyncio.to_thread(dispatcher.store.channels_of_workspace, existing.id)
+        if any((b.platform, b.space_id) != (conv.platform, conv.space_id) for b in users):
+            await dispatcher.refuse(
+                ctx,
+                "workspace",
+                f"workspace {name} is used by channels of another team; only an admin "
+                "listed in LIBRARIAN_ADMINS may bind a channel to it",
+            )
+            return
     binding, created = await asyncio.to_thread(
         dispatcher.store.bind,
         conv.platform,
@@ -434,6 +449,10 @@ def _model_label(info: ModelInfo) -> str:
 def _stored_ref(info: ModelInfo) -> str:
     """What to store as the workspace's chat model: a name the registry finds again."""
     return str(info.path) if info.source == "file" else info.name
+
+
+def _is_url(ref: str) -> bool:
+    return ref.startswith(("http://", "https://"))
 
 
 def _is_level(text: str) -> bool:
@@ -471,11 +490,14 @@ async def cmd_model(ctx: CommandContext) -> None:
     workspace = ctx.binding.workspace
     current = workspace.chat_model or dispatcher.settings.chat_model
     if not ctx.args:
-        try:
-            info = await asyncio.to_thread(dispatcher.registry.resolve, current, "chat")
-            shown = _model_label(info)
-        except LibrarianError as exc:
-            shown = f"{current} (not usable: {exc})"
+        if _is_url(current):
+            shown = f"the remote model at {current}"
+        else:
+            try:
+                info = await asyncio.to_thread(dispatcher.registry.resolve, current, "chat")
+                shown = _model_label(info)
+            except LibrarianError as exc:
+                shown = f"{current} (not usable: {exc})"
         default = "" if workspace.chat_model else ", the deployment's default"
         await ctx.reply(f"Workspace {workspace.name} answers with {shown}{default}.")
         return
@@ -490,6 +512,17 @@ async def cmd_model(ctx: CommandContext) -> None:
         await ctx.reply(
             f"Workspace {workspace.name} now answers with the default model "
             f"({dispatcher.settings.chat_model})."
+        )
+        return
+    if _is_url(wanted):
+        # An OpenAI-compatible server (llama.cpp server, Ollama): the inference service
+        # talks to it directly; it is checked on the first question.
+        await asyncio.to_thread(dispatcher.store.update_workspace, workspace.id, chat_model=wanted)
+        await ctx.audit(
+            "model", f"workspace:{workspace.name}", {"from": workspace.chat_model, "to": wanted}
+        )
+        await ctx.reply(
+            f"Workspace {workspace.name} now answers with the remote model at {wanted}."
         )
         return
     try:

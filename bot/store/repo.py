@@ -7,6 +7,7 @@ and filters on it in SQL: that filter is the boundary between teams.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import math
@@ -31,11 +32,15 @@ from bot.store.records import (
 LOCK_DOCUMENT = 0x4C49  # one ingest worker per document
 LOCK_EMBEDDING_MODEL = 0x4C4A  # creating a model's HNSW index
 LOCK_RETENTION = 0x4C4B  # one retention run at a time across processes
+LOCK_WORKSPACE_INDEX = 0x4C4C  # building one workspace's own HNSW index
 
 # Workspaces with at most this many chunks are searched exactly (a scan of the
 # workspace's rows through the b-tree index takes ~8 ms at 20k rows): HNSW with a
-# workspace filter applied after the index scan can return fewer than k rows.
+# workspace filter applied after the index scan can return fewer than k rows.  Above
+# it, a workspace gets an HNSW index of its own (Store.ensure_workspace_index).
 EXACT_SCAN_MAX_ROWS = 20_000
+# pgvector's default hnsw.ef_search; a search never uses less.
+HNSW_EF_SEARCH_MIN = 40
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,11 @@ def _document(row: Row) -> Document:
     return Document(**m)
 
 
+def workspace_index_name(embedding_model_id: int, workspace_id: int) -> str:
+    """The name of a workspace's own partial HNSW index for one embedding model."""
+    return f"chunks_embedding_hnsw_m{int(embedding_model_id)}_w{int(workspace_id)}"
+
+
 def vector_literal(values: Sequence[float]) -> str:
     """pgvector's text form; exact round trip of float32 values."""
     return "[" + ",".join(repr(float(v)) for v in values) + "]"
@@ -130,6 +140,11 @@ class Store:
         # pgvector 0.8 filters inside the HNSW scan; older servers filter after it.
         major, minor = (int(p) for p in db.pgvector_version.split(".")[:2])
         self.iterative_scans = (major, minor) >= (0, 8)
+        # Per instance so that a benchmark can exercise every plan on a small database.
+        self.exact_scan_max_rows = EXACT_SCAN_MAX_ROWS
+        # How often each dense-search plan ran (exact, workspace_hnsw, model_hnsw,
+        # exact_fallback): for benchmarks and status, not for decisions.
+        self.plan_counts: collections.Counter[str] = collections.Counter()
 
     # -- workspaces and bindings ------------------------------------------------------------
 
@@ -631,55 +646,79 @@ class Store:
         *,
         workspace_rows: int | None = None,
         total_rows: int | None = None,
+        exact: bool = False,
     ) -> list[ChunkHit]:
         """The k chunks nearest to ``vector`` by cosine, in one workspace only.
 
-        Small workspaces are scanned exactly.  Large ones use the model's HNSW index
-        with a search breadth scaled to the workspace's share of the rows, and fall
-        back to the exact scan if the index returns fewer than k rows.
+        Three plans, chosen by the workspace's size (see "Dense search plans" in the
+        README's performance section):
+
+        * at most ``exact_scan_max_rows`` chunks (or ``exact=True``): an exact scan of
+          the workspace's rows, found through the b-tree on ``workspace_id``;
+        * larger, with its own partial HNSW index (``ensure_workspace_index``): a plain
+          HNSW search of that index, which holds this workspace's rows only, so nothing
+          is filtered after the scan and recall is that of unfiltered HNSW;
+        * larger, without one yet: the model's HNSW index with a search breadth scaled
+          to the workspace's share of the rows, falling back to the exact scan when the
+          filter leaves fewer than k rows (pgvector < 0.8 filters after the scan).
+
+        Ids are integers, inlined into the SQL: a partial index is only considered when
+        its predicate is proved by constants, never by a bound parameter.
         """
         q = vector_literal(vector)
-        params = {"w": workspace_id, "m": embedding_model_id, "q": q, "k": k}
+        params = {"q": q, "k": k}
         dim = int(dims)
+        ws, model = int(workspace_id), int(embedding_model_id)
         select = (
             "SELECT c.id AS chunk_id, c.document_id, d.file_name, c.page_start, c.page_end, "
             f"c.text, 1 - (c.embedding::vector({dim}) <=> CAST(:q AS vector({dim}))) "
             "AS similarity, "
             "d.source_channel, d.source_url "
         )
-        exact = (
+        exact_sql = (
             "WITH ws AS MATERIALIZED (SELECT id, embedding FROM chunks "
-            "WHERE workspace_id = :w AND embedding_model_id = :m), "
+            f"WHERE workspace_id = {ws} AND embedding_model_id = {model}), "
             f"top AS (SELECT id FROM ws ORDER BY embedding::vector({dim}) "
             f"<=> CAST(:q AS vector({dim})) LIMIT :k) "
             + select
             + "FROM top JOIN chunks c ON c.id = top.id JOIN documents d ON d.id = c.document_id "
             "ORDER BY similarity DESC"
         )
+        approx_sql = (
+            select + "FROM chunks c JOIN documents d ON d.id = c.document_id "
+            f"WHERE c.workspace_id = {ws} AND c.embedding_model_id = {model} "
+            f"ORDER BY c.embedding::vector({dim}) <=> CAST(:q AS vector({dim})) LIMIT :k"
+        )
         if workspace_rows is None:
-            workspace_rows = self.workspace_chunk_count(workspace_id, embedding_model_id)
+            workspace_rows = self.workspace_chunk_count(ws, model)
         if workspace_rows == 0:
             return []
         with self.engine.begin() as conn:
-            if workspace_rows <= EXACT_SCAN_MAX_ROWS:
-                rows = conn.execute(text(exact), params).all()
+            if exact or workspace_rows <= self.exact_scan_max_rows:
+                rows = conn.execute(text(exact_sql), params).all()
+                self.plan_counts["forced_exact" if exact else "exact"] += 1
                 return [ChunkHit(**r._mapping) for r in rows]
-            total = total_rows or self.total_chunk_count(embedding_model_id)
-            share = max(workspace_rows / max(total, 1), 1e-6)
-            # Expect k matches among ef candidates: ef ~ k / share, with margin.
-            ef = min(1000, max(40, math.ceil(2 * k / share)))
+            if self._has_valid_index(conn, workspace_index_name(model, ws)):
+                # Unfiltered HNSW over this workspace alone: the breadth only has to
+                # exceed k (pgvector returns at most ef_search rows), with pgvector's
+                # default of 40 as the floor and 2k as headroom for recall.
+                ef = min(1000, max(HNSW_EF_SEARCH_MIN, 2 * k))
+                plan = "workspace_hnsw"
+            else:
+                total = total_rows or self.total_chunk_count(model)
+                share = max(workspace_rows / max(total, 1), 1e-6)
+                # Expect k matches among ef candidates: ef ~ k / share, with margin.
+                ef = min(1000, max(HNSW_EF_SEARCH_MIN, math.ceil(2 * k / share)))
+                plan = "model_hnsw"
             conn.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef)}"))
             if self.iterative_scans:
                 conn.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-            approx = (
-                select + "FROM chunks c JOIN documents d ON d.id = c.document_id "
-                "WHERE c.workspace_id = :w AND c.embedding_model_id = :m "
-                f"ORDER BY c.embedding::vector({dim}) <=> CAST(:q AS vector({dim})) LIMIT :k"
-            )
-            rows = conn.execute(text(approx), params).all()
-            if len(rows) < k:
-                rows = conn.execute(text(exact), params).all()
+            rows = conn.execute(text(approx_sql), params).all()
+            if len(rows) < min(k, workspace_rows):
+                plan = "exact_fallback"
+                rows = conn.execute(text(exact_sql), params).all()
             hits = [ChunkHit(**r._mapping) for r in rows]
+        self.plan_counts[plan] += 1
         hits.sort(key=lambda h: h.similarity or 0.0, reverse=True)
         return hits
 
@@ -719,6 +758,251 @@ class Store:
                 {"w": workspace_id, "ids": list(ids)},
             ).all()
         return [ChunkHit(**r._mapping) for r in rows]
+
+    # -- per-workspace HNSW indexes and bulk loading (issue 5) ------------------------------
+    #
+    # pgvector before 0.8 filters an HNSW search by workspace after the index scan, so a
+    # workspace holding 10-20% of the rows gets fewer than k rows back, or poor recall,
+    # unless ef_search is very large.  A workspace too large for an exact scan therefore
+    # gets a partial HNSW index of its own, over its rows only:
+    #
+    #   CREATE INDEX CONCURRENTLY chunks_embedding_hnsw_m{M}_w{W} ON chunks
+    #     USING hnsw ((embedding::vector(D)) vector_cosine_ops)
+    #     WHERE embedding_model_id = M AND workspace_id = W
+    #
+    # created at runtime (like the per-model index of ensure_embedding_model) when the
+    # workspace crosses exact_scan_max_rows: by the ingest worker after it completes a
+    # document, or by a maintenance call.  A search of it is an unfiltered HNSW search.
+
+    @staticmethod
+    def _has_valid_index(conn: Connection, name: str) -> bool:
+        return bool(
+            conn.execute(
+                text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:n)"),
+                {"n": name},
+            ).scalar()
+        )
+
+    def workspace_index_exists(self, workspace_id: int, embedding_model_id: int) -> bool:
+        """Whether the workspace has a usable (valid) HNSW index of its own."""
+        with self.engine.connect() as conn:
+            return self._has_valid_index(
+                conn, workspace_index_name(embedding_model_id, workspace_id)
+            )
+
+    def ensure_workspace_index(
+        self,
+        workspace_id: int,
+        embedding_model_id: int,
+        dims: int,
+        *,
+        concurrently: bool = True,
+        workspace_rows: int | None = None,
+    ) -> bool:
+        """Give a workspace larger than ``exact_scan_max_rows`` its own HNSW index.
+
+        Returns True when an index was built now.  ``concurrently`` (the default) builds
+        it without blocking writes to ``chunks``; an invalid index left by an interrupted
+        concurrent build is dropped and built again.  One process builds a given index at
+        a time (a session advisory lock); another caller returns False at once.
+        """
+        ws, model, dim = int(workspace_id), int(embedding_model_id), int(dims)
+        rows = workspace_rows
+        if rows is None:
+            rows = self.workspace_chunk_count(ws, model)
+        if rows <= self.exact_scan_max_rows:
+            return False
+        name = workspace_index_name(model, ws)
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            if self._has_valid_index(conn, name):
+                return False
+            got = conn.execute(
+                text("SELECT pg_try_advisory_lock(:a, :b)"), {"a": LOCK_WORKSPACE_INDEX, "b": ws}
+            ).scalar()
+            if not got:
+                return False
+            try:
+                if self._has_valid_index(conn, name):
+                    return False
+                conn.execute(text(f"DROP INDEX IF EXISTS {name}"))  # a failed build's leftover
+                # The graph must fit in maintenance_work_mem or the build slows down many
+                # times: about the vectors plus their neighbour lists, capped at 2 GB.
+                need_mb = min(2048, max(64, rows * (4 * dim + 600) // 1_000_000 + 32))
+                conn.execute(text(f"SET maintenance_work_mem = '{int(need_mb)}MB'"))
+                conn.execute(
+                    text(
+                        f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}{name} "
+                        f"ON chunks USING hnsw ((embedding::vector({dim})) vector_cosine_ops) "
+                        f"WHERE embedding_model_id = {model} AND workspace_id = {ws}"
+                    )
+                )
+                conn.execute(text("RESET maintenance_work_mem"))
+            finally:
+                conn.execute(
+                    text("SELECT pg_advisory_unlock(:a, :b)"), {"a": LOCK_WORKSPACE_INDEX, "b": ws}
+                )
+        return True
+
+    def ensure_workspace_indexes(
+        self, embedding_model_id: int, dims: int, *, concurrently: bool = True
+    ) -> list[int]:
+        """Build the missing per-workspace indexes of one model (maintenance); ids built."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT workspace_id, count(*) AS n FROM chunks "
+                    "WHERE embedding_model_id = :m GROUP BY workspace_id HAVING count(*) > :t"
+                ),
+                {"m": int(embedding_model_id), "t": self.exact_scan_max_rows},
+            ).all()
+        return [
+            int(r.workspace_id)
+            for r in rows
+            if self.ensure_workspace_index(
+                r.workspace_id,
+                embedding_model_id,
+                dims,
+                concurrently=concurrently,
+                workspace_rows=int(r.n),
+            )
+        ]
+
+    def drop_embedding_index(self, embedding_model_id: int) -> None:
+        """Drop a model's shared HNSW index (before a bulk load; build_embedding_index after)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(f"DROP INDEX IF EXISTS chunks_embedding_hnsw_m{int(embedding_model_id)}")
+            )
+
+    def build_embedding_index(self, embedding_model_id: int, dims: int) -> None:
+        """(Re)build a model's shared HNSW index, with memory for the whole graph."""
+        model, dim = int(embedding_model_id), int(dims)
+        rows = self.total_chunk_count(model)
+        need_mb = min(4096, max(64, rows * (4 * dim + 600) // 1_000_000 + 32))
+        with self.engine.begin() as conn:
+            conn.execute(text(f"SET LOCAL maintenance_work_mem = '{int(need_mb)}MB'"))
+            conn.execute(
+                text(
+                    f"CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw_m{model} "
+                    f"ON chunks USING hnsw ((embedding::vector({dim})) vector_cosine_ops) "
+                    f"WHERE embedding_model_id = {model}"
+                )
+            )
+
+    def analyze_chunks(self) -> None:
+        """Refresh the planner's statistics on chunks (after a bulk load)."""
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE chunks"))
+
+    def bulk_load_vectors(
+        self,
+        workspace_id: int,
+        embedding_model_id: int,
+        vectors: Any,
+        *,
+        file_name: str,
+        chunk_text: str = "synthetic chunk",
+    ) -> int:
+        """Insert ready-made vectors as the chunks of one new 'ready' document, by COPY.
+
+        For benchmarks and imports: ``vectors`` is a float32 array (rows x dims); rows are
+        written in PostgreSQL's binary COPY format, built with numpy.  Returns the
+        document id.
+        """
+        import hashlib
+
+        import numpy as np
+
+        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+        n, dim = vecs.shape
+        body = chunk_text.encode()
+        with self.engine.begin() as conn:
+            doc_id = int(
+                conn.execute(
+                    text(
+                        "INSERT INTO documents (workspace_id, file_name, media_type, sha256, "
+                        "size_bytes, status, page_count) VALUES (:w, :f, 'text/plain', :s, 0, "
+                        "'ready', 1) RETURNING id"
+                    ),
+                    {
+                        "w": int(workspace_id),
+                        "f": file_name,
+                        "s": hashlib.sha256(f"{workspace_id}/{file_name}".encode()).hexdigest(),
+                    },
+                ).scalar_one()
+            )
+        row = np.dtype(
+            [
+                ("nf", ">i2"),
+                ("l1", ">i4"),
+                ("doc", ">i8"),
+                ("l2", ">i4"),
+                ("ws", ">i8"),
+                ("l3", ">i4"),
+                ("ord", ">i4"),
+                ("l4", ">i4"),
+                ("txt", f"S{len(body)}"),
+                ("l5", ">i4"),
+                ("vdim", ">i2"),
+                ("vpad", ">i2"),
+                ("vec", ">f4", (dim,)),
+                ("l6", ">i4"),
+                ("model", ">i8"),
+            ]
+        )
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            copy_sql = (
+                "COPY chunks (document_id, workspace_id, ordinal, text, embedding, "
+                "embedding_model_id) FROM STDIN WITH (FORMAT BINARY)"
+            )
+            with cur.copy(copy_sql) as copy:
+                copy.write(b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") * 2)
+                for start in range(0, n, 20_000):
+                    part = vecs[start : start + 20_000]
+                    out = np.empty(len(part), dtype=row)
+                    out["nf"] = 6
+                    out["l1"], out["doc"] = 8, doc_id
+                    out["l2"], out["ws"] = 8, int(workspace_id)
+                    out["l3"], out["ord"] = 4, np.arange(start, start + len(part))
+                    out["l4"], out["txt"] = len(body), body
+                    out["l5"], out["vdim"], out["vpad"] = 4 + 4 * dim, dim, 0
+                    out["vec"] = part
+                    out["l6"], out["model"] = 8, int(embedding_model_id)
+                    copy.write(out.tobytes())
+                copy.write((-1).to_bytes(2, "big", signed=True))
+            raw.commit()
+        finally:
+            raw.close()
+        return doc_id
+
+    def workspace_vectors(self, workspace_id: int, embedding_model_id: int) -> Any:
+        """A workspace's chunk vectors as a float32 array (rows x dims), in chunk order."""
+        import numpy as np
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT embedding::real[] FROM chunks WHERE workspace_id = :w "
+                    "AND embedding_model_id = :m ORDER BY id"
+                ),
+                {"w": int(workspace_id), "m": int(embedding_model_id)},
+            ).scalars()
+            return np.array(list(rows), dtype=np.float32)
+
+    def chunk_texts(self, document_ids: Sequence[int]) -> list[str]:
+        """The chunk texts of some documents, in document and chunk order."""
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    text(
+                        "SELECT text FROM chunks WHERE document_id = ANY(:d) "
+                        "ORDER BY document_id, ordinal"
+                    ),
+                    {"d": [int(d) for d in document_ids]},
+                ).scalars()
+            )
 
     # -- conversation history ---------------------------------------------------------------
 
@@ -910,3 +1194,24 @@ class Store:
                 {"n": limit},
             ).all()
         return [dict(r._mapping) for r in rows]
+
+    # -- key-value settings (adapter state: the Matrix sync position) ----------------------
+    # Owned by the Matrix adapter work (issue 7); small and self-contained.
+
+    def get_setting(self, key: str) -> Any:
+        """The value stored under ``key`` in the settings table, or None."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                text("SELECT value FROM settings WHERE key = :k"), {"k": key}
+            ).scalar()
+
+    def set_setting(self, key: str, value: Any) -> None:
+        """Store a JSON-serialisable value under ``key`` (replacing any earlier one)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO settings (key, value) VALUES (:k, CAST(:v AS jsonb)) "
+                    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
+                ),
+                {"k": key, "v": json.dumps(value)},
+            )

@@ -1,0 +1,72 @@
+"""Helpers for tests that talk to the bot through the console adapter."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from reportlab.pdfgen import canvas
+
+from adapters.console import ConsoleAdapter
+from bot.app import App
+
+PAGES = [
+    [
+        "Zephyr X200 product manual. Chapter 1: Introduction.",
+        "The Zephyr X200 is a compact air purifier for small offices.",
+    ],
+    [
+        "Chapter 2: Warranty.",
+        "The Zephyr X200 comes with a warranty period of 5 years from the date of purchase.",
+        "The warranty does not cover filters, which must be replaced every 6 months.",
+    ],
+    ["Chapter 3: Pricing.", "The Zephyr X200 costs 349 euros including VAT."],
+]
+
+
+def make_pdf(path: Path, pages: list[list[str]] = PAGES) -> Path:
+    """A small multi-page PDF with a real text layer."""
+    pdf = canvas.Canvas(str(path))
+    for lines in pages:
+        y = 720
+        for line in lines:
+            pdf.drawString(72, y, line)
+            y -= 20
+        pdf.showPage()
+    pdf.save()
+    return path
+
+
+class RecordingStdout(io.StringIO):
+    """A terminal that remembers each write, to see an answer arrive in pieces."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+async def converse(
+    app: App, lines: list[str], *, channel: str = "general", user: str = "alice"
+) -> RecordingStdout:
+    """Type lines into a console channel; return what the bot printed."""
+    out = RecordingStdout()
+    console = ConsoleAdapter(
+        channel=channel,
+        user=user,
+        admins=app.settings.admins,
+        stdin=io.StringIO("".join(line + "\n" for line in lines)),
+        stdout=out,
+        interactive=False,
+    )
+    app.dispatcher.add_adapter(console)
+    await console.start(app.dispatcher.handle)
+    return out
+
+
+async def say(app: App, line: str, *, channel: str = "general", user: str = "alice") -> str:
+    """One line typed into a console channel; the bot's whole reply as text."""
+    return (await converse(app, [line], channel=channel, user=user)).getvalue()
