@@ -31,7 +31,7 @@ from bot.ingest.pipeline import IngestService
 from bot.knowledge.answer import Answerer
 from bot.replies import StreamingReply
 from bot.store.records import Binding
-from bot.store.repo import Store, WorkspaceDefaults
+from bot.store.repo import Store, WorkspaceDefaults, channel_spec
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +256,15 @@ class Dispatcher:
             f"document:{doc.id}",
             {"file": ref.name, "workspace": binding.workspace.name},
         )
-        done = await self.ingest.wait(doc.id)
+        try:
+            done = await self.ingest.wait(doc.id)
+        except LookupError:
+            await self.say(
+                conversation,
+                f"{ref.name} was forgotten before it finished indexing.",
+                reply_to=reply_to,
+            )
+            return
         if done.status == "ready":
             pages = f"{done.page_count} page{'s' if done.page_count != 1 else ''}"
             await self.say(
@@ -297,7 +305,15 @@ class Dispatcher:
             ctx.event.author.qualified,
             "refused",
             action,
-            {"why": why, "channel": ctx.event.conversation.key, "args": ctx.raw_args},
+            {
+                "why": why,
+                "channel": channel_spec(
+                    ctx.event.conversation.platform,
+                    ctx.event.conversation.space_id,
+                    ctx.event.conversation.channel_id,
+                ),
+                "args": ctx.raw_args,
+            },
         )
         await ctx.reply(f"Refused: {why}.", private=True)
 

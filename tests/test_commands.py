@@ -310,7 +310,7 @@ async def test_non_admins_are_refused_and_the_refusals_audited(app: App, tmp_pat
     ]
     assert refused[1]["details"] == {
         "why": "only admins may do that",
-        "channel": "console//general/",
+        "channel": "console:general",
         "args": "1d",
     }
     # Nothing changed.

@@ -1094,9 +1094,9 @@ class Store:
         One transaction holds ``pg_try_advisory_xact_lock(LOCK_RETENTION, 0)`` while it
         deletes, so among several processes only one deletes at a time; returns None
         (and deletes nothing) when another process holds the lock.  Channels where
-        nothing expired are absent from the result.  With ``audit_actor``, a run that
-        deleted something writes one audit entry with the counts, in the same
-        transaction as the deletion.
+        nothing expired are absent from the result.  With ``audit_actor``, every run that
+        took the lock writes one audit entry with the counts (possibly none), in the
+        same transaction as the deletion.
         """
         with self.engine.begin() as conn:
             got = conn.execute(
@@ -1118,7 +1118,9 @@ class Store:
                 )
             ).all()
             deleted = {channel_spec(r.platform, r.space_id, r.channel_id): int(r.n) for r in rows}
-            if deleted and audit_actor is not None:
+            # Every run that took the lock leaves one entry, even when nothing had expired,
+            # so the log shows the job is alive; a skipped run (lock held) did nothing.
+            if audit_actor is not None:
                 self._audit(
                     conn,
                     audit_actor,
