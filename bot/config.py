@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from bot.errors import ConfigError
@@ -79,17 +79,86 @@ class Settings(BaseSettings):
     matrix_user_id: str | None = None
     matrix_access_token: SecretStr | None = None
     matrix_password: SecretStr | None = None
-    slack_bot_token: SecretStr | None = None
-    slack_app_token: SecretStr | None = None
-    slack_signing_secret: SecretStr | None = None
-    discord_token: SecretStr | None = None
+    # Slack (issue 8): LIBRARIAN_SLACK_* or the conventional SLACK_* names.
+    slack_bot_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "slack_bot_token", "LIBRARIAN_SLACK_BOT_TOKEN", "SLACK_BOT_TOKEN"
+        ),
+    )
+    slack_app_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "slack_app_token", "LIBRARIAN_SLACK_APP_TOKEN", "SLACK_APP_TOKEN"
+        ),
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "slack_signing_secret", "LIBRARIAN_SLACK_SIGNING_SECRET", "SLACK_SIGNING_SECRET"
+        ),
+    )
+    # ---- discord (issue 9) ----
+    discord_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LIBRARIAN_DISCORD_TOKEN", "DISCORD_TOKEN", "discord_token"),
+    )
+    # Discord's REST root and first gateway address (a local emulator in tests).
+    discord_api_url: str = "https://discord.com/api/v10"
+    discord_gateway_url: str = "wss://gateway.discord.gg/"
+    # ---- end discord ----
 
-    @field_validator("admins", mode="before")
+    # ---- Matrix (issue 7) ----
+    # Admin: this power level in the room, or more (room creators in v12+ rooms too).
+    matrix_admin_power_level: int = 50
+    # Who may invite the bot into rooms: user ids (@alice:example.org) and server names
+    # (example.org), comma-separated.  Empty: everyone.
+    matrix_autojoin: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # ---- end Matrix ----
+
+    # ---- Slack (issue 8) ----
+    # The Web API root (a test emulator, or a proxy); Socket Mode follows the websocket
+    # URL that apps.connections.open returns.
+    slack_api_url: str = "https://slack.com/api/"
+    # "socket" (needs the app token) or "http" (Events API; needs the signing secret).
+    # Empty: Socket Mode when an app token is set, else HTTP.
+    slack_mode: str = ""
+    # HTTP mode: where the bot's web server listens; Slack posts to <url>/slack/events.
+    slack_http_host: str = "0.0.0.0"
+    slack_http_port: int = Field(default=3000, ge=0, le=65535)
+    # How often documents whose Slack file was deleted are looked for and forgotten.
+    slack_reconcile_minutes: float = Field(default=60.0, gt=0)
+
+    @property
+    def slack_configured(self) -> bool:
+        """Whether the Slack adapter has what it needs to connect."""
+        return bool(self.slack_bot_token and (self.slack_app_token or self.slack_signing_secret))
+
+    @field_validator("slack_mode")
+    @classmethod
+    def _slack_mode(cls, value: str) -> str:
+        lowered = value.strip().lower()
+        if lowered not in {"", "socket", "http"}:
+            raise ValueError("must be socket or http")
+        return lowered
+
+    # ---- end Slack ----
+
+    @field_validator("admins", "matrix_autojoin", mode="before")
     @classmethod
     def _split_admins(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @property
+    def matrix_configured(self) -> bool:
+        """Whether the Matrix adapter has what it needs to log in."""
+        return bool(
+            self.matrix_homeserver
+            and self.matrix_user_id
+            and (self.matrix_access_token or self.matrix_password)
+        )
 
     @field_validator("admins")
     @classmethod
