@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     # Discord's REST root and first gateway address (a local emulator in tests).
     discord_api_url: str = "https://discord.com/api/v10"
     discord_gateway_url: str = "wss://gateway.discord.gg/"
+    # The privileged Message Content intent (off: only mentions and commands are read).
+    discord_message_content: bool = True
     # ---- end discord ----
 
     # ---- Matrix (issue 7) ----

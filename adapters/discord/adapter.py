@@ -1,0 +1,662 @@
+"""The Discord adapter: a discord.py client, its slash commands and the adapter protocol.
+
+- A message that mentions the bot, or replies to one of its messages, is a question.
+  Its answer goes in a thread started on the question (or in the thread the question
+  was asked in), streamed by editing the answer about once a second, and split into
+  follow-up messages past Discord's 2,000 characters.  The bot types while it works.
+- PDF, text and Markdown attachments are handed to the core, which indexes them when
+  the channel's auto-indexing is on; their citations link back to the message.
+- ``/librarian <subcommand>`` is an application command group, synced to every guild
+  the bot is in.  Every interaction is deferred at once; the core's replies are then
+  sent through the interaction's follow-up webhook, privately (ephemeral) when the
+  core says so.  A message starting with ``!librarian`` runs a command too.
+- Admins are members with Manage Server or Manage Channels (or Administrator), on top
+  of the ids in LIBRARIAN_ADMINS, which the dispatcher checks.
+
+Rate limits are discord.py's business: it reads Discord's headers and waits; this
+adapter sends no request in a loop (edits come at most once a second per message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shlex
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import discord
+import yarl
+from discord import app_commands
+
+from adapters.discord.text import indexable, split_message, strip_mentions, thread_name
+from bot.adapter import EventSink
+from bot.events import (
+    CommandInvoked,
+    ConversationRef,
+    FileRef,
+    MessageReceived,
+    OutboundMessage,
+    UserRef,
+)
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://discord.com/api/v10"
+DEFAULT_GATEWAY_URL = "wss://gateway.discord.gg/"
+COMMAND_PREFIXES = ("!librarian", "/librarian")
+PRIVATE_COMMANDS = frozenset({"ask"})  # deferred as ephemeral: only the asker sees them
+THREAD_ARCHIVE_MINUTES = 1440
+_REMEMBERED = 2000  # questions, threads, posted messages and members kept in memory
+
+
+class _Lru(OrderedDict):
+    """A dict that forgets its oldest entries past ``size``."""
+
+    def __init__(self, size: int = _REMEMBERED) -> None:
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+@dataclass
+class _Pending:
+    """An interaction the core has not finished answering."""
+
+    interaction: discord.Interaction
+    ephemeral: bool  # how it was deferred
+    original_used: bool = False  # whether the "thinking" message was replaced or deleted
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass
+class _Posted:
+    """One logical bot message: one or more Discord messages (past 2,000 characters)."""
+
+    channel_id: int | None  # None when posted through an interaction webhook
+    interaction: discord.Interaction | None
+    ephemeral: bool
+    ids: list[int]
+    texts: list[str]
+
+
+class _Client(discord.Client):
+    def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
+        super().__init__(**options)
+        self.adapter = adapter
+        self.tree = app_commands.CommandTree(self)
+        self.tree.add_command(_command_group(adapter))
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self.adapter._on_message(message)
+
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        await self.adapter._sync_commands(guild)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self.adapter._sync_commands(guild)
+
+    async def on_resumed(self) -> None:
+        log.info("Discord: gateway session resumed")
+
+
+class DiscordAdapter:
+    """Transports the core's events and messages to and from Discord."""
+
+    platform = "discord"
+    edit_interval_s = 1.0  # Discord rate-limits edits: about one a second per message
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        api_url: str = DEFAULT_API_URL,
+        gateway_url: str = DEFAULT_GATEWAY_URL,
+        message_content: bool = True,
+        guild_ready_timeout: float = 2.0,
+    ) -> None:
+        self.token = token
+        self.api_url = api_url.rstrip("/")
+        self.gateway_url = gateway_url
+        self.intents = discord.Intents.none()
+        self.intents.guilds = True
+        self.intents.guild_messages = True
+        # Privileged: without it, messages that do not mention the bot arrive without
+        # text or attachments (see the README).
+        self.intents.message_content = message_content
+        self.guild_ready_timeout = guild_ready_timeout
+        self.client: _Client | None = None
+        self._sink: EventSink | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._synced: set[int] = set()
+        self._questions: _Lru = _Lru()  # question message id -> its text
+        self._threads: _Lru = _Lru()  # question message id -> thread id
+        self._thread_locks: dict[int, asyncio.Lock] = {}
+        self._posted: _Lru = _Lru()  # first message id (str) -> _Posted
+        self._members: _Lru = _Lru()  # (guild id, user id) -> discord.Member
+        self._pending: dict[str, _Pending] = {}  # "interaction-<id>" -> _Pending
+        self._typing: dict[str, asyncio.Task] = {}
+        self._stopped = asyncio.Event()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DiscordAdapter:
+        """The adapter for LIBRARIAN_DISCORD_TOKEN and the URL settings."""
+        assert settings.discord_token is not None
+        return cls(
+            settings.discord_token.get_secret_value(),
+            api_url=settings.discord_api_url,
+            gateway_url=settings.discord_gateway_url,
+            message_content=settings.discord_message_content,
+        )
+
+    # -- the adapter protocol ---------------------------------------------------------------
+
+    async def start(self, sink: EventSink) -> None:
+        """Log in, connect to the gateway and deliver events until ``stop``."""
+        self._sink = sink
+        # discord.py keeps both addresses on classes: one Discord connection per process.
+        discord.http.Route.BASE = self.api_url
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.gateway_url)
+        self.client = _Client(
+            self,
+            intents=self.intents,
+            # Answers never ping anyone, whatever the model writes.
+            allowed_mentions=discord.AllowedMentions.none(),
+            guild_ready_timeout=self.guild_ready_timeout,
+            max_messages=None,
+        )
+        try:
+            async with self.client:
+                await self.client.start(self.token, reconnect=True)
+        except discord.PrivilegedIntentsRequired:
+            log.error(
+                "Discord refused the Message Content intent: enable it in the Developer "
+                "Portal (Bot > Privileged Gateway Intents) or set it off (see the README)"
+            )
+            raise
+        finally:
+            await self._cancel_tasks()
+
+    async def stop(self) -> None:
+        """Disconnect from Discord."""
+        self._stopped.set()
+        if self.client is not None and not self.client.is_closed():
+            await self.client.close()
+
+    async def wait_until_ready(self) -> None:
+        """Return once the client is connected and has its guilds."""
+        while self.client is None:
+            await asyncio.sleep(0.01)
+        await self.client.wait_until_ready()
+
+    async def send(self, message: OutboundMessage) -> str:
+        """Post a message (split past 2,000 characters); return the first part's id."""
+        client = self._client()
+        parts = split_message(message.text)
+        private = message.private_to is not None
+        pending = self._pending.get(message.reply_to or "")
+        if pending is not None:
+            ids = [await self._followup(pending, parts[0], private)]
+            for part in parts[1:]:
+                ids.append(await self._followup(pending, part, private))
+            posted = _Posted(None, pending.interaction, private, ids, parts)
+        else:
+            channel_id, reference = await self._target(message.conversation, message.reply_to)
+            channel = client.get_partial_messageable(channel_id)
+            ids = []
+            for i, part in enumerate(parts):
+                ref = reference if i == 0 else None
+                sent = await channel.send(part, reference=ref) if ref else await channel.send(part)
+                ids.append(sent.id)
+            posted = _Posted(channel_id, None, private, ids, parts)
+        self._posted[str(ids[0])] = posted
+        return str(ids[0])
+
+    async def edit(self, conversation: ConversationRef, message_id: str, text: str) -> None:
+        """Replace a posted message's text, adding or removing overflow messages."""
+        posted: _Posted | None = self._posted.get(message_id)
+        if posted is None:
+            raise KeyError(f"unknown Discord message {message_id}")
+        parts = split_message(text)
+        for i, part in enumerate(parts):
+            if i < len(posted.ids):
+                if posted.texts[i] != part:
+                    await self._edit_one(posted, posted.ids[i], part)
+                    posted.texts[i] = part
+            else:
+                posted.ids.append(await self._post_more(posted, part))
+                posted.texts.append(part)
+        while len(posted.ids) > len(parts):
+            extra = posted.ids.pop()
+            posted.texts.pop()
+            with contextlib.suppress(discord.NotFound):
+                await self._delete_one(posted, extra)
+
+    async def fetch_file(self, ref: FileRef) -> bytes:
+        """Download an attachment from Discord's CDN."""
+        assert ref.url is not None
+        return await self._client().http.get_from_cdn(ref.url)
+
+    async def is_admin(self, user: UserRef, conversation: ConversationRef) -> bool:
+        """Manage Server, Manage Channels or Administrator in the conversation's guild."""
+        if not conversation.space_id:
+            return False
+        client = self._client()
+        guild_id, user_id = int(conversation.space_id), int(user.user_id)
+        guild = client.get_guild(guild_id)
+        if guild is None:
+            return False
+        member = self._members.get((guild_id, user_id)) or guild.get_member(user_id)
+        if member is None:
+            try:
+                member = await guild.fetch_member(user_id)
+            except discord.HTTPException:
+                return False
+            self._members[(guild_id, user_id)] = member
+        perms = member.guild_permissions
+        return bool(perms.administrator or perms.manage_guild or perms.manage_channels)
+
+    async def working(
+        self, conversation: ConversationRef, message_id: str | None, on: bool
+    ) -> None:
+        """Show "Librarian is typing..." where the answer will appear, while it is made."""
+        if message_id is not None and message_id in self._pending:
+            return  # a deferred interaction already shows "Librarian is thinking..."
+        key = f"{conversation.key}:{message_id}"
+        if not on:
+            task = self._typing.pop(key, None)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            return
+        if key in self._typing:
+            return
+        try:
+            channel_id, _ = await self._target(conversation, message_id)
+        except discord.HTTPException:
+            log.warning("Discord: no channel to type in for %s", conversation.key, exc_info=True)
+            return
+        channel = self._client().get_partial_messageable(channel_id)
+
+        async def type_until_cancelled() -> None:
+            with contextlib.suppress(discord.HTTPException):
+                async with channel.typing():  # discord.py renews it every 5 s
+                    await asyncio.Event().wait()
+
+        self._typing[key] = asyncio.create_task(type_until_cancelled(), name="discord-typing")
+
+    # -- events from Discord ----------------------------------------------------------------
+
+    async def _on_message(self, message: discord.Message) -> None:
+        event = self.translate(message)
+        if event is not None:
+            self._spawn(self._deliver(event))
+
+    def translate(self, message: discord.Message) -> MessageReceived | CommandInvoked | None:
+        """A core event for a guild message, or None for what the bot ignores."""
+        client = self._client()
+        me = client.user
+        if me is None or message.guild is None or message.author.bot or message.webhook_id:
+            return None
+        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
+            return None
+        conversation = self._conversation(message.channel, message.guild)
+        if conversation is None:
+            return None
+        if isinstance(message.author, discord.Member):
+            self._members[(message.guild.id, message.author.id)] = message.author
+        author = self._user(message.author)
+        event_id = f"message-{message.id}"
+        text = strip_mentions(message.content, me.id)
+        for prefix in COMMAND_PREFIXES:
+            if text.lower() == prefix or text.lower().startswith(prefix + " "):
+                return CommandInvoked(
+                    event_id,
+                    conversation,
+                    author,
+                    text[len(prefix) :].strip(),
+                    files=tuple(self._file_ref(a, message) for a in message.attachments),
+                    message_id=str(message.id),
+                )
+        mentioned = me in message.mentions or self._replies_to_me(message)
+        files = tuple(
+            self._file_ref(a, message)
+            for a in message.attachments
+            if indexable(a.filename, a.content_type)
+        )
+        if not mentioned and not files:
+            return None
+        if mentioned and text:
+            self._questions[message.id] = text
+        return MessageReceived(
+            event_id,
+            conversation,
+            author,
+            text,
+            mentions_bot=mentioned,
+            message_id=str(message.id),
+            files=files,
+        )
+
+    def _replies_to_me(self, message: discord.Message) -> bool:
+        ref = message.reference
+        if ref is None:
+            return False
+        resolved = ref.resolved
+        if isinstance(resolved, discord.Message):
+            return resolved.author.id == self._client().user.id  # type: ignore[union-attr]
+        return ref.message_id is not None and any(
+            ref.message_id in p.ids for p in self._posted.values()
+        )
+
+    def _conversation(self, channel: Any, guild: discord.Guild) -> ConversationRef | None:
+        if isinstance(channel, discord.Thread):
+            parent = channel.parent
+            name = f"#{parent.name}" if parent is not None else None
+            return ConversationRef(
+                self.platform, str(guild.id), str(channel.parent_id), str(channel.id), name
+            )
+        name = getattr(channel, "name", None)
+        return ConversationRef(
+            self.platform, str(guild.id), str(channel.id), None, f"#{name}" if name else None
+        )
+
+    def _user(self, user: discord.abc.User) -> UserRef:
+        return UserRef(self.platform, str(user.id), user.display_name)
+
+    def _file_ref(self, attachment: discord.Attachment, message: discord.Message | None) -> FileRef:
+        return FileRef(
+            platform=self.platform,
+            file_id=str(attachment.id),
+            name=attachment.filename,
+            size=attachment.size,  # the core checks it against the limit before downloading
+            media_type=attachment.content_type,
+            url=attachment.url,
+            message_id=str(message.id) if message is not None else None,
+            permalink=message.jump_url if message is not None else None,
+        )
+
+    async def _deliver(self, event: MessageReceived | CommandInvoked) -> None:
+        assert self._sink is not None
+        try:
+            await self._sink(event)
+        except Exception:
+            log.exception("Discord: event %s failed", event.event_id)
+
+    # -- slash commands -----------------------------------------------------------------------
+
+    async def _sync_commands(self, guild: discord.Guild) -> None:
+        """Register /librarian in a guild (once per guild and process)."""
+        if guild.id in self._synced:
+            return
+        self._synced.add(guild.id)
+        client = self._client()
+        client.tree.copy_global_to(guild=guild)
+        try:
+            await client.tree.sync(guild=guild)
+        except discord.Forbidden:
+            log.warning(
+                "Discord: may not register /librarian in guild %s: invite the bot with the "
+                "applications.commands scope (see the README)",
+                guild.id,
+            )
+        except discord.HTTPException:
+            self._synced.discard(guild.id)
+            log.exception("Discord: syncing /librarian in guild %s failed", guild.id)
+        else:
+            log.info("Discord: /librarian synced in %s (%s)", guild.name, guild.id)
+
+    async def command(
+        self,
+        interaction: discord.Interaction,
+        name: str,
+        *args: str | None,
+        files: tuple[discord.Attachment, ...] = (),
+    ) -> None:
+        """Defer the interaction at once, then hand the command to the core."""
+        ephemeral = name in PRIVATE_COMMANDS
+        try:
+            await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+        except discord.HTTPException:
+            log.warning("Discord: could not defer interaction %s", interaction.id, exc_info=True)
+            return
+        guild = interaction.guild
+        channel = interaction.channel
+        if guild is None or channel is None:
+            await interaction.followup.send(
+                "Librarian works in server channels, not in direct messages.", ephemeral=True
+            )
+            return
+        conversation = self._conversation(channel, guild)
+        assert conversation is not None
+        if isinstance(interaction.user, discord.Member):
+            self._members[(guild.id, interaction.user.id)] = interaction.user
+        key = f"interaction-{interaction.id}"
+        pending = _Pending(interaction, ephemeral)
+        self._pending[key] = pending
+        event = CommandInvoked(
+            key,
+            conversation,
+            self._user(interaction.user),
+            _command_text(name, [a for a in args if a]),
+            files=tuple(self._file_ref(f, None) for f in files),
+            message_id=key,
+        )
+        try:
+            await self._deliver(event)
+        finally:
+            self._pending.pop(key, None)
+            if not pending.original_used:  # the core said nothing: no "thinking" forever
+                with contextlib.suppress(discord.HTTPException):
+                    await interaction.delete_original_response()
+
+    async def _followup(self, pending: _Pending, text: str, private: bool) -> int:
+        async with pending.lock:
+            interaction = pending.interaction
+            if not pending.original_used and private != pending.ephemeral:
+                # The first follow-up would take the deferral's visibility: remove the
+                # "thinking" message so that this one is a follow-up of its own.
+                with contextlib.suppress(discord.NotFound):
+                    await interaction.delete_original_response()
+            pending.original_used = True
+            sent = await interaction.followup.send(text, ephemeral=private, wait=True)
+            return sent.id
+
+    # -- where messages go --------------------------------------------------------------------
+
+    async def _target(
+        self, conversation: ConversationRef, reply_to: str | None
+    ) -> tuple[int, discord.MessageReference | None]:
+        """The channel or thread to post in, and the message to reply to there."""
+        if conversation.thread_id:
+            return int(conversation.thread_id), None
+        channel_id = int(conversation.channel_id)
+        if reply_to is None or not reply_to.isdigit():
+            return channel_id, None
+        question = int(reply_to)
+        if question in self._questions:
+            thread_id = await self._thread_for(int(conversation.space_id), channel_id, question)
+            if thread_id is not None:
+                return thread_id, None
+        reference = discord.MessageReference(
+            message_id=question, channel_id=channel_id, fail_if_not_exists=False
+        )
+        return channel_id, reference
+
+    async def _thread_for(self, guild_id: int, channel_id: int, message_id: int) -> int | None:
+        """The thread started on a question (created on first use); None if not allowed."""
+        if message_id in self._threads:
+            return self._threads[message_id]
+        lock = self._thread_locks.setdefault(message_id, asyncio.Lock())
+        async with lock:
+            if message_id in self._threads:
+                return self._threads[message_id]
+            channel = self._client().get_partial_messageable(channel_id, guild_id=guild_id)
+            message = channel.get_partial_message(message_id)
+            name = thread_name(self._questions.get(message_id, "Question"))
+            try:
+                thread = await message.create_thread(
+                    name=name, auto_archive_duration=THREAD_ARCHIVE_MINUTES
+                )
+                thread_id: int | None = thread.id
+            except discord.HTTPException as exc:
+                if exc.code == 160004:  # a thread already exists: it has the message's id
+                    thread_id = message_id
+                else:
+                    log.warning(
+                        "Discord: cannot start a thread in %s (%s); answering in the channel",
+                        channel_id,
+                        exc,
+                    )
+                    thread_id = None
+            self._threads[message_id] = thread_id
+        self._thread_locks.pop(message_id, None)
+        return thread_id
+
+    async def _edit_one(self, posted: _Posted, message_id: int, text: str) -> None:
+        if posted.interaction is not None:
+            await posted.interaction.followup.edit_message(message_id, content=text)
+        else:
+            assert posted.channel_id is not None
+            channel = self._client().get_partial_messageable(posted.channel_id)
+            await channel.get_partial_message(message_id).edit(content=text)
+
+    async def _post_more(self, posted: _Posted, text: str) -> int:
+        if posted.interaction is not None:
+            sent = await posted.interaction.followup.send(
+                text, ephemeral=posted.ephemeral, wait=True
+            )
+            return sent.id
+        assert posted.channel_id is not None
+        sent = await self._client().get_partial_messageable(posted.channel_id).send(text)
+        return sent.id
+
+    async def _delete_one(self, posted: _Posted, message_id: int) -> None:
+        if posted.interaction is not None:
+            await posted.interaction.followup.delete_message(message_id)
+        else:
+            assert posted.channel_id is not None
+            channel = self._client().get_partial_messageable(posted.channel_id)
+            await channel.get_partial_message(message_id).delete()
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    def _client(self) -> _Client:
+        if self.client is None:
+            raise RuntimeError("the Discord adapter is not started")
+        return self.client
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _cancel_tasks(self) -> None:
+        tasks = [*self._tasks, *self._typing.values()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def _command_text(name: str, args: list[str]) -> str:
+    """``name arg ...`` as the core's parser reads it (the last argument is free text)."""
+    words = [shlex.quote(a) if any(c.isspace() for c in a) else a for a in args[:-1]]
+    return " ".join([name, *words, *args[-1:]]).strip()
+
+
+def _command_group(adapter: DiscordAdapter) -> app_commands.Group:
+    """/librarian and its subcommands: one per core command, with typed options."""
+    group = app_commands.Group(
+        name="librarian", description="Answers from the documents shared in this channel"
+    )
+    run = adapter.command
+
+    @group.command(name="help", description="The list of commands, or how to use one")
+    @app_commands.describe(command="A command to explain")
+    async def help_(interaction: discord.Interaction, command: str | None = None) -> None:
+        await run(interaction, "help", command)
+
+    @group.command(name="ask", description="Answer a question privately (only you see it)")
+    @app_commands.describe(question="Your question about the documents")
+    async def ask(interaction: discord.Interaction, question: str) -> None:
+        await run(interaction, "ask", question)
+
+    @group.command(name="upload", description="Index an attached PDF, text or Markdown file")
+    @app_commands.describe(file="The file to index")
+    async def upload(interaction: discord.Interaction, file: discord.Attachment) -> None:
+        await run(interaction, "upload", files=(file,))
+
+    @group.command(name="docs", description="The documents of this channel's workspace")
+    async def docs(interaction: discord.Interaction) -> None:
+        await run(interaction, "docs")
+
+    @group.command(name="forget", description="Remove a document, its chunks and stored file")
+    @app_commands.describe(document="Its name or #id (see /librarian docs)")
+    async def forget(interaction: discord.Interaction, document: str) -> None:
+        await run(interaction, "forget", document)
+
+    @group.command(name="status", description="Models, memory, queues, documents, retention")
+    async def status(interaction: discord.Interaction) -> None:
+        await run(interaction, "status")
+
+    @group.command(name="retention", description="Show or set how long history is kept (admins)")
+    @app_commands.describe(duration="Like 7d, 12h, or off")
+    async def retention(interaction: discord.Interaction, duration: str | None = None) -> None:
+        await run(interaction, "retention", duration)
+
+    @group.command(name="clear", description="Delete this channel's stored history (admins)")
+    async def clear(interaction: discord.Interaction) -> None:
+        await run(interaction, "clear")
+
+    @group.command(name="workspace", description="Bind this channel to a workspace (admins)")
+    @app_commands.describe(name="The workspace's name (created if new)")
+    async def workspace(interaction: discord.Interaction, name: str) -> None:
+        await run(interaction, "workspace", name)
+
+    @group.command(name="model", description="Show or switch the chat model (admins)")
+    @app_commands.describe(model="A model reference, a level like q8_0, or default")
+    async def model(interaction: discord.Interaction, model: str | None = None) -> None:
+        await run(interaction, "model", model)
+
+    @group.command(name="compare", description="Answer with two quantization levels (admins)")
+    @app_commands.describe(level_a="Like q4_0", level_b="Like q8_0", question="The question")
+    async def compare(
+        interaction: discord.Interaction, level_a: str, level_b: str, question: str
+    ) -> None:
+        await run(interaction, "compare", level_a, level_b, question)
+
+    @group.command(name="autoindex", description="Index files shared here automatically (admins)")
+    async def autoindex(
+        interaction: discord.Interaction, state: Literal["on", "off"] | None = None
+    ) -> None:
+        await run(interaction, "autoindex", state)
+
+    @group.command(name="uploads", description="Who may upload files here (admins)")
+    async def uploads(
+        interaction: discord.Interaction, policy: Literal["everyone", "admins"] | None = None
+    ) -> None:
+        await run(interaction, "uploads", policy)
+
+    @group.command(name="settings", description="Show or change retrieval settings (admins)")
+    @app_commands.describe(value="The new value")
+    async def settings(
+        interaction: discord.Interaction,
+        name: Literal["chunk_tokens", "chunk_overlap", "top_k", "relevance_floor"] | None = None,
+        value: str | None = None,
+    ) -> None:
+        await run(interaction, "settings", name, value)
+
+    return group

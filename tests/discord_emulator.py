@@ -1,0 +1,993 @@
+"""A small Discord, on loopback, that speaks the wire protocol discord.py 2.x uses.
+
+The REST API lives at ``{base}/api/v10`` (point ``discord.http.Route.BASE`` there) and
+the gateway websocket at ``{base}/gateway`` (``DiscordWebSocket.DEFAULT_GATEWAY``).
+It holds one guild with two text channels, three people and the bot, and it keeps:
+
+- ``calls``: every REST request the bot made (method, path, query, JSON body, time);
+- ``gateway_log``: every gateway frame the bot sent (op, and the data that matters);
+- ``messages``: every message in every channel, as Discord would store it.
+
+The gateway does HELLO, IDENTIFY -> READY + GUILD_CREATE, heartbeats (each ACKed),
+zlib-stream compression when asked for (discord.py asks), RESUME with replay of the
+events the client missed, then RESUMED.  Messages without a mention of the bot lose
+their content and attachments when the client did not ask for the privileged
+MESSAGE_CONTENT intent, as on Discord.  Interactions follow Discord's rules: a
+callback within 3 s, follow-ups through the interaction webhook, and the first
+follow-up after a deferral replaces the "thinking" message and keeps the deferral's
+visibility.  Every channel has a message bucket of ``bucket_limit`` requests per
+``bucket_window_s`` (announced in X-RateLimit headers); going past it is a 429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import re
+import secrets
+import time
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+DISCORD_EPOCH_MS = 1420070400000
+MESSAGE_LIMIT = 2000
+EPHEMERAL = 1 << 6
+
+# Permission bits.
+VIEW_CHANNEL = 1 << 10
+SEND_MESSAGES = 1 << 11
+READ_MESSAGE_HISTORY = 1 << 16
+MANAGE_CHANNELS = 1 << 4
+MANAGE_GUILD = 1 << 5
+CREATE_PUBLIC_THREADS = 1 << 35
+SEND_MESSAGES_IN_THREADS = 1 << 38
+EVERYONE_PERMISSIONS = (
+    VIEW_CHANNEL
+    | SEND_MESSAGES
+    | READ_MESSAGE_HISTORY
+    | CREATE_PUBLIC_THREADS
+    | SEND_MESSAGES_IN_THREADS
+)
+MESSAGE_CONTENT_INTENT = 1 << 15
+
+
+@dataclass
+class Call:
+    """One REST request the bot made."""
+
+    method: str
+    path: str  # below /api/v10, e.g. /channels/1/messages
+    query: dict[str, str]
+    body: Any
+    at: float
+
+
+@dataclass
+class _Connection:
+    ws: web.WebSocketResponse
+    request: web.Request
+    compressor: Any = None  # zlib compressobj when the client asked for zlib-stream
+    session_id: str | None = None
+
+
+@dataclass
+class _Interaction:
+    id: str
+    token: str
+    channel_id: str
+    user_id: str
+    dispatched_at: float
+    callback: dict | None = None
+    callback_at: float | None = None
+    original_id: str | None = None  # the deferred "thinking" message
+    original_used: bool = False
+    followups: list[str] = field(default_factory=list)
+
+
+def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON response typed exactly ``application/json``, as Discord sends (and discord.py
+    checks: with a charset parameter it would take the body for text)."""
+    response = web.Response(text=json.dumps(data), status=status, headers=headers)
+    response.content_type = "application/json"
+    response.charset = None
+    return response
+
+
+class DiscordEmulator:
+    """Discord's REST API and gateway for one bot, on 127.0.0.1."""
+
+    def __init__(self, token: str = "emulated-bot-token", *, heartbeat_ms: int = 1000) -> None:
+        self.token = token
+        self.heartbeat_ms = heartbeat_ms
+        self._ids = itertools.count(1)
+        self.app_id = self.snowflake()
+        self.bot = self._user(self.app_id, "Librarian", bot=True)
+        self.guild_id = self.snowflake()
+        self.roles = {
+            "everyone": {"id": self.guild_id, "permissions": EVERYONE_PERMISSIONS},
+            "moderators": {"id": self.snowflake(), "permissions": MANAGE_GUILD},
+            "channel-keepers": {"id": self.snowflake(), "permissions": MANAGE_CHANNELS},
+        }
+        self.owner = self._user(self.snowflake(), "owner")
+        self.users = {
+            "alice": self._user(self.snowflake(), "alice"),  # a moderator (Manage Server)
+            "bob": self._user(self.snowflake(), "bob"),  # no role
+            "carol": self._user(self.snowflake(), "carol"),  # Manage Channels
+        }
+        self.member_roles = {
+            self.users["alice"]["id"]: [self.roles["moderators"]["id"]],
+            self.users["bob"]["id"]: [],
+            self.users["carol"]["id"]: [self.roles["channel-keepers"]["id"]],
+            self.owner["id"]: [],
+            self.bot["id"]: [],
+        }
+        self.channels: dict[str, dict] = {}
+        for position, name in enumerate(("general", "random")):
+            cid = self.snowflake()
+            self.channels[cid] = {
+                "id": cid,
+                "type": 0,
+                "guild_id": self.guild_id,
+                "name": name,
+                "position": position,
+                "parent_id": None,
+                "topic": None,
+                "nsfw": False,
+                "last_message_id": None,
+                "rate_limit_per_user": 0,
+                "permission_overwrites": [],
+            }
+        self.channel_ids = {c["name"]: cid for cid, c in self.channels.items()}
+        self.messages: dict[str, dict] = {}
+        self.attachments: dict[str, tuple[bytes, str]] = {}  # id -> (bytes, content type)
+        self.commands: dict[str, list[dict]] = {}  # guild id -> synced commands
+        self.interactions: dict[str, _Interaction] = {}
+        self.calls: list[Call] = []
+        self.gateway_log: list[dict] = []
+        self.rate_limited: list[Call] = []  # requests answered 429
+        self.bucket_limit = 5
+        self.bucket_window_s = 5.0
+        self._buckets: dict[str, list[float]] = {}
+        # Gateway state: one session, its events (seq, type, data), the live connection.
+        self.session_id: str | None = None
+        self.intents: int | None = None
+        self.events: list[tuple[int, str, dict]] = []
+        self.seq = 0
+        self.conn: _Connection | None = None
+        self.connections = 0
+        self.replay_from: int | None = None  # redeliver from this seq on the next RESUME
+        self.resumed = asyncio.Event()
+        self.ready = asyncio.Event()
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # -- server --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/gateway/", self._gateway)
+        app.router.add_get("/attachments/{channel}/{attachment}/{name}", self._attachment)
+        app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base_url}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    # -- ids and payloads ----------------------------------------------------------------
+
+    def snowflake(self) -> str:
+        ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+        return str((ms << 22) | (next(self._ids) & 0x3FFFFF))
+
+    @staticmethod
+    def _user(uid: str, name: str, *, bot: bool = False) -> dict:
+        return {
+            "id": uid,
+            "username": name,
+            "global_name": name.title(),
+            "discriminator": "0",
+            "avatar": None,
+            "bot": bot,
+            "public_flags": 0,
+            "flags": 0,
+        }
+
+    @staticmethod
+    def _now() -> str:
+        return datetime.now(UTC).isoformat()
+
+    def member(self, user: dict, *, with_user: bool = True) -> dict:
+        data = {
+            "roles": list(self.member_roles.get(user["id"], [])),
+            "joined_at": "2024-01-01T00:00:00+00:00",
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "pending": False,
+            "nick": None,
+            "avatar": None,
+        }
+        if with_user:
+            data["user"] = user
+        return data
+
+    def permissions_of(self, user_id: str) -> int:
+        if user_id == self.owner["id"]:
+            return (1 << 53) - 1
+        value = self.roles["everyone"]["permissions"]
+        for role in self.roles.values():
+            if role["id"] in self.member_roles.get(user_id, []):
+                value |= role["permissions"]
+        return value
+
+    def guild_payload(self) -> dict:
+        roles = [
+            {
+                "id": r["id"],
+                "name": "@everyone" if name == "everyone" else name,
+                "permissions": str(r["permissions"]),
+                "position": i,
+                "color": 0,
+                "colors": {"primary_color": 0, "secondary_color": None, "tertiary_color": None},
+                "hoist": False,
+                "managed": False,
+                "mentionable": False,
+                "flags": 0,
+            }
+            for i, (name, r) in enumerate(self.roles.items())
+        ]
+        return {
+            "id": self.guild_id,
+            "name": "Test guild",
+            "icon": None,
+            "owner_id": self.owner["id"],
+            "roles": roles,
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "channels": list(self.channels.values()),
+            "threads": [],
+            # Without the GUILD_MEMBERS intent Discord sends only the bot's own member.
+            "members": [self.member(self.bot)],
+            "member_count": len(self.users) + 2,
+            "voice_states": [],
+            "presences": [],
+            "large": False,
+            "unavailable": False,
+            "joined_at": "2024-01-01T00:00:00+00:00",
+            "premium_tier": 0,
+            "preferred_locale": "en-US",
+            "system_channel_flags": 0,
+            "verification_level": 0,
+            "mfa_level": 0,
+            "nsfw_level": 0,
+            "explicit_content_filter": 0,
+            "default_message_notifications": 0,
+            "afk_timeout": 300,
+            "application_id": None,
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+        }
+
+    def _channel_of(self, channel_id: str) -> dict:
+        try:
+            return self.channels[channel_id]
+        except KeyError:
+            raise web.HTTPNotFound(
+                text=json.dumps({"message": "Unknown Channel", "code": 10003}),
+                content_type="application/json",
+            ) from None
+
+    def _message(
+        self,
+        channel_id: str,
+        author: dict,
+        content: str,
+        *,
+        mentions: list[dict] | None = None,
+        attachments: list[dict] | None = None,
+        reference: str | None = None,
+        flags: int = 0,
+        webhook_id: str | None = None,
+        interaction_user: dict | None = None,
+    ) -> dict:
+        mid = self.snowflake()
+        message = {
+            "id": mid,
+            "channel_id": channel_id,
+            "guild_id": self.guild_id,
+            "author": author,
+            "content": content,
+            "timestamp": self._now(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [{**m, "member": self.member(m, with_user=False)} for m in mentions or []],
+            "mention_roles": [],
+            "attachments": attachments or [],
+            "embeds": [],
+            "reactions": [],
+            "pinned": False,
+            "type": 19 if reference else 0,
+            "flags": flags,
+            "components": [],
+        }
+        if webhook_id:
+            message["webhook_id"] = webhook_id
+            message["application_id"] = self.app_id
+            message["type"] = 20
+        if interaction_user is not None:
+            message["interaction_metadata"] = {
+                "id": self.snowflake(),
+                "type": 2,
+                "user": interaction_user,
+                "authorizing_integration_owners": {"0": self.guild_id},
+                "name": "librarian",
+            }
+        if not webhook_id:
+            message["member"] = self.member(author, with_user=False)
+        if reference:
+            referenced = self.messages.get(reference)
+            message["message_reference"] = {
+                "type": 0,
+                "message_id": reference,
+                "channel_id": channel_id,
+                "guild_id": self.guild_id,
+            }
+            message["referenced_message"] = referenced
+        self.messages[mid] = message
+        self.channels[channel_id]["last_message_id"] = mid
+        return message
+
+    # -- what the people in the guild do -------------------------------------------------
+
+    async def post(
+        self,
+        user: str,
+        channel: str,
+        text: str,
+        *,
+        mention_bot: bool = False,
+        files: list[tuple[str, bytes, str]] = (),
+        reply_to: str | None = None,
+    ) -> dict:
+        """``user`` writes in ``channel`` (a name or a thread/channel id); returns the message."""
+        channel_id = self.channel_ids.get(channel, channel)
+        author = self.users[user]
+        content = f"<@{self.bot['id']}> {text}" if mention_bot else text
+        mentions = [self.bot] if mention_bot else []
+        if (
+            reply_to
+            and self.messages.get(reply_to, {}).get("author", {}).get("id") == self.bot["id"]
+        ):
+            mentions = [self.bot]  # a reply pings the author it answers
+        attachments = []
+        for name, data, content_type in files:
+            aid = self.snowflake()
+            self.attachments[aid] = (data, content_type)
+            url = f"{self.base_url}/attachments/{channel_id}/{aid}/{name}"
+            attachments.append(
+                {
+                    "id": aid,
+                    "filename": name,
+                    "size": len(data),
+                    "url": url,
+                    "proxy_url": url,
+                    "content_type": content_type,
+                }
+            )
+        message = self._message(
+            channel_id,
+            author,
+            content,
+            mentions=mentions,
+            attachments=attachments,
+            reference=reply_to,
+        )
+        await self.dispatch("MESSAGE_CREATE", message)
+        return message
+
+    async def slash(
+        self,
+        user: str,
+        channel: str,
+        subcommand: str,
+        options: dict[str, Any] | None = None,
+        *,
+        files: dict[str, tuple[str, bytes, str]] | None = None,
+    ) -> _Interaction:
+        """``user`` runs ``/librarian <subcommand>`` with options, as the Discord client does.
+
+        The command must have been synced to the guild; option types come from there.
+        """
+        channel_id = self.channel_ids.get(channel, channel)
+        synced = {c["name"]: c for c in self.commands.get(self.guild_id, [])}
+        if "librarian" not in synced:
+            raise AssertionError(f"/librarian is not synced to the guild: {list(synced)}")
+        group = synced["librarian"]
+        sub = next((o for o in group.get("options", []) if o["name"] == subcommand), None)
+        if sub is None:
+            raise AssertionError(f"no subcommand {subcommand}")
+        types = {o["name"]: o["type"] for o in sub.get("options", [])}
+        values = []
+        resolved: dict[str, dict] = {}
+        for name, value in (options or {}).items():
+            values.append({"name": name, "type": types[name], "value": value})
+        for name, (filename, data, content_type) in (files or {}).items():
+            aid = self.snowflake()
+            self.attachments[aid] = (data, content_type)
+            url = f"{self.base_url}/attachments/{channel_id}/{aid}/{filename}"
+            resolved[aid] = {
+                "id": aid,
+                "filename": filename,
+                "size": len(data),
+                "url": url,
+                "proxy_url": url,
+                "content_type": content_type,
+                "ephemeral": True,
+            }
+            values.append({"name": name, "type": types[name], "value": aid})
+        author = self.users[user]
+        member = self.member(author)
+        member["permissions"] = str(self.permissions_of(author["id"]))
+        iid = self.snowflake()
+        token = secrets.token_urlsafe(24)
+        data = {
+            "id": group["id"],
+            "name": "librarian",
+            "type": 1,
+            "guild_id": self.guild_id,
+            "options": [{"name": subcommand, "type": 1, "options": values}],
+        }
+        if resolved:
+            data["resolved"] = {"attachments": resolved}
+        payload = {
+            "id": iid,
+            "application_id": self.app_id,
+            "type": 2,
+            "token": token,
+            "version": 1,
+            "guild_id": self.guild_id,
+            "guild": {"id": self.guild_id, "locale": "en-US", "features": []},
+            "channel_id": channel_id,
+            "channel": self.channels[channel_id],
+            "member": member,
+            "data": data,
+            "app_permissions": str(EVERYONE_PERMISSIONS),
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": self.guild_id},
+            "context": 0,
+            "attachment_size_limit": 26214400,
+        }
+        interaction = _Interaction(iid, token, channel_id, author["id"], time.monotonic())
+        self.interactions[iid] = interaction
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return interaction
+
+    # -- gateway ---------------------------------------------------------------------------
+
+    async def dispatch(self, event: str, data: dict) -> int:
+        """Queue a dispatch event in the session and send it if the bot is connected."""
+        self.seq += 1
+        self.events.append((self.seq, event, data))
+        if self.conn is not None:
+            await self._send_event(self.conn, self.seq, event, data)
+        return self.seq
+
+    def _filtered(self, event: str, data: dict) -> dict:
+        """What a client without the MESSAGE_CONTENT intent receives."""
+        if event != "MESSAGE_CREATE" or (self.intents or 0) & MESSAGE_CONTENT_INTENT:
+            return data
+        if data["author"]["id"] == self.bot["id"]:
+            return data
+        if any(m["id"] == self.bot["id"] for m in data.get("mentions", [])):
+            return data
+        return {**data, "content": "", "attachments": [], "embeds": [], "components": []}
+
+    async def _send_event(self, conn: _Connection, seq: int, event: str, data: dict) -> None:
+        await self._send(conn, {"op": 0, "s": seq, "t": event, "d": self._filtered(event, data)})
+
+    async def _send(self, conn: _Connection, payload: dict) -> None:
+        text = json.dumps(payload)
+        if conn.ws.closed:
+            return
+        try:
+            if conn.compressor is not None:
+                data = conn.compressor.compress(text.encode()) + conn.compressor.flush(
+                    zlib.Z_SYNC_FLUSH
+                )
+                await conn.ws.send_bytes(data)
+            else:
+                await conn.ws.send_str(text)
+        except (ConnectionError, RuntimeError):
+            pass
+
+    async def drop(self) -> None:
+        """The connection dies without a close frame (a network failure)."""
+        conn, self.conn = self.conn, None
+        assert conn is not None, "the bot is not connected"
+        self.resumed.clear()
+        transport = conn.request.transport
+        if transport is not None:
+            transport.abort()
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=0)
+        await ws.prepare(request)
+        self.connections += 1
+        if request.query.get("v") != "10" or request.query.get("encoding") != "json":
+            await ws.close(code=4012, message=b"Invalid API version")
+            return ws
+        compress = request.query.get("compress")
+        compressor = zlib.compressobj() if compress == "zlib-stream" else None
+        conn = _Connection(ws, request, compressor)
+        await self._send(
+            conn, {"op": 10, "s": None, "t": None, "d": {"heartbeat_interval": self.heartbeat_ms}}
+        )
+        try:
+            async for frame in ws:
+                if frame.type != WSMsgType.TEXT:
+                    continue
+                payload = json.loads(frame.data)
+                await self._on_frame(conn, payload)
+        finally:
+            if self.conn is conn:
+                self.conn = None
+        return ws
+
+    async def _on_frame(self, conn: _Connection, payload: dict) -> None:
+        op, data = payload.get("op"), payload.get("d")
+        entry: dict[str, Any] = {"op": op, "at": time.monotonic()}
+        if op == 1:
+            entry["seq"] = data
+            await self._send(conn, {"op": 11, "s": None, "t": None, "d": None})
+        elif op == 2:
+            entry.update(intents=data.get("intents"), token_ok=data.get("token") == self.token)
+            self.gateway_log.append(entry)
+            if data.get("token") != self.token:
+                await conn.ws.close(code=4004, message=b"Authentication failed.")
+                return
+            await self._identify(conn, data)
+            return
+        elif op == 6:
+            entry.update(session_id=data.get("session_id"), seq=data.get("seq"))
+            self.gateway_log.append(entry)
+            await self._resume(conn, data)
+            return
+        self.gateway_log.append(entry)
+
+    async def _identify(self, conn: _Connection, data: dict) -> None:
+        self.intents = data.get("intents")
+        self.session_id = secrets.token_hex(16)
+        self.events = []
+        self.seq = 0
+        conn.session_id = self.session_id
+        self.conn = conn
+        await self.dispatch(
+            "READY",
+            {
+                "v": 10,
+                "user": {**self.bot, "verified": True, "mfa_enabled": False},
+                "guilds": [{"id": self.guild_id, "unavailable": True}],
+                "session_id": self.session_id,
+                "resume_gateway_url": self.gateway_url,
+                "private_channels": [],
+                "relationships": [],
+                "application": {"id": self.app_id, "flags": 1 << 19},
+                "session_type": "normal",
+            },
+        )
+        await self.dispatch("GUILD_CREATE", self.guild_payload())
+        self.ready.set()
+
+    async def _resume(self, conn: _Connection, data: dict) -> None:
+        if data.get("token") != self.token or data.get("session_id") != self.session_id:
+            await self._send(conn, {"op": 9, "s": None, "t": None, "d": False})
+            return
+        since = int(data.get("seq") or 0) + 1
+        if self.replay_from is not None:
+            since = min(since, self.replay_from)
+            self.replay_from = None
+        conn.session_id = self.session_id
+        self.conn = conn
+        for seq, event, payload in list(self.events):
+            if seq >= since and event not in ("READY", "GUILD_CREATE"):
+                await self._send_event(conn, seq, event, payload)
+        await self.dispatch("RESUMED", {})
+        self.resumed.set()
+
+    # -- REST ------------------------------------------------------------------------------
+
+    async def _attachment(self, request: web.Request) -> web.Response:
+        found = self.attachments.get(request.match_info["attachment"])
+        if found is None:
+            raise web.HTTPNotFound()
+        self.calls.append(Call("GET", request.path, dict(request.query), None, time.monotonic()))
+        data, content_type = found
+        return web.Response(body=data, content_type=content_type)
+
+    async def _body(self, request: web.Request) -> Any:
+        if not request.can_read_body:
+            return None
+        if request.content_type.startswith("multipart/"):
+            form = await request.post()
+            return json.loads(form.get("payload_json", "{}"))  # type: ignore[arg-type]
+        return await request.json()
+
+    def _bucket(self, method: str, path: str) -> str | None:
+        match = re.match(r"/channels/(\d+)/messages", path)
+        if match and method in ("POST", "PATCH", "DELETE"):
+            return f"messages:{match.group(1)}"
+        match = re.match(r"/webhooks/\d+/([^/]+)", path)
+        if match:
+            return f"webhook:{match.group(1)}"
+        return None
+
+    async def _rest(self, request: web.Request) -> web.StreamResponse:
+        path = "/" + request.match_info["tail"]
+        body = await self._body(request)
+        call = Call(request.method, path, dict(request.query), body, time.monotonic())
+        self.calls.append(call)
+        async with self._changed:
+            self._changed.notify_all()
+        webhook = path.startswith(("/webhooks/", "/interactions/"))
+        if not webhook and request.headers.get("Authorization") != f"Bot {self.token}":
+            return _json({"message": "401: Unauthorized", "code": 0}, status=401)
+        headers: dict[str, str] = {}
+        bucket = self._bucket(request.method, path)
+        if bucket is not None:
+            now = time.monotonic()
+            recent = [t for t in self._buckets.get(bucket, []) if now - t < self.bucket_window_s]
+            if len(recent) >= self.bucket_limit:
+                self.rate_limited.append(call)
+                retry = self.bucket_window_s - (now - recent[0])
+                return _json(
+                    {
+                        "message": "You are being rate limited.",
+                        "retry_after": retry,
+                        "global": False,
+                    },
+                    status=429,
+                    headers={"Retry-After": f"{retry:.3f}", "X-RateLimit-Scope": "user"},
+                )
+            recent.append(now)
+            self._buckets[bucket] = recent
+            reset_after = self.bucket_window_s - (now - recent[0])
+            headers = {
+                "X-RateLimit-Limit": str(self.bucket_limit),
+                "X-RateLimit-Remaining": str(self.bucket_limit - len(recent)),
+                "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+                "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
+                "X-RateLimit-Bucket": bucket,
+            }
+        for method, pattern, handler in self._routes():
+            match = re.fullmatch(pattern, path)
+            if method == request.method and match:
+                result = await handler(request, body, *match.groups())
+                if isinstance(result, web.StreamResponse):
+                    return result
+                if result is None:
+                    return web.Response(status=204, headers=headers)
+                return _json(result, headers=headers)
+        return _json({"message": "404: Not Found", "code": 0}, status=404)
+
+    def _routes(self) -> list[tuple[str, str, Any]]:
+        return [
+            ("GET", r"/users/@me", self._me),
+            ("GET", r"/oauth2/applications/@me", self._application),
+            ("PUT", r"/applications/(\d+)/guilds/(\d+)/commands", self._sync_commands),
+            ("GET", r"/applications/(\d+)/guilds/(\d+)/commands", self._get_commands),
+            ("GET", r"/channels/(\d+)", self._get_channel),
+            ("POST", r"/channels/(\d+)/messages", self._create_message),
+            ("GET", r"/channels/(\d+)/messages/(\d+)", self._get_message),
+            ("PATCH", r"/channels/(\d+)/messages/(\d+)", self._edit_message),
+            ("DELETE", r"/channels/(\d+)/messages/(\d+)", self._delete_message),
+            ("POST", r"/channels/(\d+)/messages/(\d+)/threads", self._create_thread),
+            ("POST", r"/channels/(\d+)/typing", self._typing),
+            ("GET", r"/guilds/(\d+)/members/(\d+)", self._get_member),
+            ("POST", r"/interactions/(\d+)/([^/]+)/callback", self._callback),
+            ("POST", r"/webhooks/(\d+)/([^/]+)", self._followup),
+            ("PATCH", r"/webhooks/(\d+)/([^/]+)/messages/(@original|\d+)", self._edit_webhook),
+            ("DELETE", r"/webhooks/(\d+)/([^/]+)/messages/(@original|\d+)", self._delete_webhook),
+        ]
+
+    @staticmethod
+    def _error(status: int, code: int, message: str) -> web.Response:
+        return _json({"message": message, "code": code}, status=status)
+
+    def _too_long(self, body: dict | None) -> web.Response | None:
+        content = (body or {}).get("content") or ""
+        if len(content) > MESSAGE_LIMIT:
+            return _json(
+                {
+                    "message": "Invalid Form Body",
+                    "code": 50035,
+                    "errors": {
+                        "content": {
+                            "_errors": [
+                                {
+                                    "code": "BASE_TYPE_MAX_LENGTH",
+                                    "message": "Must be 2000 or fewer in length.",
+                                }
+                            ]
+                        }
+                    },
+                },
+                status=400,
+            )
+        return None
+
+    async def _me(self, request, body) -> dict:
+        return {**self.bot, "verified": True, "mfa_enabled": False, "email": None}
+
+    async def _application(self, request, body) -> dict:
+        return {
+            "id": self.app_id,
+            "name": "Librarian",
+            "icon": None,
+            "description": "",
+            "bot_public": False,
+            "bot_require_code_grant": False,
+            "owner": self.owner,
+            "verify_key": "0" * 64,
+            "flags": 1 << 19,
+            "summary": "",
+            "team": None,
+        }
+
+    async def _sync_commands(self, request, body, app_id, guild_id) -> list[dict]:
+        synced = []
+        for command in body:
+            synced.append(
+                {
+                    **command,
+                    "id": self.snowflake(),
+                    "application_id": app_id,
+                    "guild_id": guild_id,
+                    "version": self.snowflake(),
+                    "default_member_permissions": command.get("default_member_permissions"),
+                }
+            )
+        self.commands[guild_id] = synced
+        return synced
+
+    async def _get_commands(self, request, body, app_id, guild_id) -> list[dict]:
+        return self.commands.get(guild_id, [])
+
+    async def _get_channel(self, request, body, channel_id) -> dict:
+        return self._channel_of(channel_id)
+
+    async def _create_message(self, request, body, channel_id):
+        self._channel_of(channel_id)
+        if (error := self._too_long(body)) is not None:
+            return error
+        reference = (body.get("message_reference") or {}).get("message_id")
+        reference = str(reference) if reference is not None else None
+        message = self._message(
+            channel_id, self.bot, body.get("content") or "", reference=reference
+        )
+        await self.dispatch("MESSAGE_CREATE", message)
+        return message
+
+    async def _get_message(self, request, body, channel_id, message_id):
+        message = self.messages.get(message_id)
+        if message is None or message["channel_id"] != channel_id:
+            return self._error(404, 10008, "Unknown Message")
+        return message
+
+    async def _edit_message(self, request, body, channel_id, message_id):
+        message = self.messages.get(message_id)
+        if message is None or message["channel_id"] != channel_id:
+            return self._error(404, 10008, "Unknown Message")
+        if message["author"]["id"] != self.bot["id"]:
+            return self._error(403, 50005, "Cannot edit a message authored by another user")
+        if (error := self._too_long(body)) is not None:
+            return error
+        if "content" in body:
+            message["content"] = body["content"]
+        message["edited_timestamp"] = self._now()
+        return message
+
+    async def _delete_message(self, request, body, channel_id, message_id):
+        message = self.messages.pop(message_id, None)
+        if message is None:
+            return self._error(404, 10008, "Unknown Message")
+        await self.dispatch(
+            "MESSAGE_DELETE",
+            {"id": message_id, "channel_id": channel_id, "guild_id": self.guild_id},
+        )
+        return None
+
+    async def _create_thread(self, request, body, channel_id, message_id):
+        parent = self._channel_of(channel_id)
+        if message_id not in self.messages:
+            return self._error(404, 10008, "Unknown Message")
+        if message_id in self.channels:
+            return self._error(400, 160004, "A thread has already been created for this message")
+        thread = {
+            "id": message_id,  # a thread started from a message has the message's id
+            "type": 11,
+            "guild_id": self.guild_id,
+            "parent_id": parent["id"],
+            "owner_id": self.bot["id"],
+            "name": body["name"],
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "message_count": 0,
+            "member_count": 1,
+            "total_message_sent": 0,
+            "flags": 0,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": body.get("auto_archive_duration", 1440),
+                "archive_timestamp": self._now(),
+                "locked": False,
+                "create_timestamp": self._now(),
+            },
+            "member": {
+                "id": message_id,
+                "user_id": self.bot["id"],
+                "join_timestamp": self._now(),
+                "flags": 0,
+            },
+        }
+        self.channels[message_id] = thread
+        self.messages[message_id]["thread"] = thread
+        await self.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
+        return thread
+
+    async def _typing(self, request, body, channel_id):
+        self._channel_of(channel_id)
+        return None
+
+    async def _get_member(self, request, body, guild_id, user_id):
+        user = next((u for u in self.users.values() if u["id"] == user_id), None)
+        if user is None:
+            return self._error(404, 10007, "Unknown Member")
+        return self.member(user)
+
+    async def _callback(self, request, body, interaction_id, token):
+        interaction = self.interactions.get(interaction_id)
+        if interaction is None or interaction.token != token:
+            return self._error(404, 10062, "Unknown interaction")
+        if interaction.callback is not None:
+            return self._error(400, 40060, "Interaction has already been acknowledged.")
+        if time.monotonic() - interaction.dispatched_at > 3.0:
+            return self._error(404, 10062, "Unknown interaction")
+        interaction.callback = body
+        interaction.callback_at = time.monotonic()
+        flags = (body.get("data") or {}).get("flags", 0)
+        original = self._message(
+            interaction.channel_id,
+            self.bot,
+            "",
+            flags=flags | 128,  # LOADING
+            webhook_id=self.app_id,
+            interaction_user=self._user_by_id(interaction.user_id),
+        )
+        interaction.original_id = original["id"]
+        return {
+            "interaction": {
+                "id": interaction_id,
+                "type": 2,
+                "response_message_id": original["id"],
+                "response_message_loading": True,
+                "response_message_ephemeral": bool(flags & EPHEMERAL),
+            },
+            "resource": {"type": body["type"]},
+        }
+
+    def _user_by_id(self, user_id: str) -> dict:
+        return next(u for u in self.users.values() if u["id"] == user_id)
+
+    def _interaction_by_token(self, token: str) -> _Interaction | None:
+        return next((i for i in self.interactions.values() if i.token == token), None)
+
+    async def _followup(self, request, body, app_id, token):
+        interaction = self._interaction_by_token(token)
+        if interaction is None or app_id != self.app_id:
+            return self._error(404, 10015, "Unknown Webhook")
+        if (error := self._too_long(body)) is not None:
+            return error
+        if interaction.original_id is not None and not interaction.original_used:
+            # The first follow-up replaces the "thinking" message and keeps its visibility.
+            interaction.original_used = True
+            message = self.messages[interaction.original_id]
+            message["content"] = body.get("content") or ""
+            message["flags"] = message["flags"] & ~128
+        else:
+            message = self._message(
+                interaction.channel_id,
+                self.bot,
+                body.get("content") or "",
+                flags=body.get("flags", 0) & EPHEMERAL,
+                webhook_id=self.app_id,
+                interaction_user=self._user_by_id(interaction.user_id),
+            )
+        interaction.followups.append(message["id"])
+        return message
+
+    async def _edit_webhook(self, request, body, app_id, token, message_id):
+        interaction = self._interaction_by_token(token)
+        if interaction is None:
+            return self._error(404, 10015, "Unknown Webhook")
+        if message_id == "@original":
+            message_id = interaction.original_id or ""
+            interaction.original_used = True
+        message = self.messages.get(message_id)
+        if message is None:
+            return self._error(404, 10008, "Unknown Message")
+        if (error := self._too_long(body)) is not None:
+            return error
+        if "content" in body:
+            message["content"] = body["content"]
+        message["flags"] = message["flags"] & ~128
+        message["edited_timestamp"] = self._now()
+        return message
+
+    async def _delete_webhook(self, request, body, app_id, token, message_id):
+        interaction = self._interaction_by_token(token)
+        if interaction is None:
+            return self._error(404, 10015, "Unknown Webhook")
+        if message_id == "@original":
+            message_id = interaction.original_id or ""
+            interaction.original_used = True
+        if self.messages.pop(message_id, None) is None:
+            return self._error(404, 10008, "Unknown Message")
+        return None
+
+    # -- for assertions ---------------------------------------------------------------------
+
+    def calls_to(self, method: str, pattern: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method and re.fullmatch(pattern, c.path)]
+
+    def bot_messages(self, channel_id: str) -> list[dict]:
+        return [
+            m
+            for m in self.messages.values()
+            if m["channel_id"] == channel_id and m["author"]["id"] == self.bot["id"]
+        ]
+
+    async def wait_for(self, predicate, timeout: float = 60.0) -> Any:
+        """Wait until ``predicate()`` is truthy (checked after each REST call, and every 0.1 s)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("timed out waiting for the bot")
+            async with self._changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), min(0.1, remaining))
