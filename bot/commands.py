@@ -209,6 +209,26 @@ def _which(docs: list[Document]) -> str:
     )
 
 
+async def forget_stored_document(
+    dispatcher: Dispatcher, document_id: int
+) -> tuple[Document, int, bool, bool] | None:
+    """Delete a document and its chunks, and its stored bytes unless another document uses them.
+
+    Returns the document, the chunks removed, whether the bytes are still used elsewhere
+    and whether they were deleted; None when the document was already gone.
+    """
+    store = dispatcher.store
+    gone = await asyncio.to_thread(store.forget_document, document_id)
+    if gone is None:
+        return None
+    doc, chunks, still_used = gone
+    bytes_deleted = False
+    # Checked again just before deleting: the same bytes may have been shared meanwhile.
+    if not still_used and not await asyncio.to_thread(store.sha_in_use, doc.sha256):
+        bytes_deleted = await asyncio.to_thread(dispatcher.ingest.files.delete, doc.sha256)
+    return doc, chunks, still_used, bytes_deleted
+
+
 async def cmd_forget(ctx: CommandContext) -> None:
     """Remove a document, its chunks and vectors, and its stored bytes if unused elsewhere."""
     wanted = _one_argument(ctx).removeprefix("#").strip()
@@ -244,16 +264,11 @@ async def cmd_forget(ctx: CommandContext) -> None:
             "may forget it",
         )
         return
-    gone = await asyncio.to_thread(store.forget_document, doc.id)
+    gone = await forget_stored_document(dispatcher, doc.id)
     if gone is None:
         await ctx.reply(f"#{doc.id} {doc.file_name} was already forgotten.", private=True)
         return
-    doc, chunks, still_used = gone
-    files = dispatcher.ingest.files
-    bytes_deleted = False
-    # Checked again just before deleting: the same bytes may have been shared meanwhile.
-    if not still_used and not await asyncio.to_thread(store.sha_in_use, doc.sha256):
-        bytes_deleted = await asyncio.to_thread(files.delete, doc.sha256)
+    doc, chunks, still_used, bytes_deleted = gone
     await ctx.audit(
         "forget",
         f"document:{doc.id}",

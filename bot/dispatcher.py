@@ -12,7 +12,15 @@ import logging
 from typing import Any
 
 from bot.adapter import Adapter
-from bot.commands import Command, CommandContext, UsageError, base_commands, describe_refusal, parse
+from bot.commands import (
+    Command,
+    CommandContext,
+    UsageError,
+    base_commands,
+    describe_refusal,
+    forget_stored_document,
+    parse,
+)
 from bot.config import Settings
 from bot.events import (
     CommandInvoked,
@@ -191,8 +199,35 @@ class Dispatcher:
         )
 
     async def _on_file_removed(self, event: FileRemoved) -> None:
-        # Adapters with file deletion events (Slack) land with their own issue.
-        log.info("file %s removed on %s", event.file_id, event.conversation.platform)
+        """A file was deleted on its platform: forget every document indexed from it."""
+        platform = event.conversation.platform
+        docs = await asyncio.to_thread(self.store.documents_by_source_file, platform, event.file_id)
+        for doc in docs:
+            gone = await forget_stored_document(self, doc.id)
+            if gone is None:
+                continue  # forgotten meanwhile
+            doc, chunks, _still_used, bytes_deleted = gone
+            await asyncio.to_thread(
+                self.store.audit,
+                f"{platform}:file-removed",
+                "forget",
+                f"document:{doc.id}",
+                {
+                    "file": doc.file_name,
+                    "file_id": event.file_id,
+                    "chunks": chunks,
+                    "file_deleted": bytes_deleted,
+                    "uploader": doc.uploader,
+                    "event": event.event_id,
+                },
+            )
+            log.info(
+                "forgot document %s (%s): its %s file %s was removed",
+                doc.id,
+                doc.file_name,
+                platform,
+                event.file_id,
+            )
 
     async def may_upload(
         self, user: UserRef, conversation: ConversationRef, binding: Binding
