@@ -142,14 +142,27 @@ def test_embeddings_are_unit_vectors_that_rank_meaning(embedder: EmbeddingModel)
     assert embedder.max_text_tokens == 510  # [CLS] ... [SEP]
 
 
+def test_embeddings_match_the_original_sentence_transformers_model(
+    embedder: EmbeddingModel, minilm_reference: dict
+) -> None:
+    items = minilm_reference["items"]
+    vectors = embedder.embed([item["text"] for item in items])
+    reference = np.asarray([item["vector"] for item in items], dtype=np.float32)
+    assert np.min(np.sum(vectors * reference, axis=1)) > 0.999
+    # The reference counts include [CLS] and [SEP]; count_tokens is the plain text.
+    for item in items:
+        assert embedder.count_tokens(item["text"]) + embedder.special_tokens == item["tokens"]
+
+
 def test_packing_texts_into_one_call_gives_the_same_vectors(embedder: EmbeddingModel) -> None:
     texts = [f"Sentence number {i} is about topic {i % 3}." for i in range(10)]
-    one_by_one = embedder.embed(texts)
-    embedder.batch_tokens = 256
+    assert embedder.batch_tokens == 256  # the default packs short texts
+    packed = embedder.embed(texts)
+    embedder.batch_tokens = 0
     try:
-        packed = embedder.embed(texts)
+        one_by_one = embedder.embed(texts)
     finally:
-        embedder.batch_tokens = 0
+        embedder.batch_tokens = 256
     assert np.allclose(one_by_one, packed, atol=1e-3)
 
 
@@ -217,13 +230,13 @@ async def test_a_query_embedding_does_not_wait_for_a_whole_document(
     async with inference:
         await inference.load(None, role="embedding")
         document = asyncio.create_task(
-            inference.embed([f"paragraph {i} " * 40 for i in range(48)], key="ingest")
+            inference.embed([f"paragraph {i} " * 25 for i in range(24)], key="ingest")
         )
         await asyncio.sleep(0.05)
         query = asyncio.create_task(inference.embed(["where is the policy?"], key="query"))
         await query
         assert not document.done()  # the query overtook most of the document's jobs
-        assert (await document).shape == (48, 384)
+        assert (await document).shape == (24, 384)
 
 
 async def test_switching_models_at_run_time_and_unloading_returns_memory(
@@ -297,3 +310,22 @@ def test_chat_model_can_be_closed_while_another_thread_counts(chat: ChatModel) -
     model.close()
     thread.join()
     assert not errors
+
+
+async def test_the_facade_resolves_default_models_through_the_registry(
+    runtime_embedding_path: Path,
+) -> None:
+    from bot.config import Settings
+    from bot.inference.registry import ModelRegistry
+
+    # The home where the session fixture converted MiniLM: no second conversion.
+    settings = Settings(home=runtime_embedding_path.parent.parent, chat_context=1024)
+    inference = Inference.from_settings(settings, ModelRegistry(settings).resolve)
+    async with inference:
+        stream = await inference.chat_stream(
+            None, [{"role": "user", "content": "Hi!"}], "dm", max_tokens=4
+        )
+        assert await stream.text()
+        assert (await inference.embed(["a question"], key="query")).shape == (1, 384)
+        names = {row["role"]: (row["name"], row["quant"]) for row in inference.loaded()}
+        assert names == {"chat": ("smollm2", "Q4_1"), "embedding": ("all-minilm-l6-v2", "F16")}

@@ -143,11 +143,13 @@ async def test_tokens_stream_while_the_event_loop_stays_responsive(worker) -> No
     # Pieces arrived one by one over the generation, not all at the end...
     assert len(arrivals) >= 20
     assert arrivals[-1] - arrivals[0] > 0.1
-    # ...while the loop kept ticking every ~10 ms.
+    # ...while the loop kept ticking every ~10 ms (allowing for a busy 2-core machine:
+    # a blocked loop would show gaps as long as the whole generation).
     window = [t for t in ticks if arrivals[0] <= t <= arrivals[-1]]
-    gaps = [b - a for a, b in zip(window, window[1:], strict=False)]
+    gaps = sorted(b - a for a, b in zip(window, window[1:], strict=False))
     assert len(window) >= 0.5 * (arrivals[-1] - arrivals[0]) / 0.01
-    assert max(gaps) < 0.1
+    assert gaps[int(len(gaps) * 0.95)] < 0.05
+    assert gaps[-1] < 0.5
 
 
 async def test_a_consumer_that_stops_listening_cancels_its_request(worker) -> None:

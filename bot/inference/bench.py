@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -32,6 +33,7 @@ from typing import Any
 
 import llama_cpp
 
+from bot.inference import quiet  # noqa: F401  (no stdout/stderr redirection by llama_cpp)
 from bot.inference.llm import ModelSpec, resolve_threads
 from bot.inference.service import Inference, coerce_info
 
@@ -287,7 +289,14 @@ def run_bench(
     """
     chat_spec = coerce_info(chat, getattr(chat, "name", "chat"), "chat")
     emb_spec = coerce_info(embedding, getattr(embedding, "name", "embedding"), "embedding")
-    runs, max_tokens = (2, 64) if quick else (4, 200)
+    runs, max_tokens = (3, 48) if quick else (6, 128)
+    # What the figures depend on: a busy neighbour or the OpenMP wait policy
+    # (see bot/inference/__init__.py) can move them by a factor of several.
+    machine = {
+        "cpus": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+    }
     started = time.perf_counter()
     rss = _rss_probe(chat_spec, emb_spec, n_threads, chat_context)
     chat_part = asyncio.run(
@@ -302,6 +311,7 @@ def run_bench(
         "generation": chat_part["generation"],
         "embedding": emb_part,
         "rss_mb": round(rss, 1),
+        "machine": machine,
         "quick": quick,
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -242,7 +242,7 @@ class Inference:
         chat_context: int = 4096,
         max_loaded_per_role: int = 1,
         embed_job_texts: int = 16,
-        embed_batch_tokens: int = 0,
+        embed_batch_tokens: int = 256,
         remote_timeout: float = 120.0,
     ) -> None:
         """Set up the facade; nothing is loaded until first use.
@@ -251,7 +251,8 @@ class Inference:
         registry's ``resolve``).  ``chat_model`` / ``embedding_model`` are the
         defaults used when a call passes ``None``.  ``embed_job_texts`` splits
         big embedding calls into jobs of that many texts so that a query's
-        embedding never waits behind a whole document's.
+        embedding never waits behind a whole document's; ``embed_batch_tokens``
+        is EmbeddingModel's packing of short texts into one llama.cpp call.
         """
         self._resolver = resolver
         self.chat_model = chat_model

@@ -126,9 +126,11 @@ class Request:
         """Yield the pieces of a generator job as they are produced.
 
         Raises the job's exception, or :class:`RequestCancelled`, after the
-        pieces produced before it.  Leaving the loop early (``break``, task
-        cancellation) cancels the request, so a consumer that goes away never
-        leaves the model generating for nobody.
+        pieces produced before it.  An iteration that ends early cancels the
+        request once the iterator is closed (task cancellation closes it at once;
+        after a ``break`` asyncio closes it when it is garbage-collected, which
+        CPython does immediately), so a consumer that goes away never leaves the
+        model generating for nobody.
         """
         changed = self._bind_loop()
         try:
