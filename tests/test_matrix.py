@@ -818,3 +818,87 @@ async def test_media_falls_back_to_the_legacy_endpoint(tmp_path: Path) -> None:
     finally:
         await adapter.client.close()
     assert seen == ["/_matrix/client/v1/media/download/x/abc", "/_matrix/media/v3/download/x/abc"]
+
+
+# -- a connection that goes away ----------------------------------------------------------------
+
+
+class CuttableProxy:
+    """A TCP proxy on 127.0.0.1 in front of Synapse that can drop every connection at will."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = _free_port()
+        self.server: asyncio.base_events.Server | None = None
+        self.links: set[asyncio.StreamWriter] = set()
+        self.connections = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def cut(self) -> None:
+        """Close every open connection and stop accepting: the homeserver is unreachable."""
+        assert self.server is not None
+        self.server.close()
+        for writer in list(self.links):
+            writer.transport.abort()
+        self.links.clear()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self.links.update({writer, up_writer})
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self.links.difference_update({writer, up_writer})
+
+
+async def test_a_lost_connection_reconnects_and_nothing_is_lost(
+    matrix_env, synapse: Synapse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, bot = matrix_env
+    proxy = CuttableProxy(int(synapse.url.rsplit(":", 1)[1]))
+    await proxy.start()
+    monkeypatch.setenv("LIBRARIAN_MATRIX_HOMESERVER", proxy.url)
+    async with people(synapse, "alice") as (alice,):
+        running = await start_bot(load_settings())
+        try:
+            room = await alice.create_room(invite=[bot.user_id])
+            await alice.wait_joined(room, bot.user_id)
+            first = await alice.say(room, "librarian: what is in the documents?")
+            await alice.wait_for(room, lambda ev: replies_to(ev, bot.user_id, first))
+
+            # The network goes away mid-sync; a mention arrives while the bot cannot reach it.
+            before = proxy.connections
+            await proxy.cut()
+            during = await alice.say(
+                room, "what now?", **{"m.mentions": {"user_ids": [bot.user_id]}}
+            )
+            await asyncio.sleep(3)
+            await proxy.start()  # the network is back
+            await alice.wait_for(room, lambda ev: replies_to(ev, bot.user_id, during), timeout=90)
+            assert proxy.connections > before  # it connected again by itself
+            assert not running.task.done()  # and never stopped running
+        finally:
+            await running.stop()
+            await proxy.cut()
+        await asyncio.sleep(0.5)
+        events = alice.events[room]
+        assert len(replies_to(events, bot.user_id, first)) == 1
+        assert len(replies_to(events, bot.user_id, during)) == 1
