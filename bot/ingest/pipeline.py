@@ -292,7 +292,23 @@ class IngestService:
         self.stats["documents"] += 1
         self.stats["pages"] += extracted.page_count
         self.stats["chunks"] += len(rows)
+        await self._index_large_workspace(doc.workspace_id, model_id)
         return await asyncio.to_thread(self.store.get_document, doc.id)
+
+    async def _index_large_workspace(self, workspace_id: int, model_id: int) -> None:
+        """Give a workspace that outgrew the exact scan its own HNSW index (once)."""
+        dims = self._model[1] if self._model else None
+        if dims is None:
+            return
+        try:
+            built = await asyncio.to_thread(
+                self.store.ensure_workspace_index, workspace_id, model_id, dims
+            )
+        except Exception:  # searches still work through the model's index meanwhile
+            log.exception("building the HNSW index of workspace %s failed", workspace_id)
+            return
+        if built:
+            log.info("workspace %s got an HNSW index of its own", workspace_id)
 
     def _workspace_of(self, workspace_id: int) -> tuple[int, int]:
         ws = self.store.workspace(workspace_id)

@@ -38,6 +38,8 @@ class Retrieved:
     retrieval_ms: float
     candidates: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    # Every fused candidate, best first, before the relevance cut (for benchmarks).
+    ranked: list[Ranked] = field(default_factory=list)
 
     @property
     def found(self) -> bool:
@@ -104,7 +106,8 @@ class Retriever:
         k = k or workspace.top_k
         n = candidates or max(4 * k, 20)
         model_id, dims, _name = await self._embedding_model()
-        rows = await asyncio.to_thread(self.store.workspace_chunk_count, workspace.id, model_id)
+        # Exact up to the exact-scan threshold, capped above it (see workspace_search_rows).
+        rows = await asyncio.to_thread(self.store.workspace_search_rows, workspace.id, model_id)
         if rows == 0:
             return Retrieved([], (time.perf_counter() - started) * 1000)
         lists: list[list[ChunkHit]] = []
@@ -164,4 +167,4 @@ class Retriever:
             ranked.append(Ranked(hit, score, relevant))
         relevant = [r for r in ranked if r.relevant][:k]
         elapsed = (time.perf_counter() - started) * 1000
-        return Retrieved(relevant, elapsed, candidates=len(fused), timings=timings)
+        return Retrieved(relevant, elapsed, candidates=len(fused), timings=timings, ranked=ranked)

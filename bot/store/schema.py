@@ -137,7 +137,7 @@ chunks = Table(
     # over (embedding::vector(dims)), so vectors of different models never meet.
     Column("embedding", Vector(), nullable=False),
     Column("embedding_model_id", BigInteger, ForeignKey("embedding_models.id"), nullable=False),
-    Index("ix_chunks_workspace", "workspace_id"),
+    Index("ix_chunks_workspace_model", "workspace_id", "embedding_model_id"),  # 0002
     Index("ix_chunks_document", "document_id", "ordinal"),
     Index("ix_chunks_tsv", "tsv", postgresql_using="gin"),
 )

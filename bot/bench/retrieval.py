@@ -1,0 +1,297 @@
+"""``librarian bench retrieval``: recall and latency of the bot's retrieval.
+
+Two parts, on one scratch database:
+
+* **squad**: the paragraphs of SQuAD v1.1 dev, each a small text document (its
+  article's title, then the paragraph) indexed through the real ingest pipeline into
+  one workspace, beside the filler workspaces of the second part.  For a sample of
+  the questions, in each mode (dense, keyword, hybrid), the retriever's ranking
+  (before its relevance cut) is reduced to documents, first chunk wins, and a
+  question scores at k when its gold paragraph is among the first k documents.
+  Latency is that of ``Retriever.search`` in hybrid mode: the chunk count, the query
+  embedding through the inference worker, both searches and the fusion.
+* **scale**: synthetic filler vectors are bulk-loaded (binary COPY, indexes built
+  afterwards) into workspaces of 50%, 20%, 10%, 5%, 2% and 1% of all rows plus small
+  ones, up to ``scale_rows`` chunks in ``scale_workspaces`` workspaces.  The filler is
+  drawn near the real embedding distribution: each vector is a random convex mix of
+  four real paragraph embeddings plus Gaussian noise, normalised (uniform random
+  vectors in 384 dimensions have no near neighbours and would make every index look
+  bad).  SQuAD questions are then searched in each of the sized workspaces through
+  ``Retriever.search`` in dense mode (the query embedding included), and the top 10
+  are compared with an exact scan of the workspace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bot.app import App
+from bot.bench.common import (
+    Log,
+    bench_binding,
+    eval_set,
+    ingest_documents,
+    passage_document,
+    percentile,
+    quiet_log,
+    read_jsonl,
+    scratch_app,
+)
+from bot.config import Settings
+
+MODES = ("dense", "keyword", "hybrid")
+KS = (1, 5, 10)
+# Shares of all rows for the workspaces whose latency and recall are measured.
+SCALE_SHARES = (0.50, 0.20, 0.10, 0.05, 0.02, 0.01)
+SEED = 20_261_126
+# Real embeddings mixed into each synthetic filler vector.
+FILLER_MIX = 4
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes of one run."""
+
+    passages: int | None  # None: every paragraph
+    questions: int
+    scale_rows: int
+    scale_workspaces: int
+    scale_queries: int
+    exact_scan_max_rows: int | None  # None: the Store's default
+
+
+FULL = Plan(None, 2000, 200_000, 50, 100, None)
+QUICK = Plan(120, 60, 20_000, 10, 20, 2_000)
+
+
+def _dedupe_documents(ranked: list[Any]) -> list[int]:
+    seen: list[int] = []
+    for r in ranked:
+        doc = r.hit.document_id
+        if doc not in seen:
+            seen.append(doc)
+    return seen
+
+
+async def _squad(
+    app: App, binding: Any, questions: list[dict[str, Any]], doc_of: dict[str, int], log: Log
+) -> dict[str, Any]:
+    hits = {mode: Counter() for mode in MODES}
+    latency: list[float] = []
+    embed_ms: list[float] = []
+    for i, q in enumerate(questions):
+        gold = doc_of[q["gold_passage_id"]]
+        for mode in MODES:
+            found = await app.retriever.search(
+                binding.workspace, [q["question"]], k=max(KS), mode=mode
+            )
+            docs = _dedupe_documents(found.ranked)
+            for k in KS:
+                hits[mode][k] += gold in docs[:k]
+            if mode == "hybrid":
+                latency.append(found.retrieval_ms)
+                embed_ms.append(found.timings.get("embed_ms", 0.0))
+        if (i + 1) % 500 == 0:
+            log(f"  {i + 1}/{len(questions)} questions")
+    n = len(questions)
+    out: dict[str, Any] = {
+        mode: {f"recall@{k}": round(hits[mode][k] / n, 4) for k in KS} for mode in MODES
+    }
+    out["latency_ms"] = {
+        "p50": round(percentile(latency, 50), 1),
+        "p95": round(percentile(latency, 95), 1),
+        "embed_p50": round(percentile(embed_ms, 50), 1),
+    }
+    out["questions"] = n
+    return out
+
+
+def _filler(base: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n unit vectors near the distribution of ``base`` (see the module docstring).
+
+    Each is a random point of the simplex of ``FILLER_MIX`` random base vectors
+    (Dirichlet(1) weights) plus a little Gaussian noise.  Mixing only two vectors with
+    one weight near 1 made dozens of near-copies of every real paragraph: clusters of
+    near-duplicates that no real corpus has and that cut an HNSW graph into islands.
+    """
+    idx = rng.integers(0, len(base), (n, FILLER_MIX))
+    w = rng.dirichlet(np.ones(FILLER_MIX), n).astype(np.float32)
+    v = np.einsum("nk,nkd->nd", w, base[idx])
+    v += rng.normal(0.0, 0.01, v.shape).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v.astype(np.float32)
+
+
+def _workspace_sizes(total: int, count: int) -> list[int]:
+    """Rows per filler workspace: the measured shares first, the rest split evenly."""
+    sizes = [int(total * s) for s in SCALE_SHARES]
+    rest = count - len(sizes)
+    left = total - sum(sizes)
+    sizes += [left // rest + (1 if i < left % rest else 0) for i in range(rest)]
+    return sizes
+
+
+async def _load_filler(
+    app: App, base: np.ndarray, plan: Plan, model_id: int, dims: int, log: Log
+) -> list[tuple[Any, int]]:
+    store = app.store
+    sizes = _workspace_sizes(plan.scale_rows, plan.scale_workspaces)
+    rng = np.random.default_rng(SEED)
+    started = time.perf_counter()
+    await asyncio.to_thread(store.drop_embedding_index, model_id)
+    bindings: list[tuple[Any, int]] = []
+    for w, size in enumerate(sizes):
+        binding = await asyncio.to_thread(bench_binding, app, f"filler-{w:02d}")
+        vectors = _filler(base, size, rng)
+        await asyncio.to_thread(
+            store.bulk_load_vectors,
+            binding.workspace.id,
+            model_id,
+            vectors,
+            file_name=f"filler-{w:02d}.txt",
+        )
+        bindings.append((binding, size))
+    loaded = time.perf_counter()
+    log(f"  loaded {sum(sizes)} filler vectors in {loaded - started:.0f} s; building indexes")
+    await asyncio.to_thread(store.build_embedding_index, model_id, dims)
+    await asyncio.to_thread(store.ensure_workspace_indexes, model_id, dims, concurrently=False)
+    await asyncio.to_thread(store.analyze_chunks)
+    log(f"  indexes built in {time.perf_counter() - loaded:.0f} s")
+    return bindings[: len(SCALE_SHARES)]
+
+
+async def _scale(
+    app: App,
+    measured: list[tuple[Any, int]],
+    questions: list[str],
+    model_id: int,
+    dims: int,
+    log: Log,
+) -> dict[str, Any]:
+    store = app.store
+    total = await asyncio.to_thread(store.total_chunk_count, model_id)
+    vectors = await app.inference.embed(questions, key="query")
+    all_latency: list[float] = []
+    embed_ms: list[float] = []
+    search_ms: list[float] = []
+    per_ws: dict[str, Any] = {}
+    before = Counter(store.plan_counts)
+    for binding, rows in measured:
+        ws = binding.workspace
+        for q in questions[:3]:  # warm the caches of this workspace's index
+            await app.retriever.search(ws, [q], k=10, mode="dense")
+        plans_before = Counter(store.plan_counts)
+        latency, recalls = [], []
+        for q, vec in zip(questions, vectors, strict=True):
+            found = await app.retriever.search(ws, [q], k=10, mode="dense")
+            latency.append(found.retrieval_ms)
+            embed_ms.append(found.timings.get("embed_ms", 0.0))
+            search_ms.append(found.timings.get("dense_ms", 0.0))
+            got = [r.hit.chunk_id for r in found.ranked[:10]]
+            exact = await asyncio.to_thread(
+                store.search_dense, ws.id, model_id, dims, [float(x) for x in vec], 10, exact=True
+            )
+            truth = {h.chunk_id for h in exact}
+            recalls.append(len(truth.intersection(got)) / max(1, len(truth)))
+        plans = Counter(store.plan_counts) - plans_before
+        plans.pop("forced_exact", None)
+        all_latency += latency
+        share = f"{100 * rows / total:.0f}%"
+        per_ws[share] = {
+            "rows": rows,
+            "plan": ",".join(sorted(plans)),
+            "p50_ms": round(percentile(latency, 50), 1),
+            "p95_ms": round(percentile(latency, 95), 1),
+            "recall_vs_exact": round(float(np.mean(recalls)), 4),
+            "worst_query_recall": round(min(recalls), 2),
+        }
+        log(f"  workspace of {rows} rows ({share}): {per_ws[share]}")
+    return {
+        "rows": total,
+        "workspaces": None,  # filled by the caller
+        "queries_per_workspace": len(questions),
+        "latency_ms": {
+            "p50": round(percentile(all_latency, 50), 1),
+            "p95": round(percentile(all_latency, 95), 1),
+            "embed_p50": round(percentile(embed_ms, 50), 1),
+            "embed_p95": round(percentile(embed_ms, 95), 1),
+            "search_p50": round(percentile(search_ms, 50), 1),
+            "search_p95": round(percentile(search_ms, 95), 1),
+        },
+        "recall_vs_exact_min": min(v["recall_vs_exact"] for v in per_ws.values()),
+        "by_workspace": per_ws,
+        "plans": {
+            k: v for k, v in (Counter(store.plan_counts) - before).items() if k != "forced_exact"
+        },
+    }
+
+
+async def run(
+    app: App, *, eval_dir: Path | None = None, quick: bool = False, log: Log = quiet_log
+) -> dict[str, Any]:
+    """Both parts on ``app`` (whose database should be a scratch one)."""
+    plan = QUICK if quick else FULL
+    started = time.perf_counter()
+    if plan.exact_scan_max_rows is not None:
+        app.store.exact_scan_max_rows = plan.exact_scan_max_rows
+    folder = eval_set(eval_dir, "squad-v1.1-dev")
+    passages = read_jsonl(folder / "corpus.jsonl")
+    if plan.passages is not None:
+        passages = passages[: plan.passages]
+    kept = {p["id"] for p in passages}
+    rng = random.Random(SEED)
+    pool = [q for q in read_jsonl(folder / "questions.jsonl") if q["gold_passage_id"] in kept]
+    questions = rng.sample(pool, min(plan.questions, len(pool)))
+
+    binding = await asyncio.to_thread(bench_binding, app, "squad")
+    log(f"indexing {len(passages)} SQuAD v1.1 paragraphs...")
+    t0 = time.perf_counter()
+    ids = await ingest_documents(
+        app, binding, [(f"{p['id']}.txt", passage_document(p)) for p in passages], log
+    )
+    index_s = time.perf_counter() - t0
+    doc_of = {name.removesuffix(".txt"): doc_id for name, doc_id in ids.items()}
+    model_id, dims, _name = await app.ingest.embedding_model()
+    squad_rows = await asyncio.to_thread(
+        app.store.workspace_chunk_count, binding.workspace.id, model_id
+    )
+
+    log(f"loading {plan.scale_rows} filler vectors in {plan.scale_workspaces} workspaces...")
+    base = await asyncio.to_thread(app.store.workspace_vectors, binding.workspace.id, model_id)
+    measured = await _load_filler(app, base, plan, model_id, dims, log)
+
+    log(f"squad: {len(questions)} questions x {len(MODES)} modes...")
+    squad = await _squad(app, binding, questions, doc_of, log)
+    squad.update({"paragraphs": len(passages), "chunks": squad_rows, "index_s": round(index_s)})
+
+    log("scale: latency and recall against the exact scan...")
+    scale_questions = [q["question"] for q in rng.sample(pool, min(plan.scale_queries, len(pool)))]
+    scale = await _scale(app, measured, scale_questions, model_id, dims, log)
+    scale["workspaces"] = plan.scale_workspaces + 1
+    scale["exact_scan_max_rows"] = app.store.exact_scan_max_rows
+    return {
+        "squad": squad,
+        "scale": scale,
+        "quick": quick,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def run_bench(
+    settings: Settings, *, eval_dir: Path | None = None, quick: bool = False, log: Log = quiet_log
+) -> dict[str, Any]:
+    """The whole benchmark on a scratch database; the results as a nested dict."""
+
+    async def main() -> dict[str, Any]:
+        async with scratch_app(settings) as app:
+            return await run(app, eval_dir=eval_dir, quick=quick, log=log)
+
+    return asyncio.run(main())

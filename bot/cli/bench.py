@@ -1,0 +1,81 @@
+"""``librarian bench retrieval|ingest|grounding``: how well and how fast, on this machine.
+
+Each command runs on a scratch database beside the configured one (dropped at the
+end) with the configured models, prints a table (or JSON with --json), and has a
+--quick variant small enough for CI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
+
+_EVAL_HELP = "Folder holding squad-v1.1-dev/ and squad-v2.0-dev/ (default: ../shared/eval)."
+
+
+def _emit(title: str, results: dict, json_out: bool, goals: dict[str, str]) -> None:
+    from bot.bench.report import format_table, to_json
+
+    typer.echo(to_json(results) if json_out else format_table(title, results, goals))
+
+
+def _log(json_out: bool):
+    from bot.bench.common import quiet_log, stderr_log
+
+    return quiet_log if json_out else stderr_log
+
+
+@app.command("retrieval")
+def retrieval(
+    json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    quick: bool = typer.Option(False, "--quick", help="A small run for CI (about a minute)."),
+    eval_dir: Path | None = typer.Option(None, "--eval-dir", help=_EVAL_HELP),
+) -> None:
+    """Recall@1/5/10 on SQuAD v1.1 (dense, keyword, hybrid), and latency and recall
+    against an exact scan at 200k chunks in 50 workspaces."""
+    from bot.bench import retrieval as bench
+    from bot.config import load_settings
+
+    results = bench.run_bench(load_settings(), eval_dir=eval_dir, quick=quick, log=_log(json_out))
+    goals = {
+        "squad.hybrid.recall@5": ">= 0.95",
+        "scale.latency_ms.p95": "<= 25",
+        "scale.recall_vs_exact_min": ">= 0.98",
+    }
+    _emit("Retrieval benchmark", results, json_out, goals)
+
+
+@app.command("ingest")
+def ingest(
+    json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    quick: bool = typer.Option(False, "--quick", help="A small run for CI."),
+    eval_dir: Path | None = typer.Option(None, "--eval-dir", help=_EVAL_HELP),
+) -> None:
+    """End-to-end pages/s on multi-page PDFs, next to the embedder alone on the same chunks."""
+    from bot.bench import ingest as bench
+    from bot.config import load_settings
+
+    results = bench.run_bench(load_settings(), eval_dir=eval_dir, quick=quick, log=_log(json_out))
+    _emit("Ingest benchmark", results, json_out, {"ratio": ">= 0.9"})
+
+
+@app.command("grounding")
+def grounding(
+    json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    quick: bool = typer.Option(False, "--quick", help="5 + 5 questions, for CI."),
+    eval_dir: Path | None = typer.Option(None, "--eval-dir", help=_EVAL_HELP),
+    sample: int | None = typer.Option(
+        None, "--sample", help="Questions of each kind (default 100; 5 with --quick)."
+    ),
+) -> None:
+    """How the default chat model answers SQuAD v2.0 questions, answerable or not."""
+    from bot.bench import grounding as bench
+    from bot.config import load_settings
+
+    results = bench.run_bench(
+        load_settings(), eval_dir=eval_dir, quick=quick, sample=sample, log=_log(json_out)
+    )
+    _emit("Grounding benchmark (reported, no targets)", results, json_out, {})

@@ -1,0 +1,103 @@
+"""`librarian bench ... --quick --json` on a fresh database: the keys exist, values are sane.
+
+These assert behaviour (the benchmarks run end to end and report what they promise),
+not speed: the figures depend on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _eval_dir() -> Path:
+    for candidate in (REPO.parent / "shared" / "eval", Path("/work/shared/eval")):
+        if (candidate / "squad-v1.1-dev" / "corpus.jsonl").is_file():
+            return candidate
+    pytest.skip("the shared evaluation sets (shared/eval) are not beside this checkout")
+
+
+def _bench(name: str, env: dict[str, str], models: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "bot", "bench", name, "--quick", "--json"]
+        + ["--eval-dir", str(_eval_dir())],
+        env={**os.environ, **env, "LIBRARIAN_MODELS_PATH": str(models)},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout)
+
+
+def _get(data: dict, path: str):
+    for part in path.split("."):
+        data = data[part]
+    return data
+
+
+def _scratch_databases(url: str) -> set[str]:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            names = conn.execute(text("SELECT datname FROM pg_database")).scalars()
+            return {n for n in names if n.startswith("librarian_bench")}
+    finally:
+        engine.dispose()
+
+
+def test_retrieval_bench_quick(librarian_env: dict[str, str], shared_models: Path) -> None:
+    data = _bench("retrieval", librarian_env, shared_models)
+    for mode in ("dense", "keyword", "hybrid"):
+        recalls = [_get(data, f"squad.{mode}.recall@{k}") for k in (1, 5, 10)]
+        assert all(0.0 <= r <= 1.0 for r in recalls)
+        assert recalls == sorted(recalls)  # recall@k never falls as k grows
+    assert _get(data, "squad.hybrid.recall@10") > 0.5
+    p50, p95 = _get(data, "squad.latency_ms.p50"), _get(data, "squad.latency_ms.p95")
+    assert 0 < p50 <= p95
+    assert _get(data, "scale.latency_ms.p95") > 0
+    assert 0.5 <= _get(data, "scale.recall_vs_exact_min") <= 1.0
+    assert _get(data, "scale.rows") >= 20_000
+    # The quick run lowers the exact-scan threshold so that every plan is exercised:
+    # the large workspaces got indexes of their own and were searched through them.
+    assert _get(data, "scale.plans").get("workspace_hnsw", 0) > 0
+    assert _get(data, "scale.plans").get("exact", 0) > 0
+    # The scratch database is gone.
+    assert _scratch_databases(librarian_env["DATABASE_URL"]) == set()
+
+
+def test_ingest_bench_quick(librarian_env: dict[str, str], shared_models: Path) -> None:
+    data = _bench("ingest", librarian_env, shared_models)
+    assert data["pages"] == 12 and data["chunks"] >= data["pages"]
+    assert data["pages_per_s"] > 0
+    assert 0 < data["ratio"] <= 1.5
+
+
+def test_grounding_bench_quick(librarian_env: dict[str, str], shared_models: Path) -> None:
+    data = _bench("grounding", librarian_env, shared_models)
+    for key in ("cited_gold", "answer_match", "not_found"):
+        assert 0.0 <= _get(data, f"answerable.{key}") <= 1.0
+    assert 0.0 <= _get(data, "unanswerable.not_found") <= 1.0
+    assert _get(data, "answerable.questions") == 5
+    assert _get(data, "unanswerable.questions") == 5
+
+
+def test_table_output_is_readable() -> None:
+    from bot.bench.report import format_table
+
+    table = format_table(
+        "Retrieval benchmark",
+        {"squad": {"hybrid": {"recall@5": 0.96}}, "seconds": 12.0},
+        {"squad.hybrid.recall@5": ">= 0.95"},
+    )
+    assert "squad.hybrid.recall@5" in table and "0.96" in table and "goal >= 0.95" in table
