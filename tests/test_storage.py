@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import text
 
 from bot.config import load_settings
+from bot.errors import ConfigError
 from bot.store import migrate
-from bot.store.database import DatabaseUnavailable, open_database
+from bot.store.database import open_database
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -366,7 +367,7 @@ def test_open_database_raises_a_librarian_error_for_a_bad_scheme(
 ) -> None:
     monkeypatch.setenv("LIBRARIAN_HOME", str(tmp_path))
     monkeypatch.setenv("DATABASE_URL", "mysql://x@y/z")
-    with pytest.raises(Exception) as info:
+    with pytest.raises(ConfigError) as info:
         open_database(load_settings())
-    assert "postgresql://" in str(info.value)
-    assert not isinstance(info.value, DatabaseUnavailable) or info.value.exit_code == 2
+    assert "DATABASE_URL" in str(info.value) and "postgresql://" in str(info.value)
+    assert info.value.exit_code == 2

@@ -117,3 +117,13 @@ async def ingest_documents(
         if done % 250 == 0:
             log(f"  indexed {done}/{len(documents)} documents")
     return ids
+
+
+def run_on_scratch(settings: Settings, run: Callable[..., Any], **options: Any) -> dict[str, Any]:
+    """Run one benchmark's ``run(app, **options)`` on a scratch database, synchronously."""
+
+    async def main() -> dict[str, Any]:
+        async with scratch_app(settings) as app:
+            return await run(app, **options)
+
+    return asyncio.run(main())

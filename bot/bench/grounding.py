@@ -35,7 +35,7 @@ from bot.bench.common import (
     percentile,
     quiet_log,
     read_jsonl,
-    scratch_app,
+    run_on_scratch,
 )
 from bot.config import Settings
 
@@ -136,9 +136,4 @@ def run_bench(
     log: Log = quiet_log,
 ) -> dict[str, Any]:
     """The benchmark on a scratch database; the results as a nested dict."""
-
-    async def main() -> dict[str, Any]:
-        async with scratch_app(settings) as app:
-            return await run(app, eval_dir=eval_dir, quick=quick, sample=sample, log=log)
-
-    return asyncio.run(main())
+    return run_on_scratch(settings, run, eval_dir=eval_dir, quick=quick, sample=sample, log=log)

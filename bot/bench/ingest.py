@@ -28,7 +28,7 @@ from bot.bench.common import (
     eval_set,
     quiet_log,
     read_jsonl,
-    scratch_app,
+    run_on_scratch,
 )
 from bot.config import Settings
 from bot.errors import LibrarianError
@@ -138,9 +138,4 @@ def run_bench(
     settings: Settings, *, eval_dir: Path | None = None, quick: bool = False, log: Log = quiet_log
 ) -> dict[str, Any]:
     """The benchmark on a scratch database; the results as a nested dict."""
-
-    async def main() -> dict[str, Any]:
-        async with scratch_app(settings) as app:
-            return await run(app, eval_dir=eval_dir, quick=quick, log=log)
-
-    return asyncio.run(main())
+    return run_on_scratch(settings, run, eval_dir=eval_dir, quick=quick, log=log)

@@ -24,8 +24,9 @@ def bench(
     process holding both models.
     """
     # Imported here: `librarian --help` must not load llama.cpp.
+    from bot.bench.report import format_table
     from bot.config import load_settings
-    from bot.inference.bench import format_table, run_bench
+    from bot.inference.bench import run_bench
     from bot.inference.registry import ModelRegistry
 
     settings = load_settings()
@@ -47,4 +48,4 @@ def bench(
     if json_out:
         typer.echo(json.dumps(results, indent=2))
     else:
-        typer.echo(format_table(results))
+        typer.echo(format_table("Models", results))

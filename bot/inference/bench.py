@@ -317,25 +317,6 @@ def run_bench(
     }
 
 
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dict -> {"dotted.path": value}."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{path}."))
-        else:
-            flat[path] = value
-    return flat
-
-
-def format_table(results: dict[str, Any]) -> str:
-    """Readable two-column table: dotted key, value."""
-    flat = flatten(results)
-    width = max(len(k) for k in flat)
-    return "\n".join(f"{key:<{width}}  {value}" for key, value in flat.items())
-
-
 def _main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rss-probe", action="store_true")
