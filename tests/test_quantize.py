@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import numpy as np
@@ -28,21 +29,25 @@ def test_q8_0_stays_within_cosine_0999_of_f16(
     assert result.path == models_settings.models_dir / "all-minilm-l6-v2-q8_0.gguf"
     assert result.quant == "Q8_0"
     assert result.fallbacks == ()  # 384-wide rows are a multiple of q8_0's 32-value blocks
-    assert result.tensor_types == {"Q8_0": result.quantized_tensors}
+    # Every weight matrix is Q8_0 except the six attention value projections, kept
+    # at F16 on purpose (see bot.inference.quantize), and the report says so.
+    assert result.tensor_types == {"Q8_0": result.quantized_tensors - 6, "F16": 6}
+    assert result.kept == {"F16": 6}
+    assert any(line.startswith("kept on purpose: 6 at F16") for line in result.describe())
     assert result.size_bytes < 0.6 * result.source_size_bytes
 
-    texts = [item["text"] for item in minilm_reference["items"]]
+    # The fixture's 20 sentences, and texts it does not hold: degenerate strings of
+    # punctuation and numbers, where 8-bit rounding hurts most.
+    rng = random.Random(20261126)
+    noise = [
+        "".join(rng.choice("!?.,-*#@$%^&()[]{};:'\"/|~ ") for _ in range(rng.randint(3, 30)))
+        for _ in range(30)
+    ] + [" ".join(str(rng.randint(0, 10**6)) for _ in range(rng.randint(1, 10))) for _ in range(10)]
+    texts = [item["text"] for item in minilm_reference["items"]] + noise
     f16 = embed_with_gguf(minilm_f16, texts)
     q8 = embed_with_gguf(result.path, texts)
     cosines = _cosines(q8, f16)
-    # Measured here (llama.cpp in llama-cpp-python 0.3.36, 2 threads): 19 of the 20
-    # sentences are >= 0.999 (median 0.9997, the 140-token one 0.9997); the
-    # punctuation-only "!!! ??? ... --- ***" gives 0.9989.  The loss comes from the
-    # Q8_0 matmul path itself (keeping token_embd in F16 or --pure change nothing),
-    # so the bound for every sentence is 0.998 and the typical one 0.9995.
-    assert cosines.min() >= 0.998, cosines
-    assert np.median(cosines) >= 0.9995, cosines
-    assert (cosines >= 0.999).sum() >= len(cosines) - 1, cosines
+    assert cosines.min() >= 0.999, sorted(zip(cosines.round(5), texts, strict=True))[:3]
 
     # The registry finds it by name, knows where it came from, and as the q8_0 level.
     registry = ModelRegistry(models_settings)
