@@ -57,7 +57,12 @@ class App:
         retriever = Retriever(store, inference, ingest.embedding_model)
         answerer = Answerer(store, retriever, inference, prompt_budget=settings.prompt_budget)
         dispatcher = Dispatcher(settings, store, answerer, ingest, registry=registry)
-        scheduler = Scheduler(store, retention_interval_minutes=settings.retention_interval_minutes)
+        scheduler = Scheduler(
+            store,
+            retention_interval_minutes=settings.retention_interval_minutes,
+            unload_idle=inference.unload_idle,
+            model_idle_minutes=settings.model_idle_minutes,
+        )
         return cls(
             settings,
             db,

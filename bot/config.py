@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     # Retention.
     retention_interval_minutes: float = Field(default=60.0, gt=0)
 
+    # Models nobody used for this long are unloaded and their memory returned (0: never).
+    # The next request loads them again (under a second for the default models).
+    model_idle_minutes: float = Field(default=60.0, ge=0)
+
     # Permissions: platform-qualified ids, e.g. "console:alice,matrix:@a:example.org".
     admins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.job import Job
@@ -25,6 +26,7 @@ from bot.store.repo import Store
 log = logging.getLogger(__name__)
 
 RETENTION_JOB = "retention"
+IDLE_MODELS_JOB = "idle-models"
 #: The first retention run comes this long after start (or one interval, if shorter),
 #: so that a bot restarted more often than its interval still enforces retention.
 FIRST_RUN_DELAY_S = 60.0
@@ -39,8 +41,17 @@ class Scheduler:
         *,
         retention_interval_minutes: float,
         first_run_delay_s: float = FIRST_RUN_DELAY_S,
+        unload_idle: Callable[[float], Awaitable[list[str]]] | None = None,
+        model_idle_minutes: float = 0.0,
     ) -> None:
+        """``unload_idle(seconds)`` unloads models idle that long (``Inference.unload_idle``);
+        with ``model_idle_minutes`` > 0 a job calls it, checking four times per idle period
+        (at most every 5 minutes), so a model is unloaded at most 25% late.
+        """
         self.store = store
+        self.unload_idle = unload_idle
+        self.model_idle_s = model_idle_minutes * 60.0
+        self.unloaded_models: list[str] = []
         self.interval_s = retention_interval_minutes * 60.0
         self.first_run_delay_s = min(first_run_delay_s, self.interval_s)
         self.last_retention: RetentionRun | None = None
@@ -70,9 +81,33 @@ class Scheduler:
             next_run_time=datetime.now(UTC) + timedelta(seconds=self.first_run_delay_s),
             replace_existing=True,
         )
+        if self.unload_idle is not None and self.model_idle_s > 0:
+            every = min(self.model_idle_s / 4, 300.0)
+            scheduler.add_job(
+                self.idle_models_job,
+                IntervalTrigger(seconds=every, timezone=UTC),
+                id=IDLE_MODELS_JOB,
+                name="models: unload those nobody used for a while",
+                misfire_grace_time=max(1, int(every)),
+                replace_existing=True,
+            )
         scheduler.start()
         self._scheduler = scheduler
         log.info("scheduler started: retention every %.0f s", self.interval_s)
+
+    async def idle_models_job(self) -> list[str]:
+        """Unload the models idle for ``model_idle_minutes``; errors are logged, not raised."""
+        if self.unload_idle is None:
+            return []
+        try:
+            names = await self.unload_idle(self.model_idle_s)
+        except Exception:
+            log.exception("unloading idle models failed; it will be tried again")
+            return []
+        if names:
+            self.unloaded_models.extend(names)
+            log.info("unloaded idle models: %s", ", ".join(names))
+        return names
 
     async def retention_job(self) -> RetentionRun | None:
         """One scheduled retention run; errors are logged, never raised into the scheduler."""
