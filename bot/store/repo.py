@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Row
 
 from bot.store.database import Database
+from bot.store.keyword import search_bm25
 from bot.store.records import (
     Binding,
     ChunkHit,
@@ -733,23 +734,12 @@ class Store:
     def search_keyword(
         self, workspace_id: int, embedding_model_id: int, query: str, k: int
     ) -> list[ChunkHit]:
-        """Full-text matches in one workspace: any query term, ranked by ts_rank_cd."""
-        sql = (
-            "WITH q AS (SELECT plainto_tsquery('english', :t) AS all_q, "
-            "replace(plainto_tsquery('english', :t)::text, '&', '|')::tsquery AS any_q) "
-            "SELECT c.id AS chunk_id, c.document_id, d.file_name, c.page_start, c.page_end, "
-            "c.text, ts_rank_cd(c.tsv, q.any_q, 1) AS keyword_rank, "
-            "(c.tsv @@ q.all_q) AS all_terms, d.source_channel, d.source_url "
-            "FROM chunks c JOIN documents d ON d.id = c.document_id, q "
-            "WHERE c.workspace_id = :w AND c.embedding_model_id = :m "
-            "AND q.any_q::text <> '' AND c.tsv @@ q.any_q "
-            "ORDER BY keyword_rank DESC, c.id LIMIT :k"
-        )
+        """Full-text matches in one workspace: any query term, ranked by BM25.
+
+        The SQL and the choice of statistics are in ``bot.store.keyword``.
+        """
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                text(sql), {"w": workspace_id, "m": embedding_model_id, "t": query, "k": k}
-            ).all()
-        return [ChunkHit(**r._mapping) for r in rows]
+            return search_bm25(conn, workspace_id, embedding_model_id, query, k)
 
     def chunks_by_ids(self, workspace_id: int, ids: Sequence[int]) -> list[ChunkHit]:
         """Chunks by id, within one workspace (forgotten ones are simply absent)."""

@@ -133,6 +133,12 @@ chunks = Table(
     Column("page_end", Integer),
     Column("text", Text, nullable=False),
     Column("tsv", TSVECTOR, Computed("to_tsvector('english', text)", persisted=True)),
+    # Token positions of tsv: the chunk length of BM25 (0003, bot.store.keyword).
+    Column(
+        "tsv_length",
+        Integer,
+        Computed("tsvector_token_count(to_tsvector('english', text))", persisted=True),
+    ),
     # Untyped vector: each embedding model's rows get their own partial HNSW index
     # over (embedding::vector(dims)), so vectors of different models never meet.
     Column("embedding", Vector(), nullable=False),
@@ -140,6 +146,20 @@ chunks = Table(
     Index("ix_chunks_workspace_model", "workspace_id", "embedding_model_id"),  # 0002
     Index("ix_chunks_document", "document_id", "ordinal"),
     Index("ix_chunks_tsv", "tsv", postgresql_using="gin"),
+)
+
+# Per (workspace, embedding model): chunks and their tokens, for BM25's N and average
+# length; kept by triggers on chunks (migration 0003).
+keyword_stats = Table(
+    "keyword_stats",
+    metadata,
+    Column(
+        "workspace_id", BigInteger, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("embedding_model_id", BigInteger, ForeignKey("embedding_models.id"), nullable=False),
+    Column("chunk_count", BigInteger, nullable=False, server_default="0"),
+    Column("token_count", BigInteger, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("workspace_id", "embedding_model_id", name="pk_keyword_stats"),
 )
 
 messages = Table(

@@ -1,0 +1,264 @@
+"""Keyword search ranked by BM25, on a real Postgres: what a team's questions find.
+
+Each test tells a small story: a team uploads a few notes, someone asks, and the
+ranking must follow BM25 computed within that team's workspace only.  The notes are
+written without stop words, so a note's length (BM25's dl) is its word count, and the
+expected scores can be worked out by hand (``bm25`` below) and compared with the
+database's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from bot.config import load_settings
+from bot.store import migrate
+from bot.store.database import open_database
+from bot.store.keyword import K1, B
+from bot.store.records import ChunkHit, NewChunk
+from bot.store.repo import Store, WorkspaceDefaults
+
+DEFAULTS = WorkspaceDefaults(chunk_tokens=200, chunk_overlap=40, top_k=4, relevance_floor=0.5)
+
+
+@dataclass
+class Team:
+    """A channel's workspace and the means to add notes to it."""
+
+    store: Store
+    workspace_id: int
+    model_id: int
+
+    def note(self, name: str, *chunks: str) -> int:
+        """Upload a note (one chunk per string), indexed at once; returns its document id."""
+        doc, _created = self.store.add_document(
+            self.workspace_id,
+            file_name=name,
+            media_type="text/plain",
+            sha256=hashlib.sha256(f"{self.workspace_id}/{name}".encode()).hexdigest(),
+            size_bytes=sum(len(c) for c in chunks),
+            uploader="alice",
+        )
+        self.store.complete_document(
+            doc.id,
+            page_count=1,
+            chunks=[NewChunk(i, 1, 1, body, [1.0, 0.0, 0.0]) for i, body in enumerate(chunks)],
+            embedding_model_id=self.model_id,
+        )
+        return doc.id
+
+    def ask(self, query: str, k: int = 10) -> list[ChunkHit]:
+        """The keyword search the retriever runs for this workspace."""
+        return self.store.search_keyword(self.workspace_id, self.model_id, query, k)
+
+    def files(self, query: str) -> list[str]:
+        """File names of the hits, best first."""
+        return [h.file_name for h in self.ask(query)]
+
+    def score(self, query: str, file_name: str) -> float:
+        """The BM25 score of a file's (only) chunk for the query."""
+        hit = next(h for h in self.ask(query, k=100) if h.file_name == file_name)
+        assert hit.keyword_rank is not None
+        return hit.keyword_rank
+
+    def stats(self) -> tuple[int, int]:
+        """(chunks, tokens) as kept by the triggers, and checked against a recount."""
+        with self.store.engine.connect() as conn:
+            kept = conn.execute(
+                text(
+                    "SELECT chunk_count, token_count FROM keyword_stats "
+                    "WHERE workspace_id = :w AND embedding_model_id = :m"
+                ),
+                {"w": self.workspace_id, "m": self.model_id},
+            ).first()
+            recount = conn.execute(
+                text(
+                    "SELECT count(*), coalesce(sum(tsv_length), 0) FROM chunks "
+                    "WHERE workspace_id = :w AND embedding_model_id = :m"
+                ),
+                {"w": self.workspace_id, "m": self.model_id},
+            ).one()
+        got = (int(kept[0]), int(kept[1])) if kept else (0, 0)
+        assert got == (int(recount[0]), int(recount[1]))
+        return got
+
+
+def bm25(tf: int, dl: int, df: int, n: int, avgdl: float) -> float:
+    """One term's BM25 contribution, worked out independently of the SQL."""
+    idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+    return idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * dl / avgdl))
+
+
+@pytest.fixture
+def store(librarian_env: dict[str, str]) -> Iterator[Store]:
+    """A Store on a fresh, migrated database."""
+    db = open_database(load_settings())
+    migrate.upgrade(db)
+    try:
+        yield Store(db)
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def team(store: Store) -> Team:
+    """The birders' channel, with a workspace of its own."""
+    return make_team(store, "birders")
+
+
+def make_team(store: Store, channel: str) -> Team:
+    """A channel's team with its own workspace, on the shared 3-dimension test model."""
+    binding = store.binding_for("console", "", channel, DEFAULTS)
+    model_id = store.ensure_embedding_model("test-3d", 3)
+    return Team(store, binding.workspace.id, model_id)
+
+
+def test_a_rare_name_outranks_a_common_word(team: Team) -> None:
+    """Everybody writes about nests; only one note names the heron.  Asked about heron
+    nests, the heron note wins, and its score is BM25 to the last digit."""
+    team.note("a.txt", "nest twig branch")
+    team.note("b.txt", "nest twig branch")
+    team.note("c.txt", "nest moss branch")
+    team.note("heron.txt", "heron reed branch")
+    team.note("nests.txt", "nest nest twig")
+
+    assert team.files("heron nests")[0] == "heron.txt"
+    # ts_rank_cd would have put the note saying "nest" twice first.
+    assert team.files("heron nests")[1] == "nests.txt"
+
+    n, avgdl = 5, 3.0
+    assert team.stats() == (5, 15)
+    assert team.score("heron nests", "heron.txt") == pytest.approx(bm25(1, 3, 1, n, avgdl))
+    assert team.score("heron nests", "nests.txt") == pytest.approx(bm25(2, 3, 4, n, avgdl))
+    assert team.score("heron nests", "a.txt") == pytest.approx(bm25(1, 3, 4, n, avgdl))
+
+
+def test_a_shorter_note_with_the_same_mentions_ranks_higher(team: Team) -> None:
+    """Two notes mention the kestrel once; the terse one is more about kestrels."""
+    team.note("long.txt", "kestrel hover field hedge meadow fence post wire")
+    team.note("short.txt", "kestrel hover")
+    team.note("other.txt", "sparrow hedge")
+
+    assert team.files("kestrel") == ["short.txt", "long.txt"]
+    n, avgdl = 3, 12 / 3
+    assert team.score("kestrel", "short.txt") == pytest.approx(bm25(1, 2, 2, n, avgdl))
+    assert team.score("kestrel", "long.txt") == pytest.approx(bm25(1, 8, 2, n, avgdl))
+
+
+def test_another_workspaces_notes_do_not_change_scores(store: Store) -> None:
+    """The birders' ranking is theirs: the sailors upload a hundred notes full of
+    'wind', and the birders' scores for 'wind heron' do not move by a hair."""
+    birders = make_team(store, "birders")
+    sailors = make_team(store, "sailors")
+    birders.note("wind.txt", "wind heron flight")
+    birders.note("calm.txt", "calm heron")
+    birders.note("rain.txt", "rain nest")
+    before = [(h.file_name, h.keyword_rank) for h in birders.ask("wind heron")]
+
+    for i in range(100):
+        sailors.note(f"log{i}.txt", f"wind sail knot{i}")
+    sailors.note("heron.txt", "heron harbour")
+
+    assert [(h.file_name, h.keyword_rank) for h in birders.ask("wind heron")] == before
+    assert birders.stats() == (3, 7)
+    assert sailors.stats() == (101, 302)
+    # And neither sees the other's notes.
+    assert "heron.txt" not in birders.files("heron harbour")
+    assert sailors.files("calm rain") == []
+
+
+def test_all_terms_says_whether_every_question_word_is_there(team: Team) -> None:
+    """'all_terms' is what lets a chunk through the relevance rule on words alone."""
+    team.note("both.txt", "osprey dive river fish")
+    team.note("one.txt", "osprey perch")
+    team.note("none.txt", "owl barn")
+
+    hits = {h.file_name: h.all_terms for h in team.ask("Does the osprey fish?")}
+    assert hits == {"both.txt": True, "one.txt": False}
+    # Stemming applies to the question as to the notes: "diving ospreys" are covered.
+    assert {h.file_name: h.all_terms for h in team.ask("diving ospreys")}["both.txt"]
+
+
+def test_forgetting_notes_updates_the_ranking(team: Team) -> None:
+    """Swifts are everywhere until the swift notes are forgotten; then 'swift' is a
+    rare word again, and the remaining note's score reflects that."""
+    keep = team.note("keep.txt", "swift eave roof")
+    swift_notes = [team.note(f"s{i}.txt", "swift sky") for i in range(4)]
+    team.note("gull.txt", "gull pier")
+    common = team.score("swift", "keep.txt")
+    assert common == pytest.approx(bm25(1, 3, 5, 6, 13 / 6))
+
+    for doc_id in swift_notes:
+        assert team.store.forget_document(doc_id) is not None
+    assert team.stats() == (2, 5)
+    rare = team.score("swift", "keep.txt")
+    assert rare == pytest.approx(bm25(1, 3, 1, 2, 5 / 2))
+    assert rare > common
+    assert team.files("swift") == ["keep.txt"]
+
+    team.store.forget_document(keep)
+    assert team.files("swift") == []
+    assert team.stats() == (1, 2)
+
+
+def test_reindexing_failing_and_bulk_loading_keep_the_totals_right(team: Team) -> None:
+    """Every way chunks come and go keeps the workspace's totals equal to a recount."""
+    doc = team.note("a.txt", "robin worm lawn", "robin song")
+    assert team.stats() == (2, 5)
+    # Indexed again (the worker retries a document): the old chunks are replaced.
+    team.store.complete_document(
+        doc,
+        page_count=1,
+        chunks=[NewChunk(0, 1, 1, "robin", [1.0, 0.0, 0.0])],
+        embedding_model_id=team.model_id,
+    )
+    assert team.stats() == (1, 1)
+    team.store.fail_document(doc, "unreadable")
+    assert team.stats() == (0, 0)
+    team.store.bulk_load_vectors(
+        team.workspace_id,
+        team.model_id,
+        np.ones((50, 3), dtype=np.float32),
+        file_name="bulk.txt",
+        chunk_text="wren hedge",
+    )
+    assert team.stats() == (50, 100)
+    assert len(team.ask("wren", k=100)) == 50
+
+
+def test_a_team_can_be_deleted_with_its_notes(store: Store) -> None:
+    """Deleting a workspace cascades to its notes and its totals, without tripping the
+    triggers that keep them; the other team's totals are untouched."""
+    birders = make_team(store, "birders")
+    sailors = make_team(store, "sailors")
+    birders.note("a.txt", "heron reed")
+    sailors.note("b.txt", "wind sail")
+    with store.engine.begin() as conn:
+        conn.execute(
+            text("DELETE FROM channel_bindings WHERE workspace_id = :w"),
+            {"w": birders.workspace_id},
+        )
+        conn.execute(text("DELETE FROM workspaces WHERE id = :w"), {"w": birders.workspace_id})
+    assert birders.stats() == (0, 0)
+    assert sailors.stats() == (1, 2)
+
+
+@pytest.mark.parametrize("query", ["", "   ", "the of and", "?!", "who is it that was there"])
+def test_a_question_without_searchable_words_finds_nothing(team: Team, query: str) -> None:
+    """Stop words and punctuation leave no term to search for: no hits, no error."""
+    team.note("a.txt", "heron reed")
+    assert team.ask(query) == []
+
+
+def test_quotes_and_backslashes_in_a_question_are_only_words(team: Team) -> None:
+    """A question's punctuation can never break the query syntax."""
+    team.note("obrien.txt", "O'Brien heron count")
+    assert team.files("O'Brien's count | & ! \\ ' (heron") == ["obrien.txt"]
+    assert team.files("'\\'' <-> :*") == []
