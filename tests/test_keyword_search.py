@@ -262,3 +262,29 @@ def test_quotes_and_backslashes_in_a_question_are_only_words(team: Team) -> None
     team.note("obrien.txt", "O'Brien heron count")
     assert team.files("O'Brien's count | & ! \\ ' (heron") == ["obrien.txt"]
     assert team.files("'\\'' <-> :*") == []
+
+
+def _hit(chunk_id: int, *, similarity: float | None = None, bm25: float | None = None) -> ChunkHit:
+    """A search hit as a dense (similarity) or keyword (BM25) list holds it."""
+    return ChunkHit(
+        chunk_id, chunk_id, f"{chunk_id}.txt", 1, 1, "", similarity=similarity, keyword_rank=bm25
+    )
+
+
+def test_a_keyword_hit_far_ahead_of_the_rest_survives_fusion() -> None:
+    """Only one note names the heron: BM25 puts it far ahead, while the embedding, which
+    does not know the name, ranks it tenth.  Fusing by score keeps it first; fusing by
+    rank (RRF, k=60) put the note both lists rank near the top ahead of it."""
+    from bot.knowledge.retrieval import fuse
+
+    dense = [_hit(2, similarity=0.62), _hit(3, similarity=0.61)]
+    dense += [_hit(10 + i, similarity=0.60 - i / 100) for i in range(7)]
+    dense.append(_hit(1, similarity=0.535))  # ninth
+    dense += [_hit(20 + i, similarity=0.53 - i / 100) for i in range(14)]
+    keyword = [_hit(1, bm25=14.0), _hit(2, bm25=2.1), _hit(3, bm25=2.0), _hit(4, bm25=1.0)]
+
+    order = [hit.chunk_id for hit, _score in fuse([dense, keyword])]
+    assert order[0] == 1
+    assert order[1:3] == [2, 3]
+    best = fuse([dense, keyword])[0][0]
+    assert (best.similarity, best.keyword_rank) == (0.535, 14.0)
