@@ -83,7 +83,7 @@ class ChunkHit:
     page_end: int | None
     text: str
     similarity: float | None = None  # cosine similarity, dense search
-    keyword_rank: float | None = None  # ts_rank_cd, keyword search
+    keyword_rank: float | None = None  # BM25 score, keyword search
     all_terms: bool = False  # every query term occurs in the chunk
     source_channel: str | None = None
     source_url: str | None = None
