@@ -50,6 +50,7 @@ class Level:
     # (tensor-name regex, ggml type) pairs kept at another type on purpose; passed
     # to llama.cpp as tensor type overrides (see the module docstring).
     keep: tuple[tuple[str, str], ...] = ()
+    keep_reason: str = ""
 
 
 # Values of enum llama_ftype in llama.h; they are part of the GGUF format
@@ -65,8 +66,9 @@ LEVELS: dict[str, Level] = {
             "q8_0",
             7,
             "Q8_0",
-            "8-bit, nearly lossless (attention values kept at F16)",
+            "8-bit, nearly lossless",
             keep=((r"attn_v\.weight$", "F16"),),
+            keep_reason="attention value projections: the tensors most hurt by 8 bits",
         ),
         Level("q2_K", 10, "Q2_K", "2-bit k-quant, low quality"),
         Level("q3_K_S", 11, "Q3_K", "3-bit k-quant, small"),
@@ -140,7 +142,7 @@ class QuantizeResult:
         ]
         if self.kept:
             kept = ", ".join(f"{n} at {t}" for t, n in sorted(self.kept.items()))
-            lines.append(f"kept on purpose: {kept} ({LEVELS[self.level].about})")
+            lines.append(f"kept on purpose: {kept} ({LEVELS[self.level].keep_reason})")
         if self.fallbacks:
             intended = LEVELS[self.level].main_type
             summary = ", ".join(f"{n} to {t}" for t, n in sorted(self.fallback_summary.items()))
