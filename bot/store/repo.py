@@ -45,10 +45,13 @@ LOCK_WORKSPACE_INDEX = 0x4C4C  # building one workspace's own HNSW index
 EXACT_SCAN_MAX_ROWS = 3_000
 # pgvector's default hnsw.ef_search; a search never uses less.
 HNSW_EF_SEARCH_MIN = 40
-# HNSW build parameters.  pgvector's default ef_construction (64) left islands in the
-# graph of a 40k-row workspace: single queries found 0 of their 10 true neighbours even
-# at ef_search 160.  At 128 the same workspace gave recall@10 0.998 at ef_search 120,
-# for a build ~1.5x as long.
+# Build parameters of a workspace's own HNSW index.  pgvector's default
+# ef_construction (64) left islands in the graph of a 40k-row workspace: single queries
+# found 0 of their 10 true neighbours even at ef_search 160.  At 128 the same workspace
+# gave recall@10 0.998 at ef_search 120, for a build ~1.5x as long.  The model's shared
+# index keeps pgvector's defaults: it is only a stopgap for a large workspace whose own
+# index is not built yet, and every chunk written pays for its inserts (~2 ms a chunk
+# at 200k rows on this machine).
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 128
 # The breadth of a search on a workspace's own HNSW index (see search_dense).
@@ -340,7 +343,6 @@ class Store:
                 text(
                     f"CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw_m{int(model_id)} "
                     f"ON chunks USING hnsw ((embedding::vector({int(dims)})) vector_cosine_ops) "
-                    f"{HNSW_WITH} "
                     f"WHERE embedding_model_id = {int(model_id)}"
                 )
             )
@@ -921,7 +923,6 @@ class Store:
                 text(
                     f"CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw_m{model} "
                     f"ON chunks USING hnsw ((embedding::vector({dim})) vector_cosine_ops) "
-                    f"{HNSW_WITH} "
                     f"WHERE embedding_model_id = {model}"
                 )
             )
