@@ -269,8 +269,7 @@ def quantize(
             reason = _failure_reason(log_lines) or f"llama_model_quantize returned {status}"
             raise LibrarianError(f"quantizing {src.name} to {canonical} failed: {reason}")
         seconds = time.monotonic() - started
-        fallbacks, eligible, types = inspect_fallbacks(tmp, canonical)
-        kept = _kept_tensors(tmp, spec)
+        fallbacks, eligible, types, kept = inspect_fallbacks(tmp, canonical)
         out_facts = registry.read_gguf_facts(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; models are not secrets
         os.replace(tmp, target)
@@ -296,10 +295,13 @@ def quantize(
     )
 
 
-def inspect_fallbacks(path: Path, level: str) -> tuple[list[TensorFallback], int, dict[str, int]]:
+def inspect_fallbacks(
+    path: Path, level: str
+) -> tuple[list[TensorFallback], int, dict[str, int], dict[str, int]]:
     """Compare a quantized file's tensor types with what ``level`` asks for.
 
-    Returns (fallbacks, number of quantizable tensors, their type counts).  A
+    Returns (fallbacks, number of quantizable tensors, their type counts, and the
+    tensors the level keeps at another type on purpose, by type).  A
     quantizable tensor (what llama.cpp's quantizer would touch: 2-D+ weights
     other than norms, position and token-type embeddings) fell back when it
     holds one of llama.cpp's fallback types instead of the level's type and its
@@ -311,6 +313,7 @@ def inspect_fallbacks(path: Path, level: str) -> tuple[list[TensorFallback], int
     spec = LEVELS[normalize_level(level)]
     fallbacks: list[TensorFallback] = []
     types: Counter[str] = Counter()
+    kept: Counter[str] = Counter()
     eligible = 0
     for tensor in read_gguf_header(path).tensors:
         shape = tensor.shape
@@ -319,10 +322,11 @@ def inspect_fallbacks(path: Path, level: str) -> tuple[list[TensorFallback], int
         eligible += 1
         actual = tensor.type_name
         types[actual] += 1
+        if any(re.search(p, tensor.name) and actual == t for p, t in spec.keep):
+            kept[actual] += 1  # kept on purpose, not a fallback
+            continue
         if actual == spec.main_type or actual not in _FALLBACK_TARGETS:
             continue
-        if any(re.search(p, tensor.name) and actual == t for p, t in spec.keep):
-            continue  # kept on purpose, not a fallback
         if spec.main_type in {"F16", "BF16", "F32"}:
             continue  # nothing to fall back from
         row = shape[0]
@@ -334,7 +338,7 @@ def inspect_fallbacks(path: Path, level: str) -> tuple[list[TensorFallback], int
                     name=tensor.name, shape=shape, intended=spec.main_type, actual=actual
                 )
             )
-    return fallbacks, eligible, dict(types)
+    return fallbacks, eligible, dict(types), dict(kept)
 
 
 # -- helpers -------------------------------------------------------------------
@@ -351,19 +355,6 @@ def _tensor_overrides(llama_cpp: Any, spec: Level) -> Any:
     array[len(spec.keep)].pattern = None
     return array
 
-
-def _kept_tensors(path: Path, spec: Level) -> dict[str, int]:
-    """How many tensors of ``path`` the level kept at another type, by type."""
-    if not spec.keep:
-        return {}
-    from bot.inference.registry import read_gguf_header
-
-    kept: Counter[str] = Counter()
-    for tensor in read_gguf_header(path).tensors:
-        for pattern, type_name in spec.keep:
-            if re.search(pattern, tensor.name) and tensor.type_name == type_name:
-                kept[type_name] += 1
-    return dict(kept)
 
 # Tensor names llama.cpp's quantizer never quantizes (see llama-quant.cpp).
 _NOT_QUANTIZED = re.compile(
