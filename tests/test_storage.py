@@ -371,3 +371,93 @@ def test_open_database_raises_a_librarian_error_for_a_bad_scheme(
         open_database(load_settings())
     assert "DATABASE_URL" in str(info.value) and "postgresql://" in str(info.value)
     assert info.value.exit_code == 2
+
+
+def _index_names(db: object) -> set[str]:
+    with db.engine.connect() as conn:  # type: ignore[attr-defined]
+        return set(
+            conn.execute(
+                text("SELECT indexname FROM pg_indexes WHERE tablename = 'chunks'")
+            ).scalars()
+        )
+
+
+def test_a_large_workspace_is_scanned_exactly_until_its_own_index_is_built(
+    librarian_env: dict[str, str],
+) -> None:
+    """No model-wide HNSW index is kept: writes would pay for it, searches never need it."""
+    from bot.store.records import NewChunk
+    from bot.store.repo import Store, WorkspaceDefaults, workspace_index_name
+
+    db = open_database(load_settings())
+    try:
+        migrate.upgrade(db)
+        store = Store(db)
+        store.exact_scan_max_rows = 4  # a "large" workspace of 6 chunks
+        model = store.ensure_embedding_model("test-3d", 3)
+        assert not any(name.startswith("chunks_embedding_hnsw") for name in _index_names(db))
+
+        binding = store.binding_for("console", "", "big", WorkspaceDefaults(200, 40, 4, 0.0))
+        doc, _ = store.add_document(
+            binding.workspace.id,
+            file_name="a.txt",
+            media_type="text/plain",
+            sha256="a" * 64,
+            size_bytes=1,
+            uploader="alice",
+        )
+        vectors = [[1, 0, 0], [0, 1, 0], [0.9, 0.1, 0], [0, 0, 1], [0.5, 0.5, 0], [0, 0.2, 1]]
+        store.complete_document(
+            doc.id,
+            page_count=1,
+            chunks=[
+                NewChunk(ordinal=i, page_start=1, page_end=1, text=f"chunk {i}", embedding=v)
+                for i, v in enumerate(vectors)
+            ],
+            embedding_model_id=model,
+        )
+
+        hits = store.search_dense(binding.workspace.id, model, 3, [1, 0, 0], 2)
+        assert [h.text for h in hits] == ["chunk 0", "chunk 2"]
+        assert store.plan_counts["unindexed_exact"] == 1
+
+        assert store.ensure_workspace_index(binding.workspace.id, model, 3, concurrently=False)
+        assert workspace_index_name(model, binding.workspace.id) in _index_names(db)
+        hits = store.search_dense(binding.workspace.id, model, 3, [1, 0, 0], 2)
+        assert [h.text for h in hits] == ["chunk 0", "chunk 2"]
+        assert store.plan_counts["workspace_hnsw"] == 1
+    finally:
+        db.close()
+
+
+def test_migration_0005_drops_the_model_wide_index_and_keeps_workspace_ones(
+    librarian_env: dict[str, str],
+) -> None:
+    db = open_database(load_settings())
+    try:
+        migrate.upgrade(db, "0004")
+        with db.engine.begin() as conn:
+            model = conn.execute(
+                text("INSERT INTO embedding_models (name, dims) VALUES ('m', 3) RETURNING id")
+            ).scalar_one()
+            for name, where in [
+                (f"chunks_embedding_hnsw_m{model}", f"embedding_model_id = {model}"),
+                (
+                    f"chunks_embedding_hnsw_m{model}_w7",
+                    f"embedding_model_id = {model} AND workspace_id = 7",
+                ),
+            ]:
+                conn.execute(
+                    text(
+                        f"CREATE INDEX {name} ON chunks USING hnsw "
+                        f"((embedding::vector(3)) vector_cosine_ops) WHERE {where}"
+                    )
+                )
+        migrate.upgrade(db)
+        names = _index_names(db)
+        assert f"chunks_embedding_hnsw_m{model}" not in names
+        assert f"chunks_embedding_hnsw_m{model}_w7" in names
+        migrate.downgrade(db, "0004")
+        assert f"chunks_embedding_hnsw_m{model}" in _index_names(db)
+    finally:
+        db.close()

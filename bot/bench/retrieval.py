@@ -147,7 +147,6 @@ async def _load_filler(
     sizes = _workspace_sizes(plan.scale_rows, plan.scale_workspaces)
     rng = np.random.default_rng(SEED)
     started = time.perf_counter()
-    await asyncio.to_thread(store.drop_embedding_index, model_id)
     bindings: list[tuple[Any, int]] = []
     for w, size in enumerate(sizes):
         binding = await asyncio.to_thread(bench_binding, app, f"filler-{w:02d}")
@@ -162,7 +161,6 @@ async def _load_filler(
         bindings.append((binding, size))
     loaded = time.perf_counter()
     log(f"  loaded {sum(sizes)} filler vectors in {loaded - started:.0f} s; building indexes")
-    await asyncio.to_thread(store.build_embedding_index, model_id, dims)
     await asyncio.to_thread(store.ensure_workspace_indexes, model_id, dims, concurrently=False)
     await asyncio.to_thread(store.analyze_chunks)
     log(f"  indexes built in {time.perf_counter() - loaded:.0f} s")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,8 +42,6 @@ LOCK_WORKSPACE_INDEX = 0x4C4C  # building one workspace's own HNSW index
 # HNSW index cannot stand in: pgvector < 0.8 filters after the index scan and can
 # return fewer than k rows.
 EXACT_SCAN_MAX_ROWS = 3_000
-# pgvector's default hnsw.ef_search; a search never uses less.
-HNSW_EF_SEARCH_MIN = 40
 # Build parameters of a workspace's own HNSW index.  pgvector's default
 # ef_construction (64) left islands in the graph of a 40k-row workspace: single queries
 # found 0 of their 10 true neighbours even at ef_search 160.  At 128 the same workspace
@@ -153,13 +150,10 @@ class Store:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.engine = db.engine
-        # pgvector 0.8 filters inside the HNSW scan; older servers filter after it.
-        major, minor = (int(p) for p in db.pgvector_version.split(".")[:2])
-        self.iterative_scans = (major, minor) >= (0, 8)
         # Per instance so that a benchmark can exercise every plan on a small database.
         self.exact_scan_max_rows = EXACT_SCAN_MAX_ROWS
-        # How often each dense-search plan ran (exact, workspace_hnsw, model_hnsw,
-        # exact_fallback): for benchmarks and status, not for decisions.
+        # How often each dense-search plan ran (exact, forced_exact, workspace_hnsw,
+        # unindexed_exact, exact_fallback): for benchmarks and status, not for decisions.
         self.plan_counts: collections.Counter[str] = collections.Counter()
 
     # -- workspaces and bindings ------------------------------------------------------------
@@ -318,10 +312,11 @@ class Store:
     # -- embedding models -------------------------------------------------------------------
 
     def ensure_embedding_model(self, name: str, dims: int) -> int:
-        """The id of an embedding model, creating its row and its HNSW index on first use.
+        """The id of an embedding model, creating its row on first use.
 
-        Each model's vectors get a partial index over ``embedding::vector(dims)``,
-        so vectors of different models or dimensions never meet in one search.
+        Every search names one model, so vectors of different models or dimensions
+        never meet.  No index is made here: a workspace gets its own HNSW index when it
+        outgrows the exact scan (``ensure_workspace_index``).
         """
         with self.engine.begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(:a, 0)"), {"a": LOCK_EMBEDDING_MODEL})
@@ -339,13 +334,6 @@ class Store:
                 text("INSERT INTO embedding_models (name, dims) VALUES (:n, :d) RETURNING id"),
                 {"n": name, "d": dims},
             ).scalar_one()
-            conn.execute(
-                text(
-                    f"CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw_m{int(model_id)} "
-                    f"ON chunks USING hnsw ((embedding::vector({int(dims)})) vector_cosine_ops) "
-                    f"WHERE embedding_model_id = {int(model_id)}"
-                )
-            )
             return int(model_id)
 
     # -- documents --------------------------------------------------------------------------
@@ -661,7 +649,6 @@ class Store:
         k: int,
         *,
         workspace_rows: int | None = None,
-        total_rows: int | None = None,
         exact: bool = False,
     ) -> list[ChunkHit]:
         """The k chunks nearest to ``vector`` by cosine, in one workspace only.
@@ -674,9 +661,10 @@ class Store:
         * larger, with its own partial HNSW index (``ensure_workspace_index``): a plain
           HNSW search of that index, which holds this workspace's rows only, so nothing
           is filtered after the scan and recall is that of unfiltered HNSW;
-        * larger, without one yet: the model's HNSW index with a search breadth scaled
-          to the workspace's share of the rows, falling back to the exact scan when the
-          filter leaves fewer than k rows (pgvector < 0.8 filters after the scan).
+        * larger, without one yet (being built, or its build failed): the exact scan.
+          A model-wide HNSW index filtered by workspace used to stand in here; it
+          cost every chunk written an HNSW insert (~80% of writing a document) for a
+          plan that runs only while an index is being built.
 
         Ids are integers, inlined into the SQL: a partial index is only considered when
         its predicate is proved by constants, never by a bound parameter.
@@ -719,24 +707,17 @@ class Store:
                 rows = conn.execute(text(exact_sql), params).all()
                 self.plan_counts["forced_exact" if exact else "exact"] += 1
                 return [ChunkHit(**r._mapping) for r in rows]
-            if self._has_valid_index(conn, workspace_index_name(model, ws)):
-                # Unfiltered HNSW over this workspace alone.  pgvector's default breadth
-                # of 40 lost neighbours on a 100k-row workspace (recall@10 against the
-                # exact scan, index built at ef_construction 128: 0.973 at ef 60, 0.988
-                # at 120, 0.998 at 160, for 9.9 / 9.4 / 12.3 ms p50 on a loaded machine).
-                ef = min(1000, max(HNSW_EF_SEARCH_WORKSPACE, 2 * k))
-                plan = "workspace_hnsw"
-            else:
-                if workspace_rows == self.exact_scan_max_rows + 1:  # a capped count
-                    workspace_rows = self.workspace_chunk_count(ws, model)
-                total = total_rows or self.total_chunk_count(model)
-                share = max(workspace_rows / max(total, 1), 1e-6)
-                # Expect k matches among ef candidates: ef ~ k / share, with margin.
-                ef = min(1000, max(HNSW_EF_SEARCH_MIN, math.ceil(2 * k / share)))
-                plan = "model_hnsw"
+            if not self._has_valid_index(conn, workspace_index_name(model, ws)):
+                rows = conn.execute(text(exact_sql), params).all()
+                self.plan_counts["unindexed_exact"] += 1
+                return [ChunkHit(**r._mapping) for r in rows]
+            # Unfiltered HNSW over this workspace alone.  pgvector's default breadth of
+            # 40 lost neighbours on a 100k-row workspace (recall@10 against the exact
+            # scan, index built at ef_construction 128: 0.973 at ef 60, 0.988 at 120,
+            # 0.998 at 160, for 9.9 / 9.4 / 12.3 ms p50 on a loaded machine).
+            ef = min(1000, max(HNSW_EF_SEARCH_WORKSPACE, 2 * k))
+            plan = "workspace_hnsw"
             conn.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef)}"))
-            if self.iterative_scans:
-                conn.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
             rows = conn.execute(text(approx_sql), params).all()
             if len(rows) < min(k, workspace_rows):
                 plan = "exact_fallback"
@@ -904,28 +885,6 @@ class Store:
                 workspace_rows=int(r.n),
             )
         ]
-
-    def drop_embedding_index(self, embedding_model_id: int) -> None:
-        """Drop a model's shared HNSW index (before a bulk load; build_embedding_index after)."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                text(f"DROP INDEX IF EXISTS chunks_embedding_hnsw_m{int(embedding_model_id)}")
-            )
-
-    def build_embedding_index(self, embedding_model_id: int, dims: int) -> None:
-        """(Re)build a model's shared HNSW index, with memory for the whole graph."""
-        model, dim = int(embedding_model_id), int(dims)
-        rows = self.total_chunk_count(model)
-        need_mb = min(4096, max(64, rows * (4 * dim + 600) // 1_000_000 + 32))
-        with self.engine.begin() as conn:
-            conn.execute(text(f"SET LOCAL maintenance_work_mem = '{int(need_mb)}MB'"))
-            conn.execute(
-                text(
-                    f"CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw_m{model} "
-                    f"ON chunks USING hnsw ((embedding::vector({dim})) vector_cosine_ops) "
-                    f"WHERE embedding_model_id = {model}"
-                )
-            )
 
     def analyze_chunks(self) -> None:
         """Refresh the planner's statistics on chunks (after a bulk load)."""
