@@ -103,6 +103,7 @@ class App:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.ingest.close()  # a document prefetched by a caller of process_next
         await self.inference.close()
         self.sandbox.close()
         self.db.close()

@@ -160,6 +160,57 @@ async def test_a_hostile_pdf_is_refused_and_the_bot_keeps_serving(
         await app.close()
 
 
+async def test_the_next_document_is_read_while_one_is_embedded(settings, tmp_path: Path) -> None:
+    """A worker claims and extracts the next queued file while it embeds the current one."""
+    manual = make_pdf(tmp_path / "manual.pdf").read_bytes()
+    boreal = make_pdf(tmp_path / "boreal.pdf", OTHER_PRODUCT).read_bytes()
+    broken = b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 9 0 R>>endobj\ntrailer<<>>\n%%EOF\n"
+    app = App.build(settings)
+    other = App.build(settings)  # another process's worker on the same queue
+    try:
+        binding = await app.dispatcher.binding(ConversationRef("console", "", "general"))
+        ids = []
+        for name, data in [("manual.pdf", manual), ("broken.pdf", broken), ("boreal.pdf", boreal)]:
+            sub = await app.ingest.submit(binding.workspace, data, name, uploader="alice")
+            ids.append(sub.document.id)
+
+        assert await app.ingest.process_next()
+        assert app.store.get_document(ids[0]).status == "ready"
+        # broken.pdf was claimed and read meanwhile, and refused at once ...
+        failed = app.store.get_document(ids[1])
+        assert failed.status == "failed" and "broken.pdf" in (failed.error or "")
+        # ... while this worker still holds it (its uploader is told next): others skip it.
+        with other.store.claim_document() as claimed:
+            assert claimed is not None and claimed.id == ids[2]
+        assert await app.ingest.process_next()
+        assert await app.ingest.process_next()
+        assert app.store.get_document(ids[2]).status == "ready"
+        assert not await app.ingest.process_next()
+
+        # A file read ahead when the bot stops is given back, not lost.
+        third = await app.ingest.submit(
+            binding.workspace,
+            make_pdf(tmp_path / "third.pdf").read_bytes(),
+            "third.pdf",
+            uploader="alice",
+        )
+        fourth = await app.ingest.submit(
+            binding.workspace,
+            make_pdf(tmp_path / "fourth.pdf", OTHER_PRODUCT).read_bytes(),
+            "fourth.pdf",
+            uploader="alice",
+        )
+        assert await app.ingest.process_next()
+        await app.ingest.close()
+        assert app.store.get_document(fourth.document.id).status == "queued"
+        assert await other.ingest.drain() == 1
+        assert app.store.get_document(third.document.id).status == "ready"
+        assert app.store.get_document(fourth.document.id).status == "ready"
+    finally:
+        await other.close()
+        await app.close()
+
+
 async def test_a_process_killed_mid_ingest_leaves_nothing_partial(
     settings, librarian_env: dict[str, str], shared_models: Path, tmp_path: Path
 ) -> None:
