@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     # The next request loads them again (under a second for the default models).
     model_idle_minutes: float = Field(default=60.0, ge=0)
 
+    # Shared buffers of the embedded Postgres, in MB (0: an eighth of the RAM, 128 MB to
+    # 1 GB).  Read when the server starts.  Postgres's default of 128 MB could not hold
+    # the vectors and HNSW graph of a 100k-chunk workspace, so every search copied its
+    # pages back from the OS cache.
+    pg_shared_buffers_mb: int = Field(default=0, ge=0)
+
     # Permissions: platform-qualified ids, e.g. "console:alice,matrix:@a:example.org".
     admins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

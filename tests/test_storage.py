@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from bot.config import load_settings
 from bot.errors import ConfigError
@@ -459,5 +459,36 @@ def test_migration_0005_drops_the_model_wide_index_and_keeps_workspace_ones(
         assert f"chunks_embedding_hnsw_m{model}_w7" in names
         migrate.downgrade(db, "0004")
         assert f"chunks_embedding_hnsw_m{model}" in _index_names(db)
+    finally:
+        db.close()
+
+
+def test_the_embedded_server_starts_with_librarians_settings() -> None:
+    """A new data directory is started again with our shared_buffers and JIT off."""
+    import tempfile
+
+    from bot.store.database import start_embedded
+
+    # Not under pytest's temp root, which the server's unprivileged user cannot enter.
+    home = Path(tempfile.mkdtemp(prefix="librarian-test-conf-"))
+    try:
+        uri, server = start_embedded(home, shared_mb=200)
+        engine = create_engine(uri.replace("postgresql://", "postgresql+psycopg://", 1))
+        try:
+            with engine.connect() as conn:
+                assert conn.execute(text("SHOW shared_buffers")).scalar() == "200MB"
+                assert conn.execute(text("SHOW jit")).scalar() == "off"
+        finally:
+            engine.dispose()
+            server.cleanup()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_librarians_sessions_run_without_jit_on_any_server(librarian_env: dict[str, str]) -> None:
+    db = open_database(load_settings())
+    try:
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SHOW jit")).scalar() == "off"
     finally:
         db.close()
