@@ -383,9 +383,10 @@ def _index_names(db: object) -> set[str]:
 
 
 def test_a_large_workspace_is_scanned_exactly_until_its_own_index_is_built(
-    librarian_env: dict[str, str],
+    librarian_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No model-wide HNSW index is kept: writes would pay for it, searches never need it."""
+    from bot.store import repo
     from bot.store.records import NewChunk
     from bot.store.repo import Store, WorkspaceDefaults, workspace_index_name
 
@@ -419,13 +420,22 @@ def test_a_large_workspace_is_scanned_exactly_until_its_own_index_is_built(
 
         hits = store.search_dense(binding.workspace.id, model, 3, [1, 0, 0], 2)
         assert [h.text for h in hits] == ["chunk 0", "chunk 2"]
-        assert store.plan_counts["unindexed_exact"] == 1
+        assert store.plan_counts["exact"] == 1
 
+        other = Store(db)  # another process, which searched before the index existed
+        other.search_dense(binding.workspace.id, model, 3, [1, 0, 0], 2)
         assert store.ensure_workspace_index(binding.workspace.id, model, 3, concurrently=False)
         assert workspace_index_name(model, binding.workspace.id) in _index_names(db)
         hits = store.search_dense(binding.workspace.id, model, 3, [1, 0, 0], 2)
         assert [h.text for h in hits] == ["chunk 0", "chunk 2"]
         assert store.plan_counts["workspace_hnsw"] == 1
+        # The other process believes its "no index" for a while, then looks again.
+        other.search_dense(binding.workspace.id, model, 3, [1, 0, 0], 2)
+        assert other.plan_counts == {"exact": 2}
+        monkeypatch.setattr(repo, "NO_INDEX_RECHECK_S", 0.0)
+        hits = other.search_dense(binding.workspace.id, model, 3, [1, 0, 0], 2)
+        assert [h.text for h in hits] == ["chunk 0", "chunk 2"]
+        assert other.plan_counts["workspace_hnsw"] == 1
     finally:
         db.close()
 

@@ -114,7 +114,6 @@ class Retriever:
         dims: int,
         vectors: Any,
         n: int,
-        rows: int,
     ) -> list[list[ChunkHit]]:
         return [
             await asyncio.to_thread(
@@ -124,7 +123,6 @@ class Retriever:
                 dims,
                 [float(x) for x in vector],
                 n,
-                workspace_rows=rows,
             )
             for vector in vectors
         ]
@@ -165,21 +163,20 @@ class Retriever:
 
         # Order matters on a small machine.  The query embedding runs alone: llama.cpp's
         # threads wait passively between graph nodes, and anything else runnable (a
-        # Postgres backend, a Python thread) delays their wake-ups; next to the size
-        # check it took 13-15 ms p50 instead of 9-11.  The two searches are then both
-        # Postgres queries on their own connections and run at once, one per core.
+        # Postgres backend, a Python thread) delays their wake-ups; next to a small query
+        # (a size check, since removed) it took 13-15 ms p50 instead of 9-11.  The two
+        # searches are then both Postgres queries on their own connections and run at
+        # once, one per core.  Nothing is counted first: the dense search picks its plan
+        # from whether the workspace has an index of its own.
         dense = mode in ("hybrid", "dense")
         keyword = mode in ("hybrid", "keyword")
-        rows = await asyncio.to_thread(self.store.workspace_search_rows, workspace.id, model_id)
-        if rows == 0:
-            return Retrieved([], (time.perf_counter() - started) * 1000)
         vectors: Any = []
         if dense:
             vectors = await timed("embed_ms", self.inference.embed(list(queries), key="query"))
         searches = []
         if dense:
             searches.append(
-                timed("dense_ms", self._dense_lists(workspace.id, model_id, dims, vectors, n, rows))
+                timed("dense_ms", self._dense_lists(workspace.id, model_id, dims, vectors, n))
             )
         if keyword:
             searches.append(

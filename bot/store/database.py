@@ -71,6 +71,11 @@ def _display(url: str) -> str:
     return urllib.parse.unquote(shown).replace("postgresql+psycopg://", "postgresql://")
 
 
+# The breadth of an HNSW search (pgvector's hnsw.ef_search), every session's default
+# so that a search needs no SET LOCAL, hence no transaction.  pgvector's default of 40
+# lost neighbours on a 100k-row workspace (see Store.search_dense).
+HNSW_EF_SEARCH = 160
+
 # The embedded server reads our settings from this file, included by postgresql.conf.
 EMBEDDED_CONF = "librarian.conf"
 _INCLUDE_LINE = f"include_if_exists = '{EMBEDDED_CONF}'"
@@ -164,7 +169,7 @@ def open_database(settings: Settings, *, connect_timeout: int = 5) -> Database:
             "application_name": "librarian",
             # Our queries are short: a JIT compile (tens of ms, from a plan cost of
             # 100k, e.g. an exact scan of 60k rows) never pays for itself.
-            "options": "-c jit=off",
+            "options": f"-c jit=off -c hnsw.ef_search={HNSW_EF_SEARCH}",
         },
     )
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Row
 
-from bot.store.database import Database
+from bot.store.database import HNSW_EF_SEARCH, Database
 from bot.store.keyword import search_bm25
 from bot.store.records import (
     Binding,
@@ -45,14 +46,14 @@ EXACT_SCAN_MAX_ROWS = 3_000
 # Build parameters of a workspace's own HNSW index.  pgvector's default
 # ef_construction (64) left islands in the graph of a 40k-row workspace: single queries
 # found 0 of their 10 true neighbours even at ef_search 160.  At 128 the same workspace
-# gave recall@10 0.998 at ef_search 120, for a build ~1.5x as long.  The model's shared
-# index keeps pgvector's defaults: it is only a stopgap for a large workspace whose own
-# index is not built yet, and every chunk written pays for its inserts (~2 ms a chunk
-# at 200k rows on this machine).
+# gave recall@10 0.998 at ef_search 120, for a build ~1.5x as long.
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 128
-# The breadth of a search on a workspace's own HNSW index (see search_dense).
-HNSW_EF_SEARCH_WORKSPACE = 160
+# The breadth of a search on a workspace's own HNSW index: every session's default
+# (HNSW_EF_SEARCH, set at connect time, see bot.store.database), raised for large k.
+HNSW_EF_SEARCH_WORKSPACE = HNSW_EF_SEARCH
+# How long a workspace found without an index of its own is believed to have none.
+NO_INDEX_RECHECK_S = 30.0
 HNSW_WITH = f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
 
 
@@ -144,6 +145,13 @@ def vector_literal(values: Sequence[float]) -> str:
     return "[" + ",".join(repr(float(v)) for v in values) + "]"
 
 
+def _dense_hit(r: Row[Any]) -> ChunkHit:
+    """A row of search_dense's SELECT (by position: ``_mapping`` cost ~10 us a row)."""
+    return ChunkHit(
+        r[0], r[1], r[2], r[3], r[4], r[5], similarity=r[6], source_channel=r[7], source_url=r[8]
+    )
+
+
 class Store:
     """Queries over one Database."""
 
@@ -152,8 +160,14 @@ class Store:
         self.engine = db.engine
         # Per instance so that a benchmark can exercise every plan on a small database.
         self.exact_scan_max_rows = EXACT_SCAN_MAX_ROWS
+        # Searches run outside transactions: one round trip each, no BEGIN/COMMIT.
+        self._reader = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Which workspaces have an HNSW index of their own: yes is kept (an index is
+        # not dropped), no is looked up again after NO_INDEX_RECHECK_S.
+        self._indexed: set[tuple[int, int]] = set()
+        self._not_indexed: dict[tuple[int, int], float] = {}
         # How often each dense-search plan ran (exact, forced_exact, workspace_hnsw,
-        # unindexed_exact, exact_fallback): for benchmarks and status, not for decisions.
+        # exact_fallback): for benchmarks and status, not for decisions.
         self.plan_counts: collections.Counter[str] = collections.Counter()
 
     # -- workspaces and bindings ------------------------------------------------------------
@@ -648,29 +662,29 @@ class Store:
         vector: Sequence[float],
         k: int,
         *,
-        workspace_rows: int | None = None,
         exact: bool = False,
     ) -> list[ChunkHit]:
         """The k chunks nearest to ``vector`` by cosine, in one workspace only.
 
-        Three plans, chosen by the workspace's size (see "Dense search plans" in the
-        README's performance section):
+        Two plans (see "Dense search plans" in the README's performance section):
 
-        * at most ``exact_scan_max_rows`` chunks (or ``exact=True``): an exact scan of
-          the workspace's rows, found through the b-tree on ``workspace_id``;
-        * larger, with its own partial HNSW index (``ensure_workspace_index``): a plain
-          HNSW search of that index, which holds this workspace's rows only, so nothing
-          is filtered after the scan and recall is that of unfiltered HNSW;
-        * larger, without one yet (being built, or its build failed): the exact scan.
-          A model-wide HNSW index filtered by workspace used to stand in here; it
-          cost every chunk written an HNSW insert (~80% of writing a document) for a
-          plan that runs only while an index is being built.
+        * a workspace with its own partial HNSW index (``ensure_workspace_index`` builds
+          one when it outgrows ``exact_scan_max_rows``): a plain HNSW search of that
+          index, which holds this workspace's rows only, so nothing is filtered after
+          the scan and recall is that of unfiltered HNSW;
+        * any other (or ``exact=True``): an exact scan of the workspace's rows, found
+          through the b-tree on ``workspace_id``.  That covers small workspaces and a
+          large one whose index is being built.  A model-wide HNSW index filtered by
+          workspace used to stand in for the latter; it cost every chunk written an
+          HNSW insert (~80% of writing a document).
 
-        Ids are integers, inlined into the SQL: a partial index is only considered when
-        its predicate is proved by constants, never by a bound parameter.
+        The plan is chosen without counting the workspace's rows.  Ids are integers,
+        inlined into the SQL: a partial index is only considered when its predicate is
+        proved by constants, never by a bound parameter.
         """
-        q = vector_literal(vector)
-        params = {"q": q, "k": k}
+        # str() of a list of floats formats them in C: ~3x faster than joining reprs,
+        # and pgvector reads the spaces after the commas.
+        params = {"q": str([float(x) for x in vector]), "k": k}
         dim = int(dims)
         ws, model = int(workspace_id), int(embedding_model_id)
         select = (
@@ -698,34 +712,49 @@ class Store:
             f"WHERE c.workspace_id = {ws} AND c.embedding_model_id = {model} "
             f"ORDER BY c.embedding::vector({dim}) <=> CAST(:q AS vector({dim})) LIMIT :k"
         )
-        if workspace_rows is None:
-            workspace_rows = self.workspace_chunk_count(ws, model)
-        if workspace_rows == 0:
-            return []
-        with self.engine.begin() as conn:
-            if exact or workspace_rows <= self.exact_scan_max_rows:
+        with self._reader.connect() as conn:
+            if exact or not self._workspace_indexed(conn, model, ws):
                 rows = conn.execute(text(exact_sql), params).all()
                 self.plan_counts["forced_exact" if exact else "exact"] += 1
-                return [ChunkHit(**r._mapping) for r in rows]
-            if not self._has_valid_index(conn, workspace_index_name(model, ws)):
-                rows = conn.execute(text(exact_sql), params).all()
-                self.plan_counts["unindexed_exact"] += 1
-                return [ChunkHit(**r._mapping) for r in rows]
+                return [_dense_hit(r) for r in rows]
             # Unfiltered HNSW over this workspace alone.  pgvector's default breadth of
             # 40 lost neighbours on a 100k-row workspace (recall@10 against the exact
             # scan, index built at ef_construction 128: 0.973 at ef 60, 0.988 at 120,
             # 0.998 at 160, for 9.9 / 9.4 / 12.3 ms p50 on a loaded machine).
             ef = min(1000, max(HNSW_EF_SEARCH_WORKSPACE, 2 * k))
             plan = "workspace_hnsw"
-            conn.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef)}"))
-            rows = conn.execute(text(approx_sql), params).all()
-            if len(rows) < min(k, workspace_rows):
+            if ef == HNSW_EF_SEARCH:  # the session's default: no transaction needed
+                rows = conn.execute(text(approx_sql), params).all()
+            else:
+                conn.execute(text(f"SET hnsw.ef_search = {int(ef)}"))
+                try:
+                    rows = conn.execute(text(approx_sql), params).all()
+                finally:
+                    conn.execute(text(f"SET hnsw.ef_search = {int(HNSW_EF_SEARCH)}"))
+            if len(rows) < k:  # a graph cut off around the query, or a tiny workspace
                 plan = "exact_fallback"
                 rows = conn.execute(text(exact_sql), params).all()
-            hits = [ChunkHit(**r._mapping) for r in rows]
+            hits = [_dense_hit(r) for r in rows]
         self.plan_counts[plan] += 1
         hits.sort(key=lambda h: h.similarity or 0.0, reverse=True)
         return hits
+
+    def _known_indexed(self, model: int, ws: int) -> None:
+        self._indexed.add((model, ws))
+        self._not_indexed.pop((model, ws), None)
+
+    def _workspace_indexed(self, conn: Connection, model: int, ws: int) -> bool:
+        key = (model, ws)
+        if key in self._indexed:
+            return True
+        checked = self._not_indexed.get(key)
+        if checked is not None and time.monotonic() - checked < NO_INDEX_RECHECK_S:
+            return False
+        if self._has_valid_index(conn, workspace_index_name(model, ws)):
+            self._known_indexed(model, ws)
+            return True
+        self._not_indexed[key] = time.monotonic()
+        return False
 
     def search_keyword(
         self, workspace_id: int, embedding_model_id: int, query: str, k: int
@@ -833,6 +862,7 @@ class Store:
         name = workspace_index_name(model, ws)
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             if self._has_valid_index(conn, name):
+                self._known_indexed(model, ws)
                 return False
             got = conn.execute(
                 text("SELECT pg_try_advisory_lock(:a, :b)"), {"a": LOCK_WORKSPACE_INDEX, "b": ws}
@@ -841,6 +871,7 @@ class Store:
                 return False
             try:
                 if self._has_valid_index(conn, name):
+                    self._known_indexed(model, ws)
                     return False
                 conn.execute(text(f"DROP INDEX IF EXISTS {name}"))  # a failed build's leftover
                 # The graph must fit in maintenance_work_mem or the build slows down many
@@ -860,6 +891,7 @@ class Store:
                 conn.execute(
                     text("SELECT pg_advisory_unlock(:a, :b)"), {"a": LOCK_WORKSPACE_INDEX, "b": ws}
                 )
+        self._known_indexed(model, ws)
         return True
 
     def ensure_workspace_indexes(
