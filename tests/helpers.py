@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from reportlab.pdfgen import canvas
@@ -70,3 +73,11 @@ async def converse(
 async def say(app: App, line: str, *, channel: str = "general", user: str = "alice") -> str:
     """One line typed into a console channel; the bot's whole reply as text."""
     return (await converse(app, [line], channel=channel, user=user)).getvalue()
+
+
+async def wait_until(predicate: Callable[[], bool], seconds: float) -> bool:
+    """Poll ``predicate`` every 0.1 s for up to ``seconds``; its last value."""
+    deadline = time.monotonic() + seconds
+    while not predicate() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    return predicate()
