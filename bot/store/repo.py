@@ -141,8 +141,12 @@ def workspace_index_name(embedding_model_id: int, workspace_id: int) -> str:
 
 
 def vector_literal(values: Sequence[float]) -> str:
-    """pgvector's text form; exact round trip of float32 values."""
-    return "[" + ",".join(repr(float(v)) for v in values) + "]"
+    """pgvector's text form; exact round trip of float32 values.
+
+    ``str`` of a list formats its floats in C (shortest repr, which round-trips):
+    ~3x faster than joining reprs, and pgvector skips the spaces after the commas.
+    """
+    return str([float(v) for v in values])
 
 
 def _dense_hit(r: Row[Any]) -> ChunkHit:
@@ -682,9 +686,7 @@ class Store:
         inlined into the SQL: a partial index is only considered when its predicate is
         proved by constants, never by a bound parameter.
         """
-        # str() of a list of floats formats them in C: ~3x faster than joining reprs,
-        # and pgvector reads the spaces after the commas.
-        params = {"q": str([float(x) for x in vector]), "k": k}
+        params = {"q": vector_literal(vector), "k": k}
         dim = int(dims)
         ws, model = int(workspace_id), int(embedding_model_id)
         select = (
