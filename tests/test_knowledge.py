@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import RecordingStdout, converse, make_pdf
+from helpers import RecordingStdout, converse, make_pdf, wait_until
 
 from adapters.console import ConsoleAdapter
 from bot.app import App
@@ -208,6 +208,41 @@ async def test_the_next_document_is_read_while_one_is_embedded(settings, tmp_pat
         assert app.store.get_document(fourth.document.id).status == "ready"
     finally:
         await other.close()
+        await app.close()
+
+
+async def test_a_large_workspace_without_its_index_gets_it_when_the_bot_starts(
+    settings, tmp_path: Path
+) -> None:
+    from sqlalchemy import text
+
+    from bot.store.repo import workspace_index_name
+
+    app = App.build(settings)
+    app.store.exact_scan_max_rows = 2  # so that a 3-page manual is a "large" workspace
+    app.start_background()
+    try:
+        out = await converse(app, [f"/librarian upload {make_pdf(tmp_path / 'manual.pdf')}"])
+        assert "Indexed manual.pdf: 3 pages" in out.getvalue()
+        binding = await app.dispatcher.binding(ConversationRef("console", "", "general"))
+        model_id, _dims, _name = await app.ingest.embedding_model()
+        index = workspace_index_name(model_id, binding.workspace.id)
+        assert app.store.workspace_index_exists(binding.workspace.id, model_id)
+        with app.store.engine.begin() as conn:  # as if its build had failed
+            conn.execute(text(f"DROP INDEX {index}"))
+    finally:
+        await app.close()
+
+    app = App.build(settings)
+    app.store.exact_scan_max_rows = 2
+    app.start_background()
+    try:
+        assert await wait_until(
+            lambda: app.store.workspace_index_exists(binding.workspace.id, model_id), 30
+        )
+        out = await converse(app, ["@librarian How long is the warranty of the Zephyr X200?"])
+        assert "manual.pdf, p. 2" in out.getvalue()
+    finally:
         await app.close()
 
 

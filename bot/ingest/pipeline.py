@@ -210,6 +210,7 @@ class IngestService:
         """Index queued documents until ``stop`` is set (or forever)."""
         stop = stop or asyncio.Event()
         try:
+            await self.index_large_workspaces()
             while not stop.is_set():
                 try:
                     worked = await self.process_next()
@@ -378,11 +379,28 @@ class IngestService:
             built = await asyncio.to_thread(
                 self.store.ensure_workspace_index, workspace_id, model_id, dims
             )
-        except Exception:  # searches still work through the model's index meanwhile
+        except Exception:  # searches scan the workspace exactly meanwhile
             log.exception("building the HNSW index of workspace %s failed", workspace_id)
             return
         if built:
             log.info("workspace %s got an HNSW index of its own", workspace_id)
+
+    async def index_large_workspaces(self) -> list[int]:
+        """Build the missing indexes of workspaces that outgrew the exact scan; their ids.
+
+        The worker does this when it starts: a build that failed (or a database
+        upgraded from before per-workspace indexes) would otherwise leave a large
+        workspace on exact scans until its next document is indexed.
+        """
+        try:
+            model_id, dims, _name = await self.embedding_model()
+            built = await asyncio.to_thread(self.store.ensure_workspace_indexes, model_id, dims)
+        except Exception:  # searches scan those workspaces exactly meanwhile
+            log.exception("building the missing HNSW indexes failed")
+            return []
+        for workspace_id in built:
+            log.info("workspace %s got an HNSW index of its own", workspace_id)
+        return built
 
     def _workspace_of(self, workspace_id: int) -> tuple[int, int]:
         ws = self.store.workspace(workspace_id)
