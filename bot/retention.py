@@ -76,6 +76,10 @@ def describe_retention(seconds: int | None) -> str:
     )
 
 
+# How long a platform event id is remembered to drop redeliveries of it.
+EVENT_IDS_KEPT_DAYS = 7.0
+
+
 @dataclass(frozen=True)
 class RetentionRun:
     """What one run of the retention job did."""
@@ -119,4 +123,7 @@ def run_retention(store: Store, *, actor: str = SCHEDULER_ACTOR) -> RetentionRun
     deleted = store.expire_messages(audit_actor=actor)
     if deleted is None:
         return RetentionRun(ran=False)
+    # Housekeeping in the same run: the de-duplication table is not history (no event
+    # text is kept) and needs no audit entry, only a bound on its size.
+    store.prune_events(EVENT_IDS_KEPT_DAYS)
     return RetentionRun(ran=True, deleted=deleted)

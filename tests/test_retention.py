@@ -256,3 +256,27 @@ async def test_the_scheduler_runs_the_job_on_its_interval(
     finally:
         await app.close()
     assert not app.scheduler.running
+
+
+async def test_old_event_ids_are_forgotten_and_recent_ones_still_stop_redeliveries(
+    settings,
+) -> None:
+    app = App.build(settings)
+    try:
+        assert app.store.mark_event("slack", "Ev-old")
+        assert app.store.mark_event("slack", "Ev-new")
+        with app.db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE processed_events SET processed_at = now() - interval '8 days' "
+                    "WHERE event_id = 'Ev-old'"
+                )
+            )
+        run = await asyncio.to_thread(run_retention, app.store)
+        assert run.ran
+        with app.db.engine.connect() as conn:
+            left = conn.execute(text("SELECT event_id FROM processed_events")).scalars().all()
+        assert left == ["Ev-new"]
+        assert not app.store.mark_event("slack", "Ev-new")  # a redelivery is still dropped
+    finally:
+        await app.close()

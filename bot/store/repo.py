@@ -327,6 +327,22 @@ class Store:
             ).scalar()
         return inserted is not None
 
+    def prune_events(self, older_than_days: float) -> int:
+        """Forget event ids recorded more than ``older_than_days`` ago; how many.
+
+        Platforms redeliver an event within minutes (Slack retries for about an
+        hour at most), so old ids only grow the table.
+        """
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                text(
+                    "DELETE FROM processed_events "
+                    "WHERE processed_at < now() - make_interval(secs => :s)"
+                ),
+                {"s": float(older_than_days) * 86400.0},
+            )
+        return int(result.rowcount or 0)
+
     # -- embedding models -------------------------------------------------------------------
 
     def ensure_embedding_model(self, name: str, dims: int) -> int:
