@@ -250,12 +250,11 @@ class IngestService:
             if job is None:
                 return False
         try:
-            if isinstance(job.work, _Prepared) and self._prefetch is None:
-                # (None unless another caller of process_next runs beside this one.)
-                self._prefetch = asyncio.create_task(
-                    self._claim_and_prepare(), name="ingest-prefetch"
-                )
             if isinstance(job.work, _Prepared):
+                if self._prefetch is None:  # unless another caller runs beside this one
+                    self._prefetch = asyncio.create_task(
+                        self._claim_and_prepare(), name="ingest-prefetch"
+                    )
                 finished = await self._complete(job.work, model_id)
             else:
                 finished = job.work
@@ -314,7 +313,9 @@ class IngestService:
         try:
             data = await asyncio.to_thread(self.files.get, doc.sha256)
         except FileNotFoundError:
-            return await self._fail(doc, "its stored bytes are missing; share it again", False)
+            return await self._fail(
+                doc, "its stored bytes are missing; share it again", counted=False
+            )
         try:
             extracted = await asyncio.to_thread(
                 self.sandbox.extract,

@@ -117,12 +117,7 @@ class Retriever:
     ) -> list[list[ChunkHit]]:
         return [
             await asyncio.to_thread(
-                self.store.search_dense,
-                workspace_id,
-                model_id,
-                dims,
-                [float(x) for x in vector],
-                n,
+                self.store.search_dense, workspace_id, model_id, dims, vector, n
             )
             for vector in vectors
         ]

@@ -131,7 +131,9 @@ def start_embedded(home: Path, shared_mb: int = 128) -> tuple[str, Any]:
             write_embedded_conf(pgdata, shared_mb)
         server = pgserver.get_server(pgdata, cleanup_mode="stop")
         if fresh and write_embedded_conf(pgdata, shared_mb):
-            server.cleanup()  # stops it: nobody else can hold a server just created
+            # Stops it unless another process joined it meanwhile (then our settings
+            # wait for the next start).
+            server.cleanup()
             server = pgserver.get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:  # pgserver raises bare CalledProcessError/asserts
         raise DatabaseUnavailable(

@@ -31,7 +31,7 @@ from bot.store.records import (
 
 # Advisory-lock namespaces (first key of the two-int form).
 LOCK_DOCUMENT = 0x4C49  # one ingest worker per document
-LOCK_EMBEDDING_MODEL = 0x4C4A  # creating a model's HNSW index
+LOCK_EMBEDDING_MODEL = 0x4C4A  # registering an embedding model
 LOCK_RETENTION = 0x4C4B  # one retention run at a time across processes
 LOCK_WORKSPACE_INDEX = 0x4C4C  # building one workspace's own HNSW index
 
@@ -39,9 +39,9 @@ LOCK_WORKSPACE_INDEX = 0x4C4C  # building one workspace's own HNSW index
 # workspace gets an HNSW index of its own (Store.ensure_workspace_index).  The exact
 # scan costs ~1.7 us a row on the 2-core reference machine (half fetching the row,
 # half pgvector's distance), so it is as fast as an HNSW search (~5 ms) near 3,000
-# rows; below that it is both exact and no slower.  A filtered search of the shared
-# HNSW index cannot stand in: pgvector < 0.8 filters after the index scan and can
-# return fewer than k rows.
+# rows; below that it is both exact and no slower.  No index shared by workspaces
+# stands in: pgvector < 0.8 filters after the index scan and can return fewer than k
+# rows, and every chunk written would pay for its inserts.
 EXACT_SCAN_MAX_ROWS = 3_000
 # Build parameters of a workspace's own HNSW index.  pgvector's default
 # ef_construction (64) left islands in the graph of a 40k-row workspace: single queries
@@ -49,9 +49,6 @@ EXACT_SCAN_MAX_ROWS = 3_000
 # gave recall@10 0.998 at ef_search 120, for a build ~1.5x as long.
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 128
-# The breadth of a search on a workspace's own HNSW index: every session's default
-# (HNSW_EF_SEARCH, set at connect time, see bot.store.database), raised for large k.
-HNSW_EF_SEARCH_WORKSPACE = HNSW_EF_SEARCH
 # How long a workspace found without an index of its own is believed to have none.
 NO_INDEX_RECHECK_S = 30.0
 HNSW_WITH = f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
@@ -739,7 +736,9 @@ class Store:
             # 40 lost neighbours on a 100k-row workspace (recall@10 against the exact
             # scan, index built at ef_construction 128: 0.973 at ef 60, 0.988 at 120,
             # 0.998 at 160, for 9.9 / 9.4 / 12.3 ms p50 on a loaded machine).
-            ef = min(1000, max(HNSW_EF_SEARCH_WORKSPACE, 2 * k))
+            # HNSW_EF_SEARCH is every session's default (a connect option); larger k
+            # needs more.
+            ef = min(1000, max(HNSW_EF_SEARCH, 2 * k))
             plan = "workspace_hnsw"
             if ef == HNSW_EF_SEARCH:  # the session's default: no transaction needed
                 rows = conn.execute(text(approx_sql), params).all()
@@ -832,7 +831,7 @@ class Store:
             )
 
     def workspace_search_rows(self, workspace_id: int, embedding_model_id: int) -> int:
-        """What search_dense needs to know of a workspace's size, as cheaply as possible.
+        """Whether a workspace outgrew the exact scan, as cheaply as possible.
 
         The exact count up to ``exact_scan_max_rows``; above it, that plus one.  A
         workspace with its own HNSW index is not counted at all (the index exists
