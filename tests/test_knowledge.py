@@ -177,8 +177,8 @@ async def test_the_next_document_is_read_while_one_is_embedded(settings, tmp_pat
         assert await app.ingest.process_next()
         assert app.store.get_document(ids[0]).status == "ready"
         # broken.pdf was claimed and read meanwhile, and refused at once ...
-        failed = app.store.get_document(ids[1])
-        assert failed.status == "failed" and "broken.pdf" in (failed.error or "")
+        assert await wait_until(lambda: app.store.get_document(ids[1]).status == "failed", 30)
+        assert "broken.pdf" in (app.store.get_document(ids[1]).error or "")
         # ... while this worker still holds it (its uploader is told next): others skip it.
         with other.store.claim_document() as claimed:
             assert claimed is not None and claimed.id == ids[2]

@@ -286,7 +286,16 @@ class IngestService:
     async def _claim_and_prepare(self) -> _Job | None:
         """Claim the next queued document and extract and chunk it, holding the claim."""
         claim = self.store.claim_document()
-        doc = await asyncio.to_thread(claim.__enter__)
+        entering = asyncio.ensure_future(asyncio.to_thread(claim.__enter__))
+        try:
+            doc = await asyncio.shield(entering)
+        except asyncio.CancelledError:
+            # The thread goes on and may still take a claim (close() cancels a read-ahead
+            # at any point): wait for it and give it back, so that nothing stays locked.
+            with contextlib.suppress(Exception):
+                if await entering is not None:
+                    await asyncio.to_thread(claim.__exit__, None, None, None)
+            raise
         if doc is None:
             await asyncio.to_thread(claim.__exit__, None, None, None)
             return None
