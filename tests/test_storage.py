@@ -440,6 +440,55 @@ def test_a_large_workspace_is_scanned_exactly_until_its_own_index_is_built(
         db.close()
 
 
+def test_a_search_whose_connection_the_server_dropped_runs_again_on_a_new_one(
+    librarian_env: dict[str, str],
+) -> None:
+    """Search connections are not pinged before use; a cut one is replaced, not reported."""
+    from bot.store.records import NewChunk
+    from bot.store.repo import Store, WorkspaceDefaults
+
+    db = open_database(load_settings())
+    try:
+        migrate.upgrade(db)
+        store = Store(db)
+        model = store.ensure_embedding_model("test-3d", 3)
+        binding = store.binding_for("console", "", "cut", WorkspaceDefaults(200, 40, 4, 0.0))
+        doc, _ = store.add_document(
+            binding.workspace.id,
+            file_name="a.txt",
+            media_type="text/plain",
+            sha256="b" * 64,
+            size_bytes=1,
+            uploader="alice",
+        )
+        store.complete_document(
+            doc.id,
+            page_count=1,
+            chunks=[
+                NewChunk(ordinal=i, page_start=1, page_end=1, text=f"chunk {i}", embedding=v)
+                for i, v in enumerate([[1, 0, 0], [0, 1, 0]])
+            ],
+            embedding_model_id=model,
+        )
+        assert [
+            h.text for h in store.search_dense(binding.workspace.id, model, 3, [1, 0, 0], 1)
+        ] == ["chunk 0"]
+        # An admin (or a server restart) ends every other session of ours.
+        with db.engine.connect() as conn:
+            ended = conn.execute(
+                text(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
+                    "FROM pg_stat_activity "
+                    "WHERE application_name = 'librarian' AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+        assert ended >= 1
+        hits = store.search_dense(binding.workspace.id, model, 3, [0, 1, 0], 1)
+        assert [h.text for h in hits] == ["chunk 1"]
+    finally:
+        db.close()
+
+
 def test_migration_0005_drops_the_model_wide_index_and_keeps_workspace_ones(
     librarian_env: dict[str, str],
 ) -> None:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import numpy as np
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Row
 
@@ -28,6 +31,9 @@ from bot.store.records import (
     NewChunk,
     Workspace,
 )
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Advisory-lock namespaces (first key of the two-int form).
 LOCK_DOCUMENT = 0x4C49  # one ingest worker per document
@@ -146,8 +152,8 @@ def vector_literal(values: Sequence[float]) -> str:
     return str([float(v) for v in values])
 
 
-def _dense_hit(r: Row[Any]) -> ChunkHit:
-    """A row of search_dense's SELECT (by position: ``_mapping`` cost ~10 us a row)."""
+def _dense_hit(r: Sequence[Any]) -> ChunkHit:
+    """A row of search_dense's SELECT, by position."""
     return ChunkHit(
         r[0], r[1], r[2], r[3], r[4], r[5], similarity=r[6], source_channel=r[7], source_url=r[8]
     )
@@ -161,8 +167,8 @@ class Store:
         self.engine = db.engine
         # Per instance so that a benchmark can exercise every plan on a small database.
         self.exact_scan_max_rows = EXACT_SCAN_MAX_ROWS
-        # Searches run outside transactions: one round trip each, no BEGIN/COMMIT.
-        self._reader = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Searches run on their own pool, outside transactions (Database.searcher).
+        self._searcher = db.searcher
         # Which workspaces have an HNSW index of their own: yes is kept (an index is
         # not dropped), no is looked up again after NO_INDEX_RECHECK_S.
         self._indexed: set[tuple[int, int]] = set()
@@ -699,12 +705,12 @@ class Store:
         inlined into the SQL: a partial index is only considered when its predicate is
         proved by constants, never by a bound parameter.
         """
-        params = {"q": vector_literal(vector), "k": k}
+        query = np.asarray(vector, dtype=np.float32)
         dim = int(dims)
-        ws, model = int(workspace_id), int(embedding_model_id)
+        ws, model, limit = int(workspace_id), int(embedding_model_id), int(k)
         select = (
             "SELECT c.id AS chunk_id, c.document_id, d.file_name, c.page_start, c.page_end, "
-            f"c.text, 1 - (c.embedding::vector({dim}) <=> CAST(:q AS vector({dim}))) "
+            f"c.text, 1 - (c.embedding::vector({dim}) <=> CAST(%(q)s AS vector({dim}))) "
             "AS similarity, "
             "d.source_channel, d.source_url "
         )
@@ -717,7 +723,7 @@ class Store:
             f"WHERE workspace_id = {ws} AND embedding_model_id = {model} OFFSET 0) ws "
             # No cast to vector(dim) here: no index is wanted, and the cast copied every
             # row's vector (~20% of the scan).  The model filter guarantees the dims.
-            "ORDER BY embedding <=> CAST(:q AS vector) LIMIT :k) "
+            f"ORDER BY embedding <=> CAST(%(q)s AS vector) LIMIT {limit}) "
             + select
             + "FROM top JOIN chunks c ON c.id = top.id JOIN documents d ON d.id = c.document_id "
             "ORDER BY similarity DESC"
@@ -725,49 +731,77 @@ class Store:
         approx_sql = (
             select + "FROM chunks c JOIN documents d ON d.id = c.document_id "
             f"WHERE c.workspace_id = {ws} AND c.embedding_model_id = {model} "
-            f"ORDER BY c.embedding::vector({dim}) <=> CAST(:q AS vector({dim})) LIMIT :k"
+            f"ORDER BY c.embedding::vector({dim}) <=> CAST(%(q)s AS vector({dim})) "
+            f"LIMIT {limit}"
         )
-        with self._reader.connect() as conn:
+        params = {"q": query}
+
+        def run(conn: psycopg.Connection[Any]) -> tuple[str, list[Any]]:
             if exact or not self._workspace_indexed(conn, model, ws):
-                rows = conn.execute(text(exact_sql), params).all()
-                self.plan_counts["forced_exact" if exact else "exact"] += 1
-                return [_dense_hit(r) for r in rows]
+                return ("forced_exact" if exact else "exact"), conn.execute(
+                    exact_sql, params
+                ).fetchall()
             # Unfiltered HNSW over this workspace alone.  pgvector's default breadth of
             # 40 lost neighbours on a 100k-row workspace (recall@10 against the exact
             # scan, index built at ef_construction 128: 0.973 at ef 60, 0.988 at 120,
             # 0.998 at 160, for 9.9 / 9.4 / 12.3 ms p50 on a loaded machine).
             # HNSW_EF_SEARCH is every session's default (a connect option); larger k
             # needs more.
-            ef = min(1000, max(HNSW_EF_SEARCH, 2 * k))
-            plan = "workspace_hnsw"
-            if ef == HNSW_EF_SEARCH:  # the session's default: no transaction needed
-                rows = conn.execute(text(approx_sql), params).all()
+            ef = min(1000, max(HNSW_EF_SEARCH, 2 * limit))
+            if ef == HNSW_EF_SEARCH:  # the session's default: one statement
+                rows = conn.execute(approx_sql, params).fetchall()
             else:
-                conn.execute(text(f"SET hnsw.ef_search = {int(ef)}"))
+                conn.execute(f"SET hnsw.ef_search = {int(ef)}")
                 try:
-                    rows = conn.execute(text(approx_sql), params).all()
+                    rows = conn.execute(approx_sql, params).fetchall()
                 finally:
-                    conn.execute(text(f"SET hnsw.ef_search = {int(HNSW_EF_SEARCH)}"))
-            if len(rows) < k:  # a graph cut off around the query, or a tiny workspace
-                plan = "exact_fallback"
-                rows = conn.execute(text(exact_sql), params).all()
-            hits = [_dense_hit(r) for r in rows]
+                    conn.execute(f"SET hnsw.ef_search = {int(HNSW_EF_SEARCH)}")
+            if len(rows) < limit:  # a graph cut off around the query, or a tiny workspace
+                return "exact_fallback", conn.execute(exact_sql, params).fetchall()
+            return "workspace_hnsw", rows
+
+        plan, rows = self._search(run)
         self.plan_counts[plan] += 1
+        hits = [_dense_hit(r) for r in rows]
         hits.sort(key=lambda h: h.similarity or 0.0, reverse=True)
         return hits
+
+    def _search(self, run: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``run`` on a search connection, once more on a new one if it was cut.
+
+        The search pool does not ping before use (a round trip per search); a
+        connection the server dropped (a restart, an admin's pg_terminate_backend)
+        fails its first statement instead, and is replaced here.
+        """
+        for attempt in (1, 2):
+            pooled = self._searcher.raw_connection()
+            try:
+                return run(pooled.driver_connection)
+            except psycopg.OperationalError:
+                pooled.invalidate()
+                if attempt == 2:
+                    raise
+                log.info("a search connection was cut; retrying on a new one")
+            finally:
+                pooled.close()
+        raise AssertionError("unreachable")
 
     def _known_indexed(self, model: int, ws: int) -> None:
         self._indexed.add((model, ws))
         self._not_indexed.pop((model, ws), None)
 
-    def _workspace_indexed(self, conn: Connection, model: int, ws: int) -> bool:
+    def _workspace_indexed(self, conn: psycopg.Connection[Any], model: int, ws: int) -> bool:
         key = (model, ws)
         if key in self._indexed:
             return True
         checked = self._not_indexed.get(key)
         if checked is not None and time.monotonic() - checked < NO_INDEX_RECHECK_S:
             return False
-        if self._has_valid_index(conn, workspace_index_name(model, ws)):
+        row = conn.execute(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)",
+            (workspace_index_name(model, ws),),
+        ).fetchone()
+        if row is not None and row[0]:
             self._known_indexed(model, ws)
             return True
         self._not_indexed[key] = time.monotonic()
