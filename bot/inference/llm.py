@@ -382,6 +382,9 @@ class EmbeddingModel(_TokenizerMixin):
             n_ubatch=1 << 16,
             n_threads=threads,
             n_threads_batch=threads,
+            # Same vectors (cosine 1.000000 on 120 SQuAD paragraphs), fused attention:
+            # a ~170-token paragraph 62 -> 53 ms, a question 9.5 -> 9.2 ms p50 on 2 cores.
+            flash_attn=True,
         )
         self._llama: llama_cpp.Llama | None = llama
         self.info = _info_with_metadata(info, llama)
