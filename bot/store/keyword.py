@@ -56,8 +56,9 @@ the scan, i.e. a per-workspace term table; not done yet.
 
 from __future__ import annotations
 
-from sqlalchemy import text
-from sqlalchemy.engine import Connection
+from typing import Any
+
+import psycopg
 
 from bot.store.records import ChunkHit
 
@@ -71,19 +72,18 @@ B = 0.4
 # lexeme such as o'brien or a\b cannot break the query syntax.
 _QUOTED = r"'''' || replace(replace(t.lexeme, '\', '\\'), '''', '''''') || ''''"
 
-SEARCH_SQL = text(
-    f"""
+SEARCH_SQL = f"""
 WITH terms AS (
     SELECT array_agg(t.lexeme) AS lexemes,
            count(*) AS n_terms,
            string_agg({_QUOTED}, ' | ')::tsquery AS any_q
-    FROM unnest(to_tsvector('english', :query)) AS t
+    FROM unnest(to_tsvector('english', %(query)s)) AS t
 ),
 stats AS (
     SELECT s.chunk_count::float8 AS n,
            s.token_count::float8 / greatest(s.chunk_count, 1) AS avgdl
     FROM keyword_stats s
-    WHERE s.workspace_id = :w AND s.embedding_model_id = :m
+    WHERE s.workspace_id = %(w)s AND s.embedding_model_id = %(m)s
 ),
 tf AS (
     SELECT c.id, c.tsv_length AS dl, q.lexeme,
@@ -91,7 +91,7 @@ tf AS (
     FROM chunks c
     CROSS JOIN terms
     CROSS JOIN LATERAL unnest(ts_filter(setweight(c.tsv, 'A', terms.lexemes), '{{a}}')) AS q
-    WHERE c.workspace_id = :w AND c.embedding_model_id = :m AND c.tsv @@ terms.any_q
+    WHERE c.workspace_id = %(w)s AND c.embedding_model_id = %(m)s AND c.tsv @@ terms.any_q
 ),
 df AS (
     SELECT lexeme, count(*) AS df FROM tf GROUP BY lexeme
@@ -99,14 +99,14 @@ df AS (
 scored AS (
     SELECT tf.id,
            sum(ln(1 + (stats.n - df.df + 0.5) / (df.df + 0.5))
-               * tf.tf * (:k1 + 1)
-               / (tf.tf + :k1 * (1 - :b + :b * tf.dl / nullif(stats.avgdl, 0))))
+               * tf.tf * (%(k1)s + 1)
+               / (tf.tf + %(k1)s * (1 - %(b)s + %(b)s * tf.dl / nullif(stats.avgdl, 0))))
                AS score,
            count(*) AS matched
     FROM tf JOIN df USING (lexeme) CROSS JOIN stats
     GROUP BY tf.id
     ORDER BY score DESC, tf.id
-    LIMIT :k
+    LIMIT %(k)s
 )
 SELECT c.id AS chunk_id, c.document_id, d.file_name, c.page_start, c.page_end, c.text,
        s.score AS keyword_rank, (s.matched = terms.n_terms) AS all_terms,
@@ -117,11 +117,10 @@ JOIN documents d ON d.id = c.document_id
 CROSS JOIN terms
 ORDER BY s.score DESC, c.id
 """
-)
 
 
 def search_bm25(
-    conn: Connection,
+    conn: psycopg.Connection[Any],
     workspace_id: int,
     embedding_model_id: int,
     query: str,
@@ -147,5 +146,19 @@ def search_bm25(
             "k1": float(k1),
             "b": float(b),
         },
-    ).all()
-    return [ChunkHit(**r._mapping) for r in rows]
+    ).fetchall()
+    return [
+        ChunkHit(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            keyword_rank=r[6],
+            all_terms=r[7],
+            source_channel=r[8],
+            source_url=r[9],
+        )
+        for r in rows
+    ]

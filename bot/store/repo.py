@@ -814,8 +814,9 @@ class Store:
 
         The SQL and the choice of statistics are in ``bot.store.keyword``.
         """
-        with self.engine.connect() as conn:
-            return search_bm25(conn, workspace_id, embedding_model_id, query, k)
+        return self._search(
+            lambda conn: search_bm25(conn, workspace_id, embedding_model_id, query, k)
+        )
 
     def chunks_by_ids(self, workspace_id: int, ids: Sequence[int]) -> list[ChunkHit]:
         """Chunks by id, within one workspace (forgotten ones are simply absent)."""
