@@ -771,7 +771,9 @@ class Store:
 
         The search pool does not ping before use (a round trip per search); a
         connection the server dropped (a restart, an admin's pg_terminate_backend)
-        fails its first statement instead, and is replaced here.
+        fails its first statement instead.  Its pooled siblings were most likely
+        cut too, so the whole pool is replaced (connections checked out by other
+        threads finish their work and are closed on return) before the retry.
         """
         for attempt in (1, 2):
             pooled = self._searcher.raw_connection()
@@ -781,7 +783,8 @@ class Store:
                 pooled.invalidate()
                 if attempt == 2:
                     raise
-                log.info("a search connection was cut; retrying on a new one")
+                log.info("a search connection was cut; retrying on a new pool")
+                self._searcher.dispose()
             finally:
                 pooled.close()
         raise AssertionError("unreachable")
