@@ -85,6 +85,27 @@ class Team:
                 ),
                 {"w": self.workspace_id, "m": self.model_id},
             ).one()
+            # Document frequencies as kept by their triggers, against a recount.
+            kept_df = dict(
+                conn.execute(
+                    text(
+                        "SELECT lexeme, df FROM keyword_terms "
+                        "WHERE workspace_id = :w AND embedding_model_id = :m AND df > 0"
+                    ),
+                    {"w": self.workspace_id, "m": self.model_id},
+                ).all()
+            )
+            recount_df = dict(
+                conn.execute(
+                    text(
+                        "SELECT t.lexeme, count(*) FROM chunks c, "
+                        "unnest(tsvector_to_array(c.tsv)) AS t(lexeme) "
+                        "WHERE c.workspace_id = :w AND c.embedding_model_id = :m GROUP BY 1"
+                    ),
+                    {"w": self.workspace_id, "m": self.model_id},
+                ).all()
+            )
+        assert kept_df == recount_df
         got = (int(kept[0]), int(kept[1])) if kept else (0, 0)
         assert got == (int(recount[0]), int(recount[1]))
         return got
@@ -248,6 +269,54 @@ def test_a_team_can_be_deleted_with_its_notes(store: Store) -> None:
         conn.execute(text("DELETE FROM workspaces WHERE id = :w"), {"w": birders.workspace_id})
     assert birders.stats() == (0, 0)
     assert sailors.stats() == (1, 2)
+
+
+# Bird words that English stemming leaves as they are, from everywhere to rare.
+BIRDS = ["nest", "twig", "reed", "moss", "owl", "wren", "kite", "gull"]
+BIRDS += ["pier", "lark", "dove", "crow", "hawk", "swan", "teal", "rook"]
+
+
+def test_skipping_common_words_chunks_finds_exactly_the_full_ranking(team: Team) -> None:
+    """The birders write 300 notes where "nest" is everywhere and "rook" almost never
+    appears.  Whatever they ask, the top k is BM25's over every note, score for score,
+    although the search reads only the chunks that can still make it."""
+    import random
+
+    rng = random.Random(20261126)
+    weights = [1 / (i + 1) ** 1.3 for i in range(len(BIRDS))]
+    notes = [rng.choices(BIRDS, weights, k=rng.randint(2, 9)) for _ in range(300)]
+    # One document of 300 chunks: one statement, as the ingest worker writes them.
+    doc = team.note("birds.txt", *(" ".join(words) for words in notes))
+    with team.store.engine.connect() as conn:
+        ordinal = dict(
+            conn.execute(
+                text("SELECT id, ordinal FROM chunks WHERE document_id = :d"), {"d": doc}
+            ).all()
+        )
+    n, tokens = team.stats()
+    avgdl = tokens / n
+    df = {bird: sum(bird in words for words in notes) for bird in BIRDS}
+
+    def expected(query: list[str]) -> list[float]:
+        terms = set(query)
+        return [
+            sum(bm25(words.count(t), len(words), df[t], n, avgdl) for t in terms if t in words)
+            for words in notes
+        ]
+
+    team.store.plan_counts.clear()
+    for _ in range(60):
+        query = rng.sample(BIRDS, rng.randint(1, 4))
+        k = rng.choice([1, 3, 10, 20])
+        hits = team.ask(" ".join(query), k=k)
+        want = sorted((s for s in expected(query) if s > 0), reverse=True)[:k]
+        assert [h.keyword_rank for h in hits] == pytest.approx(want, rel=1e-9)
+        scores = expected(query)
+        for hit in hits:  # each hit is the chunk its score says
+            assert scores[ordinal[hit.chunk_id]] == pytest.approx(hit.keyword_rank, rel=1e-9)
+    plans = team.store.plan_counts
+    # Every way of reading was taken, so each was checked against the full ranking.
+    assert plans["keyword_pruned"] and plans["keyword_two_pass"] and plans["keyword_full"]
 
 
 @pytest.mark.parametrize("query", ["", "   ", "the of and", "?!", "who is it that was there"])

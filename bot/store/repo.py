@@ -818,7 +818,9 @@ class Store:
         The SQL and the choice of statistics are in ``bot.store.keyword``.
         """
         return self._search(
-            lambda conn: search_bm25(conn, workspace_id, embedding_model_id, query, k)
+            lambda conn: search_bm25(
+                conn, workspace_id, embedding_model_id, query, k, plans=self.plan_counts
+            )
         )
 
     def chunks_by_ids(self, workspace_id: int, ids: Sequence[int]) -> list[ChunkHit]:
