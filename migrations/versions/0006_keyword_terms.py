@@ -14,6 +14,10 @@ optimizations", IP&M 1995).
 * ``max_tf``: the most times one chunk ever held it.  It only grows (forgetting a
   chunk leaves it), so it stays an upper bound, which is all the search needs.
 
+Writing a 40-chunk document upserts ~1,500 of these rows: 59-68 ms without the
+trigger, 120-150 ms with it (on 2 cores; a fillfactor of 50, for updates on the same
+page, made no difference that this noise could show).
+
 Kept by statement-level triggers on ``chunks``, like ``keyword_stats`` (0003), for
 the same reasons: every way chunks are written or removed keeps it right, in the
 same transaction.  Deletes only UPDATE existing rows; rows whose df reached 0 stay
