@@ -780,6 +780,9 @@ class Store:
             try:
                 return run(pooled.driver_connection)
             except psycopg.OperationalError:
+                # Only a lost connection is retried; a cancelled statement is not.
+                if not pooled.driver_connection.broken:
+                    raise
                 pooled.invalidate()
                 if attempt == 2:
                     raise
