@@ -10,54 +10,45 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
-import logging
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-import numpy as np
-import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Row
 
-from bot.store.database import HNSW_EF_SEARCH, Database
-from bot.store.keyword import search_bm25
+from bot.store.database import Database
 from bot.store.records import (
     Binding,
-    ChunkHit,
     Document,
     HistoryMessage,
     NewChunk,
     Workspace,
 )
+from bot.store.search import (
+    EXACT_SCAN_MAX_ROWS,
+    LOCK_WORKSPACE_INDEX,
+    SearchMixin,
+    vector_literal,
+    workspace_index_name,
+)
 
-log = logging.getLogger(__name__)
-T = TypeVar("T")
+__all__ = [
+    "LOCK_DOCUMENT",
+    "LOCK_EMBEDDING_MODEL",
+    "LOCK_RETENTION",
+    "LOCK_WORKSPACE_INDEX",
+    "Store",
+    "WorkspaceDefaults",
+    "channel_spec",
+    "workspace_index_name",
+]
 
 # Advisory-lock namespaces (first key of the two-int form).
 LOCK_DOCUMENT = 0x4C49  # one ingest worker per document
 LOCK_EMBEDDING_MODEL = 0x4C4A  # registering an embedding model
 LOCK_RETENTION = 0x4C4B  # one retention run at a time across processes
-LOCK_WORKSPACE_INDEX = 0x4C4C  # building one workspace's own HNSW index
-
-# Workspaces with at most this many chunks are searched exactly; above it, a
-# workspace gets an HNSW index of its own (Store.ensure_workspace_index).  The exact
-# scan costs ~1.7 us a row on the 2-core reference machine (half fetching the row,
-# half pgvector's distance), so it is as fast as an HNSW search (~5 ms) near 3,000
-# rows; below that it is both exact and no slower.  No index shared by workspaces
-# stands in: pgvector < 0.8 filters after the index scan and can return fewer than k
-# rows, and every chunk written would pay for its inserts.
-EXACT_SCAN_MAX_ROWS = 3_000
-# Build parameters of a workspace's own HNSW index.  pgvector's default
-# ef_construction (64) left islands in the graph of a 40k-row workspace: single queries
-# found 0 of their 10 true neighbours even at ef_search 160.  At 128 the same workspace
-# gave recall@10 0.998 at ef_search 120, for a build ~1.5x as long.
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 128
-# How long a workspace found without an index of its own is believed to have none.
-NO_INDEX_RECHECK_S = 30.0
-HNSW_WITH = f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
+# LOCK_WORKSPACE_INDEX = 0x4C4C, building one workspace's own HNSW index: bot.store.search
 
 
 @dataclass(frozen=True)
@@ -138,29 +129,8 @@ def _document(row: Row) -> Document:
     return Document(**m)
 
 
-def workspace_index_name(embedding_model_id: int, workspace_id: int) -> str:
-    """The name of a workspace's own partial HNSW index for one embedding model."""
-    return f"chunks_embedding_hnsw_m{int(embedding_model_id)}_w{int(workspace_id)}"
-
-
-def vector_literal(values: Sequence[float]) -> str:
-    """pgvector's text form; exact round trip of float32 values.
-
-    ``str`` of a list formats its floats in C (shortest repr, which round-trips):
-    ~3x faster than joining reprs, and pgvector skips the spaces after the commas.
-    """
-    return str([float(v) for v in values])
-
-
-def _dense_hit(r: Sequence[Any]) -> ChunkHit:
-    """A row of search_dense's SELECT, by position."""
-    return ChunkHit(
-        r[0], r[1], r[2], r[3], r[4], r[5], similarity=r[6], source_channel=r[7], source_url=r[8]
-    )
-
-
-class Store:
-    """Queries over one Database."""
+class Store(SearchMixin):
+    """Queries over one Database (its search side is ``bot.store.search``)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -650,447 +620,6 @@ class Store:
                 conn.execute(
                     text("SELECT 1 FROM documents WHERE sha256 = :s LIMIT 1"), {"s": sha256}
                 ).scalar()
-            )
-
-    # -- retrieval --------------------------------------------------------------------------
-
-    def workspace_chunk_count(self, workspace_id: int, embedding_model_id: int) -> int:
-        """How many chunks of this model a workspace holds (decides exact vs HNSW)."""
-        with self.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    text(
-                        "SELECT count(*) FROM chunks WHERE workspace_id = :w "
-                        "AND embedding_model_id = :m"
-                    ),
-                    {"w": workspace_id, "m": embedding_model_id},
-                ).scalar_one()
-            )
-
-    def total_chunk_count(self, embedding_model_id: int) -> int:
-        """Chunks of this model across all workspaces (an estimate is enough)."""
-        with self.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    text("SELECT count(*) FROM chunks WHERE embedding_model_id = :m"),
-                    {"m": embedding_model_id},
-                ).scalar_one()
-            )
-
-    def search_dense(
-        self,
-        workspace_id: int,
-        embedding_model_id: int,
-        dims: int,
-        vector: Sequence[float],
-        k: int,
-        *,
-        exact: bool = False,
-    ) -> list[ChunkHit]:
-        """The k chunks nearest to ``vector`` by cosine, in one workspace only.
-
-        Two plans (see "Dense search plans" in the README's performance section):
-
-        * a workspace with its own partial HNSW index (``ensure_workspace_index`` builds
-          one when it outgrows ``exact_scan_max_rows``): a plain HNSW search of that
-          index, which holds this workspace's rows only, so nothing is filtered after
-          the scan and recall is that of unfiltered HNSW;
-        * any other (or ``exact=True``): an exact scan of the workspace's rows, found
-          through the b-tree on ``workspace_id``.  That covers small workspaces and a
-          large one whose index is being built.  A model-wide HNSW index filtered by
-          workspace used to stand in for the latter; it cost every chunk written an
-          HNSW insert (~80% of writing a document).
-
-        The plan is chosen without counting the workspace's rows.  Ids are integers,
-        inlined into the SQL: a partial index is only considered when its predicate is
-        proved by constants, never by a bound parameter.
-        """
-        query = np.asarray(vector, dtype=np.float32)
-        dim = int(dims)
-        ws, model, limit = int(workspace_id), int(embedding_model_id), int(k)
-        select = (
-            "SELECT c.id AS chunk_id, c.document_id, d.file_name, c.page_start, c.page_end, "
-            f"c.text, 1 - (c.embedding::vector({dim}) <=> CAST(%(q)s AS vector({dim}))) "
-            "AS similarity, "
-            "d.source_channel, d.source_url "
-        )
-        # OFFSET 0 fences the workspace's rows off from the ORDER BY, so the planner
-        # cannot answer it with an HNSW index, without materialising them: a MATERIALIZED
-        # CTE copied every vector into a tuplestore that spilled to disk past work_mem
-        # (20k rows: 3,800 temp blocks written, ~3x slower; EXPLAIN (ANALYZE, BUFFERS)).
-        exact_sql = (
-            "WITH top AS (SELECT id FROM (SELECT id, embedding FROM chunks "
-            f"WHERE workspace_id = {ws} AND embedding_model_id = {model} OFFSET 0) ws "
-            # No cast to vector(dim) here: no index is wanted, and the cast copied every
-            # row's vector (~20% of the scan).  The model filter guarantees the dims.
-            f"ORDER BY embedding <=> CAST(%(q)s AS vector) LIMIT {limit}) "
-            + select
-            + "FROM top JOIN chunks c ON c.id = top.id JOIN documents d ON d.id = c.document_id "
-            "ORDER BY similarity DESC"
-        )
-        approx_sql = (
-            select + "FROM chunks c JOIN documents d ON d.id = c.document_id "
-            f"WHERE c.workspace_id = {ws} AND c.embedding_model_id = {model} "
-            f"ORDER BY c.embedding::vector({dim}) <=> CAST(%(q)s AS vector({dim})) "
-            f"LIMIT {limit}"
-        )
-        params = {"q": query}
-
-        def run(conn: psycopg.Connection[Any]) -> tuple[str, list[Any]]:
-            if exact or not self._workspace_indexed(conn, model, ws):
-                return ("forced_exact" if exact else "exact"), conn.execute(
-                    exact_sql, params
-                ).fetchall()
-            # Unfiltered HNSW over this workspace alone.  pgvector's default breadth of
-            # 40 lost neighbours on a 100k-row workspace (recall@10 against the exact
-            # scan, index built at ef_construction 128: 0.973 at ef 60, 0.988 at 120,
-            # 0.998 at 160, for 9.9 / 9.4 / 12.3 ms p50 on a loaded machine).
-            # HNSW_EF_SEARCH is every session's default (a connect option); larger k
-            # needs more.
-            ef = min(1000, max(HNSW_EF_SEARCH, 2 * limit))
-            if ef == HNSW_EF_SEARCH:  # the session's default: one statement
-                rows = conn.execute(approx_sql, params).fetchall()
-            else:
-                conn.execute(f"SET hnsw.ef_search = {int(ef)}")
-                try:
-                    rows = conn.execute(approx_sql, params).fetchall()
-                finally:
-                    conn.execute(f"SET hnsw.ef_search = {int(HNSW_EF_SEARCH)}")
-            if len(rows) < limit:  # a graph cut off around the query, or a tiny workspace
-                return "exact_fallback", conn.execute(exact_sql, params).fetchall()
-            return "workspace_hnsw", rows
-
-        plan, rows = self._search(run)
-        self.plan_counts[plan] += 1
-        hits = [_dense_hit(r) for r in rows]
-        hits.sort(key=lambda h: h.similarity or 0.0, reverse=True)
-        return hits
-
-    def _search(self, run: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Run ``run`` on a search connection, once more on a new one if it was cut.
-
-        The search pool does not ping before use (a round trip per search); a
-        connection the server dropped (a restart, an admin's pg_terminate_backend)
-        fails its first statement instead.  Its pooled siblings were most likely
-        cut too, so the whole pool is replaced (connections checked out by other
-        threads finish their work and are closed on return) before the retry.
-        """
-        for attempt in (1, 2):
-            pooled = self._searcher.raw_connection()
-            try:
-                return run(pooled.driver_connection)
-            except psycopg.OperationalError:
-                # Only a lost connection is retried; a cancelled statement is not.
-                if not pooled.driver_connection.broken:
-                    raise
-                pooled.invalidate()
-                if attempt == 2:
-                    raise
-                log.info("a search connection was cut; retrying on a new pool")
-                self._searcher.dispose()
-            finally:
-                pooled.close()
-        raise AssertionError("unreachable")
-
-    def _known_indexed(self, model: int, ws: int) -> None:
-        self._indexed.add((model, ws))
-        self._not_indexed.pop((model, ws), None)
-
-    def _workspace_indexed(self, conn: psycopg.Connection[Any], model: int, ws: int) -> bool:
-        key = (model, ws)
-        if key in self._indexed:
-            return True
-        checked = self._not_indexed.get(key)
-        if checked is not None and time.monotonic() - checked < NO_INDEX_RECHECK_S:
-            return False
-        row = conn.execute(
-            "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)",
-            (workspace_index_name(model, ws),),
-        ).fetchone()
-        if row is not None and row[0]:
-            self._known_indexed(model, ws)
-            return True
-        self._not_indexed[key] = time.monotonic()
-        return False
-
-    def search_keyword(
-        self, workspace_id: int, embedding_model_id: int, query: str, k: int
-    ) -> list[ChunkHit]:
-        """Full-text matches in one workspace: any query term, ranked by BM25.
-
-        The SQL and the choice of statistics are in ``bot.store.keyword``.
-        """
-        return self._search(
-            lambda conn: search_bm25(
-                conn, workspace_id, embedding_model_id, query, k, plans=self.plan_counts
-            )
-        )
-
-    def chunks_by_ids(self, workspace_id: int, ids: Sequence[int]) -> list[ChunkHit]:
-        """Chunks by id, within one workspace (forgotten ones are simply absent)."""
-        if not ids:
-            return []
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT c.id AS chunk_id, c.document_id, d.file_name, c.page_start, "
-                    "c.page_end, c.text, d.source_channel, d.source_url "
-                    "FROM chunks c JOIN documents d ON d.id = c.document_id "
-                    "WHERE c.workspace_id = :w AND c.id = ANY(:ids)"
-                ),
-                {"w": workspace_id, "ids": list(ids)},
-            ).all()
-        return [ChunkHit(**r._mapping) for r in rows]
-
-    # -- per-workspace HNSW indexes and bulk loading (issue 5) ------------------------------
-    #
-    # pgvector before 0.8 filters an HNSW search by workspace after the index scan, so a
-    # workspace holding 10-20% of the rows gets fewer than k rows back, or poor recall,
-    # unless ef_search is very large.  A workspace too large for an exact scan therefore
-    # gets a partial HNSW index of its own, over its rows only:
-    #
-    #   CREATE INDEX CONCURRENTLY chunks_embedding_hnsw_m{M}_w{W} ON chunks
-    #     USING hnsw ((embedding::vector(D)) vector_cosine_ops)
-    #     WHERE embedding_model_id = M AND workspace_id = W
-    #
-    # created at runtime (like the per-model index of ensure_embedding_model) when the
-    # workspace crosses exact_scan_max_rows: by the ingest worker after it completes a
-    # document, or by a maintenance call.  A search of it is an unfiltered HNSW search.
-
-    @staticmethod
-    def _has_valid_index(conn: Connection, name: str) -> bool:
-        return bool(
-            conn.execute(
-                text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:n)"),
-                {"n": name},
-            ).scalar()
-        )
-
-    def workspace_index_exists(self, workspace_id: int, embedding_model_id: int) -> bool:
-        """Whether the workspace has a usable (valid) HNSW index of its own."""
-        with self.engine.connect() as conn:
-            return self._has_valid_index(
-                conn, workspace_index_name(embedding_model_id, workspace_id)
-            )
-
-    def workspace_search_rows(self, workspace_id: int, embedding_model_id: int) -> int:
-        """Whether a workspace outgrew the exact scan, as cheaply as possible.
-
-        The exact count up to ``exact_scan_max_rows``; above it, that plus one.  A
-        workspace with its own HNSW index is not counted at all (the index exists
-        because it outgrew the exact scan): counting 100k rows through the heap costs
-        more than the HNSW search itself.
-        """
-        ws, model = int(workspace_id), int(embedding_model_id)
-        cap = self.exact_scan_max_rows + 1
-        with self.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    text(
-                        "SELECT CASE WHEN coalesce((SELECT indisvalid FROM pg_index "
-                        "WHERE indexrelid = to_regclass(:n)), false) THEN :cap "
-                        "ELSE (SELECT count(*) FROM (SELECT 1 FROM chunks "
-                        f"WHERE workspace_id = {ws} AND embedding_model_id = {model} "
-                        "LIMIT :cap) s) END"
-                    ),
-                    {"n": workspace_index_name(model, ws), "cap": cap},
-                ).scalar_one()
-            )
-
-    def ensure_workspace_index(
-        self,
-        workspace_id: int,
-        embedding_model_id: int,
-        dims: int,
-        *,
-        concurrently: bool = True,
-        workspace_rows: int | None = None,
-    ) -> bool:
-        """Give a workspace larger than ``exact_scan_max_rows`` its own HNSW index.
-
-        Returns True when an index was built now.  ``concurrently`` (the default) builds
-        it without blocking writes to ``chunks``; an invalid index left by an interrupted
-        concurrent build is dropped and built again.  One process builds a given index at
-        a time (a session advisory lock); another caller returns False at once.
-        """
-        ws, model, dim = int(workspace_id), int(embedding_model_id), int(dims)
-        rows = workspace_rows
-        if rows is None:
-            rows = self.workspace_search_rows(ws, model)  # capped; no count once indexed
-        if rows <= self.exact_scan_max_rows:
-            return False
-        name = workspace_index_name(model, ws)
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            if self._has_valid_index(conn, name):
-                self._known_indexed(model, ws)
-                return False
-            got = conn.execute(
-                text("SELECT pg_try_advisory_lock(:a, :b)"), {"a": LOCK_WORKSPACE_INDEX, "b": ws}
-            ).scalar()
-            if not got:
-                return False
-            try:
-                if self._has_valid_index(conn, name):
-                    self._known_indexed(model, ws)
-                    return False
-                conn.execute(text(f"DROP INDEX IF EXISTS {name}"))  # a failed build's leftover
-                # The graph must fit in maintenance_work_mem or the build slows down many
-                # times: about the vectors plus their neighbour lists, capped at 2 GB.
-                need_mb = min(2048, max(64, rows * (4 * dim + 600) // 1_000_000 + 32))
-                conn.execute(text(f"SET maintenance_work_mem = '{int(need_mb)}MB'"))
-                conn.execute(
-                    text(
-                        f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}{name} "
-                        f"ON chunks USING hnsw ((embedding::vector({dim})) vector_cosine_ops) "
-                        f"{HNSW_WITH} "
-                        f"WHERE embedding_model_id = {model} AND workspace_id = {ws}"
-                    )
-                )
-                conn.execute(text("RESET maintenance_work_mem"))
-            finally:
-                conn.execute(
-                    text("SELECT pg_advisory_unlock(:a, :b)"), {"a": LOCK_WORKSPACE_INDEX, "b": ws}
-                )
-        self._known_indexed(model, ws)
-        return True
-
-    def ensure_workspace_indexes(
-        self, embedding_model_id: int, dims: int, *, concurrently: bool = True
-    ) -> list[int]:
-        """Build the missing per-workspace indexes of one model (maintenance); ids built."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT workspace_id, count(*) AS n FROM chunks "
-                    "WHERE embedding_model_id = :m GROUP BY workspace_id HAVING count(*) > :t"
-                ),
-                {"m": int(embedding_model_id), "t": self.exact_scan_max_rows},
-            ).all()
-        return [
-            int(r.workspace_id)
-            for r in rows
-            if self.ensure_workspace_index(
-                r.workspace_id,
-                embedding_model_id,
-                dims,
-                concurrently=concurrently,
-                workspace_rows=int(r.n),
-            )
-        ]
-
-    def analyze_chunks(self) -> None:
-        """Refresh the planner's statistics on chunks (after a bulk load)."""
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM ANALYZE chunks"))
-
-    def bulk_load_vectors(
-        self,
-        workspace_id: int,
-        embedding_model_id: int,
-        vectors: Any,
-        *,
-        file_name: str,
-        chunk_text: str = "synthetic chunk",
-    ) -> int:
-        """Insert ready-made vectors as the chunks of one new 'ready' document, by COPY.
-
-        For benchmarks and imports: ``vectors`` is a float32 array (rows x dims); rows are
-        written in PostgreSQL's binary COPY format, built with numpy.  Returns the
-        document id.
-        """
-        import hashlib
-
-        import numpy as np
-
-        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
-        n, dim = vecs.shape
-        body = chunk_text.encode()
-        with self.engine.begin() as conn:
-            doc_id = int(
-                conn.execute(
-                    text(
-                        "INSERT INTO documents (workspace_id, file_name, media_type, sha256, "
-                        "size_bytes, status, page_count) VALUES (:w, :f, 'text/plain', :s, 0, "
-                        "'ready', 1) RETURNING id"
-                    ),
-                    {
-                        "w": int(workspace_id),
-                        "f": file_name,
-                        "s": hashlib.sha256(f"{workspace_id}/{file_name}".encode()).hexdigest(),
-                    },
-                ).scalar_one()
-            )
-        row = np.dtype(
-            [
-                ("nf", ">i2"),
-                ("l1", ">i4"),
-                ("doc", ">i8"),
-                ("l2", ">i4"),
-                ("ws", ">i8"),
-                ("l3", ">i4"),
-                ("ord", ">i4"),
-                ("l4", ">i4"),
-                ("txt", f"S{len(body)}"),
-                ("l5", ">i4"),
-                ("vdim", ">i2"),
-                ("vpad", ">i2"),
-                ("vec", ">f4", (dim,)),
-                ("l6", ">i4"),
-                ("model", ">i8"),
-            ]
-        )
-        raw = self.engine.raw_connection()
-        try:
-            cur = raw.cursor()
-            copy_sql = (
-                "COPY chunks (document_id, workspace_id, ordinal, text, embedding, "
-                "embedding_model_id) FROM STDIN WITH (FORMAT BINARY)"
-            )
-            with cur.copy(copy_sql) as copy:
-                copy.write(b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") * 2)
-                for start in range(0, n, 20_000):
-                    part = vecs[start : start + 20_000]
-                    out = np.empty(len(part), dtype=row)
-                    out["nf"] = 6
-                    out["l1"], out["doc"] = 8, doc_id
-                    out["l2"], out["ws"] = 8, int(workspace_id)
-                    out["l3"], out["ord"] = 4, np.arange(start, start + len(part))
-                    out["l4"], out["txt"] = len(body), body
-                    out["l5"], out["vdim"], out["vpad"] = 4 + 4 * dim, dim, 0
-                    out["vec"] = part
-                    out["l6"], out["model"] = 8, int(embedding_model_id)
-                    copy.write(out.tobytes())
-                copy.write((-1).to_bytes(2, "big", signed=True))
-            raw.commit()
-        finally:
-            raw.close()
-        return doc_id
-
-    def workspace_vectors(self, workspace_id: int, embedding_model_id: int) -> Any:
-        """A workspace's chunk vectors as a float32 array (rows x dims), in chunk order."""
-        import numpy as np
-
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT embedding::real[] FROM chunks WHERE workspace_id = :w "
-                    "AND embedding_model_id = :m ORDER BY id"
-                ),
-                {"w": int(workspace_id), "m": int(embedding_model_id)},
-            ).scalars()
-            return np.array(list(rows), dtype=np.float32)
-
-    def chunk_texts(self, document_ids: Sequence[int]) -> list[str]:
-        """The chunk texts of some documents, in document and chunk order."""
-        with self.engine.connect() as conn:
-            return list(
-                conn.execute(
-                    text(
-                        "SELECT text FROM chunks WHERE document_id = ANY(:d) "
-                        "ORDER BY document_id, ordinal"
-                    ),
-                    {"d": [int(d) for d in document_ids]},
-                ).scalars()
             )
 
     # -- conversation history ---------------------------------------------------------------
