@@ -426,8 +426,6 @@ class SearchMixin:
         """
         import hashlib
 
-        import numpy as np
-
         vecs = np.ascontiguousarray(vectors, dtype=np.float32)
         n, dim = vecs.shape
         body = chunk_text.encode()
@@ -494,7 +492,6 @@ class SearchMixin:
 
     def workspace_vectors(self, workspace_id: int, embedding_model_id: int) -> Any:
         """A workspace's chunk vectors as a float32 array (rows x dims), in chunk order."""
-        import numpy as np
 
         with self.engine.connect() as conn:
             rows = conn.execute(
