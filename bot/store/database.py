@@ -43,36 +43,14 @@ class Database:
     display_url: str
     embedded: bool
     pgvector_version: str
+    # A second pool for searches: autocommit, no ping, vectors sent in binary (see
+    # _search_engine).
+    searcher: Engine
     _server: Any = None  # the pgserver handle, kept alive while we use it
-    _connect_timeout: int = 5
-    _searcher: Engine | None = None
-
-    @property
-    def searcher(self) -> Engine:
-        """A second pool for searches: autocommit, no ping, vectors sent in binary.
-
-        A search is one statement, so it needs no transaction (BEGIN/ROLLBACK were two
-        round trips), and the pre-ping of the main pool was a third (~0.25 ms); a cut
-        connection is retried once instead (``Store._search``).  pgvector's adapters
-        send a query vector as 1.5 kB of binary instead of ~8 kB of text the server
-        parses once per use.  Together with bypassing SQL compilation these took a
-        2,000-row exact search from ~7 ms to ~4 ms on the 2-core reference machine.
-        """
-        if self._searcher is None:
-            self._searcher = create_engine(
-                self.engine.url,
-                isolation_level="AUTOCOMMIT",
-                pool_size=4,
-                max_overflow=8,
-                connect_args=_connect_args(self._connect_timeout),
-            )
-            sqlalchemy.event.listen(self._searcher, "connect", _register_vector)
-        return self._searcher
 
     def close(self) -> None:
         """Return connections; the embedded server stops when its last user leaves."""
-        if self._searcher is not None:
-            self._searcher.dispose()
+        self.searcher.dispose()
         self.engine.dispose()
         if self._server is not None:
             # pgserver stops the server at exit of the last process holding it.
@@ -211,9 +189,31 @@ def open_database(settings: Settings, *, connect_timeout: int = 5) -> Database:
         display_url=shown,
         embedded=embedded,
         pgvector_version=version,
+        searcher=_search_engine(url, connect_timeout),
         _server=server,
-        _connect_timeout=connect_timeout,
     )
+
+
+def _search_engine(url: str, connect_timeout: int) -> Engine:
+    """The pool searches run on: autocommit, no ping, vectors sent in binary.
+
+    A search is one statement, so it needs no transaction (BEGIN/ROLLBACK were two
+    round trips), and the pre-ping of the main pool was a third (~0.25 ms); a cut
+    connection is retried once instead (``SearchMixin._search``).  pgvector's adapters
+    send a query vector as 1.5 kB of binary instead of ~8 kB of text the server parses
+    once per use.  Together with bypassing SQL compilation these took a 2,000-row
+    exact search from ~7 ms to ~4 ms on the 2-core reference machine.  Connections are
+    made on first use, so opening it costs nothing.
+    """
+    engine = create_engine(
+        url,
+        isolation_level="AUTOCOMMIT",
+        pool_size=4,
+        max_overflow=8,
+        connect_args=_connect_args(connect_timeout),
+    )
+    sqlalchemy.event.listen(engine, "connect", _register_vector)
+    return engine
 
 
 def _connect_args(connect_timeout: int) -> dict[str, Any]:
