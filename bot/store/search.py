@@ -26,6 +26,7 @@ from bot.store.records import ChunkHit
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+_INDEX_IS_VALID = "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)"
 LOCK_WORKSPACE_INDEX = 0x4C4C  # building one workspace's own HNSW index (see repo's list)
 
 # Workspaces with at most this many chunks are searched exactly; above it, a
@@ -229,11 +230,7 @@ class SearchMixin:
         checked = self._not_indexed.get(key)
         if checked is not None and time.monotonic() - checked < NO_INDEX_RECHECK_S:
             return False
-        row = conn.execute(
-            "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)",
-            (workspace_index_name(model, ws),),
-        ).fetchone()
-        if row is not None and row[0]:
+        if self._has_valid_index(conn, workspace_index_name(model, ws)):
             self._known_indexed(model, ws)
             return True
         self._not_indexed[key] = time.monotonic()
@@ -284,13 +281,13 @@ class SearchMixin:
     # document, or by a maintenance call.  A search of it is an unfiltered HNSW search.
 
     @staticmethod
-    def _has_valid_index(conn: Connection, name: str) -> bool:
-        return bool(
-            conn.execute(
-                text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:n)"),
-                {"n": name},
-            ).scalar()
-        )
+    def _has_valid_index(conn: Connection | psycopg.Connection[Any], name: str) -> bool:
+        """Whether ``name`` is a valid index, on a main-pool or a search connection."""
+        if isinstance(conn, Connection):
+            row = conn.exec_driver_sql(_INDEX_IS_VALID, (name,)).first()
+        else:
+            row = conn.execute(_INDEX_IS_VALID, (name,)).fetchone()
+        return bool(row and row[0])
 
     def workspace_index_exists(self, workspace_id: int, embedding_model_id: int) -> bool:
         """Whether the workspace has a usable (valid) HNSW index of its own."""
