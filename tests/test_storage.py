@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -382,13 +384,38 @@ def _index_names(db: object) -> set[str]:
         )
 
 
+def _channel_with_chunks(store: Any, channel: str, model: int, vectors: list[list[float]]) -> Any:
+    """A console channel's binding whose one document has a chunk "chunk i" per vector."""
+    from bot.store.records import NewChunk
+    from bot.store.repo import WorkspaceDefaults
+
+    binding = store.binding_for("console", "", channel, WorkspaceDefaults(200, 40, 4, 0.0))
+    doc, _ = store.add_document(
+        binding.workspace.id,
+        file_name=f"{channel}.txt",
+        media_type="text/plain",
+        sha256=hashlib.sha256(channel.encode()).hexdigest(),
+        size_bytes=1,
+        uploader="alice",
+    )
+    store.complete_document(
+        doc.id,
+        page_count=1,
+        chunks=[
+            NewChunk(ordinal=i, page_start=1, page_end=1, text=f"chunk {i}", embedding=v)
+            for i, v in enumerate(vectors)
+        ],
+        embedding_model_id=model,
+    )
+    return binding
+
+
 def test_a_large_workspace_is_scanned_exactly_until_its_own_index_is_built(
     librarian_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No model-wide HNSW index is kept: writes would pay for it, searches never need it."""
     from bot.store import search
-    from bot.store.records import NewChunk
-    from bot.store.repo import Store, WorkspaceDefaults, workspace_index_name
+    from bot.store.repo import Store, workspace_index_name
 
     db = open_database(load_settings())
     try:
@@ -398,25 +425,8 @@ def test_a_large_workspace_is_scanned_exactly_until_its_own_index_is_built(
         model = store.ensure_embedding_model("test-3d", 3)
         assert not any(name.startswith("chunks_embedding_hnsw") for name in _index_names(db))
 
-        binding = store.binding_for("console", "", "big", WorkspaceDefaults(200, 40, 4, 0.0))
-        doc, _ = store.add_document(
-            binding.workspace.id,
-            file_name="a.txt",
-            media_type="text/plain",
-            sha256="a" * 64,
-            size_bytes=1,
-            uploader="alice",
-        )
         vectors = [[1, 0, 0], [0, 1, 0], [0.9, 0.1, 0], [0, 0, 1], [0.5, 0.5, 0], [0, 0.2, 1]]
-        store.complete_document(
-            doc.id,
-            page_count=1,
-            chunks=[
-                NewChunk(ordinal=i, page_start=1, page_end=1, text=f"chunk {i}", embedding=v)
-                for i, v in enumerate(vectors)
-            ],
-            embedding_model_id=model,
-        )
+        binding = _channel_with_chunks(store, "big", model, vectors)
 
         hits = store.search_dense(binding.workspace.id, model, 3, [1, 0, 0], 2)
         assert [h.text for h in hits] == ["chunk 0", "chunk 2"]
@@ -444,32 +454,14 @@ def test_a_search_whose_connection_the_server_dropped_runs_again_on_a_new_one(
     librarian_env: dict[str, str],
 ) -> None:
     """Search connections are not pinged before use; a cut one is replaced, not reported."""
-    from bot.store.records import NewChunk
-    from bot.store.repo import Store, WorkspaceDefaults
+    from bot.store.repo import Store
 
     db = open_database(load_settings())
     try:
         migrate.upgrade(db)
         store = Store(db)
         model = store.ensure_embedding_model("test-3d", 3)
-        binding = store.binding_for("console", "", "cut", WorkspaceDefaults(200, 40, 4, 0.0))
-        doc, _ = store.add_document(
-            binding.workspace.id,
-            file_name="a.txt",
-            media_type="text/plain",
-            sha256="b" * 64,
-            size_bytes=1,
-            uploader="alice",
-        )
-        store.complete_document(
-            doc.id,
-            page_count=1,
-            chunks=[
-                NewChunk(ordinal=i, page_start=1, page_end=1, text=f"chunk {i}", embedding=v)
-                for i, v in enumerate([[1, 0, 0], [0, 1, 0]])
-            ],
-            embedding_model_id=model,
-        )
+        binding = _channel_with_chunks(store, "cut", model, [[1, 0, 0], [0, 1, 0]])
         assert [
             h.text for h in store.search_dense(binding.workspace.id, model, 3, [1, 0, 0], 1)
         ] == ["chunk 0"]
