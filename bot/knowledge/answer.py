@@ -46,6 +46,8 @@ class Answer:
     sources: list[Source]
     found: bool
     timings: dict[str, Any] = field(default_factory=dict)
+    # The stored assistant turn (None when not remembered), e.g. to attach feedback to.
+    message_id: int | None = None
 
 
 def merge_sources(hits: list[Ranked]) -> list[Source]:
@@ -251,7 +253,7 @@ class Answerer:
             platform_message_id=question_message_id,
         )
         cited = [cid for src in answer.sources for cid in src.chunk_ids]
-        await asyncio.to_thread(
+        answer.message_id = await asyncio.to_thread(
             self.store.add_message,
             binding.id,
             thread_id,

@@ -128,6 +128,45 @@ SCORE_SQL = _SCORE_SQL.replace(" SKIP", "")
 SCORE_SKIPPING_SQL = _SCORE_SQL.replace(" SKIP", " AND NOT c.tsv @@ %(skip)s::tsquery")
 
 
+# Each text's distinct lexemes, by the analyzer the chunks are indexed with (the same
+# ``to_tsvector`` as ``chunks.tsv``), so a sentence and a question compare as the
+# keyword index would compare them.
+ANALYZE_SQL = """
+SELECT u.i, array(SELECT t.lexeme FROM unnest(to_tsvector('english', u.body)) AS t)
+FROM unnest(%(texts)s::text[]) WITH ORDINALITY AS u(body, i)
+ORDER BY u.i
+"""
+
+
+@dataclass(frozen=True)
+class TermStats:
+    """A text's lexemes with their document frequency in one workspace."""
+
+    chunk_count: int  # N: the workspace's chunks (of the embedding model)
+    df: dict[str, int]  # lexeme -> chunks holding it (0: no chunk does)
+
+    def idf(self, lexeme: str) -> float:
+        """Lucene's BM25 idf, as the keyword search weighs the term (never negative)."""
+        n, df = self.chunk_count, self.df.get(lexeme, 0)
+        return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+
+def term_stats(conn: psycopg.Connection[Any], workspace_id: int, model_id: int, query: str) -> TermStats:
+    """The query's lexemes with their df in the workspace, and the workspace's N."""
+    rows = conn.execute(TERMS_SQL, {"query": query, "w": workspace_id, "m": model_id}).fetchall()
+    if not rows:
+        return TermStats(0, {})
+    return TermStats(int(rows[0][4]), {str(r[0]): int(r[2]) for r in rows})
+
+
+def analyze(conn: psycopg.Connection[Any], texts: list[str]) -> list[frozenset[str]]:
+    """Each text's distinct lexemes, as the keyword index sees them."""
+    if not texts:
+        return []
+    rows = conn.execute(ANALYZE_SQL, {"texts": list(texts)}).fetchall()
+    return [frozenset(r[1] or ()) for r in rows]
+
+
 @dataclass(frozen=True)
 class _Term:
     lexeme: str

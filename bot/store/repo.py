@@ -634,14 +634,16 @@ class Store(SearchMixin):
         author: str | None = None,
         platform_message_id: str | None = None,
         cited_chunk_ids: Sequence[int] = (),
+        meta: dict[str, Any] | None = None,
     ) -> int:
-        """Store one turn of a conversation."""
+        """Store one turn of a conversation; ``meta`` is an answer's metadata (JSON)."""
         with self.engine.begin() as conn:
             return int(
                 conn.execute(
                     text(
                         "INSERT INTO messages (binding_id, thread_id, platform_message_id, role, "
-                        "author, text, cited_chunk_ids) VALUES (:b, :t, :pm, :r, :a, :x, :c) "
+                        "author, text, cited_chunk_ids, meta) "
+                        "VALUES (:b, :t, :pm, :r, :a, :x, :c, CAST(:meta AS jsonb)) "
                         "RETURNING id"
                     ),
                     {
@@ -652,6 +654,7 @@ class Store(SearchMixin):
                         "a": author,
                         "x": text_,
                         "c": list(cited_chunk_ids),
+                        "meta": json.dumps(meta or {}),
                     },
                 ).scalar_one()
             )

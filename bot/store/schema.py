@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 
@@ -178,10 +179,37 @@ messages = Table(
     Column("author", Text),
     Column("text", Text, nullable=False),
     Column("cited_chunk_ids", ARRAY(BigInteger)),
+    # An assistant turn's metadata: "checked", "evidence", ... (migration 0007).
+    Column("meta", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     _now(),
     CheckConstraint("role IN ('user', 'assistant')", name="ck_messages_role"),
     Index("ix_messages_conversation", "binding_id", "thread_id", "created_at"),
     Index("ix_messages_created", "created_at"),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column(
+        "binding_id",
+        BigInteger,
+        ForeignKey("channel_bindings.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("thread_id", Text, nullable=False, server_default=""),
+    Column("message_id", BigInteger, ForeignKey("messages.id", ondelete="SET NULL")),
+    Column("platform_message_id", Text),
+    Column("author", Text),
+    Column("verdict", Text, nullable=False),
+    Column("note", Text),
+    Column("question", Text),
+    Column("answer", Text),
+    Column("sources", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    _now(),
+    CheckConstraint("verdict IN ('good', 'bad')", name="ck_feedback_verdict"),
+    Index("ix_feedback_binding", "binding_id", "created_at"),
+    Index("ix_feedback_created", "created_at"),
 )
 
 processed_events = Table(

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from bot.store.database import HNSW_EF_SEARCH
-from bot.store.keyword import search_bm25
+from bot.store.keyword import TermStats, analyze, search_bm25, term_stats
 from bot.store.records import ChunkHit
 
 log = logging.getLogger(__name__)
@@ -248,6 +248,14 @@ class SearchMixin:
                 conn, workspace_id, embedding_model_id, query, k, plans=self.plan_counts
             )
         )
+
+    def term_stats(self, workspace_id: int, embedding_model_id: int, query: str) -> TermStats:
+        """The query's lexemes and their document frequency in the workspace (for weights)."""
+        return self._search(lambda conn: term_stats(conn, workspace_id, embedding_model_id, query))
+
+    def analyze(self, texts: Sequence[str]) -> list[frozenset[str]]:
+        """Each text's distinct lexemes, by the keyword index's own analyzer."""
+        return self._search(lambda conn: analyze(conn, list(texts)))
 
     def chunks_by_ids(self, workspace_id: int, ids: Sequence[int]) -> list[ChunkHit]:
         """Chunks by id, within one workspace (forgotten ones are simply absent)."""
