@@ -687,6 +687,16 @@ _SETTINGS = {
     ),
     "top_k": _Setting("top_k", "top-k (chunks retrieved)", int, 1, 50),
     "relevance_floor": _Setting("relevance_floor", "relevance floor (cosine)", float, 0.0, 1.0),
+    "evidence_coverage": _Setting(
+        "evidence_coverage",
+        "share of the question's rare-term weight the evidence must hold",
+        float,
+        0.0,
+        1.0,
+    ),
+    "evidence_similarity": _Setting(
+        "evidence_similarity", "similarity the best evidence must reach (cosine)", float, 0.0, 1.0
+    ),
 }
 _SETTING_ALIASES = {
     "chunk_size": "chunk_tokens",
@@ -706,7 +716,10 @@ async def cmd_settings(ctx: CommandContext) -> None:
     if not ctx.args:
         lines = [f"Settings of workspace {workspace.name}:"]
         for key, setting in _SETTINGS.items():
-            lines.append(f"  {key:<16} {getattr(workspace, key)!s:<8} {setting.label}")
+            value = getattr(workspace, key)
+            if value is None:  # not set for this workspace: the deployment's default
+                value = getattr(ctx.dispatcher.settings, key)
+            lines.append(f"  {key:<19} {value!s:<8} {setting.label}")
         lines.append("Change one with /librarian settings <name> <value>, e.g. settings top_k 5.")
         await ctx.reply("\n".join(lines))
         return
@@ -734,6 +747,8 @@ async def cmd_settings(ctx: CommandContext) -> None:
             f"chunk_tokens must be larger than chunk_overlap ({workspace.chunk_overlap})"
         )
     before = getattr(workspace, key)
+    if before is None:
+        before = getattr(ctx.dispatcher.settings, key)
     await asyncio.to_thread(
         ctx.dispatcher.store.update_workspace, workspace.id, **{setting.column: value}
     )

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     # Cosine similarity a chunk needs to count as relevant (all-MiniLM-L6-v2 puts unrelated
     # text mostly below 0.2); a chunk holding every term of the question counts too.
     relevance_floor: float = Field(default=0.25, ge=0.0, le=1.0)
+    # Answerability (bot.knowledge.evidence): the share of the question's rare-term weight
+    # (BM25 idf in the workspace) the best evidence sentences must hold, and the cosine
+    # similarity the best sentence must reach, or the answer is "not found".  Calibrated
+    # on the calibrate split of bot/bench/realdocs.jsonl (see the README, Grounding).
+    evidence_coverage: float = Field(default=0.6, ge=0.0, le=1.0)
+    evidence_similarity: float = Field(default=0.35, ge=0.0, le=1.0)
     prompt_budget: int = Field(default=3000, ge=256)
     max_file_mb: float = Field(default=50.0, gt=0)
 

@@ -654,7 +654,15 @@ def _command_group(adapter: DiscordAdapter) -> app_commands.Group:
     @app_commands.describe(value="The new value")
     async def settings(
         interaction: discord.Interaction,
-        name: Literal["chunk_tokens", "chunk_overlap", "top_k", "relevance_floor"] | None = None,
+        name: Literal[
+            "chunk_tokens",
+            "chunk_overlap",
+            "top_k",
+            "relevance_floor",
+            "evidence_coverage",
+            "evidence_similarity",
+        ]
+        | None = None,
         value: str | None = None,
     ) -> None:
         await run(interaction, "settings", name, value)

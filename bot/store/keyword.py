@@ -151,7 +151,9 @@ class TermStats:
         return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
 
-def term_stats(conn: psycopg.Connection[Any], workspace_id: int, model_id: int, query: str) -> TermStats:
+def term_stats(
+    conn: psycopg.Connection[Any], workspace_id: int, model_id: int, query: str
+) -> TermStats:
     """The query's lexemes with their df in the workspace, and the workspace's N."""
     rows = conn.execute(TERMS_SQL, {"query": query, "w": workspace_id, "m": model_id}).fetchall()
     if not rows:

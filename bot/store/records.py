@@ -18,6 +18,9 @@ class Workspace:
     relevance_floor: float
     chat_model: str | None
     system_prompt: str | None
+    # Answerability thresholds; None: the deployment's defaults (bot.config.Settings).
+    evidence_coverage: float | None = None
+    evidence_similarity: float | None = None
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,8 @@ def channel_spec(platform: str, space_id: str, channel_id: str) -> str:
 
 _WS_COLS = (
     "w.id AS w_id, w.name AS w_name, w.chunk_tokens, w.chunk_overlap, w.top_k, "
-    "w.relevance_floor, w.chat_model, w.system_prompt"
+    "w.relevance_floor, w.chat_model, w.system_prompt, w.evidence_coverage, "
+    "w.evidence_similarity"
 )
 _BINDING_SELECT = (
     "SELECT b.id, b.platform, b.space_id, b.channel_id, b.channel_name, b.retention_seconds, "
@@ -104,6 +105,8 @@ def _workspace(row: Row) -> Workspace:
         relevance_floor=m["relevance_floor"],
         chat_model=m["chat_model"],
         system_prompt=m["system_prompt"],
+        evidence_coverage=m["evidence_coverage"],
+        evidence_similarity=m["evidence_similarity"],
     )
 
 
@@ -253,6 +256,8 @@ class Store(SearchMixin):
             "chunk_overlap",
             "top_k",
             "relevance_floor",
+            "evidence_coverage",
+            "evidence_similarity",
             "chat_model",
             "system_prompt",
         }

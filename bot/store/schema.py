@@ -49,6 +49,9 @@ workspaces = Table(
     Column("chunk_overlap", Integer, nullable=False),
     Column("top_k", Integer, nullable=False),
     Column("relevance_floor", Float, nullable=False),
+    # Answerability thresholds (migration 0007); NULL: the deployment's defaults.
+    Column("evidence_coverage", Float),
+    Column("evidence_similarity", Float),
     Column("chat_model", Text),  # NULL: the deployment's default chat model
     Column("system_prompt", Text),  # NULL: the built-in prompt
     _now(),

@@ -3,6 +3,9 @@
 * ``messages.meta``: an assistant turn's metadata, e.g. whether its text passed the
   check against the sources (``{"checked": "passed" | "replaced_by_evidence"}``), its
   evidence sentences and the documents it cited.  An empty object for older rows.
+* ``workspaces.evidence_coverage`` / ``evidence_similarity``: how much of the
+  question's rare-term weight the best evidence must hold, and how similar it must be,
+  for the bot to answer rather than say "not found" (NULL: the deployment's default).
 * ``feedback``: a verdict (good or bad) on an answer, from a reaction or from
   ``/librarian feedback``, with the question, the answer and its sources copied in so
   an export reads on its own.  It belongs to the channel's history: the channel's
@@ -25,6 +28,8 @@ depends_on = None
 
 def upgrade() -> None:
     op.execute("ALTER TABLE messages ADD COLUMN meta jsonb NOT NULL DEFAULT '{}'::jsonb")
+    op.execute("ALTER TABLE workspaces ADD COLUMN evidence_coverage double precision")
+    op.execute("ALTER TABLE workspaces ADD COLUMN evidence_similarity double precision")
     op.execute(
         """
         CREATE TABLE feedback (
@@ -51,3 +56,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP TABLE feedback")
     op.execute("ALTER TABLE messages DROP COLUMN meta")
+    op.execute("ALTER TABLE workspaces DROP COLUMN evidence_similarity")
+    op.execute("ALTER TABLE workspaces DROP COLUMN evidence_coverage")
