@@ -238,7 +238,7 @@ async def test_admin_commands_show_set_and_explain_their_usage(app: App, tmp_pat
     # settings
     reply = await say(app, "/librarian settings")
     assert "Settings of workspace support:" in reply
-    for line in ("chunk_tokens        200", "chunk_overlap    40", "top_k            4"):
+    for line in (f"{'chunk_tokens':<19} 200", f"{'chunk_overlap':<19} 40", f"{'top_k':<19} 4"):
         assert line in reply
     assert "relevance_floor  0.25" in reply
     reply = await say(app, "/librarian settings top_k 5")
