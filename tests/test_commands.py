@@ -240,7 +240,7 @@ async def test_admin_commands_show_set_and_explain_their_usage(app: App, tmp_pat
     assert "Settings of workspace support:" in reply
     for line in (f"{'chunk_tokens':<19} 200", f"{'chunk_overlap':<19} 40", f"{'top_k':<19} 4"):
         assert line in reply
-    assert "relevance_floor  0.25" in reply
+    assert f"{'relevance_floor':<19} 0.25" in reply
     reply = await say(app, "/librarian settings top_k 5")
     assert "top_k of workspace support is now 5 (was 4)." in reply
     reply = await say(app, "/librarian settings chunk_size 300")
