@@ -55,7 +55,14 @@ class App:
         sandbox = Sandbox()
         ingest = IngestService(store, files, inference, sandbox, max_file_mb=settings.max_file_mb)
         retriever = Retriever(store, inference, ingest.embedding_model)
-        answerer = Answerer(store, retriever, inference, prompt_budget=settings.prompt_budget)
+        answerer = Answerer(
+            store,
+            retriever,
+            inference,
+            prompt_budget=settings.prompt_budget,
+            evidence_coverage=settings.evidence_coverage,
+            evidence_similarity=settings.evidence_similarity,
+        )
         dispatcher = Dispatcher(settings, store, answerer, ingest, registry=registry)
         scheduler = Scheduler(
             store,

@@ -112,34 +112,20 @@ def ask(
 
     async def work(app: App) -> Answer:
         binding = await app.dispatcher.binding(conversation)
-        shown = 0
-
-        async def progress(text: str) -> None:
-            nonlocal shown
-            if not json_out and text.startswith(text[:shown]):
-                sys.stdout.write(text[shown:])
-                sys.stdout.flush()
-                shown = len(text)
-
+        # The reply is printed whole once checked (a streamed draft could state what the
+        # check then removes); the wait is shown on standard error.
+        if not json_out and sys.stderr.isatty():
+            sys.stderr.write("(searching the documents and writing an answer...)\n")
         answer = await app.answerer.answer(
             binding,
             None,
             question,
             author="cli",
             conversation_key=f"cli/{channel}",
-            on_progress=progress,
             remember=False,
         )
         if not json_out:
-            rest = (
-                answer.text[shown:] if answer.text.startswith(answer.body[:shown]) else answer.text
-            )
-            if shown and answer.found:
-                rest = (
-                    answer.text[len(answer.body) :] if answer.text.startswith(answer.body) else rest
-                )
-            sys.stdout.write(rest.lstrip() if not shown else rest)
-            sys.stdout.write("\n")
+            sys.stdout.write(answer.text + "\n")
         return answer
 
     answer = with_app(work)
@@ -147,7 +133,11 @@ def ask(
         typer.echo(
             json.dumps(
                 {
-                    "answer": answer.body,
+                    # The whole reply exactly as posted (quotes and sources included).
+                    "answer": answer.text,
+                    "found": answer.found,
+                    "checked": answer.checked,
+                    "evidence": [q.as_dict() for q in answer.evidence],
                     "sources": [
                         {"document": s.document, "pages": s.pages, "score": s.score}
                         for s in answer.sources
@@ -157,7 +147,10 @@ def ask(
                         "prompt_tokens": answer.timings.get("prompt_tokens"),
                         "first_token_ms": answer.timings.get("first_token_ms"),
                         "tokens_per_s": answer.timings.get("tokens_per_s"),
+                        "evidence_ms": answer.timings.get("evidence_ms"),
                     },
+                    "coverage": answer.timings.get("coverage"),
+                    "similarity": answer.timings.get("similarity"),
                 },
                 indent=2,
             )

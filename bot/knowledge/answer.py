@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.knowledge.check import check_answer
+from bot.knowledge.evidence import Evidence, EvidenceFinder, Quote, is_cjk, split_sentences
+from bot.knowledge.named import Named, find_named, might_name_document
 from bot.knowledge.prompt import fit_prompt, page_label
 from bot.knowledge.retrieval import Ranked, Retriever
 from bot.store.records import Binding, ChunkHit, HistoryMessage
@@ -19,6 +23,45 @@ log = logging.getLogger(__name__)
 NOT_FOUND = (
     "I could not find this in the documents of this channel's workspace, "
     "so I won't guess. Share the document that holds the answer and ask again."
+)
+
+# The fixed texts, in English and Chinese (a Chinese question gets the Chinese ones).
+TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "not_found": NOT_FOUND,
+        "searched": "I searched for: {terms}.",
+        "missing": "No document mentions: {terms}.",
+        "closest": "The closest passage is in {where}.",
+        "evidence": "Evidence:",
+        "replaced": "The documents say:",
+        "working": "(writing an answer from these passages...)",
+        "no_document": "There is no document named '{name}' in this workspace.",
+        "closest_names": "The closest names: {names}.",
+        "no_documents": "This workspace has no documents yet.",
+    },
+    "zh": {
+        "not_found": (
+            "我在这个频道工作区的文件中没有找到答案，所以不做猜测。请分享包含答案的文件后再问。"
+        ),
+        "searched": "我搜索了：{terms}。",
+        "missing": "没有任何文件提到：{terms}。",
+        "closest": "最接近的段落在 {where}。",
+        "evidence": "依据：",
+        "replaced": "文件中写道：",
+        "working": "（正在根据这些段落撰写回答……）",
+        "no_document": "这个工作区里没有名为“{name}”的文件。",
+        "closest_names": "最接近的文件名：{names}。",
+        "no_documents": "这个工作区还没有文件。",
+    },
+}
+# Generation stops at the model's own end of turn, and at a new turn it starts to write.
+STOP = ["\nQuestion:", "Question:", "\nSources:", "Sources:", "\nSource:", "\n\n\n"]
+# The model saying the sources do not hold the answer, although the evidence does.
+_MODEL_REFUSAL = re.compile(
+    r"(?:documents?|sources?|context|text)\s+(?:do(?:es)?\s+not|don't|doesn't)\s+"
+    r"(?:say|contain|mention|provide|specify|include|state)"
+    r"|(?:could|can)\s*(?:not|n't)\s+find|not\s+(?:mentioned|specified|provided|stated)",
+    re.I,
 )
 
 Progress = Callable[[str], Awaitable[None]]
@@ -48,6 +91,21 @@ class Answer:
     timings: dict[str, Any] = field(default_factory=dict)
     # The stored assistant turn (None when not remembered), e.g. to attach feedback to.
     message_id: int | None = None
+    # The sentences quoted as evidence, and whether the model's own text was posted
+    # ("passed") or replaced by them ("replaced_by_evidence"); None for "not found".
+    evidence: list[Quote] = field(default_factory=list)
+    checked: str | None = None
+    unsupported: list[str] = field(default_factory=list)
+
+    def meta(self) -> dict[str, Any]:
+        """What is stored with the answer: the check, the evidence, the sources."""
+        return {
+            "found": self.found,
+            "checked": self.checked,
+            "unsupported": self.unsupported,
+            "evidence": [q.as_dict() for q in self.evidence],
+            "sources": [{"document": s.document, "pages": s.pages} for s in self.sources],
+        }
 
 
 def merge_sources(hits: list[Ranked]) -> list[Source]:
@@ -95,6 +153,28 @@ def last_answered_question(history: list[HistoryMessage]) -> str | None:
     return None
 
 
+def language(question: str) -> str:
+    """'zh' for a Chinese (CJK) question, else 'en'."""
+    return "zh" if is_cjk(question) else "en"
+
+
+def format_quotes(quotes: list[Quote], heading: str) -> str:
+    """The evidence sentences, verbatim, each with its file and page."""
+    lines = [heading]
+    for q in quotes:
+        where = q.hit.file_name + (f", p. {q.page}" if q.page is not None else "")
+        lines.append(f'> "{q.text}" ({where})')
+    return "\n".join(lines)
+
+
+def last_cited_chunks(history: list[HistoryMessage]) -> list[int]:
+    """The chunks the latest answer of the conversation cited (for follow-ups)."""
+    for turn in reversed(history):
+        if turn.role == "assistant" and turn.cited_chunk_ids:
+            return list(turn.cited_chunk_ids)
+    return []
+
+
 def format_citations(sources: list[Source]) -> str:
     """'Sources:' and one line per document: name, pages, where it was shared."""
     lines = ["Sources:"]
@@ -111,7 +191,15 @@ def format_citations(sources: list[Source]) -> str:
 
 
 class Answerer:
-    """Turns a question in a channel into a cited answer."""
+    """Turns a question in a channel into a cited, checked answer.
+
+    The steps: retrieval (hybrid search, plus the previous answer's chunks for a
+    follow-up, or the named document's own chunks), evidence (the best sentences, which
+    also decide whether the documents answer at all: ``bot.knowledge.evidence``), the
+    model's answer from a budgeted prompt, and the check of that answer against the
+    sources (``bot.knowledge.check``): an answer stating what the sources do not is
+    replaced by the evidence.
+    """
 
     def __init__(
         self,
@@ -120,18 +208,27 @@ class Answerer:
         inference: Any,
         *,
         prompt_budget: int,
-        max_answer_tokens: int = 384,
+        max_answer_tokens: int = 200,
         history_turns: int = 12,
         temperature: float = 0.2,
+        evidence_coverage: float = 0.6,
+        evidence_similarity: float = 0.35,
     ) -> None:
         self.store = store
         self.retriever = retriever
         self.inference = inference
         self.prompt_budget = prompt_budget
+        # A cap: a grounded answer is a few sentences; past that, small models ramble.
         self.max_answer_tokens = max_answer_tokens
         self.history_turns = history_turns
         # Low temperature: grounded answers should repeat the sources, not improvise.
         self.temperature = temperature
+        self.evidence_coverage = evidence_coverage
+        self.evidence_similarity = evidence_similarity
+        self.finder = EvidenceFinder(store, self._embed)
+
+    async def _embed(self, texts: list[str]) -> Any:
+        return await self.inference.embed(texts, key="query")
 
     async def answer(
         self,
@@ -153,6 +250,8 @@ class Answerer:
         """
         started = time.perf_counter()
         workspace = binding.workspace
+        lang = language(question)
+        texts = TEXTS[lang]
         history = await asyncio.to_thread(
             self.store.recent_messages, binding.id, thread_id, self.history_turns
         )
@@ -165,14 +264,51 @@ class Answerer:
         retrieved = await self.retriever.search(workspace, queries)
         timings: dict[str, Any] = {"retrieval_ms": round(retrieved.retrieval_ms, 1)}
 
-        if not retrieved.found:
-            answer = Answer(NOT_FOUND, NOT_FOUND, [], False, timings)
+        async def done(answer: Answer) -> Answer:
+            answer.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
             if remember:
                 await self._remember(
                     binding, thread_id, question, author, answer, question_message_id
                 )
             return answer
 
+        named = await self._named(workspace.id, question)
+        if named is not None and named.document_id is None:
+            text = texts["no_document"].format(name=named.asked_for)
+            if named.closest:
+                text += " " + texts["closest_names"].format(names=", ".join(named.closest))
+            else:
+                text += " " + texts["no_documents"]
+            return await done(Answer(text, text, [], False, timings))
+
+        candidates = await self._candidates(workspace.id, retrieved.hits, history, named, retrieved)
+        t0 = time.perf_counter()
+        if named is not None and named.about:
+            evidence = self._opening_evidence(candidates)
+        else:
+            evidence = await self.finder.find(
+                question,
+                retrieved.query_vectors[0] if retrieved.query_vectors is not None else None,
+                candidates,
+                workspace_id=workspace.id,
+                embedding_model_id=retrieved.embedding_model_id or 0,
+                coverage_floor=_setting(workspace.evidence_coverage, self.evidence_coverage),
+                similarity_floor=_setting(workspace.evidence_similarity, self.evidence_similarity),
+            )
+        timings["evidence_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        timings["coverage"] = evidence.coverage
+        timings["similarity"] = evidence.similarity
+
+        if not evidence.answerable or not candidates:
+            text = self._not_found_text(texts, evidence, retrieved)
+            return await done(Answer(text, text, [], False, timings, evidence=[]))
+
+        # The chunks the model reads: those of the quotes first, then the rest by rank.
+        quoted_ids = [q.hit.chunk_id for q in evidence.quotes]
+        chunks = sorted(
+            candidates,
+            key=lambda c: quoted_ids.index(c.chunk_id) if c.chunk_id in quoted_ids else 99,
+        )
         model = model_override or workspace.chat_model or None
         facts = await self.inference.describe(model)
         budget = min(self.prompt_budget, int(facts["n_ctx"]) - self.max_answer_tokens)
@@ -183,7 +319,7 @@ class Answerer:
         fitted = await fit_prompt(
             count,
             system_prompt=workspace.system_prompt,
-            chunks=[r.hit for r in retrieved.hits],
+            chunks=chunks,
             history=history,
             question=question,
             budget=budget,
@@ -196,8 +332,9 @@ class Answerer:
             )
             return Answer(text, text, [], False, timings)
         used = {c.chunk_id for c in fitted.chunks}
-        kept = [r for r in retrieved.hits if r.hit.chunk_id in used]
-        sources = merge_sources(kept)
+        kept = [c for c in chunks if c.chunk_id in used]
+        sources = merge_sources([Ranked(c, 0.0, True) for c in kept])
+        quotes_block = format_quotes(evidence.quotes, texts["evidence"])
 
         stream = await self.inference.chat_stream(
             model,
@@ -205,11 +342,17 @@ class Answerer:
             conversation_key,
             max_tokens=self.max_answer_tokens,
             temperature=self.temperature,
+            stop=STOP,
         )
         ahead = stream.position()
-        if ahead > 0 and on_progress is not None:
-            plural = "question is" if ahead == 1 else "questions are"
-            await on_progress(f"Working on it: {ahead} {plural} ahead of yours.")
+        if on_progress is not None:
+            # The evidence is shown at once; the model's text only once it is checked, so
+            # no unchecked claim is ever posted.
+            waiting = texts["working"]
+            if ahead > 0:
+                plural = "question is" if ahead == 1 else "questions are"
+                waiting = f"Working on it: {ahead} {plural} ahead of yours."
+            await on_progress(f"{quotes_block}\n\n{waiting}")
         pieces: list[str] = []
         gen_started = time.perf_counter()
         first_token_ms: float | None = None
@@ -217,9 +360,7 @@ class Answerer:
             if first_token_ms is None:
                 first_token_ms = (time.perf_counter() - started) * 1000
             pieces.append(piece)
-            if on_progress is not None:
-                await on_progress("".join(pieces))
-        body = "".join(pieces).strip() or "(the model gave an empty answer)"
+        draft = _trim_turns("".join(pieces)).strip()
         gen_s = time.perf_counter() - gen_started
         stats = stream.stats
         completion = getattr(stats, "completion_tokens", None) or len(pieces)
@@ -227,12 +368,90 @@ class Answerer:
         timings["tokens_per_s"] = round(
             getattr(stats, "tokens_per_s", None) or (completion / gen_s if gen_s > 0 else 0.0), 1
         )
-        timings["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
+
+        source_text = "\n".join(c.text for c in candidates)
+        result = check_answer(draft, source_text)
+        if draft and result.passed and not _MODEL_REFUSAL.search(draft):
+            checked = "passed"
+            body = f"{draft}\n\n{quotes_block}"
+        else:
+            checked = "replaced_by_evidence"
+            body = format_quotes(evidence.quotes, texts["replaced"])
+            if draft:
+                log.info("answer replaced by its evidence; unsupported: %s", result.unsupported)
         text = f"{body}\n\n{format_citations(sources)}"
-        answer = Answer(text, body, sources, True, timings)
-        if remember:
-            await self._remember(binding, thread_id, question, author, answer, question_message_id)
-        return answer
+        answer = Answer(
+            text,
+            body,
+            sources,
+            True,
+            timings,
+            evidence=evidence.quotes,
+            checked=checked,
+            unsupported=result.unsupported,
+        )
+        return await done(answer)
+
+    async def _named(self, workspace_id: int, question: str) -> Named | None:
+        """The document the question names, if it has that shape."""
+        if not might_name_document(question):
+            return None
+        documents = await asyncio.to_thread(self.store.document_openings, workspace_id)
+        return find_named(question, documents)
+
+    async def _candidates(
+        self,
+        workspace_id: int,
+        hits: list[Ranked],
+        history: list[HistoryMessage],
+        named: Named | None,
+        retrieved: Any,
+    ) -> list[ChunkHit]:
+        """The chunks the evidence is chosen from, best first."""
+        if named is not None and named.document_id is not None:
+            if named.about:
+                return await asyncio.to_thread(
+                    self.store.opening_chunks, workspace_id, named.document_id
+                )
+            # "In X, what ...": X's own chunks among the candidates, else its opening.
+            own = [r.hit for r in retrieved.ranked if r.hit.document_id == named.document_id]
+            if own:
+                return own[:4]
+            return await asyncio.to_thread(
+                self.store.opening_chunks, workspace_id, named.document_id
+            )
+        chunks = [r.hit for r in hits]
+        earlier = last_cited_chunks(history)
+        if earlier:
+            # A follow-up may be answered by what the previous answer rested on.
+            seen = {c.chunk_id for c in chunks}
+            fetched = await asyncio.to_thread(self.store.chunks_by_ids, workspace_id, earlier)
+            chunks.extend(c for c in fetched if c.chunk_id not in seen)
+        return chunks
+
+    @staticmethod
+    def _opening_evidence(chunks: list[ChunkHit]) -> Evidence:
+        """For "what is X about": the first sentences of the document (title, abstract)."""
+        quotes: list[Quote] = []
+        for chunk in chunks[:1]:
+            for sentence in split_sentences(chunk.text)[:3]:
+                quotes.append(Quote(sentence, chunk, 1.0, 1.0))
+        return Evidence(quotes, 1.0, 1.0, bool(quotes), 1.0)
+
+    @staticmethod
+    def _not_found_text(texts: dict[str, str], evidence: Evidence, retrieved: Any) -> str:
+        """'Not found', what was searched, and the closest passage."""
+        lines = [texts["not_found"]]
+        if evidence.key_terms:
+            lines.append(texts["searched"].format(terms=", ".join(evidence.key_terms)))
+        if evidence.missing_terms:
+            lines.append(texts["missing"].format(terms=", ".join(evidence.missing_terms)))
+        closest = retrieved.ranked[0].hit if retrieved.ranked else None
+        if closest is not None:
+            where = closest.file_name
+            pages = page_label(closest.page_start, closest.page_end)
+            lines.append(texts["closest"].format(where=f"{where}, {pages}" if pages else where))
+        return "\n".join(lines)
 
     async def _remember(
         self,
@@ -261,4 +480,20 @@ class Answerer:
             answer.body,
             author="librarian",
             cited_chunk_ids=cited,
+            meta=answer.meta(),
         )
+
+
+def _setting(value: float | None, default: float) -> float:
+    """A workspace's own value, or the deployment's default when it has none."""
+    return default if value is None else value
+
+
+_TURN = re.compile(r"\n\s*(?:Question|Sources?|User|Assistant)\s*:", re.I)
+
+
+def _trim_turns(text: str) -> str:
+    """Cut a draft where the model starts writing another turn (stop strings may miss
+    variants such as "\\nquestion:")."""
+    m = _TURN.search(text)
+    return text[: m.start()] if m else text

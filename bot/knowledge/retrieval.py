@@ -37,6 +37,10 @@ class Retrieved:
     timings: dict[str, float] = field(default_factory=dict)
     # Every fused candidate, best first, before the relevance cut (for benchmarks).
     ranked: list[Ranked] = field(default_factory=list)
+    # The queries' embeddings (one row per query; empty in keyword mode) and the
+    # embedding model's store id, for the evidence step.
+    query_vectors: Any = None
+    embedding_model_id: int | None = None
 
     @property
     def found(self) -> bool:
@@ -208,4 +212,12 @@ class Retriever:
             ranked.append(Ranked(hit, score, relevant))
         relevant = [r for r in ranked if r.relevant][:k]
         elapsed = (time.perf_counter() - started) * 1000
-        return Retrieved(relevant, elapsed, candidates=len(fused), timings=timings, ranked=ranked)
+        return Retrieved(
+            relevant,
+            elapsed,
+            candidates=len(fused),
+            timings=timings,
+            ranked=ranked,
+            query_vectors=vectors if dense else None,
+            embedding_model_id=model_id,
+        )

@@ -273,6 +273,36 @@ class SearchMixin:
             ).all()
         return [ChunkHit(**r._mapping) for r in rows]
 
+    def document_openings(self, workspace_id: int, chars: int = 300) -> list[tuple[int, str, str]]:
+        """(id, file name, the start of its first chunk) of each ready document: the
+        title and first lines, to recognise a document a question names."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT d.id, d.file_name, coalesce(left(c.text, :n), '') "
+                    "FROM documents d LEFT JOIN chunks c "
+                    "ON c.document_id = d.id AND c.ordinal = 0 "
+                    "WHERE d.workspace_id = :w AND d.status = 'ready' ORDER BY d.id"
+                ),
+                {"w": workspace_id, "n": chars},
+            ).all()
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    def opening_chunks(self, workspace_id: int, document_id: int, n: int = 2) -> list[ChunkHit]:
+        """A document's first ``n`` chunks (title, abstract, first headings), in order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT c.id AS chunk_id, c.document_id, d.file_name, c.page_start, "
+                    "c.page_end, c.text, d.source_channel, d.source_url "
+                    "FROM chunks c JOIN documents d ON d.id = c.document_id "
+                    "WHERE c.workspace_id = :w AND c.document_id = :d "
+                    "ORDER BY c.ordinal LIMIT :n"
+                ),
+                {"w": workspace_id, "d": document_id, "n": n},
+            ).all()
+        return [ChunkHit(**r._mapping) for r in rows]
+
     # -- per-workspace HNSW indexes and bulk loading (issue 5) ------------------------------
     #
     # pgvector before 0.8 filters an HNSW search by workspace after the index scan, so a

@@ -1,0 +1,129 @@
+"""The check on what the model says: every checkable fact must be in the sources.
+
+A small model misreads ("$3,400" becomes "$3.40"), borrows from the wrong document,
+or keeps writing the next turn.  Whatever the model, an answer is posted only when
+each of these, as stated in the answer, occurs in the text the model was given:
+
+* numbers, amounts, percentages and years, compared as numbers: "$3,400", "3,400"
+  and "3400" are one number, "3.40" another (thousands separators go, decimals stay);
+* proper names: capitalised words other than a sentence's first, and acronyms;
+* quoted phrases of two words or more.
+
+Citation markers ("[1]") and list numbering are not facts.  Matching ignores case and
+spacing; names match whole words.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# A number as written: optional currency, digits with optional thousands separators,
+# optional decimals, optional percent.
+_NUMBER = re.compile(r"(?<![\w.])[$€£¥]?(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?\s?%?(?![\w])")
+_CITATION = re.compile(r"\[\d+(?:\s*[,-]\s*\d+)*\]")
+_LIST_NUMBER = re.compile(r"(?m)^\s*\d+[.)]\s")
+_QUOTED = re.compile(r"[\"\u201c]([^\"\u201d]{3,200})[\"\u201d]")
+_NAME = re.compile(r"\b([A-Z][A-Za-z0-9&\-']*(?:\s+[A-Z][A-Za-z0-9&\-']*)*)\b")
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n\s*[-*\u2022]?\s*)$")
+# Capitalised words that are not names (a sentence or list may start with them, and
+# the model writes them of itself).
+_NOT_NAMES = {
+    "i",
+    "the",
+    "a",
+    "an",
+    "this",
+    "that",
+    "these",
+    "those",
+    "it",
+    "its",
+    "yes",
+    "no",
+    "source",
+    "sources",
+    "according",
+    "answer",
+    "question",
+    "based",
+    "in",
+    "on",
+    "for",
+    "and",
+    "or",
+    "however",
+    "also",
+    "note",
+}
+
+
+def _number_key(integer: str, decimals: str | None) -> str:
+    """A number's value as text: no separators, no trailing decimal zeros."""
+    digits = integer.replace(",", "").lstrip("0") or "0"
+    if decimals:
+        frac = decimals[1:].rstrip("0")
+        if frac:
+            return f"{digits}.{frac}"
+    return digits
+
+
+def numbers(text: str) -> set[str]:
+    """Every number in the text, as comparable keys."""
+    return {_number_key(m.group(1), m.group(2)) for m in _NUMBER.finditer(text)}
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Whether an answer's facts are all in the sources, and which are not."""
+
+    passed: bool
+    unsupported: list[str]
+
+
+def _answer_numbers(answer: str) -> list[tuple[str, str]]:
+    cleaned = _LIST_NUMBER.sub(" ", _CITATION.sub(" ", answer))
+    return [
+        (m.group(0).strip(), _number_key(m.group(1), m.group(2))) for m in _NUMBER.finditer(cleaned)
+    ]
+
+
+def _names(answer: str) -> list[str]:
+    cleaned = _CITATION.sub(" ", answer)
+    found: list[str] = []
+    for m in _NAME.finditer(cleaned):
+        words = m.group(1).split()
+        if _SENTENCE_START.search(cleaned[: m.start()]):
+            words = words[1:]  # the sentence's first word is capitalised anyway
+        words = [w for w in words if w.lower().strip("'") not in _NOT_NAMES]
+        # Digits alone are numbers (checked as such); a one-letter word is no name.
+        words = [w for w in words if len(w) > 1 and not w.replace(",", "").isdigit()]
+        found.extend(words)
+    return found
+
+
+def check_answer(answer: str, sources: str) -> CheckResult:
+    """Every number, name and quoted phrase of ``answer`` occurs in ``sources``."""
+    source_numbers = numbers(sources)
+    source_text = _squash(sources)
+    source_words = set(re.findall(r"[\w&'\-]+", source_text))
+    unsupported: list[str] = []
+    for written, key in _answer_numbers(answer):
+        if key not in source_numbers:
+            unsupported.append(written)
+    for name in _names(answer):
+        word = name.lower().strip("'-")
+        if word not in source_words and word not in source_text:
+            unsupported.append(name)
+    for m in _QUOTED.finditer(answer):
+        phrase = _squash(m.group(1))
+        if len(phrase.split()) >= 2 and phrase not in source_text:
+            unsupported.append(f'"{m.group(1)}"')
+    seen: dict[str, None] = {}
+    for item in unsupported:
+        seen.setdefault(item, None)
+    return CheckResult(not seen, list(seen))

@@ -1,0 +1,406 @@
+"""Evidence: the sentences of the retrieved chunks that best answer a question.
+
+This step needs no chat model and is deterministic.  Its results serve twice:
+
+* they are quoted verbatim under every answer (or alone, when the model's answer fails
+  the check in ``bot.knowledge.check``), so a reader sees what the reply rests on;
+* they decide whether the documents answer the question at all.
+
+**Scoring a sentence.**  Two signals, each in [0, 1]:
+
+* *coverage*: the share of the question's term weight the sentence holds.  A term
+  weighs its BM25 idf in the workspace (the statistics the keyword search keeps per
+  workspace, ``Store.term_stats``), so "the" or "use" weigh little and a rare name a
+  lot; a term no document of the workspace holds weighs the most of all.  Terms are
+  compared as the keyword index sees them (``Store.analyze``: stemmed, stop words out,
+  CJK as the index segments it).
+* *similarity*: the cosine similarity of the sentence's chunk to the question (the
+  dense search computed it already).  Embedding the sentences themselves (a short
+  list of the best-covering ones) is an option (``embed_sentences``); on 2 cores it
+  cost 55-85 ms for six sentences, past this step's 20 ms budget.
+
+A sentence scores ``coverage + similarity``.  The best one to three are kept: the
+best, then others within ``KEEP_WITHIN`` of its score.
+
+**Answerability.**  The question counts as answered by the documents when the kept
+sentences together hold at least ``coverage`` of the question's weight and the best
+reaches ``similarity``; both are per-workspace settings with calibrated defaults
+(``bot.config.Settings.evidence_coverage`` / ``evidence_similarity``).  A question
+whose key term appears in no document (the usual unanswerable question: the detail is
+simply not there) loses that term's large weight and falls below the bar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bot.store.keyword import TermStats
+from bot.store.records import ChunkHit
+
+# Sentences within this much of the best score are quoted too (up to MAX_QUOTES).
+KEEP_WITHIN = 0.25
+MAX_QUOTES = 3
+# A "sentence" longer than this (a table flattened by PDF extraction) is cut in pieces.
+MAX_SENTENCE_CHARS = 400
+MIN_SENTENCE_CHARS = 12
+
+# Sentence ends: . ! ? followed by space and a capital, digit, quote or bracket; CJK
+# full stops anywhere; line breaks that end a line without joining punctuation.
+_SENTENCE_END = re.compile(
+    # (not after a run of dots: "Test ........ 40 hours" is a table's leader)
+    r"(?<=[^.][.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9\u00c0-\u024f])"  # Latin
+    r"|(?<=[\u3002\uff01\uff1f\uff1b])"  # 。！？；
+    r"|\n\s*\n"  # paragraph break
+    r"|\n(?=\s*(?:[-*\u2022\u25cf]|\d+[.)])\s)"  # a list item starts
+)
+# Abbreviations a period does not end a sentence after.
+_ABBREVIATIONS = {
+    "e.g",
+    "i.e",
+    "etc",
+    "et al",
+    "fig",
+    "figs",
+    "no",
+    "nos",
+    "vol",
+    "pp",
+    "p",
+    "dr",
+    "mr",
+    "mrs",
+    "ms",
+    "st",
+    "inc",
+    "ltd",
+    "co",
+    "corp",
+    "u.s",
+    "vs",
+    "sec",
+    "eq",
+    "ref",
+    "approx",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+}
+_LAST_WORD = re.compile(r"([A-Za-z][A-Za-z.]*)\.$")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+_WORD = re.compile(r"[\w][\w'\-.]*\w|\w", re.UNICODE)
+
+
+def is_cjk(text: str) -> bool:
+    """Whether the text is mostly Chinese/Japanese/Korean (a third of its letters or more)."""
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return False
+    return sum(1 for ch in letters if _CJK.match(ch)) * 3 >= len(letters)
+
+
+def _tidy(text: str) -> str:
+    """One line: PDF line breaks joined, words hyphenated across lines rejoined."""
+    text = re.sub(r"(?<=[a-z])-\n(?=[a-z])", "", text)
+    return " ".join(text.split())
+
+
+def _cut_long(sentence: str) -> list[str]:
+    """A run-on "sentence" (a flattened table, a list) cut at ; or spaces."""
+    if len(sentence) <= MAX_SENTENCE_CHARS:
+        return [sentence]
+    pieces: list[str] = []
+    rest = sentence
+    while len(rest) > MAX_SENTENCE_CHARS:
+        window = rest[:MAX_SENTENCE_CHARS]
+        cut = max(window.rfind("; "), window.rfind(": "))
+        if cut < MAX_SENTENCE_CHARS // 3:
+            cut = window.rfind(" ")
+        if cut <= 0:
+            cut = MAX_SENTENCE_CHARS
+        pieces.append(rest[: cut + 1].strip())
+        rest = rest[cut + 1 :].strip()
+    if rest:
+        pieces.append(rest)
+    return pieces
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of a chunk's text, each on one line, in order."""
+    raw = [p for p in _SENTENCE_END.split(text) if p and p.strip()]
+    # Re-join splits made after an abbreviation ("e.g. Boeing", "Fig. 3", "U.S. Army").
+    merged: list[str] = []
+    for piece in raw:
+        if merged:
+            last = _LAST_WORD.search(merged[-1].rstrip())
+            if last and (
+                last.group(1).lower() in _ABBREVIATIONS or len(last.group(1)) == 1  # "J. Smith"
+            ):
+                merged[-1] = merged[-1].rstrip() + " " + piece.lstrip()
+                continue
+        merged.append(piece)
+    out: list[str] = []
+    for piece in merged:
+        tidy = _tidy(piece)
+        if len(tidy) < MIN_SENTENCE_CHARS and not any(ch.isdigit() for ch in tidy):
+            continue
+        out.extend(_cut_long(tidy))
+    return out
+
+
+@dataclass(frozen=True)
+class Quote:
+    """One evidence sentence, where it comes from, and how it scored."""
+
+    text: str
+    hit: ChunkHit
+    coverage: float
+    similarity: float
+    lexemes: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+
+    @property
+    def score(self) -> float:
+        """What ranks quotes: term coverage plus semantic similarity."""
+        return self.coverage + self.similarity
+
+    @property
+    def page(self) -> int | None:
+        """The page the sentence is on (its chunk's first page)."""
+        return self.hit.page_start
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form: document, page, text."""
+        return {"document": self.hit.file_name, "page": self.page, "text": self.text}
+
+
+@dataclass
+class Evidence:
+    """The best sentences for a question, and whether they answer it."""
+
+    quotes: list[Quote]
+    coverage: float  # share of the question's weight the quotes hold together
+    similarity: float  # the best quote's similarity to the question
+    answerable: bool
+    best_coverage: float = 0.0  # the most any one quote holds
+    # The question's words that no document of the workspace holds.
+    missing_terms: list[str] = field(default_factory=list)
+    # The question's weightiest words, for "what was searched" in a not-found reply.
+    key_terms: list[str] = field(default_factory=list)
+    ms: float = 0.0
+
+
+Embed = Callable[[list[str]], Awaitable[Any]]
+
+
+# Words that shape a question rather than say what it is about ("how long", "what
+# kind of", "according to the document"): they weigh nothing, or a question would need
+# the word "long" in the answer.  Stop words (the, is, ...) are dropped by the analyzer.
+QUESTION_FRAME = frozenset(
+    {
+        "how",
+        "long",
+        "much",
+        "many",
+        "often",
+        "far",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "when",
+        "where",
+        "why",
+        "kind",
+        "type",
+        "sort",
+        "name",
+        "named",
+        "called",
+        "call",
+        "say",
+        "says",
+        "said",
+        "tell",
+        "describe",
+        "described",
+        "mean",
+        "means",
+        "according",
+        "document",
+        "documents",
+        "paper",
+        "file",
+        "files",
+        "text",
+        "give",
+        "list",
+        "explain",
+        "please",
+        "exactly",
+        "approximately",
+        "roughly",
+        "number",
+        "amount",
+    }
+)
+_ZH_FRAME = re.compile(
+    r"什么|多少|哪些|哪个|哪里|怎么|怎样|如何|是否|为什么|谁|吗|呢|请问|文件中|文档中"
+)
+
+
+def content_of(question: str) -> str:
+    """The question without its frame words: what its terms are weighed on."""
+    kept = [w for w in re.split(r"(\W+)", question) if w.lower() not in QUESTION_FRAME]
+    return _ZH_FRAME.sub(" ", "".join(kept))
+
+
+def _coverage(lexemes: frozenset[str], weights: dict[str, float]) -> float:
+    total = sum(weights.values())
+    if total <= 0:
+        return 0.0
+    return sum(w for lex, w in weights.items() if lex in lexemes) / total
+
+
+def _words(question: str) -> list[str]:
+    """The question's distinct words in order (for naming what was searched)."""
+    seen: dict[str, None] = {}
+    for word in _WORD.findall(question):
+        seen.setdefault(word, None)
+    return list(seen)
+
+
+class EvidenceFinder:
+    """Picks the evidence sentences for a question from retrieved chunks."""
+
+    def __init__(self, store: Any, embed: Embed, *, embed_sentences: int = 0) -> None:
+        """``embed`` turns texts into unit vectors with the workspace's embedding model.
+
+        ``embed_sentences``: how many sentences get an embedding of their own (0: each
+        sentence takes its chunk's similarity; see SENTENCE_EMBEDDINGS in the README).
+        """
+        self.store = store
+        self.embed = embed
+        self.embed_sentences = embed_sentences
+        self.last_embed_ms = 0.0
+
+    async def find(
+        self,
+        question: str,
+        question_vector: Any,
+        hits: Sequence[ChunkHit],
+        *,
+        workspace_id: int,
+        embedding_model_id: int,
+        coverage_floor: float,
+        similarity_floor: float,
+    ) -> Evidence:
+        """The evidence for ``question`` among ``hits`` (best chunks first)."""
+        started = time.perf_counter()
+        sentences: list[tuple[str, ChunkHit, int]] = []
+        seen: set[str] = set()
+        for rank, hit in enumerate(hits):
+            for sentence in split_sentences(hit.text):
+                key = sentence.lower()
+                if key in seen:  # chunk overlap repeats sentences
+                    continue
+                seen.add(key)
+                sentences.append((sentence, hit, rank))
+        content = content_of(question)
+        words = _words(content)
+        stats: TermStats
+        stats, lexeme_sets, word_lexemes = await asyncio.to_thread(
+            self._analyze, workspace_id, embedding_model_id, content, sentences, words
+        )
+        weights = {lex: stats.idf(lex) for lex in stats.df}
+        missing_lex = {lex for lex, df in stats.df.items() if df == 0}
+        missing_terms = [w for w, lx in zip(words, word_lexemes, strict=True) if lx & missing_lex]
+        by_weight = sorted(
+            (
+                (max((weights.get(x, 0.0) for x in lx), default=0.0), w)
+                for w, lx in zip(words, word_lexemes, strict=True)
+                if lx
+            ),
+            key=lambda p: -p[0],
+        )
+        key_terms = [w for _, w in by_weight[:6]]
+        if not sentences:
+            return Evidence(
+                [],
+                0.0,
+                0.0,
+                False,
+                0.0,
+                missing_terms,
+                key_terms,
+                (time.perf_counter() - started) * 1000,
+            )
+        coverages = [_coverage(lx, weights) for lx in lexeme_sets]
+        # A sentence's similarity is its chunk's (from the dense search: free), or, when
+        # sentence embeddings are on, its own for a short list of the best-covering
+        # sentences and the best of each of the top two chunks.
+        sims = [sentences[i][1].similarity or 0.0 for i in range(len(sentences))]
+        shortlist = list(range(len(sentences)))
+        t_embed = time.perf_counter()
+        if self.embed_sentences and question_vector is not None:
+            order = sorted(range(len(sentences)), key=lambda i: (-coverages[i], sentences[i][2], i))
+            shortlist = order[: max(1, self.embed_sentences - 2)]
+            for rank in range(min(2, len(hits))):
+                top = next((i for i in order if sentences[i][2] == rank), None)
+                if top is not None and top not in shortlist:
+                    shortlist.append(top)
+            vectors = np.asarray(await self.embed([sentences[i][0] for i in shortlist]))
+            q = np.asarray(question_vector, dtype=np.float32).reshape(-1)
+            for i, vec in zip(shortlist, vectors, strict=True):
+                sims[i] = float(np.dot(vec, q))
+        self.last_embed_ms = (time.perf_counter() - t_embed) * 1000
+        quotes = sorted(
+            (
+                Quote(sentences[i][0], sentences[i][1], coverages[i], sims[i], lexeme_sets[i])
+                for i in shortlist
+            ),
+            key=lambda qt: -qt.score,
+        )
+        best = quotes[0].score
+        kept = [qt for qt in quotes if qt.score >= best - KEEP_WITHIN][:MAX_QUOTES]
+        together = frozenset().union(*(qt.lexemes for qt in kept))
+        coverage = _coverage(together, weights)
+        similarity = max(qt.similarity for qt in kept)
+        answerable = coverage >= coverage_floor and similarity >= similarity_floor
+        return Evidence(
+            kept,
+            round(coverage, 4),
+            round(similarity, 4),
+            answerable,
+            round(max(qt.coverage for qt in kept), 4),
+            missing_terms,
+            key_terms,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    def _analyze(
+        self,
+        workspace_id: int,
+        model_id: int,
+        question: str,
+        sentences: list[tuple[str, ChunkHit, int]],
+        words: list[str],
+    ) -> tuple[TermStats, list[frozenset[str]], list[frozenset[str]]]:
+        stats = self.store.term_stats(workspace_id, model_id, question)
+        analyzed = self.store.analyze([s for s, _, _ in sentences] + words)
+        return stats, analyzed[: len(sentences)], analyzed[len(sentences) :]

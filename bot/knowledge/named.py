@@ -1,0 +1,125 @@
+"""Questions that name a document: "What is X about?", "Summarize X", "In X, what ...".
+
+Such a question is answered from that document: an "about" or "summarize" question
+from its opening chunks (title, abstract, first headings), any other from its own
+chunks.  A document is named by its file name (with or without the extension, any
+spacing of ``_``/``-``) or by its title (the first line of its first chunk), matched
+closely (difflib's ratio, or every word of the name present).  When the question names
+a file that is not in the workspace, the reply says so and lists the closest names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+
+# "what is X about", "summarize X", "give me a summary of X", "what does X say/cover",
+# and the Chinese "X 讲了什么" / "总结 X" / "概括 X".
+_ABOUT = [
+    re.compile(r"^\s*what(?:'s| is| are)\s+(?P<x>.+?)\s+about\s*\??\s*$", re.I),
+    re.compile(
+        r"^\s*(?:summari[sz]e|sum up|give (?:me )?(?:a |an )?(?:summary|overview) of"
+        r"|(?:a |an )?(?:summary|overview) of)\s+(?P<x>.+?)\s*[.?!]?\s*$",
+        re.I,
+    ),
+    re.compile(r"^\s*what does\s+(?P<x>.+?)\s+(?:say|cover|describe|discuss)\s*\??\s*$", re.I),
+    re.compile(r"^\s*(?:总结|概括|介绍)(?:一下)?\s*(?P<x>.+?)\s*[。？?]?\s*$"),
+    re.compile(r"^\s*(?P<x>.+?)\s*(?:讲了什么|是关于什么的|的主要内容是什么)\s*[。？?]?\s*$"),
+]
+# "In X, what ..." / "According to X, ..." / "In X: ..."
+_WITHIN = re.compile(
+    r"^\s*(?:in|according to|from)\s+(?P<x>[^,:?]{3,120}?)\s*[,:]\s*(?P<q>.+)$", re.I
+)
+_FILE_NAME = re.compile(
+    r"[\w\-.]+\.(?:pdf|txt|md|markdown|docx?|pptx?|xlsx?|odt|ods|odp|html?|epub|rtf|csv|tsv)\b",
+    re.I,
+)
+_DECOR = re.compile(r"^(?:the|a|an)\s+|\s+(?:document|file|paper|report|pdf)$", re.I)
+MATCH_RATIO = 0.8
+
+
+@dataclass(frozen=True)
+class Named:
+    """What a question says about a document."""
+
+    document_id: int | None  # the document it names, if any matched
+    document: str | None  # its file name
+    about: bool  # "what is it about" / "summarize it": answer from its opening
+    asked_for: str | None = None  # the name as written, when no document matched
+    closest: list[str] = field(default_factory=list)  # names to suggest then
+
+
+def _norm(name: str) -> str:
+    name = re.sub(r"\.[A-Za-z0-9]{2,5}$", "", name.strip().strip("\"'`*_"))
+    return " ".join(re.split(r"[\s_\-.]+", name.lower())).strip()
+
+
+def _title(opening: str) -> str:
+    for line in opening.splitlines():
+        if len(line.strip()) >= 4:
+            return line.strip()[:150]
+    return ""
+
+
+def _score(asked: str, file_name: str, opening: str) -> float:
+    want = _norm(_DECOR.sub("", asked.strip()))
+    if not want:
+        return 0.0
+    best = 0.0
+    for candidate in (_norm(file_name), _norm(_title(opening))):
+        if not candidate:
+            continue
+        if want == candidate:
+            return 1.0
+        ratio = difflib.SequenceMatcher(None, want, candidate).ratio()
+        words = want.split()
+        # Every word of the name in the candidate ("the specter paper" -> "SPECTER: ...").
+        if words and all(w in candidate.split() for w in words) and len(want) >= 4:
+            ratio = max(ratio, 0.9 if len(words) > 1 or len(want) >= 6 else 0.8)
+        best = max(best, ratio)
+    return best
+
+
+def might_name_document(question: str) -> bool:
+    """Cheap test first: does the question have the shape of one naming a document?"""
+    return bool(
+        any(p.match(question) for p in _ABOUT)
+        or _WITHIN.match(question)
+        or _FILE_NAME.search(question)
+    )
+
+
+def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | None:
+    """The document the question names, or why none matched; None when it names none.
+
+    ``documents``: (id, file name, opening text) of the workspace's ready documents.
+    """
+    asked: str | None = None
+    about = False
+    for pattern in _ABOUT:
+        m = pattern.match(question)
+        if m:
+            asked, about = m.group("x"), True
+            break
+    if asked is None:
+        m = _WITHIN.match(question)
+        if m:
+            asked = m.group("x")
+    file_like = _FILE_NAME.search(question)
+    if asked is None and file_like:
+        asked = file_like.group(0)
+    if asked is None:
+        return None
+    scored = sorted(
+        ((_score(asked, name, opening), doc_id, name) for doc_id, name, opening in documents),
+        key=lambda t: (-t[0], t[2]),
+    )
+    if scored and scored[0][0] >= MATCH_RATIO:
+        _, doc_id, name = scored[0]
+        return Named(doc_id, name, about)
+    if _FILE_NAME.search(asked) or file_like:
+        # It names a document, and none is close: say so, with the nearest names.
+        return Named(None, None, about, asked.strip(), [n for _, _, n in scored[:3]])
+    # "In 2015, what ...", "What is the warranty about?": no document named; a plain question.
+    return None
