@@ -54,6 +54,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "no_documents": "这个工作区还没有文件。",
     },
 }
+# How many chunks the evidence sentences are chosen from (the relevant hits first).
+EVIDENCE_CHUNKS = 8
 # Generation stops at the model's own end of turn, and at a new turn it starts to write.
 STOP = ["\nQuestion:", "Question:", "\nSources:", "Sources:", "\nSource:", "\n\n\n"]
 # The model saying the sources do not hold the answer, although the evidence does.
@@ -242,11 +244,14 @@ class Answerer:
         question_message_id: str | None = None,
         remember: bool = True,
         model_override: Any = None,
+        evidence_only: bool = False,
     ) -> Answer:
         """Answer ``question`` from the binding's workspace, streaming through ``on_progress``.
 
         ``model_override`` (a model reference or a resolved ModelInfo) answers with another
         chat model than the workspace's, e.g. to compare quantization levels.
+        ``evidence_only`` stops before the model: the reply is the evidence alone (found
+        or not), for calibration and benchmarks.
         """
         started = time.perf_counter()
         workspace = binding.workspace
@@ -297,7 +302,11 @@ class Answerer:
             )
         timings["evidence_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         timings["coverage"] = evidence.coverage
+        timings["best_coverage"] = evidence.best_coverage
         timings["similarity"] = evidence.similarity
+        if evidence_only:
+            body = format_quotes(evidence.quotes, texts["replaced"])
+            return Answer(body, body, [], evidence.answerable, timings, evidence=evidence.quotes)
 
         if not evidence.answerable or not candidates:
             text = self._not_found_text(texts, evidence, retrieved)
@@ -420,7 +429,15 @@ class Answerer:
             return await asyncio.to_thread(
                 self.store.opening_chunks, workspace_id, named.document_id
             )
+        # The relevant hits, then the next best candidates: a sentence that answers may sit
+        # in a chunk ranked fifth (a table row, a name in a list); sentences are cheap.
         chunks = [r.hit for r in hits]
+        if hits:
+            seen_ids = {c.chunk_id for c in chunks}
+            chunks.extend(
+                r.hit for r in retrieved.ranked[:EVIDENCE_CHUNKS] if r.hit.chunk_id not in seen_ids
+            )
+            chunks = chunks[:EVIDENCE_CHUNKS]
         earlier = last_cited_chunks(history)
         if earlier:
             # A follow-up may be answered by what the previous answer rested on.

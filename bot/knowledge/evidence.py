@@ -45,7 +45,29 @@ from bot.store.keyword import TermStats
 from bot.store.records import ChunkHit
 
 # Sentences within this much of the best score are quoted too (up to MAX_QUOTES).
-KEEP_WITHIN = 0.25
+KEEP_WITHIN = 0.5
+# A sentence holding what the question asks for (a number for "how many", a name for
+# "who") gets this much more: the answer's type is half of what makes a sentence answer.
+TYPE_BONUS = 0.15
+_ASKS_NUMBER = re.compile(
+    r"\b(?:how (?:many|much|long|old|far|often|large|big)|what (?:percentage|percent|number|"
+    r"amount|year|date|time|day|month|price|cost|size|total)|when|in which year|多少|几)\b",
+    re.I,
+)
+_ASKS_NAME = re.compile(r"\b(?:who|whom|whose|which (?:company|person|organi[sz]ation))\b|谁", re.I)
+_HAS_NUMBER = re.compile(r"\d")
+_HAS_NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+")
+
+
+def type_bonus(question: str) -> Callable[[str], float]:
+    """A scorer giving TYPE_BONUS to sentences of the type the question asks for."""
+    if _ASKS_NUMBER.search(question):
+        return lambda s: TYPE_BONUS if _HAS_NUMBER.search(s) else 0.0
+    if _ASKS_NAME.search(question):
+        return lambda s: TYPE_BONUS if _HAS_NAME.search(s) else 0.0
+    return lambda s: 0.0
+
+
 MAX_QUOTES = 3
 # A "sentence" longer than this (a table flattened by PDF extraction) is cut in pieces.
 MAX_SENTENCE_CHARS = 400
@@ -172,11 +194,12 @@ class Quote:
     coverage: float
     similarity: float
     lexemes: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    bonus: float = 0.0  # TYPE_BONUS when it holds what the question asks for
 
     @property
     def score(self) -> float:
-        """What ranks quotes: term coverage plus semantic similarity."""
-        return self.coverage + self.similarity
+        """What ranks quotes: term coverage plus semantic similarity (plus the type bonus)."""
+        return self.coverage + self.similarity + self.bonus
 
     @property
     def page(self) -> int | None:
@@ -351,6 +374,7 @@ class EvidenceFinder:
                 (time.perf_counter() - started) * 1000,
             )
         coverages = [_coverage(lx, weights) for lx in lexeme_sets]
+        bonus = type_bonus(question)
         # A sentence's similarity is its chunk's (from the dense search: free), or, when
         # sentence embeddings are on, its own for a short list of the best-covering
         # sentences and the best of each of the top two chunks.
@@ -371,7 +395,14 @@ class EvidenceFinder:
         self.last_embed_ms = (time.perf_counter() - t_embed) * 1000
         quotes = sorted(
             (
-                Quote(sentences[i][0], sentences[i][1], coverages[i], sims[i], lexeme_sets[i])
+                Quote(
+                    sentences[i][0],
+                    sentences[i][1],
+                    coverages[i],
+                    sims[i],
+                    lexeme_sets[i],
+                    bonus(sentences[i][0]),
+                )
                 for i in shortlist
             ),
             key=lambda qt: -qt.score,
