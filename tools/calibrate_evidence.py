@@ -60,8 +60,8 @@ def grid(rows: list[dict[str, Any]], key: str) -> list[tuple[float, float, float
     ans = [r for r in rows if r["kind"] == "answerable"]
     una = [r for r in rows if r["kind"] == "unanswerable"]
     table = []
-    for c in [x / 20 for x in range(6, 19)]:
-        for s in [x / 20 for x in range(0, 13)]:
+    for c in [x / 40 for x in range(0, 40)]:
+        for s in [x / 40 for x in range(0, 30)]:
             kept = sum(r[key] >= c and r["similarity"] >= s for r in ans) / max(1, len(ans))
             refused = sum(not (r[key] >= c and r["similarity"] >= s) for r in una) / max(
                 1, len(una)
@@ -85,9 +85,10 @@ def main() -> None:
     print(f"{len(ans)} answerable, {len(rows) - len(ans)} unanswerable ({args.split})")
     print("gold string in evidence:", round(sum(r["gold_in_evidence"] for r in ans) / len(ans), 3))
     print("gold page among quotes:", round(sum(r["page_cited"] for r in ans) / len(ans), 3))
-    # Best: the most unanswerable refused while at most 5% of answerable are refused.
+    # Best: the most unanswerable refused while at least 85% of answerable are kept (the
+    # rule, fixed before looking: "answerable said not found" at most 0.15).
     table = grid(rows, args.key)
-    ok = [t for t in table if t[2] >= 0.95]
+    ok = [t for t in table if t[2] >= 0.85]
     for c, s, kept, refused in sorted(ok, key=lambda t: (-t[3], -t[2]))[:10]:
         print(f"coverage >= {c:.2f}  similarity >= {s:.2f}: answerable kept {kept:.3f}, "
               f"unanswerable refused {refused:.3f}")

@@ -213,8 +213,8 @@ class Answerer:
         max_answer_tokens: int = 200,
         history_turns: int = 12,
         temperature: float = 0.2,
-        evidence_coverage: float = 0.6,
-        evidence_similarity: float = 0.35,
+        evidence_coverage: float = 0.375,
+        evidence_similarity: float = 0.225,
     ) -> None:
         self.store = store
         self.retriever = retriever
