@@ -68,14 +68,25 @@ def grounding(
     quick: bool = typer.Option(False, "--quick", help="5 + 5 questions, for CI."),
     eval_dir: Path | None = typer.Option(None, "--eval-dir", help=_EVAL_HELP),
     sample: int | None = typer.Option(
-        None, "--sample", help="Questions of each kind (default 100; 5 with --quick)."
+        None, "--sample", help="SQuAD questions of each kind (default 100; 5 with --quick)."
     ),
+    split: str = typer.Option(
+        "report", "--split", help="Real-document split: report, calibrate or all."
+    ),
+    only: str | None = typer.Option(None, "--set", help="Only one set: squad or realdocs."),
 ) -> None:
-    """How the default chat model answers SQuAD v2.0 questions, answerable or not."""
+    """Grounded answers on SQuAD v2.0 and on real PDFs: facts, evidence, pages, not found."""
     from bot.bench import grounding as bench
     from bot.config import load_settings
 
+    sets = (only,) if only else ("squad", "realdocs")
     results = bench.run_bench(
-        load_settings(), eval_dir=eval_dir, quick=quick, sample=sample, log=_log(json_out)
+        load_settings(),
+        eval_dir=eval_dir,
+        quick=quick,
+        sample=sample,
+        split=split,
+        sets=sets,
+        log=_log(json_out),
     )
     _emit("Grounding benchmark (reported, no targets)", results, json_out, {})
