@@ -297,6 +297,7 @@ class Answerer:
                 candidates,
                 workspace_id=workspace.id,
                 embedding_model_id=retrieved.embedding_model_id or 0,
+                context=previous,
                 coverage_floor=_setting(workspace.evidence_coverage, self.evidence_coverage),
                 similarity_floor=_setting(workspace.evidence_similarity, self.evidence_similarity),
             )
@@ -312,12 +313,16 @@ class Answerer:
             text = self._not_found_text(texts, evidence, retrieved)
             return await done(Answer(text, text, [], False, timings, evidence=[]))
 
-        # The chunks the model reads: those of the quotes first, then the rest by rank.
+        # The chunks the model reads and the reply cites: those of the quotes first, then
+        # the relevant hits (the extra candidates are only for quotes), top-k in all, or
+        # the quotes' chunks if more.
         quoted_ids = [q.hit.chunk_id for q in evidence.quotes]
-        chunks = sorted(
-            candidates,
-            key=lambda c: quoted_ids.index(c.chunk_id) if c.chunk_id in quoted_ids else 99,
-        )
+        quoted = [c for i in dict.fromkeys(quoted_ids) for c in candidates if c.chunk_id == i]
+        relevant = {r.hit.chunk_id for r in retrieved.hits}
+        if named is not None:
+            relevant |= {c.chunk_id for c in candidates}
+        others = [c for c in candidates if c.chunk_id in relevant and c.chunk_id not in quoted_ids]
+        chunks = (quoted + others)[: max(workspace.top_k, len(quoted))]
         model = model_override or workspace.chat_model or None
         facts = await self.inference.describe(model)
         budget = min(self.prompt_budget, int(facts["n_ctx"]) - self.max_answer_tokens)

@@ -44,6 +44,9 @@ import numpy as np
 from bot.store.keyword import TermStats
 from bot.store.records import ChunkHit
 
+# How much a follow-up's earlier topic (its share of the earlier question's terms) adds
+# to a sentence's score; the question's own terms count fully.
+CONTEXT_WEIGHT = 0.3
 # Sentences within this much of the best score are quoted too (up to MAX_QUOTES).
 KEEP_WITHIN = 0.5
 # A sentence holding what the question asks for (a number for "how many", a name for
@@ -332,8 +335,14 @@ class EvidenceFinder:
         embedding_model_id: int,
         coverage_floor: float,
         similarity_floor: float,
+        context: str | None = None,
     ) -> Evidence:
-        """The evidence for ``question`` among ``hits`` (best chunks first)."""
+        """The evidence for ``question`` among ``hits`` (best chunks first).
+
+        ``context``: the conversation's previous question, for a follow-up ("and how much
+        does it cost?"): a sentence gets CONTEXT_WEIGHT times its share of that
+        question's terms, so the price of the earlier product wins over another's.
+        """
         started = time.perf_counter()
         sentences: list[tuple[str, ChunkHit, int]] = []
         seen: set[str] = set()
@@ -351,6 +360,12 @@ class EvidenceFinder:
             self._analyze, workspace_id, embedding_model_id, content, sentences, words
         )
         weights = {lex: stats.idf(lex) for lex in stats.df}
+        context_weights: dict[str, float] = {}
+        if context:
+            earlier = await asyncio.to_thread(
+                self.store.term_stats, workspace_id, embedding_model_id, content_of(context)
+            )
+            context_weights = {lex: earlier.idf(lex) for lex in earlier.df}
         missing_lex = {lex for lex, df in stats.df.items() if df == 0}
         missing_terms = [w for w, lx in zip(words, word_lexemes, strict=True) if lx & missing_lex]
         by_weight = sorted(
@@ -375,6 +390,15 @@ class EvidenceFinder:
             )
         coverages = [_coverage(lx, weights) for lx in lexeme_sets]
         bonus = type_bonus(question)
+        if context_weights:
+            # Ties among sentences holding the question's terms go to the earlier topic.
+            typed = bonus
+            ctx = [CONTEXT_WEIGHT * _coverage(lx, context_weights) for lx in lexeme_sets]
+            by_text = {sentences[i][0]: ctx[i] for i in range(len(sentences))}
+
+            def bonus(text: str) -> float:
+                return typed(text) + by_text.get(text, 0.0)
+
         # A sentence's similarity is its chunk's (from the dense search: free), or, when
         # sentence embeddings are on, its own for a short list of the best-covering
         # sentences and the best of each of the top two chunks.
