@@ -1,0 +1,217 @@
+"""Answers people can trust: evidence under every answer, the model's text checked against
+the sources, "not found" when the documents do not say, questions that name a document.
+
+Real Postgres, real embedding model, the real pipeline.  The chat model is the packaged
+SmolLM2, or, where a test needs a model that misreads, a remote OpenAI-compatible server
+on loopback that answers what the test scripts (the edge of the world: a remote model is
+somebody else's server, and this one speaks its wire format: ``/v1/models`` and streamed
+``/v1/chat/completions``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from helpers import converse, make_pdf, say
+
+from bot.app import App
+from bot.events import ConversationRef
+from bot.knowledge.answer import NOT_FOUND
+from bot.knowledge.check import check_answer
+
+GENERAL = ConversationRef("console", "", "general")
+
+AIRWORTHINESS = [
+    [
+        "Airworthiness directive 2020-17221.",
+        "The FAA proposes an AOA sensor system test on each airplane.",
+        "The test must be done before the airplane returns to service.",
+    ],
+    [
+        "Costs of compliance.",
+        "The FAA estimates that the AOA sensor system test costs $3,400 per airplane.",
+        "The proposed directive affects 73 airplanes of U.S. registry.",
+    ],
+]
+
+
+class _Scripted(BaseHTTPRequestHandler):
+    """An OpenAI-compatible chat server that answers with ``server.reply``."""
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+    def _json(self, code: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        if self.path == "/v1/models":
+            self._json(200, {"object": "list", "data": [{"id": "misreader", "object": "model"}]})
+        else:
+            self._json(404, {"error": "not found"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        request = json.loads(self.rfile.read(length) or b"{}")
+        if self.path != "/v1/chat/completions":
+            self._json(404, {"error": "not found"})
+            return
+        self.server.requests.append(request)  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for word in self.server.reply.split(" "):  # type: ignore[attr-defined]
+            chunk = {
+                "id": "c1",
+                "object": "chat.completion.chunk",
+                "model": "misreader",
+                "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}],
+            }
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        end = {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "model": "misreader",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        }
+        self.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
+
+
+@pytest.fixture
+def scripted_model() -> Iterator[ThreadingHTTPServer]:
+    """A remote chat model on loopback whose answer the test sets."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
+    server.reply = ""  # type: ignore[attr-defined]
+    server.requests = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_check_compares_numbers_as_numbers() -> None:
+    sources = "The test costs $3,400 per airplane. 73 airplanes of U.S. registry."
+    assert check_answer("It costs $3,400 [1].", sources).passed
+    assert check_answer("It costs 3400 dollars.", sources).passed
+    assert check_answer("It costs 3,400.", sources).passed
+    misread = check_answer("It costs $3.40 per airplane [1].", sources)
+    assert not misread.passed and misread.unsupported == ["$3.40"]
+    assert not check_answer("The cost was estimated by Airbus.", sources).passed
+    assert not check_answer('The "engine fire test" is required.', sources).passed
+
+
+async def test_a_misread_amount_is_replaced_by_the_evidence_holding_the_real_one(
+    settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
+) -> None:
+    url = f"http://127.0.0.1:{scripted_model.server_address[1]}/v1"
+    app = App.build(settings.model_copy(update={"chat_model": url}))
+    app.start_background()
+    try:
+        pdf = make_pdf(tmp_path / "ad-2020-17221.pdf", AIRWORTHINESS)
+        assert "Indexed ad-2020-17221.pdf" in await say(app, f"/librarian upload {pdf}")
+        binding = await app.dispatcher.binding(GENERAL)
+        question = "What does the FAA estimate the AOA sensor system test costs per airplane?"
+
+        # The remote model misreads "$3,400" as "$3.40": the reply is the evidence alone.
+        scripted_model.reply = "The test costs $3.40 per airplane [1]."  # type: ignore[attr-defined]
+        answer = await app.answerer.answer(
+            binding, None, question, author="console:alice", conversation_key="t"
+        )
+        assert answer.checked == "replaced_by_evidence"
+        assert "$3.40" not in answer.text
+        assert answer.text.startswith("The documents say:")
+        assert any("$3,400" in q.text for q in answer.evidence)
+        assert "ad-2020-17221.pdf, p. 2" in answer.text
+        assert answer.unsupported == ["$3.40"]
+        # Stopped at new turns: the request asked the server to stop at "Question:".
+        assert "Question:" in scripted_model.requests[-1]["stop"]  # type: ignore[attr-defined]
+        stored = app.store.recent_messages(binding.id, None)[-1]
+        assert stored.role == "assistant" and "$3.40" not in stored.text
+
+        # The same model reading it right: its answer is posted, the evidence under it.
+        scripted_model.reply = "The test costs $3,400 per airplane [1]."  # type: ignore[attr-defined]
+        answer = await app.answerer.answer(
+            binding, None, question, author="console:alice", conversation_key="t"
+        )
+        assert answer.checked == "passed"
+        assert answer.text.startswith("The test costs $3,400 per airplane [1].")
+        assert "Evidence:\n> " in answer.text and "$3,400" in answer.text
+    finally:
+        await app.close()
+
+
+async def test_a_question_on_a_detail_the_document_does_not_give_is_not_found(
+    settings, tmp_path: Path
+) -> None:
+    app = App.build(settings)
+    app.start_background()
+    try:
+        pdf = make_pdf(tmp_path / "ad-2020-17221.pdf", AIRWORTHINESS)
+        await say(app, f"/librarian upload {pdf}")
+        served = sum(m["served"] for m in app.inference.loaded() if m["role"] == "chat")
+        reply = await say(
+            app, "@librarian What is the maximum takeoff weight of the airplanes in the directive?"
+        )
+        assert NOT_FOUND in reply
+        assert "No document mentions: maximum, takeoff, weight." in reply
+        assert "The closest passage is in ad-2020-17221.pdf" in reply
+        # Decided from the evidence: the model was never called.
+        assert sum(m["served"] for m in app.inference.loaded() if m["role"] == "chat") == served
+
+        # The detail the document does give is answered, with its evidence quoted.
+        reply = await say(app, "@librarian How many airplanes of U.S. registry are affected?")
+        assert NOT_FOUND not in reply
+        assert '"The proposed directive affects 73 airplanes of U.S. registry."' in reply
+    finally:
+        await app.close()
+
+
+async def test_what_is_a_file_about_cites_that_file(settings, tmp_path: Path) -> None:
+    app = App.build(settings)
+    app.start_background()
+    try:
+        await converse(
+            app,
+            [
+                f"/librarian upload {make_pdf(tmp_path / 'ad-2020-17221.pdf', AIRWORTHINESS)}",
+                f"/librarian upload {make_pdf(tmp_path / 'manual.pdf')}",
+            ],
+        )
+        binding = await app.dispatcher.binding(GENERAL)
+        for question in ("What is ad-2020-17221.pdf about?", "Summarize ad 2020 17221"):
+            answer = await app.answerer.answer(
+                binding, None, question, author="console:alice", conversation_key="a"
+            )
+            assert answer.found, answer.text
+            assert [s.document for s in answer.sources] == ["ad-2020-17221.pdf"], answer.text
+            assert answer.evidence[0].text == "Airworthiness directive 2020-17221."
+
+        # A file that is not there: said so, with the closest names, and no model call.
+        answer = await app.answerer.answer(
+            binding, None, "What is budget-2021.xlsx about?", author="x", conversation_key="a"
+        )
+        assert not answer.found
+        assert "There is no document named 'budget-2021.xlsx' in this workspace." in answer.text
+        assert "The closest names:" in answer.text and "manual.pdf" in answer.text
+    finally:
+        await app.close()
+
+
+async def test_a_chinese_question_gets_the_chinese_not_found(settings) -> None:
+    app = App.build(settings)
+    try:
+        reply = await say(app, "@librarian 这个产品的保修期是多久？")
+        assert "我在这个频道工作区的文件中没有找到答案" in reply
+    finally:
+        await app.close()
