@@ -84,7 +84,7 @@ _QUOTED = r"'''' || replace(replace(t.lexeme, '\', '\\'), '''', '''''') || ''''"
 TERMS_SQL = f"""
 SELECT t.lexeme, {_QUOTED} AS quoted, coalesce(k.df, 0), coalesce(k.max_tf, 1),
        coalesce(s.chunk_count, 0), coalesce(s.token_count, 0)
-FROM unnest(to_tsvector('english', %(query)s)) AS t
+FROM unnest(librarian_tsvector(%(query)s)) AS t
 LEFT JOIN keyword_terms k
        ON k.workspace_id = %(w)s AND k.embedding_model_id = %(m)s AND k.lexeme = t.lexeme
 LEFT JOIN keyword_stats s
@@ -132,7 +132,7 @@ SCORE_SKIPPING_SQL = _SCORE_SQL.replace(" SKIP", " AND NOT c.tsv @@ %(skip)s::ts
 # ``to_tsvector`` as ``chunks.tsv``), so a sentence and a question compare as the
 # keyword index would compare them.
 ANALYZE_SQL = """
-SELECT u.i, array(SELECT t.lexeme FROM unnest(to_tsvector('english', u.body)) AS t)
+SELECT u.i, array(SELECT t.lexeme FROM unnest(librarian_tsvector(u.body)) AS t)
 FROM unnest(%(texts)s::text[]) WITH ORDINALITY AS u(body, i)
 ORDER BY u.i
 """
