@@ -136,12 +136,14 @@ chunks = Table(
     Column("page_start", Integer),
     Column("page_end", Integer),
     Column("text", Text, nullable=False),
-    Column("tsv", TSVECTOR, Computed("to_tsvector('english', text)", persisted=True)),
+    # The keyword analyzer (migration 0008): English words stemmed, CJK runs as
+    # character bigrams; the keyword search analyses questions with the same function.
+    Column("tsv", TSVECTOR, Computed("librarian_tsvector(text)", persisted=True)),
     # Token positions of tsv: the chunk length of BM25 (0003, bot.store.keyword).
     Column(
         "tsv_length",
         Integer,
-        Computed("tsvector_token_count(to_tsvector('english', text))", persisted=True),
+        Computed("tsvector_token_count(librarian_tsvector(text))", persisted=True),
     ),
     # Untyped vector: each embedding model's rows get their own partial HNSW index
     # over (embedding::vector(dims)), so vectors of different models never meet.
