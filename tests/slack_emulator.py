@@ -477,6 +477,25 @@ class SlackEmulator:
             **extra,
         }
 
+    def reaction(
+        self, channel: str, user: str, ts: str, name: str, *, item_user: str | None = None
+    ) -> dict[str, Any]:
+        """A ``reaction_added`` event: ``user`` reacts with ``name`` to the message ``ts``.
+
+        As Slack sends it: the emoji's short name (``+1``, with ``::skin-tone-N`` for a
+        skin tone), the reacted message as ``item`` (no thread), and ``item_user``, the
+        message's author (the bot's, for a message the bot posted).
+        """
+        posted = self.messages.get((channel, ts))
+        return {
+            "type": "reaction_added",
+            "user": user,
+            "reaction": name,
+            "item_user": item_user or (posted["user"] if posted else None),
+            "item": {"type": "message", "channel": channel, "ts": ts},
+            "event_ts": self.next_ts(),
+        }
+
     def slash_command(self, channel: str, user: str, text: str) -> dict[str, str]:
         return {
             "token": "legacy-verification-token",
