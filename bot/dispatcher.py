@@ -188,10 +188,16 @@ class Dispatcher:
                 # A private question stays private: kept out of the channel's shared history.
                 remember=not private,
             )
+            # The stored answer learns where it was posted, so that a reaction on that
+            # message finds it (bot.feedback): before its final text shows when it was
+            # streamed, so that nobody can react to a finished answer not yet findable.
+            streamed = reply.message_id
+            if result.message_id is not None and streamed is not None:
+                await asyncio.to_thread(
+                    self.store.set_message_platform_id, result.message_id, streamed
+                )
             posted = await reply.finish(result.text)
-            if result.message_id is not None:
-                # The stored answer learns where it was posted, so that a reaction on that
-                # message finds it (bot.feedback).
+            if result.message_id is not None and posted != streamed:
                 await asyncio.to_thread(
                     self.store.set_message_platform_id, result.message_id, posted
                 )
