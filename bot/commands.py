@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.errors import LibrarianError
 from bot.events import CommandInvoked
+from bot.feedback import rate_latest, verdict_of_word
 from bot.ingest.filetypes import ExtractionRefused
 from bot.knowledge.answer import format_citations
 from bot.retention import DurationError, describe_retention, format_duration, parse_duration
@@ -309,6 +310,28 @@ async def cmd_ask(ctx: CommandContext) -> None:
     )
 
 
+NO_ANSWER_TO_RATE = "There is no answer of mine in this conversation to rate."
+
+
+async def cmd_feedback(ctx: CommandContext) -> None:
+    """Rate the latest answer of this conversation (thread, or channel) good or bad."""
+    word, _, note = ctx.raw_args.strip().partition(" ")
+    verdict = verdict_of_word(word) if word else None
+    if verdict is None:
+        raise UsageError("say good or bad, then a note if you like")
+    recorded = await rate_latest(
+        ctx.dispatcher.store,
+        ctx.event.conversation,
+        ctx.event.author,
+        verdict,
+        note.strip() or None,
+    )
+    if recorded is None:
+        await ctx.reply(NO_ANSWER_TO_RATE, private=True)
+        return
+    await ctx.reply(recorded.describe(), private=True)
+
+
 async def cmd_status(ctx: CommandContext) -> None:
     """Models loaded, memory, queues, documents and this channel's retention."""
     _no_arguments(ctx, "status")
@@ -391,11 +414,18 @@ async def cmd_clear(ctx: CommandContext) -> None:
     """Delete this channel's (or, in a thread, this thread's) stored history now."""
     _no_arguments(ctx, "clear")
     thread = ctx.event.conversation.thread_id
-    removed = await asyncio.to_thread(ctx.dispatcher.store.clear_history, ctx.binding.id, thread)
+    removed, verdicts = await asyncio.to_thread(
+        ctx.dispatcher.store.clear_history, ctx.binding.id, thread
+    )
     scope = f"this thread of {ctx.where}" if thread else ctx.where
-    await ctx.audit("clear", ctx.channel, {"thread": thread, "messages": removed})
+    await ctx.audit(
+        "clear", ctx.channel, {"thread": thread, "messages": removed, "feedback": verdicts}
+    )
     plural = "message" if removed == 1 else "messages"
-    await ctx.reply(f"Cleared the history of {scope}: {removed} stored {plural} deleted.")
+    text = f"Cleared the history of {scope}: {removed} stored {plural} deleted"
+    if verdicts:
+        text += f", and {verdicts} verdict{'s' if verdicts != 1 else ''} on answers"
+    await ctx.reply(text + ".")
 
 
 _WORKSPACE_NAME_CHARS = frozenset(
@@ -772,6 +802,15 @@ def base_commands() -> list[Command]:
             "answer a question privately (only you see it, where the platform allows)",
             cmd_ask,
             details="Private questions and answers are not kept in the channel's history.",
+        ),
+        Command(
+            "feedback",
+            "feedback good|bad [note]",
+            "rate my latest answer here (a 👍 or 👎 on an answer does the same)",
+            cmd_feedback,
+            details="Rates the latest answer in this thread, or in the channel outside "
+            "threads. Rating again replaces your verdict. Feedback is kept with the "
+            "channel's history and deleted with it (retention, clear).",
         ),
         Command(
             "upload",

@@ -1,4 +1,4 @@
-"""Routes core events to their handlers: questions, files and commands.
+"""Routes core events to their handlers: questions, files, commands and reactions.
 
 Every event is de-duplicated by its platform event id in Postgres, so a platform
 that redelivers (or two processes that both receive it) answers once.  Errors
@@ -31,8 +31,10 @@ from bot.events import (
     FileShared,
     MessageReceived,
     OutboundMessage,
+    ReactionAdded,
     UserRef,
 )
+from bot.feedback import rate_message, verdict_of_reaction
 from bot.inference.registry import ModelRegistry
 from bot.ingest.filetypes import ExtractionRefused, check_size
 from bot.ingest.pipeline import IngestService
@@ -100,6 +102,8 @@ class Dispatcher:
     async def handle(self, event: Event) -> None:
         """Handle one event from an adapter; never raises for a bad event."""
         conversation = event.conversation
+        if isinstance(event, ReactionAdded) and verdict_of_reaction(event.emoji) is None:
+            return  # most reactions are not feedback: not even worth a de-duplication row
         try:
             fresh = await asyncio.to_thread(
                 self.store.mark_event, conversation.platform, event.event_id
@@ -115,6 +119,8 @@ class Dispatcher:
                 await self._on_file_shared(event)
             elif isinstance(event, FileRemoved):
                 await self._on_file_removed(event)
+            elif isinstance(event, ReactionAdded):
+                await self._on_reaction(event)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -182,11 +188,50 @@ class Dispatcher:
                 # A private question stays private: kept out of the channel's shared history.
                 remember=not private,
             )
-            await reply.finish(result.text)
+            # The stored answer learns where it was posted, so that a reaction on that
+            # message finds it (bot.feedback): before its final text shows when it was
+            # streamed, so that nobody can react to a finished answer not yet findable.
+            streamed = reply.message_id
+            if result.message_id is not None and streamed is not None:
+                await asyncio.to_thread(
+                    self.store.set_message_platform_id, result.message_id, streamed
+                )
+            posted = await reply.finish(result.text)
+            if result.message_id is not None and posted != streamed:
+                await asyncio.to_thread(
+                    self.store.set_message_platform_id, result.message_id, posted
+                )
             return result.text
         finally:
             if working is not None:
                 await working(conversation, reply_to, False)
+
+    # -- feedback ---------------------------------------------------------------------------
+
+    async def _on_reaction(self, event: ReactionAdded) -> None:
+        """A 👍 or 👎 on one of the bot's stored answers records a verdict; silently.
+
+        Reactions on anything else (people's messages, private answers, answers that
+        retention has deleted) are ignored.  The bot says nothing back: a reaction is
+        a quiet gesture, and a reply to each would be noise in the channel.
+        """
+        verdict = verdict_of_reaction(event.emoji)
+        if verdict is None:
+            return
+        recorded = await rate_message(
+            self.store, event.conversation, event.author, event.message_id, verdict
+        )
+        if recorded is None:
+            log.debug("reaction on %s: not a stored answer", event.message_id)
+            return
+        log.info(
+            "feedback %s by %s on answer %s in %s%s",
+            verdict,
+            event.author.qualified,
+            recorded.answer.id,
+            event.conversation.key,
+            " (replacing an earlier verdict)" if recorded.replaced else "",
+        )
 
     # -- files ------------------------------------------------------------------------------
 

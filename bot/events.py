@@ -120,7 +120,23 @@ class CommandInvoked:
     message_id: str | None = None
 
 
-Event = MessageReceived | FileShared | FileRemoved | CommandInvoked
+@dataclass(frozen=True)
+class ReactionAdded:
+    """Someone reacted to a message with an emoji.
+
+    ``emoji`` is the reaction as the platform names it (Slack's ``+1``, the ``👍``
+    character on Discord and Matrix); the core decides which reactions count as
+    feedback (``bot.feedback``), so adapters pass every reaction on, untouched.
+    """
+
+    event_id: str
+    conversation: ConversationRef  # the channel; the thread is not known from a reaction
+    author: UserRef
+    message_id: str  # the platform id of the message reacted to
+    emoji: str
+
+
+Event = MessageReceived | FileShared | FileRemoved | CommandInvoked | ReactionAdded
 
 
 @dataclass(frozen=True)

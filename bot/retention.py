@@ -1,8 +1,9 @@
 """Per-channel retention of conversation history.
 
-A channel's ``retention_seconds`` (NULL: off) says how long its stored turns are
-kept.  :func:`run_retention` is one run of the job: it deletes every expired
-message of every channel in one transaction that holds a Postgres advisory lock,
+A channel's ``retention_seconds`` (NULL: off) says how long its stored turns, and
+the verdicts people gave on its answers, are kept.  :func:`run_retention` is one
+run of the job: it deletes every expired message and verdict of every channel in
+one transaction that holds a Postgres advisory lock,
 so several bot processes sharing a database never delete twice at once, and
 writes one audit entry with the counts per channel.  It is idempotent: a second
 run right after the first finds nothing left to delete.  The scheduler
@@ -86,12 +87,18 @@ class RetentionRun:
 
     ran: bool  # False: another process held the lock, so this run deleted nothing
     deleted: dict[str, int] = field(default_factory=dict)  # channel -> messages deleted
+    feedback: dict[str, int] = field(default_factory=dict)  # channel -> verdicts deleted
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def total(self) -> int:
         """Messages deleted in every channel."""
         return sum(self.deleted.values())
+
+    @property
+    def feedback_total(self) -> int:
+        """Verdicts on answers deleted in every channel."""
+        return sum(self.feedback.values())
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (the CLI's --json)."""
@@ -100,6 +107,8 @@ class RetentionRun:
             "skipped": not self.ran,
             "deleted": dict(self.deleted),
             "total": self.total,
+            "feedback": dict(self.feedback),
+            "feedback_total": self.feedback_total,
             "at": self.at.isoformat(),
         }
 
@@ -107,10 +116,17 @@ class RetentionRun:
         """One line for logs and the CLI."""
         if not self.ran:
             return "skipped: another process is running the retention job"
-        if not self.deleted:
+        if not self.deleted and not self.feedback:
             return "nothing to delete"
-        per = ", ".join(f"{channel}: {n}" for channel, n in self.deleted.items())
-        return f"deleted {self.total} message{'s' if self.total != 1 else ''} ({per})"
+        parts = []
+        if self.deleted:
+            per = ", ".join(f"{channel}: {n}" for channel, n in self.deleted.items())
+            parts.append(f"deleted {self.total} message{'s' if self.total != 1 else ''} ({per})")
+        if self.feedback:
+            per = ", ".join(f"{channel}: {n}" for channel, n in self.feedback.items())
+            n = self.feedback_total
+            parts.append(f"deleted {n} verdict{'s' if n != 1 else ''} on answers ({per})")
+        return "; ".join(parts)
 
 
 def run_retention(store: Store, *, actor: str = SCHEDULER_ACTOR) -> RetentionRun:
@@ -120,10 +136,10 @@ def run_retention(store: Store, *, actor: str = SCHEDULER_ACTOR) -> RetentionRun
     something; a run that found nothing to delete, or that was skipped because
     another process held the lock, leaves the audit log alone.
     """
-    deleted = store.expire_messages(audit_actor=actor)
-    if deleted is None:
+    expired = store.expire_messages(audit_actor=actor)
+    if expired is None:
         return RetentionRun(ran=False)
     # Housekeeping in the same run: the de-duplication table is not history (no event
     # text is kept) and needs no audit entry, only a bound on its size.
     store.prune_events(EVENT_IDS_KEPT_DAYS)
-    return RetentionRun(ran=True, deleted=deleted)
+    return RetentionRun(ran=True, deleted=expired.messages, feedback=expired.feedback)

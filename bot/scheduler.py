@@ -123,7 +123,7 @@ class Scheduler:
             return None
         self.last_retention = result
         self.retention_runs += 1
-        level = logging.INFO if result.deleted else logging.DEBUG
+        level = logging.INFO if result.deleted or result.feedback else logging.DEBUG
         log.log(level, "retention job: %s", result.describe())
         return result
 

@@ -55,6 +55,12 @@ EVERYONE_PERMISSIONS = (
     | SEND_MESSAGES_IN_THREADS
 )
 MESSAGE_CONTENT_INTENT = 1 << 15
+GUILD_MESSAGE_REACTIONS_INTENT = 1 << 10
+# Gateway events a client receives only with the intent that covers them.
+EVENT_INTENTS = {
+    "MESSAGE_REACTION_ADD": GUILD_MESSAGE_REACTIONS_INTENT,
+    "MESSAGE_REACTION_REMOVE": GUILD_MESSAGE_REACTIONS_INTENT,
+}
 
 
 @dataclass
@@ -415,6 +421,48 @@ class DiscordEmulator:
         await self.dispatch("MESSAGE_CREATE", message)
         return message
 
+    async def react(self, user: str, message_id: str, emoji: str) -> dict:
+        """``user`` adds the unicode ``emoji`` to a message; returns the gateway payload.
+
+        As Discord sends MESSAGE_REACTION_ADD: the channel (a thread's own id for a
+        message in a thread), the reactor as a guild member, the message's author id,
+        and the emoji with a null id (a unicode emoji).  Clients without the Guild
+        Message Reactions intent are not sent it.
+        """
+        message = self.messages[message_id]
+        author = self.users[user]
+        payload = {
+            "user_id": author["id"],
+            "type": 0,
+            "message_id": message_id,
+            "message_author_id": message["author"]["id"],
+            "member": self.member(author),
+            "emoji": {"id": None, "name": emoji},
+            "channel_id": message["channel_id"],
+            "guild_id": self.guild_id,
+            "burst": False,
+            "burst_colors": [],
+        }
+        for reaction in message["reactions"]:
+            if reaction["emoji"]["name"] == emoji:
+                reaction["count"] += 1
+                break
+        else:
+            message["reactions"].append(
+                {
+                    "emoji": {"id": None, "name": emoji},
+                    "count": 1,
+                    "count_details": {"burst": 0, "normal": 1},
+                    "burst_colors": [],
+                    "me": False,
+                    "me_burst": False,
+                    "burst_me": False,
+                    "burst_count": 0,
+                }
+            )
+        await self.dispatch("MESSAGE_REACTION_ADD", payload)
+        return payload
+
     async def slash(
         self,
         user: str,
@@ -497,7 +545,13 @@ class DiscordEmulator:
     # -- gateway ---------------------------------------------------------------------------
 
     async def dispatch(self, event: str, data: dict) -> int:
-        """Queue a dispatch event in the session and send it if the bot is connected."""
+        """Queue a dispatch event in the session and send it if the bot is connected.
+
+        An event of an intent the client did not ask for is not part of its session.
+        """
+        needed = EVENT_INTENTS.get(event)
+        if needed is not None and not (self.intents or 0) & needed:
+            return self.seq
         self.seq += 1
         self.events.append((self.seq, event, data))
         if self.conn is not None:

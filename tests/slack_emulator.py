@@ -477,6 +477,29 @@ class SlackEmulator:
             **extra,
         }
 
+    def reaction(
+        self, channel: str, user: str, ts: str, name: str, *, item_user: str | None = None
+    ) -> dict[str, Any]:
+        """A ``reaction_added`` event: ``user`` reacts with ``name`` to the message ``ts``.
+
+        As Slack sends it: the emoji's short name (``+1``, with ``::skin-tone-N`` for a
+        skin tone), the reacted message as ``item`` (no thread), and ``item_user``, the
+        message's author (the bot's, for a message the bot posted).  Slack no longer
+        sends reaction events for files and file comments.
+        """
+        posted = self.messages.get((channel, ts))
+        event: dict[str, Any] = {
+            "type": "reaction_added",
+            "user": user,
+            "reaction": name,
+            "item": {"type": "message", "channel": channel, "ts": ts, "channel_type": "channel"},
+            "event_ts": self.next_ts(),
+        }
+        author = item_user or (posted["user"] if posted else None)
+        if author:  # absent for messages no user wrote (incoming webhooks)
+            event["item_user"] = author
+        return event
+
     def slash_command(self, channel: str, user: str, text: str) -> dict[str, str]:
         return {
             "token": "legacy-verification-token",

@@ -17,7 +17,12 @@ from pathlib import Path
 import discord
 import pytest
 import yarl
-from discord_emulator import EPHEMERAL, MESSAGE_CONTENT_INTENT, DiscordEmulator
+from discord_emulator import (
+    EPHEMERAL,
+    GUILD_MESSAGE_REACTIONS_INTENT,
+    MESSAGE_CONTENT_INTENT,
+    DiscordEmulator,
+)
 from helpers import make_pdf
 
 from adapters.discord import DiscordAdapter, split_message
@@ -164,6 +169,57 @@ async def test_a_shared_pdf_is_indexed_and_a_mention_is_answered_in_a_thread(
     assert len(random_msgs) == 3 and all(len(m["content"]) <= 2000 for m in random_msgs)
     heartbeats = [e for e in emu.gateway_log if e["op"] == 1]
     assert len(heartbeats) >= 2
+
+
+async def test_a_thumbs_up_on_the_answer_is_stored_with_the_question_and_its_sources(
+    bot: Bot, tmp_path: Path
+) -> None:
+    emu, general = bot.emu, bot.general
+    [identify] = [e for e in emu.gateway_log if e["op"] == 2]
+    assert identify["intents"] & GUILD_MESSAGE_REACTIONS_INTENT
+    pdf = make_pdf(tmp_path / "manual.pdf").read_bytes()
+    await emu.post("bob", "general", "the manual", files=[("manual.pdf", pdf, PDF)])
+    await emu.wait_for(
+        lambda: [m for m in emu.bot_messages(general) if "Indexed manual.pdf" in m["content"]]
+    )
+    question = await emu.post("alice", "general", WARRANTY, mention_bot=True)
+    thread_id = question["id"]
+    [answer] = await emu.wait_for(
+        lambda: [m for m in emu.bot_messages(thread_id) if "Sources:" in m["content"]]
+    )
+    store = bot.app.store
+
+    # A 👍 on alice's question is not about an answer; bob's 👍 on the answer (in its
+    # thread) is stored, with the question, the answer and its sources.
+    await emu.react("bob", question["id"], "👍")
+    await emu.react("bob", answer["id"], "👍")
+    [entry] = await emu.wait_for(lambda: store.feedback_entries())
+    assert (entry.channel, entry.author, entry.verdict) == (
+        f"discord:{emu.guild_id}/{general}",
+        f"discord:{emu.users['bob']['id']}",
+        "good",
+    )
+    assert entry.question == WARRANTY and entry.platform_message_id == answer["id"]
+    assert entry.answer and entry.answer in answer["content"]
+    assert (entry.sources[0]["document"], entry.sources[0]["pages"]) == ("manual.pdf", "p. 2")
+
+    # carol rates it from the thread with the slash command: privately, with a note.
+    rated = await emu.slash("carol", thread_id, "feedback", {"verdict": "bad", "note": "vague"})
+    said = await followup_with(emu, rated, "recorded bad (vague)")
+    assert rated.callback == {"type": 5, "data": {"flags": EPHEMERAL}}
+    assert said["flags"] & EPHEMERAL and f'my answer to "{WARRANTY}"' in said["content"]
+    # bob changes his mind with a 👎 (with a skin tone): his verdict is replaced.
+    await emu.react("bob", answer["id"], "👎🏻")
+    bob = f"discord:{emu.users['bob']['id']}"
+    await emu.wait_for(
+        lambda: [e for e in store.feedback_entries() if e.author == bob and e.verdict == "bad"]
+    )
+    assert sorted((e.author, e.verdict, e.note) for e in store.feedback_entries()) == [
+        (bob, "bad", None),
+        (f"discord:{emu.users['carol']['id']}", "bad", "vague"),
+    ]
+    # The bot said nothing about any of it in the thread, but carol's private reply.
+    assert [m["id"] for m in emu.bot_messages(thread_id)] == [answer["id"], said["id"]]
 
 
 async def test_a_slash_command_is_deferred_at_once_while_the_model_is_busy(

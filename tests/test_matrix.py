@@ -42,7 +42,7 @@ from adapters.matrix.adapter import ENCRYPTION_NOTICE
 from bot.app import App
 from bot.cli.run import configured_adapters
 from bot.config import load_settings
-from bot.events import CommandInvoked, FileShared, MessageReceived
+from bot.events import CommandInvoked, FileShared, MessageReceived, ReactionAdded
 
 REPO = Path(__file__).resolve().parents[1]
 SYNAPSE_PYTHON = Path(
@@ -461,6 +461,81 @@ async def test_a_shared_pdf_is_indexed_and_a_mention_is_answered_in_a_thread(
         await running.stop()
 
 
+def reaction_content(event_id: str, key: str) -> dict[str, Any]:
+    """What Element sends for a reaction: an annotation of the event, keyed by the emoji."""
+    return {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
+
+
+async def test_a_thumbs_up_on_the_answer_is_stored_with_the_question_and_its_sources(
+    matrix_env, synapse: Synapse
+) -> None:
+    settings, bot = matrix_env
+    running = await start_bot(settings)
+    store = running.app.store
+    try:
+        async with people(synapse, "alice", "bob") as (alice, bob):
+            room = await alice.create_room(invite=[bot.user_id, bob.user_id])
+            await bob.join(room)
+            await alice.wait_joined(room, bot.user_id)
+            pdf = make_pdf(Path(settings.home).parent / "manual.pdf", PAGES).read_bytes()
+            upload_id = await alice.upload(room, pdf, "manual.pdf", "application/pdf")
+            await alice.wait_for(
+                room, lambda ev: replies_to(ev, bot.user_id, upload_id), timeout=90
+            )
+            question = "How long is the warranty of the Zephyr X200?"
+            asked = await alice.send(room, mention_pill(bot.user_id, "Librarian", question))
+
+            def answered(events: list[dict]) -> Any:
+                for reply in replies_to(events, bot.user_id, asked):
+                    if "Sources:" in final_text(events, reply):
+                        return reply
+                return None
+
+            answer = await alice.wait_for(room, answered, timeout=120)
+
+            # bob's 👍 on alice's question is about no answer; his 👍 on the answer is stored.
+            await bob.send(room, reaction_content(asked, "👍"), "m.reaction")
+            await bob.send(room, reaction_content(answer["event_id"], "👍"), "m.reaction")
+            deadline = time.monotonic() + 30
+            while not store.feedback_entries() and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            (entry,) = store.feedback_entries()
+            assert (entry.channel, entry.author, entry.verdict) == (
+                f"matrix:{room}",
+                f"matrix:{bob.user_id}",
+                "good",
+            )
+            assert entry.question == question and entry.thread_id == asked
+            assert entry.platform_message_id == answer["event_id"]
+            assert entry.answer and entry.answer in final_text(alice.events[room], answer)
+            assert (entry.sources[0]["document"], entry.sources[0]["pages"]) == (
+                "manual.pdf",
+                "p. 2",
+            )
+
+            # alice rates it in the answer's thread by command, with a note.
+            rated = await alice.say(
+                room,
+                "!librarian feedback bad wrong page",
+                **{
+                    "m.relates_to": {
+                        "rel_type": "m.thread",
+                        "event_id": asked,
+                        "is_falling_back": True,
+                        "m.in_reply_to": {"event_id": answer["event_id"]},
+                    }
+                },
+            )
+            said = await alice.wait_for(room, lambda ev: replies_to(ev, bot.user_id, rated))
+            assert said[0]["content"]["body"].startswith("Thanks: recorded bad (wrong page)")
+            assert sorted((e.author, e.verdict, e.note) for e in store.feedback_entries()) == [
+                (f"matrix:{alice.user_id}", "bad", "wrong page"),
+                (f"matrix:{bob.user_id}", "good", None),
+            ]
+    finally:
+        await running.stop()
+
+
 async def test_only_admins_may_set_retention(matrix_env, synapse: Synapse) -> None:
     settings, bot = matrix_env
     running = await start_bot(settings)
@@ -763,6 +838,23 @@ def test_threads_replies_commands_and_files() -> None:
         }
     )
     assert tr.translate("!r:x", image, BOT) is None
+
+
+def test_reactions_go_to_the_core_as_sent() -> None:
+    annotation = {
+        "type": "m.reaction",
+        "sender": "@bob:example.org",
+        "event_id": "$r",
+        "content": reaction_content("$answer", "👍️"),
+    }
+    event = tr.translate("!r:x", annotation, BOT, sender_name="Bob")
+    assert isinstance(event, ReactionAdded)
+    assert (event.message_id, event.emoji, event.event_id) == ("$answer", "👍️", "$r")
+    assert event.conversation == tr.conversation("!r:x")
+    assert event.author.qualified == "matrix:@bob:example.org" and event.author.name == "Bob"
+    assert tr.translate("!r:x", {**annotation, "sender": BOT.user_id}, BOT) is None
+    not_annotation = {**annotation, "content": {"m.relates_to": {"event_id": "$a", "key": "x"}}}
+    assert tr.translate("!r:x", not_annotation, BOT) is None
 
 
 def test_outgoing_content_follows_the_spec() -> None:

@@ -132,8 +132,8 @@ async def test_one_run_deletes_only_what_is_older_than_each_channels_retention(s
         assert second.ran and second.deleted == {} and second.total == 0
         empty, entry = retention_entries(app)
         assert entry["actor"] == "scheduler" and entry["target"] == "messages"
-        assert entry["details"] == {"deleted": {"console:general": 4}, "total": 4}
-        assert empty["details"] == {"deleted": {}, "total": 0}
+        assert entry["details"] == {"deleted": {"console:general": 4}, "total": 4, "feedback": {}}
+        assert empty["details"] == {"deleted": {}, "total": 0, "feedback": {}}
 
         # While another process holds the lock, a run is skipped and deletes nothing.
         add_history(app, general, old=1, thread="t2")
@@ -225,6 +225,7 @@ async def test_two_processes_started_at_once_delete_once(
         assert deleting_logged[0]["details"] == {
             "deleted": {"console:general": expired},
             "total": expired,
+            "feedback": {},
         }
         assert len(runs_logged) == 1 + (0 if idle[0]["skipped"] else 1)
         # The command that set the retention is there too, by alice.

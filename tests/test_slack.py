@@ -254,6 +254,81 @@ async def test_socket_mode_indexes_a_shared_file_answers_in_thread_and_forgets_d
         assert app.store.documents_by_source_file("slack", third.id) == []
 
 
+# -- feedback -------------------------------------------------------------------------------
+
+
+async def test_a_thumbs_up_on_the_answer_is_stored_with_the_question_and_its_sources(
+    slack_settings, emulator: SlackEmulator, tmp_path: Path
+) -> None:
+    pdf = make_pdf(tmp_path / "manual.pdf").read_bytes()
+    async with running_bot(slack_settings, emulator, "socket") as (app, adapter):
+        shared = emulator.share_file(GENERAL, BOB, "manual.pdf", pdf)
+        await emulator.socket_send(
+            "events_api", emulator.event_callback(emulator.file_message(shared))
+        )
+        await emulator.wait_for(lambda: in_thread(emulator, shared.ts), timeout=60)
+        mention = emulator.mention(GENERAL, BOB, WARRANTY)
+        await emulator.socket_send("events_api", emulator.event_callback(mention))
+        await emulator.wait_for(
+            lambda: any("Sources:" in m["text"] for m in in_thread(emulator, mention["ts"])),
+            timeout=90,
+        )
+        await settle(adapter)
+        (answer,) = in_thread(emulator, mention["ts"])
+
+        # The bot's own :eyes: on the question, and a :tada: on the answer: not feedback.
+        for event in (
+            emulator.reaction(GENERAL, BOT_USER, mention["ts"], "eyes", item_user=BOB),
+            emulator.reaction(GENERAL, BOB, answer["ts"], "tada"),
+        ):
+            _, took = await emulator.socket_send("events_api", emulator.event_callback(event))
+            assert took < ACK_LIMIT_S
+        # bob gives the answer a thumbs-up: acked at once, stored with what it rates.
+        thumbs_up = emulator.reaction(GENERAL, BOB, answer["ts"], "+1")
+        assert thumbs_up["item_user"] == BOT_USER
+        _, took = await emulator.socket_send("events_api", emulator.event_callback(thumbs_up))
+        assert took < ACK_LIMIT_S
+        await settle(adapter)
+        (entry,) = app.store.feedback_entries()
+        assert (entry.channel, entry.author, entry.verdict) == (
+            f"slack:T0EMU/{GENERAL}",
+            f"slack:{BOB}",
+            "good",
+        )
+        assert entry.question == WARRANTY
+        assert entry.answer and entry.answer in answer["text"]
+        assert entry.sources[0]["document"] == "manual.pdf"
+        assert entry.sources[0]["pages"] == "p. 2"
+        assert entry.thread_id == mention["ts"] and entry.platform_message_id == answer["ts"]
+
+        # Changing his mind (a thumbs-down, with a skin tone) replaces his verdict; a
+        # redelivered event changes nothing; the bot says nothing about reactions.
+        posts_before = len(emulator.calls_of("chat.postMessage"))
+        down = emulator.event_callback(
+            emulator.reaction(GENERAL, BOB, answer["ts"], "-1::skin-tone-3")
+        )
+        await emulator.socket_send("events_api", down)
+        await emulator.socket_send("events_api", down)
+        await settle(adapter)
+        assert [(e.author, e.verdict) for e in app.store.feedback_entries()] == [
+            (f"slack:{BOB}", "bad")
+        ]
+        assert len(emulator.calls_of("chat.postMessage")) == posts_before
+
+        # The admin rates it by command, with a note; the reply is private.
+        await emulator.socket_send(
+            "slash_commands", emulator.slash_command(GENERAL, ADMIN, "feedback good clear")
+        )
+        await settle(adapter)
+        (said,) = emulator.calls_of("chat.postEphemeral")
+        assert said.args["user"] == ADMIN
+        assert said.args["text"].startswith("Thanks: recorded good (clear) for my answer to")
+        assert [(e.author, e.verdict, e.note) for e in app.store.feedback_entries()] == [
+            (f"slack:{ADMIN}", "good", "clear"),
+            (f"slack:{BOB}", "bad", None),
+        ]
+
+
 # -- HTTP Events API ------------------------------------------------------------------------
 
 
@@ -411,6 +486,7 @@ def test_the_manifest_asks_for_what_the_adapter_uses() -> None:
     assert [c["command"] for c in data["features"]["slash_commands"]] == ["/librarian"]
     scopes = set(data["oauth_config"]["scopes"]["bot"])
     needed = set(METHOD_SCOPES.values()) | {"app_mentions:read", "commands"}
+    needed |= {"reactions:read"}  # reaction_added events
     needed |= {"channels:history", "groups:history", "groups:read"}  # message.* events
     assert scopes == needed
     assert data["settings"]["socket_mode_enabled"] is True
@@ -444,5 +520,23 @@ def test_translation_rules() -> None:
     assert translate.removed_file_ids(
         {"subtype": "message_changed", "previous_message": previous, "message": tombstone}
     ) == ["F1", "F2"]
+    reacted = {
+        "event_id": "Ev1",
+        "team_id": "T1",
+        "event": {
+            "type": "reaction_added",
+            "user": "U2",
+            "reaction": "thumbsup",
+            "item": {"type": "message", "channel": "C1", "ts": "1.2"},
+        },
+    }
+    event = translate.reaction_added(reacted, BOT_USER)
+    assert event is not None and (event.message_id, event.emoji) == ("1.2", "thumbsup")
+    assert (event.conversation.space_id, event.conversation.channel_id) == ("T1", "C1")
+    assert event.author.qualified == "slack:U2"
+    own = {**reacted, "event": {**reacted["event"], "user": BOT_USER}}
+    on_file = {**reacted, "event": {**reacted["event"], "item": {"type": "file", "file": "F1"}}}
+    assert translate.reaction_added(own, BOT_USER) is None
+    assert translate.reaction_added(on_file, BOT_USER) is None
     assert translate.looks_like_html(b"\n<!DOCTYPE html><html>")
     assert not translate.looks_like_html(b"%PDF-1.7")

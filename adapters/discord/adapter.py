@@ -12,6 +12,9 @@
   core says so.  A message starting with ``!librarian`` runs a command too.
 - Admins are members with Manage Server or Manage Channels (or Administrator), on top
   of the ids in LIBRARIAN_ADMINS, which the dispatcher checks.
+- Reactions on the bot's messages (``MESSAGE_REACTION_ADD``, the Guild Message
+  Reactions intent, not privileged) go to the core as they are; it decides that a
+  👍 or 👎 on an answer is feedback.
 
 Rate limits are discord.py's business: it reads Discord's headers and waits; this
 adapter sends no request in a loop (edits come at most once a second per message).
@@ -39,6 +42,7 @@ from bot.events import (
     FileRef,
     MessageReceived,
     OutboundMessage,
+    ReactionAdded,
     UserRef,
 )
 
@@ -50,7 +54,7 @@ log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://discord.com/api/v10"
 DEFAULT_GATEWAY_URL = "wss://gateway.discord.gg/"
 COMMAND_PREFIXES = ("!librarian", "/librarian")
-PRIVATE_COMMANDS = frozenset({"ask"})  # deferred as ephemeral: only the asker sees them
+PRIVATE_COMMANDS = frozenset({"ask", "feedback"})  # deferred as ephemeral: only the asker sees
 THREAD_ARCHIVE_MINUTES = 1440
 _REMEMBERED = 2000  # questions, threads, posted messages and members kept in memory
 
@@ -100,6 +104,10 @@ class _Client(discord.Client):
     async def on_message(self, message: discord.Message) -> None:
         await self.adapter._on_message(message)
 
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        # Raw: the reacted message need not be in discord.py's cache (max_messages=None).
+        await self.adapter._on_reaction(payload)
+
     async def on_guild_available(self, guild: discord.Guild) -> None:
         await self.adapter._sync_commands(guild)
 
@@ -131,6 +139,7 @@ class DiscordAdapter:
         self.intents = discord.Intents.none()
         self.intents.guilds = True
         self.intents.guild_messages = True
+        self.intents.guild_reactions = True  # 👍 / 👎 on answers: feedback
         # Privileged: without it, messages that do not mention the bot arrive without
         # text or attachments (see the README).
         self.intents.message_content = message_content
@@ -349,6 +358,56 @@ class DiscordAdapter:
             files=files,
         )
 
+    async def _on_reaction(self, payload: discord.RawReactionActionEvent) -> None:
+        event = await self.translate_reaction(payload)
+        if event is not None:
+            self._spawn(self._deliver(event))
+
+    async def translate_reaction(
+        self, payload: discord.RawReactionActionEvent
+    ) -> ReactionAdded | None:
+        """A core event for a reaction on one of the bot's messages in a guild, else None.
+
+        The bot's own reactions, reactions in direct messages and on other people's
+        messages are not for the core.  A reaction in a thread names the thread; the
+        conversation is its parent channel (where the answers' history is bound).
+        """
+        client = self._client()
+        me = client.user
+        if me is None or payload.guild_id is None or payload.user_id == me.id:
+            return None
+        if payload.message_author_id is not None and payload.message_author_id != me.id:
+            return None
+        guild = client.get_guild(payload.guild_id)
+        if guild is None:
+            return None
+        channel: Any = client.get_channel(payload.channel_id)
+        if channel is None:  # a thread discord.py has not cached (e.g. after a restart)
+            try:
+                channel = await client.fetch_channel(payload.channel_id)
+            except discord.HTTPException:
+                log.warning("Discord: cannot see channel %s of a reaction", payload.channel_id)
+                return None
+        conversation = self._conversation(channel, guild)
+        if conversation is None:
+            return None
+        emoji = payload.emoji
+        # Unicode emoji by their character; a custom emoji by its full form (<:name:id>),
+        # so that one merely named "thumbsup" is not taken for 👍.
+        name = emoji.name if emoji.is_unicode_emoji() and emoji.name else str(emoji)
+        user = payload.member or client.get_user(payload.user_id)
+        author = (
+            self._user(user) if user is not None else UserRef(self.platform, str(payload.user_id))
+        )
+        return ReactionAdded(
+            # Discord gives reactions no id: one per person, message and emoji.
+            f"reaction-{payload.message_id}-{payload.user_id}-{name}",
+            conversation.channel,
+            author,
+            str(payload.message_id),
+            name,
+        )
+
     def _replies_to_me(self, message: discord.Message) -> bool:
         ref = message.reference
         if ref is None:
@@ -387,7 +446,7 @@ class DiscordAdapter:
             permalink=message.jump_url if message is not None else None,
         )
 
-    async def _deliver(self, event: MessageReceived | CommandInvoked) -> None:
+    async def _deliver(self, event: MessageReceived | CommandInvoked | ReactionAdded) -> None:
         assert self._sink is not None
         try:
             await self._sink(event)
@@ -593,6 +652,15 @@ def _command_group(adapter: DiscordAdapter) -> app_commands.Group:
     @app_commands.describe(question="Your question about the documents")
     async def ask(interaction: discord.Interaction, question: str) -> None:
         await run(interaction, "ask", question)
+
+    @group.command(name="feedback", description="Rate my latest answer here: good or bad")
+    @app_commands.describe(verdict="good or bad", note="What was right or wrong (optional)")
+    async def feedback(
+        interaction: discord.Interaction,
+        verdict: Literal["good", "bad"],
+        note: str | None = None,
+    ) -> None:
+        await run(interaction, "feedback", verdict, note)
 
     @group.command(name="upload", description="Index an attached PDF, text or Markdown file")
     @app_commands.describe(file="The file to index")

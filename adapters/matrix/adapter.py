@@ -51,6 +51,7 @@ from bot.events import (
     FileShared,
     MessageReceived,
     OutboundMessage,
+    ReactionAdded,
     UserRef,
 )
 from bot.ingest.filetypes import check_size
@@ -446,7 +447,7 @@ class MatrixAdapter:
             room_name=room.display_name if room else None,
             sender_name=room.user_name(sender) if room and isinstance(sender, str) else None,
         )
-        if translated is None or isinstance(translated, FileShared):
+        if translated is None or isinstance(translated, FileShared | ReactionAdded):
             return translated
         content = event.get("content") or {}
         target = None if tr.thread_root_of(content) else tr.reply_target_of(content)

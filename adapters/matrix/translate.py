@@ -19,6 +19,7 @@ from bot.events import (
     FileRef,
     FileShared,
     MessageReceived,
+    ReactionAdded,
     UserRef,
 )
 
@@ -196,6 +197,37 @@ def file_ref(room_id: str, event: dict[str, Any]) -> FileRef | None:
     )
 
 
+def reaction(
+    room_id: str, event: dict[str, Any], bot: BotIdentity, *, sender_name: str | None = None
+) -> ReactionAdded | None:
+    """An ``m.reaction`` (an ``m.annotation`` of another event) as the core's event.
+
+    The key goes on as sent (an emoji, possibly with a skin tone or a variation
+    selector): the core decides which keys are feedback.  The bot's own reactions are
+    not for it.  The conversation is the room: the core finds the reacted answer by
+    its event id in the room, whatever thread it is in.
+    """
+    if event.get("type") != "m.reaction" or event.get("sender") == bot.user_id:
+        return None
+    event_id, sender = event.get("event_id"), event.get("sender")
+    content = event.get("content")
+    if (
+        not isinstance(event_id, str)
+        or not isinstance(sender, str)
+        or not isinstance(content, dict)
+    ):
+        return None
+    rel = relates_to(content)
+    target, key = rel.get("event_id"), rel.get("key")
+    if rel.get("rel_type") != "m.annotation" or not isinstance(target, str):
+        return None
+    if not isinstance(key, str) or not key:
+        return None
+    return ReactionAdded(
+        event_id, conversation(room_id), UserRef(PLATFORM, sender, sender_name), target, key
+    )
+
+
 def translate(
     room_id: str,
     event: dict[str, Any],
@@ -203,14 +235,17 @@ def translate(
     *,
     room_name: str | None = None,
     sender_name: str | None = None,
-) -> MessageReceived | CommandInvoked | FileShared | None:
+) -> MessageReceived | CommandInvoked | FileShared | ReactionAdded | None:
     """A timeline event as a core event; None for what the bot ignores.
 
-    Ignored: anything but ``m.room.message``, the bot's own messages, notices (other
-    bots), edits, and files it cannot index.  The thread is the ``m.thread`` root, or the
-    event a rich reply answers (the adapter resolves that one to its thread's root), or,
-    for a question outside any thread, the question itself: its answer starts a thread.
+    Ignored: anything but ``m.room.message`` and ``m.reaction``, the bot's own events,
+    notices (other bots), edits, and files it cannot index.  The thread is the
+    ``m.thread`` root, or the event a rich reply answers (the adapter resolves that one
+    to its thread's root), or, for a question outside any thread, the question itself:
+    its answer starts a thread.
     """
+    if event.get("type") == "m.reaction":
+        return reaction(room_id, event, bot, sender_name=sender_name)
     if event.get("type") != "m.room.message" or event.get("sender") == bot.user_id:
         return None
     content = event.get("content")

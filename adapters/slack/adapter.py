@@ -57,7 +57,7 @@ _EPHEMERAL = "ephemeral:"
 #: The event types the app subscribes to (deploy/slack-app-manifest.yaml lists them as
 #: bot events; ``message`` as message.channels and message.groups).  Each has a listener:
 #: bolt answers an event without one with 404, which Slack would retry.
-EVENT_TYPES = ("app_mention", "message", "file_shared", "file_deleted")
+EVENT_TYPES = ("app_mention", "message", "file_shared", "file_deleted", "reaction_added")
 
 
 class _SkipTokenWarning(logging.Filter):
@@ -128,6 +128,7 @@ class SlackAdapter:
             "message": self._on_message_event,
             "file_shared": self._on_file_shared,
             "file_deleted": self._on_file_deleted,
+            "reaction_added": self._on_reaction_added,
         }
         for event_type, listener in listeners.items():
             self.app.event(event_type)(listener)
@@ -336,6 +337,12 @@ class SlackAdapter:
     async def _on_file_deleted(self, ack: Any, body: dict[str, Any]) -> None:
         await ack()
         self._spawn(self._handle_file_deleted(body), "slack-file-deleted")
+
+    async def _on_reaction_added(self, ack: Any, body: dict[str, Any]) -> None:
+        await ack()
+        event = translate.reaction_added(body, self.bot_user_id)
+        if event is not None:
+            self._spawn(self._deliver(event), "slack-reaction")
 
     async def _on_command(self, ack: Any, command: dict[str, Any]) -> None:
         await ack()

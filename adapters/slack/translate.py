@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot.events import ConversationRef, FileRef
+from bot.events import ConversationRef, FileRef, ReactionAdded, UserRef
 
 PLATFORM = "slack"
 
@@ -112,3 +112,30 @@ def looks_like_html(data: bytes) -> bool:
     """Whether downloaded bytes are an HTML page (Slack's sign-in page) rather than a file."""
     head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     return head.startswith((b"<!doctype", b"<html"))
+
+
+def reaction_added(body: dict[str, Any], bot_user_id: str | None) -> ReactionAdded | None:
+    """A ``reaction_added`` event on a message, as the core's event; None for the rest.
+
+    Reactions on files or file comments, and the bot's own (its :eyes: while it works),
+    are not for the core.  The reaction goes on by name, as Slack gives it (``+1``,
+    ``thumbsdown``, ``+1::skin-tone-2``): the core decides which names are feedback.
+    The reacted message's thread is not in the event; the core finds the answer by
+    its ts in the channel.
+    """
+    event = body.get("event") or {}
+    item = event.get("item") or {}
+    user = event.get("user")
+    if item.get("type") != "message" or not item.get("channel") or not item.get("ts"):
+        return None
+    if not user or user == bot_user_id:
+        return None
+    return ReactionAdded(
+        event_id=str(
+            body.get("event_id") or f"reaction:{item['ts']}:{user}:{event.get('reaction')}"
+        ),
+        conversation=conversation(team_of(body), str(item["channel"])),
+        author=UserRef(PLATFORM, str(user)),
+        message_id=str(item["ts"]),
+        emoji=str(event.get("reaction") or ""),
+    )

@@ -24,7 +24,7 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported here so that `librarian --help` stays cheap and each group owns its module.
-    from bot.cli import bench, db, knowledge, models, retention, run, status
+    from bot.cli import bench, db, feedback, knowledge, models, retention, run, status
 
     app.add_typer(db.app, name="db", help="Create and upgrade the database schema.")
     app.add_typer(models.app, name="models", help="Find, convert, quantize and benchmark models.")
@@ -36,6 +36,7 @@ def _register() -> None:
         retention.app, name="retention", help="Run the retention job now, or set a channel's."
     )
     app.command("audit")(retention.audit)
+    app.command("feedback")(feedback.feedback)
     app.add_typer(bench.app, name="bench", help="Benchmark retrieval, ingestion and grounding.")
 
 

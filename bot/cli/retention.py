@@ -48,12 +48,14 @@ def run(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> N
     if not result.ran:
         typer.echo(result.describe())
         return
-    if not result.deleted:
+    if not result.deleted and not result.feedback:
         typer.echo("retention: nothing to delete")
         return
     for channel, count in result.deleted.items():
         typer.echo(f"{channel:<32}{count} deleted")
     typer.echo(f"{'total':<32}{result.total} deleted")
+    for channel, count in result.feedback.items():
+        typer.echo(f"{channel:<32}{count} verdict{'s' if count != 1 else ''} on answers deleted")
 
 
 @app.command("set")

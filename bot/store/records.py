@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -102,3 +103,70 @@ class HistoryMessage:
     text: str
     created_at: datetime
     cited_chunk_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """An answer the bot posted and remembered, with the question it answered."""
+
+    id: int  # messages.id of the assistant turn
+    binding_id: int
+    thread_id: str  # "" outside threads
+    platform_message_id: str | None
+    text: str
+    question: str | None  # the user turn just before it in the same thread
+    cited_chunk_ids: tuple[int, ...]
+    meta: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class CitedDocument:
+    """A document an answer cited, and the pages of the chunks it cited."""
+
+    document_id: int
+    file_name: str
+    pages: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FeedbackEntry:
+    """One person's verdict on one answer, as stored."""
+
+    id: int
+    channel: str  # channel_spec: console:general, slack:T01/C02
+    thread_id: str
+    message_id: int | None  # the rated assistant turn; None once retention deleted it
+    platform_message_id: str | None
+    author: str | None
+    verdict: str
+    note: str | None
+    question: str | None
+    answer: str | None
+    sources: list[dict[str, Any]]
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (``librarian feedback --json``)."""
+        return {
+            "id": self.id,
+            "channel": self.channel,
+            "thread": self.thread_id or None,
+            "message_id": self.message_id,
+            "platform_message_id": self.platform_message_id,
+            "author": self.author,
+            "verdict": self.verdict,
+            "note": self.note,
+            "question": self.question,
+            "answer": self.answer,
+            "sources": self.sources,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class ExpiredHistory:
+    """What one retention run deleted, per channel (channels with nothing are absent)."""
+
+    messages: dict[str, int]
+    feedback: dict[str, int]

@@ -18,9 +18,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Row
 
 from bot.store.database import Database
+from bot.store.feedback import FeedbackMixin
 from bot.store.records import (
     Binding,
     Document,
+    ExpiredHistory,
     HistoryMessage,
     NewChunk,
     Workspace,
@@ -132,8 +134,9 @@ def _document(row: Row) -> Document:
     return Document(**m)
 
 
-class Store(SearchMixin):
-    """Queries over one Database (its search side is ``bot.store.search``)."""
+class Store(SearchMixin, FeedbackMixin):
+    """Queries over one Database (its search side is ``bot.store.search``, its feedback
+    side ``bot.store.feedback``)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -689,9 +692,13 @@ class Store(SearchMixin):
             for r in reversed(rows)
         ]
 
-    def clear_history(self, binding_id: int, thread_id: str | None = None) -> int:
-        """Delete a thread's stored turns, or the whole channel's (every thread) when None."""
+    def clear_history(self, binding_id: int, thread_id: str | None = None) -> tuple[int, int]:
+        """Delete a thread's stored turns and feedback, or the whole channel's when None.
+
+        Returns how many messages and how many verdicts on answers were deleted.
+        """
         with self.engine.begin() as conn:
+            feedback = self._clear_feedback(conn, binding_id, thread_id)
             if thread_id is None:
                 result = conn.execute(
                     text("DELETE FROM messages WHERE binding_id = :b"), {"b": binding_id}
@@ -701,7 +708,7 @@ class Store(SearchMixin):
                     text("DELETE FROM messages WHERE binding_id = :b AND thread_id = :t"),
                     {"b": binding_id, "t": thread_id},
                 )
-            return int(result.rowcount or 0)
+            return int(result.rowcount or 0), feedback
 
     def message_count(self, binding_id: int) -> int:
         """How many turns of a channel (all threads) are stored."""
@@ -714,13 +721,14 @@ class Store(SearchMixin):
 
     # -- retention --------------------------------------------------------------------------
 
-    def expire_messages(self, *, audit_actor: str | None = None) -> dict[str, int] | None:
-        """Delete every message older than its channel's retention; counts per channel.
+    def expire_messages(self, *, audit_actor: str | None = None) -> ExpiredHistory | None:
+        """Delete every message (and feedback) older than its channel's retention.
 
         One transaction holds ``pg_try_advisory_xact_lock(LOCK_RETENTION, 0)`` while it
         deletes, so among several processes only one deletes at a time; returns None
-        (and deletes nothing) when another process holds the lock.  Channels where
-        nothing expired are absent from the result.  With ``audit_actor``, every run that
+        (and deletes nothing) when another process holds the lock.  Returns the counts
+        per channel of messages and of verdicts on answers; channels where nothing
+        expired are absent.  With ``audit_actor``, every run that
         took the lock writes one audit entry with the counts (possibly none), in the
         same transaction as the deletion.
         """
@@ -730,6 +738,8 @@ class Store(SearchMixin):
             ).scalar()
             if not got:
                 return None
+            # Feedback first: it also goes with the answers it rates, found by message_id.
+            feedback = self._expire_feedback(conn)
             rows = conn.execute(
                 text(
                     "WITH gone AS ("
@@ -752,9 +762,13 @@ class Store(SearchMixin):
                     audit_actor,
                     "retention_run",
                     "messages",
-                    {"deleted": deleted, "total": sum(deleted.values())},
+                    {
+                        "deleted": deleted,
+                        "total": sum(deleted.values()),
+                        "feedback": feedback,
+                    },
                 )
-        return deleted
+        return ExpiredHistory(messages=deleted, feedback=feedback)
 
     # -- status -----------------------------------------------------------------------------
 
