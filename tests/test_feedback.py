@@ -217,7 +217,7 @@ async def test_the_cli_exports_feedback(app: App, librarian_env: dict[str, str])
         ("console:bob", "bad", "nothing found"),
     ]
     assert exported[1]["question"] == "What is the warranty?"
-    assert exported[1]["answer"] == NOT_FOUND
+    assert exported[1]["answer"].startswith(NOT_FOUND)
     assert exported[1]["channel"] == "console:general" and exported[1]["sources"] == []
     assert exported[1]["message_id"] and exported[1]["created_at"]
 
@@ -225,7 +225,8 @@ async def test_the_cli_exports_feedback(app: App, librarian_env: dict[str, str])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert "console:general  console:alice  good" in lines[0]
-    assert lines[1:] == ["  Q: What is the price?", f"  A: {NOT_FOUND}", "  Sources: none"]
+    assert lines[1] == "  Q: What is the price?" and lines[2].startswith(f"  A: {NOT_FOUND}")
+    assert lines[-1] == "  Sources: none"
     result = CliRunner().invoke(cli, ["--channel", "console:random"])
     assert result.output.strip() == "no feedback yet"
 

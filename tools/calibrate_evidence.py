@@ -33,8 +33,13 @@ async def features(app: App, channel: str, split: str) -> list[dict[str, Any]]:
         if q["split"] != split:
             continue
         answer = await app.answerer.answer(
-            binding, None, q["question"], author="calibrate", conversation_key="c",
-            remember=False, evidence_only=True,
+            binding,
+            None,
+            q["question"],
+            author="calibrate",
+            conversation_key="c",
+            remember=False,
+            evidence_only=True,
         )
         quoted = " ".join(normalize(e.text) for e in answer.evidence)
         gold = [normalize(a) for a in q.get("answers", [])]
@@ -90,8 +95,10 @@ def main() -> None:
     table = grid(rows, args.key)
     ok = [t for t in table if t[2] >= 0.85]
     for c, s, kept, refused in sorted(ok, key=lambda t: (-t[3], -t[2]))[:10]:
-        print(f"coverage >= {c:.2f}  similarity >= {s:.2f}: answerable kept {kept:.3f}, "
-              f"unanswerable refused {refused:.3f}")
+        print(
+            f"coverage >= {c:.2f}  similarity >= {s:.2f}: answerable kept {kept:.3f}, "
+            f"unanswerable refused {refused:.3f}"
+        )
 
 
 if __name__ == "__main__":
