@@ -26,7 +26,7 @@ from bot.ingest.filetypes import ExtractionRefused
 from bot.knowledge.answer import format_citations
 from bot.retention import DurationError, describe_retention, format_duration, parse_duration
 from bot.store.records import Binding, Document
-from bot.store.repo import channel_spec
+from bot.store.repo import ForeignWorkspace, channel_spec
 
 if TYPE_CHECKING:
     from bot.dispatcher import Dispatcher
@@ -398,61 +398,94 @@ async def cmd_clear(ctx: CommandContext) -> None:
     await ctx.reply(f"Cleared the history of {scope}: {removed} stored {plural} deleted.")
 
 
+# ":" and "/" are reserved: a channel's own workspace is named after the channel
+# (``discord:<guild>/<channel>``), and a typed name must never look like one.
 _WORKSPACE_NAME_CHARS = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/"
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
 )
+#: ``/librarian workspace own`` binds a channel back to its own workspace.
+OWN_WORKSPACE = "own"
 
 
 async def cmd_workspace(ctx: CommandContext) -> None:
-    """Bind this channel to a named workspace, creating it if needed."""
+    """Bind this channel to a named workspace of its team (created if new), or its own."""
     if not ctx.args:
         raise UsageError(
             f"name the workspace for {ctx.where} (it is {ctx.binding.workspace.name} now)"
         )
     if len(ctx.args) > 1:
-        raise UsageError("a workspace name is one word (letters, digits, - _ . : /)")
+        raise UsageError("a workspace name is one word (letters, digits, - _ .)")
     name = ctx.args[0]
+    if ":" in name or "/" in name:
+        raise UsageError(
+            "names with : or / are reserved for channels' own workspaces; "
+            f"/librarian workspace {OWN_WORKSPACE} binds {ctx.where} back to its own"
+        )
     if len(name) > 64 or not set(name) <= _WORKSPACE_NAME_CHARS:
-        raise UsageError("a workspace name is up to 64 letters, digits and - _ . : /")
+        raise UsageError("a workspace name is up to 64 letters, digits and - _ .")
     dispatcher = ctx.dispatcher
+    store = dispatcher.store
     conv = ctx.event.conversation
     before = ctx.binding.workspace
-    if before.name == name:
-        await ctx.reply(f"{ctx.where} already reads from workspace {name}.")
+    own = name.lower() == OWN_WORKSPACE
+    if (own and before.own) or (not own and before.name == name and not before.own):
+        await ctx.reply(f"{ctx.where} already reads from workspace {before.name}.")
         return
-    # Workspaces are the boundary between teams: an admin by a platform's roles (of one
-    # Slack team, one Discord guild) may not join a workspace used in another team's
-    # channels and so read its documents; only a deployment admin (LIBRARIAN_ADMINS) may.
-    existing = await asyncio.to_thread(dispatcher.store.workspace_by_name, name)
-    if existing is not None and ctx.event.author.qualified not in dispatcher.settings.admins:
-        users = await asyncio.to_thread(dispatcher.store.channels_of_workspace, existing.id)
-        if any((b.platform, b.space_id) != (conv.platform, conv.space_id) for b in users):
+    if own:
+        binding, created = await asyncio.to_thread(
+            store.bind_own,
+            conv.platform,
+            conv.space_id,
+            conv.channel_id,
+            dispatcher.defaults,
+            conv.channel_name,
+            dispatcher.teams.team_of(conv),
+        )
+    else:
+        # Workspaces are the boundary between teams: an admin by a platform's roles (of
+        # one Slack team, Discord guild, Matrix room) may bind only to a workspace their
+        # team owns, or make a new one for it; only LIBRARIAN_ADMINS may cross.  The
+        # owner stays when the last channel leaves, so an orphan is no one's to take.
+        try:
+            binding, created = await asyncio.to_thread(
+                store.bind,
+                conv.platform,
+                conv.space_id,
+                conv.channel_id,
+                name,
+                dispatcher.defaults,
+                conv.channel_name,
+                teams=dispatcher.teams.teams_of(conv),
+                may_cross=ctx.event.author.qualified in dispatcher.settings.admins,
+            )
+        except ForeignWorkspace:
             await dispatcher.refuse(
                 ctx,
                 "workspace",
-                f"workspace {name} is used by channels of another team; only an admin "
-                "listed in LIBRARIAN_ADMINS may bind a channel to it",
+                f"workspace {name} is used by channels of another team or belongs to one; "
+                "only an admin listed in LIBRARIAN_ADMINS may bind a channel to it",
             )
             return
-    binding, created = await asyncio.to_thread(
-        dispatcher.store.bind,
-        conv.platform,
-        conv.space_id,
-        conv.channel_id,
-        name,
-        dispatcher.defaults,
-        conv.channel_name,
-    )
-    channels = await asyncio.to_thread(dispatcher.store.channels_of_workspace, binding.workspace.id)
+    ws = binding.workspace
+    channels = await asyncio.to_thread(store.channels_of_workspace, ws.id)
     others = [b.channel_name or b.channel_id for b in channels if b.id != binding.id]
-    await ctx.audit("workspace", ctx.channel, {"from": before.name, "to": name, "created": created})
-    text = f"{ctx.where} now reads from workspace {name}"
-    text += " (new)." if created else "."
+    await ctx.audit(
+        "workspace",
+        ctx.channel,
+        {"from": before.name, "to": ws.name, "created": created, "workspace_id": ws.id},
+    )
+    text = f"{ctx.where} now reads from workspace {ws.name}"
+    if own:
+        text += " (its own"
+        text += ", new)." if created else ")."
+    else:
+        text += " (new)." if created else "."
     if others:
         text += f" It shares it with {', '.join(others)}."
+    back = OWN_WORKSPACE if before.own else before.name
     text += (
         f" The documents of {before.name} stay there: "
-        f"/librarian workspace {before.name} binds back to them."
+        f"/librarian workspace {back} binds back to them."
     )
     await ctx.reply(text)
 
@@ -802,7 +835,9 @@ def base_commands() -> list[Command]:
             "bind this channel to a workspace (created if new)",
             cmd_workspace,
             admin=True,
-            details="Several channels may share one workspace and so its documents.",
+            details="Several channels of one team may share a workspace and so its documents. "
+            f"`workspace {OWN_WORKSPACE}` binds the channel back to its own workspace. Names "
+            "with : or / are reserved. Only LIBRARIAN_ADMINS may bind to another team's.",
         ),
         Command(
             "model",

@@ -40,6 +40,7 @@ from bot.knowledge.answer import Answerer
 from bot.replies import StreamingReply
 from bot.store.records import Binding
 from bot.store.repo import Store, WorkspaceDefaults, channel_spec
+from bot.teams import Teams
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class Dispatcher:
             top_k=settings.top_k,
             relevance_floor=settings.relevance_floor,
         )
+        # Which team a conversation is in: owners of the workspaces its admins create.
+        self.teams = Teams.from_settings(settings)
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -93,6 +96,7 @@ class Dispatcher:
             conversation.channel_id,
             self.defaults,
             conversation.channel_name,
+            self.teams.team_of(conversation),
         )
 
     # -- entry point ------------------------------------------------------------------------

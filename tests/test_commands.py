@@ -200,7 +200,7 @@ async def test_admin_commands_show_set_and_explain_their_usage(app: App, tmp_pat
     assert "a workspace name is one word" in reply
     reply = await say(app, "/librarian workspace support")
     assert "#general now reads from workspace support (new)." in reply
-    assert "/librarian workspace console:general binds back" in reply
+    assert "/librarian workspace own binds back" in reply
     reply = await say(app, "/librarian workspace support", channel="helpdesk")
     assert "#helpdesk now reads from workspace support." in reply
     assert "It shares it with #general." in reply

@@ -18,6 +18,11 @@ class Workspace:
     relevance_floor: float
     chat_model: str | None
     system_prompt: str | None
+    # The team (bot.teams) whose admins may bind channels to it; None: only
+    # LIBRARIAN_ADMINS may (an orphan from before migration 0009).
+    owner_team: str | None = None
+    # Whether this is a channel's own workspace (made for it, keyed by the channel).
+    own: bool = False
 
 
 @dataclass(frozen=True)
