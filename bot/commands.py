@@ -11,6 +11,7 @@ and audits the admin actions that succeed.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import resource
 import shlex
@@ -31,6 +32,11 @@ from bot.store.repo import ForeignWorkspace, channel_spec
 if TYPE_CHECKING:
     from bot.dispatcher import Dispatcher
     from bot.inference.registry import ModelInfo
+
+
+def fingerprint(text: str) -> dict[str, Any]:
+    """What the audit log keeps of free text: its length and hash, never the text."""
+    return {"length": len(text), "sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
 class UsageError(Exception):
@@ -218,7 +224,10 @@ async def forget_stored_document(
     and whether they were deleted; None when the document was already gone.
     """
     store = dispatcher.store
-    gone = await asyncio.to_thread(store.forget_document, document_id)
+    # Answers written with a quoting answer in their history may repeat it: as far
+    # back as the answerer looks.
+    window = int(getattr(dispatcher.answerer, "history_turns", 12))
+    gone = await asyncio.to_thread(store.forget_document, document_id, window)
     if gone is None:
         return None
     doc, chunks, still_used = gone
@@ -289,8 +298,8 @@ async def cmd_forget(ctx: CommandContext) -> None:
     plural = "chunk" if chunks == 1 else "chunks"
     await ctx.reply(
         f"Forgot #{doc.id} {doc.file_name} from workspace {workspace.name}: "
-        f"{chunks} {plural} and their vectors removed, {stored}. "
-        "No search can return it any more."
+        f"{chunks} {plural} and their vectors removed, and the stored answers that quoted "
+        f"it, {stored}. No search can return it any more."
     )
 
 
@@ -499,6 +508,9 @@ def _stored_ref(info: ModelInfo) -> str:
     return str(info.path) if info.source == "file" else info.name
 
 
+REMOTE_PREFIX = "remote:"  # as bot.inference.service reads a workspace's chat model
+
+
 def _is_url(ref: str) -> bool:
     return ref.startswith(("http://", "https://"))
 
@@ -539,7 +551,9 @@ async def cmd_model(ctx: CommandContext) -> None:
     current = workspace.chat_model or dispatcher.settings.chat_model
     if not ctx.args:
         if _is_url(current):
-            shown = f"the remote model at {current}"
+            shown = "a remote model (configured by the operator)"
+        elif current.startswith(REMOTE_PREFIX):
+            shown = f"the remote model {current.removeprefix(REMOTE_PREFIX)}"
         else:
             try:
                 info = await asyncio.to_thread(dispatcher.registry.resolve, current, "chat")
@@ -562,22 +576,33 @@ async def cmd_model(ctx: CommandContext) -> None:
             f"({dispatcher.settings.chat_model})."
         )
         return
-    if _is_url(wanted):
-        # An OpenAI-compatible server (llama.cpp server, Ollama): the inference service
-        # talks to it directly; it is checked on the first question.
-        await asyncio.to_thread(dispatcher.store.update_workspace, workspace.id, chat_model=wanted)
+    remotes = dispatcher.settings.remote_models
+    if wanted in remotes:
+        # A server the operator named in LIBRARIAN_REMOTE_MODELS: stored by name, so the
+        # address stays in configuration (and changing it there moves every workspace).
+        ref = REMOTE_PREFIX + wanted
+        await asyncio.to_thread(dispatcher.store.update_workspace, workspace.id, chat_model=ref)
         await ctx.audit(
-            "model", f"workspace:{workspace.name}", {"from": workspace.chat_model, "to": wanted}
+            "model", f"workspace:{workspace.name}", {"from": workspace.chat_model, "to": ref}
         )
+        await ctx.reply(f"Workspace {workspace.name} now answers with the remote model {wanted}.")
+        return
+    if "://" in wanted:
+        # An address typed in chat would send the workspace's questions and documents
+        # wherever a platform admin likes: only configured servers, by name.
+        names = ", ".join(sorted(remotes)) or "none are configured"
         await ctx.reply(
-            f"Workspace {workspace.name} now answers with the remote model at {wanted}."
+            f"I can't switch to an address typed here: remote servers are named by the "
+            f"operator in LIBRARIAN_REMOTE_MODELS (configured: {names}).",
+            private=True,
         )
         return
     try:
         if _is_level(wanted):
             info = await asyncio.to_thread(_resolve_level, dispatcher, workspace.chat_model, wanted)
         else:
-            info = await asyncio.to_thread(dispatcher.registry.resolve, wanted, "chat")
+            # Known models only: never a path on the host.
+            info = await asyncio.to_thread(dispatcher.registry.resolve_known, wanted, "chat")
     except LibrarianError as exc:
         await ctx.reply(f"I can't switch to {wanted}: {exc}", private=True)
         return
@@ -647,7 +672,7 @@ async def cmd_compare(ctx: CommandContext) -> None:
     await ctx.audit(
         "compare",
         f"workspace:{workspace.name}",
-        {"levels": [i.quant for i in infos], "question": question},
+        {"levels": [i.quant for i in infos], "question": fingerprint(question)},
     )
     await ctx.reply(text)
 
@@ -846,7 +871,9 @@ def base_commands() -> list[Command]:
             cmd_model,
             admin=True,
             details="A level like q8_0 picks that quantization of the current model; make it "
-            "first with `librarian models quantize`.",
+            "first with `librarian models quantize`. Models are named as the registry knows "
+            "them (`librarian models list`); remote servers by the names in "
+            "LIBRARIAN_REMOTE_MODELS. Paths and addresses are not accepted here.",
         ),
         Command(
             "compare",

@@ -721,11 +721,15 @@ class Store(SearchMixin):
                 ).all()
         return [_document(r) for r in rows]
 
-    def forget_document(self, document_id: int) -> tuple[Document, int, bool] | None:
-        """Delete a document and its chunks in one transaction.
+    def forget_document(
+        self, document_id: int, history_window: int = 12
+    ) -> tuple[Document, int, bool] | None:
+        """Delete a document, its chunks, and every stored message that quoted it, at once.
 
-        Returns the document, the number of chunks removed, and whether its bytes
-        are still used by another document (so the file store keeps them).
+        Also the answers citing its chunks with their questions, and the workspace's
+        keyword terms left with no chunk.  Returns the document, the number of chunks
+        removed, and whether its bytes are still used by another document (so the file
+        store keeps them).
         """
         with self.engine.begin() as conn:
             row = conn.execute(
@@ -735,9 +739,46 @@ class Store(SearchMixin):
             if row is None:
                 return None
             doc = _document(row)
+            # Every stored copy of its text goes with it: the answers that cited its
+            # chunks (they quote them, and history puts them back into prompts), the
+            # question each answered, and the turns after it in that conversation that
+            # were answered with it in their history (the next ``history_window``
+            # messages, and their questions), and feedback that copied any of them.
+            quoted = list(
+                conn.execute(
+                    text(
+                        "WITH cited AS (SELECT coalesce(array_agg(id), '{}') AS ids "
+                        "  FROM chunks WHERE document_id = :d), "
+                        "conv AS (SELECT m.id, m.binding_id, m.thread_id, m.role, "
+                        "  m.cited_chunk_ids, row_number() OVER (PARTITION BY m.binding_id, "
+                        "  m.thread_id ORDER BY m.created_at, m.id) AS pos FROM messages m "
+                        "  WHERE (m.binding_id, m.thread_id) IN (SELECT q.binding_id, "
+                        "  q.thread_id FROM messages q, cited WHERE q.role = 'assistant' "
+                        "  AND q.cited_chunk_ids && cited.ids)), "
+                        "quoting AS (SELECT c.binding_id, c.thread_id, c.pos FROM conv c, "
+                        "  cited WHERE c.role = 'assistant' AND c.cited_chunk_ids && cited.ids) "
+                        "SELECT DISTINCT c.id FROM conv c JOIN quoting q "
+                        "  ON c.binding_id = q.binding_id AND c.thread_id = q.thread_id "
+                        "  AND c.pos BETWEEN q.pos - 1 AND q.pos + :window + 1"
+                    ),
+                    {"d": document_id, "window": history_window},
+                ).scalars()
+            )
+            quoted = [int(i) for i in quoted if i is not None]
+            if quoted:
+                conn.execute(
+                    text("DELETE FROM feedback WHERE message_id = ANY(:ids)"), {"ids": quoted}
+                )
+                conn.execute(text("DELETE FROM messages WHERE id = ANY(:ids)"), {"ids": quoted})
             removed = conn.execute(
                 text("DELETE FROM chunks WHERE document_id = :d"), {"d": document_id}
             ).rowcount
+            # The triggers lowered df; terms no chunk of the workspace holds any more
+            # would still list the document's vocabulary.
+            conn.execute(
+                text("DELETE FROM keyword_terms WHERE workspace_id = :w AND df <= 0"),
+                {"w": doc.workspace_id},
+            )
             conn.execute(text("DELETE FROM documents WHERE id = :d"), {"d": document_id})
             still_used = bool(
                 conn.execute(
@@ -938,6 +979,15 @@ class Store(SearchMixin):
             ),
             {"a": actor, "x": action, "t": target, "d": json.dumps(details or {}, default=str)},
         )
+
+    def prune_audit(self, older_than_days: float) -> int:
+        """Delete audit entries older than ``older_than_days``; how many."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                text("DELETE FROM audit_log WHERE at < now() - make_interval(secs => :s)"),
+                {"s": float(older_than_days) * 86400.0},
+            )
+        return int(result.rowcount or 0)
 
     def audit_entries(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest audit entries, newest first."""

@@ -198,6 +198,7 @@ messages = Table(
     CheckConstraint("role IN ('user', 'assistant')", name="ck_messages_role"),
     Index("ix_messages_conversation", "binding_id", "thread_id", "created_at"),
     Index("ix_messages_created", "created_at"),
+    Index("ix_messages_cited", "cited_chunk_ids", postgresql_using="gin"),  # 0009
 )
 
 feedback = Table(

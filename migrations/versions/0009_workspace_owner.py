@@ -20,6 +20,9 @@ in chat (``/librarian model http://...``), which sent its questions and document
 that address; such references are cleared (the workspace answers with the default
 model) and printed.  Remote servers are now named in ``LIBRARIAN_REMOTE_MODELS``.
 
+And ``ix_messages_cited``: forgetting a document deletes the stored answers that cited
+its chunks (``cited_chunk_ids && ...``), found by this GIN index.
+
 Revision ID: 0009
 Revises: 0007
 Create Date: 2026-12-08
@@ -90,6 +93,7 @@ def upgrade() -> None:
         f"SELECT {_team('b', 'platform', 'space_id', 'channel_id')} FROM channel_bindings b "
         "WHERE b.workspace_id = w.id ORDER BY b.id LIMIT 1) WHERE w.owner_team IS NULL"
     )
+    op.execute("CREATE INDEX ix_messages_cited ON messages USING gin (cited_chunk_ids)")
     bind = op.get_bind()
     team = _team("b", "platform", "space_id", "channel_id")
     crossing = bind.execute(
@@ -117,6 +121,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX ix_messages_cited")
     op.execute("ALTER TABLE workspaces DROP CONSTRAINT uq_workspaces_home")
     op.execute("ALTER TABLE workspaces DROP CONSTRAINT ck_workspaces_home")
     for column in ("home_channel", "home_space", "home_platform", "owner_team"):
