@@ -442,7 +442,7 @@ async def test_cross_team_attempts_leak_nothing(
         )
         docs = sorted((d.id, d.status) for ws in team_a for d in store.list_documents(ws))
         settings_ = sorted(
-            (w.id, w.top_k, w.chunk_tokens, w.chat_model, w.owner_team)
+            (w.id, w.top_k, w.chunk_tokens, w.chat_model, getattr(w, "owner_team", None))
             for w in (store.workspace(i) for i in team_a)
         )
         return bindings, docs, settings_
