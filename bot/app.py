@@ -69,6 +69,7 @@ class App:
             retention_interval_minutes=settings.retention_interval_minutes,
             unload_idle=inference.unload_idle,
             model_idle_minutes=settings.model_idle_minutes,
+            audit_retention_days=settings.audit_retention_days,
         )
         return cls(
             settings,

@@ -11,6 +11,7 @@ and audits the admin actions that succeed.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import resource
 import shlex
@@ -27,11 +28,16 @@ from bot.ingest.filetypes import ExtractionRefused
 from bot.knowledge.answer import format_citations
 from bot.retention import DurationError, describe_retention, format_duration, parse_duration
 from bot.store.records import Binding, Document
-from bot.store.repo import channel_spec
+from bot.store.repo import ForeignWorkspace, channel_spec
 
 if TYPE_CHECKING:
     from bot.dispatcher import Dispatcher
     from bot.inference.registry import ModelInfo
+
+
+def fingerprint(text: str) -> dict[str, Any]:
+    """What the audit log keeps of free text: its length and hash, never the text."""
+    return {"length": len(text), "sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
 class UsageError(Exception):
@@ -219,7 +225,10 @@ async def forget_stored_document(
     and whether they were deleted; None when the document was already gone.
     """
     store = dispatcher.store
-    gone = await asyncio.to_thread(store.forget_document, document_id)
+    # Answers written with a quoting answer in their history may repeat it: as far
+    # back as the answerer looks.
+    window = int(getattr(dispatcher.answerer, "history_turns", 12))
+    gone = await asyncio.to_thread(store.forget_document, document_id, window)
     if gone is None:
         return None
     doc, chunks, still_used = gone
@@ -290,8 +299,8 @@ async def cmd_forget(ctx: CommandContext) -> None:
     plural = "chunk" if chunks == 1 else "chunks"
     await ctx.reply(
         f"Forgot #{doc.id} {doc.file_name} from workspace {workspace.name}: "
-        f"{chunks} {plural} and their vectors removed, {stored}. "
-        "No search can return it any more."
+        f"{chunks} {plural} and their vectors removed, and the stored answers that quoted "
+        f"it, {stored}. No search can return it any more."
     )
 
 
@@ -428,61 +437,94 @@ async def cmd_clear(ctx: CommandContext) -> None:
     await ctx.reply(text + ".")
 
 
+# ":" and "/" are reserved: a channel's own workspace is named after the channel
+# (``discord:<guild>/<channel>``), and a typed name must never look like one.
 _WORKSPACE_NAME_CHARS = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/"
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
 )
+#: ``/librarian workspace own`` binds a channel back to its own workspace.
+OWN_WORKSPACE = "own"
 
 
 async def cmd_workspace(ctx: CommandContext) -> None:
-    """Bind this channel to a named workspace, creating it if needed."""
+    """Bind this channel to a named workspace of its team (created if new), or its own."""
     if not ctx.args:
         raise UsageError(
             f"name the workspace for {ctx.where} (it is {ctx.binding.workspace.name} now)"
         )
     if len(ctx.args) > 1:
-        raise UsageError("a workspace name is one word (letters, digits, - _ . : /)")
+        raise UsageError("a workspace name is one word (letters, digits, - _ .)")
     name = ctx.args[0]
+    if ":" in name or "/" in name:
+        raise UsageError(
+            "names with : or / are reserved for channels' own workspaces; "
+            f"/librarian workspace {OWN_WORKSPACE} binds {ctx.where} back to its own"
+        )
     if len(name) > 64 or not set(name) <= _WORKSPACE_NAME_CHARS:
-        raise UsageError("a workspace name is up to 64 letters, digits and - _ . : /")
+        raise UsageError("a workspace name is up to 64 letters, digits and - _ .")
     dispatcher = ctx.dispatcher
+    store = dispatcher.store
     conv = ctx.event.conversation
     before = ctx.binding.workspace
-    if before.name == name:
-        await ctx.reply(f"{ctx.where} already reads from workspace {name}.")
+    own = name.lower() == OWN_WORKSPACE
+    if (own and before.own) or (not own and before.name == name and not before.own):
+        await ctx.reply(f"{ctx.where} already reads from workspace {before.name}.")
         return
-    # Workspaces are the boundary between teams: an admin by a platform's roles (of one
-    # Slack team, one Discord guild) may not join a workspace used in another team's
-    # channels and so read its documents; only a deployment admin (LIBRARIAN_ADMINS) may.
-    existing = await asyncio.to_thread(dispatcher.store.workspace_by_name, name)
-    if existing is not None and ctx.event.author.qualified not in dispatcher.settings.admins:
-        users = await asyncio.to_thread(dispatcher.store.channels_of_workspace, existing.id)
-        if any((b.platform, b.space_id) != (conv.platform, conv.space_id) for b in users):
+    if own:
+        binding, created = await asyncio.to_thread(
+            store.bind_own,
+            conv.platform,
+            conv.space_id,
+            conv.channel_id,
+            dispatcher.defaults,
+            conv.channel_name,
+            dispatcher.teams.team_of(conv),
+        )
+    else:
+        # Workspaces are the boundary between teams: an admin by a platform's roles (of
+        # one Slack team, Discord guild, Matrix room) may bind only to a workspace their
+        # team owns, or make a new one for it; only LIBRARIAN_ADMINS may cross.  The
+        # owner stays when the last channel leaves, so an orphan is no one's to take.
+        try:
+            binding, created = await asyncio.to_thread(
+                store.bind,
+                conv.platform,
+                conv.space_id,
+                conv.channel_id,
+                name,
+                dispatcher.defaults,
+                conv.channel_name,
+                teams=dispatcher.teams.teams_of(conv),
+                may_cross=ctx.event.author.qualified in dispatcher.settings.admins,
+            )
+        except ForeignWorkspace:
             await dispatcher.refuse(
                 ctx,
                 "workspace",
-                f"workspace {name} is used by channels of another team; only an admin "
-                "listed in LIBRARIAN_ADMINS may bind a channel to it",
+                f"workspace {name} is used by channels of another team or belongs to one; "
+                "only an admin listed in LIBRARIAN_ADMINS may bind a channel to it",
             )
             return
-    binding, created = await asyncio.to_thread(
-        dispatcher.store.bind,
-        conv.platform,
-        conv.space_id,
-        conv.channel_id,
-        name,
-        dispatcher.defaults,
-        conv.channel_name,
-    )
-    channels = await asyncio.to_thread(dispatcher.store.channels_of_workspace, binding.workspace.id)
+    ws = binding.workspace
+    channels = await asyncio.to_thread(store.channels_of_workspace, ws.id)
     others = [b.channel_name or b.channel_id for b in channels if b.id != binding.id]
-    await ctx.audit("workspace", ctx.channel, {"from": before.name, "to": name, "created": created})
-    text = f"{ctx.where} now reads from workspace {name}"
-    text += " (new)." if created else "."
+    await ctx.audit(
+        "workspace",
+        ctx.channel,
+        {"from": before.name, "to": ws.name, "created": created, "workspace_id": ws.id},
+    )
+    text = f"{ctx.where} now reads from workspace {ws.name}"
+    if own:
+        text += " (its own"
+        text += ", new)." if created else ")."
+    else:
+        text += " (new)." if created else "."
     if others:
         text += f" It shares it with {', '.join(others)}."
+    back = OWN_WORKSPACE if before.own else before.name
     text += (
         f" The documents of {before.name} stay there: "
-        f"/librarian workspace {before.name} binds back to them."
+        f"/librarian workspace {back} binds back to them."
     )
     await ctx.reply(text)
 
@@ -494,6 +536,9 @@ def _model_label(info: ModelInfo) -> str:
 def _stored_ref(info: ModelInfo) -> str:
     """What to store as the workspace's chat model: a name the registry finds again."""
     return str(info.path) if info.source == "file" else info.name
+
+
+REMOTE_PREFIX = "remote:"  # as bot.inference.service reads a workspace's chat model
 
 
 def _is_url(ref: str) -> bool:
@@ -536,7 +581,9 @@ async def cmd_model(ctx: CommandContext) -> None:
     current = workspace.chat_model or dispatcher.settings.chat_model
     if not ctx.args:
         if _is_url(current):
-            shown = f"the remote model at {current}"
+            shown = "a remote model (configured by the operator)"
+        elif current.startswith(REMOTE_PREFIX):
+            shown = f"the remote model {current.removeprefix(REMOTE_PREFIX)}"
         else:
             try:
                 info = await asyncio.to_thread(dispatcher.registry.resolve, current, "chat")
@@ -559,22 +606,33 @@ async def cmd_model(ctx: CommandContext) -> None:
             f"({dispatcher.settings.chat_model})."
         )
         return
-    if _is_url(wanted):
-        # An OpenAI-compatible server (llama.cpp server, Ollama): the inference service
-        # talks to it directly; it is checked on the first question.
-        await asyncio.to_thread(dispatcher.store.update_workspace, workspace.id, chat_model=wanted)
+    remotes = dispatcher.settings.remote_models
+    if wanted in remotes:
+        # A server the operator named in LIBRARIAN_REMOTE_MODELS: stored by name, so the
+        # address stays in configuration (and changing it there moves every workspace).
+        ref = REMOTE_PREFIX + wanted
+        await asyncio.to_thread(dispatcher.store.update_workspace, workspace.id, chat_model=ref)
         await ctx.audit(
-            "model", f"workspace:{workspace.name}", {"from": workspace.chat_model, "to": wanted}
+            "model", f"workspace:{workspace.name}", {"from": workspace.chat_model, "to": ref}
         )
+        await ctx.reply(f"Workspace {workspace.name} now answers with the remote model {wanted}.")
+        return
+    if "://" in wanted:
+        # An address typed in chat would send the workspace's questions and documents
+        # wherever a platform admin likes: only configured servers, by name.
+        names = ", ".join(sorted(remotes)) or "none are configured"
         await ctx.reply(
-            f"Workspace {workspace.name} now answers with the remote model at {wanted}."
+            f"I can't switch to an address typed here: remote servers are named by the "
+            f"operator in LIBRARIAN_REMOTE_MODELS (configured: {names}).",
+            private=True,
         )
         return
     try:
         if _is_level(wanted):
             info = await asyncio.to_thread(_resolve_level, dispatcher, workspace.chat_model, wanted)
         else:
-            info = await asyncio.to_thread(dispatcher.registry.resolve, wanted, "chat")
+            # Known models only: never a path on the host.
+            info = await asyncio.to_thread(dispatcher.registry.resolve_known, wanted, "chat")
     except LibrarianError as exc:
         await ctx.reply(f"I can't switch to {wanted}: {exc}", private=True)
         return
@@ -644,7 +702,7 @@ async def cmd_compare(ctx: CommandContext) -> None:
     await ctx.audit(
         "compare",
         f"workspace:{workspace.name}",
-        {"levels": [i.quant for i in infos], "question": question},
+        {"levels": [i.quant for i in infos], "question": fingerprint(question)},
     )
     await ctx.reply(text)
 
@@ -856,7 +914,9 @@ def base_commands() -> list[Command]:
             "bind this channel to a workspace (created if new)",
             cmd_workspace,
             admin=True,
-            details="Several channels may share one workspace and so its documents.",
+            details="Several channels of one team may share a workspace and so its documents. "
+            f"`workspace {OWN_WORKSPACE}` binds the channel back to its own workspace. Names "
+            "with : or / are reserved. Only LIBRARIAN_ADMINS may bind to another team's.",
         ),
         Command(
             "model",
@@ -865,7 +925,9 @@ def base_commands() -> list[Command]:
             cmd_model,
             admin=True,
             details="A level like q8_0 picks that quantization of the current model; make it "
-            "first with `librarian models quantize`.",
+            "first with `librarian models quantize`. Models are named as the registry knows "
+            "them (`librarian models list`); remote servers by the names in "
+            "LIBRARIAN_REMOTE_MODELS. Paths and addresses are not accepted here.",
         ),
         Command(
             "compare",

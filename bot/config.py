@@ -78,6 +78,8 @@ class Settings(BaseSettings):
 
     # Retention.
     retention_interval_minutes: float = Field(default=60.0, gt=0)
+    # Audit entries older than this are deleted by the retention job.
+    audit_retention_days: float = Field(default=90.0, gt=0)
 
     # Models nobody used for this long are unloaded and their memory returned (0: never).
     # The next request loads them again (under a second for the default models).
@@ -90,7 +92,14 @@ class Settings(BaseSettings):
     pg_shared_buffers_mb: int = Field(default=0, ge=0)
 
     # Permissions: platform-qualified ids, e.g. "console:alice,matrix:@a:example.org".
+    # Only these may bind a channel to a workspace of another team (bot.teams).
     admins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # OpenAI-compatible servers chat may pick by name (`/librarian model <name>`):
+    # "big=http://gpu:8080/v1#llama-3-8b,small=http://...".  Addresses come only from
+    # here, never from chat, so a platform admin cannot send a workspace's questions
+    # and documents to a server of their choosing.
+    remote_models: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
 
     # Platform secrets (environment only).
     matrix_homeserver: str | None = None
@@ -134,6 +143,9 @@ class Settings(BaseSettings):
     # Who may invite the bot into rooms: user ids (@alice:example.org) and server names
     # (example.org), comma-separated.  Empty: everyone.
     matrix_autojoin: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Rooms an operator declares one team (bot.teams): "eng=!a:example.org,!b:example.org;
+    # ops=!c:example.org".  A room not listed is a team of its own.
+    matrix_teams: Annotated[dict[str, list[str]], NoDecode] = Field(default_factory=dict)
     # ---- end Matrix ----
 
     # ---- Slack (issue 8) ----
@@ -163,6 +175,45 @@ class Settings(BaseSettings):
         return lowered
 
     # ---- end Slack ----
+
+    @field_validator("matrix_teams", mode="before")
+    @classmethod
+    def _split_teams(cls, value: Any) -> Any:
+        # Room ids hold ":" and "!" but never ";", "=" or ",".
+        if isinstance(value, str):
+            teams: dict[str, list[str]] = {}
+            for part in value.split(";"):
+                if not part.strip():
+                    continue
+                name, sep, rooms = part.partition("=")
+                if not sep or not name.strip():
+                    raise ValueError(f"{part.strip()!r} is not name=!room:server,...")
+                teams[name.strip()] = [r.strip() for r in rooms.split(",") if r.strip()]
+            return teams
+        return value
+
+    @field_validator("remote_models", mode="before")
+    @classmethod
+    def _split_remotes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            remotes: dict[str, str] = {}
+            for part in value.split(","):
+                if not part.strip():
+                    continue
+                name, sep, url = part.partition("=")
+                if not sep or not name.strip():
+                    raise ValueError(f"{part.strip()!r} is not name=http://host:port/v1")
+                remotes[name.strip()] = url.strip()
+            return remotes
+        return value
+
+    @field_validator("remote_models")
+    @classmethod
+    def _remote_urls(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, url in value.items():
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{name}: {url!r} is not an http(s) address")
+        return value
 
     @field_validator("admins", "matrix_autojoin", mode="before")
     @classmethod

@@ -18,6 +18,7 @@ from bot.commands import (
     UsageError,
     base_commands,
     describe_refusal,
+    fingerprint,
     forget_stored_document,
     parse,
 )
@@ -42,6 +43,7 @@ from bot.knowledge.answer import Answerer
 from bot.replies import StreamingReply
 from bot.store.records import Binding
 from bot.store.repo import Store, WorkspaceDefaults, channel_spec
+from bot.teams import Teams
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,8 @@ class Dispatcher:
             top_k=settings.top_k,
             relevance_floor=settings.relevance_floor,
         )
+        # Which team a conversation is in: owners of the workspaces its admins create.
+        self.teams = Teams.from_settings(settings)
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -95,6 +99,7 @@ class Dispatcher:
             conversation.channel_id,
             self.defaults,
             conversation.channel_name,
+            self.teams.team_of(conversation),
         )
 
     # -- entry point ------------------------------------------------------------------------
@@ -298,7 +303,19 @@ class Dispatcher:
         *,
         reply_to: str | None = None,
     ) -> None:
-        """Download, queue and index a shared file, telling the channel how it went."""
+        """Download, queue and index a shared file, telling the channel how it went.
+
+        Every way a file arrives (the upload command, a share auto-indexed, a file on a
+        message) comes through here, so the channel's upload policy is checked here:
+        a share by someone who may not upload is left alone (and not downloaded).
+        """
+        if not await self.may_upload(author, conversation, binding):
+            log.info(
+                "not indexing %s in %s: uploading is limited to admins there",
+                ref.file_id,
+                conversation.key,
+            )
+            return
         try:
             if ref.size is not None:
                 check_size(ref.size, self.settings.max_file_mb, ref.name)  # before downloading
@@ -392,7 +409,9 @@ class Dispatcher:
                     ctx.event.conversation.space_id,
                     ctx.event.conversation.channel_id,
                 ),
-                "args": ctx.raw_args,
+                # What was typed is free text (a question, a file name): only its
+                # length and hash are kept.
+                "args": fingerprint(ctx.raw_args),
             },
         )
         await ctx.reply(f"Refused: {why}.", private=True)

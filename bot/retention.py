@@ -79,6 +79,8 @@ def describe_retention(seconds: int | None) -> str:
 
 # How long a platform event id is remembered to drop redeliveries of it.
 EVENT_IDS_KEPT_DAYS = 7.0
+#: How long audit entries are kept unless LIBRARIAN_AUDIT_RETENTION_DAYS says otherwise.
+AUDIT_KEPT_DAYS = 90.0
 
 
 @dataclass(frozen=True)
@@ -129,12 +131,13 @@ class RetentionRun:
         return "; ".join(parts)
 
 
-def run_retention(store: Store, *, actor: str = SCHEDULER_ACTOR) -> RetentionRun:
+def run_retention(
+    store: Store, *, actor: str = SCHEDULER_ACTOR, audit_days: float = AUDIT_KEPT_DAYS
+) -> RetentionRun:
     """Delete expired history now (blocking: call it in a thread from async code).
 
-    Writes one audit entry (by ``actor``) with the counts per channel when it deleted
-    something; a run that found nothing to delete, or that was skipped because
-    another process held the lock, leaves the audit log alone.
+    Writes one audit entry (by ``actor``) with the counts per channel on every run that
+    took the lock; a run skipped because another process held it writes none.
     """
     expired = store.expire_messages(audit_actor=actor)
     if expired is None:
@@ -142,4 +145,7 @@ def run_retention(store: Store, *, actor: str = SCHEDULER_ACTOR) -> RetentionRun
     # Housekeeping in the same run: the de-duplication table is not history (no event
     # text is kept) and needs no audit entry, only a bound on its size.
     store.prune_events(EVENT_IDS_KEPT_DAYS)
+    # The audit log holds who did what (ids, names, counts, hashes; no message text),
+    # which is personal data too: kept for ``audit_days``, then deleted.
+    store.prune_audit(audit_days)
     return RetentionRun(ran=True, deleted=expired.messages, feedback=expired.feedback)

@@ -20,7 +20,7 @@ from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.retention import SCHEDULER_ACTOR, RetentionRun, run_retention
+from bot.retention import AUDIT_KEPT_DAYS, SCHEDULER_ACTOR, RetentionRun, run_retention
 from bot.store.repo import Store
 
 log = logging.getLogger(__name__)
@@ -43,12 +43,14 @@ class Scheduler:
         first_run_delay_s: float = FIRST_RUN_DELAY_S,
         unload_idle: Callable[[float], Awaitable[list[str]]] | None = None,
         model_idle_minutes: float = 0.0,
+        audit_retention_days: float = AUDIT_KEPT_DAYS,
     ) -> None:
         """``unload_idle(seconds)`` unloads models idle that long (``Inference.unload_idle``);
         with ``model_idle_minutes`` > 0 a job calls it, checking four times per idle period
         (at most every 5 minutes), so a model is unloaded at most 25% late.
         """
         self.store = store
+        self.audit_retention_days = audit_retention_days
         self.unload_idle = unload_idle
         self.model_idle_s = model_idle_minutes * 60.0
         self.unloaded_models: list[str] = []
@@ -114,7 +116,12 @@ class Scheduler:
         # Shielded: cancelling the job (shutdown) must not abandon the thread mid-transaction
         # while the database is being closed; shutdown waits for it instead.
         self._inflight = asyncio.ensure_future(
-            asyncio.to_thread(run_retention, self.store, actor=SCHEDULER_ACTOR)
+            asyncio.to_thread(
+                run_retention,
+                self.store,
+                actor=SCHEDULER_ACTOR,
+                audit_days=self.audit_retention_days,
+            )
         )
         try:
             result = await asyncio.shield(self._inflight)

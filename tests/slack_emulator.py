@@ -159,8 +159,14 @@ class SlackEmulator:
             "is_bot": False,
         }
 
-    def add_channel(self, channel_id: str, name: str) -> None:
-        self.channels[channel_id] = {"id": channel_id, "name": name, "is_channel": True}
+    def add_channel(self, channel_id: str, name: str, *, private: bool = False) -> None:
+        self.channels[channel_id] = {
+            "id": channel_id,
+            "name": name,
+            "is_channel": not private,
+            "is_group": private,
+            "is_private": private,
+        }
 
     def share_file(
         self,
@@ -204,9 +210,20 @@ class SlackEmulator:
             "url_private": download,
             "url_private_download": download + "?download=1",
             "permalink": f"https://emulated.slack.com/files/{stored.user}/{stored.id}/{stored.name}",
-            "channels": [stored.channel],
-            "shares": {"public": {stored.channel: [{"ts": stored.ts, "channel_name": "x"}]}},
+            **self._sharing(stored),
         }
+
+    def _sharing(self, stored: StoredFile) -> dict[str, Any]:
+        """Where files.info says a file is shared: a private channel is a "group"."""
+        share = {stored.channel: [{"ts": stored.ts, "channel_name": "x"}]}
+        if self.channels.get(stored.channel, {}).get("is_private"):
+            return {
+                "channels": [],
+                "groups": [stored.channel],
+                "is_public": False,
+                "shares": {"private": share},
+            }
+        return {"channels": [stored.channel], "is_public": True, "shares": {"public": share}}
 
     def file_message(self, stored: StoredFile) -> dict[str, Any]:
         """The message event that shares a file."""

@@ -85,6 +85,7 @@ class Account:
     user_id: str
     access_token: str
     device_id: str
+    password: str = ""
 
 
 @dataclasses.dataclass
@@ -114,7 +115,7 @@ class Synapse:
             )
             response.raise_for_status()
             body = response.json()
-        return Account(body["user_id"], body["access_token"], body["device_id"])
+        return Account(body["user_id"], body["access_token"], body["device_id"], password)
 
     def limit_messages(self, user_id: str, per_second: int, burst: int) -> None:
         """Give one account a low message rate limit (admin API), to meet M_LIMIT_EXCEEDED."""
@@ -567,6 +568,78 @@ async def test_only_admins_may_set_retention(matrix_env, synapse: Synapse) -> No
         assert binding.retention_seconds == 2 * 86400
     finally:
         await running.stop()
+
+
+async def test_a_matrix_room_admin_cannot_bind_to_another_rooms_workspace(
+    matrix_env, synapse: Synapse
+) -> None:
+    # Two ordinary users, each the admin of a room they created.  A room is a team of
+    # its own: mallory's room may not read the workspace alice's room made.
+    settings, bot = matrix_env
+    running = await start_bot(settings)
+    try:
+        async with people(synapse, "alice", "mallory") as (alice, mallory):
+            room_a = await alice.create_room(invite=[bot.user_id])
+            room_b = await mallory.create_room(invite=[bot.user_id])
+            await alice.wait_joined(room_a, bot.user_id)
+            await mallory.wait_joined(room_b, bot.user_id)
+
+            async def command(person: Person, room: str, line: str) -> str:
+                sent = await person.say(room, line)
+                found = await person.wait_for(room, lambda ev: replies_to(ev, bot.user_id, sent))
+                return found[0]["content"]["body"]
+
+            reply = await command(alice, room_a, "!librarian workspace engineering")
+            assert "now reads from workspace engineering (new)" in reply, reply
+            pdf = make_pdf(Path(settings.home).parent / "plans.pdf", PAGES).read_bytes()
+            upload = await alice.upload(room_a, pdf, "plans.pdf", "application/pdf")
+            indexed = await alice.wait_for(
+                room_a, lambda ev: replies_to(ev, bot.user_id, upload), timeout=90
+            )
+            assert "Indexed plans.pdf" in indexed[0]["content"]["body"]
+
+            reply = await command(mallory, room_b, "!librarian workspace engineering")
+            assert "Refused: workspace engineering is used by channels of another team" in reply
+            reply = await command(mallory, room_b, "!librarian docs")
+            assert "plans.pdf" not in reply and "No documents" in reply
+            # Nor by the name of alice's room's own workspace.
+            reply = await command(mallory, room_b, f"!librarian workspace matrix:{room_a}")
+            assert "reserved" in reply and "plans.pdf" not in reply
+
+        app = running.app
+        a = await app.dispatcher.binding(tr.conversation(room_a))
+        b = await app.dispatcher.binding(tr.conversation(room_b))
+        assert a.workspace.name == "engineering" and a.workspace.owner_team == f"matrix:{room_a}"
+        assert b.workspace.id != a.workspace.id
+    finally:
+        await running.stop()
+
+
+async def test_matrix_password_login_works(matrix_env, synapse: Synapse, monkeypatch) -> None:
+    # The access token of matrix_env logs in (as every other test here does); now the
+    # password, twice: the second login reuses the device the first one made.
+    _, bot = matrix_env
+    monkeypatch.delenv("LIBRARIAN_MATRIX_ACCESS_TOKEN")
+    monkeypatch.setenv("LIBRARIAN_MATRIX_PASSWORD", bot.password)
+    settings = load_settings()
+    assert settings.matrix_access_token is None and settings.matrix_password is not None
+    devices: list[str] = []
+    async with people(synapse, "alice") as (alice,):
+        room = await alice.create_room(invite=[bot.user_id])
+        for _attempt in range(2):
+            running = await start_bot(settings)
+            try:
+                await alice.wait_joined(room, bot.user_id)
+                sent = await alice.say(room, "!librarian help")
+                found = await alice.wait_for(
+                    room, lambda ev, sent=sent: replies_to(ev, bot.user_id, sent)
+                )
+                assert "Librarian commands" in found[0]["content"]["body"]
+                assert not running.task.done()
+                devices.append(running.adapter.client.device_id)
+            finally:
+                await running.stop()
+    assert devices[0] and devices[0] == devices[1] and devices[0] != bot.device_id
 
 
 async def test_a_restart_answers_what_came_while_down_and_nothing_twice(

@@ -540,3 +540,42 @@ def test_translation_rules() -> None:
     assert translate.reaction_added(on_file, BOT_USER) is None
     assert translate.looks_like_html(b"\n<!DOCTYPE html><html>")
     assert not translate.looks_like_html(b"%PDF-1.7")
+
+
+async def test_a_slack_upload_by_id_of_a_file_from_a_private_channel_is_refused(
+    slack_settings, emulator: SlackEmulator, tmp_path: Path
+) -> None:
+    # The bot is in a private channel bob is not in; ada shares a file there.  Its id
+    # (or link) typed by bob in #general must not index it: the bot's token can read
+    # it, bob cannot.
+    emulator.add_channel("CSECRET", "board", private=True)
+    secret = make_pdf(tmp_path / "board.pdf").read_bytes()
+    stored = emulator.share_file("CSECRET", ADMIN, "board.pdf", secret)
+    async with running_bot(slack_settings, emulator, "http") as (app, adapter):
+        url = f"http://127.0.0.1:{adapter.bound_port}{EVENTS_PATH}"
+        binding = await app.dispatcher.binding(translate.conversation("T0EMU", GENERAL))
+        for typed in (stored.id, f"<https://emulated.slack.com/files/{ADMIN}/{stored.id}/x>"):
+            await emulator.post_command(
+                url, emulator.slash_command(GENERAL, BOB, f"upload {typed}")
+            )
+            await settle(adapter)
+        refusals = [
+            c.args
+            for c in emulator.calls_of("chat.postEphemeral")
+            if "can't index" in c.args["text"]
+        ]
+        assert len(refusals) == 2 and all(r["user"] == BOB for r in refusals)
+        assert app.store.list_documents(binding.workspace.id) == []
+        assert count(app, "documents") == 0
+
+        # The file's owner may bring her own file; a file shared here is anyone's to index.
+        await emulator.post_command(
+            url, emulator.slash_command(GENERAL, ADMIN, f"upload {stored.id}")
+        )
+        await emulator.wait_for(
+            lambda: [m for m in emulator.posted() if m["text"].startswith("Indexed board.pdf")], 60
+        )
+        await settle(adapter)
+        assert [d.file_name for d in app.store.list_documents(binding.workspace.id)] == [
+            "board.pdf"
+        ]

@@ -313,9 +313,11 @@ class MatrixAdapter:
             self.client.device_id = who.device_id or ""
         else:
             device = await self._get(self._device_key)
-            response = await self.client.login(
-                self.password, device_name=self.device_name, device_id=device
-            )
+            # matrix-nio's login() takes no device id: it sends the client's own, so the
+            # device of the last login is reused (no new device, no lost sync filter).
+            if device:
+                self.client.device_id = device
+            response = await self.client.login(self.password, device_name=self.device_name)
             if not isinstance(response, LoginResponse):
                 raise MatrixError(f"Matrix: login as {self.user_id} failed ({_describe(response)})")
             if response.device_id != device:

@@ -67,6 +67,10 @@ class _SkipTokenWarning(logging.Filter):
         return "`token` will be unused" not in record.getMessage()
 
 
+class _NotYours(Exception):
+    """A file named in `/librarian upload` that the caller may not index here."""
+
+
 class SlackAdapter:
     """The bot as a Slack app: events and ``/librarian`` in, Web API calls out."""
 
@@ -482,7 +486,11 @@ class SlackAdapter:
         files: tuple[FileRef, ...] = ()
         verb, _, rest = text.strip().partition(" ")
         if verb.lower() == "upload":
-            files = await self._upload_files(rest, channel, user)
+            try:
+                files = await self._upload_files(rest, channel, user)
+            except _NotYours as refused:
+                await self.send(OutboundMessage(conv, str(refused), private_to=author))
+                return
         await self._deliver(
             CommandInvoked(
                 # Slash commands have no event id; the trigger id is unique per invocation.
@@ -504,16 +512,31 @@ class SlackAdapter:
                 file_id = found[0]["id"] if found else None
             if file_id is None:
                 return ()
-            return (await self.file_ref(file_id, channel, None),)
+            info = (await self.client.files_info(file=file_id))["file"]
+            if not translate.may_take_file(info, channel, user):
+                log.info("slack: %s may not upload %s in %s (not visible)", user, file_id, channel)
+                raise _NotYours(
+                    f"I can't index {file_id}: it is not shared in this channel, not yours, "
+                    "and not in a public channel. Share it here first."
+                )
+            return (await self.file_ref(file_id, channel, None, info=info),)
         except SlackApiError as exc:
             log.info("slack: upload look-up failed: %s", exc.response.get("error"))
             return ()
 
     # -- Web API look-ups -------------------------------------------------------------------
 
-    async def file_ref(self, file_id: str, channel: str, message_ts: str | None) -> FileRef:
+    async def file_ref(
+        self,
+        file_id: str,
+        channel: str,
+        message_ts: str | None,
+        *,
+        info: dict[str, Any] | None = None,
+    ) -> FileRef:
         """files.info (name, size, download link) and the sharing message's permalink."""
-        info = (await self.client.files_info(file=file_id))["file"]
+        if info is None:
+            info = (await self.client.files_info(file=file_id))["file"]
         message_ts = message_ts or translate.share_ts(info, channel)
         permalink = None
         if message_ts and channel:

@@ -83,6 +83,29 @@ def share_ts(info: dict[str, Any], channel_id: str) -> str | None:
     return None
 
 
+def shared_in(info: dict[str, Any], channel_id: str) -> bool:
+    """Whether a file (files.info) is shared in this channel (public, private or DM)."""
+    for key in ("channels", "groups", "ims"):
+        if channel_id in (info.get(key) or []):
+            return True
+    shares = info.get("shares") or {}
+    return any(channel_id in (shares.get(kind) or {}) for kind in ("public", "private"))
+
+
+def may_take_file(info: dict[str, Any], channel_id: str, user_id: str) -> bool:
+    """Whether ``/librarian upload <file>`` by ``user_id`` in ``channel_id`` may index it.
+
+    The bot's token reads every file of every channel it is in, private ones too, so
+    naming a file must not be a way to index what the caller cannot see: the file must
+    be shared in this channel, be the caller's own, or be shared in a public channel
+    (which every member of the Slack team can open).
+    """
+    if shared_in(info, channel_id) or (user_id and info.get("user") == user_id):
+        return True
+    shares = info.get("shares") or {}
+    return bool(info.get("is_public") or shares.get("public") or info.get("channels"))
+
+
 def file_ref(info: dict[str, Any], *, message_ts: str | None, permalink: str | None) -> FileRef:
     """A FileRef from a files.info ``file`` object."""
     return FileRef(

@@ -40,8 +40,8 @@ def run(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> N
     Safe beside running bots: if another process is running the job, this run is
     skipped (reported as such) rather than deleting twice.
     """
-    with _store() as (store, _settings):
-        result = run_retention(store, actor=CLI_ACTOR)
+    with _store() as (store, settings):
+        result = run_retention(store, actor=CLI_ACTOR, audit_days=settings.audit_retention_days)
     if json_out:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return

@@ -547,6 +547,44 @@ class ModelRegistry:
             )
         return info
 
+    def resolve_known(self, ref: str, role: str = "chat") -> ModelInfo:
+        """Like resolve(), for references typed in chat: known models only, never a path.
+
+        A packaged model's short name, a file in models_dir (by its name there), or an
+        Ollama model; never a path on the host (``/etc/x``, ``~/y.gguf``, ``../z``) nor
+        an address.  Chat users are not the operator: what they name must already be
+        in the registry's folders.
+        """
+        ref = ref.strip()
+        if not ref:
+            raise LibrarianError(f"no {role} model given. {self._available_hint()}")
+        parts = re.split(r"[/\\]", ref)
+        if "://" in ref or "\\" in ref or _looks_like_path(ref.removesuffix(".gguf")) or (
+            ".." in parts
+        ):
+            raise LibrarianError(
+                f"{ref!r} is not a model name: name a model of the registry "
+                f"(`librarian models list`). {self._available_hint()}"
+            )
+        package = PACKAGE_MODELS.get(ref.lower())
+        if package is not None:
+            info = self._from_package(package)
+        else:
+            local = self._find_in_models_dir(ref)
+            info = None if local is None else self._from_file(local)
+            if info is None:
+                parsed = parse_ollama_ref(ref)
+                blob = None if parsed is None else ollama_blob(ollama_models_dir(), parsed)
+                if parsed is None or blob is None:
+                    raise LibrarianError(f"unknown model {ref!r}. {self._available_hint()}")
+                info = self._describe(blob, name=parsed.display, source="ollama")
+        if info.role != role:
+            raise LibrarianError(
+                f"{ref!r} is {_article(info.role)} {info.role} model, "
+                f"not {_article(role)} {role} model"
+            )
+        return info
+
     def find(self, ref: str) -> ModelInfo:
         """Like resolve() but for either role (for the CLI's quantize and bench)."""
         ref = ref.strip()

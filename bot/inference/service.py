@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from bot.errors import LibrarianError
 from bot.inference.llm import (
     ChatModel,
     EmbeddingModel,
@@ -53,6 +54,9 @@ ModelRef = str | os.PathLike[str] | ModelSpec | Any
 Resolver = Callable[..., Any]
 
 CHAT = "chat"
+#: A workspace's chat model ``remote:<name>``: the server named <name> in
+#: LIBRARIAN_REMOTE_MODELS (addresses come from configuration, never from chat).
+REMOTE_PREFIX = "remote:"
 EMBEDDING = "embedding"
 ROLES = (CHAT, EMBEDDING)
 
@@ -244,6 +248,7 @@ class Inference:
         embed_job_texts: int = 16,
         embed_batch_tokens: int = 256,
         remote_timeout: float = 120.0,
+        remotes: dict[str, str] | None = None,
     ) -> None:
         """Set up the facade; nothing is loaded until first use.
 
@@ -263,6 +268,7 @@ class Inference:
         self.embed_job_texts = max(1, embed_job_texts)
         self.embed_batch_tokens = embed_batch_tokens
         self.remote_timeout = remote_timeout
+        self.remotes = dict(remotes or {})
         self._slots: dict[tuple[str, str], _Slot] = {}
         self._loading: dict[tuple[str, str], asyncio.Task[_Slot]] = {}
         self._resolved: dict[tuple[str, str], ModelSpec] = {}
@@ -278,6 +284,7 @@ class Inference:
             embedding_model=settings.embedding_model,
             n_threads=settings.n_threads,
             chat_context=settings.chat_context,
+            remotes=dict(getattr(settings, "remote_models", None) or {}),
             **kwargs,
         )
 
@@ -483,6 +490,14 @@ class Inference:
             return info
         if _is_url(ref):
             info = remote_info(str(ref), role)
+        elif isinstance(ref, str) and ref.startswith(REMOTE_PREFIX):
+            name = ref.removeprefix(REMOTE_PREFIX)
+            url = self.remotes.get(name)
+            if url is None:
+                raise LibrarianError(
+                    f"remote model {name!r} is not configured (LIBRARIAN_REMOTE_MODELS)"
+                )
+            info = remote_info(url, role)
         else:
             found = await asyncio.to_thread(self._resolver, os.fspath(ref), role=role)
             info = coerce_info(found, os.fspath(ref), role)

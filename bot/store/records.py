@@ -22,6 +22,11 @@ class Workspace:
     # Answerability thresholds; None: the deployment's defaults (bot.config.Settings).
     evidence_coverage: float | None = None
     evidence_similarity: float | None = None
+    # The team (bot.teams) whose admins may bind channels to it; None: only
+    # LIBRARIAN_ADMINS may (an orphan from before migration 0009).
+    owner_team: str | None = None
+    # Whether this is a channel's own workspace (made for it, keyed by the channel).
+    own: bool = False
 
 
 @dataclass(frozen=True)

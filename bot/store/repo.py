@@ -34,12 +34,14 @@ from bot.store.search import (
     vector_literal,
     workspace_index_name,
 )
+from bot.teams import channel_team
 
 __all__ = [
     "LOCK_DOCUMENT",
     "LOCK_EMBEDDING_MODEL",
     "LOCK_RETENTION",
     "LOCK_WORKSPACE_INDEX",
+    "ForeignWorkspace",
     "Store",
     "WorkspaceDefaults",
     "channel_spec",
@@ -73,6 +75,14 @@ class WorkspaceDefaults:
         )
 
 
+class ForeignWorkspace(Exception):
+    """A channel was to be bound to a workspace of another team."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"workspace {name} belongs to another team")
+        self.name = name
+
+
 def channel_spec(platform: str, space_id: str, channel_id: str) -> str:
     """How the CLI and the audit log name a channel: ``console:general``, ``slack:T01/C02``."""
     return f"{platform}:{space_id}/{channel_id}" if space_id else f"{platform}:{channel_id}"
@@ -81,13 +91,14 @@ def channel_spec(platform: str, space_id: str, channel_id: str) -> str:
 _WS_COLS = (
     "w.id AS w_id, w.name AS w_name, w.chunk_tokens, w.chunk_overlap, w.top_k, "
     "w.relevance_floor, w.chat_model, w.system_prompt, w.evidence_coverage, "
-    "w.evidence_similarity"
+    "w.evidence_similarity, w.owner_team, (w.home_channel IS NOT NULL) AS w_own"
 )
 _BINDING_SELECT = (
     "SELECT b.id, b.platform, b.space_id, b.channel_id, b.channel_name, b.retention_seconds, "
     f"b.answer_mode, b.auto_index, b.upload_policy, {_WS_COLS} "
     "FROM channel_bindings b JOIN workspaces w ON w.id = b.workspace_id "
 )
+_CHANNEL_WHERE = "WHERE b.platform = :p AND b.space_id = :s AND b.channel_id = :c"
 _CHUNK_COUNT = "(SELECT count(*) FROM chunks c WHERE c.document_id = d.id)"
 _DOC_COLS = (
     "d.id, d.workspace_id, d.file_name, d.media_type, d.sha256, d.size_bytes, d.page_count, "
@@ -109,6 +120,8 @@ def _workspace(row: Row) -> Workspace:
         system_prompt=m["system_prompt"],
         evidence_coverage=m["evidence_coverage"],
         evidence_similarity=m["evidence_similarity"],
+        owner_team=m["owner_team"],
+        own=bool(m["w_own"]),
     )
 
 
@@ -155,11 +168,21 @@ class Store(SearchMixin, FeedbackMixin):
 
     # -- workspaces and bindings ------------------------------------------------------------
 
-    def _create_workspace(self, conn: Connection, name: str, defaults: WorkspaceDefaults) -> int:
+    def _insert_workspace(
+        self,
+        conn: Connection,
+        name: str,
+        defaults: WorkspaceDefaults,
+        owner_team: str | None,
+        home: tuple[str, str, str] | None = None,
+    ) -> int | None:
+        """A new workspace's id; None when the name (or the home channel) is taken."""
+        platform, space, channel = home or (None, None, None)
         return conn.execute(
             text(
-                "INSERT INTO workspaces (name, chunk_tokens, chunk_overlap, top_k, relevance_floor)"
-                " VALUES (:n, :c, :o, :k, :f) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name"
+                "INSERT INTO workspaces (name, chunk_tokens, chunk_overlap, top_k, relevance_floor,"
+                " owner_team, home_platform, home_space, home_channel)"
+                " VALUES (:n, :c, :o, :k, :f, :team, :hp, :hs, :hc) ON CONFLICT DO NOTHING"
                 " RETURNING id"
             ),
             {
@@ -168,8 +191,85 @@ class Store(SearchMixin, FeedbackMixin):
                 "o": defaults.chunk_overlap,
                 "k": defaults.top_k,
                 "f": defaults.relevance_floor,
+                "team": owner_team,
+                "hp": platform,
+                "hs": space,
+                "hc": channel,
             },
-        ).scalar_one()
+        ).scalar()
+
+    def _own_workspace(
+        self,
+        conn: Connection,
+        platform: str,
+        space_id: str,
+        channel_id: str,
+        defaults: WorkspaceDefaults,
+        team: str,
+    ) -> tuple[int, bool]:
+        """The id of a channel's own workspace, made if missing; and whether it was made.
+
+        Found by the channel (the home columns), never by name: a name can be typed by
+        anyone, a home only set here.  Its name is the channel's spec, which
+        ``/librarian workspace`` refuses (``:`` and ``/``); should the name be taken
+        anyway (a workspace so named before migration 0009), a suffix is added.
+        """
+        home = {"p": platform, "s": space_id, "c": channel_id}
+        find = text(
+            "SELECT id FROM workspaces WHERE home_platform = :p AND home_space = :s "
+            "AND home_channel = :c"
+        )
+        found = conn.execute(find, home).scalar()
+        if found is not None:
+            return int(found), False
+        spec = channel_spec(platform, space_id, channel_id)
+        for attempt in range(1, 100):
+            name = spec if attempt == 1 else f"{spec}~{attempt}"
+            made = self._insert_workspace(
+                conn, name, defaults, team, (platform, space_id, channel_id)
+            )
+            if made is not None:
+                return int(made), True
+            # Another process may have made it meanwhile (the home is unique), or the
+            # name is taken: look again before trying another name.
+            found = conn.execute(find, home).scalar()
+            if found is not None:
+                return int(found), False
+        raise RuntimeError(f"no free workspace name for {spec}")
+
+    def _binding_row(self, conn: Connection, platform: str, space_id: str, channel_id: str) -> Row:
+        return conn.execute(
+            text(
+                _BINDING_SELECT + "WHERE b.platform = :p AND b.space_id = :s AND b.channel_id = :c"
+            ),
+            {"p": platform, "s": space_id, "c": channel_id},
+        ).one()
+
+    def _set_binding(
+        self,
+        conn: Connection,
+        platform: str,
+        space_id: str,
+        channel_id: str,
+        channel_name: str | None,
+        workspace_id: int,
+    ) -> Binding:
+        conn.execute(
+            text(
+                "INSERT INTO channel_bindings (platform, space_id, channel_id, channel_name, "
+                "workspace_id) VALUES (:p, :s, :c, :name, :w) "
+                "ON CONFLICT ON CONSTRAINT uq_binding_channel "
+                "DO UPDATE SET workspace_id = EXCLUDED.workspace_id"
+            ),
+            {
+                "p": platform,
+                "s": space_id,
+                "c": channel_id,
+                "name": channel_name,
+                "w": workspace_id,
+            },
+        )
+        return _binding(self._binding_row(conn, platform, space_id, channel_id))
 
     def binding_for(
         self,
@@ -178,20 +278,29 @@ class Store(SearchMixin, FeedbackMixin):
         channel_id: str,
         defaults: WorkspaceDefaults,
         channel_name: str | None = None,
+        team: str | None = None,
     ) -> Binding:
-        """The channel's binding; an unbound channel gets a workspace of its own."""
+        """The channel's binding; an unbound channel gets a workspace of its own.
+
+        ``team`` owns that workspace if it is made (default: the channel's team by the
+        platform's structure, ``bot.teams.channel_team``).
+        """
         key = {"p": platform, "s": space_id, "c": channel_id}
         where = "WHERE b.platform = :p AND b.space_id = :s AND b.channel_id = :c"
         with self.engine.begin() as conn:
             row = conn.execute(text(_BINDING_SELECT + where), key).first()
             if row is not None:
                 return _binding(row)
-            # A workspace of its own, named after the channel, so that two unbound
-            # channels never see each other's documents.
-            ws_name = (
-                f"{platform}:{space_id}/{channel_id}" if space_id else f"{platform}:{channel_id}"
+            # A workspace of its own, so that two unbound channels never see each
+            # other's documents.
+            ws_id, _ = self._own_workspace(
+                conn,
+                platform,
+                space_id,
+                channel_id,
+                defaults,
+                team or channel_team(platform, space_id, channel_id),
             )
-            ws_id = self._create_workspace(conn, ws_name, defaults)
             conn.execute(
                 text(
                     "INSERT INTO channel_bindings (platform, space_id, channel_id, channel_name, "
@@ -200,8 +309,7 @@ class Store(SearchMixin, FeedbackMixin):
                 ),
                 {**key, "name": channel_name, "w": ws_id},
             )
-            row = conn.execute(text(_BINDING_SELECT + where), key).one()
-            return _binding(row)
+            return _binding(self._binding_row(conn, platform, space_id, channel_id))
 
     def bind(
         self,
@@ -211,33 +319,57 @@ class Store(SearchMixin, FeedbackMixin):
         workspace_name: str,
         defaults: WorkspaceDefaults,
         channel_name: str | None = None,
+        *,
+        teams: Sequence[str] | None = None,
+        may_cross: bool = False,
     ) -> tuple[Binding, bool]:
-        """Bind a channel to a named workspace, creating it if needed.
+        """Bind a channel to a named workspace, creating it (owned by ``teams[0]``) if new.
 
-        Returns the binding and whether the workspace was new.
+        Returns the binding and whether the workspace was new.  Raises
+        ``ForeignWorkspace`` when the workspace exists and belongs to none of ``teams``
+        (default: the channel's own team), unless ``may_cross`` (a deployment admin).
+        The check and the binding are one transaction, under a lock on the workspace
+        row, so the owner cannot change in between.
         """
+        teams = tuple(teams or (channel_team(platform, space_id, channel_id),))
+        find = text("SELECT id, owner_team FROM workspaces WHERE name = :n FOR UPDATE")
         with self.engine.begin() as conn:
-            existing = conn.execute(
-                text("SELECT id FROM workspaces WHERE name = :n"), {"n": workspace_name}
-            ).scalar()
-            ws_id = existing or self._create_workspace(conn, workspace_name, defaults)
-            conn.execute(
-                text(
-                    "INSERT INTO channel_bindings (platform, space_id, channel_id, channel_name, "
-                    "workspace_id) VALUES (:p, :s, :c, :name, :w) "
-                    "ON CONFLICT ON CONSTRAINT uq_binding_channel "
-                    "DO UPDATE SET workspace_id = EXCLUDED.workspace_id"
-                ),
-                {"p": platform, "s": space_id, "c": channel_id, "name": channel_name, "w": ws_id},
+            row = conn.execute(find, {"n": workspace_name}).first()
+            created = False
+            if row is None:
+                made = self._insert_workspace(conn, workspace_name, defaults, teams[0])
+                if made is None:  # made by another transaction meanwhile
+                    row = conn.execute(find, {"n": workspace_name}).one()
+                else:
+                    ws_id, created = int(made), True
+            if row is not None:
+                if row.owner_team not in teams and not may_cross:
+                    raise ForeignWorkspace(workspace_name)
+                ws_id = int(row.id)
+            binding = self._set_binding(conn, platform, space_id, channel_id, channel_name, ws_id)
+        return binding, created
+
+    def bind_own(
+        self,
+        platform: str,
+        space_id: str,
+        channel_id: str,
+        defaults: WorkspaceDefaults,
+        channel_name: str | None = None,
+        team: str | None = None,
+    ) -> tuple[Binding, bool]:
+        """Bind a channel back to its own workspace (made if missing); and whether it was."""
+        with self.engine.begin() as conn:
+            ws_id, created = self._own_workspace(
+                conn,
+                platform,
+                space_id,
+                channel_id,
+                defaults,
+                team or channel_team(platform, space_id, channel_id),
             )
-            row = conn.execute(
-                text(
-                    _BINDING_SELECT
-                    + "WHERE b.platform = :p AND b.space_id = :s AND b.channel_id = :c"
-                ),
-                {"p": platform, "s": space_id, "c": channel_id},
-            ).one()
-        return _binding(row), existing is None
+            binding = self._set_binding(conn, platform, space_id, channel_id, channel_name, ws_id)
+        return binding, created
 
     def update_binding(self, binding_id: int, **fields: Any) -> None:
         """Change per-channel settings (retention_seconds, auto_index, answer_mode, ...)."""
@@ -596,11 +728,15 @@ class Store(SearchMixin, FeedbackMixin):
                 ).all()
         return [_document(r) for r in rows]
 
-    def forget_document(self, document_id: int) -> tuple[Document, int, bool] | None:
-        """Delete a document and its chunks in one transaction.
+    def forget_document(
+        self, document_id: int, history_window: int = 12
+    ) -> tuple[Document, int, bool] | None:
+        """Delete a document, its chunks, and every stored message that quoted it, at once.
 
-        Returns the document, the number of chunks removed, and whether its bytes
-        are still used by another document (so the file store keeps them).
+        Also the answers citing its chunks with their questions, and the workspace's
+        keyword terms left with no chunk.  Returns the document, the number of chunks
+        removed, and whether its bytes are still used by another document (so the file
+        store keeps them).
         """
         with self.engine.begin() as conn:
             row = conn.execute(
@@ -610,9 +746,46 @@ class Store(SearchMixin, FeedbackMixin):
             if row is None:
                 return None
             doc = _document(row)
+            # Every stored copy of its text goes with it: the answers that cited its
+            # chunks (they quote them, and history puts them back into prompts), the
+            # question each answered, and the turns after it in that conversation that
+            # were answered with it in their history (the next ``history_window``
+            # messages, and their questions), and feedback that copied any of them.
+            quoted = list(
+                conn.execute(
+                    text(
+                        "WITH cited AS (SELECT coalesce(array_agg(id), '{}') AS ids "
+                        "  FROM chunks WHERE document_id = :d), "
+                        "conv AS (SELECT m.id, m.binding_id, m.thread_id, m.role, "
+                        "  m.cited_chunk_ids, row_number() OVER (PARTITION BY m.binding_id, "
+                        "  m.thread_id ORDER BY m.created_at, m.id) AS pos FROM messages m "
+                        "  WHERE (m.binding_id, m.thread_id) IN (SELECT q.binding_id, "
+                        "  q.thread_id FROM messages q, cited WHERE q.role = 'assistant' "
+                        "  AND q.cited_chunk_ids && cited.ids)), "
+                        "quoting AS (SELECT c.binding_id, c.thread_id, c.pos FROM conv c, "
+                        "  cited WHERE c.role = 'assistant' AND c.cited_chunk_ids && cited.ids) "
+                        "SELECT DISTINCT c.id FROM conv c JOIN quoting q "
+                        "  ON c.binding_id = q.binding_id AND c.thread_id = q.thread_id "
+                        "  AND c.pos BETWEEN q.pos - 1 AND q.pos + :window + 1"
+                    ),
+                    {"d": document_id, "window": history_window},
+                ).scalars()
+            )
+            quoted = [int(i) for i in quoted if i is not None]
+            if quoted:
+                conn.execute(
+                    text("DELETE FROM feedback WHERE message_id = ANY(:ids)"), {"ids": quoted}
+                )
+                conn.execute(text("DELETE FROM messages WHERE id = ANY(:ids)"), {"ids": quoted})
             removed = conn.execute(
                 text("DELETE FROM chunks WHERE document_id = :d"), {"d": document_id}
             ).rowcount
+            # The triggers lowered df; terms no chunk of the workspace holds any more
+            # would still list the document's vocabulary.
+            conn.execute(
+                text("DELETE FROM keyword_terms WHERE workspace_id = :w AND df <= 0"),
+                {"w": doc.workspace_id},
+            )
             conn.execute(text("DELETE FROM documents WHERE id = :d"), {"d": document_id})
             still_used = bool(
                 conn.execute(
@@ -824,6 +997,15 @@ class Store(SearchMixin, FeedbackMixin):
             ),
             {"a": actor, "x": action, "t": target, "d": json.dumps(details or {}, default=str)},
         )
+
+    def prune_audit(self, older_than_days: float) -> int:
+        """Delete audit entries older than ``older_than_days``; how many."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                text("DELETE FROM audit_log WHERE at < now() - make_interval(secs => :s)"),
+                {"s": float(older_than_days) * 86400.0},
+            )
+        return int(result.rowcount or 0)
 
     def audit_entries(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest audit entries, newest first."""

@@ -55,6 +55,19 @@ workspaces = Table(
     Column("chat_model", Text),  # NULL: the deployment's default chat model
     Column("system_prompt", Text),  # NULL: the built-in prompt
     _now(),
+    # The team (bot.teams) whose platform admins may bind channels to it; NULL: unknown,
+    # only LIBRARIAN_ADMINS may (migration 0009).
+    Column("owner_team", Text),
+    # The channel whose own workspace this is; NULL for a named workspace (0009).
+    Column("home_platform", Text),
+    Column("home_space", Text),
+    Column("home_channel", Text),
+    CheckConstraint(
+        "(home_platform IS NULL AND home_space IS NULL AND home_channel IS NULL) OR "
+        "(home_platform IS NOT NULL AND home_space IS NOT NULL AND home_channel IS NOT NULL)",
+        name="ck_workspaces_home",
+    ),
+    UniqueConstraint("home_platform", "home_space", "home_channel", name="uq_workspaces_home"),
 )
 
 channel_bindings = Table(
@@ -190,6 +203,7 @@ messages = Table(
     CheckConstraint("role IN ('user', 'assistant')", name="ck_messages_role"),
     Index("ix_messages_conversation", "binding_id", "thread_id", "created_at"),
     Index("ix_messages_created", "created_at"),
+    Index("ix_messages_cited", "cited_chunk_ids", postgresql_using="gin"),  # 0009
 )
 
 feedback = Table(
