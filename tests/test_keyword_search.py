@@ -529,7 +529,16 @@ def test_a_database_with_chinese_chunks_is_upgraded_to_bigrams(
     try:
         assert migrate.upgrade(db, "0007") == "0007"
         store = Store(db)
-        team = make_team(store, "zh")
+        # The workspace as revision 0007 stores it (the Store of today reads columns of
+        # later revisions, so it is written by hand).
+        with db.engine.begin() as conn:
+            ws = conn.execute(
+                text(
+                    "INSERT INTO workspaces (name, chunk_tokens, chunk_overlap, top_k, "
+                    "relevance_floor) VALUES ('console:zh', 200, 40, 4, 0.25) RETURNING id"
+                )
+            ).scalar_one()
+        team = Team(store, ws, store.ensure_embedding_model("test-3d", 3))
         team.note("dnc.html", *article_paragraphs())
         team.note("issue-3.txt", issues()["3"])
         team.note("english.txt", "ospreys diving fish")

@@ -559,8 +559,11 @@ class ModelRegistry:
         if not ref:
             raise LibrarianError(f"no {role} model given. {self._available_hint()}")
         parts = re.split(r"[/\\]", ref)
-        if "://" in ref or "\\" in ref or _looks_like_path(ref.removesuffix(".gguf")) or (
-            ".." in parts
+        if (
+            "://" in ref
+            or "\\" in ref
+            or _looks_like_path(ref.removesuffix(".gguf"))
+            or (".." in parts)
         ):
             raise LibrarianError(
                 f"{ref!r} is not a model name: name a model of the registry "
