@@ -215,3 +215,23 @@ async def test_a_chinese_question_gets_the_chinese_not_found(settings) -> None:
         assert "我在这个频道工作区的文件中没有找到答案" in reply
     finally:
         await app.close()
+
+
+def test_a_document_is_found_by_its_title_in_a_papers_header() -> None:
+    from bot.knowledge.named import find_named
+
+    docs = [
+        (
+            1,
+            "acl_2020.acl-main.207.pdf",
+            "Proceedings of the 58th Annual Meeting of the "
+            "Association for Computational Linguistics, pages 2270-2282 July 5 - 10, 2020. "
+            "2270 SPECTER: Document-level Representation Learning",
+        ),
+        (2, "manual.pdf", "Zephyr X200 user manual."),
+    ]
+    named = find_named("Summarize the SPECTER paper", docs)
+    assert named is not None and named.document_id == 1 and named.about
+    assert find_named("In manual.pdf, what is the warranty?", docs).document_id == 2
+    assert find_named("In 2015, what was the warranty?", docs) is None
+    assert find_named("What is the warranty about?", docs) is None

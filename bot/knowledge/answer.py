@@ -455,9 +455,17 @@ class Answerer:
     def _opening_evidence(chunks: list[ChunkHit]) -> Evidence:
         """For "what is X about": the first sentences of the document (title, abstract)."""
         quotes: list[Quote] = []
-        for chunk in chunks[:1]:
-            for sentence in split_sentences(chunk.text)[:3]:
-                quotes.append(Quote(sentence, chunk, 1.0, 1.0))
+        # A paper's abstract says what it is about better than its header of names.
+        for chunk in chunks:
+            m = _ABSTRACT.search(chunk.text)
+            if m:
+                for sentence in split_sentences(chunk.text[m.end() :])[:2]:
+                    quotes.append(Quote(sentence, chunk, 1.0, 1.0))
+                break
+        if not quotes:
+            for chunk in chunks[:1]:
+                for sentence in split_sentences(chunk.text)[:3]:
+                    quotes.append(Quote(sentence, chunk, 1.0, 1.0))
         return Evidence(quotes, 1.0, 1.0, bool(quotes), 1.0)
 
     @staticmethod
@@ -511,6 +519,7 @@ def _setting(value: float | None, default: float) -> float:
     return default if value is None else value
 
 
+_ABSTRACT = re.compile(r"\b(?:abstract|summary|摘要)\b[\s.:\u2014-]*", re.I)
 _TURN = re.compile(r"\n\s*(?:Question|Sources?|User|Assistant)\s*:", re.I)
 
 

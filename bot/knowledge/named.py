@@ -52,7 +52,7 @@ class Named:
 
 def _norm(name: str) -> str:
     name = re.sub(r"\.[A-Za-z0-9]{2,5}$", "", name.strip().strip("\"'`*_"))
-    return " ".join(re.split(r"[\s_\-.]+", name.lower())).strip()
+    return " ".join(w for w in re.split(r"[\W_]+", name.lower()) if w)
 
 
 def _title(opening: str) -> str:
@@ -67,7 +67,12 @@ def _score(asked: str, file_name: str, opening: str) -> float:
     if not want:
         return 0.0
     best = 0.0
-    for candidate in (_norm(file_name), _norm(_title(opening))):
+    # The file name and the title line compare whole; the opening (a paper's header:
+    # venue, then title) holds the name's words somewhere.
+    for candidate, words_of in (
+        (_norm(file_name), _norm(file_name)),
+        (_norm(_title(opening)), _norm(opening)),
+    ):
         if not candidate:
             continue
         if want == candidate:
@@ -75,7 +80,7 @@ def _score(asked: str, file_name: str, opening: str) -> float:
         ratio = difflib.SequenceMatcher(None, want, candidate).ratio()
         words = want.split()
         # Every word of the name in the candidate ("the specter paper" -> "SPECTER: ...").
-        if words and all(w in candidate.split() for w in words) and len(want) >= 4:
+        if words and all(w in words_of.split() for w in words) and len(want) >= 4:
             ratio = max(ratio, 0.9 if len(words) > 1 or len(want) >= 6 else 0.8)
         best = max(best, ratio)
     return best
