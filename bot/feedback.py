@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.events import ConversationRef, UserRef
-from bot.knowledge.prompt import page_label
+from bot.knowledge.prompt import pages_label
 from bot.store.records import StoredAnswer
 from bot.store.repo import Store
 
@@ -97,13 +97,7 @@ def sources_of(store: Store, answer: StoredAnswer) -> list[dict[str, Any]]:
         return [s for s in recorded if isinstance(s, dict)]
     out = []
     for doc in store.cited_documents(answer.cited_chunk_ids):
-        pages = list(doc.pages)
-        if not pages:
-            label = ""
-        elif pages == list(range(pages[0], pages[-1] + 1)):
-            label = page_label(pages[0], pages[-1])
-        else:
-            label = "pp. " + ", ".join(str(p) for p in pages)
+        label = pages_label(doc.pages)
         out.append({"document": doc.file_name, "document_id": doc.document_id, "pages": label})
     return out
 

@@ -13,7 +13,7 @@ from typing import Any
 from bot.knowledge.check import check_answer
 from bot.knowledge.evidence import Evidence, EvidenceFinder, Quote, is_cjk, split_sentences
 from bot.knowledge.named import Named, find_named, might_name_document
-from bot.knowledge.prompt import fit_prompt, page_label
+from bot.knowledge.prompt import fit_prompt, page_label, pages_label
 from bot.knowledge.retrieval import Ranked, Retriever
 from bot.store.records import Binding, ChunkHit, HistoryMessage
 from bot.store.repo import Store
@@ -125,13 +125,7 @@ def merge_sources(hits: list[Ranked]) -> list[Source]:
     sources = []
     for doc_id, entry in by_doc.items():
         hit: ChunkHit = entry["hit"]
-        pages = sorted(entry["pages"])
-        if not pages:
-            label = ""
-        elif pages == list(range(pages[0], pages[-1] + 1)):
-            label = page_label(pages[0], pages[-1])
-        else:
-            label = "pp. " + ", ".join(str(p) for p in pages)
+        label = pages_label(entry["pages"])
         sources.append(
             Source(
                 document=hit.file_name,

@@ -8,7 +8,7 @@ first), and as a last resort the remaining chunk text is cut.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from bot.store.records import ChunkHit, HistoryMessage
@@ -30,6 +30,16 @@ def page_label(page_start: int | None, page_end: int | None) -> str:
     if page_end is None or page_end == page_start:
         return f"p. {page_start}"
     return f"pp. {page_start}-{page_end}"
+
+
+def pages_label(pages: Iterable[int]) -> str:
+    """'p. 2', 'pp. 2-4' for a run, 'pp. 1, 5' otherwise; '' when none are known."""
+    ordered = sorted(set(pages))
+    if not ordered:
+        return ""
+    if ordered == list(range(ordered[0], ordered[-1] + 1)):
+        return page_label(ordered[0], ordered[-1])
+    return "pp. " + ", ".join(str(p) for p in ordered)
 
 
 def source_label(number: int, hit: ChunkHit) -> str:

@@ -48,6 +48,13 @@ NO_INDEX_RECHECK_S = 30.0
 HNSW_WITH = f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
 
 
+# A chunk as a ChunkHit (no search scores), with its document's name and origin.
+_CHUNK_HIT_SELECT = (
+    "SELECT c.id AS chunk_id, c.document_id, d.file_name, c.page_start, c.page_end, c.text, "
+    "d.source_channel, d.source_url FROM chunks c JOIN documents d ON d.id = c.document_id"
+)
+
+
 def workspace_index_name(embedding_model_id: int, workspace_id: int) -> str:
     """The name of a workspace's own partial HNSW index for one embedding model."""
     return f"chunks_embedding_hnsw_m{int(embedding_model_id)}_w{int(workspace_id)}"
@@ -263,12 +270,7 @@ class SearchMixin:
             return []
         with self.engine.connect() as conn:
             rows = conn.execute(
-                text(
-                    "SELECT c.id AS chunk_id, c.document_id, d.file_name, c.page_start, "
-                    "c.page_end, c.text, d.source_channel, d.source_url "
-                    "FROM chunks c JOIN documents d ON d.id = c.document_id "
-                    "WHERE c.workspace_id = :w AND c.id = ANY(:ids)"
-                ),
+                text(f"{_CHUNK_HIT_SELECT} WHERE c.workspace_id = :w AND c.id = ANY(:ids)"),
                 {"w": workspace_id, "ids": list(ids)},
             ).all()
         return [ChunkHit(**r._mapping) for r in rows]
@@ -293,9 +295,7 @@ class SearchMixin:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 text(
-                    "SELECT c.id AS chunk_id, c.document_id, d.file_name, c.page_start, "
-                    "c.page_end, c.text, d.source_channel, d.source_url "
-                    "FROM chunks c JOIN documents d ON d.id = c.document_id "
+                    f"{_CHUNK_HIT_SELECT} "
                     "WHERE c.workspace_id = :w AND c.document_id = :d "
                     "ORDER BY c.ordinal LIMIT :n"
                 ),
