@@ -323,7 +323,6 @@ class EvidenceFinder:
         self.store = store
         self.embed = embed
         self.embed_sentences = embed_sentences
-        self.last_embed_ms = 0.0
 
     async def find(
         self,
@@ -356,16 +355,17 @@ class EvidenceFinder:
         content = content_of(question)
         words = _words(content)
         stats: TermStats
-        stats, lexeme_sets, word_lexemes = await asyncio.to_thread(
-            self._analyze, workspace_id, embedding_model_id, content, sentences, words
+        stats, earlier, lexeme_sets, word_lexemes = await asyncio.to_thread(
+            self._analyze,
+            workspace_id,
+            embedding_model_id,
+            content,
+            content_of(context) if context else None,
+            sentences,
+            words,
         )
         weights = {lex: stats.idf(lex) for lex in stats.df}
-        context_weights: dict[str, float] = {}
-        if context:
-            earlier = await asyncio.to_thread(
-                self.store.term_stats, workspace_id, embedding_model_id, content_of(context)
-            )
-            context_weights = {lex: earlier.idf(lex) for lex in earlier.df}
+        context_weights = {lex: earlier.idf(lex) for lex in earlier.df} if earlier else {}
         missing_lex = {lex for lex, df in stats.df.items() if df == 0}
         missing_terms = [w for w, lx in zip(words, word_lexemes, strict=True) if lx & missing_lex]
         by_weight = sorted(
@@ -389,22 +389,18 @@ class EvidenceFinder:
                 (time.perf_counter() - started) * 1000,
             )
         coverages = [_coverage(lx, weights) for lx in lexeme_sets]
-        bonus = type_bonus(question)
-        if context_weights:
-            # Ties among sentences holding the question's terms go to the earlier topic.
-            typed = bonus
-            ctx = [CONTEXT_WEIGHT * _coverage(lx, context_weights) for lx in lexeme_sets]
-            by_text = {sentences[i][0]: ctx[i] for i in range(len(sentences))}
-
-            def bonus(text: str) -> float:
-                return typed(text) + by_text.get(text, 0.0)
+        typed = type_bonus(question)
+        # Ties among sentences holding the question's terms go to the earlier topic.
+        bonuses = [
+            typed(s) + CONTEXT_WEIGHT * _coverage(lx, context_weights)
+            for (s, _, _), lx in zip(sentences, lexeme_sets, strict=True)
+        ]
 
         # A sentence's similarity is its chunk's (from the dense search: free), or, when
         # sentence embeddings are on, its own for a short list of the best-covering
         # sentences and the best of each of the top two chunks.
         sims = [sentences[i][1].similarity or 0.0 for i in range(len(sentences))]
         shortlist = list(range(len(sentences)))
-        t_embed = time.perf_counter()
         if self.embed_sentences and question_vector is not None:
             order = sorted(range(len(sentences)), key=lambda i: (-coverages[i], sentences[i][2], i))
             shortlist = order[: max(1, self.embed_sentences - 2)]
@@ -416,7 +412,6 @@ class EvidenceFinder:
             q = np.asarray(question_vector, dtype=np.float32).reshape(-1)
             for i, vec in zip(shortlist, vectors, strict=True):
                 sims[i] = float(np.dot(vec, q))
-        self.last_embed_ms = (time.perf_counter() - t_embed) * 1000
         quotes = sorted(
             (
                 Quote(
@@ -425,7 +420,7 @@ class EvidenceFinder:
                     coverages[i],
                     sims[i],
                     lexeme_sets[i],
-                    bonus(sentences[i][0]),
+                    bonuses[i],
                 )
                 for i in shortlist
             ),
@@ -453,9 +448,12 @@ class EvidenceFinder:
         workspace_id: int,
         model_id: int,
         question: str,
+        context: str | None,
         sentences: list[tuple[str, ChunkHit, int]],
         words: list[str],
-    ) -> tuple[TermStats, list[frozenset[str]], list[frozenset[str]]]:
+    ) -> tuple[TermStats, TermStats | None, list[frozenset[str]], list[frozenset[str]]]:
+        """The statements of one evidence step, in one worker thread."""
         stats = self.store.term_stats(workspace_id, model_id, question)
+        earlier = self.store.term_stats(workspace_id, model_id, context) if context else None
         analyzed = self.store.analyze([s for s, _, _ in sentences] + words)
-        return stats, analyzed[: len(sentences)], analyzed[len(sentences) :]
+        return stats, earlier, analyzed[: len(sentences)], analyzed[len(sentences) :]
