@@ -32,9 +32,11 @@ async def features(app: App, channel: str, split: str) -> list[dict[str, Any]]:
     for q in rows:
         if q["split"] != split:
             continue
+        # A thread of its own per question: the channel's stored history (someone asked
+        # there by hand) must not make a question a follow-up.
         answer = await app.answerer.answer(
             binding,
-            None,
+            f"calibrate-{q['id']}",
             q["question"],
             author="calibrate",
             conversation_key="c",
