@@ -278,7 +278,7 @@ async def cmd_forget(ctx: CommandContext) -> None:
     if gone is None:
         await ctx.reply(f"#{doc.id} {doc.file_name} was already forgotten.", private=True)
         return
-    doc, chunks, still_used, bytes_deleted = gone
+    doc, chunks, _still_used, bytes_deleted = gone
     await ctx.audit(
         "forget",
         f"document:{doc.id}",
@@ -290,17 +290,14 @@ async def cmd_forget(ctx: CommandContext) -> None:
             "uploader": doc.uploader,
         },
     )
-    if bytes_deleted:
-        stored = "its stored file was deleted"
-    elif still_used:
-        stored = "its stored file is kept because another document uses the same bytes"
-    else:
-        stored = "there was no stored file left to delete"
+    # One reply whatever happened to the stored bytes: saying they were kept "because
+    # another document uses them" would tell anyone holding a file whether another
+    # team has the same one (the audit log, for the operator, has file_deleted).
     plural = "chunk" if chunks == 1 else "chunks"
     await ctx.reply(
         f"Forgot #{doc.id} {doc.file_name} from workspace {workspace.name}: "
-        f"{chunks} {plural} and their vectors removed, and the stored answers that quoted "
-        f"it, {stored}. No search can return it any more."
+        f"{chunks} {plural} and their vectors removed, with the stored answers that quoted "
+        "it and this workspace's copy of the file. No search can return it any more."
     )
 
 

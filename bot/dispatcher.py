@@ -249,9 +249,18 @@ class Dispatcher:
         )
 
     async def _on_file_removed(self, event: FileRemoved) -> None:
-        """A file was deleted on its platform: forget every document indexed from it."""
+        """A file was deleted on its platform: forget the documents indexed from it.
+
+        Every one when the file is gone; only those of the channel's workspace when one
+        share of it was removed (see ``FileRemoved``).
+        """
         platform = event.conversation.platform
-        docs = await asyncio.to_thread(self.store.documents_by_source_file, platform, event.file_id)
+        workspace_id = None
+        if not event.everywhere:
+            workspace_id = (await self.binding(event.conversation)).workspace.id
+        docs = await asyncio.to_thread(
+            self.store.documents_by_source_file, platform, event.file_id, workspace_id
+        )
         for doc in docs:
             gone = await forget_stored_document(self, doc.id)
             if gone is None:

@@ -101,11 +101,18 @@ class FileShared:
 
 @dataclass(frozen=True)
 class FileRemoved:
-    """A file was deleted on the platform; its document should be forgotten."""
+    """A file, or one share of it, was removed on the platform: forget what came of it.
+
+    ``everywhere``: the file itself is gone (deleted, or found missing), so every
+    document indexed from it goes.  Otherwise only its share in ``conversation`` was
+    removed (the sharing message deleted), and only the documents of that channel's
+    workspace go: one team deleting its message must not forget another's document.
+    """
 
     event_id: str
     conversation: ConversationRef
     file_id: str
+    everywhere: bool = False
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,8 @@ class DiscordEmulator:
                 "permission_overwrites": [],
             }
         self.channel_ids = {c["name"]: cid for cid, c in self.channels.items()}
+        self.dm_channels: dict[str, str] = {}  # user id -> the bot's DM channel with them
+        self.closed_dms: set[str] = set()  # user ids who take no DMs (error 50007)
         self.messages: dict[str, dict] = {}
         self.attachments: dict[str, tuple[bytes, str]] = {}  # id -> (bytes, content type)
         self.commands: dict[str, list[dict]] = {}  # guild id -> synced commands
@@ -758,6 +760,7 @@ class DiscordEmulator:
     def _routes(self) -> list[tuple[str, str, Any]]:
         return [
             ("GET", r"/users/@me", self._me),
+            ("POST", r"/users/@me/channels", self._create_dm),
             ("GET", r"/oauth2/applications/@me", self._application),
             ("PUT", r"/applications/(\d+)/guilds/(\d+)/commands", self._sync_commands),
             ("GET", r"/applications/(\d+)/guilds/(\d+)/commands", self._get_commands),
@@ -841,8 +844,38 @@ class DiscordEmulator:
     async def _get_channel(self, request, body, channel_id) -> dict:
         return self._channel_of(channel_id)
 
+    async def _create_dm(self, request, body):
+        """POST /users/@me/channels: the bot's DM channel with a user (type 1, no guild)."""
+        user = self._user_by_id(str(body["recipient_id"]))
+        cid = self.dm_channels.get(user["id"])
+        if cid is None:
+            cid = self.dm_channels[user["id"]] = self.snowflake()
+            self.channels[cid] = {
+                "id": cid,
+                "type": 1,
+                "last_message_id": None,
+                "recipients": [user],
+                "flags": 0,
+            }
+        return self.channels[cid]
+
+    def dm_messages(self, user: str) -> list[dict]:
+        """What the bot sent ``user`` (a name in ``users``) by direct message."""
+        cid = self.dm_channels.get(self.users[user]["id"])
+        return self.bot_messages(cid) if cid else []
+
     async def _create_message(self, request, body, channel_id):
-        self._channel_of(channel_id)
+        channel = self._channel_of(channel_id)
+        if channel["type"] == 1:
+            if channel["recipients"][0]["id"] in self.closed_dms:
+                return self._error(403, 50007, "Cannot send messages to this user")
+            if (error := self._too_long(body)) is not None:
+                return error
+            message = self._message(channel_id, self.bot, body.get("content") or "")
+            del message["guild_id"], message["member"]
+            # A DM's MESSAGE_CREATE needs the Direct Messages intent, which the bot does
+            # not ask for: nothing is dispatched.
+            return message
         if (error := self._too_long(body)) is not None:
             return error
         reference = (body.get("message_reference") or {}).get("message_id")

@@ -138,12 +138,13 @@ async def test_forget_removes_everything_and_only_for_the_uploader_or_an_admin(
     [own] = app.store.find_documents(general.id, "boreal.pdf")
     reply = await say(app, "/librarian forget boreal", user="bob")
     assert f"Forgot #{own.id} boreal.pdf from workspace console:general: 2 chunks" in reply
-    assert "its stored file was deleted" in reply
+    assert "this workspace's copy of the file" in reply
     assert not app.files.exists(own.sha256)
 
     reply = await say(app, f"/librarian forget #{doc.id}", user="alice")
     assert f"Forgot #{doc.id} manual.pdf" in reply
-    assert "its stored file is kept because another document uses the same bytes" in reply
+    # The reply says nothing of the other copy (see test_hardening: no cross-team oracle).
+    assert "another document" not in reply and "this workspace's copy of the file" in reply
     assert app.files.exists(doc.sha256)  # still used in #random's workspace
 
     # Gone from the chunk table, from retrieval, from docs and from answers.
@@ -162,7 +163,7 @@ async def test_forget_removes_everything_and_only_for_the_uploader_or_an_admin(
 
     # The last document with those bytes: now the stored file goes too.
     reply = await say(app, "/librarian forget manual.pdf", channel="random", user="alice")
-    assert "its stored file was deleted" in reply
+    assert "Forgot #" in reply and "this workspace's copy of the file" in reply
     assert not app.files.exists(doc.sha256)
 
 

@@ -228,9 +228,14 @@ async def test_a_slash_command_is_deferred_at_once_while_the_model_is_busy(
     emu = bot.emu
     pdf = make_pdf(tmp_path / "manual.pdf").read_bytes()
     upload = await emu.slash("alice", "general", "upload", files={"file": ("manual.pdf", pdf, PDF)})
-    done = await followup_with(emu, upload, "Indexed manual.pdf: 3 pages")
-    assert upload.callback == {"type": 5}  # deferred, visible to the channel
-    assert not done["flags"] & EPHEMERAL and done["id"] == upload.original_id
+    [done] = await emu.wait_for(
+        lambda: [m for m in emu.bot_messages(bot.general) if "Indexed manual.pdf" in m["content"]]
+    )
+    assert "Indexed manual.pdf: 3 pages" in done["content"]
+    # Deferred privately (only alice saw "thinking"); the public reply is in the channel.
+    assert upload.callback == {"type": 5, "data": {"flags": EPHEMERAL}}
+    assert not done["flags"] & EPHEMERAL
+    await emu.wait_for(lambda: upload.original_id not in emu.messages)  # "thinking" went
 
     # Keep the chat model busy with a long generation, then ask privately.
     stream = await bot.app.inference.chat_stream(
@@ -254,28 +259,69 @@ async def test_a_slash_command_is_deferred_at_once_while_the_model_is_busy(
     assert answer["interaction_metadata"]["user"]["id"] == emu.users["bob"]["id"]
 
 
-async def test_admin_commands_are_refused_privately_to_non_admins(bot: Bot) -> None:
+def in_channel(bot: Bot, text: str) -> list[dict]:
+    """The bot's messages in #general holding ``text`` that everyone there sees."""
+    return [
+        m
+        for m in bot.emu.bot_messages(bot.general)
+        if text in m["content"] and not m["flags"] & EPHEMERAL
+    ]
+
+
+async def test_a_refused_slash_command_on_discord_is_never_shown_to_the_channel(
+    bot: Bot,
+) -> None:
     emu = bot.emu
     refused = await emu.slash("bob", "general", "retention", {"duration": "7d"})
     reply = await followup_with(emu, refused, "Refused: only admins may do that")
     assert reply["flags"] & EPHEMERAL  # only bob sees it
-    # Deferred in public, so the "thinking" message made way for an ephemeral follow-up.
-    [webhook] = emu.calls_to("POST", rf"/webhooks/{emu.app_id}/{refused.token}")
-    assert webhook.body["flags"] == EPHEMERAL
-    assert emu.calls_to("DELETE", rf"/webhooks/{emu.app_id}/{refused.token}/messages/@original")
+    # Deferred ephemerally before the permission check: not even "thinking" was public,
+    # and the refusal replaced that private message.
+    assert refused.callback == {"type": 5, "data": {"flags": EPHEMERAL}}
+    assert reply["id"] == refused.original_id
+    assert not in_channel(bot, "Refused") and not in_channel(bot, "only admins")
     [entry] = [e for e in bot.app.store.audit_entries(50) if e["action"] == "refused"]
     assert entry["actor"] == f"discord:{emu.users['bob']['id']}"
 
+    # What is for everyone is posted in the channel; the private "thinking" goes.
     allowed = await emu.slash("alice", "general", "retention", {"duration": "7d"})  # Manage Server
-    reply = await followup_with(emu, allowed, "Retention in #general is now 7d")
+    [reply] = await emu.wait_for(lambda: in_channel(bot, "Retention in #general is now 7d"))
     assert not reply["flags"] & EPHEMERAL
-    shown = await emu.slash("carol", "general", "retention")  # Manage Channels
-    await followup_with(emu, shown, "Retention in #general: 7d")
-    # Typed commands work too, with the same permissions.
+    await emu.wait_for(lambda: allowed.original_id not in emu.messages)
+    await emu.slash("carol", "general", "retention")  # Manage Channels
+    await emu.wait_for(lambda: in_channel(bot, "Retention in #general: 7d"))
+    # Typed commands work too, with the same permissions; a refusal goes by DM.
     await emu.post("bob", "general", "!librarian clear")
-    await emu.wait_for(
-        lambda: [m for m in emu.bot_messages(bot.general) if "Refused" in m["content"]]
+    [dm] = await emu.wait_for(lambda: emu.dm_messages("bob"))
+    assert "Refused: only admins may do that" in dm["content"]
+    assert not in_channel(bot, "Refused")
+
+
+async def test_a_typed_librarian_ask_on_discord_is_answered_by_dm_never_in_the_channel(
+    bot: Bot, tmp_path: Path
+) -> None:
+    emu = bot.emu
+    pdf = make_pdf(tmp_path / "manual.pdf").read_bytes()
+    await emu.post("bob", "general", "the manual", files=[("manual.pdf", pdf, PDF)])
+    await emu.wait_for(lambda: in_channel(bot, "Indexed manual.pdf"))
+    posted_before = len(in_channel(bot, ""))
+
+    await emu.post("bob", "general", f"!librarian ask {WARRANTY}")
+    [answer] = await emu.wait_for(
+        lambda: [m for m in emu.dm_messages("bob") if "Sources:" in m["content"]], timeout=90
     )
+    assert "[1] manual.pdf, p. 2" in answer["content"]
+    await emu.wait_for(lambda: not bot.adapter._tasks)  # the command's work is over
+    assert len(in_channel(bot, "")) == posted_before
+
+    # carol takes no DMs: she is told to use the slash command, and nothing else is said.
+    emu.closed_dms.add(emu.users["carol"]["id"])
+    await emu.post("carol", "general", f"!librarian ask {WARRANTY}")
+    [notice] = await emu.wait_for(lambda: in_channel(bot, "use the /librarian slash command"))
+    await emu.wait_for(lambda: not bot.adapter._tasks, timeout=90)  # answered, and edited
+    assert notice["content"].startswith(f"<@{emu.users['carol']['id']}>")
+    sources = [m for m in emu.messages.values() if "Sources:" in m["content"]]
+    assert [m["id"] for m in sources] == [answer["id"]]
 
 
 async def test_a_dropped_gateway_connection_resumes_and_nothing_is_answered_twice(

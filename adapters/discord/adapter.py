@@ -7,9 +7,11 @@
 - PDF, text and Markdown attachments are handed to the core, which indexes them when
   the channel's auto-indexing is on; their citations link back to the message.
 - ``/librarian <subcommand>`` is an application command group, synced to every guild
-  the bot is in.  Every interaction is deferred at once; the core's replies are then
-  sent through the interaction's follow-up webhook, privately (ephemeral) when the
-  core says so.  A message starting with ``!librarian`` runs a command too.
+  the bot is in.  Every interaction is deferred at once, ephemerally (before anyone
+  knows whether it will be refused, and the first follow-up keeps the deferral's
+  visibility); the core's private replies are then sent through the interaction's
+  follow-up webhook, its public ones posted in the channel.  A message starting with
+  ``!librarian`` runs a command too; a private reply to one goes by direct message.
 - Admins are members with Manage Server or Manage Channels (or Administrator), on top
   of the ids in LIBRARIAN_ADMINS, which the dispatcher checks.
 - Reactions on the bot's messages (``MESSAGE_REACTION_ADD``, the Guild Message
@@ -54,7 +56,11 @@ log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://discord.com/api/v10"
 DEFAULT_GATEWAY_URL = "wss://gateway.discord.gg/"
 COMMAND_PREFIXES = ("!librarian", "/librarian")
-PRIVATE_COMMANDS = frozenset({"ask", "feedback"})  # deferred as ephemeral: only the asker sees
+# A typed command's private reply goes by DM; if the user takes no DMs, this instead.
+NO_DM = (
+    "I can't send you a direct message, and I answer that only privately: "
+    "use the /librarian slash command, whose replies only you see."
+)
 THREAD_ARCHIVE_MINUTES = 1440
 _REMEMBERED = 2000  # questions, threads, posted messages and members kept in memory
 
@@ -92,6 +98,7 @@ class _Posted:
     ephemeral: bool
     ids: list[int]
     texts: list[str]
+    withheld: bool = False  # a notice posted instead of a private text: never edited
 
 
 class _Client(discord.Client):
@@ -214,11 +221,16 @@ class DiscordAdapter:
         parts = split_message(message.text)
         private = message.private_to is not None
         pending = self._pending.get(message.reply_to or "")
-        if pending is not None:
+        if pending is not None and private:
             ids = [await self._followup(pending, parts[0], private)]
             for part in parts[1:]:
                 ids.append(await self._followup(pending, part, private))
             posted = _Posted(None, pending.interaction, private, ids, parts)
+        elif private:
+            # No interaction to answer privately in (a typed command): a direct message,
+            # never the channel.
+            assert message.private_to is not None
+            posted = await self._direct(message.conversation, message.private_to, parts)
         else:
             channel_id, reference = await self._target(message.conversation, message.reply_to)
             channel = client.get_partial_messageable(channel_id)
@@ -228,14 +240,42 @@ class DiscordAdapter:
                 sent = await channel.send(part, reference=ref) if ref else await channel.send(part)
                 ids.append(sent.id)
             posted = _Posted(channel_id, None, private, ids, parts)
-        self._posted[str(ids[0])] = posted
-        return str(ids[0])
+            if pending is not None:  # a public reply to a command: its "thinking" goes
+                await self._drop_thinking(pending)
+        self._posted[str(posted.ids[0])] = posted
+        return str(posted.ids[0])
+
+    async def _direct(
+        self, conversation: ConversationRef, user: UserRef, parts: list[str]
+    ) -> _Posted:
+        """Post a private text to a user by DM; a notice in the channel if DMs are closed."""
+        client = self._client()
+        try:
+            dm = await client.create_dm(discord.Object(id=int(user.user_id)))
+            ids = [(await dm.send(part)).id for part in parts]
+            return _Posted(dm.id, None, True, ids, parts)
+        except discord.Forbidden:  # 50007: the user takes no DMs from this server
+            channel_id, _ = await self._target(conversation, None)
+            channel = client.get_partial_messageable(channel_id)
+            sent = await channel.send(f"<@{int(user.user_id)}> {NO_DM}")
+            return _Posted(channel_id, None, False, [sent.id], [NO_DM], withheld=True)
+
+    async def _drop_thinking(self, pending: _Pending) -> None:
+        """Delete an interaction's ephemeral "thinking" message once a public reply is up."""
+        async with pending.lock:
+            if pending.original_used:
+                return
+            pending.original_used = True
+            with contextlib.suppress(discord.NotFound):
+                await pending.interaction.delete_original_response()
 
     async def edit(self, conversation: ConversationRef, message_id: str, text: str) -> None:
         """Replace a posted message's text, adding or removing overflow messages."""
         posted: _Posted | None = self._posted.get(message_id)
         if posted is None:
             raise KeyError(f"unknown Discord message {message_id}")
+        if posted.withheld:
+            return  # the private text it stands for is not shown here
         parts = split_message(text)
         for i, part in enumerate(parts):
             if i < len(posted.ids):
@@ -483,8 +523,13 @@ class DiscordAdapter:
         *args: str | None,
         files: tuple[discord.Attachment, ...] = (),
     ) -> None:
-        """Defer the interaction at once, then hand the command to the core."""
-        ephemeral = name in PRIVATE_COMMANDS
+        """Defer the interaction at once, then hand the command to the core.
+
+        Always ephemerally: whether the command is refused (or errs, or answers
+        privately) is known only later, and the first follow-up of a deferral keeps
+        its visibility.  A public reply is posted in the channel instead (``send``).
+        """
+        ephemeral = True
         try:
             await interaction.response.defer(ephemeral=ephemeral, thinking=True)
         except discord.HTTPException:

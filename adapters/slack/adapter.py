@@ -226,7 +226,7 @@ class SlackAdapter:
             response = await self.client.chat_postEphemeral(
                 channel=conv.channel_id,
                 user=message.private_to.user_id,
-                text=message.text,
+                text=translate.escape(message.text),
                 thread_ts=thread,
             )
             message_id = f"{_EPHEMERAL}{response.get('message_ts') or time.time()}"
@@ -243,7 +243,7 @@ class SlackAdapter:
             return message_id
         response = await self.client.chat_postMessage(
             channel=conv.channel_id,
-            text=message.text,
+            text=translate.escape(message.text),
             thread_ts=thread,
             unfurl_links=False,
             unfurl_media=False,
@@ -255,7 +255,9 @@ class SlackAdapter:
         if message_id.startswith(_EPHEMERAL):
             self._settle_ephemeral(message_id, text)
             return
-        await self.client.chat_update(channel=conversation.channel_id, ts=message_id, text=text)
+        await self.client.chat_update(
+            channel=conversation.channel_id, ts=message_id, text=translate.escape(text)
+        )
 
     async def fetch_file(self, ref: FileRef) -> bytes:
         """Download url_private_download with the bot token, refusing sign-in pages."""
@@ -473,6 +475,7 @@ class SlackAdapter:
                 event_id=body["event_id"],
                 conversation=translate.conversation(translate.team_of(body), channels[0]),
                 file_id=file_id,
+                everywhere=True,  # the file itself is deleted, in every channel
             )
         )
 
@@ -595,7 +598,7 @@ class SlackAdapter:
         await self.client.chat_postEphemeral(
             channel=conv.channel_id,
             user=state["user"],
-            text=state["text"],
+            text=translate.escape(state["text"]),
             thread_ts=state["thread"],
         )
 
@@ -622,6 +625,7 @@ class SlackAdapter:
                         event_id=f"reconcile:{run}:{file_id}",
                         conversation=translate.conversation(self.team_id, ""),
                         file_id=file_id,
+                        everywhere=True,  # files.info says the file no longer exists
                     )
                 )
         if gone:

@@ -22,6 +22,20 @@ _FILE_LINK = re.compile(
 _BARE_FILE_ID = re.compile(r"^F[A-Z0-9]{4,}$")
 
 
+def escape(text: str) -> str:
+    """Text as Slack shows it literally: ``&``, ``<`` and ``>`` escaped, nothing else.
+
+    Slack reads ``<!channel>``, ``<@U…>``, ``<#C…>`` and ``<url|label>`` in message
+    text as pings and masked links; a file name, a document's sentence or the model's
+    words must never be one.  Slack's rules
+    (https://api.slack.com/reference/surfaces/formatting#escaping) escape exactly
+    these three characters; a bare URL still becomes a link (Slack unescapes
+    ``&amp;`` in it), so the bot's own citation links keep working.  The bot sends no
+    mention or masked link of its own.
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def strip_mentions_of(text: str, user_id: str | None) -> str:
     """The text of a mention without ``<@BOT>`` (other people's mentions are kept)."""
     if not user_id:

@@ -13,6 +13,7 @@ import warnings
 import typer
 
 from bot.errors import LibrarianError
+from bot.redact import mask_log_handlers, mask_secrets
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -48,9 +49,10 @@ def main() -> None:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    mask_log_handlers()  # no password of a connection string in any log line
     _register()
     try:
         app()
     except LibrarianError as exc:
-        print(f"librarian: {exc}", file=sys.stderr)
+        print(f"librarian: {mask_secrets(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)

@@ -20,11 +20,12 @@ from typing import Any
 import sqlalchemy.event
 from pgvector.psycopg import register_vector
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bot.config import Settings
 from bot.errors import ConfigError, LibrarianError
+from bot.redact import mask_secrets
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +71,9 @@ def _psycopg_url(url: str) -> str:
 
 def _display(url: str) -> str:
     """The URL as shown to people: the password masked, the socket path readable."""
-    parsed = make_url(url)
-    # An empty password (the embedded server's trust login) is shown as none at all.
-    shown = parsed.render_as_string(hide_password=bool(parsed.password))
-    shown = shown.replace(f"{parsed.username}:@", f"{parsed.username}@")
-    return urllib.parse.unquote(shown).replace("postgresql+psycopg://", "postgresql://")
+    # Masked before unquoting, so an encoded character cannot end the password early;
+    # ``?password=`` is masked too (SQLAlchemy's hide_password masks only user:pw@).
+    return urllib.parse.unquote(mask_secrets(url)).replace("postgresql+psycopg://", "postgresql://")
 
 
 # The breadth of an HNSW search (pgvector's hnsw.ef_search), every session's default
@@ -170,6 +169,9 @@ def open_database(settings: Settings, *, connect_timeout: int = 5) -> Database:
     engine = create_engine(
         url,
         pool_pre_ping=True,  # a server that went away and came back is reconnected
+        # A failing statement's error is logged without its bound parameters, which
+        # hold message text, questions and document text.
+        hide_parameters=True,
         pool_size=5,
         max_overflow=10,
         connect_args=_connect_args(connect_timeout),
@@ -178,7 +180,7 @@ def open_database(settings: Settings, *, connect_timeout: int = 5) -> Database:
         version = _ensure_vector(engine, shown)
     except OperationalError as exc:
         engine.dispose()
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        reason = mask_secrets(str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc))
         raise DatabaseUnavailable(
             f"DATABASE_URL: cannot connect to {shown} ({reason})"
             if not embedded
@@ -208,6 +210,7 @@ def _search_engine(url: str, connect_timeout: int) -> Engine:
     engine = create_engine(
         url,
         isolation_level="AUTOCOMMIT",
+        hide_parameters=True,  # as the main pool: no query text or vectors in errors
         pool_size=4,
         max_overflow=8,
         connect_args=_connect_args(connect_timeout),
@@ -252,7 +255,7 @@ def _ensure_vector(engine: Engine, shown: str) -> str:
         with engine.begin() as conn:
             conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
     except DBAPIError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        reason = mask_secrets(str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc))
         raise DatabaseUnavailable(
             f"pgvector is available on {shown} but could not be enabled ({reason}): "
             "ask a superuser to run CREATE EXTENSION vector; in this database"

@@ -1044,15 +1044,18 @@ class Store(SearchMixin, FeedbackMixin):
     # Owned by the Slack adapter work; used by Dispatcher._on_file_removed and the Slack
     # adapter's reconciliation of deleted files.
 
-    def documents_by_source_file(self, platform: str, file_id: str) -> list[Document]:
-        """Every document (in any workspace) indexed from this platform file."""
+    def documents_by_source_file(
+        self, platform: str, file_id: str, workspace_id: int | None = None
+    ) -> list[Document]:
+        """The documents indexed from this platform file: in every workspace, or one."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 text(
                     f"SELECT {_DOC_COLS} FROM documents d WHERE d.source_platform = :p "
-                    "AND d.source_file_id = :f ORDER BY d.id"
+                    "AND d.source_file_id = :f "
+                    "AND (CAST(:w AS bigint) IS NULL OR d.workspace_id = :w) ORDER BY d.id"
                 ),
-                {"p": platform, "f": file_id},
+                {"p": platform, "f": file_id, "w": workspace_id},
             ).all()
         return [_document(r) for r in rows]
 
