@@ -78,6 +78,8 @@ class StoredFile:
     ts: str
     created: int
     serve_login_page: bool = False
+    # Further shares of the same file: channel -> ts of the message sharing it there.
+    more_shares: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -194,6 +196,12 @@ class SlackEmulator:
         self.files[file_id] = stored
         return stored
 
+    def share_again(self, stored: StoredFile, channel: str) -> str:
+        """The file is shared in another channel too (one file id, two sharing messages)."""
+        ts = self.next_ts()
+        stored.more_shares[channel] = ts
+        return ts
+
     def file_object(self, stored: StoredFile) -> dict[str, Any]:
         """A files.info ``file`` object."""
         download = f"{self.url}/files-pri/{TEAM}-{stored.id}/{urllib.parse.quote(stored.name)}"
@@ -215,26 +223,35 @@ class SlackEmulator:
 
     def _sharing(self, stored: StoredFile) -> dict[str, Any]:
         """Where files.info says a file is shared: a private channel is a "group"."""
-        share = {stored.channel: [{"ts": stored.ts, "channel_name": "x"}]}
         if self.channels.get(stored.channel, {}).get("is_private"):
+            share = {stored.channel: [{"ts": stored.ts, "channel_name": "x"}]}
             return {
                 "channels": [],
                 "groups": [stored.channel],
                 "is_public": False,
                 "shares": {"private": share},
             }
-        return {"channels": [stored.channel], "is_public": True, "shares": {"public": share}}
+        shares = {stored.channel: stored.ts, **stored.more_shares}
+        return {
+            "channels": list(shares),
+            "is_public": True,
+            "shares": {
+                "public": {c: [{"ts": ts, "channel_name": "x"}] for c, ts in shares.items()}
+            },
+        }
 
-    def file_message(self, stored: StoredFile) -> dict[str, Any]:
-        """The message event that shares a file."""
+    def file_message(self, stored: StoredFile, channel: str | None = None) -> dict[str, Any]:
+        """The message event that shares a file (in ``channel``: a further share of it)."""
+        channel = channel or stored.channel
+        ts = stored.ts if channel == stored.channel else stored.more_shares[channel]
         return {
             "type": "message",
             "subtype": "file_share",
-            "channel": stored.channel,
+            "channel": channel,
             "user": stored.user,
             "text": "",
-            "ts": stored.ts,
-            "event_ts": stored.ts,
+            "ts": ts,
+            "event_ts": ts,
             "channel_type": "channel",
             "files": [{k: v for k, v in self.file_object(stored).items() if k not in ("shares",)}],
         }

@@ -25,6 +25,7 @@ from slack_emulator import (  # noqa: E402
     BOT_TOKEN,
     BOT_USER,
     SIGNING_SECRET,
+    TEAM,
     SlackEmulator,
 )
 from sqlalchemy import text  # noqa: E402
@@ -39,6 +40,7 @@ from bot.cli.run import configured_adapters  # noqa: E402
 from bot.knowledge.answer import NOT_FOUND  # noqa: E402
 
 GENERAL = "CGENERAL"
+RANDOM = "CRANDOM"
 ADMIN = "UADMIN"
 BOB = "UBOB"
 WARRANTY = "How long is the warranty of the Zephyr X200?"
@@ -296,7 +298,9 @@ async def test_a_thumbs_up_on_the_answer_is_stored_with_the_question_and_its_sou
             "good",
         )
         assert entry.question == WARRANTY
-        assert entry.answer and entry.answer in answer["text"]
+        # Stored as written; posted with &, < and > escaped for Slack (the evidence's
+        # "> " quotes are "&gt; " in the text, which Slack shows as quotes).
+        assert entry.answer and translate.escape(entry.answer) in answer["text"]
         assert entry.sources[0]["document"] == "manual.pdf"
         assert entry.sources[0]["pages"] == "p. 2"
         assert entry.thread_id == mention["ts"] and entry.platform_message_id == answer["ts"]
@@ -458,6 +462,77 @@ async def test_upload_by_slash_command_takes_the_latest_file_or_a_link(
         assert older.id not in {
             d.source_file_id for d in app.store.list_documents(binding.workspace.id)
         }
+
+
+async def test_a_file_named_like_a_channel_ping_does_not_ping_the_channel_on_slack(
+    slack_settings, emulator: SlackEmulator, tmp_path: Path
+) -> None:
+    """``<!channel>``, ``<@U…>`` and masked links in a file name are shown as text."""
+    pdf = make_pdf(tmp_path / "manual.pdf").read_bytes()
+    name = "<!channel> & <@UADMIN> <mailto:boss@evil.example|payroll>.pdf"
+    async with running_bot(slack_settings, emulator, "socket") as (app, adapter):
+        shared = emulator.share_file(GENERAL, BOB, name, pdf)
+        await emulator.socket_send(
+            "events_api", emulator.event_callback(emulator.file_message(shared))
+        )
+        await emulator.wait_for(lambda: in_thread(emulator, shared.ts), timeout=60)
+        await emulator.socket_send("slash_commands", emulator.slash_command(GENERAL, BOB, "docs"))
+        await emulator.wait_for(lambda: len(emulator.calls_of("chat.postMessage")) == 2, 30)
+        await settle(adapter)
+        (indexed,) = in_thread(emulator, shared.ts)
+        shown = (
+            "&lt;!channel&gt; &amp; &lt;@UADMIN&gt; &lt;mailto:boss@evil.example|payroll&gt;.pdf"
+        )
+        assert indexed["text"] == f"Indexed {shown}: 3 pages, 3 chunks."
+        _, docs = emulator.calls_of("chat.postMessage")  # the list of documents
+        assert docs.args.get("thread_ts") is None and shown in docs.args["text"]
+        sent = [c.args["text"] for c in emulator.calls if "text" in c.args]
+        assert sent and not any("<" in t or ">" in t for t in sent), sent
+        # The name itself is stored as it was given: only what Slack displays is escaped.
+        (doc,) = app.store.documents_by_source_file("slack", shared.id)
+        assert doc.file_name == name
+
+
+async def test_deleting_one_slack_share_forgets_the_file_only_in_that_channels_workspace(
+    slack_settings, emulator: SlackEmulator, tmp_path: Path
+) -> None:
+    pdf = make_pdf(tmp_path / "manual.pdf").read_bytes()
+    emulator.add_channel(RANDOM, "random")
+    async with running_bot(slack_settings, emulator, "socket") as (app, adapter):
+        # One file shared in two channels, each reading its own workspace.
+        shared = emulator.share_file(GENERAL, BOB, "manual.pdf", pdf)
+        emulator.share_again(shared, RANDOM)
+        for channel in (GENERAL, RANDOM):
+            await emulator.socket_send(
+                "events_api", emulator.event_callback(emulator.file_message(shared, channel))
+            )
+        await settle(adapter)
+        docs = app.store.documents_by_source_file("slack", shared.id)
+        assert len(docs) == 2 and len({d.workspace_id for d in docs}) == 2
+        random_ws = (await app.dispatcher.binding(translate.conversation(TEAM, RANDOM))).workspace
+        [kept] = [d for d in docs if d.workspace_id == random_ws.id]
+
+        # The message that shared it in #general is deleted: #random keeps its document.
+        deleted = {
+            "type": "message",
+            "subtype": "message_deleted",
+            "channel": GENERAL,
+            "ts": emulator.next_ts(),
+            "deleted_ts": shared.ts,
+            "hidden": True,
+            "previous_message": emulator.file_message(shared),
+        }
+        await emulator.socket_send("events_api", emulator.event_callback(deleted))
+        await settle(adapter)
+        assert [d.id for d in app.store.documents_by_source_file("slack", shared.id)] == [kept.id]
+        assert app.files.exists(kept.sha256)
+
+        # The file itself is deleted: gone everywhere.
+        gone = {"type": "file_deleted", "file_id": shared.id, "event_ts": emulator.next_ts()}
+        await emulator.socket_send("events_api", emulator.event_callback(gone))
+        await settle(adapter)
+        assert app.store.documents_by_source_file("slack", shared.id) == []
+        assert not app.files.exists(kept.sha256)
 
 
 async def test_a_wrong_bot_token_stops_the_start_with_one_clear_line(
