@@ -21,6 +21,7 @@ from bot.scheduler import Scheduler
 from bot.store import migrate
 from bot.store.database import Database, open_database
 from bot.store.repo import Store
+from bot.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class App:
     answerer: Answerer
     dispatcher: Dispatcher
     scheduler: Scheduler
+    supervisor: Supervisor
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
@@ -84,6 +86,7 @@ class App:
             answerer,
             dispatcher,
             scheduler,
+            Supervisor(store),
         )
 
     def start_background(self) -> None:
@@ -92,16 +95,15 @@ class App:
         self.scheduler.start()
 
     async def run_adapters(self, adapters: list[Adapter]) -> None:
-        """Run adapters until they all stop (the console stops at end of input)."""
+        """Run adapters until they all stop (the console stops at end of input).
+
+        Each is supervised on its own: one platform's fatal error restarts that one,
+        with backoff, and the others go on (``bot.supervisor``).
+        """
         for adapter in adapters:
             self.dispatcher.add_adapter(adapter)
         self.start_background()
-        try:
-            await asyncio.gather(*(a.start(self.dispatcher.handle) for a in adapters))
-        finally:
-            for adapter in adapters:
-                with contextlib.suppress(Exception):
-                    await adapter.stop()
+        await self.supervisor.run_all(adapters, self.dispatcher.handle)
 
     async def close(self) -> None:
         """Stop background work, unload models, close the database."""

@@ -29,6 +29,7 @@ from bot.knowledge.answer import format_citations
 from bot.retention import DurationError, describe_retention, format_duration, parse_duration
 from bot.store.records import Binding, Document
 from bot.store.repo import ForeignWorkspace, channel_spec
+from bot.supervisor import describe_state, recorded_states
 
 if TYPE_CHECKING:
     from bot.dispatcher import Dispatcher
@@ -372,6 +373,12 @@ async def cmd_status(ctx: CommandContext) -> None:
         f"  Documents: {totals['documents']} ({totals['ready']} ready), {totals['chunks']} chunks"
     )
     lines.append(f"  Retention here: {describe_retention(ctx.binding.retention_seconds)}")
+    platforms = await asyncio.to_thread(recorded_states, store)
+    if platforms:
+        lines.append(
+            "  Platforms: "
+            + "; ".join(f"{name} {describe_state(e)}" for name, e in sorted(platforms.items()))
+        )
     await ctx.reply("\n".join(lines))
 
 

@@ -9,7 +9,9 @@ import typer
 from bot.config import load_settings
 from bot.store import migrate
 from bot.store.database import opened
+from bot.store.repo import Store
 from bot.store.status import server_version, table_counts
+from bot.supervisor import describe_state, recorded_states
 
 
 def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
@@ -19,6 +21,7 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
         current = migrate.current_revision(db)
         head = migrate.head_revision()
         counts = table_counts(db) if current == head else {}
+        adapters = recorded_states(Store(db)) if current == head else {}
         info = {
             "database": db.display_url,
             "embedded": db.embedded,
@@ -28,6 +31,11 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
             "schema_revision": current,
             "head_revision": head,
             "counts": counts,
+            # As the running bot last recorded them (bot.supervisor).
+            "adapters": {
+                name: {**entry, "described": describe_state(entry)}
+                for name, entry in sorted(adapters.items())
+            },
         }
     if json_out:
         typer.echo(json.dumps(info, indent=2))
@@ -39,3 +47,5 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
     typer.echo(f"{'schema':<18}{current or 'none'}{needs}")
     for table, count in counts.items():
         typer.echo(f"{table:<18}{count}")
+    for name, entry in info["adapters"].items():
+        typer.echo(f"{'adapter ' + name:<18}{entry['described']}")
