@@ -307,6 +307,12 @@ async def cmd_ask(ctx: CommandContext) -> None:
     question = ctx.raw_args.strip()
     if not question:
         raise UsageError("ask what? Write the question after the command")
+    # A platform where every message is seen by the whole room (Matrix) cannot answer
+    # privately: say so, rather than answer for everyone what was asked as private.
+    adapter = ctx.dispatcher.adapter_for(ctx.event.conversation)
+    if not getattr(adapter, "private_replies", True):
+        await ctx.reply(NO_PRIVATE_ANSWER)
+        return
     await ctx.dispatcher.answer(
         ctx.event.conversation,
         ctx.event.author,
@@ -317,6 +323,10 @@ async def cmd_ask(ctx: CommandContext) -> None:
     )
 
 
+NO_PRIVATE_ANSWER = (
+    "I can't answer privately here: everyone in this room sees every message I send. "
+    "Mention me to ask in the room (everyone here will see the answer)."
+)
 NO_ANSWER_TO_RATE = "There is no answer of mine in this conversation to rate."
 
 

@@ -570,6 +570,27 @@ async def test_only_admins_may_set_retention(matrix_env, synapse: Synapse) -> No
         await running.stop()
 
 
+async def test_a_typed_librarian_ask_on_matrix_is_not_answered_for_the_whole_room(
+    matrix_env, synapse: Synapse
+) -> None:
+    settings, bot = matrix_env
+    running = await start_bot(settings)
+    try:
+        async with people(synapse, "alice", "bob") as (alice, bob):
+            room = await alice.create_room(invite=[bot.user_id, bob.user_id])
+            await bob.join(room)
+            await alice.wait_joined(room, bot.user_id)
+            asked = await bob.say(room, "!librarian ask What is the launch code?")
+            reply = await bob.wait_for(room, lambda ev: replies_to(ev, bot.user_id, asked))
+            body = reply[0]["content"]["body"]
+            assert "can't answer privately here" in body and "Mention me" in body
+            # Nothing was searched or generated for it, and nothing is stored.
+            binding = await running.app.dispatcher.binding(tr.conversation(room))
+            assert running.app.store.message_count(binding.id) == 0
+    finally:
+        await running.stop()
+
+
 async def test_a_matrix_room_admin_cannot_bind_to_another_rooms_workspace(
     matrix_env, synapse: Synapse
 ) -> None:
