@@ -591,6 +591,66 @@ async def test_a_typed_librarian_ask_on_matrix_is_not_answered_for_the_whole_roo
         await running.stop()
 
 
+async def test_a_revoked_matrix_token_does_not_stop_slack(
+    matrix_env, synapse: Synapse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bot's Matrix token is logged out while it runs beside Slack: Matrix is
+    restarted, given up with the reason, and Slack answers all along."""
+    from slack_emulator import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, SlackEmulator
+
+    from bot.supervisor import Supervisor
+
+    _, bot = matrix_env
+    slack = SlackEmulator()
+    await slack.start()
+    slack.add_user("UBOB", "bob")
+    slack.add_channel("CGENERAL", "general")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
+    monkeypatch.setenv("SLACK_APP_TOKEN", APP_TOKEN)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", SIGNING_SECRET)
+    monkeypatch.setenv("LIBRARIAN_SLACK_API_URL", slack.api_url)
+    settings = load_settings()
+    app = App.build(settings)
+    app.supervisor = Supervisor(app.store, initial_backoff_s=0.5, max_restarts=1)
+    adapters = configured_adapters(settings, app)
+    assert [a.platform for a in adapters] == ["matrix", "slack"]
+    adapters[0].sync_timeout_ms = 500  # notice the revocation at the next sync
+    running = asyncio.create_task(app.run_adapters(adapters))
+    try:
+        await slack.wait_connected()
+        await slack.wait_for(
+            lambda: app.store.get_setting(f"matrix:{bot.user_id}:next_batch"), timeout=60
+        )
+        httpx.post(
+            f"{synapse.url}/_matrix/client/v3/logout",
+            headers={"Authorization": f"Bearer {bot.access_token}"},
+            json={},
+            timeout=30,
+        ).raise_for_status()
+        failed = await slack.wait_for(
+            lambda: (
+                app.supervisor.states["matrix"]["state"] == "failed"
+                and app.supervisor.states["matrix"]
+            ),
+            timeout=90,
+        )
+        assert failed["restarts"] == 1 and "MatrixError" in failed["reason"]
+        assert bot.access_token not in failed["reason"]
+        assert not running.done() and app.supervisor.states["slack"]["state"] == "running"
+        await slack.socket_send("slash_commands", slack.slash_command("CGENERAL", "UBOB", "status"))
+        said = await slack.wait_for(
+            lambda: [c.args["text"] for c in slack.calls_of("chat.postMessage")], timeout=30
+        )
+        assert "matrix failed (MatrixError: Matrix: " in said[-1] and "slack running" in said[-1]
+    finally:
+        for adapter in adapters:
+            with contextlib.suppress(Exception):
+                await adapter.stop()
+        await asyncio.wait_for(running, 60)
+        await app.close()
+        await slack.close()
+
+
 async def test_a_matrix_room_admin_cannot_bind_to_another_rooms_workspace(
     matrix_env, synapse: Synapse
 ) -> None:

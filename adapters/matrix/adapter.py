@@ -199,9 +199,16 @@ class MatrixAdapter:
     # -- the adapter protocol -------------------------------------------------------------------
 
     async def start(self, sink: EventSink) -> None:
-        """Log in, then sync until ``stop``: every new event goes to ``sink``."""
+        """Log in, then sync until ``stop``: every new event goes to ``sink``.
+
+        May be called again after it raised (the supervisor restarts a failed adapter):
+        the previous run's shutdown left the stop flags set and the client closed
+        (matrix-nio opens a new HTTP session on the next request).
+        """
         self._sink = sink
         self._started = True
+        self._stopping.clear()
+        self._closed.clear()
         try:
             await self._log_in()
             self._committer = asyncio.create_task(self._commit_loop(), name="matrix-commit")
