@@ -4,7 +4,10 @@ One adapter's fatal error (a revoked Matrix token, a Slack app uninstalled, Disc
 refusing the bot's token) must not stop the others: ``Supervisor.run`` runs one
 adapter, and when its ``start`` raises, it stops it, waits (1 s, doubling up to
 ``max_backoff_s``) and starts it again.  An adapter that keeps failing without ever
-staying up ``stable_s`` is given up after ``max_restarts`` and shown as failed.
+staying up ``stable_s`` is given up after ``max_restarts`` and shown as failed; a
+``ConfigError`` (a setting that waiting cannot fix) is given up at once.  When every
+adapter has failed, the first failure is raised, so ``librarian run`` still stops
+with one clear line when its only platform cannot start.
 
 What each adapter is doing is kept in memory and written to the ``settings`` table
 (key ``adapter_states``) at every change, so both ``/librarian status`` in a chat and
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.adapter import Adapter, EventSink
+from bot.errors import ConfigError, LibrarianError
 from bot.redact import mask_secrets
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,7 @@ class Supervisor:
         self.stable_s = stable_s
         self.clock = clock
         self.states: dict[str, dict[str, Any]] = {}
+        self.errors: dict[str, Exception] = {}  # the last failure of each adapter
         self._write_lock = asyncio.Lock()
 
     async def run_all(self, adapters: list[Adapter], sink: EventSink) -> None:
@@ -69,6 +74,12 @@ class Supervisor:
                     await adapter.stop()
                 if self.states.get(adapter.platform, {}).get("state") != "failed":
                     await self._set(adapter.platform, "stopped")
+        failed = [a.platform for a in adapters if self.states[a.platform]["state"] == "failed"]
+        if adapters and len(failed) == len(adapters):
+            first = self.errors[failed[0]]
+            if isinstance(first, LibrarianError):
+                raise first
+            raise LibrarianError(f"{failed[0]} could not run: {reason_of(first)}") from first
 
     async def run(self, adapter: Adapter, sink: EventSink) -> None:
         """Run one adapter; restart it with backoff when it fails; return when it ends."""
@@ -85,13 +96,14 @@ class Supervisor:
                 raise
             except Exception as exc:
                 reason = reason_of(exc)
+                self.errors[platform] = exc
                 log.error("%s stopped: %s", platform, reason, exc_info=True)
             with contextlib.suppress(Exception):
                 await adapter.stop()
             if time.monotonic() - started >= self.stable_s:
                 failures, backoff = 0, self.initial_backoff_s  # it had been up: start over
             failures += 1
-            if failures > self.max_restarts:
+            if isinstance(self.errors[platform], ConfigError) or failures > self.max_restarts:
                 log.error("%s: giving up after %d failed starts", platform, failures)
                 await self._set(platform, "failed", reason=reason, restarts=failures - 1)
                 return

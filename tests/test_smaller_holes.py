@@ -270,3 +270,27 @@ async def test_one_platforms_revoked_token_does_not_stop_the_other_platforms(
         await app.close()
         await slack.close()
         await disc.close()
+
+
+async def test_a_lone_platform_with_a_wrong_token_still_stops_the_run_with_one_line(
+    settings,
+) -> None:
+    """A setting that waiting cannot fix is not retried; with no platform left running,
+    `librarian run` ends with the adapter's own one-line error (exit code 2)."""
+    from adapters.slack import SlackAdapter
+    from bot.errors import ConfigError
+
+    slack = SlackEmulator()
+    await slack.start()
+    app = App.build(settings)
+    try:
+        adapter = SlackAdapter(bot_token="xoxb-wrong", app_token=APP_TOKEN, api_url=slack.api_url)
+        with pytest.raises(ConfigError, match="auth.test failed") as raised:
+            await asyncio.wait_for(app.run_adapters([adapter]), 30)
+        assert raised.value.exit_code == 2
+        state = recorded_states(app.store)["slack"]
+        assert state["state"] == "failed" and state["restarts"] == 0
+        assert len(slack.calls_of("auth.test", ok_only=False)) == 1  # not retried
+    finally:
+        await app.close()
+        await slack.close()
