@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import typer
 
@@ -48,4 +49,10 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
     for table, count in counts.items():
         typer.echo(f"{table:<18}{count}")
     for name, entry in info["adapters"].items():
-        typer.echo(f"{'adapter ' + name:<18}{entry['described']}")
+        # Recorded by the running bot: say when and by which process, since a process
+        # killed outright leaves its last state behind.
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(entry.get("since", 0))))
+        typer.echo(
+            f"{'adapter ' + name:<18}{entry['described']} "
+            f"(since {since}, process {entry.get('pid', '?')})"
+        )
