@@ -1,12 +1,15 @@
 """At-least-once handling with exactly-once effects, for every event of every platform.
 
 An event is claimed in Postgres before it is handled (``bot.store.events``), with
-what is needed to run it again; it is recorded done after its effect, in the same
-transaction where the effect is one (the dispatcher hands the claim to the answer's
-and the queued document's store calls).  So:
+what is needed to run it again.  Its effect is recorded on the claim in the
+transaction that stores it (the dispatcher hands the claim to the answer's and the
+queued document's store calls), and the event is recorded done once the user was
+told.  So:
 
 * a duplicate delivery, in parallel or later, finds the event claimed or done and
   does nothing: one answer;
+* a re-run finds what earlier attempts stored: a stored answer is posted, not made
+  and stored again; a queued document is waited for, not downloaded again;
 * a failed attempt is tried again after a pause (``event_retry_seconds``, doubled
   each time) until ``event_attempts`` were made, then the user is told in plain words;
 * a database that cannot be reached is waited for (up to ``DATABASE_WAIT_S``), without
@@ -107,7 +110,7 @@ class Deliveries:
                 away += 1
                 pause = self._pause(away)
                 log.warning(
-                    "event %s waits for the database (%s); trying again in %.0f s",
+                    "event %s waits for the database (%s); trying again in %.1f s",
                     event.event_id,
                     type(exc).__name__,
                     pause,

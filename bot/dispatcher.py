@@ -230,17 +230,14 @@ class Dispatcher:
         binding = await self.binding(event.conversation)
         asks = event.mentions_bot and bool(event.text.strip())
         if event.files and binding.auto_index:
-            for i, ref in enumerate(event.files):
-                # The event is done with its last effect: the last file when nothing is
-                # asked.  Files queued before a crash are found queued on the re-run.
-                last = i == len(event.files) - 1 and not asks
+            for ref in event.files:
                 await self.ingest_file(
                     event.conversation,
                     event.author,
                     ref,
                     binding,
                     reply_to=event.message_id,
-                    event=claim if last else None,
+                    event=claim,
                 )
         if asks:
             await self.answer(
@@ -265,12 +262,19 @@ class Dispatcher:
     ) -> str:
         """Answer a question in its conversation, streaming; return the reply's text.
 
-        ``event``: the claimed event that asked, recorded done with the stored exchange.
+        ``event``: the claimed event that asked; the stored exchange is recorded as its
+        effect, and a re-run of the event (after a failed post, or a crash) posts that
+        stored answer again instead of answering a second time.
         """
         adapter = self.adapter_for(conversation)
         reply = StreamingReply(
             adapter, conversation, reply_to=reply_to, private_to=author if private else None
         )
+        stored = event.effect.get("answer") if event is not None else None
+        if stored and await asyncio.to_thread(self.store.message_exists, stored["message"]):
+            posted = await reply.finish(stored["reply"])
+            await asyncio.to_thread(self.store.set_message_platform_id, stored["message"], posted)
+            return str(stored["reply"])
         working = getattr(adapter, "working", None)
         if working is not None:
             await working(conversation, reply_to, True)
@@ -416,46 +420,53 @@ class Dispatcher:
                 conversation.key,
             )
             return
-        try:
-            if ref.size is not None:
-                check_size(ref.size, self.settings.max_file_mb, ref.name)  # before downloading
-            data = await self.adapter_for(conversation).fetch_file(ref)
-            submitted = await self.ingest.submit(
-                binding.workspace,
-                data,
-                ref.name,
-                media_type=ref.media_type,
-                uploader=author.qualified,
-                source={
-                    "platform": conversation.platform,
-                    "space": conversation.space_id,
-                    "channel": conversation.label,
-                    "message": ref.message_id,
-                    "file_id": ref.file_id,
-                    "url": ref.permalink,
-                },
-                event=event,  # done once the document is queued: the worker owns it then
+        # An earlier attempt of this event queued the file: wait for it, tell how it went.
+        queued = event.effect.get(f"document:{ref.file_id}") if event is not None else None
+        if queued is not None:
+            document_id = int(queued)
+        else:
+            try:
+                if ref.size is not None:
+                    check_size(ref.size, self.settings.max_file_mb, ref.name)  # before downloading
+                data = await self.adapter_for(conversation).fetch_file(ref)
+                submitted = await self.ingest.submit(
+                    binding.workspace,
+                    data,
+                    ref.name,
+                    media_type=ref.media_type,
+                    uploader=author.qualified,
+                    source={
+                        "platform": conversation.platform,
+                        "space": conversation.space_id,
+                        "channel": conversation.label,
+                        "message": ref.message_id,
+                        "file_id": ref.file_id,
+                        "url": ref.permalink,
+                    },
+                    event=event,  # the queued document is recorded as the event's effect
+                )
+            except ExtractionRefused as refused:
+                await self.say(conversation, describe_refusal(refused), reply_to=reply_to)
+                return
+            doc = submitted.document
+            if not submitted.created and doc.status == "ready":
+                already = f"as #{doc.id} {doc.file_name}"
+                await self.say(
+                    conversation,
+                    f"{ref.name} is already indexed in this workspace ({already}).",
+                    reply_to=reply_to,
+                )
+                return
+            document_id = doc.id
+            await asyncio.to_thread(
+                self.store.audit,
+                author.qualified,
+                "upload",
+                f"document:{doc.id}",
+                {"file": ref.name, "workspace": binding.workspace.name},
             )
-        except ExtractionRefused as refused:
-            await self.say(conversation, describe_refusal(refused), reply_to=reply_to)
-            return
-        doc = submitted.document
-        if not submitted.created and doc.status == "ready":
-            await self.say(
-                conversation,
-                f"{ref.name} is already indexed in this workspace (as #{doc.id} {doc.file_name}).",
-                reply_to=reply_to,
-            )
-            return
-        await asyncio.to_thread(
-            self.store.audit,
-            author.qualified,
-            "upload",
-            f"document:{doc.id}",
-            {"file": ref.name, "workspace": binding.workspace.name},
-        )
         try:
-            done = await self.ingest.wait(doc.id)
+            done = await self.ingest.wait(document_id)
         except LookupError:
             await self.say(
                 conversation,

@@ -154,6 +154,7 @@ def event_payload(event: Event) -> dict[str, Any]:
 def event_from_payload(payload: dict[str, Any]) -> Event:
     """The event ``event_payload`` stored; ValueError for a payload it did not write."""
     fields = dict(payload)
+    fields.pop("effect", None)  # what an attempt stored (bot.store.events), not the event
     kind = _EVENT_TYPES.get(str(fields.pop("type", "")))
     if kind is None:
         raise ValueError(f"not a stored event: type {payload.get('type')!r}")

@@ -78,6 +78,8 @@ class StoredFile:
     ts: str
     created: int
     serve_login_page: bool = False
+    # The next this many downloads answer 503 (Slack's file server having a bad moment).
+    download_failures: int = 0
 
 
 @dataclass
@@ -388,6 +390,10 @@ class SlackEmulator:
         authorized = request.headers.get("Authorization") == f"Bearer {BOT_TOKEN}"
         if stored is None:
             return web.Response(status=404, text="not found")
+        if stored.download_failures > 0:
+            stored.download_failures -= 1
+            self.calls[-1].status = 503
+            return web.Response(status=503, text="service unavailable")
         if (
             not authorized
             or stored.serve_login_page

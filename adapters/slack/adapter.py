@@ -267,6 +267,11 @@ class SlackAdapter:
             self._http = aiohttp.ClientSession()
         headers = {"Authorization": f"Bearer {self.bot_token}"}
         async with self._http.get(ref.url, headers=headers) as response:
+            if response.status >= 500 or response.status == 429:
+                # Slack's file server is struggling: an error to try again, not a refusal.
+                raise ConnectionError(
+                    f"Slack's file server answered HTTP {response.status} for {ref.name}"
+                )
             if response.status != 200:
                 raise ExtractionRefused(
                     RefusalCode.BROKEN,

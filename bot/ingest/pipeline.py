@@ -162,7 +162,7 @@ class IngestService:
 
         Raises ExtractionRefused at once for files that are too large or of an
         unsupported type; everything else is decided by the worker.  ``event``: the
-        claimed event that shared it, recorded done with the queued document.
+        claimed event that shared it, whose record gets the queued document.
         """
         check_size(len(data), self.max_file_mb, file_name)
         kind = detect_kind(data, file_name, media_type)
@@ -176,7 +176,7 @@ class IngestService:
             size_bytes=len(data),
             uploader=uploader,
             source=source,
-            done=event,
+            event=event,
         )
         self._wake.set()
         return Submitted(document, created)

@@ -248,7 +248,7 @@ class Answerer:
         chat model than the workspace's, e.g. to compare quantization levels.
         ``evidence_only`` stops before the model: the reply is the evidence alone (found
         or not), for calibration and benchmarks.  ``event``: the claimed event that asked,
-        recorded done in the transaction that stores the exchange (when remembered).
+        whose record gets the stored exchange in the same transaction (when remembered).
         """
         started = time.perf_counter()
         workspace = binding.workspace
@@ -500,7 +500,8 @@ class Answerer:
             question_message_id=question_message_id,
             cited_chunk_ids=cited,
             meta=answer.meta(),
-            done=event,
+            event=event,
+            reply=answer.text,
         )
 
 

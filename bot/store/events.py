@@ -5,10 +5,12 @@ One row of ``processed_events`` per (platform, event id), in one of three states
 
 * ``in_flight``: claimed by ``owner`` (one attempt of one process) until
   ``lease_until``, which the owner renews while it works.  ``payload`` holds what is
-  needed to run the event again if the owner dies (``bot.events.event_payload``).
-* ``done``: the effect is stored.  Where the effect is one transaction (an answer's
-  stored turns, a queued document) the row turns ``done`` inside it
-  (``finish_in``), so the effect and its record commit together or not at all.
+  needed to run the event again if the owner dies (``bot.events.event_payload``),
+  and under ``effect`` what its attempts already stored: written in the transaction
+  that stores the effect (``record_effect_in``: an answer's turns, a queued
+  document), so an effect and its record commit together or not at all, and a
+  re-run posts the stored answer instead of storing a second one.
+* ``done``: the effect is stored and the user was told; the payload is cleared.
 * ``failed``: the last allowed attempt failed and the user was told.
 
 A claim succeeds for a new event, for the owner itself (again after a lost
@@ -20,13 +22,13 @@ on it in Postgres: exactly one of them gets it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["Claim", "EventTakenOver", "EventsMixin", "StaleEvent"]
+__all__ = ["Claim", "EventTakenOver", "EventsMixin", "StaleEvent", "record_effect_in"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class Claim:
     event_id: str
     owner: str
     attempts: int  # how many attempts were made, this one included
+    # What earlier attempts stored, by kind: {"answer": {...}, "document:<file>": id}.
+    effect: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -69,23 +73,30 @@ _CLAIM = text(
     " attempts = e.attempts + CASE WHEN e.owner = :o AND NOT :retry THEN 0 ELSE 1 END, "
     " payload = COALESCE(e.payload, EXCLUDED.payload) "
     "WHERE e.state = 'in_flight' AND (e.owner = :o OR e.lease_until < now()) "
-    "RETURNING e.attempts"
+    "RETURNING e.attempts, e.payload -> 'effect' AS effect"
 )
 _FINISH = text(
     "UPDATE processed_events SET state = 'done', payload = NULL, lease_until = NULL "
-    "WHERE platform = :p AND event_id = :e AND owner = :o AND state IN ('in_flight', 'done') "
+    "WHERE platform = :p AND event_id = :e AND owner = :o AND state = 'in_flight' "
+    "RETURNING 1"
+)
+_RECORD = text(
+    "UPDATE processed_events SET payload = jsonb_set(COALESCE(payload, '{}'), '{effect}', "
+    " COALESCE(payload -> 'effect', '{}') || CAST(:effect AS jsonb)) "
+    "WHERE platform = :p AND event_id = :e AND owner = :o AND state = 'in_flight' "
     "RETURNING 1"
 )
 
 
-def finish_in(conn: Connection, claim: Claim) -> None:
-    """Record the claimed event done inside the transaction that stores its effect.
+def record_effect_in(conn: Connection, claim: Claim, effect: dict[str, Any]) -> None:
+    """Record what the claimed event stored, inside the transaction that stores it.
 
     Raises EventTakenOver (rolling the effect back with the transaction) when the
     event is no longer this claim's: its new owner's effect is the one that counts.
     """
     mine = conn.execute(
-        _FINISH, {"p": claim.platform, "e": claim.event_id, "o": claim.owner}
+        _RECORD,
+        {"p": claim.platform, "e": claim.event_id, "o": claim.owner, "effect": json.dumps(effect)},
     ).scalar()
     if mine is None:
         raise EventTakenOver(claim)
@@ -111,7 +122,7 @@ class EventsMixin:
         ``retry``: this owner failed an attempt and starts the next (counted).
         """
         with self.engine.begin() as conn:
-            attempts = conn.execute(
+            row = conn.execute(
                 _CLAIM,
                 {
                     "p": platform,
@@ -121,8 +132,10 @@ class EventsMixin:
                     "payload": json.dumps(payload),
                     "retry": retry,
                 },
-            ).scalar()
-        return None if attempts is None else Claim(platform, event_id, owner, int(attempts))
+            ).first()
+        if row is None:
+            return None
+        return Claim(platform, event_id, owner, int(row.attempts), dict(row.effect or {}))
 
     def renew_event(self, claim: Claim, lease_seconds: float) -> bool:
         """Extend the claim's lease (the owner is alive); False if it is no longer ours."""
@@ -144,13 +157,12 @@ class EventsMixin:
         return renewed is not None
 
     def finish_event(self, claim: Claim) -> bool:
-        """Record the event done (if its effect did not already); False if not ours."""
+        """Record the event done (its effect stored, the user told); False if not ours."""
         with self.engine.begin() as conn:
-            try:
-                finish_in(conn, claim)
-            except EventTakenOver:
-                return False
-        return True
+            finished = conn.execute(
+                _FINISH, {"p": claim.platform, "e": claim.event_id, "o": claim.owner}
+            ).scalar()
+        return finished is not None
 
     def fail_event(self, claim: Claim) -> bool:
         """Record that the event's last allowed attempt failed; False if not ours."""
@@ -176,6 +188,17 @@ class EventsMixin:
                 {"p": platform, "e": event_id},
             ).first()
         return None if row is None else (str(row.state), int(row.attempts))
+
+    def message_exists(self, message_id: int) -> bool:
+        """Whether a stored turn is still there (an event's stored answer may have been
+        deleted since, by ``forget`` or retention: it is then not posted again)."""
+        with self.engine.connect() as conn:
+            return (
+                conn.execute(
+                    text("SELECT 1 FROM messages WHERE id = :id"), {"id": message_id}
+                ).scalar()
+                is not None
+            )
 
     def stale_events(self, platforms: list[str], limit: int = 100) -> list[StaleEvent]:
         """Events of these platforms left in flight by an owner whose lease expired."""

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Row
 
 from bot.store.database import Database
-from bot.store.events import Claim, EventsMixin, finish_in
+from bot.store.events import Claim, EventsMixin, record_effect_in
 from bot.store.feedback import FeedbackMixin
 from bot.store.records import (
     Binding,
@@ -466,13 +466,14 @@ class Store(SearchMixin, FeedbackMixin, EventsMixin):
         size_bytes: int,
         uploader: str | None,
         source: dict[str, str | None] | None = None,
-        done: Claim | None = None,
+        event: Claim | None = None,
     ) -> tuple[Document, bool]:
         """Queue a document for indexing; the same bytes twice in a workspace are one document.
 
         Returns the document and whether it is new.  A document that failed before is
         queued again when shared again (the parser or limits may have changed).
-        ``done``: the event that shared it, recorded done in the same transaction.
+        ``event``: the claimed event that shared it; the document is recorded as its
+        effect in the same transaction (``document:<file id>``).
         """
         src = source or {}
         with self.engine.begin() as conn:
@@ -518,8 +519,8 @@ class Store(SearchMixin, FeedbackMixin, EventsMixin):
                 ),
                 {"w": workspace_id, "sha": sha256},
             ).one()
-            if done is not None:
-                finish_in(conn, done)
+            if event is not None:
+                record_effect_in(conn, event, {f"document:{src.get('file_id')}": doc.id})
         return _document(doc), created
 
     def get_document(self, document_id: int) -> Document | None:
@@ -817,12 +818,14 @@ class Store(SearchMixin, FeedbackMixin, EventsMixin):
         question_message_id: str | None,
         cited_chunk_ids: Sequence[int],
         meta: dict[str, Any],
-        done: Claim | None = None,
+        event: Claim | None = None,
+        reply: str | None = None,
     ) -> int:
         """Store a question and its answer in one transaction; the answer's id.
 
-        ``done``: the event that asked it, recorded done in the same transaction, so a
-        question re-run after a crash is stored (and answered) once.
+        ``event``: the claimed event that asked; the stored answer and ``reply`` (the
+        text to post) are recorded as its effect in the same transaction, so a question
+        re-run after a crash or a failed post is stored once and posted from the record.
         """
         with self.engine.begin() as conn:
             _insert_message(
@@ -844,8 +847,10 @@ class Store(SearchMixin, FeedbackMixin, EventsMixin):
                 cited_chunk_ids=cited_chunk_ids,
                 meta=meta,
             )
-            if done is not None:
-                finish_in(conn, done)
+            if event is not None:
+                record_effect_in(
+                    conn, event, {"answer": {"message": answer_id, "reply": reply or answer}}
+                )
         return answer_id
 
     def recent_messages(
