@@ -59,6 +59,27 @@ async def test_a_file_whose_download_failed_is_retried_then_reported_as_failed(
         downloads = [c.status for c in emulator.calls_of("download", ok_only=False)]
         assert downloads == [503, 200]
 
+        # Bob forgets it, then shares it again (a new message): indexed again, not
+        # ignored as a redelivery of the first share.
+        (doc,) = app.store.documents_by_source_file("slack", shared.id)
+        await emulator.socket_send(
+            "slash_commands", emulator.slash_command(GENERAL, BOB, f"forget #{doc.id}")
+        )
+        await settle(adapter)
+        assert app.store.documents_by_source_file("slack", shared.id) == []
+        shared.ts = emulator.next_ts()
+        await emulator.socket_send(
+            "events_api", emulator.event_callback(emulator.file_message(shared))
+        )
+        await emulator.socket_send("events_api", emulator.event_callback(file_shared_event(shared)))
+        await emulator.wait_for(lambda: in_thread(emulator, shared.ts), timeout=60)
+        await settle(adapter)
+        assert [m["text"] for m in in_thread(emulator, shared.ts)] == [
+            "Indexed manual.pdf: 3 pages, 3 chunks."
+        ]
+        downloads = [c.status for c in emulator.calls_of("download", ok_only=False)]
+        assert downloads == [503, 200, 200]
+
         # It keeps failing: three tries, then the channel is told, in the share's thread.
         broken = emulator.share_file(GENERAL, BOB, "broken.pdf", pdf + b"\n% v2")
         broken.download_failures = 10
@@ -72,6 +93,9 @@ async def test_a_file_whose_download_failed_is_retried_then_reported_as_failed(
             "The details are in the bot's log. Please share it again."
         ]
         downloads = [c.status for c in emulator.calls_of("download", ok_only=False)]
-        assert downloads == [503, 200, 503, 503, 503]
-        assert app.store.event_state("slack", f"file:{GENERAL}:{broken.id}") == ("failed", 3)
+        assert downloads == [503, 200, 200, 503, 503, 503]
+        assert app.store.event_state("slack", f"file:{GENERAL}:{broken.id}:{broken.ts}") == (
+            "failed",
+            3,
+        )
         assert app.store.documents_by_source_file("slack", broken.id) == []
