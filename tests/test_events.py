@@ -7,6 +7,7 @@ really killed), real models, the console adapter and the Slack emulator.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -26,6 +27,7 @@ from bot.events import ConversationRef, MessageReceived, UserRef
 from bot.knowledge.answer import NOT_FOUND
 from bot.store import migrate
 from bot.store.database import open_database
+from bot.store.events import EventTakenOver
 
 GENERAL = ConversationRef("console", "", "general", None, "#general")
 ALICE = UserRef("console", "alice")
@@ -141,8 +143,8 @@ async def test_the_database_going_away_mid_answer_gives_one_stored_answer_once_i
         assert "Indexed manual.pdf" in upload
         out = console(app)
         # The evidence reaches the terminal (the model is writing the rest): then the
-        # database goes away, for longer than the model takes to write its 24 tokens.
-        app.answerer.max_answer_tokens = 24
+        # database goes away, and comes back when the bot's log says the attempt failed
+        # (its answer could not be stored), a second later.
         cut = asyncio.Event()
         writes = out.write
 
@@ -150,11 +152,24 @@ async def test_the_database_going_away_mid_answer_gives_one_stored_answer_once_i
             if not cut.is_set() and piece.startswith("librarian: "):
                 cut.set()
                 database_switch.down()
-                asyncio.get_running_loop().call_later(6, database_switch.up)
             return writes(piece)
 
+        failures = FailedAttempts()
+        logging.getLogger("bot.delivery").addHandler(failures)
+
+        async def restore() -> None:
+            await cut.wait()
+            await wait_until(lambda: failures.seen > 0, 120)
+            await asyncio.sleep(1)
+            database_switch.up()
+
         out.write = write  # type: ignore[method-assign]
-        await asyncio.wait_for(app.dispatcher.handle(question("Ev-mid", WARRANTY)), 120)
+        restorer = asyncio.create_task(restore())
+        try:
+            await asyncio.wait_for(app.dispatcher.handle(question("Ev-mid", WARRANTY)), 180)
+        finally:
+            logging.getLogger("bot.delivery").removeHandler(failures)
+            await restorer
         assert cut.is_set()
         # The first attempt could not store its answer, so did not post it: one answer.
         assert out.getvalue().count("Sources:") == 1
@@ -163,6 +178,18 @@ async def test_the_database_going_away_mid_answer_gives_one_stored_answer_once_i
         assert app.store.event_state("console", "Ev-mid") == ("done", 2)
     finally:
         await app.close()
+
+
+class FailedAttempts(logging.Handler):
+    """Counts the failed attempts the bot logs (what an operator reads)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "failed (attempt" in record.getMessage():
+            self.seen += 1
 
 
 async def test_a_crash_mid_answer_is_finished_after_restart_once(
@@ -267,6 +294,43 @@ async def test_a_question_that_keeps_failing_is_tried_three_times_then_reported(
         assert app.store.event_state("console", "Ev-broken") == ("failed", 3)
         await app.dispatcher.handle(question("Ev-broken"))  # a redelivery: nothing more
         assert broken["n"] == 3
+    finally:
+        await app.close()
+
+
+async def test_an_answer_stored_by_an_owner_who_lost_the_event_is_rolled_back(settings) -> None:
+    app = App.build(settings)
+    try:
+        binding = await app.dispatcher.binding(GENERAL)
+        slow = app.store.claim_event("console", "Ev-slow", "slow", {}, lease_seconds=0.05)
+        await asyncio.sleep(0.2)  # the slow owner stopped renewing: its lease expired
+        other = app.store.claim_event("console", "Ev-slow", "other", {}, lease_seconds=60)
+        assert slow is not None and other is not None and other.attempts == 2
+
+        def store(claim) -> int:
+            return app.store.add_exchange(
+                binding.id,
+                None,
+                WORLD_CUP,
+                "an answer",
+                author="console:alice",
+                question_message_id=None,
+                cited_chunk_ids=[],
+                meta={},
+                event=claim,
+                reply="an answer",
+            )
+
+        with pytest.raises(EventTakenOver):
+            store(slow)
+        assert exchanges(app, WORLD_CUP) == []  # nothing of the slow owner's was kept
+        answer_id = store(other)
+        again = app.store.claim_event("console", "Ev-slow", "other", {}, lease_seconds=60)
+        assert again is not None and again.effect == {
+            "answer": {"message": answer_id, "reply": "an answer"}
+        }
+        assert not app.store.finish_event(slow) and app.store.finish_event(other)
+        assert app.store.event_state("console", "Ev-slow") == ("done", 2)
     finally:
         await app.close()
 
