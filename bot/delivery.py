@@ -30,7 +30,16 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.events import Event, event_from_payload, event_payload
+from bot.events import (
+    CommandInvoked,
+    Event,
+    FileRemoved,
+    FileShared,
+    MessageReceived,
+    UserRef,
+    event_from_payload,
+    event_payload,
+)
 from bot.store.database import is_unavailable
 from bot.store.events import Claim, EventTakenOver
 from bot.store.repo import Store
@@ -189,3 +198,49 @@ class Deliveries:
             except (TypeError, ValueError, KeyError):
                 log.exception("event %s: its stored payload cannot be read", stale.event_id)
         return events
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What to tell whom when an event is given up."""
+
+    text: str
+    reply_to: str | None = None
+    private_to: UserRef | None = None
+
+
+def failure_notice(event: Event, failure: Failure) -> Notice | None:
+    """The plain words for a user whose event was given up (None: nobody is waiting)."""
+    why = (
+        "I could not reach my database"
+        if failure.database_away
+        else f"it failed {failure.attempts} time{'s' if failure.attempts != 1 else ''}"
+    )
+    details = "The details are in the bot's log."
+    if isinstance(event, MessageReceived):
+        names = ", ".join(f.name for f in event.files)
+        if event.mentions_bot and event.text.strip():
+            text = f"Sorry, I could not answer your question ({why}). {details} Please ask again."
+        elif names:
+            text = f"Sorry, I could not index {names} ({why}). {details} Please share it again."
+        else:
+            return None  # a message that was not for the bot
+        return Notice(text, reply_to=event.message_id)
+    if isinstance(event, FileShared):
+        return Notice(
+            f"Sorry, I could not index {event.file.name} ({why}). {details} Please share it again.",
+            reply_to=event.file.message_id,
+        )
+    if isinstance(event, CommandInvoked):
+        verb = event.text.split(maxsplit=1)[0] if event.text.strip() else "help"
+        return Notice(
+            f"Sorry, I could not run /librarian {verb} ({why}). {details} Please try again.",
+            reply_to=event.message_id,
+            private_to=event.author,
+        )
+    if isinstance(event, FileRemoved):
+        return Notice(
+            f"I could not forget the documents indexed from a deleted file ({why}). "
+            f"{details} An admin can forget them with /librarian forget."
+        )
+    return None  # a reaction is a quiet gesture: no reply, as when it works

@@ -25,7 +25,7 @@ from bot.commands import (
     parse,
 )
 from bot.config import Settings
-from bot.delivery import Deliveries, Failure
+from bot.delivery import Deliveries, Failure, failure_notice
 from bot.events import (
     CommandInvoked,
     ConversationRef,
@@ -160,42 +160,11 @@ class Dispatcher:
 
     async def _tell_failure(self, event: Event, failure: Failure) -> None:
         """Tell the user in plain words that their event could not be handled."""
-        why = (
-            "I could not reach my database"
-            if failure.database_away
-            else f"it failed {failure.attempts} time{'s' if failure.attempts != 1 else ''}"
-        )
-        details = "The details are in the bot's log."
-        conversation, reply_to, private_to = event.conversation, None, None
-        if isinstance(event, MessageReceived):
-            reply_to = event.message_id
-            names = ", ".join(f.name for f in event.files)
-            if event.mentions_bot and event.text.strip():
-                text = f"Sorry, I could not answer your question ({why}). {details}"
-                text += " Please ask again."
-            elif names:
-                text = f"Sorry, I could not index {names} ({why}). {details}"
-                text += " Please share it again."
-            else:
-                return  # a message that was not for the bot: nobody is waiting
-        elif isinstance(event, FileShared):
-            reply_to = event.file.message_id
-            text = (
-                f"Sorry, I could not index {event.file.name} ({why}). {details} "
-                "Please share it again."
+        told = failure_notice(event, failure)
+        if told is not None:
+            await self._apologise(
+                event.conversation, told.text, reply_to=told.reply_to, private_to=told.private_to
             )
-        elif isinstance(event, CommandInvoked):
-            reply_to, private_to = event.message_id, event.author
-            verb = event.text.split(maxsplit=1)[0] if event.text.strip() else "help"
-            text = f"Sorry, I could not run /librarian {verb} ({why}). {details} Please try again."
-        elif isinstance(event, FileRemoved):
-            text = (
-                f"I could not forget the documents indexed from a deleted file ({why}). "
-                f"{details} An admin can forget them with /librarian forget."
-            )
-        else:
-            return  # a reaction is a quiet gesture: no reply, as when it works
-        await self._apologise(conversation, text, reply_to=reply_to, private_to=private_to)
 
     async def _apologise(
         self,
