@@ -196,7 +196,9 @@ class Deliveries:
             try:
                 events.append(event_from_payload(stale.payload))
             except (TypeError, ValueError, KeyError):
+                # Written by another version of the bot, say: nobody can run it again.
                 log.exception("event %s: its stored payload cannot be read", stale.event_id)
+                await asyncio.to_thread(self.store.abandon_event, stale.platform, stale.event_id)
         return events
 
 

@@ -336,6 +336,23 @@ async def test_an_answer_stored_by_an_owner_who_lost_the_event_is_rolled_back(se
         await app.close()
 
 
+async def test_an_event_left_in_flight_that_cannot_be_read_is_given_up_not_retried(
+    settings,
+) -> None:
+    app = App.build(settings)
+    out = console(app)
+    try:
+        app.store.claim_event(
+            "console", "Ev-alien", "dead", {"type": "SomethingNew"}, lease_seconds=0.01
+        )
+        await asyncio.sleep(0.1)
+        assert await app.dispatcher.recover() == 0
+        assert app.store.event_state("console", "Ev-alien") == ("failed", 1)
+        assert await app.dispatcher.recover() == 0 and out.getvalue() == ""
+    finally:
+        await app.close()
+
+
 def test_migration_0010_keeps_every_recorded_event_as_done(librarian_env) -> None:
     from bot.config import load_settings
 

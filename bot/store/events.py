@@ -177,6 +177,18 @@ class EventsMixin:
             ).scalar()
         return failed is not None
 
+    def abandon_event(self, platform: str, event_id: str) -> None:
+        """Record as failed an event left in flight that cannot be run again."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE processed_events SET state = 'failed', payload = NULL, "
+                    "lease_until = NULL WHERE platform = :p AND event_id = :e "
+                    "AND state = 'in_flight'"
+                ),
+                {"p": platform, "e": event_id},
+            )
+
     def event_state(self, platform: str, event_id: str) -> tuple[str, int] | None:
         """An event's state and attempts (None: never seen, or pruned)."""
         with self.engine.connect() as conn:
