@@ -90,8 +90,13 @@ class App:
         )
 
     def start_background(self) -> None:
-        """Start the ingest worker and the scheduler (call inside the running event loop)."""
+        """Start the ingest worker, the scheduler, and the pass that finishes events a
+        stopped process left in flight (call inside the running event loop, after the
+        adapters are added: only their platforms' events are run again here)."""
         self._tasks.append(asyncio.create_task(self.ingest.run(), name="ingest-worker"))
+        self._tasks.append(
+            asyncio.create_task(self.dispatcher.recover_forever(), name="event-recovery")
+        )
         self.scheduler.start()
 
     async def run_adapters(self, adapters: list[Adapter]) -> None:

@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     # Audit entries older than this are deleted by the retention job.
     audit_retention_days: float = Field(default=90.0, gt=0)
 
+    # Events (a question, a shared file, a command): how many times one is tried before
+    # the user is told it failed; the first wait between tries (doubled each time); and
+    # how long a claim on an event lasts unless its process renews it (a dead process's
+    # events are run again by another, or at the next start, once it has expired).
+    event_attempts: int = Field(default=3, ge=1)
+    event_retry_seconds: float = Field(default=2.0, ge=0)
+    event_lease_seconds: float = Field(default=60.0, gt=0)
+
     # Models nobody used for this long are unloaded and their memory returned (0: never).
     # The next request loads them again (under a second for the default models).
     model_idle_minutes: float = Field(default=60.0, ge=0)

@@ -1,8 +1,10 @@
 """Routes core events to their handlers: questions, files, commands and reactions.
 
-Every event is de-duplicated by its platform event id in Postgres, so a platform
-that redelivers (or two processes that both receive it) answers once.  Errors
-stay inside their event: the user gets a short apology, the log the details.
+Every event runs under a claim in Postgres, by its platform event id
+(``bot.delivery``): a platform that redelivers (or two processes that both receive
+it) gets one answer, a failed event is tried again, and one left unfinished by a
+crash is finished after the restart.  Errors stay inside their event: the user is
+told in plain words when the last attempt failed, the log has the details.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from bot.commands import (
     parse,
 )
 from bot.config import Settings
+from bot.delivery import Deliveries, Failure, failure_notice
 from bot.events import (
     CommandInvoked,
     ConversationRef,
@@ -41,6 +44,7 @@ from bot.ingest.filetypes import ExtractionRefused, check_size
 from bot.ingest.pipeline import IngestService
 from bot.knowledge.answer import Answerer
 from bot.replies import StreamingReply
+from bot.store.events import Claim
 from bot.store.records import Binding
 from bot.store.repo import Store, WorkspaceDefaults, channel_spec
 from bot.teams import Teams
@@ -79,6 +83,12 @@ class Dispatcher:
         )
         # Which team a conversation is in: owners of the workspaces its admins create.
         self.teams = Teams.from_settings(settings)
+        self.deliveries = Deliveries(
+            store,
+            attempts=settings.event_attempts,
+            retry_seconds=settings.event_retry_seconds,
+            lease_seconds=settings.event_lease_seconds,
+        )
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -106,34 +116,68 @@ class Dispatcher:
 
     async def handle(self, event: Event) -> None:
         """Handle one event from an adapter; never raises for a bad event."""
-        conversation = event.conversation
         if isinstance(event, ReactionAdded) and verdict_of_reaction(event.emoji) is None:
             return  # most reactions are not feedback: not even worth a de-duplication row
         try:
-            fresh = await asyncio.to_thread(
-                self.store.mark_event, conversation.platform, event.event_id
-            )
-            if not fresh:
-                log.info("skipping redelivered event %s", event.event_id)
-                return
-            if isinstance(event, MessageReceived):
-                await self._on_message(event)
-            elif isinstance(event, CommandInvoked):
-                await self._on_command(event)
-            elif isinstance(event, FileShared):
-                await self._on_file_shared(event)
-            elif isinstance(event, FileRemoved):
-                await self._on_file_removed(event)
-            elif isinstance(event, ReactionAdded):
-                await self._on_reaction(event)
+            await self.deliveries.run(event, self._route, self._tell_failure)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("error while handling event %s", event.event_id)
+            await self._apologise(event.conversation, APOLOGY)
+
+    async def _route(self, event: Event, claim: Claim) -> None:
+        if isinstance(event, MessageReceived):
+            await self._on_message(event, claim)
+        elif isinstance(event, CommandInvoked):
+            await self._on_command(event)
+        elif isinstance(event, FileShared):
+            await self._on_file_shared(event, claim)
+        elif isinstance(event, FileRemoved):
+            await self._on_file_removed(event)
+        elif isinstance(event, ReactionAdded):
+            await self._on_reaction(event)
+
+    async def recover(self) -> int:
+        """Run again the events that dead processes left in flight, for the platforms this
+        process serves; how many were found.  Called at start and every lease period."""
+        events = await self.deliveries.stale(sorted(self.adapters))
+        if events:
+            log.info("finishing %d event(s) left in flight by a stopped process", len(events))
+            await asyncio.gather(*(self.handle(event) for event in events))
+        return len(events)
+
+    async def recover_forever(self) -> None:
+        """``recover`` now and then every lease period (a background task of the app)."""
+        while True:
             try:
-                await self.say(conversation, APOLOGY)
+                await self.recover()
+            except asyncio.CancelledError:
+                raise
             except Exception:
-                log.exception("could not even apologise in %s", conversation.key)
+                log.exception("could not look for events left in flight")
+            await asyncio.sleep(self.settings.event_lease_seconds)
+
+    async def _tell_failure(self, event: Event, failure: Failure) -> None:
+        """Tell the user in plain words that their event could not be handled."""
+        told = failure_notice(event, failure)
+        if told is not None:
+            await self._apologise(
+                event.conversation, told.text, reply_to=told.reply_to, private_to=told.private_to
+            )
+
+    async def _apologise(
+        self,
+        conversation: ConversationRef,
+        text: str,
+        *,
+        reply_to: str | None = None,
+        private_to: UserRef | None = None,
+    ) -> None:
+        try:
+            await self.say(conversation, text, reply_to=reply_to, private_to=private_to)
+        except Exception:
+            log.exception("could not even apologise in %s", conversation.key)
 
     async def say(
         self,
@@ -151,16 +195,27 @@ class Dispatcher:
 
     # -- questions --------------------------------------------------------------------------
 
-    async def _on_message(self, event: MessageReceived) -> None:
+    async def _on_message(self, event: MessageReceived, claim: Claim | None = None) -> None:
         binding = await self.binding(event.conversation)
+        asks = event.mentions_bot and bool(event.text.strip())
         if event.files and binding.auto_index:
             for ref in event.files:
                 await self.ingest_file(
-                    event.conversation, event.author, ref, binding, reply_to=event.message_id
+                    event.conversation,
+                    event.author,
+                    ref,
+                    binding,
+                    reply_to=event.message_id,
+                    event=claim,
                 )
-        if event.mentions_bot and event.text.strip():
+        if asks:
             await self.answer(
-                event.conversation, event.author, event.text, binding, reply_to=event.message_id
+                event.conversation,
+                event.author,
+                event.text,
+                binding,
+                reply_to=event.message_id,
+                event=claim,
             )
 
     async def answer(
@@ -172,12 +227,23 @@ class Dispatcher:
         *,
         reply_to: str | None = None,
         private: bool = False,
+        event: Claim | None = None,
     ) -> str:
-        """Answer a question in its conversation, streaming; return the reply's text."""
+        """Answer a question in its conversation, streaming; return the reply's text.
+
+        ``event``: the claimed event that asked; the stored exchange is recorded as its
+        effect, and a re-run of the event (after a failed post, or a crash) posts that
+        stored answer again instead of answering a second time.
+        """
         adapter = self.adapter_for(conversation)
         reply = StreamingReply(
             adapter, conversation, reply_to=reply_to, private_to=author if private else None
         )
+        stored = event.effect.get("answer") if event is not None else None
+        if stored and await asyncio.to_thread(self.store.message_exists, stored["message"]):
+            posted = await reply.finish(stored["reply"])
+            await asyncio.to_thread(self.store.set_message_platform_id, stored["message"], posted)
+            return str(stored["reply"])
         working = getattr(adapter, "working", None)
         if working is not None:
             await working(conversation, reply_to, True)
@@ -192,6 +258,7 @@ class Dispatcher:
                 question_message_id=reply_to,
                 # A private question stays private: kept out of the channel's shared history.
                 remember=not private,
+                event=event,
             )
             # The stored answer learns where it was posted, so that a reaction on that
             # message finds it (bot.feedback): before its final text shows when it was
@@ -240,12 +307,17 @@ class Dispatcher:
 
     # -- files ------------------------------------------------------------------------------
 
-    async def _on_file_shared(self, event: FileShared) -> None:
+    async def _on_file_shared(self, event: FileShared, claim: Claim | None = None) -> None:
         binding = await self.binding(event.conversation)
         if not binding.auto_index:
             return
         await self.ingest_file(
-            event.conversation, event.author, event.file, binding, reply_to=event.file.message_id
+            event.conversation,
+            event.author,
+            event.file,
+            binding,
+            reply_to=event.file.message_id,
+            event=claim,
         )
 
     async def _on_file_removed(self, event: FileRemoved) -> None:
@@ -311,6 +383,7 @@ class Dispatcher:
         binding: Binding,
         *,
         reply_to: str | None = None,
+        event: Claim | None = None,
     ) -> None:
         """Download, queue and index a shared file, telling the channel how it went.
 
@@ -325,45 +398,53 @@ class Dispatcher:
                 conversation.key,
             )
             return
-        try:
-            if ref.size is not None:
-                check_size(ref.size, self.settings.max_file_mb, ref.name)  # before downloading
-            data = await self.adapter_for(conversation).fetch_file(ref)
-            submitted = await self.ingest.submit(
-                binding.workspace,
-                data,
-                ref.name,
-                media_type=ref.media_type,
-                uploader=author.qualified,
-                source={
-                    "platform": conversation.platform,
-                    "space": conversation.space_id,
-                    "channel": conversation.label,
-                    "message": ref.message_id,
-                    "file_id": ref.file_id,
-                    "url": ref.permalink,
-                },
+        # An earlier attempt of this event queued the file: wait for it, tell how it went.
+        queued = event.effect.get(f"document:{ref.file_id}") if event is not None else None
+        if queued is not None:
+            document_id = int(queued)
+        else:
+            try:
+                if ref.size is not None:
+                    check_size(ref.size, self.settings.max_file_mb, ref.name)  # before downloading
+                data = await self.adapter_for(conversation).fetch_file(ref)
+                submitted = await self.ingest.submit(
+                    binding.workspace,
+                    data,
+                    ref.name,
+                    media_type=ref.media_type,
+                    uploader=author.qualified,
+                    source={
+                        "platform": conversation.platform,
+                        "space": conversation.space_id,
+                        "channel": conversation.label,
+                        "message": ref.message_id,
+                        "file_id": ref.file_id,
+                        "url": ref.permalink,
+                    },
+                    event=event,  # the queued document is recorded as the event's effect
+                )
+            except ExtractionRefused as refused:
+                await self.say(conversation, describe_refusal(refused), reply_to=reply_to)
+                return
+            doc = submitted.document
+            if not submitted.created and doc.status == "ready":
+                already = f"as #{doc.id} {doc.file_name}"
+                await self.say(
+                    conversation,
+                    f"{ref.name} is already indexed in this workspace ({already}).",
+                    reply_to=reply_to,
+                )
+                return
+            document_id = doc.id
+            await asyncio.to_thread(
+                self.store.audit,
+                author.qualified,
+                "upload",
+                f"document:{doc.id}",
+                {"file": ref.name, "workspace": binding.workspace.name},
             )
-        except ExtractionRefused as refused:
-            await self.say(conversation, describe_refusal(refused), reply_to=reply_to)
-            return
-        doc = submitted.document
-        if not submitted.created and doc.status == "ready":
-            await self.say(
-                conversation,
-                f"{ref.name} is already indexed in this workspace (as #{doc.id} {doc.file_name}).",
-                reply_to=reply_to,
-            )
-            return
-        await asyncio.to_thread(
-            self.store.audit,
-            author.qualified,
-            "upload",
-            f"document:{doc.id}",
-            {"file": ref.name, "workspace": binding.workspace.name},
-        )
         try:
-            done = await self.ingest.wait(doc.id)
+            done = await self.ingest.wait(document_id)
         except LookupError:
             await self.say(
                 conversation,

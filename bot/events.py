@@ -6,7 +6,8 @@ Adapters translate platform events into these frozen dataclasses and transport
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,34 @@ class ReactionAdded:
 
 
 Event = MessageReceived | FileShared | FileRemoved | CommandInvoked | ReactionAdded
+
+_EVENT_TYPES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (MessageReceived, FileShared, FileRemoved, CommandInvoked, ReactionAdded)
+}
+
+
+def event_payload(event: Event) -> dict[str, Any]:
+    """An event as JSON-able data, stored while it is in flight to run it again after a
+    crash: its fields (where, who, the text or file reference) and its type."""
+    return {"type": type(event).__name__, **asdict(event)}
+
+
+def event_from_payload(payload: dict[str, Any]) -> Event:
+    """The event ``event_payload`` stored; ValueError for a payload it did not write."""
+    fields = dict(payload)
+    fields.pop("effect", None)  # what an attempt stored (bot.store.events), not the event
+    kind = _EVENT_TYPES.get(str(fields.pop("type", "")))
+    if kind is None:
+        raise ValueError(f"not a stored event: type {payload.get('type')!r}")
+    fields["conversation"] = ConversationRef(**fields["conversation"])
+    if "author" in fields:
+        fields["author"] = UserRef(**fields["author"])
+    if "file" in fields:
+        fields["file"] = FileRef(**fields["file"])
+    if "files" in fields:
+        fields["files"] = tuple(FileRef(**f) for f in fields["files"])
+    return kind(**fields)
 
 
 @dataclass(frozen=True)

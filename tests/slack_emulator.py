@@ -80,6 +80,8 @@ class StoredFile:
     serve_login_page: bool = False
     # Further shares of the same file: channel -> ts of the message sharing it there.
     more_shares: dict[str, str] = field(default_factory=dict)
+    # The next this many downloads answer 503 (Slack's file server having a bad moment).
+    download_failures: int = 0
 
 
 @dataclass
@@ -405,6 +407,10 @@ class SlackEmulator:
         authorized = request.headers.get("Authorization") == f"Bearer {BOT_TOKEN}"
         if stored is None:
             return web.Response(status=404, text="not found")
+        if stored.download_failures > 0:
+            stored.download_failures -= 1
+            self.calls[-1].status = 503
+            return web.Response(status=503, text="service unavailable")
         if (
             not authorized
             or stored.serve_login_page

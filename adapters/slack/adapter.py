@@ -7,7 +7,8 @@ own, whose reference is kept until it ends.  Redeliveries carry the envelope's
 once (bolt does not skip retries by itself).
 
 File shares arrive twice (a ``message`` with files and a ``file_shared`` event), so a
-shared file's dedup key is ``file:<channel>:<file id>``: whichever comes first indexes it.
+shared file's dedup key is ``file:<channel>:<file id>:<share ts>``: whichever comes
+first indexes it, and sharing the file again (a new message) is a new event.
 """
 
 from __future__ import annotations
@@ -269,6 +270,11 @@ class SlackAdapter:
             self._http = aiohttp.ClientSession()
         headers = {"Authorization": f"Bearer {self.bot_token}"}
         async with self._http.get(ref.url, headers=headers) as response:
+            if response.status >= 500 or response.status == 429:
+                # Slack's file server is struggling: an error to try again, not a refusal.
+                raise ConnectionError(
+                    f"Slack's file server answered HTTP {response.status} for {ref.name}"
+                )
             if response.status != 200:
                 raise ExtractionRefused(
                     RefusalCode.BROKEN,
@@ -456,8 +462,9 @@ class SlackAdapter:
         conv = translate.conversation(team, channel, thread_ts, await self._channel_name(channel))
         await self._deliver(
             FileShared(
-                # One key for both ways a share arrives (message event and file_shared).
-                event_id=f"file:{channel}:{file_id}",
+                # One key for both ways a share arrives (message event and file_shared);
+                # another share of the file (another message) is another event.
+                event_id=f"file:{channel}:{file_id}:{ref.message_id or ''}",
                 conversation=conv,
                 author=UserRef(self.platform, user),
                 file=ref,

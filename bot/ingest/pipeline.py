@@ -22,6 +22,7 @@ from bot.ingest.chunker import chunk_pages
 from bot.ingest.filestore import FileStore
 from bot.ingest.filetypes import MEDIA_TYPES, ExtractionRefused, check_size, detect_kind
 from bot.ingest.sandbox import Sandbox
+from bot.store.events import Claim
 from bot.store.records import Document, NewChunk, Workspace
 from bot.store.repo import Store
 
@@ -155,11 +156,13 @@ class IngestService:
         media_type: str | None = None,
         uploader: str | None = None,
         source: dict[str, str | None] | None = None,
+        event: Claim | None = None,
     ) -> Submitted:
         """Accept a file for indexing.
 
         Raises ExtractionRefused at once for files that are too large or of an
-        unsupported type; everything else is decided by the worker.
+        unsupported type; everything else is decided by the worker.  ``event``: the
+        claimed event that shared it, whose record gets the queued document.
         """
         check_size(len(data), self.max_file_mb, file_name)
         kind = detect_kind(data, file_name, media_type)
@@ -173,6 +176,7 @@ class IngestService:
             size_bytes=len(data),
             uploader=uploader,
             source=source,
+            event=event,
         )
         self._wake.set()
         return Submitted(document, created)

@@ -15,6 +15,7 @@ from bot.knowledge.evidence import Evidence, EvidenceFinder, Quote, is_cjk, spli
 from bot.knowledge.named import Named, find_named, might_name_document
 from bot.knowledge.prompt import fit_prompt, page_label, pages_label
 from bot.knowledge.retrieval import Ranked, Retriever
+from bot.store.events import Claim
 from bot.store.records import Binding, ChunkHit, HistoryMessage
 from bot.store.repo import Store
 
@@ -239,13 +240,15 @@ class Answerer:
         remember: bool = True,
         model_override: Any = None,
         evidence_only: bool = False,
+        event: Claim | None = None,
     ) -> Answer:
         """Answer ``question`` from the binding's workspace, streaming through ``on_progress``.
 
         ``model_override`` (a model reference or a resolved ModelInfo) answers with another
         chat model than the workspace's, e.g. to compare quantization levels.
         ``evidence_only`` stops before the model: the reply is the evidence alone (found
-        or not), for calibration and benchmarks.
+        or not), for calibration and benchmarks.  ``event``: the claimed event that asked,
+        whose record gets the stored exchange in the same transaction (when remembered).
         """
         started = time.perf_counter()
         workspace = binding.workspace
@@ -267,7 +270,7 @@ class Answerer:
             answer.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
             if remember:
                 await self._remember(
-                    binding, thread_id, question, author, answer, question_message_id
+                    binding, thread_id, question, author, answer, question_message_id, event
                 )
             return answer
 
@@ -484,26 +487,21 @@ class Answerer:
         author: str | None,
         answer: Answer,
         question_message_id: str | None,
+        event: Claim | None,
     ) -> None:
-        await asyncio.to_thread(
-            self.store.add_message,
-            binding.id,
-            thread_id,
-            "user",
-            question,
-            author=author,
-            platform_message_id=question_message_id,
-        )
         cited = [cid for src in answer.sources for cid in src.chunk_ids]
         answer.message_id = await asyncio.to_thread(
-            self.store.add_message,
+            self.store.add_exchange,
             binding.id,
             thread_id,
-            "assistant",
+            question,
             answer.body,
-            author="librarian",
+            author=author,
+            question_message_id=question_message_id,
             cited_chunk_ids=cited,
             meta=answer.meta(),
+            event=event,
+            reply=answer.text,
         )
 
 

@@ -19,9 +19,11 @@ from typing import Any
 
 import sqlalchemy.event
 from pgvector.psycopg import register_vector
+from psycopg import errors as pg_errors
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot.config import Settings
 from bot.errors import ConfigError, LibrarianError
@@ -56,6 +58,28 @@ class Database:
         if self._server is not None:
             # pgserver stops the server at exit of the last process holding it.
             self._server = None
+
+
+_NOT_OUTAGES = (pg_errors.TransactionRollback, pg_errors.QueryCanceled)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether an error says the database could not be reached (down, restarting, its
+    connection cut), as opposed to a statement that failed on a working server."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DatabaseUnavailable | PoolTimeout | InterfaceError):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        # psycopg's OperationalError also covers deadlocks and cancelled statements:
+        # only a lost or refused connection is an outage.
+        if isinstance(current, OperationalError) and not isinstance(current.orig, _NOT_OUTAGES):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _psycopg_url(url: str) -> str:

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Row
 
 from bot.store.database import Database
+from bot.store.events import Claim, EventsMixin, record_effect_in
 from bot.store.feedback import FeedbackMixin
 from bot.store.records import (
     Binding,
@@ -147,9 +148,9 @@ def _document(row: Row) -> Document:
     return Document(**m)
 
 
-class Store(SearchMixin, FeedbackMixin):
+class Store(SearchMixin, FeedbackMixin, EventsMixin):
     """Queries over one Database (its search side is ``bot.store.search``, its feedback
-    side ``bot.store.feedback``)."""
+    side ``bot.store.feedback``, its events' states ``bot.store.events``)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -426,36 +427,6 @@ class Store(SearchMixin, FeedbackMixin):
         with self.engine.connect() as conn:
             return [_binding(r) for r in conn.execute(text(_BINDING_SELECT + "ORDER BY b.id"))]
 
-    # -- de-duplication ---------------------------------------------------------------------
-
-    def mark_event(self, platform: str, event_id: str) -> bool:
-        """Record a platform event; False if it was seen before (a redelivery)."""
-        with self.engine.begin() as conn:
-            inserted = conn.execute(
-                text(
-                    "INSERT INTO processed_events (platform, event_id) VALUES (:p, :e) "
-                    "ON CONFLICT DO NOTHING RETURNING 1"
-                ),
-                {"p": platform, "e": event_id},
-            ).scalar()
-        return inserted is not None
-
-    def prune_events(self, older_than_days: float) -> int:
-        """Forget event ids recorded more than ``older_than_days`` ago; how many.
-
-        Platforms redeliver an event within minutes (Slack retries for about an
-        hour at most), so old ids only grow the table.
-        """
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                text(
-                    "DELETE FROM processed_events "
-                    "WHERE processed_at < now() - make_interval(secs => :s)"
-                ),
-                {"s": float(older_than_days) * 86400.0},
-            )
-        return int(result.rowcount or 0)
-
     # -- embedding models -------------------------------------------------------------------
 
     def ensure_embedding_model(self, name: str, dims: int) -> int:
@@ -495,11 +466,14 @@ class Store(SearchMixin, FeedbackMixin):
         size_bytes: int,
         uploader: str | None,
         source: dict[str, str | None] | None = None,
+        event: Claim | None = None,
     ) -> tuple[Document, bool]:
         """Queue a document for indexing; the same bytes twice in a workspace are one document.
 
         Returns the document and whether it is new.  A document that failed before is
         queued again when shared again (the parser or limits may have changed).
+        ``event``: the claimed event that shared it; the document is recorded as its
+        effect in the same transaction (``document:<file id>``).
         """
         src = source or {}
         with self.engine.begin() as conn:
@@ -545,6 +519,8 @@ class Store(SearchMixin, FeedbackMixin):
                 ),
                 {"w": workspace_id, "sha": sha256},
             ).one()
+            if event is not None:
+                record_effect_in(conn, event, {f"document:{src.get('file_id')}": doc.id})
         return _document(doc), created
 
     def get_document(self, document_id: int) -> Document | None:
@@ -819,26 +795,63 @@ class Store(SearchMixin, FeedbackMixin):
     ) -> int:
         """Store one turn of a conversation; ``meta`` is an answer's metadata (JSON)."""
         with self.engine.begin() as conn:
-            return int(
-                conn.execute(
-                    text(
-                        "INSERT INTO messages (binding_id, thread_id, platform_message_id, role, "
-                        "author, text, cited_chunk_ids, meta) "
-                        "VALUES (:b, :t, :pm, :r, :a, :x, :c, CAST(:meta AS jsonb)) "
-                        "RETURNING id"
-                    ),
-                    {
-                        "b": binding_id,
-                        "t": thread_id or "",
-                        "pm": platform_message_id,
-                        "r": role,
-                        "a": author,
-                        "x": text_,
-                        "c": list(cited_chunk_ids),
-                        "meta": json.dumps(meta or {}),
-                    },
-                ).scalar_one()
+            return _insert_message(
+                conn,
+                binding_id,
+                thread_id,
+                role,
+                text_,
+                author=author,
+                platform_message_id=platform_message_id,
+                cited_chunk_ids=cited_chunk_ids,
+                meta=meta,
             )
+
+    def add_exchange(
+        self,
+        binding_id: int,
+        thread_id: str | None,
+        question: str,
+        answer: str,
+        *,
+        author: str | None,
+        question_message_id: str | None,
+        cited_chunk_ids: Sequence[int],
+        meta: dict[str, Any],
+        event: Claim | None = None,
+        reply: str | None = None,
+    ) -> int:
+        """Store a question and its answer in one transaction; the answer's id.
+
+        ``event``: the claimed event that asked; the stored answer and ``reply`` (the
+        text to post) are recorded as its effect in the same transaction, so a question
+        re-run after a crash or a failed post is stored once and posted from the record.
+        """
+        with self.engine.begin() as conn:
+            _insert_message(
+                conn,
+                binding_id,
+                thread_id,
+                "user",
+                question,
+                author=author,
+                platform_message_id=question_message_id,
+            )
+            answer_id = _insert_message(
+                conn,
+                binding_id,
+                thread_id,
+                "assistant",
+                answer,
+                author="librarian",
+                cited_chunk_ids=cited_chunk_ids,
+                meta=meta,
+            )
+            if event is not None:
+                record_effect_in(
+                    conn, event, {"answer": {"message": answer_id, "reply": reply or answer}}
+                )
+        return answer_id
 
     def recent_messages(
         self, binding_id: int, thread_id: str | None, limit: int = 20
@@ -1073,3 +1086,37 @@ class Store(SearchMixin, FeedbackMixin):
             )
 
     # -- end documents by platform file ------------------------------------------------------
+
+
+def _insert_message(
+    conn: Connection,
+    binding_id: int,
+    thread_id: str | None,
+    role: str,
+    text_: str,
+    *,
+    author: str | None = None,
+    platform_message_id: str | None = None,
+    cited_chunk_ids: Sequence[int] = (),
+    meta: dict[str, Any] | None = None,
+) -> int:
+    return int(
+        conn.execute(
+            text(
+                "INSERT INTO messages (binding_id, thread_id, platform_message_id, role, "
+                "author, text, cited_chunk_ids, meta) "
+                "VALUES (:b, :t, :pm, :r, :a, :x, :c, CAST(:meta AS jsonb)) "
+                "RETURNING id"
+            ),
+            {
+                "b": binding_id,
+                "t": thread_id or "",
+                "pm": platform_message_id,
+                "r": role,
+                "a": author,
+                "x": text_,
+                "c": list(cited_chunk_ids),
+                "meta": json.dumps(meta or {}),
+            },
+        ).scalar_one()
+    )

@@ -237,8 +237,21 @@ processed_events = Table(
     Column("platform", Text, nullable=False),
     Column("event_id", Text, nullable=False),
     Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # in_flight (claimed by owner until lease_until), done, or failed (0010).
+    Column("state", Text, nullable=False),
+    Column("owner", Text),
+    Column("attempts", Integer, nullable=False, server_default=text("1")),
+    Column("lease_until", DateTime(timezone=True)),
+    # What is needed to run the event again (bot.store.events); cleared when it ends.
+    Column("payload", JSONB),
     PrimaryKeyConstraint("platform", "event_id", name="pk_processed_events"),
+    CheckConstraint("state IN ('in_flight', 'done', 'failed')", name="ck_processed_events_state"),
     Index("ix_processed_events_at", "processed_at"),
+    Index(
+        "ix_processed_events_in_flight",
+        "lease_until",
+        postgresql_where=text("state = 'in_flight'"),
+    ),
 )
 
 audit_log = Table(
