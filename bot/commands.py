@@ -546,7 +546,7 @@ def _is_url(ref: str) -> bool:
 
 
 def _is_level(text: str) -> bool:
-    from bot.inference.quantize import normalize_level
+    from bot.inference.levels import normalize_level
 
     try:
         normalize_level(text)

@@ -99,7 +99,7 @@ def quantize(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Make a quantized copy of a model and report tensors that fell back to other types."""
-    from bot.inference.quantize import normalize_level
+    from bot.inference.levels import normalize_level
     from bot.inference.quantize import quantize as run_quantize
 
     registry = _registry()
