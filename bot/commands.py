@@ -4,8 +4,12 @@ Adapters turn a slash command, or a message starting with ``/librarian`` or
 ``!librarian``, into a ``CommandInvoked``; the dispatcher parses it here, checks
 ``Command.admin`` (refusing and auditing non-admins), and runs the handler.  A
 handler raises ``UsageError`` for wrong arguments (the dispatcher replies with the
-command's usage line), refuses through ``Dispatcher.refuse`` (said and audited),
+command's usage line), refuses through ``CommandContext.refuse`` (said and audited),
 and audits the admin actions that succeed.
+
+Handlers get what they use on their context (``CommandServices``: settings, store,
+ingestion, answerer, model registry, and the conversation actions the dispatcher
+owns because they go through adapters), never the dispatcher itself.
 """
 
 from __future__ import annotations
@@ -31,8 +35,13 @@ from bot.store.records import Binding, Document
 from bot.store.repo import ForeignWorkspace, channel_spec
 
 if TYPE_CHECKING:
-    from bot.dispatcher import Dispatcher
-    from bot.inference.registry import ModelInfo
+    from bot.config import Settings
+    from bot.events import ConversationRef, FileRef, UserRef
+    from bot.inference.registry import ModelInfo, ModelRegistry
+    from bot.ingest.pipeline import IngestService
+    from bot.knowledge.answer import Answerer
+    from bot.store.repo import Store, WorkspaceDefaults
+    from bot.teams import Teams
 
 
 def fingerprint(text: str) -> dict[str, Any]:
@@ -44,19 +53,47 @@ class UsageError(Exception):
     """A command was given wrong arguments; the message says how to use it."""
 
 
+@dataclass(frozen=True)
+class ChatActions:
+    """What a command may do in a conversation: the dispatcher's, since adapters carry it."""
+
+    say: Callable[..., Awaitable[str]]  # (conversation, text, *, reply_to, private_to)
+    is_admin: Callable[[UserRef, ConversationRef], Awaitable[bool]]
+    may_upload: Callable[[UserRef, ConversationRef, Binding], Awaitable[bool]]
+    answer: Callable[..., Awaitable[str]]  # (conversation, author, question, binding, ...)
+    ingest_file: Callable[..., Awaitable[None]]  # (conversation, author, ref, binding, ...)
+    # The console's local paths as files, or None where a platform has no local files.
+    local_file_refs: Callable[[ConversationRef, list[str]], list[FileRef] | None]
+
+
+@dataclass(frozen=True)
+class CommandServices:
+    """The long-lived parts that command handlers use, wired once by the services."""
+
+    settings: Settings
+    store: Store
+    ingestion: IngestService
+    answerer: Answerer
+    registry: ModelRegistry
+    defaults: WorkspaceDefaults
+    teams: Teams
+    chat: ChatActions
+    commands: dict[str, Command]
+
+
 @dataclass
 class CommandContext:
     """What a command handler works with."""
 
     event: CommandInvoked
     binding: Binding
-    dispatcher: Dispatcher
+    services: CommandServices
     args: list[str]
     raw_args: str
 
     async def reply(self, text: str, *, private: bool = False) -> str:
         """Answer the command in its conversation (privately where supported)."""
-        return await self.dispatcher.say(
+        return await self.services.chat.say(
             self.event.conversation,
             text,
             reply_to=self.event.message_id,
@@ -66,12 +103,29 @@ class CommandContext:
     async def audit(self, action: str, target: str | None, details: dict[str, Any]) -> None:
         """Record an action that succeeded, by the command's author, in the audit log."""
         await asyncio.to_thread(
-            self.dispatcher.store.audit,
+            self.services.store.audit,
             self.event.author.qualified,
             action,
             target,
             {"channel": self.channel, **details},
         )
+
+    async def refuse(self, action: str, why: str) -> None:
+        """Tell the user a command was refused and why, and audit the refusal."""
+        await asyncio.to_thread(
+            self.services.store.audit,
+            self.event.author.qualified,
+            "refused",
+            action,
+            {
+                "why": why,
+                "channel": self.channel,
+                # What was typed is free text (a question, a file name): only its
+                # length and hash are kept.
+                "args": fingerprint(self.raw_args),
+            },
+        )
+        await self.reply(f"Refused: {why}.", private=True)
 
     @property
     def channel(self) -> str:
@@ -123,6 +177,15 @@ def _no_arguments(ctx: CommandContext, name: str) -> None:
         raise UsageError(f"{name} takes no arguments")
 
 
+def history_window(answerer: Any) -> int:
+    """How many turns after an answer go with it when its document is forgotten.
+
+    Answers written with a quoting answer in their history may repeat it: as far back
+    as the answerer looks.
+    """
+    return int(getattr(answerer, "history_turns", 12))
+
+
 def _mib(size: int | float | None) -> str:
     return "?" if size is None else f"{size / (1024 * 1024):.1f} MiB"
 
@@ -143,7 +206,7 @@ def process_rss_bytes() -> int:
 
 async def cmd_help(ctx: CommandContext) -> None:
     """List the commands, or explain one."""
-    commands = ctx.dispatcher.commands
+    commands = ctx.services.commands
     if ctx.args:
         name = ctx.args[0].lower().lstrip("/!")
         command = commands.get(name)
@@ -169,22 +232,20 @@ async def cmd_help(ctx: CommandContext) -> None:
 
 async def cmd_upload(ctx: CommandContext) -> None:
     """Index the attached file(s), or (console) a local path."""
-    dispatcher = ctx.dispatcher
+    chat = ctx.services.chat
     files = list(ctx.event.files)
     if not files and ctx.args:
-        local = getattr(dispatcher.adapter_for(ctx.event.conversation), "local_file_refs", None)
-        if local is not None:
-            try:
-                files = list(local(ctx.args))
-            except FileNotFoundError as exc:
-                raise UsageError(f"there is no file {exc.filename or exc}") from None
+        try:
+            files = list(chat.local_file_refs(ctx.event.conversation, ctx.args) or [])
+        except FileNotFoundError as exc:
+            raise UsageError(f"there is no file {exc.filename or exc}") from None
     if not files:
         raise UsageError("attach a file to the command, or reply to a message that has one")
-    if not await dispatcher.may_upload(ctx.event.author, ctx.event.conversation, ctx.binding):
-        await dispatcher.refuse(ctx, "upload", "uploading is limited to admins in this channel")
+    if not await chat.may_upload(ctx.event.author, ctx.event.conversation, ctx.binding):
+        await ctx.refuse("upload", "uploading is limited to admins in this channel")
         return
     for ref in files:
-        await dispatcher.ingest_file(
+        await chat.ingest_file(
             ctx.event.conversation,
             ctx.event.author,
             ref,
@@ -195,7 +256,7 @@ async def cmd_upload(ctx: CommandContext) -> None:
 
 async def cmd_docs(ctx: CommandContext) -> None:
     """List this workspace's documents."""
-    docs = await asyncio.to_thread(ctx.dispatcher.store.list_documents, ctx.binding.workspace.id)
+    docs = await asyncio.to_thread(ctx.services.store.list_documents, ctx.binding.workspace.id)
     if not docs:
         await ctx.reply(f"No documents in workspace {ctx.binding.workspace.name} yet.")
         return
@@ -216,36 +277,13 @@ def _which(docs: list[Document]) -> str:
     )
 
 
-async def forget_stored_document(
-    dispatcher: Dispatcher, document_id: int
-) -> tuple[Document, int, bool, bool] | None:
-    """Delete a document and its chunks, and its stored bytes unless another document uses them.
-
-    Returns the document, the chunks removed, whether the bytes are still used elsewhere
-    and whether they were deleted; None when the document was already gone.
-    """
-    store = dispatcher.store
-    # Answers written with a quoting answer in their history may repeat it: as far
-    # back as the answerer looks.
-    window = int(getattr(dispatcher.answerer, "history_turns", 12))
-    gone = await asyncio.to_thread(store.forget_document, document_id, window)
-    if gone is None:
-        return None
-    doc, chunks, still_used = gone
-    bytes_deleted = False
-    # Checked again just before deleting: the same bytes may have been shared meanwhile.
-    if not still_used and not await asyncio.to_thread(store.sha_in_use, doc.sha256):
-        bytes_deleted = await asyncio.to_thread(dispatcher.ingest.files.delete, doc.sha256)
-    return doc, chunks, still_used, bytes_deleted
-
-
 async def cmd_forget(ctx: CommandContext) -> None:
     """Remove a document, its chunks and vectors, and its stored bytes if unused elsewhere."""
     wanted = _one_argument(ctx).removeprefix("#").strip()
     if not wanted:
         raise UsageError("say which document to forget: its name or its #id from /librarian docs")
-    dispatcher = ctx.dispatcher
-    store = dispatcher.store
+    services = ctx.services
+    store = services.store
     workspace = ctx.binding.workspace
     found = await asyncio.to_thread(store.find_documents, workspace.id, wanted)
     if not found:
@@ -264,21 +302,21 @@ async def cmd_forget(ctx: CommandContext) -> None:
         return
     doc = found[0]
     author = ctx.event.author
-    if doc.uploader != author.qualified and not await dispatcher.is_admin(
+    if doc.uploader != author.qualified and not await services.chat.is_admin(
         author, ctx.event.conversation
     ):
-        await dispatcher.refuse(
-            ctx,
+        await ctx.refuse(
             "forget",
             f"only the uploader of {doc.file_name} ({doc.uploader or 'unknown'}) or an admin "
             "may forget it",
         )
         return
-    gone = await forget_stored_document(dispatcher, doc.id)
+    gone = await services.ingestion.forget(doc.id, history_window(services.answerer))
     if gone is None:
         await ctx.reply(f"#{doc.id} {doc.file_name} was already forgotten.", private=True)
         return
-    doc, chunks, still_used, bytes_deleted = gone
+    doc, chunks = gone.document, gone.chunks
+    still_used, bytes_deleted = gone.bytes_still_used, gone.bytes_deleted
     await ctx.audit(
         "forget",
         f"document:{doc.id}",
@@ -309,7 +347,7 @@ async def cmd_ask(ctx: CommandContext) -> None:
     question = ctx.raw_args.strip()
     if not question:
         raise UsageError("ask what? Write the question after the command")
-    await ctx.dispatcher.answer(
+    await ctx.services.chat.answer(
         ctx.event.conversation,
         ctx.event.author,
         question,
@@ -329,7 +367,7 @@ async def cmd_feedback(ctx: CommandContext) -> None:
     if verdict is None:
         raise UsageError("say good or bad, then a note if you like")
     recorded = await rate_latest(
-        ctx.dispatcher.store,
+        ctx.services.store,
         ctx.event.conversation,
         ctx.event.author,
         verdict,
@@ -344,10 +382,10 @@ async def cmd_feedback(ctx: CommandContext) -> None:
 async def cmd_status(ctx: CommandContext) -> None:
     """Models loaded, memory, queues, documents and this channel's retention."""
     _no_arguments(ctx, "status")
-    dispatcher = ctx.dispatcher
-    store = dispatcher.store
+    services = ctx.services
+    store = services.store
     workspace = ctx.binding.workspace
-    inference = dispatcher.answerer.inference
+    inference = services.answerer.inference
     loaded = inference.loaded()
     totals, ingest_depth = await asyncio.gather(
         asyncio.to_thread(store.workspace_totals, workspace.id),
@@ -363,7 +401,7 @@ async def cmd_status(ctx: CommandContext) -> None:
     else:
         models = "none yet (models load on first use)"
     lines.append(f"  Models loaded: {models}")
-    chat_model = workspace.chat_model or f"{dispatcher.settings.chat_model} (default)"
+    chat_model = workspace.chat_model or f"{services.settings.chat_model} (default)"
     lines.append(f"  Chat model of this workspace: {chat_model}")
     lines.append(f"  Memory: {_mib(process_rss_bytes())} resident (this bot process)")
     waiting = sum(int(m["queue_depth"]) for m in loaded)
@@ -396,7 +434,7 @@ async def cmd_retention(ctx: CommandContext) -> None:
     except DurationError as exc:
         raise UsageError(str(exc)) from None
     await asyncio.to_thread(
-        ctx.dispatcher.store.update_binding, binding.id, retention_seconds=seconds
+        ctx.services.store.update_binding, binding.id, retention_seconds=seconds
     )
     await ctx.audit(
         "retention",
@@ -407,7 +445,7 @@ async def cmd_retention(ctx: CommandContext) -> None:
             "seconds": seconds,
         },
     )
-    every = ctx.dispatcher.settings.retention_interval_minutes
+    every = ctx.services.settings.retention_interval_minutes
     if seconds is None:
         text = f"Retention in {ctx.where} is now off: its conversation history is kept."
     else:
@@ -424,7 +462,7 @@ async def cmd_clear(ctx: CommandContext) -> None:
     _no_arguments(ctx, "clear")
     thread = ctx.event.conversation.thread_id
     removed, verdicts = await asyncio.to_thread(
-        ctx.dispatcher.store.clear_history, ctx.binding.id, thread
+        ctx.services.store.clear_history, ctx.binding.id, thread
     )
     scope = f"this thread of {ctx.where}" if thread else ctx.where
     await ctx.audit(
@@ -462,8 +500,8 @@ async def cmd_workspace(ctx: CommandContext) -> None:
         )
     if len(name) > 64 or not set(name) <= _WORKSPACE_NAME_CHARS:
         raise UsageError("a workspace name is up to 64 letters, digits and - _ .")
-    dispatcher = ctx.dispatcher
-    store = dispatcher.store
+    services = ctx.services
+    store = services.store
     conv = ctx.event.conversation
     before = ctx.binding.workspace
     own = name.lower() == OWN_WORKSPACE
@@ -476,9 +514,9 @@ async def cmd_workspace(ctx: CommandContext) -> None:
             conv.platform,
             conv.space_id,
             conv.channel_id,
-            dispatcher.defaults,
+            services.defaults,
             conv.channel_name,
-            dispatcher.teams.team_of(conv),
+            services.teams.team_of(conv),
         )
     else:
         # Workspaces are the boundary between teams: an admin by a platform's roles (of
@@ -492,14 +530,13 @@ async def cmd_workspace(ctx: CommandContext) -> None:
                 conv.space_id,
                 conv.channel_id,
                 name,
-                dispatcher.defaults,
+                services.defaults,
                 conv.channel_name,
-                teams=dispatcher.teams.teams_of(conv),
-                may_cross=ctx.event.author.qualified in dispatcher.settings.admins,
+                teams=services.teams.teams_of(conv),
+                may_cross=ctx.event.author.qualified in services.settings.admins,
             )
         except ForeignWorkspace:
-            await dispatcher.refuse(
-                ctx,
+            await ctx.refuse(
                 "workspace",
                 f"workspace {name} is used by channels of another team or belongs to one; "
                 "only an admin listed in LIBRARIAN_ADMINS may bind a channel to it",
@@ -555,14 +592,14 @@ def _is_level(text: str) -> bool:
     return True
 
 
-def _resolve_level(dispatcher: Dispatcher, workspace_model: str | None, level: str) -> ModelInfo:
+def _resolve_level(services: CommandServices, workspace_model: str | None, level: str) -> ModelInfo:
     """The ``level`` version of the workspace's chat model (blocking).
 
     Tried against the workspace's model, then the deployment's default model, so that
     a workspace switched to q8_0 can switch back to the default's own level.
     """
-    registry = dispatcher.registry
-    refs = [r for r in (workspace_model, dispatcher.settings.chat_model) if r]
+    registry = services.registry
+    refs = [r for r in (workspace_model, services.settings.chat_model) if r]
     first_error: LibrarianError | None = None
     for ref in dict.fromkeys(refs):
         try:
@@ -576,9 +613,9 @@ def _resolve_level(dispatcher: Dispatcher, workspace_model: str | None, level: s
 
 async def cmd_model(ctx: CommandContext) -> None:
     """Show or switch the workspace's chat model (a reference or a quantization level)."""
-    dispatcher = ctx.dispatcher
+    services = ctx.services
     workspace = ctx.binding.workspace
-    current = workspace.chat_model or dispatcher.settings.chat_model
+    current = workspace.chat_model or services.settings.chat_model
     if not ctx.args:
         if _is_url(current):
             shown = "a remote model (configured by the operator)"
@@ -586,7 +623,7 @@ async def cmd_model(ctx: CommandContext) -> None:
             shown = f"the remote model {current.removeprefix(REMOTE_PREFIX)}"
         else:
             try:
-                info = await asyncio.to_thread(dispatcher.registry.resolve, current, "chat")
+                info = await asyncio.to_thread(services.registry.resolve, current, "chat")
                 shown = _model_label(info)
             except LibrarianError as exc:
                 shown = f"{current} (not usable: {exc})"
@@ -595,7 +632,7 @@ async def cmd_model(ctx: CommandContext) -> None:
         return
     wanted = _one_argument(ctx)
     if wanted.lower() == "default":
-        await asyncio.to_thread(dispatcher.store.update_workspace, workspace.id, chat_model=None)
+        await asyncio.to_thread(services.store.update_workspace, workspace.id, chat_model=None)
         await ctx.audit(
             "model",
             f"workspace:{workspace.name}",
@@ -603,15 +640,15 @@ async def cmd_model(ctx: CommandContext) -> None:
         )
         await ctx.reply(
             f"Workspace {workspace.name} now answers with the default model "
-            f"({dispatcher.settings.chat_model})."
+            f"({services.settings.chat_model})."
         )
         return
-    remotes = dispatcher.settings.remote_models
+    remotes = services.settings.remote_models
     if wanted in remotes:
         # A server the operator named in LIBRARIAN_REMOTE_MODELS: stored by name, so the
         # address stays in configuration (and changing it there moves every workspace).
         ref = REMOTE_PREFIX + wanted
-        await asyncio.to_thread(dispatcher.store.update_workspace, workspace.id, chat_model=ref)
+        await asyncio.to_thread(services.store.update_workspace, workspace.id, chat_model=ref)
         await ctx.audit(
             "model", f"workspace:{workspace.name}", {"from": workspace.chat_model, "to": ref}
         )
@@ -629,15 +666,15 @@ async def cmd_model(ctx: CommandContext) -> None:
         return
     try:
         if _is_level(wanted):
-            info = await asyncio.to_thread(_resolve_level, dispatcher, workspace.chat_model, wanted)
+            info = await asyncio.to_thread(_resolve_level, services, workspace.chat_model, wanted)
         else:
             # Known models only: never a path on the host.
-            info = await asyncio.to_thread(dispatcher.registry.resolve_known, wanted, "chat")
+            info = await asyncio.to_thread(services.registry.resolve_known, wanted, "chat")
     except LibrarianError as exc:
         await ctx.reply(f"I can't switch to {wanted}: {exc}", private=True)
         return
     ref = _stored_ref(info)
-    await asyncio.to_thread(dispatcher.store.update_workspace, workspace.id, chat_model=ref)
+    await asyncio.to_thread(services.store.update_workspace, workspace.id, chat_model=ref)
     await ctx.audit(
         "model",
         f"workspace:{workspace.name}",
@@ -655,11 +692,11 @@ async def cmd_compare(ctx: CommandContext) -> None:
     for level in (level_a, level_b):
         if not _is_level(level):
             raise UsageError(f"'{level}' is not a quantization level (like q4_0, q8_0, q4_K_M)")
-    dispatcher = ctx.dispatcher
+    services = ctx.services
     workspace = ctx.binding.workspace
     try:
         infos = [
-            await asyncio.to_thread(_resolve_level, dispatcher, workspace.chat_model, level)
+            await asyncio.to_thread(_resolve_level, services, workspace.chat_model, level)
             for level in (level_a, level_b)
         ]
     except LibrarianError as exc:
@@ -675,7 +712,7 @@ async def cmd_compare(ctx: CommandContext) -> None:
     sources = None
     for level, info in zip((level_a, level_b), infos, strict=True):
         started = time.perf_counter()
-        answer = await dispatcher.answerer.answer(
+        answer = await services.answerer.answer(
             ctx.binding,
             conv.thread_id,
             question,
@@ -720,7 +757,7 @@ async def cmd_autoindex(ctx: CommandContext) -> None:
     if len(ctx.args) > 1 or ctx.args[0].lower() not in _ON:
         raise UsageError(f"'{ctx.raw_args}' is neither on nor off")
     value = _ON[ctx.args[0].lower()]
-    await asyncio.to_thread(ctx.dispatcher.store.update_binding, binding.id, auto_index=value)
+    await asyncio.to_thread(ctx.services.store.update_binding, binding.id, auto_index=value)
     await ctx.audit("autoindex", ctx.channel, {"from": binding.auto_index, "to": value})
     if value:
         text = f"Auto-indexing in {ctx.where} is on: files shared here are indexed."
@@ -741,7 +778,7 @@ async def cmd_uploads(ctx: CommandContext) -> None:
     policy = ctx.args[0].lower()
     if len(ctx.args) > 1 or policy not in _POLICIES:
         raise UsageError(f"'{ctx.raw_args}' is neither everyone nor admins")
-    await asyncio.to_thread(ctx.dispatcher.store.update_binding, binding.id, upload_policy=policy)
+    await asyncio.to_thread(ctx.services.store.update_binding, binding.id, upload_policy=policy)
     await ctx.audit("uploads", ctx.channel, {"from": binding.upload_policy, "to": policy})
     await ctx.reply(f"In {ctx.where}, {policy} may now upload files.")
 
@@ -806,7 +843,7 @@ async def cmd_settings(ctx: CommandContext) -> None:
         for key, setting in _SETTINGS.items():
             value = getattr(workspace, key)
             if value is None:  # not set for this workspace: the deployment's default
-                value = getattr(ctx.dispatcher.settings, key)
+                value = getattr(ctx.services.settings, key)
             lines.append(f"  {key:<19} {value!s:<8} {setting.label}")
         lines.append("Change one with /librarian settings <name> <value>, e.g. settings top_k 5.")
         await ctx.reply("\n".join(lines))
@@ -836,9 +873,9 @@ async def cmd_settings(ctx: CommandContext) -> None:
         )
     before = getattr(workspace, key)
     if before is None:
-        before = getattr(ctx.dispatcher.settings, key)
+        before = getattr(ctx.services.settings, key)
     await asyncio.to_thread(
-        ctx.dispatcher.store.update_workspace, workspace.id, **{setting.column: value}
+        ctx.services.store.update_workspace, workspace.id, **{setting.column: value}
     )
     await ctx.audit(
         "settings",

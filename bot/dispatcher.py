@@ -13,13 +13,14 @@ from typing import Any
 
 from bot.adapter import Adapter
 from bot.commands import (
+    ChatActions,
     Command,
     CommandContext,
+    CommandServices,
     UsageError,
     base_commands,
     describe_refusal,
-    fingerprint,
-    forget_stored_document,
+    history_window,
     parse,
 )
 from bot.config import Settings
@@ -42,7 +43,7 @@ from bot.ingest.pipeline import IngestService
 from bot.knowledge.answer import Answerer
 from bot.replies import StreamingReply
 from bot.store.records import Binding
-from bot.store.repo import Store, WorkspaceDefaults, channel_spec
+from bot.store.repo import Store, WorkspaceDefaults
 from bot.teams import Teams
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,25 @@ class Dispatcher:
         )
         # Which team a conversation is in: owners of the workspaces its admins create.
         self.teams = Teams.from_settings(settings)
+        # What command handlers use: the parts above, never the dispatcher itself.
+        self.services = CommandServices(
+            settings=settings,
+            store=store,
+            ingestion=ingest,
+            answerer=answerer,
+            registry=self.registry,
+            defaults=self.defaults,
+            teams=self.teams,
+            chat=ChatActions(
+                say=self.say,
+                is_admin=self.is_admin,
+                may_upload=self.may_upload,
+                answer=self.answer,
+                ingest_file=self.ingest_file,
+                local_file_refs=self.local_file_refs,
+            ),
+            commands=self.commands,
+        )
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -89,6 +109,13 @@ class Dispatcher:
     def adapter_for(self, conversation: ConversationRef) -> Adapter:
         """The adapter that transports this conversation's messages."""
         return self.adapters[conversation.platform]
+
+    def local_file_refs(
+        self, conversation: ConversationRef, paths: list[str]
+    ) -> list[FileRef] | None:
+        """Local paths as files (the console's upload), or None where a platform has none."""
+        local = getattr(self.adapter_for(conversation), "local_file_refs", None)
+        return None if local is None else list(local(paths))
 
     async def binding(self, conversation: ConversationRef) -> Binding:
         """The binding of the conversation's channel (created on first use)."""
@@ -253,10 +280,10 @@ class Dispatcher:
         platform = event.conversation.platform
         docs = await asyncio.to_thread(self.store.documents_by_source_file, platform, event.file_id)
         for doc in docs:
-            gone = await forget_stored_document(self, doc.id)
+            gone = await self.ingest.forget(doc.id, history_window(self.answerer))
             if gone is None:
                 continue  # forgotten meanwhile
-            doc, chunks, _still_used, bytes_deleted = gone
+            doc, chunks, bytes_deleted = gone.document, gone.chunks, gone.bytes_deleted
             await asyncio.to_thread(
                 self.store.audit,
                 f"{platform}:file-removed",
@@ -386,35 +413,14 @@ class Dispatcher:
                 private_to=event.author,
             )
             return
-        ctx = CommandContext(event, binding, self, args, raw)
+        ctx = CommandContext(event, binding, self.services, args, raw)
         if command.admin and not await self.is_admin(event.author, event.conversation):
-            await self.refuse(ctx, name, "only admins may do that")
+            await ctx.refuse(name, "only admins may do that")
             return
         try:
             await command.handler(ctx)
         except UsageError as exc:
             await ctx.reply(f"{exc}. Usage: /librarian {command.usage}", private=True)
-
-    async def refuse(self, ctx: CommandContext, action: str, why: str) -> None:
-        """Tell the user a command was refused and why, and audit the refusal."""
-        await asyncio.to_thread(
-            self.store.audit,
-            ctx.event.author.qualified,
-            "refused",
-            action,
-            {
-                "why": why,
-                "channel": channel_spec(
-                    ctx.event.conversation.platform,
-                    ctx.event.conversation.space_id,
-                    ctx.event.conversation.channel_id,
-                ),
-                # What was typed is free text (a question, a file name): only its
-                # length and hash are kept.
-                "args": fingerprint(ctx.raw_args),
-            },
-        )
-        await ctx.reply(f"Refused: {why}.", private=True)
 
     def describe(self) -> dict[str, Any]:
         """Small facts for status output."""

@@ -226,12 +226,8 @@ def _edges() -> dict[str, set[str]]:
     return edges
 
 
-# Being broken (issue 20, step 3): commands will receive services, not the dispatcher.
-_KNOWN_CYCLES = [["bot.commands", "bot.dispatcher"]]
-
-
 def test_no_import_cycle_among_our_modules() -> None:
-    cycles = [c for c in _cycles(_edges()) if c not in _KNOWN_CYCLES]
+    cycles = _cycles(_edges())
     assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
 
 
