@@ -60,7 +60,7 @@ class Settings(BaseSettings):
 
     # Knowledge defaults for new workspaces.
     chunk_tokens: int = Field(default=200, ge=32, le=4096)
-    chunk_overlap: int = Field(default=40, ge=0)
+    chunk_overlap: int = Field(default=40, ge=0, le=4095)  # and below chunk_tokens
     top_k: int = Field(default=4, ge=1, le=50)
     # Cosine similarity a chunk needs to count as relevant (all-MiniLM-L6-v2 puts unrelated
     # text mostly below 0.2); a chunk holding every term of the question counts too.

@@ -12,16 +12,14 @@ import logging
 from typing import Any
 
 from bot.adapter import Adapter
+from bot.command_spec import Command, Refused, UsageError, by_name, split_command
 from bot.commands import (
     ChatActions,
-    Command,
     CommandContext,
     CommandServices,
-    UsageError,
     base_commands,
     describe_refusal,
     history_window,
-    parse,
 )
 from bot.config import Settings
 from bot.events import (
@@ -71,7 +69,7 @@ class Dispatcher:
         self.answerer = answerer
         self.ingest = ingest
         self.adapters: dict[str, Adapter] = dict(adapters or {})
-        self.commands: dict[str, Command] = {c.name: c for c in (commands or base_commands())}
+        self.commands = by_name(commands) if commands is not None else base_commands()
         self.defaults = WorkspaceDefaults(
             chunk_tokens=settings.chunk_tokens,
             chunk_overlap=settings.chunk_overlap,
@@ -402,7 +400,7 @@ class Dispatcher:
     # -- commands ---------------------------------------------------------------------------
 
     async def _on_command(self, event: CommandInvoked) -> None:
-        name, args, raw = parse(event.text)
+        name, raw = split_command(event.text)
         binding = await self.binding(event.conversation)
         command = self.commands.get(name)
         if command is None:
@@ -413,12 +411,13 @@ class Dispatcher:
                 private_to=event.author,
             )
             return
-        ctx = CommandContext(event, binding, self.services, args, raw)
-        if command.admin and not await self.is_admin(event.author, event.conversation):
-            await ctx.refuse(name, "only admins may do that")
-            return
+        ctx = CommandContext(event, binding, self.services, command, raw)
+        # Only admin commands ask the platform whether the author is an admin.
+        by_admin = command.admin and await self.is_admin(event.author, event.conversation)
         try:
-            await command.handler(ctx)
+            await command.handler(ctx, **command.arguments_for(raw, by_admin=by_admin))
+        except Refused as exc:
+            await ctx.refuse(name, str(exc))
         except UsageError as exc:
             await ctx.reply(f"{exc}. Usage: /librarian {command.usage}", private=True)
 

@@ -29,6 +29,7 @@ from adapters.discord import DiscordAdapter, split_message
 from adapters.discord.text import indexable, strip_mentions, thread_name
 from bot.app import App
 from bot.cli.run import configured_adapters
+from bot.commands import base_commands
 from bot.config import load_settings
 from bot.events import ConversationRef, OutboundMessage
 
@@ -327,7 +328,11 @@ async def test_without_the_message_content_intent_mentions_still_work(
         discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(emu.gateway_url)
     )
     adapter = DiscordAdapter(
-        emu.token, api_url=emu.api_url, gateway_url=emu.gateway_url, message_content=False
+        emu.token,
+        commands=base_commands(),
+        api_url=emu.api_url,
+        gateway_url=emu.gateway_url,
+        message_content=False,
     )
     seen = []
 

@@ -33,6 +33,7 @@ ADAPTER_SURFACE = frozenset(
         "bot.errors",
         "bot.config",
         "bot.ingest.filetypes",
+        "bot.command_spec",
     }
 )
 #: The one place that wires adapters into the core.

@@ -27,15 +27,18 @@ import contextlib
 import logging
 import shlex
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import discord
 import yarl
 from discord import app_commands
 
+from adapters.discord.commands import command_group
 from adapters.discord.text import indexable, split_message, strip_mentions, thread_name
 from bot.adapter import EventSink
+from bot.command_spec import Command
 from bot.events import (
     CommandInvoked,
     ConversationRef,
@@ -54,7 +57,6 @@ log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://discord.com/api/v10"
 DEFAULT_GATEWAY_URL = "wss://gateway.discord.gg/"
 COMMAND_PREFIXES = ("!librarian", "/librarian")
-PRIVATE_COMMANDS = frozenset({"ask", "feedback"})  # deferred as ephemeral: only the asker sees
 THREAD_ARCHIVE_MINUTES = 1440
 _REMEMBERED = 2000  # questions, threads, posted messages and members kept in memory
 
@@ -99,7 +101,7 @@ class _Client(discord.Client):
         super().__init__(**options)
         self.adapter = adapter
         self.tree = app_commands.CommandTree(self)
-        self.tree.add_command(_command_group(adapter))
+        self.tree.add_command(command_group(adapter.commands, adapter.command))
 
     async def on_message(self, message: discord.Message) -> None:
         await self.adapter._on_message(message)
@@ -128,12 +130,14 @@ class DiscordAdapter:
         self,
         token: str,
         *,
+        commands: Mapping[str, Command],
         api_url: str = DEFAULT_API_URL,
         gateway_url: str = DEFAULT_GATEWAY_URL,
         message_content: bool = True,
         guild_ready_timeout: float = 2.0,
     ) -> None:
         self.token = token
+        self.commands = commands  # the core's declarations: /librarian's subcommands
         self.api_url = api_url.rstrip("/")
         self.gateway_url = gateway_url
         self.intents = discord.Intents.none()
@@ -158,11 +162,12 @@ class DiscordAdapter:
         self._stopped = asyncio.Event()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DiscordAdapter:
+    def from_settings(cls, settings: Settings, commands: Mapping[str, Command]) -> DiscordAdapter:
         """The adapter for LIBRARIAN_DISCORD_TOKEN and the URL settings."""
         assert settings.discord_token is not None
         return cls(
             settings.discord_token.get_secret_value(),
+            commands=commands,
             api_url=settings.discord_api_url,
             gateway_url=settings.discord_gateway_url,
             message_content=settings.discord_message_content,
@@ -484,7 +489,8 @@ class DiscordAdapter:
         files: tuple[discord.Attachment, ...] = (),
     ) -> None:
         """Defer the interaction at once, then hand the command to the core."""
-        ephemeral = name in PRIVATE_COMMANDS
+        declared = self.commands.get(name)
+        ephemeral = declared is not None and declared.private  # only the asker sees
         try:
             await interaction.response.defer(ephemeral=ephemeral, thinking=True)
         except discord.HTTPException:
@@ -634,105 +640,3 @@ def _command_text(name: str, args: list[str]) -> str:
     """``name arg ...`` as the core's parser reads it (the last argument is free text)."""
     words = [shlex.quote(a) if any(c.isspace() for c in a) else a for a in args[:-1]]
     return " ".join([name, *words, *args[-1:]]).strip()
-
-
-def _command_group(adapter: DiscordAdapter) -> app_commands.Group:
-    """/librarian and its subcommands: one per core command, with typed options."""
-    group = app_commands.Group(
-        name="librarian", description="Answers from the documents shared in this channel"
-    )
-    run = adapter.command
-
-    @group.command(name="help", description="The list of commands, or how to use one")
-    @app_commands.describe(command="A command to explain")
-    async def help_(interaction: discord.Interaction, command: str | None = None) -> None:
-        await run(interaction, "help", command)
-
-    @group.command(name="ask", description="Answer a question privately (only you see it)")
-    @app_commands.describe(question="Your question about the documents")
-    async def ask(interaction: discord.Interaction, question: str) -> None:
-        await run(interaction, "ask", question)
-
-    @group.command(name="feedback", description="Rate my latest answer here: good or bad")
-    @app_commands.describe(verdict="good or bad", note="What was right or wrong (optional)")
-    async def feedback(
-        interaction: discord.Interaction,
-        verdict: Literal["good", "bad"],
-        note: str | None = None,
-    ) -> None:
-        await run(interaction, "feedback", verdict, note)
-
-    @group.command(name="upload", description="Index an attached PDF, text or Markdown file")
-    @app_commands.describe(file="The file to index")
-    async def upload(interaction: discord.Interaction, file: discord.Attachment) -> None:
-        await run(interaction, "upload", files=(file,))
-
-    @group.command(name="docs", description="The documents of this channel's workspace")
-    async def docs(interaction: discord.Interaction) -> None:
-        await run(interaction, "docs")
-
-    @group.command(name="forget", description="Remove a document, its chunks and stored file")
-    @app_commands.describe(document="Its name or #id (see /librarian docs)")
-    async def forget(interaction: discord.Interaction, document: str) -> None:
-        await run(interaction, "forget", document)
-
-    @group.command(name="status", description="Models, memory, queues, documents, retention")
-    async def status(interaction: discord.Interaction) -> None:
-        await run(interaction, "status")
-
-    @group.command(name="retention", description="Show or set how long history is kept (admins)")
-    @app_commands.describe(duration="Like 7d, 12h, or off")
-    async def retention(interaction: discord.Interaction, duration: str | None = None) -> None:
-        await run(interaction, "retention", duration)
-
-    @group.command(name="clear", description="Delete this channel's stored history (admins)")
-    async def clear(interaction: discord.Interaction) -> None:
-        await run(interaction, "clear")
-
-    @group.command(name="workspace", description="Bind this channel to a workspace (admins)")
-    @app_commands.describe(name="The workspace's name (created if new)")
-    async def workspace(interaction: discord.Interaction, name: str) -> None:
-        await run(interaction, "workspace", name)
-
-    @group.command(name="model", description="Show or switch the chat model (admins)")
-    @app_commands.describe(model="A model reference, a level like q8_0, or default")
-    async def model(interaction: discord.Interaction, model: str | None = None) -> None:
-        await run(interaction, "model", model)
-
-    @group.command(name="compare", description="Answer with two quantization levels (admins)")
-    @app_commands.describe(level_a="Like q4_0", level_b="Like q8_0", question="The question")
-    async def compare(
-        interaction: discord.Interaction, level_a: str, level_b: str, question: str
-    ) -> None:
-        await run(interaction, "compare", level_a, level_b, question)
-
-    @group.command(name="autoindex", description="Index files shared here automatically (admins)")
-    async def autoindex(
-        interaction: discord.Interaction, state: Literal["on", "off"] | None = None
-    ) -> None:
-        await run(interaction, "autoindex", state)
-
-    @group.command(name="uploads", description="Who may upload files here (admins)")
-    async def uploads(
-        interaction: discord.Interaction, policy: Literal["everyone", "admins"] | None = None
-    ) -> None:
-        await run(interaction, "uploads", policy)
-
-    @group.command(name="settings", description="Show or change retrieval settings (admins)")
-    @app_commands.describe(value="The new value")
-    async def settings(
-        interaction: discord.Interaction,
-        name: Literal[
-            "chunk_tokens",
-            "chunk_overlap",
-            "top_k",
-            "relevance_floor",
-            "evidence_coverage",
-            "evidence_similarity",
-        ]
-        | None = None,
-        value: str | None = None,
-    ) -> None:
-        await run(interaction, "settings", name, value)
-
-    return group

@@ -58,7 +58,7 @@ def configured_adapters(settings: Settings, app: App) -> list[Adapter]:
                 f"Discord is configured but discord.py is missing ({exc}): "
                 "pip install 'librarian[discord]'"
             ) from None
-        adapters.append(DiscordAdapter.from_settings(settings))
+        adapters.append(DiscordAdapter.from_settings(settings, app.dispatcher.commands))
     # ---- end Discord ----
     return adapters
 
