@@ -37,7 +37,7 @@ test: install $(SYNAPSE_STAMP)
 
 # The fast tier: command parsing, arity, choices, admin refusal, what is generated from
 # the declarations, and the import boundaries; no Postgres, model or server (under 10 s).
-FAST_TESTS := tests/test_command_declarations.py tests/test_imports.py
+FAST_TESTS := tests/test_command_declarations.py tests/test_imports.py tests/test_adapter_base.py
 
 test-fast: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(FAST_TESTS)

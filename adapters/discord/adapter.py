@@ -35,6 +35,7 @@ import discord
 import yarl
 from discord import app_commands
 
+from adapters.base import Tasks, command_text, deliver
 from adapters.discord.commands import command_group
 from adapters.discord.text import indexable, split_message, strip_mentions, thread_name
 from bot.adapter import EventSink
@@ -56,7 +57,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://discord.com/api/v10"
 DEFAULT_GATEWAY_URL = "wss://gateway.discord.gg/"
-COMMAND_PREFIXES = ("!librarian", "/librarian")
 THREAD_ARCHIVE_MINUTES = 1440
 _REMEMBERED = 2000  # questions, threads, posted messages and members kept in memory
 
@@ -150,7 +150,7 @@ class DiscordAdapter:
         self.guild_ready_timeout = guild_ready_timeout
         self.client: _Client | None = None
         self._sink: EventSink | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = Tasks(self.platform)
         self._synced: set[int] = set()
         self._questions: _Lru = _Lru()  # question message id -> its text
         self._threads: _Lru = _Lru()  # question message id -> thread id
@@ -199,7 +199,8 @@ class DiscordAdapter:
             )
             raise
         finally:
-            await self._cancel_tasks()
+            await self._tasks.cancel()
+            await self._stop_typing()
 
     async def stop(self) -> None:
         """Disconnect from Discord."""
@@ -315,7 +316,7 @@ class DiscordAdapter:
     async def _on_message(self, message: discord.Message) -> None:
         event = self.translate(message)
         if event is not None:
-            self._spawn(self._deliver(event))
+            self._tasks.spawn(self._deliver(event), f"discord-{event.event_id}")
 
     def translate(self, message: discord.Message) -> MessageReceived | CommandInvoked | None:
         """A core event for a guild message, or None for what the bot ignores."""
@@ -333,16 +334,16 @@ class DiscordAdapter:
         author = self._user(message.author)
         event_id = f"message-{message.id}"
         text = strip_mentions(message.content, me.id)
-        for prefix in COMMAND_PREFIXES:
-            if text.lower() == prefix or text.lower().startswith(prefix + " "):
-                return CommandInvoked(
-                    event_id,
-                    conversation,
-                    author,
-                    text[len(prefix) :].strip(),
-                    files=tuple(self._file_ref(a, message) for a in message.attachments),
-                    message_id=str(message.id),
-                )
+        command = command_text(text)
+        if command is not None:
+            return CommandInvoked(
+                event_id,
+                conversation,
+                author,
+                command,
+                files=tuple(self._file_ref(a, message) for a in message.attachments),
+                message_id=str(message.id),
+            )
         mentioned = me in message.mentions or self._replies_to_me(message)
         files = tuple(
             self._file_ref(a, message)
@@ -366,7 +367,7 @@ class DiscordAdapter:
     async def _on_reaction(self, payload: discord.RawReactionActionEvent) -> None:
         event = await self.translate_reaction(payload)
         if event is not None:
-            self._spawn(self._deliver(event))
+            self._tasks.spawn(self._deliver(event), f"discord-{event.event_id}")
 
     async def translate_reaction(
         self, payload: discord.RawReactionActionEvent
@@ -452,11 +453,7 @@ class DiscordAdapter:
         )
 
     async def _deliver(self, event: MessageReceived | CommandInvoked | ReactionAdded) -> None:
-        assert self._sink is not None
-        try:
-            await self._sink(event)
-        except Exception:
-            log.exception("Discord: event %s failed", event.event_id)
+        await deliver(self._sink, event, "Discord")
 
     # -- slash commands -----------------------------------------------------------------------
 
@@ -622,13 +619,8 @@ class DiscordAdapter:
             raise RuntimeError("the Discord adapter is not started")
         return self.client
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _cancel_tasks(self) -> None:
-        tasks = [*self._tasks, *self._typing.values()]
+    async def _stop_typing(self) -> None:
+        tasks = list(self._typing.values())
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -41,6 +41,7 @@ from nio import (
     WhoamiResponse,
 )
 
+from adapters.base import read_capped
 from adapters.matrix import translate as tr
 from bot.adapter import EventSink
 from bot.errors import LibrarianError
@@ -54,7 +55,6 @@ from bot.events import (
     ReactionAdded,
     UserRef,
 )
-from bot.ingest.filetypes import check_size
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +245,6 @@ class MatrixAdapter:
     async def fetch_file(self, ref: FileRef) -> bytes:
         """Download media: the authenticated endpoint first, the legacy one for old servers."""
         assert ref.url is not None
-        limit = None if self.max_file_mb is None else int(self.max_file_mb * 2**20)
         headers = {"Authorization": f"Bearer {self.client.access_token}"}
         last = ""
         async with httpx.AsyncClient(
@@ -261,12 +260,7 @@ class MatrixAdapter:
                             last = f"{response.status_code} from {url.split('?')[0]}"
                             break  # an older server: try the legacy endpoint
                         response.raise_for_status()
-                        data = bytearray()
-                        async for piece in response.aiter_bytes():
-                            data += piece
-                            if limit is not None and len(data) > limit:
-                                check_size(len(data), self.max_file_mb, ref.name)
-                        return bytes(data)
+                        return await read_capped(response.aiter_bytes(), self.max_file_mb, ref.name)
         raise MatrixError(f"could not download {ref.name} ({last or 'rate limited'})")
 
     async def is_admin(self, user: UserRef, conversation: ConversationRef) -> bool:
