@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     matrix_user_id: str | None = None
     matrix_access_token: SecretStr | None = None
     matrix_password: SecretStr | None = None
-    # Slack (issue 8): LIBRARIAN_SLACK_* or the conventional SLACK_* names.
+    # Slack: LIBRARIAN_SLACK_* or the conventional SLACK_* names.
     slack_bot_token: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices(
@@ -125,7 +125,7 @@ class Settings(BaseSettings):
             "slack_signing_secret", "LIBRARIAN_SLACK_SIGNING_SECRET", "SLACK_SIGNING_SECRET"
         ),
     )
-    # ---- discord (issue 9) ----
+    # Discord
     discord_token: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("LIBRARIAN_DISCORD_TOKEN", "DISCORD_TOKEN", "discord_token"),
@@ -135,9 +135,8 @@ class Settings(BaseSettings):
     discord_gateway_url: str = "wss://gateway.discord.gg/"
     # The privileged Message Content intent (off: only mentions and commands are read).
     discord_message_content: bool = True
-    # ---- end discord ----
 
-    # ---- Matrix (issue 7) ----
+    # Matrix
     # Admin: this power level in the room, or more (room creators in v12+ rooms too).
     matrix_admin_power_level: int = 50
     # Who may invite the bot into rooms: user ids (@alice:example.org) and server names
@@ -146,9 +145,8 @@ class Settings(BaseSettings):
     # Rooms an operator declares one team (bot.teams): "eng=!a:example.org,!b:example.org;
     # ops=!c:example.org".  A room not listed is a team of its own.
     matrix_teams: Annotated[dict[str, list[str]], NoDecode] = Field(default_factory=dict)
-    # ---- end Matrix ----
 
-    # ---- Slack (issue 8) ----
+    # Slack
     # The Web API root (a test emulator, or a proxy); Socket Mode follows the websocket
     # URL that apps.connections.open returns.
     slack_api_url: str = "https://slack.com/api/"
@@ -173,8 +171,6 @@ class Settings(BaseSettings):
         if lowered not in {"", "socket", "http"}:
             raise ValueError("must be socket or http")
         return lowered
-
-    # ---- end Slack ----
 
     @field_validator("matrix_teams", mode="before")
     @classmethod

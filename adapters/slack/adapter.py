@@ -31,7 +31,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.base import Tasks, deliver, read_capped
+from adapters.base import AdapterStore, Tasks, deliver, read_capped
 from adapters.slack import translate
 from bot.adapter import EventSink
 from bot.errors import ConfigError
@@ -88,7 +88,7 @@ class SlackAdapter:
         api_url: str = "https://slack.com/api/",
         http_host: str = "0.0.0.0",
         http_port: int = 3000,
-        store: Any = None,
+        store: AdapterStore | None = None,
         max_file_mb: float | None = None,
         reconcile_interval_s: float = 3600.0,
         rate_limit_retries: int = 5,
@@ -154,7 +154,7 @@ class SlackAdapter:
         self.bound_port: int | None = None
 
     @classmethod
-    def from_settings(cls, settings: Any, store: Any = None) -> SlackAdapter:
+    def from_settings(cls, settings: Any, store: AdapterStore | None = None) -> SlackAdapter:
         """An adapter configured by ``LIBRARIAN_SLACK_*`` (or ``SLACK_*``) settings."""
 
         def secret(value: Any) -> str | None:
