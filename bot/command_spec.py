@@ -228,6 +228,36 @@ def split_command(text: str) -> tuple[str, str]:
     return name.lower(), rest.strip()
 
 
+# -- help ----------------------------------------------------------------------------------
+
+
+def help_list(commands: Mapping[str, Command]) -> str:
+    """`/librarian help`: every command's usage and summary, everyone's first."""
+    lines = ["Librarian commands (type /librarian <command>, or !librarian <command>):"]
+    for admin in (False, True):
+        if admin:
+            lines.append("For admins:")
+        for declared in commands.values():
+            if declared.admin == admin:
+                lines.append(f"  {declared.usage:<34} {_lower_first(declared.summary)}")
+    lines.append("Ask a question by mentioning me: @librarian <question>")
+    lines.append("/librarian help <command> explains one command.")
+    return "\n".join(lines)
+
+
+def help_for(declared: Command) -> str:
+    """`/librarian help <command>`: its usage, who may run it, its summary and details."""
+    who = "admins only" if declared.admin else declared.who_may
+    text = f"/librarian {declared.usage} ({who})\n{declared.summary}"
+    return f"{text}\n{declared.details}" if declared.details else text
+
+
+def _lower_first(text: str) -> str:
+    """A summary as one line of a list: "Index the attached file." -> "index the attached file"."""
+    text = text.removesuffix(".")
+    return text[:1].lower() + text[1:]
+
+
 # -- declaring --------------------------------------------------------------------------
 
 

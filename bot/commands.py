@@ -29,7 +29,17 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bot.command_spec import FILE, Command, UsageError, argument, by_name, command, words
+from bot.command_spec import (
+    FILE,
+    Command,
+    UsageError,
+    argument,
+    by_name,
+    command,
+    help_for,
+    help_list,
+    words,
+)
 from bot.config import Settings
 from bot.errors import LibrarianError
 from bot.events import CommandInvoked
@@ -177,27 +187,14 @@ def process_rss_bytes() -> int:
 async def cmd_help(ctx: CommandContext, command: str | None) -> None:
     """This list, or how to use one command."""
     commands = ctx.services.commands
-    if command is not None:
-        name = command.lower().lstrip("/!")
-        wanted = commands.get(name)
-        if wanted is None:
-            raise UsageError(f"there is no command '{name}'; /librarian help lists them")
-        who = "admins only" if wanted.admin else wanted.who_may
-        text = f"/librarian {wanted.usage} ({who})\n{wanted.summary}"
-        if wanted.details:
-            text += f"\n{wanted.details}"
-        await ctx.reply(text)
+    if command is None:
+        await ctx.reply(help_list(commands))
         return
-    lines = ["Librarian commands (type /librarian <command>, or !librarian <command>):"]
-    for admin in (False, True):
-        if admin:
-            lines.append("For admins:")
-        for command in commands.values():
-            if command.admin == admin:
-                lines.append(f"  {command.usage:<34} {_lower_first(command.summary)}")
-    lines.append("Ask a question by mentioning me: @librarian <question>")
-    lines.append("/librarian help <command> explains one command.")
-    await ctx.reply("\n".join(lines))
+    name = command.lower().lstrip("/!")
+    wanted = commands.get(name)
+    if wanted is None:
+        raise UsageError(f"there is no command '{name}'; /librarian help lists them")
+    await ctx.reply(help_for(wanted))
 
 
 @command(who="everyone (or admins, see `uploads`)")
@@ -952,12 +949,6 @@ COMMANDS: tuple[Command, ...] = (
 def base_commands() -> Mapping[str, Command]:
     """Every command by name, in the order `help` lists them."""
     return by_name(COMMANDS)
-
-
-def _lower_first(text: str) -> str:
-    """A summary as one line of a list: "Index the attached file." -> "index the attached file"."""
-    text = text.removesuffix(".")
-    return text[:1].lower() + text[1:]
 
 
 def describe_refusal(exc: ExtractionRefused) -> str:

@@ -23,6 +23,8 @@ from bot.command_spec import (
     argument,
     by_name,
     command,
+    help_for,
+    help_list,
     split_command,
 )
 from bot.commands import COMMANDS, base_commands
@@ -139,6 +141,10 @@ def test_usage_lines_come_from_the_arguments() -> None:
 
 
 def test_every_command_has_help_from_its_docstring() -> None:
+    forget = help_for(DECLARED["forget"])
+    assert forget.startswith("/librarian forget <document name or #id> (the uploader or an admin)")
+    assert "The uploader of a document or an admin may forget it." in forget
+    assert help_for(DECLARED["clear"]).startswith("/librarian clear (admins only)")
     for declared in COMMANDS:
         assert declared.summary and declared.summary.endswith("."), declared.name
         assert declared.summary == declared.handler.__doc__.splitlines()[0]
@@ -199,6 +205,8 @@ def test_removing_a_declaration_removes_it_everywhere_at_once() -> None:
     async def run(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("not invoked here")
 
+    assert "compare <level-a> <level-b> <question>" in help_list(DECLARED)
+    assert "compare" not in help_list(fewer)
     assert "compare" not in [c.name for c in command_group(fewer, run).commands]
     assert ("compare <level-a> <level-b> <question>", "admins") in _readme_commands()
     assert _readme_commands() != [(c.usage, c.who_may) for c in fewer.values()]
