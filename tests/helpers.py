@@ -28,8 +28,12 @@ PAGES = [
 
 
 def make_pdf(path: Path, pages: list[list[str]] = PAGES) -> Path:
-    """A small multi-page PDF with a real text layer, written to ``path``."""
-    path.write_bytes(pdf_bytes(["\n".join(lines) for lines in pages]))
+    """A small multi-page PDF with a real text layer, written to ``path``.
+
+    Each call makes a distinct file (its own creation time and id), as uploads of two
+    files with the same text are.
+    """
+    path.write_bytes(pdf_bytes(["\n".join(lines) for lines in pages], invariant=False))
     return path
 
 

@@ -15,15 +15,20 @@ def pdf_bytes(
     title: str | None = None,
     user_password: str | None = None,
     owner_password: str | None = None,
+    invariant: bool = True,
 ) -> bytes:
-    """A PDF made with reportlab: one page per item; None makes a page of shapes only."""
+    """A PDF made with reportlab: one page per item; None makes a page of shapes only.
+
+    ``invariant``: the same pages give the same bytes.  Off, each PDF carries its own
+    creation time and id, so two made alike are two different files (not deduplicated).
+    """
     encrypt = None
     if user_password is not None or owner_password is not None:
         encrypt = pdfencrypt.StandardEncryption(
             user_password or "", ownerPassword=owner_password or "owner", strength=128
         )
     buffer = BytesIO()
-    pdf = canvas.Canvas(buffer, pagesize=A4, invariant=1, encrypt=encrypt)
+    pdf = canvas.Canvas(buffer, pagesize=A4, invariant=int(invariant), encrypt=encrypt)
     if title:
         pdf.setTitle(title)
     for page_text in pages:
