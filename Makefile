@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 SYNAPSE_VENV  ?= .venv-synapse
 SYNAPSE_STAMP := $(SYNAPSE_VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test test-fast lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ run: install
 
 test: install $(SYNAPSE_STAMP)
 	LIBRARIAN_SYNAPSE_PYTHON=$(abspath $(SYNAPSE_VENV))/bin/python $(BIN)/python -m pytest -q -ra
+
+# The fast tier: command parsing, arity, choices, admin refusal, what is generated from
+# the declarations, and the import boundaries; no Postgres, model or server (under 10 s).
+FAST_TESTS := tests/test_command_declarations.py tests/test_imports.py tests/test_adapter_base.py
+
+test-fast: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(FAST_TESTS)
 
 lint: install
 	$(BIN)/ruff check bot adapters tests migrations

@@ -1,11 +1,20 @@
 """The `/librarian` command set: one parser and one set of handlers for every platform.
 
+One unit although long (over 600 lines): it is the command set, each handler under
+its declaration (``bot.command_spec``), and ``COMMANDS`` lists them in help's order;
+the shared pieces (context, services, settings rules) serve all of them.
+
 Adapters turn a slash command, or a message starting with ``/librarian`` or
-``!librarian``, into a ``CommandInvoked``; the dispatcher parses it here, checks
-``Command.admin`` (refusing and auditing non-admins), and runs the handler.  A
+``!librarian``, into a ``CommandInvoked``; the dispatcher parses it with the command's
+declaration, which refuses non-admins an admin command (said and audited) and turns
+what was typed into the handler's arguments, and runs the handler.  A
 handler raises ``UsageError`` for wrong arguments (the dispatcher replies with the
-command's usage line), refuses through ``Dispatcher.refuse`` (said and audited),
+command's usage line), refuses through ``CommandContext.refuse`` (said and audited),
 and audits the admin actions that succeed.
+
+Handlers get what they use on their context (``CommandServices``: settings, store,
+ingestion, answerer, model registry, and the conversation actions the dispatcher
+owns because they go through adapters), never the dispatcher itself.
 """
 
 from __future__ import annotations
@@ -14,13 +23,24 @@ import asyncio
 import hashlib
 import os
 import resource
-import shlex
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bot.command_spec import (
+    FILE,
+    Command,
+    UsageError,
+    argument,
+    by_name,
+    command,
+    help_for,
+    help_list,
+    words,
+)
+from bot.config import Settings
 from bot.errors import LibrarianError
 from bot.events import CommandInvoked
 from bot.feedback import rate_latest, verdict_of_word
@@ -32,8 +52,12 @@ from bot.store.repo import ForeignWorkspace, channel_spec
 from bot.supervisor import describe_state, recorded_states
 
 if TYPE_CHECKING:
-    from bot.dispatcher import Dispatcher
-    from bot.inference.registry import ModelInfo
+    from bot.events import ConversationRef, FileRef, UserRef
+    from bot.inference.registry import ModelInfo, ModelRegistry
+    from bot.ingest.pipeline import IngestService
+    from bot.knowledge.answer import Answerer
+    from bot.store.repo import Store, WorkspaceDefaults
+    from bot.teams import Teams
 
 
 def fingerprint(text: str) -> dict[str, Any]:
@@ -41,8 +65,34 @@ def fingerprint(text: str) -> dict[str, Any]:
     return {"length": len(text), "sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
-class UsageError(Exception):
-    """A command was given wrong arguments; the message says how to use it."""
+@dataclass(frozen=True)
+class ChatActions:
+    """What a command may do in a conversation: the dispatcher's, since adapters carry it."""
+
+    say: Callable[..., Awaitable[str]]  # (conversation, text, *, reply_to, private_to)
+    is_admin: Callable[[UserRef, ConversationRef], Awaitable[bool]]
+    may_upload: Callable[[UserRef, ConversationRef, Binding], Awaitable[bool]]
+    answer: Callable[..., Awaitable[str]]  # (conversation, author, question, binding, ...)
+    ingest_file: Callable[..., Awaitable[None]]  # (conversation, author, ref, binding, ...)
+    # The console's local paths as files, or None where a platform has no local files.
+    local_file_refs: Callable[[ConversationRef, list[str]], list[FileRef] | None]
+    # Whether the conversation's platform can show a reply to one user only.
+    private_replies: Callable[[ConversationRef], bool]
+
+
+@dataclass(frozen=True)
+class CommandServices:
+    """The long-lived parts that command handlers use, wired once by the services."""
+
+    settings: Settings
+    store: Store
+    ingestion: IngestService
+    answerer: Answerer
+    registry: ModelRegistry
+    defaults: WorkspaceDefaults
+    teams: Teams
+    chat: ChatActions
+    commands: Mapping[str, Command]
 
 
 @dataclass
@@ -51,13 +101,18 @@ class CommandContext:
 
     event: CommandInvoked
     binding: Binding
-    dispatcher: Dispatcher
-    args: list[str]
+    services: CommandServices
+    command: Command
     raw_args: str
 
-    async def reply(self, text: str, *, private: bool = False) -> str:
-        """Answer the command in its conversation (privately where supported)."""
-        return await self.dispatcher.say(
+    async def reply(self, text: str, *, private: bool | None = None) -> str:
+        """Answer the command in its conversation (privately where supported).
+
+        Private by default when the command is declared private.
+        """
+        if private is None:
+            private = self.command.private
+        return await self.services.chat.say(
             self.event.conversation,
             text,
             reply_to=self.event.message_id,
@@ -67,12 +122,29 @@ class CommandContext:
     async def audit(self, action: str, target: str | None, details: dict[str, Any]) -> None:
         """Record an action that succeeded, by the command's author, in the audit log."""
         await asyncio.to_thread(
-            self.dispatcher.store.audit,
+            self.services.store.audit,
             self.event.author.qualified,
             action,
             target,
             {"channel": self.channel, **details},
         )
+
+    async def refuse(self, action: str, why: str) -> None:
+        """Tell the user a command was refused and why, and audit the refusal."""
+        await asyncio.to_thread(
+            self.services.store.audit,
+            self.event.author.qualified,
+            "refused",
+            action,
+            {
+                "why": why,
+                "channel": self.channel,
+                # What was typed is free text (a question, a file name): only its
+                # length and hash are kept.
+                "args": fingerprint(self.raw_args),
+            },
+        )
+        await self.reply(f"Refused: {why}.", private=True)
 
     @property
     def channel(self) -> str:
@@ -86,42 +158,13 @@ class CommandContext:
         return self.event.conversation.label
 
 
-Handler = Callable[[CommandContext], Awaitable[None]]
+def history_window(answerer: Any) -> int:
+    """How many turns after an answer go with it when its document is forgotten.
 
-
-@dataclass(frozen=True)
-class Command:
-    """A command's name, who may run it, its usage line, help text and handler."""
-
-    name: str
-    usage: str
-    summary: str
-    handler: Handler
-    admin: bool = False
-    details: str = ""  # shown by `help <command>`
-
-
-def parse(text: str) -> tuple[str, list[str], str]:
-    """Split '/librarian upload "my file.pdf"' (prefix already removed) into name and args."""
-    stripped = text.strip()
-    if not stripped:
-        return "help", [], ""
-    name, _, rest = stripped.partition(" ")
-    try:
-        args = shlex.split(rest)
-    except ValueError:
-        args = rest.split()
-    return name.lower(), args, rest.strip()
-
-
-def _one_argument(ctx: CommandContext) -> str:
-    """Everything after the command as one value ('forget my report.pdf' works unquoted)."""
-    return " ".join(ctx.args).strip()
-
-
-def _no_arguments(ctx: CommandContext, name: str) -> None:
-    if ctx.args:
-        raise UsageError(f"{name} takes no arguments")
+    Answers written with a quoting answer in their history may repeat it: as far back
+    as the answerer looks.
+    """
+    return int(getattr(answerer, "history_turns", 12))
 
 
 def _mib(size: int | float | None) -> str:
@@ -142,50 +185,43 @@ def process_rss_bytes() -> int:
 # -- for everyone ---------------------------------------------------------------------------
 
 
-async def cmd_help(ctx: CommandContext) -> None:
-    """List the commands, or explain one."""
-    commands = ctx.dispatcher.commands
-    if ctx.args:
-        name = ctx.args[0].lower().lstrip("/!")
-        command = commands.get(name)
-        if command is None:
-            raise UsageError(f"there is no command '{name}'; /librarian help lists them")
-        who = "admins only" if command.admin else "everyone"
-        text = f"/librarian {command.usage} ({who})\n{command.summary}"
-        if command.details:
-            text += f"\n{command.details}"
-        await ctx.reply(text)
+@command()
+@argument("command", "A command to explain", optional=True)
+async def cmd_help(ctx: CommandContext, command: str | None) -> None:
+    """This list, or how to use one command."""
+    commands = ctx.services.commands
+    if command is None:
+        await ctx.reply(help_list(commands))
         return
-    lines = ["Librarian commands (type /librarian <command>, or !librarian <command>):"]
-    for admin in (False, True):
-        if admin:
-            lines.append("For admins:")
-        for command in commands.values():
-            if command.admin == admin:
-                lines.append(f"  {command.usage:<34} {command.summary}")
-    lines.append("Ask a question by mentioning me: @librarian <question>")
-    lines.append("/librarian help <command> explains one command.")
-    await ctx.reply("\n".join(lines))
+    name = command.lower().lstrip("/!")
+    wanted = commands.get(name)
+    if wanted is None:
+        raise UsageError(f"there is no command '{name}'; /librarian help lists them")
+    await ctx.reply(help_for(wanted))
 
 
-async def cmd_upload(ctx: CommandContext) -> None:
-    """Index the attached file(s), or (console) a local path."""
-    dispatcher = ctx.dispatcher
+@command(who="everyone (or admins, see `uploads`)")
+@argument("file", "The file to index", kind=FILE, optional=True, rest=True)
+async def cmd_upload(ctx: CommandContext, file: str | None) -> None:
+    """Index the attached file.
+
+    Admins may limit uploading to admins with /librarian uploads admins.
+    """
+    chat = ctx.services.chat
     files = list(ctx.event.files)
-    if not files and ctx.args:
-        local = getattr(dispatcher.adapter_for(ctx.event.conversation), "local_file_refs", None)
-        if local is not None:
-            try:
-                files = list(local(ctx.args))
-            except FileNotFoundError as exc:
-                raise UsageError(f"there is no file {exc.filename or exc}") from None
+    if not files and file:
+        try:
+            paths = words(ctx.raw_args)  # the console's local paths
+            files = list(chat.local_file_refs(ctx.event.conversation, paths) or [])
+        except FileNotFoundError as exc:
+            raise UsageError(f"there is no file {exc.filename or exc}") from None
     if not files:
         raise UsageError("attach a file to the command, or reply to a message that has one")
-    if not await dispatcher.may_upload(ctx.event.author, ctx.event.conversation, ctx.binding):
-        await dispatcher.refuse(ctx, "upload", "uploading is limited to admins in this channel")
+    if not await chat.may_upload(ctx.event.author, ctx.event.conversation, ctx.binding):
+        await ctx.refuse("upload", "uploading is limited to admins in this channel")
         return
     for ref in files:
-        await dispatcher.ingest_file(
+        await chat.ingest_file(
             ctx.event.conversation,
             ctx.event.author,
             ref,
@@ -194,9 +230,10 @@ async def cmd_upload(ctx: CommandContext) -> None:
         )
 
 
+@command()
 async def cmd_docs(ctx: CommandContext) -> None:
     """List this workspace's documents."""
-    docs = await asyncio.to_thread(ctx.dispatcher.store.list_documents, ctx.binding.workspace.id)
+    docs = await asyncio.to_thread(ctx.services.store.list_documents, ctx.binding.workspace.id)
     if not docs:
         await ctx.reply(f"No documents in workspace {ctx.binding.workspace.name} yet.")
         return
@@ -217,36 +254,25 @@ def _which(docs: list[Document]) -> str:
     )
 
 
-async def forget_stored_document(
-    dispatcher: Dispatcher, document_id: int
-) -> tuple[Document, int, bool, bool] | None:
-    """Delete a document and its chunks, and its stored bytes unless another document uses them.
+@command(who="the uploader or an admin")
+@argument(
+    "document",
+    "Its name or #id (see /librarian docs)",
+    rest=True,
+    label="<document name or #id>",
+    missing="say which document to forget: its name or its #id from /librarian docs",
+)
+async def cmd_forget(ctx: CommandContext, document: str) -> None:
+    """Remove a document, its chunks and its stored file.
 
-    Returns the document, the chunks removed, whether the bytes are still used elsewhere
-    and whether they were deleted; None when the document was already gone.
+    The uploader of a document or an admin may forget it. The stored file is deleted
+    unless another document uses the same bytes.
     """
-    store = dispatcher.store
-    # Answers written with a quoting answer in their history may repeat it: as far
-    # back as the answerer looks.
-    window = int(getattr(dispatcher.answerer, "history_turns", 12))
-    gone = await asyncio.to_thread(store.forget_document, document_id, window)
-    if gone is None:
-        return None
-    doc, chunks, still_used = gone
-    bytes_deleted = False
-    # Checked again just before deleting: the same bytes may have been shared meanwhile.
-    if not still_used and not await asyncio.to_thread(store.sha_in_use, doc.sha256):
-        bytes_deleted = await asyncio.to_thread(dispatcher.ingest.files.delete, doc.sha256)
-    return doc, chunks, still_used, bytes_deleted
-
-
-async def cmd_forget(ctx: CommandContext) -> None:
-    """Remove a document, its chunks and vectors, and its stored bytes if unused elsewhere."""
-    wanted = _one_argument(ctx).removeprefix("#").strip()
+    wanted = document.removeprefix("#").strip()
     if not wanted:
         raise UsageError("say which document to forget: its name or its #id from /librarian docs")
-    dispatcher = ctx.dispatcher
-    store = dispatcher.store
+    services = ctx.services
+    store = services.store
     workspace = ctx.binding.workspace
     found = await asyncio.to_thread(store.find_documents, workspace.id, wanted)
     if not found:
@@ -265,21 +291,20 @@ async def cmd_forget(ctx: CommandContext) -> None:
         return
     doc = found[0]
     author = ctx.event.author
-    if doc.uploader != author.qualified and not await dispatcher.is_admin(
+    if doc.uploader != author.qualified and not await services.chat.is_admin(
         author, ctx.event.conversation
     ):
-        await dispatcher.refuse(
-            ctx,
+        await ctx.refuse(
             "forget",
             f"only the uploader of {doc.file_name} ({doc.uploader or 'unknown'}) or an admin "
             "may forget it",
         )
         return
-    gone = await forget_stored_document(dispatcher, doc.id)
+    gone = await services.ingestion.forget(doc.id, history_window(services.answerer))
     if gone is None:
         await ctx.reply(f"#{doc.id} {doc.file_name} was already forgotten.", private=True)
         return
-    doc, chunks, _still_used, bytes_deleted = gone
+    doc, chunks, bytes_deleted = gone.document, gone.chunks, gone.bytes_deleted
     await ctx.audit(
         "forget",
         f"document:{doc.id}",
@@ -302,18 +327,24 @@ async def cmd_forget(ctx: CommandContext) -> None:
     )
 
 
-async def cmd_ask(ctx: CommandContext) -> None:
-    """Answer a question privately (ephemeral where the platform has it)."""
-    question = ctx.raw_args.strip()
-    if not question:
-        raise UsageError("ask what? Write the question after the command")
+@command(private=True)
+@argument(
+    "question",
+    "Your question about the documents",
+    rest=True,
+    missing="ask what? Write the question after the command",
+)
+async def cmd_ask(ctx: CommandContext, question: str) -> None:
+    """Answer a question privately (only you see it, where the platform allows).
+
+    Private questions and answers are not kept in the channel's history.
+    """
     # A platform where every message is seen by the whole room (Matrix) cannot answer
     # privately: say so, rather than answer for everyone what was asked as private.
-    adapter = ctx.dispatcher.adapter_for(ctx.event.conversation)
-    if not getattr(adapter, "private_replies", True):
+    if not ctx.services.chat.private_replies(ctx.event.conversation):
         await ctx.reply(NO_PRIVATE_ANSWER)
         return
-    await ctx.dispatcher.answer(
+    await ctx.services.chat.answer(
         ctx.event.conversation,
         ctx.event.author,
         question,
@@ -330,32 +361,39 @@ NO_PRIVATE_ANSWER = (
 NO_ANSWER_TO_RATE = "There is no answer of mine in this conversation to rate."
 
 
-async def cmd_feedback(ctx: CommandContext) -> None:
-    """Rate the latest answer of this conversation (thread, or channel) good or bad."""
-    word, _, note = ctx.raw_args.strip().partition(" ")
-    verdict = verdict_of_word(word) if word else None
-    if verdict is None:
-        raise UsageError("say good or bad, then a note if you like")
+_SAY_VERDICT = "say good or bad, then a note if you like"
+
+
+@command(private=True)
+@argument(
+    "verdict",
+    "good or bad",
+    choices=("good", "bad"),
+    normalize=verdict_of_word,
+    missing=_SAY_VERDICT,
+    invalid=_SAY_VERDICT,
+)
+@argument("note", "What was right or wrong (optional)", optional=True, rest=True)
+async def cmd_feedback(ctx: CommandContext, verdict: str, note: str | None) -> None:
+    """Rate my latest answer here (a 👍 or 👎 on an answer does the same).
+
+    Rates the latest answer in this thread, or in the channel outside threads. Rating
+    again replaces your verdict. Feedback is kept with the channel's history and
+    deleted with it (retention, clear).
+    """
     recorded = await rate_latest(
-        ctx.dispatcher.store,
-        ctx.event.conversation,
-        ctx.event.author,
-        verdict,
-        note.strip() or None,
+        ctx.services.store, ctx.event.conversation, ctx.event.author, verdict, note or None
     )
-    if recorded is None:
-        await ctx.reply(NO_ANSWER_TO_RATE, private=True)
-        return
-    await ctx.reply(recorded.describe(), private=True)
+    await ctx.reply(NO_ANSWER_TO_RATE if recorded is None else recorded.describe())
 
 
+@command()
 async def cmd_status(ctx: CommandContext) -> None:
-    """Models loaded, memory, queues, documents and this channel's retention."""
-    _no_arguments(ctx, "status")
-    dispatcher = ctx.dispatcher
-    store = dispatcher.store
+    """Models, memory, queues, documents and retention."""
+    services = ctx.services
+    store = services.store
     workspace = ctx.binding.workspace
-    inference = dispatcher.answerer.inference
+    inference = services.answerer.inference
     loaded = inference.loaded()
     totals, ingest_depth = await asyncio.gather(
         asyncio.to_thread(store.workspace_totals, workspace.id),
@@ -371,7 +409,7 @@ async def cmd_status(ctx: CommandContext) -> None:
     else:
         models = "none yet (models load on first use)"
     lines.append(f"  Models loaded: {models}")
-    chat_model = workspace.chat_model or f"{dispatcher.settings.chat_model} (default)"
+    chat_model = workspace.chat_model or f"{services.settings.chat_model} (default)"
     lines.append(f"  Chat model of this workspace: {chat_model}")
     lines.append(f"  Memory: {_mib(process_rss_bytes())} resident (this bot process)")
     waiting = sum(int(m["queue_depth"]) for m in loaded)
@@ -395,22 +433,26 @@ async def cmd_status(ctx: CommandContext) -> None:
 # -- for admins -----------------------------------------------------------------------------
 
 
-async def cmd_retention(ctx: CommandContext) -> None:
-    """Show or set how long this channel's conversation history is kept."""
+@command(admin=True, too_many="give one duration, like 7d, 12h or off")
+@argument("duration", "Like 7d, 12h, or off", optional=True, label="<N>d|<N>h|off")
+async def cmd_retention(ctx: CommandContext, duration: str | None) -> None:
+    """Show or set how long this channel's history is kept.
+
+    Messages older than the retention are deleted by a job that runs every
+    LIBRARIAN_RETENTION_INTERVAL_MINUTES (60 by default). off keeps history.
+    """
     binding = ctx.binding
-    if not ctx.args:
+    if duration is None:
         await ctx.reply(
             f"Retention in {ctx.where}: {describe_retention(binding.retention_seconds)}."
         )
         return
-    if len(ctx.args) > 1:
-        raise UsageError("give one duration, like 7d, 12h or off")
     try:
-        seconds = parse_duration(ctx.args[0])
+        seconds = parse_duration(duration)
     except DurationError as exc:
         raise UsageError(str(exc)) from None
     await asyncio.to_thread(
-        ctx.dispatcher.store.update_binding, binding.id, retention_seconds=seconds
+        ctx.services.store.update_binding, binding.id, retention_seconds=seconds
     )
     await ctx.audit(
         "retention",
@@ -421,7 +463,7 @@ async def cmd_retention(ctx: CommandContext) -> None:
             "seconds": seconds,
         },
     )
-    every = ctx.dispatcher.settings.retention_interval_minutes
+    every = ctx.services.settings.retention_interval_minutes
     if seconds is None:
         text = f"Retention in {ctx.where} is now off: its conversation history is kept."
     else:
@@ -433,12 +475,12 @@ async def cmd_retention(ctx: CommandContext) -> None:
     await ctx.reply(text)
 
 
+@command(admin=True)
 async def cmd_clear(ctx: CommandContext) -> None:
-    """Delete this channel's (or, in a thread, this thread's) stored history now."""
-    _no_arguments(ctx, "clear")
+    """Delete this channel's (or thread's) history now."""
     thread = ctx.event.conversation.thread_id
     removed, verdicts = await asyncio.to_thread(
-        ctx.dispatcher.store.clear_history, ctx.binding.id, thread
+        ctx.services.store.clear_history, ctx.binding.id, thread
     )
     scope = f"this thread of {ctx.where}" if thread else ctx.where
     await ctx.audit(
@@ -460,15 +502,19 @@ _WORKSPACE_NAME_CHARS = frozenset(
 OWN_WORKSPACE = "own"
 
 
-async def cmd_workspace(ctx: CommandContext) -> None:
-    """Bind this channel to a named workspace of its team (created if new), or its own."""
-    if not ctx.args:
-        raise UsageError(
-            f"name the workspace for {ctx.where} (it is {ctx.binding.workspace.name} now)"
-        )
-    if len(ctx.args) > 1:
-        raise UsageError("a workspace name is one word (letters, digits, - _ .)")
-    name = ctx.args[0]
+@command(admin=True, too_many="a workspace name is one word (letters, digits, - _ .)")
+@argument(
+    "name",
+    "The workspace's name (created if new)",
+    missing="name the workspace for this channel (/librarian status shows its current one)",
+)
+async def cmd_workspace(ctx: CommandContext, name: str) -> None:
+    """Bind this channel to a workspace (created if new).
+
+    Several channels of one team may share a workspace and so its documents.
+    `workspace own` binds the channel back to its own workspace. Names with : or /
+    are reserved. Only LIBRARIAN_ADMINS may bind to another team's.
+    """
     if ":" in name or "/" in name:
         raise UsageError(
             "names with : or / are reserved for channels' own workspaces; "
@@ -476,8 +522,8 @@ async def cmd_workspace(ctx: CommandContext) -> None:
         )
     if len(name) > 64 or not set(name) <= _WORKSPACE_NAME_CHARS:
         raise UsageError("a workspace name is up to 64 letters, digits and - _ .")
-    dispatcher = ctx.dispatcher
-    store = dispatcher.store
+    services = ctx.services
+    store = services.store
     conv = ctx.event.conversation
     before = ctx.binding.workspace
     own = name.lower() == OWN_WORKSPACE
@@ -490,9 +536,9 @@ async def cmd_workspace(ctx: CommandContext) -> None:
             conv.platform,
             conv.space_id,
             conv.channel_id,
-            dispatcher.defaults,
+            services.defaults,
             conv.channel_name,
-            dispatcher.teams.team_of(conv),
+            services.teams.team_of(conv),
         )
     else:
         # Workspaces are the boundary between teams: an admin by a platform's roles (of
@@ -506,14 +552,13 @@ async def cmd_workspace(ctx: CommandContext) -> None:
                 conv.space_id,
                 conv.channel_id,
                 name,
-                dispatcher.defaults,
+                services.defaults,
                 conv.channel_name,
-                teams=dispatcher.teams.teams_of(conv),
-                may_cross=ctx.event.author.qualified in dispatcher.settings.admins,
+                teams=services.teams.teams_of(conv),
+                may_cross=ctx.event.author.qualified in services.settings.admins,
             )
         except ForeignWorkspace:
-            await dispatcher.refuse(
-                ctx,
+            await ctx.refuse(
                 "workspace",
                 f"workspace {name} is used by channels of another team or belongs to one; "
                 "only an admin listed in LIBRARIAN_ADMINS may bind a channel to it",
@@ -560,7 +605,7 @@ def _is_url(ref: str) -> bool:
 
 
 def _is_level(text: str) -> bool:
-    from bot.inference.quantize import normalize_level
+    from bot.inference.levels import normalize_level
 
     try:
         normalize_level(text)
@@ -569,14 +614,14 @@ def _is_level(text: str) -> bool:
     return True
 
 
-def _resolve_level(dispatcher: Dispatcher, workspace_model: str | None, level: str) -> ModelInfo:
+def _resolve_level(services: CommandServices, workspace_model: str | None, level: str) -> ModelInfo:
     """The ``level`` version of the workspace's chat model (blocking).
 
     Tried against the workspace's model, then the deployment's default model, so that
     a workspace switched to q8_0 can switch back to the default's own level.
     """
-    registry = dispatcher.registry
-    refs = [r for r in (workspace_model, dispatcher.settings.chat_model) if r]
+    registry = services.registry
+    refs = [r for r in (workspace_model, services.settings.chat_model) if r]
     first_error: LibrarianError | None = None
     for ref in dict.fromkeys(refs):
         try:
@@ -588,28 +633,42 @@ def _resolve_level(dispatcher: Dispatcher, workspace_model: str | None, level: s
     raise first_error
 
 
-async def cmd_model(ctx: CommandContext) -> None:
-    """Show or switch the workspace's chat model (a reference or a quantization level)."""
-    dispatcher = ctx.dispatcher
+@command(admin=True)
+@argument(
+    "model",
+    "A model the registry knows, a level like q8_0, or default",
+    optional=True,
+    rest=True,
+    label="<model>|<level>|default",
+)
+async def cmd_model(ctx: CommandContext, model: str | None) -> None:
+    """Show or switch the workspace's chat model.
+
+    A level like q8_0 picks that quantization of the current model; make it first
+    with `librarian models quantize`. Models are named as the registry knows them
+    (`librarian models list`); remote servers by the names in
+    LIBRARIAN_REMOTE_MODELS. Paths and addresses are not accepted here.
+    """
+    services = ctx.services
     workspace = ctx.binding.workspace
-    current = workspace.chat_model or dispatcher.settings.chat_model
-    if not ctx.args:
+    current = workspace.chat_model or services.settings.chat_model
+    if model is None:
         if _is_url(current):
             shown = "a remote model (configured by the operator)"
         elif current.startswith(REMOTE_PREFIX):
             shown = f"the remote model {current.removeprefix(REMOTE_PREFIX)}"
         else:
             try:
-                info = await asyncio.to_thread(dispatcher.registry.resolve, current, "chat")
+                info = await asyncio.to_thread(services.registry.resolve, current, "chat")
                 shown = _model_label(info)
             except LibrarianError as exc:
                 shown = f"{current} (not usable: {exc})"
         default = "" if workspace.chat_model else ", the deployment's default"
         await ctx.reply(f"Workspace {workspace.name} answers with {shown}{default}.")
         return
-    wanted = _one_argument(ctx)
+    wanted = model
     if wanted.lower() == "default":
-        await asyncio.to_thread(dispatcher.store.update_workspace, workspace.id, chat_model=None)
+        await asyncio.to_thread(services.store.update_workspace, workspace.id, chat_model=None)
         await ctx.audit(
             "model",
             f"workspace:{workspace.name}",
@@ -617,15 +676,15 @@ async def cmd_model(ctx: CommandContext) -> None:
         )
         await ctx.reply(
             f"Workspace {workspace.name} now answers with the default model "
-            f"({dispatcher.settings.chat_model})."
+            f"({services.settings.chat_model})."
         )
         return
-    remotes = dispatcher.settings.remote_models
+    remotes = services.settings.remote_models
     if wanted in remotes:
         # A server the operator named in LIBRARIAN_REMOTE_MODELS: stored by name, so the
         # address stays in configuration (and changing it there moves every workspace).
         ref = REMOTE_PREFIX + wanted
-        await asyncio.to_thread(dispatcher.store.update_workspace, workspace.id, chat_model=ref)
+        await asyncio.to_thread(services.store.update_workspace, workspace.id, chat_model=ref)
         await ctx.audit(
             "model", f"workspace:{workspace.name}", {"from": workspace.chat_model, "to": ref}
         )
@@ -643,15 +702,15 @@ async def cmd_model(ctx: CommandContext) -> None:
         return
     try:
         if _is_level(wanted):
-            info = await asyncio.to_thread(_resolve_level, dispatcher, workspace.chat_model, wanted)
+            info = await asyncio.to_thread(_resolve_level, services, workspace.chat_model, wanted)
         else:
             # Known models only: never a path on the host.
-            info = await asyncio.to_thread(dispatcher.registry.resolve_known, wanted, "chat")
+            info = await asyncio.to_thread(services.registry.resolve_known, wanted, "chat")
     except LibrarianError as exc:
         await ctx.reply(f"I can't switch to {wanted}: {exc}", private=True)
         return
     ref = _stored_ref(info)
-    await asyncio.to_thread(dispatcher.store.update_workspace, workspace.id, chat_model=ref)
+    await asyncio.to_thread(services.store.update_workspace, workspace.id, chat_model=ref)
     await ctx.audit(
         "model",
         f"workspace:{workspace.name}",
@@ -660,20 +719,23 @@ async def cmd_model(ctx: CommandContext) -> None:
     await ctx.reply(f"Workspace {workspace.name} now answers with {_model_label(info)}.")
 
 
-async def cmd_compare(ctx: CommandContext) -> None:
-    """The same question answered by two quantization levels of the workspace's model."""
-    parts = ctx.raw_args.split(maxsplit=2)
-    if len(parts) < 3 or not parts[2].strip():
-        raise UsageError("give two quantization levels and a question")
-    level_a, level_b, question = parts[0], parts[1], parts[2].strip()
+_TWO_LEVELS = "give two quantization levels and a question"
+
+
+@command(admin=True)
+@argument("level_a", "Like q4_0", missing=_TWO_LEVELS)
+@argument("level_b", "Like q8_0", missing=_TWO_LEVELS)
+@argument("question", "The question", rest=True, missing=_TWO_LEVELS)
+async def cmd_compare(ctx: CommandContext, level_a: str, level_b: str, question: str) -> None:
+    """Answer with two quantization levels side by side."""
     for level in (level_a, level_b):
         if not _is_level(level):
             raise UsageError(f"'{level}' is not a quantization level (like q4_0, q8_0, q4_K_M)")
-    dispatcher = ctx.dispatcher
+    services = ctx.services
     workspace = ctx.binding.workspace
     try:
         infos = [
-            await asyncio.to_thread(_resolve_level, dispatcher, workspace.chat_model, level)
+            await asyncio.to_thread(_resolve_level, services, workspace.chat_model, level)
             for level in (level_a, level_b)
         ]
     except LibrarianError as exc:
@@ -689,7 +751,7 @@ async def cmd_compare(ctx: CommandContext) -> None:
     sources = None
     for level, info in zip((level_a, level_b), infos, strict=True):
         started = time.perf_counter()
-        answer = await dispatcher.answerer.answer(
+        answer = await services.answerer.answer(
             ctx.binding,
             conv.thread_id,
             question,
@@ -721,20 +783,27 @@ async def cmd_compare(ctx: CommandContext) -> None:
     await ctx.reply(text)
 
 
-_ON = {"on": True, "yes": True, "true": True, "off": False, "no": False, "false": False}
+_ON_OFF = {"on": "on", "yes": "on", "true": "on", "off": "off", "no": "off", "false": "off"}
 
 
-async def cmd_autoindex(ctx: CommandContext) -> None:
-    """Show or set whether files shared in this channel are indexed without a command."""
+@command(admin=True)
+@argument(
+    "state",
+    "on or off",
+    choices=("on", "off"),
+    normalize=lambda word: _ON_OFF.get(word.lower()),
+    optional=True,
+    invalid="'{value}' is neither on nor off",
+)
+async def cmd_autoindex(ctx: CommandContext, state: str | None) -> None:
+    """Index files shared in this channel without a command."""
     binding = ctx.binding
-    if not ctx.args:
-        state = "on" if binding.auto_index else "off"
-        await ctx.reply(f"Auto-indexing in {ctx.where} is {state}.")
+    if state is None:
+        shown = "on" if binding.auto_index else "off"
+        await ctx.reply(f"Auto-indexing in {ctx.where} is {shown}.")
         return
-    if len(ctx.args) > 1 or ctx.args[0].lower() not in _ON:
-        raise UsageError(f"'{ctx.raw_args}' is neither on nor off")
-    value = _ON[ctx.args[0].lower()]
-    await asyncio.to_thread(ctx.dispatcher.store.update_binding, binding.id, auto_index=value)
+    value = state == "on"
+    await asyncio.to_thread(ctx.services.store.update_binding, binding.id, auto_index=value)
     await ctx.audit("autoindex", ctx.channel, {"from": binding.auto_index, "to": value})
     if value:
         text = f"Auto-indexing in {ctx.where} is on: files shared here are indexed."
@@ -743,62 +812,54 @@ async def cmd_autoindex(ctx: CommandContext) -> None:
     await ctx.reply(text)
 
 
-_POLICIES = ("everyone", "admins")
-
-
-async def cmd_uploads(ctx: CommandContext) -> None:
-    """Show or set who may upload (index files) in this channel."""
+@command(admin=True)
+@argument(
+    "policy",
+    "everyone or admins",
+    choices=("everyone", "admins"),
+    optional=True,
+    invalid="'{value}' is neither everyone nor admins",
+)
+async def cmd_uploads(ctx: CommandContext, policy: str | None) -> None:
+    """Who may upload files in this channel."""
     binding = ctx.binding
-    if not ctx.args:
+    if policy is None:
         await ctx.reply(f"In {ctx.where}, {binding.upload_policy} may upload files.")
         return
-    policy = ctx.args[0].lower()
-    if len(ctx.args) > 1 or policy not in _POLICIES:
-        raise UsageError(f"'{ctx.raw_args}' is neither everyone nor admins")
-    await asyncio.to_thread(ctx.dispatcher.store.update_binding, binding.id, upload_policy=policy)
+    await asyncio.to_thread(ctx.services.store.update_binding, binding.id, upload_policy=policy)
     await ctx.audit("uploads", ctx.channel, {"from": binding.upload_policy, "to": policy})
     await ctx.reply(f"In {ctx.where}, {policy} may now upload files.")
 
 
 @dataclass(frozen=True)
 class _Setting:
-    column: str
+    """A workspace setting as the command shows it; its type and bounds are Settings'."""
+
     label: str
-    kind: type
-    low: float
-    high: float
     note: str = ""
 
+    @staticmethod
+    def bounds(key: str) -> tuple[type, float | None, float | None]:
+        """The setting's type and inclusive bounds, as ``bot.config.Settings`` declares them."""
+        field = Settings.model_fields[key]
+        low = high = None
+        for rule in field.metadata:
+            low = getattr(rule, "ge", low)
+            high = getattr(rule, "le", high)
+        kind = field.annotation if field.annotation in (int, float) else str
+        return kind, low, high
 
+
+_NEW_CHUNKS = "documents indexed from now on use it; indexed ones keep their chunks"
 _SETTINGS = {
-    "chunk_tokens": _Setting(
-        "chunk_tokens",
-        "chunk size (tokens)",
-        int,
-        32,
-        4096,
-        "documents indexed from now on use it; indexed ones keep their chunks",
-    ),
-    "chunk_overlap": _Setting(
-        "chunk_overlap",
-        "chunk overlap (tokens)",
-        int,
-        0,
-        4095,
-        "documents indexed from now on use it; indexed ones keep their chunks",
-    ),
-    "top_k": _Setting("top_k", "top-k (chunks retrieved)", int, 1, 50),
-    "relevance_floor": _Setting("relevance_floor", "relevance floor (cosine)", float, 0.0, 1.0),
+    "chunk_tokens": _Setting("chunk size (tokens)", _NEW_CHUNKS),
+    "chunk_overlap": _Setting("chunk overlap (tokens)", _NEW_CHUNKS),
+    "top_k": _Setting("top-k (chunks retrieved)"),
+    "relevance_floor": _Setting("relevance floor (cosine)"),
     "evidence_coverage": _Setting(
-        "evidence_coverage",
-        "share of the question's rare-term weight the evidence must hold",
-        float,
-        0.0,
-        1.0,
+        "share of the question's rare-term weight the evidence must hold"
     ),
-    "evidence_similarity": _Setting(
-        "evidence_similarity", "similarity the best evidence must reach (cosine)", float, 0.0, 1.0
-    ),
+    "evidence_similarity": _Setting("similarity the best evidence must reach (cosine)"),
 }
 _SETTING_ALIASES = {
     "chunk_size": "chunk_tokens",
@@ -812,166 +873,96 @@ _SETTING_ALIASES = {
 }
 
 
-async def cmd_settings(ctx: CommandContext) -> None:
-    """Show the workspace's retrieval settings, or change one."""
+def _setting_name(word: str) -> str | None:
+    key = word.lower().replace("-", "_")
+    key = _SETTING_ALIASES.get(key, key)
+    return key if key in _SETTINGS else None
+
+
+@command(admin=True)
+@argument(
+    "name",
+    "The setting",
+    choices=tuple(_SETTINGS),
+    normalize=_setting_name,
+    optional=True,
+    label="<name>",
+    invalid="'{value}' is not a setting: use one of " + ", ".join(_SETTINGS),
+)
+@argument(
+    "value",
+    "The new value",
+    optional=True,
+    with_previous=True,
+    missing="give a setting's name and its new value, e.g. settings top_k 5",
+)
+async def cmd_settings(ctx: CommandContext, name: str | None, value: str | None) -> None:
+    """Show or change chunk size, overlap, top-k, relevance floor and evidence thresholds."""
     workspace = ctx.binding.workspace
-    if not ctx.args:
+    if name is None or value is None:
         lines = [f"Settings of workspace {workspace.name}:"]
         for key, setting in _SETTINGS.items():
-            value = getattr(workspace, key)
-            if value is None:  # not set for this workspace: the deployment's default
-                value = getattr(ctx.dispatcher.settings, key)
-            lines.append(f"  {key:<19} {value!s:<8} {setting.label}")
+            shown = getattr(workspace, key)
+            if shown is None:  # not set for this workspace: the deployment's default
+                shown = getattr(ctx.services.settings, key)
+            lines.append(f"  {key:<19} {shown!s:<8} {setting.label}")
         lines.append("Change one with /librarian settings <name> <value>, e.g. settings top_k 5.")
         await ctx.reply("\n".join(lines))
         return
-    if len(ctx.args) != 2:
-        raise UsageError("give a setting's name and its new value, e.g. settings top_k 5")
-    raw_key, raw_value = ctx.args
-    key = raw_key.lower().replace("-", "_")
-    key = _SETTING_ALIASES.get(key, key)
-    setting = _SETTINGS.get(key)
-    if setting is None:
-        raise UsageError(f"'{raw_key}' is not a setting: use one of {', '.join(_SETTINGS)}")
+    key, setting = name, _SETTINGS[name]
+    kind, low, high = _Setting.bounds(key)
     try:
-        value = setting.kind(raw_value)
+        new = kind(value)
     except ValueError:
-        kind = "a whole number" if setting.kind is int else "a number"
-        raise UsageError(f"{key} must be {kind}, not '{raw_value}'") from None
-    if not setting.low <= value <= setting.high:
-        raise UsageError(f"{key} must be between {setting.low:g} and {setting.high:g}")
-    if key == "chunk_overlap" and value >= workspace.chunk_tokens:
+        what = "a whole number" if kind is int else "a number"
+        raise UsageError(f"{key} must be {what}, not '{value}'") from None
+    if (low is not None and new < low) or (high is not None and new > high):
+        raise UsageError(f"{key} must be between {low:g} and {high:g}")
+    if key == "chunk_overlap" and new >= workspace.chunk_tokens:
         raise UsageError(
             f"chunk_overlap must be smaller than chunk_tokens ({workspace.chunk_tokens})"
         )
-    if key == "chunk_tokens" and value <= workspace.chunk_overlap:
+    if key == "chunk_tokens" and new <= workspace.chunk_overlap:
         raise UsageError(
             f"chunk_tokens must be larger than chunk_overlap ({workspace.chunk_overlap})"
         )
     before = getattr(workspace, key)
     if before is None:
-        before = getattr(ctx.dispatcher.settings, key)
-    await asyncio.to_thread(
-        ctx.dispatcher.store.update_workspace, workspace.id, **{setting.column: value}
-    )
+        before = getattr(ctx.services.settings, key)
+    await asyncio.to_thread(ctx.services.store.update_workspace, workspace.id, **{key: new})
     await ctx.audit(
         "settings",
         f"workspace:{workspace.name}",
-        {"setting": key, "from": before, "to": value},
+        {"setting": key, "from": before, "to": new},
     )
-    text = f"{key} of workspace {workspace.name} is now {value} (was {before})"
+    text = f"{key} of workspace {workspace.name} is now {new} (was {before})"
     text += f": {setting.note}." if setting.note else "."
     await ctx.reply(text)
 
 
-def base_commands() -> list[Command]:
-    """Every command, in the order `help` lists them."""
-    return [
-        Command("help", "help [command]", "this list, or how to use one command", cmd_help),
-        Command(
-            "ask",
-            "ask <question>",
-            "answer a question privately (only you see it, where the platform allows)",
-            cmd_ask,
-            details="Private questions and answers are not kept in the channel's history.",
-        ),
-        Command(
-            "feedback",
-            "feedback good|bad [note]",
-            "rate my latest answer here (a 👍 or 👎 on an answer does the same)",
-            cmd_feedback,
-            details="Rates the latest answer in this thread, or in the channel outside "
-            "threads. Rating again replaces your verdict. Feedback is kept with the "
-            "channel's history and deleted with it (retention, clear).",
-        ),
-        Command(
-            "upload",
-            "upload [file]",
-            "index the attached file",
-            cmd_upload,
-            details="Admins may limit uploading to admins with /librarian uploads admins.",
-        ),
-        Command("docs", "docs", "list this workspace's documents", cmd_docs),
-        Command(
-            "forget",
-            "forget <document name or #id>",
-            "remove a document, its chunks and its stored file",
-            cmd_forget,
-            details="The uploader of a document or an admin may forget it. "
-            "The stored file is deleted unless another document uses the same bytes.",
-        ),
-        Command(
-            "status",
-            "status",
-            "models, memory, queues, documents and retention",
-            cmd_status,
-        ),
-        Command(
-            "retention",
-            "retention [<N>d|<N>h|off]",
-            "show or set how long this channel's history is kept",
-            cmd_retention,
-            admin=True,
-            details="Messages older than the retention are deleted by a job that runs every "
-            "LIBRARIAN_RETENTION_INTERVAL_MINUTES (60 by default). off keeps history.",
-        ),
-        Command(
-            "clear",
-            "clear",
-            "delete this channel's (or thread's) history now",
-            cmd_clear,
-            admin=True,
-        ),
-        Command(
-            "workspace",
-            "workspace <name>",
-            "bind this channel to a workspace (created if new)",
-            cmd_workspace,
-            admin=True,
-            details="Several channels of one team may share a workspace and so its documents. "
-            f"`workspace {OWN_WORKSPACE}` binds the channel back to its own workspace. Names "
-            "with : or / are reserved. Only LIBRARIAN_ADMINS may bind to another team's.",
-        ),
-        Command(
-            "model",
-            "model [<model> | <level> | default]",
-            "show or switch the workspace's chat model",
-            cmd_model,
-            admin=True,
-            details="A level like q8_0 picks that quantization of the current model; make it "
-            "first with `librarian models quantize`. Models are named as the registry knows "
-            "them (`librarian models list`); remote servers by the names in "
-            "LIBRARIAN_REMOTE_MODELS. Paths and addresses are not accepted here.",
-        ),
-        Command(
-            "compare",
-            "compare <level-a> <level-b> <question>",
-            "answer with two quantization levels side by side",
-            cmd_compare,
-            admin=True,
-        ),
-        Command(
-            "autoindex",
-            "autoindex [on|off]",
-            "index files shared in this channel without a command",
-            cmd_autoindex,
-            admin=True,
-        ),
-        Command(
-            "uploads",
-            "uploads [everyone|admins]",
-            "who may upload files in this channel",
-            cmd_uploads,
-            admin=True,
-        ),
-        Command(
-            "settings",
-            "settings [<name> <value>]",
-            "show or change chunk size, overlap, top-k, relevance floor",
-            cmd_settings,
-            admin=True,
-        ),
-    ]
+#: Every command, in the order `help` lists them (then the admins' in theirs).
+COMMANDS: tuple[Command, ...] = (
+    cmd_help,
+    cmd_ask,
+    cmd_feedback,
+    cmd_upload,
+    cmd_docs,
+    cmd_forget,
+    cmd_status,
+    cmd_retention,
+    cmd_clear,
+    cmd_workspace,
+    cmd_model,
+    cmd_compare,
+    cmd_autoindex,
+    cmd_uploads,
+    cmd_settings,
+)
+
+
+def base_commands() -> Mapping[str, Command]:
+    """Every command by name, in the order `help` lists them."""
+    return by_name(COMMANDS)
 
 
 def describe_refusal(exc: ExtractionRefused) -> str:

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
 
     # Knowledge defaults for new workspaces.
     chunk_tokens: int = Field(default=200, ge=32, le=4096)
-    chunk_overlap: int = Field(default=40, ge=0)
+    chunk_overlap: int = Field(default=40, ge=0, le=4095)  # and below chunk_tokens
     top_k: int = Field(default=4, ge=1, le=50)
     # Cosine similarity a chunk needs to count as relevant (all-MiniLM-L6-v2 puts unrelated
     # text mostly below 0.2); a chunk holding every term of the question counts too.
@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     matrix_user_id: str | None = None
     matrix_access_token: SecretStr | None = None
     matrix_password: SecretStr | None = None
-    # Slack (issue 8): LIBRARIAN_SLACK_* or the conventional SLACK_* names.
+    # Slack: LIBRARIAN_SLACK_* or the conventional SLACK_* names.
     slack_bot_token: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices(
@@ -133,7 +133,7 @@ class Settings(BaseSettings):
             "slack_signing_secret", "LIBRARIAN_SLACK_SIGNING_SECRET", "SLACK_SIGNING_SECRET"
         ),
     )
-    # ---- discord (issue 9) ----
+    # Discord
     discord_token: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("LIBRARIAN_DISCORD_TOKEN", "DISCORD_TOKEN", "discord_token"),
@@ -143,9 +143,8 @@ class Settings(BaseSettings):
     discord_gateway_url: str = "wss://gateway.discord.gg/"
     # The privileged Message Content intent (off: only mentions and commands are read).
     discord_message_content: bool = True
-    # ---- end discord ----
 
-    # ---- Matrix (issue 7) ----
+    # Matrix
     # Admin: this power level in the room, or more (room creators in v12+ rooms too).
     matrix_admin_power_level: int = 50
     # Who may invite the bot into rooms: user ids (@alice:example.org) and server names
@@ -154,9 +153,8 @@ class Settings(BaseSettings):
     # Rooms an operator declares one team (bot.teams): "eng=!a:example.org,!b:example.org;
     # ops=!c:example.org".  A room not listed is a team of its own.
     matrix_teams: Annotated[dict[str, list[str]], NoDecode] = Field(default_factory=dict)
-    # ---- end Matrix ----
 
-    # ---- Slack (issue 8) ----
+    # Slack
     # The Web API root (a test emulator, or a proxy); Socket Mode follows the websocket
     # URL that apps.connections.open returns.
     slack_api_url: str = "https://slack.com/api/"
@@ -181,8 +179,6 @@ class Settings(BaseSettings):
         if lowered not in {"", "socket", "http"}:
             raise ValueError("must be socket or http")
         return lowered
-
-    # ---- end Slack ----
 
     @field_validator("matrix_teams", mode="before")
     @classmethod

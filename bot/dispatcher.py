@@ -14,15 +14,14 @@ import logging
 from typing import Any
 
 from bot.adapter import Adapter
+from bot.command_spec import Command, Refused, UsageError, by_name, split_command
 from bot.commands import (
-    Command,
+    ChatActions,
     CommandContext,
-    UsageError,
+    CommandServices,
     base_commands,
     describe_refusal,
-    fingerprint,
-    forget_stored_document,
-    parse,
+    history_window,
 )
 from bot.config import Settings
 from bot.delivery import Deliveries, Failure, failure_notice
@@ -46,7 +45,7 @@ from bot.knowledge.answer import Answerer
 from bot.replies import StreamingReply
 from bot.store.events import Claim
 from bot.store.records import Binding
-from bot.store.repo import Store, WorkspaceDefaults, channel_spec
+from bot.store.repo import Store, WorkspaceDefaults
 from bot.teams import Teams
 
 log = logging.getLogger(__name__)
@@ -74,7 +73,7 @@ class Dispatcher:
         self.answerer = answerer
         self.ingest = ingest
         self.adapters: dict[str, Adapter] = dict(adapters or {})
-        self.commands: dict[str, Command] = {c.name: c for c in (commands or base_commands())}
+        self.commands = by_name(commands) if commands is not None else base_commands()
         self.defaults = WorkspaceDefaults(
             chunk_tokens=settings.chunk_tokens,
             chunk_overlap=settings.chunk_overlap,
@@ -89,8 +88,32 @@ class Dispatcher:
             retry_seconds=settings.event_retry_seconds,
             lease_seconds=settings.event_lease_seconds,
         )
+        # What command handlers use: the parts above, never the dispatcher itself.
+        self.services = CommandServices(
+            settings=settings,
+            store=store,
+            ingestion=ingest,
+            answerer=answerer,
+            registry=self.registry,
+            defaults=self.defaults,
+            teams=self.teams,
+            chat=ChatActions(
+                say=self.say,
+                is_admin=self.is_admin,
+                may_upload=self.may_upload,
+                answer=self.answer,
+                ingest_file=self.ingest_file,
+                local_file_refs=self.local_file_refs,
+                private_replies=self.private_replies,
+            ),
+            commands=self.commands,
+        )
 
     # -- wiring -----------------------------------------------------------------------------
+
+    def private_replies(self, conversation: ConversationRef) -> bool:
+        """Whether the conversation's platform can show a reply to one user only."""
+        return bool(getattr(self.adapter_for(conversation), "private_replies", True))
 
     def add_adapter(self, adapter: Adapter) -> None:
         """Register an adapter so replies to its platform go through it."""
@@ -99,6 +122,13 @@ class Dispatcher:
     def adapter_for(self, conversation: ConversationRef) -> Adapter:
         """The adapter that transports this conversation's messages."""
         return self.adapters[conversation.platform]
+
+    def local_file_refs(
+        self, conversation: ConversationRef, paths: list[str]
+    ) -> list[FileRef] | None:
+        """Local paths as files (the console's upload), or None where a platform has none."""
+        local = getattr(self.adapter_for(conversation), "local_file_refs", None)
+        return None if local is None else list(local(paths))
 
     async def binding(self, conversation: ConversationRef) -> Binding:
         """The binding of the conversation's channel (created on first use)."""
@@ -334,10 +364,10 @@ class Dispatcher:
             self.store.documents_by_source_file, platform, event.file_id, workspace_id
         )
         for doc in docs:
-            gone = await forget_stored_document(self, doc.id)
+            gone = await self.ingest.forget(doc.id, history_window(self.answerer))
             if gone is None:
                 continue  # forgotten meanwhile
-            doc, chunks, _still_used, bytes_deleted = gone
+            doc, chunks, bytes_deleted = gone.document, gone.chunks, gone.bytes_deleted
             await asyncio.to_thread(
                 self.store.audit,
                 f"{platform}:file-removed",
@@ -465,7 +495,7 @@ class Dispatcher:
     # -- commands ---------------------------------------------------------------------------
 
     async def _on_command(self, event: CommandInvoked) -> None:
-        name, args, raw = parse(event.text)
+        name, raw = split_command(event.text)
         binding = await self.binding(event.conversation)
         command = self.commands.get(name)
         if command is None:
@@ -476,35 +506,15 @@ class Dispatcher:
                 private_to=event.author,
             )
             return
-        ctx = CommandContext(event, binding, self, args, raw)
-        if command.admin and not await self.is_admin(event.author, event.conversation):
-            await self.refuse(ctx, name, "only admins may do that")
-            return
+        ctx = CommandContext(event, binding, self.services, command, raw)
+        # Only admin commands ask the platform whether the author is an admin.
+        by_admin = command.admin and await self.is_admin(event.author, event.conversation)
         try:
-            await command.handler(ctx)
+            await command.handler(ctx, **command.arguments_for(raw, by_admin=by_admin))
+        except Refused as exc:
+            await ctx.refuse(name, str(exc))
         except UsageError as exc:
             await ctx.reply(f"{exc}. Usage: /librarian {command.usage}", private=True)
-
-    async def refuse(self, ctx: CommandContext, action: str, why: str) -> None:
-        """Tell the user a command was refused and why, and audit the refusal."""
-        await asyncio.to_thread(
-            self.store.audit,
-            ctx.event.author.qualified,
-            "refused",
-            action,
-            {
-                "why": why,
-                "channel": channel_spec(
-                    ctx.event.conversation.platform,
-                    ctx.event.conversation.space_id,
-                    ctx.event.conversation.channel_id,
-                ),
-                # What was typed is free text (a question, a file name): only its
-                # length and hash are kept.
-                "args": fingerprint(ctx.raw_args),
-            },
-        )
-        await ctx.reply(f"Refused: {why}.", private=True)
 
     def describe(self) -> dict[str, Any]:
         """Small facts for status output."""

@@ -1,14 +1,17 @@
-"""Shared fixtures.  Sections are owned by their authors; keep each delimited."""
+"""Shared fixtures, by subject: storage, inference runtime, ingest, models, conversations."""
 
 from __future__ import annotations
 
-# ---- storage: a real Postgres with pgvector ----------------------------------------------
+# -- storage: a real Postgres with pgvector --------------------------------------------
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Under CI, a skip fails the run unless the README allows its reason (tests/ci_strict.py).
+from ci_strict import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -61,10 +64,7 @@ def librarian_env(
     return {"LIBRARIAN_HOME": str(home), "DATABASE_URL": fresh_database_url}
 
 
-# ---- end storage ---------------------------------------------------------------------------
-
-
-# ---- inference runtime: real model files for worker / llm / remote tests ------------------
+# -- inference runtime: real model files for worker / llm / remote tests ---------------
 import importlib.util as _importlib_util  # noqa: E402
 
 import bot.inference  # noqa: E402,F401  (sets OMP_WAIT_POLICY before any test loads llama.cpp)
@@ -96,13 +96,11 @@ def runtime_embedding_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(info.path)
 
 
-# ---- end inference runtime -----------------------------------------------------------------
-
-
-# ---- ingest: test PDFs made on the fly, and the shared corpus ---------------------------
+# -- ingest: test PDFs made on the fly, and the shared corpus --------------------------
 import zlib as _zlib  # noqa: E402
 from collections.abc import Callable as _Callable  # noqa: E402
-from io import BytesIO as _BytesIO  # noqa: E402
+
+from pdfs import pdf_bytes  # noqa: E402
 
 CORPUS_DIR = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 if not CORPUS_DIR.is_dir():  # CI: a copy of shared/ beside the clone; dev: /work/shared
@@ -159,49 +157,10 @@ def build_slow_pdf(content_mb: float, pages: int = 1) -> bytes:
     return build_raw_pdf(objects)
 
 
-def _make_pdf(
-    pages: list[str | None],
-    *,
-    title: str | None = None,
-    user_password: str | None = None,
-    owner_password: str | None = None,
-) -> bytes:
-    """A PDF made with reportlab: one page per item; None makes a page of shapes only."""
-    from reportlab.lib.pagesizes import A4
-    from reportlab.pdfgen import canvas
-
-    encrypt = None
-    if user_password is not None or owner_password is not None:
-        from reportlab.lib import pdfencrypt
-
-        encrypt = pdfencrypt.StandardEncryption(
-            user_password or "", ownerPassword=owner_password or "owner", strength=128
-        )
-    buffer = _BytesIO()
-    pdf = canvas.Canvas(buffer, pagesize=A4, invariant=1, encrypt=encrypt)
-    if title:
-        pdf.setTitle(title)
-    for page_text in pages:
-        if page_text is None:
-            # What a scan without OCR looks like to a text extractor: marks, no text.
-            pdf.rect(72, 72, 300, 400, fill=1)
-            pdf.circle(300, 600, 50)
-        else:
-            lines = pdf.beginText(72, 770)
-            lines.setFont("Helvetica", 11)
-            for line in page_text.split("\n"):
-                lines.textLine(line)
-            pdf.drawText(lines)
-        pdf.showPage()
-    pdf.save()
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="session")
 def make_pdf() -> _Callable[..., bytes]:
     """Factory: ``make_pdf(["page one text", None, "page three"], title=...)`` -> bytes."""
-    pytest.importorskip("reportlab", reason="reportlab (a dev extra) makes the test PDFs")
-    return _make_pdf
+    return pdf_bytes
 
 
 @pytest.fixture(scope="session")
@@ -212,10 +171,7 @@ def corpus_dir() -> Path:
     return CORPUS_DIR
 
 
-# ---- end ingest ----------------------------------------------------------------------------
-
-
-# ---- models: registry, embedding conversion, quantization ---------------------------------
+# -- models: registry, embedding conversion, quantization ------------------------------
 # One LIBRARIAN_HOME for the whole session, so the embedding model is converted once
 # (a few seconds) and shared by tests/test_registry.py, test_embedding_conversion.py,
 # test_quantize.py and test_pull.py.
@@ -299,10 +255,7 @@ def embed_with_gguf():
     return embed
 
 
-# ---- end models ----------------------------------------------------------------------------
-
-
-# ---- console conversations: an App on real Postgres and the real models -----------------
+# -- console conversations: an App on real Postgres and the real models ----------------
 # Used by test_knowledge.py, test_commands.py and test_retention.py (helpers in helpers.py).
 
 
@@ -320,6 +273,3 @@ def settings(librarian_env: dict[str, str], shared_models: Path, monkeypatch: py
     monkeypatch.setenv("LIBRARIAN_MODELS_PATH", str(shared_models))
     monkeypatch.setenv("LIBRARIAN_ADMINS", "console:alice")
     return load_settings()
-
-
-# ---- end console conversations -------------------------------------------------------------

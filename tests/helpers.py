@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from reportlab.pdfgen import canvas
+from pdfs import pdf_bytes
 
 from adapters.console import ConsoleAdapter
 from bot.app import App
@@ -28,15 +28,12 @@ PAGES = [
 
 
 def make_pdf(path: Path, pages: list[list[str]] = PAGES) -> Path:
-    """A small multi-page PDF with a real text layer."""
-    pdf = canvas.Canvas(str(path))
-    for lines in pages:
-        y = 720
-        for line in lines:
-            pdf.drawString(72, y, line)
-            y -= 20
-        pdf.showPage()
-    pdf.save()
+    """A small multi-page PDF with a real text layer, written to ``path``.
+
+    Each call makes a distinct file (its own creation time and id), as uploads of two
+    files with the same text are.
+    """
+    path.write_bytes(pdf_bytes(["\n".join(lines) for lines in pages], invariant=False))
     return path
 
 

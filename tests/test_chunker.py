@@ -254,12 +254,9 @@ class LlamaTokenizer:
 
 @pytest.mark.slow
 def test_real_minilm_tokenizer(request: pytest.FixtureRequest, corpus_dir: Path) -> None:
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
-    pytest.importorskip(
-        "bot.inference.registry", reason="bot.inference.registry (the model registry) is missing"
-    )
     # Converts all-MiniLM-L6-v2 through ModelRegistry(...).resolve(..., role="embedding")
-    # once per session; skips with the reason if the model package is not installed.
+    # once per session (llama-cpp-python and the registry are the bot's own requirements:
+    # missing, the test fails).
     model_path = request.getfixturevalue("runtime_embedding_path")
     tokenizer = LlamaTokenizer(model_path)
     assert tokenizer.count_tokens("") == 2  # [CLS] [SEP]

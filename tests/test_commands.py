@@ -71,7 +71,7 @@ async def test_help_docs_ask_and_status_for_everyone(app: App, tmp_path: Path) -
     assert "forget <document name or #id>" in reply and "For admins:" in reply
     assert "retention [<N>d|<N>h|off]" in reply
     reply = await say(app, "/librarian help forget", user="bob")
-    assert "(everyone)" in reply and "uploader of a document or an admin" in reply
+    assert "(the uploader or an admin)" in reply and "uploader of a document or an admin" in reply
     reply = await say(app, "!librarian help retention", user="bob")
     assert "(admins only)" in reply
     reply = await say(app, "/librarian help nosuch", user="bob")
@@ -197,7 +197,8 @@ async def test_admin_commands_show_set_and_explain_their_usage(app: App, tmp_pat
 
     # workspace: bind, create, share
     reply = await say(app, "/librarian workspace")
-    assert "name the workspace for #general" in reply and "Usage: /librarian workspace" in reply
+    assert "name the workspace for this channel" in reply
+    assert "Usage: /librarian workspace <name>" in reply
     reply = await say(app, "/librarian workspace a b")
     assert "a workspace name is one word" in reply
     reply = await say(app, "/librarian workspace support")

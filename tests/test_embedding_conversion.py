@@ -16,7 +16,7 @@ from bot.inference.convert import (
     ensure_embedding_model,
     phantom_space,
 )
-from bot.inference.registry import read_gguf_header
+from bot.inference.gguf import read_gguf_header
 
 pytestmark = pytest.mark.slow
 

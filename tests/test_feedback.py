@@ -128,7 +128,7 @@ async def test_feedback_bad_with_a_note_rates_the_latest_answer_with_its_sources
     ]
 
     reply = await say(app, "/librarian feedback meh", user="bob")
-    assert "say good or bad" in reply and "Usage: /librarian feedback good|bad [note]" in reply
+    assert "say good or bad" in reply and "Usage: /librarian feedback good|bad [<note>]" in reply
     reply = await say(app, "/librarian help feedback", user="bob")
     assert "(everyone)" in reply and "Rating again replaces your verdict" in reply
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from bot.errors import LibrarianError
-from bot.inference.quantize import LEVELS, normalize_level, quantize
+from bot.inference.levels import LEVELS, normalize_level
+from bot.inference.quantize import quantize
 from bot.inference.registry import ModelRegistry
 
 pytestmark = pytest.mark.slow

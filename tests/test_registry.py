@@ -11,14 +11,10 @@ import pytest
 
 from bot.config import Settings
 from bot.errors import LibrarianError
-from bot.inference.registry import (
-    ModelRegistry,
-    base_stem,
-    file_type_name,
-    parse_ollama_ref,
-    read_gguf_facts,
-    read_gguf_header,
-)
+from bot.inference.gguf import file_type_name, read_gguf_facts, read_gguf_header
+from bot.inference.levels import base_stem
+from bot.inference.ollama import parse_ollama_ref
+from bot.inference.registry import ModelRegistry, record_source
 
 # -- helpers ------------------------------------------------------------------------
 
@@ -145,8 +141,6 @@ def test_models_dir_file_by_name_and_stem(tmp_path: Path, packaged_chat_gguf: Pa
 
 
 def test_recorded_sources_win_over_guessing(tmp_path: Path, packaged_chat_gguf: Path) -> None:
-    from bot.inference.registry import record_source
-
     registry = _own_registry(tmp_path)
     models = registry.models_dir
     (models / "org").mkdir(parents=True)

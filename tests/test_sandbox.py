@@ -209,17 +209,35 @@ def _bad_pdfs(corpus_dir: Path) -> list[Path]:
     )
 
 
+#: Per family of shared/corpus/bad-pdfs: the outcomes its files may have, and how many
+#: of them at least must give text.  Measured on the whole corpus (291 files, 20 s and
+#: 512 MB each): a parser change that loses text, or a new kind of refusal, shows here.
+#: OCR may turn "scanned" into "extracted"; that only raises the counts.
+FAMILIES: dict[str, tuple[frozenset[str], int]] = {
+    "cabinet_of_horrors": (frozenset({"extracted", "scanned", "encrypted"}), 10),
+    "govdocs1_error": (frozenset({"extracted"}), 14),
+    "jhove_handbuilt": (frozenset({"extracted", "broken", "empty", "scanned"}), 53),
+    "misc": (frozenset({"extracted", "scanned", "broken", "empty", "encrypted"}), 5),
+    # bomb_giant: a decompression bomb, refused as broken, memory or timeout (below).
+    "pdfjs": (frozenset({"extracted", "broken", "scanned", "memory", "timeout"}), 9),
+    "qpdf_ossfuzz": (frozenset({"broken", "scanned", "extracted", "unsupported_type"}), 1),
+    "qpdf_qtest": (frozenset({"broken", "extracted", "encrypted", "scanned"}), 51),
+}
+
+
 def test_every_malformed_pdf_extracts_or_is_refused(
     corpus_dir: Path, shared_sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Never another exception, never a hang: each file ends in text or a refusal."""
+    """Never another exception, never a hang: each file ends as its family's files may."""
     files = _bad_pdfs(corpus_dir)
     assert len(files) > 250
     outcomes: collections.Counter[str] = collections.Counter()
+    by_family: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     slowest: list[tuple[float, str]] = []
     start = time.monotonic()
     for path in files:
         t0 = time.monotonic()
+        family = path.relative_to(corpus_dir / "bad-pdfs").parts[0]
         try:
             result = shared_sandbox.extract(
                 path.read_bytes(),
@@ -229,12 +247,15 @@ def test_every_malformed_pdf_extracts_or_is_refused(
                 memory_mb=CORPUS_MEMORY_MB,
             )
         except ExtractionRefused as exc:
-            outcomes[str(exc.reason_code)] += 1
+            outcome = str(exc.reason_code)
             assert exc.message and "\n" not in exc.message
             assert path.name in exc.message or "the file" in exc.message
         else:
-            outcomes["extracted"] += 1
+            outcome = "extracted"
             assert result.pages and result.page_count >= len(result.pages)
+        outcomes[outcome] += 1
+        by_family[family][outcome] += 1
+        assert outcome in FAMILIES[family][0], f"{path.relative_to(corpus_dir)}: {outcome}"
         slowest.append((time.monotonic() - t0, str(path.relative_to(corpus_dir))))
     total = time.monotonic() - start
     with capsys.disabled():
@@ -243,7 +264,10 @@ def test_every_malformed_pdf_extracts_or_is_refused(
             f"slowest {max(slowest)[0]:.2f} s ({max(slowest)[1]}); "
             f"workers started {shared_sandbox.starts}"
         )
-    assert sum(outcomes.values()) == len(files)
+    assert sorted(by_family) == sorted(FAMILIES)
+    for family, (_, floor) in FAMILIES.items():
+        assert by_family[family]["extracted"] >= floor, (family, dict(by_family[family]))
+    assert outcomes["extracted"] >= sum(floor for _, floor in FAMILIES.values()) == 143
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
+from adapters.base import command_text
 from bot.adapter import EventSink
 from bot.events import (
     CommandInvoked,
@@ -30,7 +31,6 @@ from bot.events import (
 )
 
 BOT_NAME = "librarian"
-COMMAND_PREFIXES = ("/librarian", "!librarian")
 MENTION_PREFIXES = ("@librarian", "librarian:", "librarian,")
 
 
@@ -128,16 +128,12 @@ class ConsoleAdapter:
             return None
         event_id = f"console-{uuid.uuid4()}"
         message_id = f"line-{uuid.uuid4().hex[:8]}"
+        command = command_text(text)
+        if command is not None:
+            return CommandInvoked(
+                event_id, self.conversation, self.user, command, message_id=message_id
+            )
         lowered = text.lower()
-        for prefix in COMMAND_PREFIXES:
-            if lowered == prefix or lowered.startswith(prefix + " "):
-                return CommandInvoked(
-                    event_id,
-                    self.conversation,
-                    self.user,
-                    text[len(prefix) :].strip(),
-                    message_id=message_id,
-                )
         for prefix in MENTION_PREFIXES:
             if lowered.startswith(prefix):
                 return MessageReceived(

@@ -29,15 +29,19 @@ import contextlib
 import logging
 import shlex
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import discord
 import yarl
 from discord import app_commands
 
+from adapters.base import Tasks, command_text, deliver
+from adapters.discord.commands import command_group
 from adapters.discord.text import indexable, split_message, strip_mentions, thread_name
 from bot.adapter import EventSink
+from bot.command_spec import Command
 from bot.events import (
     CommandInvoked,
     ConversationRef,
@@ -55,7 +59,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://discord.com/api/v10"
 DEFAULT_GATEWAY_URL = "wss://gateway.discord.gg/"
-COMMAND_PREFIXES = ("!librarian", "/librarian")
 # A typed command's private reply goes by DM; if the user takes no DMs, this instead.
 NO_DM = (
     "I can't send you a direct message, and I answer that only privately: "
@@ -106,7 +109,7 @@ class _Client(discord.Client):
         super().__init__(**options)
         self.adapter = adapter
         self.tree = app_commands.CommandTree(self)
-        self.tree.add_command(_command_group(adapter))
+        self.tree.add_command(command_group(adapter.commands, adapter.command))
 
     async def on_message(self, message: discord.Message) -> None:
         await self.adapter._on_message(message)
@@ -135,12 +138,14 @@ class DiscordAdapter:
         self,
         token: str,
         *,
+        commands: Mapping[str, Command],
         api_url: str = DEFAULT_API_URL,
         gateway_url: str = DEFAULT_GATEWAY_URL,
         message_content: bool = True,
         guild_ready_timeout: float = 2.0,
     ) -> None:
         self.token = token
+        self.commands = commands  # the core's declarations: /librarian's subcommands
         self.api_url = api_url.rstrip("/")
         self.gateway_url = gateway_url
         self.intents = discord.Intents.none()
@@ -153,7 +158,7 @@ class DiscordAdapter:
         self.guild_ready_timeout = guild_ready_timeout
         self.client: _Client | None = None
         self._sink: EventSink | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = Tasks(self.platform)
         self._synced: set[int] = set()
         self._questions: _Lru = _Lru()  # question message id -> its text
         self._threads: _Lru = _Lru()  # question message id -> thread id
@@ -165,11 +170,12 @@ class DiscordAdapter:
         self._stopped = asyncio.Event()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DiscordAdapter:
+    def from_settings(cls, settings: Settings, commands: Mapping[str, Command]) -> DiscordAdapter:
         """The adapter for LIBRARIAN_DISCORD_TOKEN and the URL settings."""
         assert settings.discord_token is not None
         return cls(
             settings.discord_token.get_secret_value(),
+            commands=commands,
             api_url=settings.discord_api_url,
             gateway_url=settings.discord_gateway_url,
             message_content=settings.discord_message_content,
@@ -201,7 +207,8 @@ class DiscordAdapter:
             )
             raise
         finally:
-            await self._cancel_tasks()
+            await self._tasks.cancel()
+            await self._stop_typing()
 
     async def stop(self) -> None:
         """Disconnect from Discord."""
@@ -350,7 +357,7 @@ class DiscordAdapter:
     async def _on_message(self, message: discord.Message) -> None:
         event = self.translate(message)
         if event is not None:
-            self._spawn(self._deliver(event))
+            self._tasks.spawn(self._deliver(event), f"discord-{event.event_id}")
 
     def translate(self, message: discord.Message) -> MessageReceived | CommandInvoked | None:
         """A core event for a guild message, or None for what the bot ignores."""
@@ -368,16 +375,16 @@ class DiscordAdapter:
         author = self._user(message.author)
         event_id = f"message-{message.id}"
         text = strip_mentions(message.content, me.id)
-        for prefix in COMMAND_PREFIXES:
-            if text.lower() == prefix or text.lower().startswith(prefix + " "):
-                return CommandInvoked(
-                    event_id,
-                    conversation,
-                    author,
-                    text[len(prefix) :].strip(),
-                    files=tuple(self._file_ref(a, message) for a in message.attachments),
-                    message_id=str(message.id),
-                )
+        command = command_text(text)
+        if command is not None:
+            return CommandInvoked(
+                event_id,
+                conversation,
+                author,
+                command,
+                files=tuple(self._file_ref(a, message) for a in message.attachments),
+                message_id=str(message.id),
+            )
         mentioned = me in message.mentions or self._replies_to_me(message)
         files = tuple(
             self._file_ref(a, message)
@@ -401,7 +408,7 @@ class DiscordAdapter:
     async def _on_reaction(self, payload: discord.RawReactionActionEvent) -> None:
         event = await self.translate_reaction(payload)
         if event is not None:
-            self._spawn(self._deliver(event))
+            self._tasks.spawn(self._deliver(event), f"discord-{event.event_id}")
 
     async def translate_reaction(
         self, payload: discord.RawReactionActionEvent
@@ -487,11 +494,7 @@ class DiscordAdapter:
         )
 
     async def _deliver(self, event: MessageReceived | CommandInvoked | ReactionAdded) -> None:
-        assert self._sink is not None
-        try:
-            await self._sink(event)
-        except Exception:
-            log.exception("Discord: event %s failed", event.event_id)
+        await deliver(self._sink, event, "Discord")
 
     # -- slash commands -----------------------------------------------------------------------
 
@@ -661,13 +664,8 @@ class DiscordAdapter:
             raise RuntimeError("the Discord adapter is not started")
         return self.client
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _cancel_tasks(self) -> None:
-        tasks = [*self._tasks, *self._typing.values()]
+    async def _stop_typing(self) -> None:
+        tasks = list(self._typing.values())
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -679,105 +677,3 @@ def _command_text(name: str, args: list[str]) -> str:
     """``name arg ...`` as the core's parser reads it (the last argument is free text)."""
     words = [shlex.quote(a) if any(c.isspace() for c in a) else a for a in args[:-1]]
     return " ".join([name, *words, *args[-1:]]).strip()
-
-
-def _command_group(adapter: DiscordAdapter) -> app_commands.Group:
-    """/librarian and its subcommands: one per core command, with typed options."""
-    group = app_commands.Group(
-        name="librarian", description="Answers from the documents shared in this channel"
-    )
-    run = adapter.command
-
-    @group.command(name="help", description="The list of commands, or how to use one")
-    @app_commands.describe(command="A command to explain")
-    async def help_(interaction: discord.Interaction, command: str | None = None) -> None:
-        await run(interaction, "help", command)
-
-    @group.command(name="ask", description="Answer a question privately (only you see it)")
-    @app_commands.describe(question="Your question about the documents")
-    async def ask(interaction: discord.Interaction, question: str) -> None:
-        await run(interaction, "ask", question)
-
-    @group.command(name="feedback", description="Rate my latest answer here: good or bad")
-    @app_commands.describe(verdict="good or bad", note="What was right or wrong (optional)")
-    async def feedback(
-        interaction: discord.Interaction,
-        verdict: Literal["good", "bad"],
-        note: str | None = None,
-    ) -> None:
-        await run(interaction, "feedback", verdict, note)
-
-    @group.command(name="upload", description="Index an attached PDF, text or Markdown file")
-    @app_commands.describe(file="The file to index")
-    async def upload(interaction: discord.Interaction, file: discord.Attachment) -> None:
-        await run(interaction, "upload", files=(file,))
-
-    @group.command(name="docs", description="The documents of this channel's workspace")
-    async def docs(interaction: discord.Interaction) -> None:
-        await run(interaction, "docs")
-
-    @group.command(name="forget", description="Remove a document, its chunks and stored file")
-    @app_commands.describe(document="Its name or #id (see /librarian docs)")
-    async def forget(interaction: discord.Interaction, document: str) -> None:
-        await run(interaction, "forget", document)
-
-    @group.command(name="status", description="Models, memory, queues, documents, retention")
-    async def status(interaction: discord.Interaction) -> None:
-        await run(interaction, "status")
-
-    @group.command(name="retention", description="Show or set how long history is kept (admins)")
-    @app_commands.describe(duration="Like 7d, 12h, or off")
-    async def retention(interaction: discord.Interaction, duration: str | None = None) -> None:
-        await run(interaction, "retention", duration)
-
-    @group.command(name="clear", description="Delete this channel's stored history (admins)")
-    async def clear(interaction: discord.Interaction) -> None:
-        await run(interaction, "clear")
-
-    @group.command(name="workspace", description="Bind this channel to a workspace (admins)")
-    @app_commands.describe(name="The workspace's name (created if new)")
-    async def workspace(interaction: discord.Interaction, name: str) -> None:
-        await run(interaction, "workspace", name)
-
-    @group.command(name="model", description="Show or switch the chat model (admins)")
-    @app_commands.describe(model="A model reference, a level like q8_0, or default")
-    async def model(interaction: discord.Interaction, model: str | None = None) -> None:
-        await run(interaction, "model", model)
-
-    @group.command(name="compare", description="Answer with two quantization levels (admins)")
-    @app_commands.describe(level_a="Like q4_0", level_b="Like q8_0", question="The question")
-    async def compare(
-        interaction: discord.Interaction, level_a: str, level_b: str, question: str
-    ) -> None:
-        await run(interaction, "compare", level_a, level_b, question)
-
-    @group.command(name="autoindex", description="Index files shared here automatically (admins)")
-    async def autoindex(
-        interaction: discord.Interaction, state: Literal["on", "off"] | None = None
-    ) -> None:
-        await run(interaction, "autoindex", state)
-
-    @group.command(name="uploads", description="Who may upload files here (admins)")
-    async def uploads(
-        interaction: discord.Interaction, policy: Literal["everyone", "admins"] | None = None
-    ) -> None:
-        await run(interaction, "uploads", policy)
-
-    @group.command(name="settings", description="Show or change retrieval settings (admins)")
-    @app_commands.describe(value="The new value")
-    async def settings(
-        interaction: discord.Interaction,
-        name: Literal[
-            "chunk_tokens",
-            "chunk_overlap",
-            "top_k",
-            "relevance_floor",
-            "evidence_coverage",
-            "evidence_similarity",
-        ]
-        | None = None,
-        value: str | None = None,
-    ) -> None:
-        await run(interaction, "settings", name, value)
-
-    return group

@@ -41,6 +41,7 @@ from nio import (
     WhoamiResponse,
 )
 
+from adapters.base import Tasks, deliver, read_capped
 from adapters.matrix import translate as tr
 from bot.adapter import EventSink
 from bot.errors import LibrarianError
@@ -54,7 +55,6 @@ from bot.events import (
     ReactionAdded,
     UserRef,
 )
-from bot.ingest.filetypes import check_size
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class MatrixAdapter:
         self._typist: asyncio.Task | None = None
         self._batches: collections.deque[_Batch] = collections.deque()
         self._batch_added = asyncio.Event()
-        self._inflight: set[asyncio.Task] = set()
+        self._inflight = Tasks("matrix")  # event handling and invites under way
         self._barriers: dict[str, asyncio.Task] = {}  # room -> last file being indexed
         self._typing: collections.Counter[str] = collections.Counter()
         self._roots: collections.OrderedDict[str, str] = collections.OrderedDict()
@@ -255,7 +255,6 @@ class MatrixAdapter:
     async def fetch_file(self, ref: FileRef) -> bytes:
         """Download media: the authenticated endpoint first, the legacy one for old servers."""
         assert ref.url is not None
-        limit = None if self.max_file_mb is None else int(self.max_file_mb * 2**20)
         headers = {"Authorization": f"Bearer {self.client.access_token}"}
         last = ""
         async with httpx.AsyncClient(
@@ -271,12 +270,7 @@ class MatrixAdapter:
                             last = f"{response.status_code} from {url.split('?')[0]}"
                             break  # an older server: try the legacy endpoint
                         response.raise_for_status()
-                        data = bytearray()
-                        async for piece in response.aiter_bytes():
-                            data += piece
-                            if limit is not None and len(data) > limit:
-                                check_size(len(data), self.max_file_mb, ref.name)
-                        return bytes(data)
+                        return await read_capped(response.aiter_bytes(), self.max_file_mb, ref.name)
         raise MatrixError(f"could not download {ref.name} ({last or 'rate limited'})")
 
     async def is_admin(self, user: UserRef, conversation: ConversationRef) -> bool:
@@ -404,8 +398,9 @@ class MatrixAdapter:
             states = [_source(e) for e in invite.invite_state]
             if room_id not in self._joining:
                 self._joining.add(room_id)
-                task = asyncio.create_task(self._answer_invite(room_id, states))
-                self._track(task)
+                self._inflight.spawn(
+                    self._answer_invite(room_id, states), f"matrix-invite-{room_id}"
+                )
         tasks: list[asyncio.Task] = []
         for room_id, info in response.rooms.join.items():
             events = [_source(e) for e in info.timeline.events]
@@ -480,23 +475,12 @@ class MatrixAdapter:
         async def run() -> None:
             if barrier is not None and not barrier.done():
                 await asyncio.wait([barrier])
-            assert self._sink is not None
-            try:
-                await self._sink(event)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("matrix: handling %s failed", event.event_id)
+            await deliver(self._sink, event, "matrix")
 
-        task = asyncio.create_task(run(), name=f"matrix-event-{event.event_id}")
+        task = self._inflight.spawn(run(), f"matrix-event-{event.event_id}")
         if is_file:
             self._barriers[room_id] = task
-        self._track(task)
         return task
-
-    def _track(self, task: asyncio.Task) -> None:
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
 
     async def _commit_loop(self) -> None:
         """Store each sync's token once every event it brought has been handled."""
@@ -513,10 +497,9 @@ class MatrixAdapter:
     async def _shut_down(self) -> None:
         self._stopping.set()
         try:
-            pending = [t for t in self._inflight if not t.done()]
-            if pending:
-                await asyncio.wait(pending, timeout=self.stop_grace_s)
-            for task in (self._committer, self._typist, *self._inflight):
+            await self._inflight.drain(timeout=self.stop_grace_s)
+            await self._inflight.cancel()
+            for task in (self._committer, self._typist):
                 if task is not None and not task.done():
                     task.cancel()
             for task in (self._committer, self._typist):

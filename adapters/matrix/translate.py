@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
+from adapters.base import command_text
 from bot.events import (
     CommandInvoked,
     ConversationRef,
@@ -24,7 +25,6 @@ from bot.events import (
 )
 
 PLATFORM = "matrix"
-COMMAND_PREFIXES = ("!librarian", "/librarian")
 # The bot speaks in notices: bots must never answer notices, so two bots cannot loop.
 BOT_MSGTYPE = "m.notice"
 TEXT_MSGTYPES = frozenset({"m.text", "m.emote"})
@@ -283,13 +283,9 @@ def translate(
         return None
     if relates_to(content).get("m.in_reply_to"):
         body = strip_reply_fallback(body)
-    stripped = body.strip()
-    lowered = stripped.lower()
-    for prefix in COMMAND_PREFIXES:
-        if lowered == prefix or lowered.startswith((prefix + " ", prefix + "\n")):
-            return CommandInvoked(
-                event_id, where, author, stripped[len(prefix) :].strip(), message_id=event_id
-            )
+    command = command_text(body)
+    if command is not None:
+        return CommandInvoked(event_id, where, author, command, message_id=event_id)
     pill = leading_pill_name(content, bot)
     text, named = strip_leading_mention(body, bot, (pill,) if pill else ())
     mentioned = named or bot.user_id in mentioned_ids(content)

@@ -32,6 +32,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.base import AdapterStore, Tasks, deliver, read_capped
 from adapters.slack import translate
 from bot.adapter import EventSink
 from bot.errors import ConfigError
@@ -46,7 +47,7 @@ from bot.events import (
     OutboundMessage,
     UserRef,
 )
-from bot.ingest.filetypes import ExtractionRefused, RefusalCode, check_size
+from bot.ingest.filetypes import ExtractionRefused, RefusalCode
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class SlackAdapter:
         api_url: str = "https://slack.com/api/",
         http_host: str = "0.0.0.0",
         http_port: int = 3000,
-        store: Any = None,
+        store: AdapterStore | None = None,
         max_file_mb: float | None = None,
         reconcile_interval_s: float = 3600.0,
         rate_limit_retries: int = 5,
@@ -142,7 +143,7 @@ class SlackAdapter:
         self.bot_user_id: str | None = None
         self.team_id: str | None = None
         self._sink: EventSink | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = Tasks(self.platform)
         self._stopping = asyncio.Event()
         self._socket: AsyncSocketModeHandler | None = None
         self._runner: web.AppRunner | None = None
@@ -154,7 +155,7 @@ class SlackAdapter:
         self.bound_port: int | None = None
 
     @classmethod
-    def from_settings(cls, settings: Any, store: Any = None) -> SlackAdapter:
+    def from_settings(cls, settings: Any, store: AdapterStore | None = None) -> SlackAdapter:
         """An adapter configured by ``LIBRARIAN_SLACK_*`` (or ``SLACK_*``) settings."""
 
         def secret(value: Any) -> str | None:
@@ -213,8 +214,7 @@ class SlackAdapter:
         self._stopping.set()
         await self._disconnect()
         await self.drain(timeout=10.0)
-        for task in list(self._tasks):
-            task.cancel()
+        await self._tasks.cancel()
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -280,12 +280,9 @@ class SlackAdapter:
                     RefusalCode.BROKEN,
                     f"Slack would not hand over {ref.name} (HTTP {response.status}).",
                 )
-            limit = None if self.max_file_mb is None else int(self.max_file_mb * 1024 * 1024)
-            data = bytearray()
-            async for piece in response.content.iter_chunked(1 << 16):
-                data += piece
-                if limit is not None and len(data) > limit:
-                    check_size(len(data), self.max_file_mb, ref.name)
+            data = await read_capped(
+                response.content.iter_chunked(1 << 16), self.max_file_mb, ref.name
+            )
             content_type = (response.content_type or "").lower()
         expected_html = (ref.media_type or "").lower() == "text/html" or ref.name.lower().endswith(
             (".html", ".htm")
@@ -361,32 +358,16 @@ class SlackAdapter:
         self._spawn(self._handle_command(command), "slack-command")
 
     def _spawn(self, work: Awaitable[None], name: str) -> None:
-        task = asyncio.ensure_future(work)
-        task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("slack: %s failed", task.get_name(), exc_info=task.exception())
+        self._tasks.spawn(work, name)
 
     async def drain(self, timeout: float | None = None) -> None:
         """Wait for the work started by events received so far (tests, shutdown)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self._tasks:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return
-            await asyncio.wait(set(self._tasks), timeout=left)
+        await self._tasks.drain(timeout)
 
     # -- translation (after the ack) --------------------------------------------------------
 
     async def _deliver(self, event: Event) -> None:
-        if self._sink is None:
-            log.warning("slack: event %s arrived before start()", event.event_id)
-            return
-        await self._sink(event)
+        await deliver(self._sink, event, "slack")
 
     async def _handle_mention(self, body: dict[str, Any]) -> None:
         event = body["event"]
@@ -591,10 +572,7 @@ class SlackAdapter:
         state["text"] = text
         if state["task"] is not None:
             state["task"].cancel()
-        task = asyncio.create_task(self._post_settled(message_id))
-        state["task"] = task
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        state["task"] = self._tasks.spawn(self._post_settled(message_id), "slack-ephemeral")
 
     async def _post_settled(self, message_id: str) -> None:
         await asyncio.sleep(self.ephemeral_settle_s)

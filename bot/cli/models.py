@@ -6,12 +6,13 @@ and exits with their code.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from bot.cli import models_bench
 
 app = typer.Typer(no_args_is_help=True, help="Find, convert, quantize and benchmark models.")
 
@@ -99,7 +100,7 @@ def quantize(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Make a quantized copy of a model and report tensors that fell back to other types."""
-    from bot.inference.quantize import normalize_level
+    from bot.inference.levels import normalize_level
     from bot.inference.quantize import quantize as run_quantize
 
     registry = _registry()
@@ -143,12 +144,5 @@ def pull(
     )
 
 
-# ---------------------------------------------------------------------------
-# `librarian models bench` is written by another module (bot/cli/models_bench.py,
-# owned by the inference-runtime work).  It is registered here only if that module
-# exists, so this file works with or without it.
-# ---------------------------------------------------------------------------
-if importlib.util.find_spec("bot.cli.models_bench") is not None:
-    from bot.cli import models_bench
-
-    app.command("bench")(models_bench.bench)
+# `librarian models bench` lives in its own module (the benchmark is long).
+app.command("bench")(models_bench.bench)

@@ -2,64 +2,36 @@
 
 from __future__ import annotations
 
+import importlib
+
 import typer
 
+from adapters.base import AdapterServices
 from bot.adapter import Adapter
 from bot.app import App
 from bot.cli.common import with_app
 from bot.config import Settings
 from bot.errors import ConfigError
 
+#: The chat platforms, each an adapter package with ``configured`` and ``from_settings``.
+PLATFORMS = ("matrix", "slack", "discord")
+
 
 def configured_adapters(settings: Settings, app: App) -> list[Adapter]:
     """The chat platforms whose settings are present (the console is not one of them)."""
+    services = AdapterServices(store=app.store, commands=app.dispatcher.commands)
     adapters: list[Adapter] = []
-    # ---- Matrix (issue 7) ----
-    if settings.matrix_homeserver or settings.matrix_user_id:
-        if not settings.matrix_configured:
-            raise ConfigError(
-                "Matrix: set LIBRARIAN_MATRIX_HOMESERVER, LIBRARIAN_MATRIX_USER_ID and "
-                "LIBRARIAN_MATRIX_ACCESS_TOKEN (or LIBRARIAN_MATRIX_PASSWORD)"
-            )
+    for platform in PLATFORMS:
+        package = importlib.import_module(f"adapters.{platform}")
+        if not package.configured(settings):
+            continue
         try:
-            from adapters.matrix import MatrixAdapter
+            adapters.append(package.from_settings(settings, services))
         except ImportError as exc:
             raise ConfigError(
-                f"Matrix is configured but matrix-nio is missing ({exc}): "
-                "pip install 'librarian[matrix]'"
+                f"{platform.capitalize()} is configured but its package is missing ({exc}): "
+                f"pip install 'librarian[{platform}]'"
             ) from None
-        adapters.append(MatrixAdapter.from_settings(settings, app.store))
-    # ---- end Matrix ----
-    # ---- Slack (issue 8) ----
-    if settings.slack_bot_token or settings.slack_app_token or settings.slack_signing_secret:
-        if not settings.slack_configured:
-            raise ConfigError(
-                "Slack: set SLACK_BOT_TOKEN and SLACK_APP_TOKEN (Socket Mode) or "
-                "SLACK_SIGNING_SECRET (HTTP Events API); LIBRARIAN_SLACK_* names work too"
-            )
-        try:
-            from adapters.slack import SlackAdapter
-        except ImportError as exc:
-            raise ConfigError(
-                f"Slack is configured but slack-bolt is missing ({exc}): "
-                "pip install 'librarian[slack]'"
-            ) from None
-        try:
-            adapters.append(SlackAdapter.from_settings(settings, app.store))
-        except ValueError as exc:
-            raise ConfigError(f"Slack: {exc}") from None
-    # ---- end Slack ----
-    # ---- Discord (issue 9) ----
-    if settings.discord_token:
-        try:
-            from adapters.discord import DiscordAdapter
-        except ImportError as exc:
-            raise ConfigError(
-                f"Discord is configured but discord.py is missing ({exc}): "
-                "pip install 'librarian[discord]'"
-            ) from None
-        adapters.append(DiscordAdapter.from_settings(settings))
-    # ---- end Discord ----
     return adapters
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.errors import LibrarianError
+from bot.inference.gguf import read_gguf_facts
+from bot.inference.registry import record_source
 
 _REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -85,8 +87,6 @@ def pull(
     ``endpoint`` defaults to ``HF_ENDPOINT`` read at call time (huggingface_hub
     reads it once at import).  Network and hub errors become LibrarianError.
     """
-    from bot.inference import registry
-
     parsed = parse_pull_ref(ref)
     endpoint = (endpoint or hub_endpoint()).rstrip("/")
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -107,13 +107,13 @@ def pull(
 
     path = Path(downloaded)
     try:
-        facts = registry.read_gguf_facts(path)
+        facts = read_gguf_facts(path)
     except LibrarianError:
         path.unlink(missing_ok=True)
         raise LibrarianError(
             f"{parsed} from {endpoint} is not a valid GGUF file; it was removed"
         ) from None
-    registry.record_source(models_dir, path, "pulled", origin=f"{endpoint}/{parsed}")
+    record_source(models_dir, path, "pulled", origin=f"{endpoint}/{parsed}")
     return PullResult(
         ref=parsed,
         path=path,

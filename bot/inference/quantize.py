@@ -37,53 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import LibrarianError
-
-
-@dataclass(frozen=True)
-class Level:
-    """A quantization level the CLI offers."""
-
-    name: str  # canonical spelling, also used in file names ("q4_K_M")
-    ftype: int  # llama.cpp's enum llama_ftype value
-    main_type: str  # the ggml tensor type most matrices get ("Q4_K")
-    about: str
-    # (tensor-name regex, ggml type) pairs kept at another type on purpose; passed
-    # to llama.cpp as tensor type overrides (see the module docstring).
-    keep: tuple[tuple[str, str], ...] = ()
-    keep_reason: str = ""
-
-
-# Values of enum llama_ftype in llama.h; they are part of the GGUF format
-# (general.file_type) and do not change between llama.cpp versions.
-LEVELS: dict[str, Level] = {
-    level.name: level
-    for level in (
-        Level("q4_0", 2, "Q4_0", "4-bit, smallest of the classic types"),
-        Level("q4_1", 3, "Q4_1", "4-bit with offsets, a little more accurate than q4_0"),
-        Level("q5_0", 8, "Q5_0", "5-bit"),
-        Level("q5_1", 9, "Q5_1", "5-bit with offsets"),
-        Level(
-            "q8_0",
-            7,
-            "Q8_0",
-            "8-bit, nearly lossless",
-            keep=((r"attn_v\.weight$", "F16"),),
-            keep_reason="attention value projections: the tensors most hurt by 8 bits",
-        ),
-        Level("q2_K", 10, "Q2_K", "2-bit k-quant, low quality"),
-        Level("q3_K_S", 11, "Q3_K", "3-bit k-quant, small"),
-        Level("q3_K_M", 12, "Q3_K", "3-bit k-quant, medium"),
-        Level("q3_K_L", 13, "Q3_K", "3-bit k-quant, large"),
-        Level("q4_K_S", 14, "Q4_K", "4-bit k-quant, small"),
-        Level("q4_K_M", 15, "Q4_K", "4-bit k-quant, medium (a common default)"),
-        Level("q5_K_S", 16, "Q5_K", "5-bit k-quant, small"),
-        Level("q5_K_M", 17, "Q5_K", "5-bit k-quant, medium"),
-        Level("q6_K", 18, "Q6_K", "6-bit k-quant"),
-        Level("f16", 1, "F16", "16-bit float, unquantized"),
-        Level("bf16", 32, "BF16", "bfloat16, unquantized"),
-        Level("f32", 0, "F32", "32-bit float, unquantized"),
-    )
-}
+from bot.inference.gguf import read_gguf_facts, read_gguf_header
+from bot.inference.levels import LEVELS, Level, base_stem, level_file_name, normalize_level
+from bot.inference.registry import record_source
 
 # Types llama.cpp falls back to when a row does not fit the requested block size.
 _FALLBACK_TARGETS = frozenset({"Q4_0", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "F16"})
@@ -182,24 +138,8 @@ class QuantizeResult:
         }
 
 
-def normalize_level(level: str) -> str:
-    """The canonical spelling of a level ("Q4_K_M" -> "q4_K_M"); LibrarianError if unknown."""
-    wanted = level.strip().lower().replace("-", "_")
-    for name in LEVELS:
-        if name.lower() == wanted:
-            return name
-    raise LibrarianError(f"unknown quantization level {level!r}: use one of {', '.join(LEVELS)}")
-
-
-def level_file_name(stem: str, level: str) -> str:
-    """File name of a quantization sibling: ``<stem>-<level>.gguf``."""
-    return f"{stem}-{normalize_level(level)}.gguf"
-
-
 def default_output(src: Path, level: str, models_dir: Path) -> Path:
     """Where ``quantize`` writes by default: ``models_dir/<base stem>-<level>.gguf``."""
-    from bot.inference.registry import base_stem
-
     return models_dir / level_file_name(base_stem(src), level)
 
 
@@ -220,12 +160,10 @@ def quantize(
     loses quality, so it needs ``allow_requantize``.  The output appears only
     when complete.  Raises LibrarianError with llama.cpp's reason on failure.
     """
-    from bot.inference import registry
-
     canonical = normalize_level(level)
     spec = LEVELS[canonical]
     src = Path(src).expanduser()
-    facts = registry.read_gguf_facts(src)  # also rejects missing and non-GGUF files
+    facts = read_gguf_facts(src)  # also rejects missing and non-GGUF files
     if facts.quant.upper() not in {"F32", "F16", "BF16"} and not allow_requantize:
         raise LibrarianError(
             f"{src.name} is already quantized ({facts.quant}); quantizing it again loses "
@@ -270,7 +208,7 @@ def quantize(
             raise LibrarianError(f"quantizing {src.name} to {canonical} failed: {reason}")
         seconds = time.monotonic() - started
         fallbacks, eligible, types, kept = inspect_fallbacks(tmp, canonical)
-        out_facts = registry.read_gguf_facts(tmp)
+        out_facts = read_gguf_facts(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; models are not secrets
         os.replace(tmp, target)
     except BaseException:
@@ -278,7 +216,7 @@ def quantize(
         raise
 
     if models_dir is not None:
-        registry.record_source(models_dir, target, "quantized", origin=f"{src} {canonical}")
+        record_source(models_dir, target, "quantized", origin=f"{src} {canonical}")
     return QuantizeResult(
         source=src,
         path=target,
@@ -308,8 +246,6 @@ def inspect_fallbacks(
     rows do not divide into the blocks of the level (or of the Q6_K that
     llama.cpp mixes into several levels).
     """
-    from bot.inference.registry import read_gguf_header
-
     spec = LEVELS[normalize_level(level)]
     fallbacks: list[TensorFallback] = []
     types: Counter[str] = Counter()

@@ -23,13 +23,11 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
-import mmap
 import os
 import re
-import struct
 import tempfile
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -43,34 +41,18 @@ from bot.inference.convert import (
     ensure_embedding_model,
     find_package_dir,
 )
+from bot.inference.gguf import Role, read_gguf_facts
+from bot.inference.levels import base_stem, level_file_name, normalize_level
+from bot.inference.ollama import ollama_blob, ollama_models, ollama_models_dir, parse_ollama_ref
 
 if TYPE_CHECKING:
     from bot.config import Settings
 
-Role = Literal["chat", "embedding"]
 Source = Literal["file", "package", "ollama", "converted", "pulled", "quantized"]
 ROLES: tuple[str, ...] = ("chat", "embedding")
 
-#: Ollama's media type for the layer that holds the GGUF weights.
-OLLAMA_MODEL_MEDIA_TYPE = "application/vnd.ollama.image.model"
-OLLAMA_DEFAULT_HOST = "registry.ollama.ai"
-OLLAMA_DEFAULT_NAMESPACE = "library"
-
 #: Bookkeeping file in models_dir: which file came from where (pull, quantize).
 SOURCES_FILE = ".sources.json"
-
-# Architectures that are sentence encoders rather than text generators.
-_EMBEDDING_ARCHS = frozenset(
-    {"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "modern-bert", "neo-bert"}
-)
-
-# Quantization tags that may end a file stem ("model-q8_0", "Model.Q4_1",
-# "model-f16"): stripped to find the base name shared by quantization siblings.
-_QUANT_TAG = re.compile(
-    r"[-._](?:f32|f16|bf16|q[2-8]_(?:[01]|k(?:_[sml])?)|iq[1-4]_[a-z]+(?:_[a-z]+)?)$",
-    re.IGNORECASE,
-)
-_SHA256_DIGEST = re.compile(r"^sha256[:-]([0-9a-f]{64})$")
 
 
 @dataclass(frozen=True)
@@ -89,17 +71,6 @@ class ModelInfo:
         data = asdict(self)
         data["path"] = str(self.path)
         return data
-
-
-@dataclass(frozen=True)
-class GGUFFacts:
-    """What the header of a GGUF file says about the model."""
-
-    architecture: str
-    quant: str
-    role: Role
-    name: str | None
-    tensor_types: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -130,246 +101,6 @@ PACKAGE_MODELS: dict[str, PackageModel] = {
         role="embedding",
     ),
 }
-
-
-# -- GGUF header -----------------------------------------------------------------
-#
-# gguf.GGUFReader parses every metadata array element into numpy views: 5-8 s
-# for a 100 MB model on this class of machine, because of the 30-50k token
-# strings.  The registry needs a handful of scalars and the tensor table, so it
-# walks the header itself (format: github.com/ggml-org/ggml docs/gguf.md) and
-# skips arrays without decoding them; tests check it against GGUFReader.
-
-_GGUF_MAGIC = b"GGUF"
-# GGUF value types -> struct format of one value (STRING=8 and ARRAY=9 are special).
-_SCALAR_FORMATS = {
-    0: "B",  # uint8
-    1: "b",  # int8
-    2: "H",  # uint16
-    3: "h",  # int16
-    4: "I",  # uint32
-    5: "i",  # int32
-    6: "f",  # float32
-    7: "?",  # bool
-    10: "Q",  # uint64
-    11: "q",  # int64
-    12: "d",  # float64
-}
-_STRING, _ARRAY = 8, 9
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """One entry of a GGUF tensor table."""
-
-    name: str
-    shape: tuple[int, ...]  # ggml order: row length (ne[0]) first
-    type_id: int
-
-    @property
-    def type_name(self) -> str:
-        """The ggml type's name, e.g. "Q8_0"."""
-        return _type_name(self.type_id)
-
-
-@dataclass(frozen=True)
-class GGUFHeader:
-    """Scalar and string metadata (arrays: their length only) and the tensor table."""
-
-    version: int
-    metadata: dict[str, Any]
-    array_lengths: dict[str, int]
-    tensors: tuple[TensorInfo, ...]
-
-
-class _Cursor:
-    """Sequential little/big-endian reads over a memory map of a GGUF file."""
-
-    def __init__(self, buffer: Any, endian: str) -> None:
-        self.buffer = buffer
-        self.endian = endian
-        self.pos = 0
-
-    def unpack(self, fmt: str) -> Any:
-        value = struct.unpack_from(self.endian + fmt, self.buffer, self.pos)[0]
-        self.pos += struct.calcsize(fmt)
-        return value
-
-    def string(self) -> str:
-        length = self.unpack("Q")
-        if length > len(self.buffer) - self.pos:
-            raise ValueError("string runs past the end of the file")
-        raw = bytes(self.buffer[self.pos : self.pos + length])
-        self.pos += length
-        return raw.decode("utf-8", errors="replace")
-
-    def skip_string(self) -> None:
-        length = self.unpack("Q")
-        self.pos += length
-        if self.pos > len(self.buffer):
-            raise ValueError("string runs past the end of the file")
-
-    def value(self, type_id: int) -> Any:
-        if type_id == _STRING:
-            return self.string()
-        fmt = _SCALAR_FORMATS.get(type_id)
-        if fmt is None:
-            raise ValueError(f"unknown metadata value type {type_id}")
-        return self.unpack(fmt)
-
-    def skip_array(self) -> int:
-        item_type = self.unpack("I")
-        count = self.unpack("Q")
-        if item_type == _STRING:
-            for _ in range(count):
-                self.skip_string()
-        elif item_type == _ARRAY:
-            for _ in range(count):
-                self.skip_array()
-        else:
-            fmt = _SCALAR_FORMATS.get(item_type)
-            if fmt is None:
-                raise ValueError(f"unknown array item type {item_type}")
-            self.pos += struct.calcsize(fmt) * count
-            if self.pos > len(self.buffer):
-                raise ValueError("array runs past the end of the file")
-        return count
-
-
-def read_gguf_header(path: Path) -> GGUFHeader:
-    """Parse a GGUF file's metadata and tensor table without loading any weights.
-
-    Raises LibrarianError if the file cannot be read or is not GGUF (v2/v3).
-    """
-    try:
-        with (
-            path.open("rb") as handle,
-            mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mm,
-        ):
-            return _parse_header(mm)
-    except LibrarianError:
-        raise
-    except (OSError, ValueError, struct.error, UnicodeDecodeError) as exc:
-        raise LibrarianError(f"{path} is not a readable GGUF file ({exc})") from None
-
-
-def _parse_header(buffer: Any) -> GGUFHeader:
-    if bytes(buffer[:4]) != _GGUF_MAGIC:
-        raise ValueError("no GGUF magic number")
-    endian = "<"
-    version = struct.unpack_from("<I", buffer, 4)[0]
-    if version & 0xFFFF == 0:  # a big-endian file read as little-endian
-        endian = ">"
-        version = struct.unpack_from(">I", buffer, 4)[0]
-    if version not in (2, 3):
-        raise ValueError(f"unsupported GGUF version {version}")
-    cursor = _Cursor(buffer, endian)
-    cursor.pos = 8
-    n_tensors = cursor.unpack("Q")
-    n_kv = cursor.unpack("Q")
-    metadata: dict[str, Any] = {}
-    arrays: dict[str, int] = {}
-    for _ in range(n_kv):
-        key = cursor.string()
-        type_id = cursor.unpack("I")
-        if type_id == _ARRAY:
-            arrays[key] = cursor.skip_array()
-        else:
-            metadata[key] = cursor.value(type_id)
-    tensors = []
-    for _ in range(n_tensors):
-        name = cursor.string()
-        n_dims = cursor.unpack("I")
-        if n_dims > 8:
-            raise ValueError(f"tensor {name} has {n_dims} dimensions")
-        shape = tuple(cursor.unpack("Q") for _ in range(n_dims))
-        type_id = cursor.unpack("I")
-        cursor.unpack("Q")  # data offset: not needed here
-        tensors.append(TensorInfo(name=name, shape=shape, type_id=type_id))
-    return GGUFHeader(
-        version=version, metadata=metadata, array_lengths=arrays, tensors=tuple(tensors)
-    )
-
-
-_facts_cache: dict[tuple[str, int, int], GGUFFacts] = {}
-
-
-def read_gguf_facts(path: Path) -> GGUFFacts:
-    """Read architecture, quantization and role from a GGUF header (cached per file state).
-
-    Raises LibrarianError if the file is missing or is not a readable GGUF file.
-    """
-    try:
-        stat = path.stat()
-    except OSError as exc:
-        raise LibrarianError(f"cannot read model file {path}: {exc.strerror or exc}") from None
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    cached = _facts_cache.get(key)
-    if cached is not None:
-        return cached
-
-    header = read_gguf_header(path)
-    meta = header.metadata
-    architecture = str(meta.get("general.architecture") or "unknown")
-    name = meta.get("general.name")
-    tensor_types = Counter(t.type_name for t in header.tensors)
-    file_type = meta.get("general.file_type")
-    if isinstance(file_type, int):
-        quant = file_type_name(file_type)
-    else:
-        # Old files lack general.file_type: name them after their commonest
-        # matrix type, which is what the file type would have said.
-        matrices = Counter(t.type_name for t in header.tensors if len(t.shape) >= 2)
-        quant = matrices.most_common(1)[0][0] if matrices else "unknown"
-    pooling = meta.get(f"{architecture}.pooling_type")
-    role: Role = (
-        "embedding"
-        if architecture in _EMBEDDING_ARCHS or (isinstance(pooling, int) and pooling > 0)
-        else "chat"
-    )
-    facts = GGUFFacts(
-        architecture=architecture,
-        quant=quant,
-        role=role,
-        name=str(name) if name is not None else None,
-        tensor_types=dict(tensor_types),
-    )
-    _facts_cache[key] = facts
-    return facts
-
-
-def file_type_name(file_type: int) -> str:
-    """Name of a GGUF ``general.file_type`` value: 1 -> "F16", 15 -> "Q4_K_M"."""
-    import gguf
-
-    try:
-        member = gguf.LlamaFileType(file_type)
-    except ValueError:
-        return f"type-{file_type}"
-    return member.name.removeprefix("MOSTLY_").removeprefix("ALL_")
-
-
-def _type_name(tensor_type: int) -> str:
-    import gguf
-
-    try:
-        return gguf.GGMLQuantizationType(int(tensor_type)).name
-    except ValueError:
-        return f"type-{int(tensor_type)}"
-
-
-# -- names of quantization siblings ---------------------------------------------
-
-
-def base_stem(path: Path) -> str:
-    """A model file's stem without its quantization tag.
-
-    ``all-minilm-l6-v2-f16.gguf`` -> ``all-minilm-l6-v2``;
-    ``SmolLM2-135M-Instruct.Q4_1.gguf`` -> ``SmolLM2-135M-Instruct``.
-    Ollama blobs have no meaningful name, so callers pass a friendlier stem.
-    """
-    stem = path.name.removesuffix(".gguf")
-    return _QUANT_TAG.sub("", stem) or stem
 
 
 # -- bookkeeping of where files in models_dir came from ---------------------------
@@ -406,109 +137,6 @@ def _read_sources(models_dir: Path) -> dict[str, dict[str, str]]:
     except (OSError, json.JSONDecodeError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-# -- Ollama's store ----------------------------------------------------------------
-
-
-def ollama_models_dir() -> Path:
-    """Ollama's model store: ``$OLLAMA_MODELS`` or ``~/.ollama/models``."""
-    configured = os.environ.get("OLLAMA_MODELS")
-    return Path(configured).expanduser() if configured else Path.home() / ".ollama" / "models"
-
-
-@dataclass(frozen=True)
-class OllamaRef:
-    """A parsed Ollama model name."""
-
-    host: str
-    namespace: str
-    model: str
-    tag: str
-
-    @property
-    def display(self) -> str:
-        """Ollama's own short spelling: ``llama3:latest``, ``me/model:tag``."""
-        base = (
-            self.model
-            if self.namespace == OLLAMA_DEFAULT_NAMESPACE
-            else (f"{self.namespace}/{self.model}")
-        )
-        if self.host != OLLAMA_DEFAULT_HOST:
-            base = f"{self.host}/{self.namespace}/{self.model}"
-        return f"{base}:{self.tag}"
-
-    def manifest(self, root: Path) -> Path:
-        """Where Ollama keeps this model's manifest."""
-        return root / "manifests" / self.host / self.namespace / self.model / self.tag
-
-
-_OLLAMA_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def parse_ollama_ref(ref: str) -> OllamaRef | None:
-    """Parse ``[host/][namespace/]model[:tag]``; None if it cannot be an Ollama name."""
-    name, tag = ref, "latest"
-    last = ref.rsplit("/", 1)[-1]
-    if ":" in last:
-        name, tag = ref.rsplit(":", 1)
-    parts = name.split("/")
-    if len(parts) == 1:
-        host, namespace, model = OLLAMA_DEFAULT_HOST, OLLAMA_DEFAULT_NAMESPACE, parts[0]
-    elif len(parts) == 2:
-        host, (namespace, model) = OLLAMA_DEFAULT_HOST, parts
-    elif len(parts) == 3:
-        host, namespace, model = parts
-    else:
-        return None
-    # Each part becomes a path component: refuse anything that could escape the store.
-    for part in (host, namespace, model, tag):
-        if not _OLLAMA_PART.match(part) or part in {".", ".."}:
-            return None
-    return OllamaRef(host=host, namespace=namespace, model=model, tag=tag)
-
-
-def ollama_blob(root: Path, ref: OllamaRef) -> Path | None:
-    """The GGUF blob of an Ollama model, or None if the store does not have it.
-
-    Raises LibrarianError if the manifest exists but is unusable.
-    """
-    manifest = ref.manifest(root)
-    if not manifest.is_file():
-        return None
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise LibrarianError(f"Ollama manifest {manifest} is unreadable ({exc})") from None
-    layers = data.get("layers") if isinstance(data, dict) else None
-    for layer in layers or []:
-        if isinstance(layer, dict) and layer.get("mediaType") == OLLAMA_MODEL_MEDIA_TYPE:
-            match = _SHA256_DIGEST.match(str(layer.get("digest", "")))
-            if not match:
-                raise LibrarianError(
-                    f"Ollama manifest {manifest} has a model layer with digest "
-                    f"{layer.get('digest')!r}, expected sha256:<64 hex digits>"
-                )
-            blob = root / "blobs" / f"sha256-{match.group(1)}"
-            if not blob.is_file():
-                raise LibrarianError(
-                    f"Ollama model {ref.display}: its blob {blob} is missing (re-run `ollama pull`)"
-                )
-            return blob
-    raise LibrarianError(f"Ollama manifest {manifest} has no {OLLAMA_MODEL_MEDIA_TYPE} layer")
-
-
-def ollama_models(root: Path) -> builtins.list[OllamaRef]:
-    """Every model name in an Ollama store (manifests/<host>/<ns>/<model>/<tag>)."""
-    base = root / "manifests"
-    if not base.is_dir():
-        return []
-    found: builtins.list[OllamaRef] = []
-    for manifest in sorted(base.glob("*/*/*/*")):
-        if manifest.is_file():
-            host, namespace, model, tag = manifest.relative_to(base).parts
-            found.append(OllamaRef(host=host, namespace=namespace, model=model, tag=tag))
-    return found
 
 
 # -- the registry ------------------------------------------------------------------
@@ -622,8 +250,6 @@ class ModelRegistry:
         looks for ``<base stem>-<level>.gguf`` in models_dir.  Raises
         LibrarianError telling how to make it with ``librarian models quantize``.
         """
-        from bot.inference.quantize import normalize_level
-
         canonical = normalize_level(level)
         if base.quant.lower() == canonical.lower():
             return base
@@ -652,8 +278,6 @@ class ModelRegistry:
 
     def sibling_path(self, base: ModelInfo, level: str) -> Path:
         """Where the ``level`` version of ``base`` lives: models_dir/<stem>-<level>.gguf."""
-        from bot.inference.quantize import level_file_name
-
         # Ollama blobs are named by digest, so their siblings use the model name.
         stem = _safe_stem(base.name) if base.source == "ollama" else base_stem(base.path)
         return self.models_dir / level_file_name(stem, level)
@@ -849,16 +473,10 @@ def _safetensors_dtype(path: Path) -> str:
 
 __all__ = [
     "CONVERTED_FILE_NAME",
-    "GGUFFacts",
     "ModelInfo",
     "ModelRegistry",
-    "OllamaRef",
     "PACKAGE_MODELS",
-    "base_stem",
-    "file_type_name",
-    "ollama_blob",
-    "ollama_models_dir",
-    "parse_ollama_ref",
-    "read_gguf_facts",
+    "Role",
+    "Source",
     "record_source",
 ]

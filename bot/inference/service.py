@@ -1,5 +1,8 @@
 """The inference facade the core talks to: chat streams, embeddings, token counts.
 
+One unit although long (over 600 lines): resolving, loading, queueing and unloading
+models all work on one table of loaded models (``_slots``), by role and file.
+
 The core never sees llama_cpp.  It names a model by a *reference* (whatever the
 registry understands, an ``http(s)://`` URL of an OpenAI-compatible server, or a
 :class:`~bot.inference.llm.ModelSpec`) and the facade resolves, loads, queues

@@ -42,6 +42,16 @@ class Submitted:
     created: bool
 
 
+@dataclass(frozen=True)
+class Forgotten:
+    """What forgetting a document removed."""
+
+    document: Document
+    chunks: int
+    bytes_still_used: bool  # another document has the same bytes: the file stays
+    bytes_deleted: bool
+
+
 @dataclass
 class _Prepared:
     """A claimed document, extracted and chunked, waiting for its embedding."""
@@ -209,6 +219,23 @@ class IngestService:
                 return doc
 
     # -- the worker -------------------------------------------------------------------------
+
+    async def forget(self, document_id: int, history_window: int) -> Forgotten | None:
+        """Delete a document and its chunks, and its stored bytes unless another document uses them.
+
+        ``history_window`` is how many turns after an answer that quoted the document
+        go with it (answers written with it in their history may repeat it).  None when
+        the document was already gone.
+        """
+        gone = await asyncio.to_thread(self.store.forget_document, document_id, history_window)
+        if gone is None:
+            return None
+        doc, chunks, still_used = gone
+        bytes_deleted = False
+        # Checked again just before deleting: the same bytes may have been shared meanwhile.
+        if not still_used and not await asyncio.to_thread(self.store.sha_in_use, doc.sha256):
+            bytes_deleted = await asyncio.to_thread(self.files.delete, doc.sha256)
+        return Forgotten(doc, chunks, still_used, bytes_deleted)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Index queued documents until ``stop`` is set (or forever)."""

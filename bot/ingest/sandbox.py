@@ -1,5 +1,8 @@
 """Extract untrusted files in a separate, time- and memory-limited worker process.
 
+One unit although long (over 600 lines): the parent's side and the worker's side of
+one pipe protocol, with the limits each sets, which must change together.
+
 PDF parsers meet hostile input: page-tree loops, decompression bombs, fuzzer
 reproducers.  pypdf is pure Python, so the worst it usually does is spin or allocate
 without end, but that is enough to stall or kill the bot.  Here the parsing runs in a

@@ -1,5 +1,10 @@
 """Every query the bot runs, behind one class.
 
+One unit although long (over 600 lines): the Store is the one object the core holds
+for the database, and its writes that must agree (binding under the owner's row
+lock, forgetting every copy of a document, expiring history with its audit entry)
+share its transactions; its search and feedback sides are modules of their own.
+
 Methods are synchronous (SQLAlchemy Core on psycopg 3); the asynchronous core
 calls them through ``asyncio.to_thread``.  Every search takes the workspace id
 and filters on it in SQL: that filter is the boundary between teams.
@@ -1033,7 +1038,6 @@ class Store(SearchMixin, FeedbackMixin, EventsMixin):
         return [dict(r._mapping) for r in rows]
 
     # -- key-value settings (adapter state: the Matrix sync position) ----------------------
-    # Owned by the Matrix adapter work (issue 7); small and self-contained.
 
     def get_setting(self, key: str) -> Any:
         """The value stored under ``key`` in the settings table, or None."""
@@ -1053,9 +1057,9 @@ class Store(SearchMixin, FeedbackMixin, EventsMixin):
                 {"k": key, "v": json.dumps(value)},
             )
 
-    # -- documents by their platform file (issue 8: Slack file deletion) -------------------
-    # Owned by the Slack adapter work; used by Dispatcher._on_file_removed and the Slack
-    # adapter's reconciliation of deleted files.
+    # -- documents by their platform file (deleted on the platform: forgotten here) --------
+    # Used by Dispatcher._on_file_removed and the Slack adapter's reconciliation of
+    # deleted files.
 
     def documents_by_source_file(
         self, platform: str, file_id: str, workspace_id: int | None = None

@@ -303,7 +303,7 @@ class SearchMixin:
             ).all()
         return [ChunkHit(**r._mapping) for r in rows]
 
-    # -- per-workspace HNSW indexes and bulk loading (issue 5) ------------------------------
+    # -- per-workspace HNSW indexes and bulk loading ---------------------------------------
     #
     # pgvector before 0.8 filters an HNSW search by workspace after the index scan, so a
     # workspace holding 10-20% of the rows gets fewer than k rows back, or poor recall,
