@@ -120,16 +120,14 @@ def row_line(cells: Sequence[str]) -> str:
 
 
 def table_lines(rows: Iterable[Sequence[str]]) -> list[str]:
-    """Table rows as lines, empty rows left out (each row stays one line: one unit)."""
+    """Table rows as lines, empty rows left out (each row stays one line: one unit).
+
+    Readers give a merged cell once, where it starts (python-docx and python-pptx
+    repeat it per spanned column; ODF writes covered cells empty).
+    """
     lines = []
     for row in rows:
-        # A merged cell is repeated once per column it spans by the readers; once is
-        # enough in a row.
-        deduped: list[str] = []
-        for cell in row:
-            if not deduped or inline(cell) != deduped[-1] or not inline(cell):
-                deduped.append(inline(cell))
-        line = row_line(deduped)
+        line = row_line(row)
         if line and has_text(line):
             lines.append(line)
     return lines
@@ -262,7 +260,7 @@ def row_blocks(
     if head:
         widest = max(width for _, _, width in head)
         header_at, header = next(
-            (number, line) for number, line, width in head if width * 2 >= widest
+            (number, line) for number, line, width in head if width * 2 > widest
         )
     for number, line, _ in itertools.chain(head, stream):
         add(number, line)

@@ -147,7 +147,10 @@ def _shape_lines(shapes: Any, depth: int = 0) -> Iterator[str]:
                 if has_text(text):
                     yield text
         if getattr(shape, "has_table", False) and shape.has_table:
-            rows = ([cell.text for cell in row.cells] for row in shape.table.rows)
+            rows = (
+                ["" if cell.is_spanned else cell.text for cell in row.cells]
+                for row in shape.table.rows
+            )
             yield ""
             yield from table_lines(rows)
             yield ""
