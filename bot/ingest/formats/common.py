@@ -25,7 +25,7 @@ MAX_ZIP_MEMBERS = 20_000
 ROW_BLOCK_CHARS = 600
 
 _HAS_WORD_RE = re.compile(r"\w")
-_SPACES_RE = re.compile(r"\s+")
+_SPACES_RE = re.compile(r"[\s\u200b\u2060\ufeff]+")
 
 
 def has_text(text: str) -> bool:
@@ -151,15 +151,28 @@ class Sections:
         self.any_heading = False
 
     def heading(self, level: int, text: str) -> None:
-        """A heading of ``level`` (1 = top); it opens a new section."""
+        """A heading of ``level`` (1 = top, 0 = a chapter); it opens a new section."""
         text = inline(text)
         if not has_text(text):
             return
+        if self._path and self._path[-1][1] == text and not self._has_body:
+            return  # a chapter's own first heading repeats its title in the contents
         if self._has_body:
             self._flush()
         self._path = [(lvl, t) for lvl, t in self._path if lvl < level] + [(level, text)]
+        if len(self._path) > 1 and self._path[-2][1] == text:
+            self._path.pop()  # "Chapter II > Chapter II": the chapter's title repeated
         self._lines.append(text)
         self.any_heading = True
+
+    def chapter(self, title: str | None) -> None:
+        """A new chapter (an e-book's file): the path restarts at its title, if any."""
+        if self._has_body or self._lines:
+            self._flush()
+        self._lines = []
+        self._path = []
+        if title and has_text(title):
+            self.heading(0, title)
 
     def paragraph(self, text: str) -> None:
         """A paragraph (or list item, quote, code block line...)."""
