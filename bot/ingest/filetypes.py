@@ -354,6 +354,13 @@ def _zip_kind(data: bytes, filename: str | None) -> FileKind | None:
             f"{display_name(filename)} is encrypted, needs a password. "
             "Save a copy without a password and upload that.",
         ) from None
+    if ext in _ZIPPED_KIND_EXTENSIONS:
+        what = _KIND_NAMES[_ZIPPED_KIND_EXTENSIONS[ext]]
+        raise ExtractionRefused(
+            RefusalCode.BROKEN,
+            f"{display_name(filename)} could not be read as {what}: it is a zip archive "
+            "without the parts such a file has.",
+        )
     return None
 
 
