@@ -259,7 +259,7 @@ QUESTIONS = [
     ),
     (
         "kreuzberg_pandoc-error-codes.rtf",
-        "Which pandoc error has exit code 5?",
+        "What is the error with code 5?",
         "| 5 | PandocTemplateError |",
     ),
     (
