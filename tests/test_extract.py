@@ -160,7 +160,9 @@ def test_markdown_detected_by_extension_or_media_type_and_titled() -> None:
     result = extract(doc.encode(), "guide.md", None)
     assert result.media_type == "text/markdown"
     assert result.title == "The Real Title"
-    assert "    indented code" in result.pages[0].text  # layout kept for Markdown
+    assert "    indented code" in result.text  # layout kept for Markdown
+    # Sections by heading path: what comes before the first heading is its own part.
+    assert [p.location for p in result.pages] == ["start of the document", "section The Real Title"]
 
     assert detect_kind(b"# hi", "README.markdown") is FileKind.MARKDOWN
     assert detect_kind(b"# hi", "upload", "text/markdown; charset=utf-8") is FileKind.MARKDOWN

@@ -210,6 +210,21 @@ def test_epub_chapters_rtf_tables_and_csv_rows() -> None:
     assert len(lisbon) == 1 and re.fullmatch(r"rows \d+-\d+", lisbon[0].location)
 
 
+def test_markdown_sections_by_heading_path_code_blocks_left_alone() -> None:
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    doc = read(readme)
+    formats = page_at(doc, "section Librarian > Document formats and citations")
+    assert "Citations say where the answer is" in formats
+    # Every section is a real heading of the file, never a "# comment" in a code block.
+    headings = {
+        line.lstrip("#").strip()
+        for line in readme.read_text().splitlines()
+        if re.match(r"#{1,6} ", line)
+    }
+    for page in doc.pages:
+        assert set(page.location.removeprefix("section ").split(" > ")) <= headings
+
+
 def test_locations_survive_the_sandbox() -> None:
     path = office_file("docling_odf_presentation_01.odp")
     with Sandbox(workers=1) as sandbox:

@@ -288,8 +288,48 @@ def extract(
         ) from None
 
 
+_FENCE_RE = re.compile(r"^ {0,3}(```|~~~)")
+_ATX_LINE_RE = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
+
+
+def _markdown_sections(text: str) -> list[Page] | None:
+    """Pages per section of a Markdown file with ATX headings, labelled by heading path.
+
+    None when the file has no heading (it is then read as pages like a text file).
+    Headings inside fenced code blocks are code, not headings.
+    """
+    from bot.ingest.formats.common import Sections
+
+    sections = Sections()
+    body: list[str] = []
+    fence: str | None = None
+    for line in text.split("\n"):
+        fenced = _FENCE_RE.match(line)
+        if fenced:
+            fence = None if fence == fenced.group(1) else (fence or fenced.group(1))
+        heading = None if fence or fenced else _ATX_LINE_RE.match(line)
+        if heading:
+            sections.paragraph("\n".join(body))
+            body = []
+            sections.heading(len(heading.group(1)), heading.group(2))
+        else:
+            body.append(line)
+    sections.paragraph("\n".join(body))
+    return sections.pages() if sections.any_heading else None
+
+
 def _extract_text(data: bytes, filename: str, kind: FileKind) -> Extracted:
     text = decode_text(data, filename)
+    if kind is FileKind.MARKDOWN:
+        cleaned = clean_plain_text(text.replace("\f", "\n\n"))
+        sectioned = _markdown_sections(cleaned)
+        if sectioned:
+            return Extracted(
+                pages=sectioned,
+                page_count=len(sectioned),
+                media_type=MEDIA_TYPES[kind],
+                title=_markdown_title(cleaned) or _title_from_filename(filename),
+            )
     raw_pages = text.split("\f")
     pages = []
     for number, raw in enumerate(raw_pages, start=1):
