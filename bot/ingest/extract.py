@@ -326,7 +326,7 @@ def _extract_text(data: bytes, filename: str, kind: FileKind) -> Extracted:
         if sectioned:
             return Extracted(
                 pages=sectioned,
-                page_count=len(sectioned),
+                page_count=text.count("\f") + 1,  # pages, as for a text file
                 media_type=MEDIA_TYPES[kind],
                 title=_markdown_title(cleaned) or _title_from_filename(filename),
             )

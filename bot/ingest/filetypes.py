@@ -25,6 +25,7 @@ __all__ = [
     "RefusalCode",
     "UnsupportedFileType",
     "check_size",
+    "count_label",
     "decode_text",
     "describe_binary",
     "detect_kind",
@@ -130,6 +131,29 @@ MEDIA_TYPES: dict[FileKind, str] = {
     FileKind.CSV: "text/csv",
     FileKind.TSV: "text/tab-separated-values",
 }
+
+# What a document's page count counts, by kind (PDF, text and Word: pages).
+_COUNTED_AS: dict[FileKind, tuple[str, str]] = {
+    FileKind.PPTX: ("slide", "slides"),
+    FileKind.ODP: ("slide", "slides"),
+    FileKind.XLSX: ("sheet", "sheets"),
+    FileKind.ODS: ("sheet", "sheets"),
+    FileKind.CSV: ("row", "rows"),
+    FileKind.TSV: ("row", "rows"),
+    FileKind.ODT: ("section", "sections"),
+    FileKind.HTML: ("section", "sections"),
+    FileKind.EPUB: ("section", "sections"),
+    FileKind.RTF: ("part", "parts"),
+}
+_KIND_BY_MEDIA_TYPE = {media: kind for kind, media in MEDIA_TYPES.items()}
+
+
+def count_label(media_type: str | None, count: int) -> str:
+    """A document's page count in its own unit: "3 pages", "6 slides", "30 sheets"."""
+    kind = _KIND_BY_MEDIA_TYPE.get(media_type or "")
+    one, many = _COUNTED_AS.get(kind, ("page", "pages")) if kind else ("page", "pages")
+    return f"{count} {one if count == 1 else many}"
+
 
 # What users are told Librarian reads, one entry per family, in the order they are
 # listed.  The refusal message and the README's list are derived from this one table.

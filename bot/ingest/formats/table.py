@@ -35,8 +35,9 @@ def _extract(data: bytes, filename: str, kind: FileKind, delimiter: str | None) 
     text = decode_text(data, filename)
     # csv.reader over lines: a quoted field may span lines; splitlines keeps that working
     # because the reader joins continuation lines itself.
-    pages = row_blocks(_rows(text, delimiter or _delimiter(text), filename), "")
-    return extracted(pages, kind, _title_from_filename(filename), filename)
+    rows = list(_rows(text, delimiter or _delimiter(text), filename))
+    pages = row_blocks(rows, "")
+    return extracted(pages, kind, _title_from_filename(filename), filename, page_count=len(rows))
 
 
 def extract_csv(data: bytes, filename: str) -> Extracted:
