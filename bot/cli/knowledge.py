@@ -19,7 +19,9 @@ from bot.knowledge.answer import Answer
 
 
 def ingest(
-    paths: list[Path] = typer.Argument(..., help="Documents to index (PDF, Office, web pages, tables, text: README)."),
+    paths: list[Path] = typer.Argument(
+        ..., help="Documents to index (PDF, Office, web pages, tables, text: README)."
+    ),
     channel: str = typer.Option(
         "console:general", help="PLATFORM:CHANNEL whose workspace gets them."
     ),
