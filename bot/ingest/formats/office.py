@@ -84,6 +84,21 @@ def _table_rows(table: Any) -> Iterator[list[str]]:
         yield cells
 
 
+_APP_PAGES_RE = re.compile(rb"<(?:\w+:)?Pages>(\d{1,6})</(?:\w+:)?Pages>")
+
+
+def _saved_page_count(data: bytes) -> int | None:
+    """The page count Word saved in docProps/app.xml, if it did."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(BytesIO(data)) as archive, archive.open("docProps/app.xml") as app:
+            match = _APP_PAGES_RE.search(app.read(65536))
+    except (KeyError, zipfile.BadZipFile, OSError, EOFError):
+        return None
+    return int(match.group(1)) if match and int(match.group(1)) > 0 else None
+
+
 def extract_docx(data: bytes, filename: str) -> Extracted:
     """Read a Word document: sections by heading, tables as rows, pages if recorded."""
     check_zip(data, filename, "a Word document")
@@ -126,7 +141,7 @@ def extract_docx(data: bytes, filename: str) -> Extracted:
     except Exception as exc:
         raise broken(filename, "a Word document", exc) from None
     title = _core_title(document) or _clean_title(doc_title) or _title_from_filename(filename)
-    count = sections.page if pages_known else None
+    count = sections.page if pages_known else _saved_page_count(data)
     return extracted(pages, FileKind.DOCX, title, filename, page_count=count)
 
 
