@@ -19,13 +19,32 @@ from bot.ingest.filetypes import MEDIA_TYPES, ExtractionRefused, FileKind, Refus
 # member's declared size, so checking the declared sizes is enough.
 MAX_UNPACKED_BYTES = 400 * 1024 * 1024
 MAX_ZIP_MEMBERS = 20_000
-# Rows of a spreadsheet or CSV are grouped into blocks of at most this many characters
-# (header included), so that a block fits one chunk of the default 200 tokens and every
-# chunk carries its column names.
-ROW_BLOCK_CHARS = 600
+# Rows of a spreadsheet or CSV are grouped into blocks of at most this many tokens as
+# estimated by :func:`estimate_tokens` (header included), so that a block fits one chunk
+# of the default 200 tokens and every chunk carries its column names.  The extractor
+# runs in the sandbox without the embedding model's tokenizer, hence the estimate; it
+# errs high for tables (numbers and "|" cost WordPiece a token per piece).
+ROW_BLOCK_TOKENS = 150
+# WordPiece splits words into pieces: about one per 6 letters, one per 3 digits; each
+# punctuation mark and each CJK character is a token of its own.
+_CJK = "\u3000-\u9fff\uac00-\ud7af"
+_TOKEN_PIECES_RE = re.compile(rf"[^\W\d_{_CJK}]+|\d+|[{_CJK}]|[^\w\s]")
 
 _HAS_WORD_RE = re.compile(r"\w")
 _SPACES_RE = re.compile(r"[\s\u200b\u2060\ufeff]+")
+
+
+def estimate_tokens(text: str) -> int:
+    """About how many tokens a BERT-style WordPiece tokenizer makes of ``text``."""
+    total = 0
+    for piece in _TOKEN_PIECES_RE.findall(text):
+        if piece.isdigit():
+            total += 1 + (len(piece) - 1) // 3
+        elif len(piece) > 1 and piece.isalpha():
+            total += 1 + (len(piece) - 1) // 6
+        else:
+            total += 1
+    return total
 
 
 def has_text(text: str) -> bool:
@@ -233,7 +252,7 @@ def row_blocks(
     ``rows`` are (row number, values).  The header is the first row of the table
     proper (see :data:`_HEADER_SEARCH_ROWS`); title lines above it stay in the first
     block only.  Empty rows are skipped; each block holds whole rows up to
-    :data:`ROW_BLOCK_CHARS`.  ``first`` is the number the first page gets.
+    :data:`ROW_BLOCK_TOKENS`.  ``first`` is the number the first page gets.
     """
     pages: list[Page] = []
     header: str | None = None
@@ -254,12 +273,18 @@ def row_blocks(
         block.clear()
         span.clear()
 
+    header_cost = 0
+    block_cost = 0
+
     def add(number: int, line: str) -> None:
-        size = sum(len(x) + 1 for x in block) + len(line) + len(header or "") + 1
-        if block and size > ROW_BLOCK_CHARS:
+        nonlocal block_cost
+        cost = estimate_tokens(line)
+        if block and block_cost + cost + header_cost > ROW_BLOCK_TOKENS:
             flush()
+            block_cost = 0
         block.append(line)
         span.append(number)
+        block_cost += cost
 
     def lines_of(source: Iterable[tuple[int, Sequence[object]]]) -> Iterator[tuple[int, str, int]]:
         for number, values in source:
@@ -275,6 +300,7 @@ def row_blocks(
         header_at, header = next(
             (number, line) for number, line, width in head if width * 2 > widest
         )
+        header_cost = estimate_tokens(header)
     for number, line, _ in itertools.chain(head, stream):
         add(number, line)
     flush()
