@@ -278,10 +278,13 @@ def row_blocks(
 
     def add(number: int, line: str) -> None:
         nonlocal block_cost
+        if number > header_at and line == header:
+            return  # the header repeated further down: every block starts with it anyway
         cost = estimate_tokens(line)
-        if block and block_cost + cost + header_cost > ROW_BLOCK_TOKENS:
+        if block and block_cost + cost > ROW_BLOCK_TOKENS:
             flush()
-            block_cost = 0
+        if not block:  # a block after the header row will start with a copy of it
+            block_cost = header_cost if number > header_at else 0
         block.append(line)
         span.append(number)
         block_cost += cost
