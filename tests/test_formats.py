@@ -20,6 +20,7 @@ from bot.app import App
 from bot.ingest.extract import Extracted, extract
 from bot.ingest.filetypes import (
     SUPPORTED_FORMATS,
+    ExtractionRefused,
     FileKind,
     UnsupportedFileType,
     detect_kind,
@@ -224,6 +225,62 @@ def test_markdown_sections_by_heading_path_code_blocks_left_alone() -> None:
     }
     for page in doc.pages:
         assert set(page.location.removeprefix("section ").split(" > ")) <= headings
+
+
+# --- cheap guards against hostile files (the sandbox's limits are the last line) --------
+
+WORD_TYPES = (
+    b'<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/'
+    b'content-types"><Override PartName="/word/document.xml" ContentType="application/'
+    b'vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>'
+)
+
+
+def test_a_zip_bomb_dressed_as_word_is_refused_before_it_is_inflated() -> None:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", WORD_TYPES)
+        with archive.open("word/document.xml", "w", force_zip64=True) as member:
+            zeros = bytes(1 << 20)
+            for _ in range(450):
+                member.write(zeros)
+    bomb = out.getvalue()
+    assert len(bomb) < 1_000_000
+    with pytest.raises(ExtractionRefused) as caught:
+        extract(bomb, "policy.docx")
+    assert caught.value.reason_code == "too_large"
+    assert caught.value.message == (
+        "policy.docx unpacks to 450 MB; the limit is 400 MB "
+        "(a file this size is usually a zip bomb)."
+    )
+
+
+def test_entity_expansion_and_deep_nesting_are_refused_in_plain_words() -> None:
+    lol = b'<!ENTITY l0 "lol">' + b"".join(
+        b'<!ENTITY l%d "%s">' % (i, b"&l%d;" % (i - 1) * 10) for i in range(1, 10)
+    )
+    content = (
+        b'<?xml version="1.0"?><!DOCTYPE d [' + lol + b"]><office:document-content "
+        b'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+        b'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"><office:body>'
+        b"<office:text><text:p>&l9;</text:p></office:text></office:body>"
+        b"</office:document-content>"
+    )
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("mimetype", b"application/vnd.oasis.opendocument.text")
+        archive.writestr("content.xml", content)
+    with pytest.raises(ExtractionRefused) as caught:
+        extract(out.getvalue(), "laughs.odt")
+    assert caught.value.reason_code == "broken"
+    assert caught.value.message.startswith("laughs.odt could not be read as an OpenDocument")
+
+    deep = b"<html><body>" + b"<div>" * 100_000 + b"deep" + b"</div>" * 100_000
+    with pytest.raises(ExtractionRefused) as caught:
+        extract(deep, "deep.html")
+    assert caught.value.message == (
+        "deep.html could not be read as a web page: its structure is nested too deeply."
+    )
 
 
 def test_locations_survive_the_sandbox() -> None:
