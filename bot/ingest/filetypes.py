@@ -12,10 +12,10 @@ import codecs
 import math
 import re
 import struct
-import zlib
 from enum import StrEnum
 
 from bot.errors import LibrarianError
+from bot.ingest.zipsniff import DamagedZip, member_head, zip_directory
 
 __all__ = [
     "MEDIA_TYPES",
@@ -327,77 +327,10 @@ def check_size(size_bytes: int, limit_mb: float | None, filename: str | None = N
     )
 
 
-def _describe_zip(data: bytes, ext: str) -> str:
+def _describe_zip(ext: str) -> str:
     if ext in _ZIP_BY_EXTENSION:
         return _ZIP_BY_EXTENSION[ext]
     return "a ZIP archive"
-
-
-_EOCD = b"PK\x05\x06"
-_CENTRAL_ENTRY = b"PK\x01\x02"
-_LOCAL_ENTRY = b"PK\x03\x04"
-_EOCD_WINDOW = 22 + 65535  # the end record plus the longest archive comment
-# Members of the central directory read at most while looking for the two that name a
-# zip's kind; real documents have tens to a few thousand.
-_MAX_DIRECTORY_SCAN = 50_000
-_KIND_MEMBERS = (b"mimetype", b"[Content_Types].xml")
-
-
-class _DamagedZip(Exception):
-    """The zip's directory or a member's header is not where it says."""
-
-
-def _zip_directory(data: bytes) -> dict[bytes, tuple[int, int, int, int]]:
-    """The central directory entries of the members that name the kind, by name.
-
-    Values are (flags, method, compressed size, local header offset).  Parsed here with
-    ``struct`` rather than ``zipfile``, which builds an object per member: this runs in
-    the bot's own process for every upload, and a zip of a million empty members must
-    cost it nothing.
-    """
-    eocd = data.rfind(_EOCD, max(0, len(data) - _EOCD_WINDOW))
-    if eocd < 0 or len(data) < eocd + 22:
-        raise _DamagedZip
-    entries, size, offset = struct.unpack("<HII", data[eocd + 10 : eocd + 20])
-    if offset == 0xFFFFFFFF or size == 0xFFFFFFFF:
-        raise _DamagedZip  # ZIP64: over 4 GB, no document we read
-    # Bytes before the zip (a self-extractor's stub) shift every offset equally.
-    shift = max(0, eocd - size - offset)
-    pos = offset + shift
-    limit = _MAX_DIRECTORY_SCAN if entries == 0xFFFF else min(entries, _MAX_DIRECTORY_SCAN)
-    found: dict[bytes, tuple[int, int, int, int]] = {}
-    for _ in range(limit):
-        if data[pos : pos + 4] != _CENTRAL_ENTRY:
-            break
-        flags, method = struct.unpack("<HH", data[pos + 8 : pos + 12])
-        (compressed,) = struct.unpack("<I", data[pos + 20 : pos + 24])
-        name_len, extra_len, comment_len = struct.unpack("<HHH", data[pos + 28 : pos + 34])
-        (local,) = struct.unpack("<I", data[pos + 42 : pos + 46])
-        name = data[pos + 46 : pos + 46 + name_len]
-        if name in _KIND_MEMBERS:
-            found[name] = (flags, method, compressed, local + shift)
-            if len(found) == len(_KIND_MEMBERS):
-                break
-        pos += 46 + name_len + extra_len + comment_len
-    return found
-
-
-def _zip_member_head(data: bytes, entry: tuple[int, int, int, int], limit: int) -> bytes:
-    """At most ``limit`` bytes of a member, inflated if need be (never the whole of it)."""
-    _, method, compressed, local = entry
-    if data[local : local + 4] != _LOCAL_ENTRY:
-        raise _DamagedZip
-    name_len, extra_len = struct.unpack("<HH", data[local + 26 : local + 30])
-    start = local + 30 + name_len + extra_len
-    raw = data[start : start + compressed]
-    if method == 0:
-        return raw[:limit]
-    if method == 8:
-        try:
-            return zlib.decompressobj(-15).decompress(raw, limit)
-        except zlib.error:
-            raise _DamagedZip from None
-    return b""  # a compression no document writer uses for these members
 
 
 def _zip_kind(data: bytes, filename: str | None) -> FileKind | None:
@@ -411,9 +344,10 @@ def _zip_kind(data: bytes, filename: str | None) -> FileKind | None:
             zip is damaged or lacks their parts; ``encrypted`` for a zip with a password.
     """
     ext = _extension(filename)
-    what = _KIND_NAMES.get(_ZIPPED_KIND_EXTENSIONS.get(ext, FileKind.PDF))
+    named = _ZIPPED_KIND_EXTENSIONS.get(ext)
+    what = _KIND_NAMES[named] if named is not None else None
     try:
-        directory = _zip_directory(data)
+        directory = zip_directory(data)
         if any(flags & 1 for flags, *_ in directory.values()):
             raise ExtractionRefused(
                 RefusalCode.ENCRYPTED,
@@ -421,15 +355,15 @@ def _zip_kind(data: bytes, filename: str | None) -> FileKind | None:
                 "Save a copy without a password and upload that.",
             )
         if b"mimetype" in directory:
-            declared = _zip_member_head(data, directory[b"mimetype"], 200).strip()
+            declared = member_head(data, directory[b"mimetype"], 200).strip()
             if declared in _ZIP_MIMETYPES:
                 return _ZIP_MIMETYPES[declared]
         if b"[Content_Types].xml" in directory:
-            types = _zip_member_head(data, directory[b"[Content_Types].xml"], _SNIFF_BYTES)
+            types = member_head(data, directory[b"[Content_Types].xml"], _SNIFF_BYTES)
             for marker, kind in _OOXML_MAIN_TYPES:
                 if marker in types:
                     return kind
-    except (_DamagedZip, struct.error):
+    except (DamagedZip, struct.error):
         if what is not None:
             raise ExtractionRefused(
                 RefusalCode.BROKEN,
@@ -452,7 +386,7 @@ def describe_binary(data: bytes, filename: str | None = None) -> str | None:
     Returns None when no signature matches (the bytes may still be binary).
     """
     if data.startswith(_ZIP_MAGICS):
-        return _describe_zip(data, _extension(filename))
+        return _describe_zip(_extension(filename))
     for magic, description in _SIGNATURES:
         if data.startswith(magic):
             return description
