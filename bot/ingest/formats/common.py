@@ -174,12 +174,13 @@ class Sections:
         text = inline(text)
         if not has_text(text):
             return
-        if self._path and self._path[-1][1] == text and not self._has_body:
+        if self._path and self._path[-1][1] == short(text, 80) and not self._has_body:
             return  # a chapter's own first heading repeats its title in the contents
         if self._has_body:
             self._flush()
-        self._path = [(lvl, t) for lvl, t in self._path if lvl < level] + [(level, text)]
-        if len(self._path) > 1 and self._path[-2][1] == text:
+        # The path is for citations: a "heading" that is really a paragraph is cut short.
+        self._path = [(lvl, t) for lvl, t in self._path if lvl < level] + [(level, short(text, 80))]
+        if len(self._path) > 1 and self._path[-2][1] == self._path[-1][1]:
             self._path.pop()  # "Chapter II > Chapter II": the chapter's title repeated
         self._lines.append(text)
         self.any_heading = True

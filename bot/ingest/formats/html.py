@@ -149,7 +149,10 @@ def read_html_into(html: str, sections: Sections) -> str | None:
     root = _content_root(tree)
     if root is None:
         return title
-    root.strip_tags(_DROPPED_TAGS)
+    # A site's <header> and <footer> are furniture; inside the marked main content they
+    # hold the article's own title and byline.
+    inside_main = root.tag != "body"
+    root.strip_tags([t for t in _DROPPED_TAGS if not (inside_main and t == "header")])
     for node in list(root.traverse()):
         if node.tag not in ("-text", "-comment") and node is not root and _is_boilerplate(node):
             node.decompose()
