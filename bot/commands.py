@@ -44,7 +44,7 @@ from bot.config import Settings
 from bot.errors import LibrarianError
 from bot.events import CommandInvoked
 from bot.feedback import rate_latest, verdict_of_word
-from bot.ingest.filetypes import ExtractionRefused
+from bot.ingest.filetypes import ExtractionRefused, count_label
 from bot.knowledge.answer import format_citations
 from bot.retention import DurationError, describe_retention, format_duration, parse_duration
 from bot.store.records import Binding, Document
@@ -239,7 +239,9 @@ async def cmd_docs(ctx: CommandContext) -> None:
         return
     lines = [f"Documents in workspace {ctx.binding.workspace.name}:"]
     for d in docs:
-        pages = f"{d.page_count} p." if d.page_count else "- p."
+        pages = count_label(d.media_type, d.page_count) if d.page_count else "- p."
+        if pages.endswith(("page", "pages")):
+            pages = f"{d.page_count} p."
         state = d.status if d.status != "failed" else f"failed: {d.error}"
         lines.append(
             f"  #{d.id} {d.file_name} | {state} | {pages} | {d.chunk_count} chunks | "

@@ -39,7 +39,7 @@ from bot.events import (
 )
 from bot.feedback import rate_message, verdict_of_reaction
 from bot.inference.registry import ModelRegistry
-from bot.ingest.filetypes import ExtractionRefused, check_size
+from bot.ingest.filetypes import ExtractionRefused, check_size, count_label
 from bot.ingest.pipeline import IngestService
 from bot.knowledge.answer import Answerer
 from bot.replies import StreamingReply
@@ -483,7 +483,7 @@ class Dispatcher:
             )
             return
         if done.status == "ready":
-            pages = f"{done.page_count} page{'s' if done.page_count != 1 else ''}"
+            pages = count_label(done.media_type, done.page_count or 0)
             await self.say(
                 conversation,
                 f"Indexed {done.file_name}: {pages}, {done.chunk_count} chunks.",

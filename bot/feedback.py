@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.events import ConversationRef, UserRef
-from bot.knowledge.prompt import pages_label
+from bot.knowledge.prompt import places_label
 from bot.store.records import StoredAnswer
 from bot.store.repo import Store
 
@@ -97,7 +97,7 @@ def sources_of(store: Store, answer: StoredAnswer) -> list[dict[str, Any]]:
         return [s for s in recorded if isinstance(s, dict)]
     out = []
     for doc in store.cited_documents(answer.cited_chunk_ids):
-        label = pages_label(doc.pages)
+        label = places_label(doc.locations, doc.pages)
         out.append({"document": doc.file_name, "document_id": doc.document_id, "pages": label})
     return out
 

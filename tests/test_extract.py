@@ -60,14 +60,12 @@ def _refused(code: str, data: bytes, filename: str, media_type: str | None = Non
         (PNG, "renamed.pdf", "a PNG image"),  # the bytes win over the name
         (JPEG, "scan.jpg", "a JPEG image"),
         (_zip_bytes({"a.txt": b"hello"}), "stuff.zip", "a ZIP archive"),
-        (_zip_bytes({"word/document.xml": b"<w/>"}), "report.docx", "a Word document"),
-        (_zip_bytes({"word/document.xml": b"<w/>"}), "noext", "a Word document"),
+        (_zip_bytes({"word/document.xml": b"<w/>"}), "noext", "a ZIP archive"),
         (b"\x1f\x8b\x08\x00" + bytes(20), "x.tar.gz", "a gzip archive"),
         (b"\x7fELF\x02\x01\x01" + bytes(40), "tool", "a program"),
         (bytes(range(256)) * 4, "blob.bin", "binary data"),
         (b"hello\x00world" * 20, "notes.txt", "binary data"),
-        (b"<!doctype html><p>hi</p>", "page.html", "an HTML page"),
-        (b"{\\rtf1\\ansi hello}", "letter.rtf", "an RTF document"),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'></svg>", "logo.svg", "an SVG image"),
     ],
 )
 def test_unsupported_types_are_named(data: bytes, filename: str, detected: str) -> None:
@@ -162,7 +160,9 @@ def test_markdown_detected_by_extension_or_media_type_and_titled() -> None:
     result = extract(doc.encode(), "guide.md", None)
     assert result.media_type == "text/markdown"
     assert result.title == "The Real Title"
-    assert "    indented code" in result.pages[0].text  # layout kept for Markdown
+    assert "    indented code" in result.text  # layout kept for Markdown
+    # Sections by heading path: what comes before the first heading is its own part.
+    assert [p.location for p in result.pages] == ["start of the document", "section The Real Title"]
 
     assert detect_kind(b"# hi", "README.markdown") is FileKind.MARKDOWN
     assert detect_kind(b"# hi", "upload", "text/markdown; charset=utf-8") is FileKind.MARKDOWN

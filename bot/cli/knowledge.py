@@ -14,12 +14,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bot.app import App
 from bot.cli.common import parse_channel, with_app
 from bot.errors import LibrarianError
-from bot.ingest.filetypes import ExtractionRefused
+from bot.ingest.filetypes import ExtractionRefused, count_label
 from bot.knowledge.answer import Answer
 
 
 def ingest(
-    paths: list[Path] = typer.Argument(..., help="Files to index (PDF, text, Markdown)."),
+    paths: list[Path] = typer.Argument(
+        ..., help="Documents to index (PDF, Office, web pages, tables, text: README)."
+    ),
     channel: str = typer.Option(
         "console:general", help="PLATFORM:CHANNEL whose workspace gets them."
     ),
@@ -79,6 +81,7 @@ def ingest(
                         "document_id": doc.id,
                         "status": doc.status,
                         "pages": doc.page_count,
+                        "counted": count_label(doc.media_type, doc.page_count or 0),
                         "chunks": doc.chunk_count,
                         "error": doc.error,
                     }
@@ -93,7 +96,7 @@ def ingest(
     else:
         for r in results:
             if r["status"] == "ready":
-                typer.echo(f"indexed  {r['file']}: {r['pages']} pages, {r['chunks']} chunks")
+                typer.echo(f"indexed  {r['file']}: {r['counted']}, {r['chunks']} chunks")
             else:
                 typer.echo(f"refused  {r['file']}: {r['error']}")
     if any(r["status"] != "ready" for r in results):

@@ -1,8 +1,10 @@
 """Ingestion: turn uploaded files into page-numbered text and token-sized chunks.
 
 - :mod:`bot.ingest.filetypes` detects what a file is from its bytes and name, checks its
-  size and decodes text files; it also defines :class:`ExtractionRefused`.
-- :mod:`bot.ingest.extract` turns a PDF, text or Markdown file into pages of clean text.
+  size and decodes text files; it also defines :class:`ExtractionRefused`
+  (:mod:`bot.ingest.zipsniff` reads just enough of a zip to name its kind).
+- :mod:`bot.ingest.extract` turns a document into pages of clean text (the formats
+  beyond PDF, text and Markdown are read by :mod:`bot.ingest.formats`).
 - :mod:`bot.ingest.sandbox` runs that extraction on untrusted bytes in a separate,
   time- and memory-limited worker process.
 - :mod:`bot.ingest.chunker` packs the pages into chunks measured in the embedding

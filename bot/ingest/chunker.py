@@ -51,7 +51,8 @@ class Chunk:
 
     ``ordinal`` is the chunk's 0-based position in the document; ``page_start`` and
     ``page_end`` are the 1-based first and last pages its text comes from;
-    ``n_tokens`` is the tokenizer's count for ``text`` (special tokens included).
+    ``n_tokens`` is the tokenizer's count for ``text`` (special tokens included);
+    ``location`` is its page's location in the document's own terms, if it has one.
     """
 
     ordinal: int
@@ -59,6 +60,7 @@ class Chunk:
     page_end: int
     text: str
     n_tokens: int
+    location: str | None = None
 
 
 @dataclass(slots=True)

@@ -1,4 +1,7 @@
-"""Turn an uploaded PDF, text or Markdown file into pages of clean text.
+"""Turn an uploaded document into pages of clean text.
+
+PDF, text and Markdown are read here; the other families (Office, OpenDocument, HTML,
+EPUB, RTF, CSV/TSV) in :mod:`bot.ingest.formats`, one module each.
 
 This runs the parser in the calling process.  Bytes from users should go through
 :func:`bot.ingest.sandbox.extract_sandboxed`, which runs this same function in a
@@ -41,10 +44,18 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """The text of one page.  ``number`` is 1-based, as printed in a PDF viewer."""
+    """The text of one page, or of one located part of a document.
+
+    ``number`` is 1-based: a PDF's page as printed in a viewer, a slide's number, or
+    the part's position in the document.  ``location`` says where the text is in the
+    document's own terms ("slide 7 (Roadmap)", "sheet Budget, rows 12-40", "section
+    Onboarding > Laptops"); None means the page number says it ("p. 4").  An empty
+    location means the file has no finer place to point at than itself.
+    """
 
     number: int
     text: str
+    location: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +83,7 @@ class Extracted:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (used to carry results out of the sandbox)."""
         return {
-            "pages": [[page.number, page.text] for page in self.pages],
+            "pages": [[page.number, page.text, page.location] for page in self.pages],
             "page_count": self.page_count,
             "media_type": self.media_type,
             "title": self.title,
@@ -83,7 +94,14 @@ class Extracted:
     def from_dict(cls, data: dict[str, Any]) -> Extracted:
         """The inverse of :meth:`to_dict`."""
         return cls(
-            pages=[Page(int(number), str(text)) for number, text in data["pages"]],
+            pages=[
+                Page(
+                    int(row[0]),
+                    str(row[1]),
+                    None if len(row) < 3 or row[2] is None else str(row[2]),
+                )
+                for row in data["pages"]
+            ],
             page_count=int(data["page_count"]),
             media_type=str(data["media_type"]),
             title=str(data["title"]),
@@ -233,7 +251,7 @@ def extract(
     *,
     max_mb: float | None = None,
 ) -> Extracted:
-    """Read the text of a PDF, plain text or Markdown file, page by page.
+    """Read the text of a document, page by page (or slide, sheet rows, section).
 
     Runs in the calling process: use :func:`bot.ingest.sandbox.extract_sandboxed` for
     bytes from users.  ``media_type`` is the platform's label and only a hint; the
@@ -251,7 +269,18 @@ def extract(
     try:
         if kind is FileKind.PDF:
             return _extract_pdf(data, filename)
-        return _extract_text(data, filename, kind)
+        if kind in (FileKind.TEXT, FileKind.MARKDOWN):
+            return _extract_text(data, filename, kind)
+        # Imported here: each family's parser library loads only when a file needs it.
+        from bot.ingest.formats import extract_format
+
+        return extract_format(kind, data, filename)
+    except RecursionError:
+        raise ExtractionRefused(
+            RefusalCode.BROKEN,
+            f"{display_name(filename)} could not be read: "
+            "its structure is nested too deeply or loops back on itself.",
+        ) from None
     except MemoryError:
         raise ExtractionRefused(
             RefusalCode.MEMORY,
@@ -259,8 +288,48 @@ def extract(
         ) from None
 
 
+_FENCE_RE = re.compile(r"^ {0,3}(```|~~~)")
+_ATX_LINE_RE = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
+
+
+def _markdown_sections(text: str) -> list[Page] | None:
+    """Pages per section of a Markdown file with ATX headings, labelled by heading path.
+
+    None when the file has no heading (it is then read as pages like a text file).
+    Headings inside fenced code blocks are code, not headings.
+    """
+    from bot.ingest.formats.common import Sections
+
+    sections = Sections()
+    body: list[str] = []
+    fence: str | None = None
+    for line in text.split("\n"):
+        fenced = _FENCE_RE.match(line)
+        if fenced:
+            fence = None if fence == fenced.group(1) else (fence or fenced.group(1))
+        heading = None if fence or fenced else _ATX_LINE_RE.match(line)
+        if heading:
+            sections.paragraph("\n".join(body))
+            body = []
+            sections.heading(len(heading.group(1)), heading.group(2))
+        else:
+            body.append(line)
+    sections.paragraph("\n".join(body))
+    return sections.pages() if sections.any_heading else None
+
+
 def _extract_text(data: bytes, filename: str, kind: FileKind) -> Extracted:
     text = decode_text(data, filename)
+    if kind is FileKind.MARKDOWN:
+        cleaned = clean_plain_text(text.replace("\f", "\n\n"))
+        sectioned = _markdown_sections(cleaned)
+        if sectioned:
+            return Extracted(
+                pages=sectioned,
+                page_count=text.count("\f") + 1,  # pages, as for a text file
+                media_type=MEDIA_TYPES[kind],
+                title=_markdown_title(cleaned) or _title_from_filename(filename),
+            )
     raw_pages = text.split("\f")
     pages = []
     for number, raw in enumerate(raw_pages, start=1):

@@ -11,19 +11,23 @@ from __future__ import annotations
 import codecs
 import math
 import re
+import struct
 from enum import StrEnum
 
 from bot.errors import LibrarianError
+from bot.ingest.zipsniff import DamagedZip, member_head, zip_directory
 
 __all__ = [
     "MEDIA_TYPES",
     "SUPPORTED_DESCRIPTION",
+    "SUPPORTED_FORMATS",
     "ExtractionRefused",
     "FileKind",
     "FileTooLarge",
     "RefusalCode",
     "UnsupportedFileType",
     "check_size",
+    "count_label",
     "decode_text",
     "describe_binary",
     "detect_kind",
@@ -100,15 +104,82 @@ class FileKind(StrEnum):
     PDF = "pdf"
     TEXT = "text"
     MARKDOWN = "markdown"
+    DOCX = "docx"
+    PPTX = "pptx"
+    XLSX = "xlsx"
+    ODT = "odt"
+    ODS = "ods"
+    ODP = "odp"
+    HTML = "html"
+    EPUB = "epub"
+    RTF = "rtf"
+    CSV = "csv"
+    TSV = "tsv"
 
 
 MEDIA_TYPES: dict[FileKind, str] = {
     FileKind.PDF: "application/pdf",
     FileKind.TEXT: "text/plain",
     FileKind.MARKDOWN: "text/markdown",
+    FileKind.DOCX: "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    FileKind.PPTX: "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    FileKind.XLSX: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    FileKind.ODT: "application/vnd.oasis.opendocument.text",
+    FileKind.ODS: "application/vnd.oasis.opendocument.spreadsheet",
+    FileKind.ODP: "application/vnd.oasis.opendocument.presentation",
+    FileKind.HTML: "text/html",
+    FileKind.EPUB: "application/epub+zip",
+    FileKind.RTF: "application/rtf",
+    FileKind.CSV: "text/csv",
+    FileKind.TSV: "text/tab-separated-values",
 }
 
-SUPPORTED_DESCRIPTION = "Librarian can read PDF files, plain text (.txt) and Markdown (.md)."
+# What a document's page count counts, by kind (PDF, text and Word: pages).
+_COUNTED_AS: dict[FileKind, tuple[str, str]] = {
+    FileKind.PPTX: ("slide", "slides"),
+    FileKind.ODP: ("slide", "slides"),
+    FileKind.XLSX: ("sheet", "sheets"),
+    FileKind.ODS: ("sheet", "sheets"),
+    FileKind.CSV: ("row", "rows"),
+    FileKind.TSV: ("row", "rows"),
+    FileKind.ODT: ("section", "sections"),
+    FileKind.HTML: ("section", "sections"),
+    FileKind.EPUB: ("section", "sections"),
+    FileKind.RTF: ("part", "parts"),
+}
+_KIND_BY_MEDIA_TYPE = {media: kind for kind, media in MEDIA_TYPES.items()}
+
+
+def count_label(media_type: str | None, count: int) -> str:
+    """A document's page count in its own unit: "3 pages", "6 slides", "30 sheets"."""
+    kind = _KIND_BY_MEDIA_TYPE.get(media_type or "")
+    one, many = _COUNTED_AS.get(kind, ("page", "pages")) if kind else ("page", "pages")
+    return f"{count} {one if count == 1 else many}"
+
+
+# What users are told Librarian reads, one entry per family, in the order they are
+# listed.  The refusal message and the README's list are derived from this one table.
+SUPPORTED_FORMATS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("PDF", (".pdf",)),
+    ("Word", (".docx",)),
+    ("PowerPoint", (".pptx",)),
+    ("Excel", (".xlsx", ".xlsm")),
+    ("OpenDocument", (".odt", ".ods", ".odp")),
+    ("web pages", (".html", ".htm")),
+    ("EPUB e-books", (".epub",)),
+    ("RTF", (".rtf",)),
+    ("CSV/TSV tables", (".csv", ".tsv")),
+    ("plain text", (".txt",)),
+    ("Markdown", (".md",)),
+)
+
+
+def _supported_description() -> str:
+    parts = [f"{name} ({', '.join(exts)})" for name, exts in SUPPORTED_FORMATS]
+    return "Librarian can read " + ", ".join(parts[:-1]) + " and " + parts[-1] + "."
+
+
+SUPPORTED_DESCRIPTION = _supported_description()
 
 _MB = 1024 * 1024
 _MARKDOWN_EXTENSIONS = (".md", ".markdown", ".mdown", ".mkd", ".mkdn")
@@ -133,7 +204,6 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\xfd7zXZ\x00", "an xz archive"),
     (b"\x28\xb5\x2f\xfd", "a Zstandard archive"),
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Microsoft Office document (.doc, .xls or .ppt)"),
-    (b"{\\rtf", "an RTF document"),
     (b"\x7fELF", "a program (ELF executable)"),
     (b"SQLite format 3\x00", "an SQLite database"),
     (b"OggS", "an Ogg audio or video file"),
@@ -144,26 +214,60 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
 )
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _ZIP_BY_EXTENSION = {
-    ".docx": "a Word document (.docx)",
-    ".xlsx": "an Excel spreadsheet (.xlsx)",
-    ".pptx": "a PowerPoint presentation (.pptx)",
-    ".odt": "an OpenDocument text (.odt)",
-    ".ods": "an OpenDocument spreadsheet (.ods)",
-    ".odp": "an OpenDocument presentation (.odp)",
-    ".epub": "an EPUB e-book",
     ".jar": "a Java archive",
     ".apk": "an Android app package",
 }
 _MARKUP_EXTENSIONS = {
-    ".html": "an HTML page",
-    ".htm": "an HTML page",
-    ".xhtml": "an HTML page",
     ".svg": "an SVG image",
 }
 _MARKUP_MEDIA_TYPES = {
-    "text/html": "an HTML page",
-    "application/xhtml+xml": "an HTML page",
     "image/svg+xml": "an SVG image",
+}
+_HTML_EXTENSIONS = (".html", ".htm", ".xhtml")
+_HTML_MEDIA_TYPES = {"text/html", "application/xhtml+xml"}
+_HTML_STARTS = (b"<!doctype html", b"<html")
+_CSV_EXTENSIONS = (".csv",)
+_TSV_EXTENSIONS = (".tsv", ".tab")
+_CSV_MEDIA_TYPES = {"text/csv", "application/csv"}
+_TSV_MEDIA_TYPES = {"text/tab-separated-values"}
+_RTF_MAGIC = b"{\\rtf"
+
+# Zipped documents are told apart by what is inside: an ODF or EPUB file's first
+# member is ``mimetype`` holding its media type; an OOXML file names its main part's
+# content type in ``[Content_Types].xml`` (macro-enabled workbooks have their own).
+_ZIP_MIMETYPES = {
+    b"application/vnd.oasis.opendocument.text": FileKind.ODT,
+    b"application/vnd.oasis.opendocument.spreadsheet": FileKind.ODS,
+    b"application/vnd.oasis.opendocument.presentation": FileKind.ODP,
+    b"application/epub+zip": FileKind.EPUB,
+}
+_OOXML_MAIN_TYPES = (
+    (b"wordprocessingml.document.main+xml", FileKind.DOCX),
+    (b"ms-word.document.macroEnabled.main+xml", FileKind.DOCX),
+    (b"presentationml.presentation.main+xml", FileKind.PPTX),
+    (b"ms-powerpoint.presentation.macroEnabled.main+xml", FileKind.PPTX),
+    (b"spreadsheetml.sheet.main+xml", FileKind.XLSX),
+    (b"ms-excel.sheet.macroEnabled.main+xml", FileKind.XLSX),
+)
+_ZIPPED_KIND_EXTENSIONS = {
+    ".docx": FileKind.DOCX,
+    ".docm": FileKind.DOCX,
+    ".pptx": FileKind.PPTX,
+    ".xlsx": FileKind.XLSX,
+    ".xlsm": FileKind.XLSX,
+    ".odt": FileKind.ODT,
+    ".ods": FileKind.ODS,
+    ".odp": FileKind.ODP,
+    ".epub": FileKind.EPUB,
+}
+_KIND_NAMES = {
+    FileKind.DOCX: "a Word document",
+    FileKind.PPTX: "a PowerPoint presentation",
+    FileKind.XLSX: "an Excel workbook",
+    FileKind.ODT: "an OpenDocument text",
+    FileKind.ODS: "an OpenDocument spreadsheet",
+    FileKind.ODP: "an OpenDocument presentation",
+    FileKind.EPUB: "an EPUB e-book",
 }
 
 # C0 control bytes that never occur in real text.  Tab, LF, VT, FF, CR and ESC (ANSI
@@ -223,21 +327,57 @@ def check_size(size_bytes: int, limit_mb: float | None, filename: str | None = N
     )
 
 
-def _describe_zip(data: bytes, ext: str) -> str:
+def _describe_zip(ext: str) -> str:
     if ext in _ZIP_BY_EXTENSION:
         return _ZIP_BY_EXTENSION[ext]
-    head = data[:_SNIFF_BYTES]
-    if b"mimetypeapplication/epub+zip" in head:
-        return "an EPUB e-book"
-    if b"mimetypeapplication/vnd.oasis.opendocument." in head:
-        return "an OpenDocument file"
-    if b"word/" in head:
-        return "a Word document (.docx)"
-    if b"xl/" in head:
-        return "an Excel spreadsheet (.xlsx)"
-    if b"ppt/" in head:
-        return "a PowerPoint presentation (.pptx)"
     return "a ZIP archive"
+
+
+def _zip_kind(data: bytes, filename: str | None) -> FileKind | None:
+    """The document kind of a zip by its members, or None for another kind of zip.
+
+    Only the central directory and at most 64 KB of one small member are read, so a
+    zip bomb costs nothing here.
+
+    Raises:
+        ExtractionRefused: code ``broken`` when the name says Word, Excel, ... but the
+            zip is damaged or lacks their parts; ``encrypted`` for a zip with a password.
+    """
+    ext = _extension(filename)
+    named = _ZIPPED_KIND_EXTENSIONS.get(ext)
+    what = _KIND_NAMES[named] if named is not None else None
+    try:
+        directory = zip_directory(data)
+        if any(flags & 1 for flags, *_ in directory.values()):
+            raise ExtractionRefused(
+                RefusalCode.ENCRYPTED,
+                f"{display_name(filename)} is encrypted, needs a password. "
+                "Save a copy without a password and upload that.",
+            )
+        if b"mimetype" in directory:
+            declared = member_head(data, directory[b"mimetype"], 200).strip()
+            if declared in _ZIP_MIMETYPES:
+                return _ZIP_MIMETYPES[declared]
+        if b"[Content_Types].xml" in directory:
+            types = member_head(data, directory[b"[Content_Types].xml"], _SNIFF_BYTES)
+            for marker, kind in _OOXML_MAIN_TYPES:
+                if marker in types:
+                    return kind
+    except (DamagedZip, struct.error):
+        if what is not None:
+            raise ExtractionRefused(
+                RefusalCode.BROKEN,
+                f"{display_name(filename)} could not be read as {what}: "
+                "its zip container is damaged.",
+            ) from None
+        return None
+    if what is not None:
+        raise ExtractionRefused(
+            RefusalCode.BROKEN,
+            f"{display_name(filename)} could not be read as {what}: it is a zip archive "
+            "without the parts such a file has.",
+        )
+    return None
 
 
 def describe_binary(data: bytes, filename: str | None = None) -> str | None:
@@ -246,7 +386,7 @@ def describe_binary(data: bytes, filename: str | None = None) -> str | None:
     Returns None when no signature matches (the bytes may still be binary).
     """
     if data.startswith(_ZIP_MAGICS):
-        return _describe_zip(data, _extension(filename))
+        return _describe_zip(_extension(filename))
     for magic, description in _SIGNATURES:
         if data.startswith(magic):
             return description
@@ -288,16 +428,18 @@ def _looks_binary_8bit(data: bytes) -> bool:
 
 
 def detect_kind(data: bytes, filename: str | None, media_type: str | None = None) -> FileKind:
-    """Decide whether ``data`` is a PDF, plain text or Markdown file.
+    """Decide which kind of document ``data`` is (see :class:`FileKind`).
 
-    The bytes decide first (a ``%PDF-`` header within the first 1 KB, known binary
-    signatures, NUL and control bytes); the name's extension and the platform's media
-    type only choose between text and Markdown, or mark a file that claims to be a PDF
-    but lacks the header as a broken PDF.
+    The bytes decide first (a ``%PDF-`` header within the first 1 KB, the members of
+    a zip for OOXML, OpenDocument and EPUB, ``{\\rtf``, known binary signatures, NUL
+    and control bytes); the name's extension and the platform's media type then
+    choose among the text formats (text, Markdown, CSV, TSV, HTML, which is also
+    recognised by its opening tag), or mark a file that claims to be a PDF or an
+    Office file but is not one as broken.
 
     Raises:
-        UnsupportedFileType: an image, archive, office document, HTML page or other
-            binary data (the message names what was detected and what is supported).
+        UnsupportedFileType: an image, archive, old binary Office file or other binary
+            data (the message names what was detected and what is supported).
         ExtractionRefused: code ``empty`` for a 0-byte file; code ``broken`` for a file
             that claims to be a PDF but has no PDF header.
     """
@@ -306,6 +448,12 @@ def detect_kind(data: bytes, filename: str | None, media_type: str | None = None
         raise ExtractionRefused(RefusalCode.EMPTY, f"{name} is empty (0 bytes).")
     if _PDF_MAGIC in data[:_PDF_MAGIC_WINDOW]:
         return FileKind.PDF
+    if data.startswith(_ZIP_MAGICS):
+        zipped = _zip_kind(data, filename)
+        if zipped is not None:
+            return zipped
+    if data.startswith(_RTF_MAGIC):
+        return FileKind.RTF
     described = describe_binary(data, filename)
     if described is not None:
         raise _unsupported(filename, described)
@@ -316,6 +464,12 @@ def detect_kind(data: bytes, filename: str | None, media_type: str | None = None
         raise ExtractionRefused(
             RefusalCode.BROKEN,
             f"{name} could not be read as a PDF: it has no PDF header (%PDF-).",
+        )
+    if ext in _ZIPPED_KIND_EXTENSIONS:
+        raise ExtractionRefused(
+            RefusalCode.BROKEN,
+            f"{name} could not be read as {_KIND_NAMES[_ZIPPED_KIND_EXTENSIONS[ext]]}: "
+            "it is not a zip container, as such files are.",
         )
     head = data[:_SNIFF_BYTES]
     if (
@@ -328,9 +482,28 @@ def detect_kind(data: bytes, filename: str | None, media_type: str | None = None
         raise _unsupported(filename, _MARKUP_EXTENSIONS[ext])
     if mtype in _MARKUP_MEDIA_TYPES and ext not in _MARKDOWN_EXTENSIONS and ext != ".txt":
         raise _unsupported(filename, _MARKUP_MEDIA_TYPES[mtype])
+    if ext in _CSV_EXTENSIONS or (mtype in _CSV_MEDIA_TYPES and not ext):
+        return FileKind.CSV
+    if ext in _TSV_EXTENSIONS or (mtype in _TSV_MEDIA_TYPES and not ext):
+        return FileKind.TSV
     if ext in _MARKDOWN_EXTENSIONS or (mtype in _MARKDOWN_MEDIA_TYPES and ext != ".txt"):
         return FileKind.MARKDOWN
+    if ext == ".txt":
+        return FileKind.TEXT
+    if ext in _HTML_EXTENSIONS or mtype in _HTML_MEDIA_TYPES or _looks_like_html(head):
+        return FileKind.HTML
     return FileKind.TEXT
+
+
+def _looks_like_html(head: bytes) -> bool:
+    """True if the bytes open like an HTML page (after a BOM, blanks and comments)."""
+    start = head[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    while start.startswith(b"<!--"):
+        end = start.find(b"-->")
+        if end < 0:
+            return False
+        start = start[end + 3 :].lstrip()
+    return start.startswith(_HTML_STARTS)
 
 
 def decode_text(data: bytes, filename: str | None = None) -> str:

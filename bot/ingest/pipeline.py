@@ -103,11 +103,15 @@ class _SyncTokenizer:
 
 
 def _chunk_by_page(pages: list[Any], tokenizer: Any, size: int, overlap: int) -> list[Any]:
-    """Chunks that never cross a page boundary, so every citation names its exact page."""
+    """Chunks that never cross a page boundary, so every citation names its exact page.
+
+    A page is also a slide, a block of sheet rows or a section: each chunk carries its
+    page's location.
+    """
     out: list[Any] = []
     for page in pages:
         for chunk in chunk_pages([page], tokenizer, size, overlap):
-            out.append(dataclasses.replace(chunk, ordinal=len(out)))
+            out.append(dataclasses.replace(chunk, ordinal=len(out), location=page.location))
     return out
 
 
@@ -393,6 +397,7 @@ class IngestService:
                 ordinal=c.ordinal,
                 page_start=c.page_start,
                 page_end=c.page_end,
+                location=c.location,
                 text=c.text,
                 embedding=[float(x) for x in vectors[i]],
             )

@@ -13,7 +13,7 @@ from typing import Any
 from bot.knowledge.check import check_answer
 from bot.knowledge.evidence import Evidence, EvidenceFinder, Quote, is_cjk, split_sentences
 from bot.knowledge.named import Named, find_named, might_name_document
-from bot.knowledge.prompt import fit_prompt, page_label, pages_label
+from bot.knowledge.prompt import fit_prompt, places_label, where_label
 from bot.knowledge.retrieval import Ranked, Retriever
 from bot.store.events import Claim
 from bot.store.records import Binding, ChunkHit, HistoryMessage
@@ -112,21 +112,23 @@ class Answer:
 
 
 def merge_sources(hits: list[Ranked]) -> list[Source]:
-    """One source per document, pages merged, in rank order."""
+    """One source per document, pages (or slides, rows, sections) merged, in rank order."""
     by_doc: dict[int, dict[str, Any]] = {}
     for ranked in hits:
         hit = ranked.hit
         entry = by_doc.setdefault(
             hit.document_id,
-            {"hit": hit, "pages": set(), "score": ranked.score, "chunks": []},
+            {"hit": hit, "pages": set(), "places": [], "score": ranked.score, "chunks": []},
         )
         entry["chunks"].append(hit.chunk_id)
-        if hit.page_start is not None:
+        if hit.location is not None:
+            entry["places"].append(hit.location)
+        elif hit.page_start is not None:
             entry["pages"].update(range(hit.page_start, (hit.page_end or hit.page_start) + 1))
     sources = []
     for doc_id, entry in by_doc.items():
         hit: ChunkHit = entry["hit"]
-        label = pages_label(entry["pages"])
+        label = places_label(entry["places"], entry["pages"])
         sources.append(
             Source(
                 document=hit.file_name,
@@ -159,7 +161,8 @@ def format_quotes(quotes: list[Quote], heading: str) -> str:
     """The evidence sentences, verbatim, each with its file and page."""
     lines = [heading]
     for q in quotes:
-        where = q.hit.file_name + (f", p. {q.page}" if q.page is not None else "")
+        place = q.where
+        where = q.hit.file_name + (f", {place}" if place else "")
         lines.append(f'> "{q.text}" ({where})')
     return "\n".join(lines)
 
@@ -475,7 +478,7 @@ class Answerer:
         closest = retrieved.ranked[0].hit if retrieved.ranked else None
         if closest is not None:
             where = closest.file_name
-            pages = page_label(closest.page_start, closest.page_end)
+            pages = where_label(closest.page_start, closest.page_end, closest.location)
             lines.append(texts["closest"].format(where=f"{where}, {pages}" if pages else where))
         return "\n".join(lines)
 

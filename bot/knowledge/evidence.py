@@ -209,9 +209,21 @@ class Quote:
         """The page the sentence is on (its chunk's first page)."""
         return self.hit.page_start
 
+    @property
+    def where(self) -> str:
+        """Where the sentence is: its chunk's location ("slide 3 (Plan)"), else "p. N"."""
+        if self.hit.location is not None:
+            return self.hit.location
+        return f"p. {self.page}" if self.page is not None else ""
+
     def as_dict(self) -> dict[str, Any]:
-        """The JSON form: document, page, text."""
-        return {"document": self.hit.file_name, "page": self.page, "text": self.text}
+        """The JSON form: document, page, location (None for PDF pages), text."""
+        return {
+            "document": self.hit.file_name,
+            "page": self.page,
+            "location": self.hit.location,
+            "text": self.text,
+        }
 
 
 @dataclass

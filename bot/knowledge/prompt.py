@@ -42,10 +42,30 @@ def pages_label(pages: Iterable[int]) -> str:
     return "pp. " + ", ".join(str(p) for p in ordered)
 
 
+def where_label(page_start: int | None, page_end: int | None, location: str | None) -> str:
+    """Where a chunk is: its location in the document's own terms ("slide 7 (Roadmap)",
+    "sheet Budget, rows 12-40"), else its pages ("p. 4"); '' when neither is known."""
+    if location is not None:
+        return location
+    return page_label(page_start, page_end)
+
+
+def places_label(locations: Iterable[str], pages: Iterable[int]) -> str:
+    """Several chunks' places in one document: their locations in order, then the pages.
+
+    "slide 2 (Plan); slide 5 (Costs)", "p. 2", "pp. 2-4"; '' when none are known.
+    """
+    parts = list(dict.fromkeys(loc for loc in locations if loc))
+    label = pages_label(pages)
+    if label:
+        parts.append(label)
+    return "; ".join(parts)
+
+
 def source_label(number: int, hit: ChunkHit) -> str:
     """How a chunk is introduced to the model: '[1] manual.pdf, p. 2'."""
-    pages = page_label(hit.page_start, hit.page_end)
-    return f"[{number}] {hit.file_name}" + (f", {pages}" if pages else "")
+    where = where_label(hit.page_start, hit.page_end, hit.location)
+    return f"[{number}] {hit.file_name}" + (f", {where}" if where else "")
 
 
 def build_messages(

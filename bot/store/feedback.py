@@ -152,7 +152,8 @@ class FeedbackMixin:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 text(
-                    "SELECT c.id, d.id AS document_id, d.file_name, c.page_start, c.page_end "
+                    "SELECT c.id, d.id AS document_id, d.file_name, c.page_start, c.page_end, "
+                    "c.location "
                     "FROM chunks c JOIN documents d ON d.id = c.document_id "
                     "WHERE c.id = ANY(:ids)"
                 ),
@@ -162,6 +163,7 @@ class FeedbackMixin:
         order: list[int] = []
         names: dict[int, str] = {}
         pages: dict[int, set[int]] = {}
+        places: dict[int, list[str]] = {}
         for chunk_id in chunk_ids:
             r = by_chunk.get(chunk_id)
             if r is None:
@@ -170,9 +172,14 @@ class FeedbackMixin:
                 order.append(r.document_id)
                 names[r.document_id] = r.file_name
                 pages[r.document_id] = set()
-            if r.page_start is not None:
+                places[r.document_id] = []
+            if r.location is not None:
+                places[r.document_id].append(r.location)
+            elif r.page_start is not None:
                 pages[r.document_id].update(range(r.page_start, (r.page_end or r.page_start) + 1))
-        return [CitedDocument(d, names[d], tuple(sorted(pages[d]))) for d in order]
+        return [
+            CitedDocument(d, names[d], tuple(sorted(pages[d])), tuple(places[d])) for d in order
+        ]
 
     # -- verdicts -----------------------------------------------------------------------------
 

@@ -140,7 +140,7 @@ scored AS (
 )
 SELECT c.id AS chunk_id, c.document_id, d.file_name, c.page_start, c.page_end, c.text,
        s.score AS keyword_rank, (s.matched = %(n_terms)s) AS all_terms,
-       d.source_channel, d.source_url
+       d.source_channel, d.source_url, c.location
 FROM scored s
 JOIN chunks c ON c.id = s.id
 JOIN documents d ON d.id = c.document_id
@@ -295,6 +295,7 @@ def search_bm25(
             all_terms=r[7],
             source_channel=r[8],
             source_url=r[9],
+            location=r[10],
         )
         for r in hits
     ]

@@ -79,6 +79,7 @@ class NewChunk:
     page_end: int | None
     text: str
     embedding: list[float]
+    location: str | None = None  # "slide 7 (Roadmap)"; None: the pages say where
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class ChunkHit:
     all_terms: bool = False  # every query term occurs in the chunk
     source_channel: str | None = None
     source_url: str | None = None
+    location: str | None = None  # in the document's own terms; None: the pages say it
 
 
 @dataclass(frozen=True)
@@ -127,11 +129,12 @@ class StoredAnswer:
 
 @dataclass(frozen=True)
 class CitedDocument:
-    """A document an answer cited, and the pages of the chunks it cited."""
+    """A document an answer cited, and the pages (or locations) of the chunks it cited."""
 
     document_id: int
     file_name: str
     pages: tuple[int, ...]
+    locations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

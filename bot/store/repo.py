@@ -642,8 +642,8 @@ class Store(SearchMixin, FeedbackMixin, EventsMixin):
                 conn.execute(
                     text(
                         "INSERT INTO chunks (document_id, workspace_id, ordinal, page_start, "
-                        "page_end, text, embedding, embedding_model_id) "
-                        "VALUES (:d, :w, :o, :ps, :pe, :t, :e, :m)"
+                        "page_end, location, text, embedding, embedding_model_id) "
+                        "VALUES (:d, :w, :o, :ps, :pe, :loc, :t, :e, :m)"
                     ),
                     [
                         {
@@ -652,6 +652,7 @@ class Store(SearchMixin, FeedbackMixin, EventsMixin):
                             "o": c.ordinal,
                             "ps": c.page_start,
                             "pe": c.page_end,
+                            "loc": c.location,
                             "t": c.text,
                             "e": vector_literal(c.embedding),
                             "m": embedding_model_id,

@@ -148,6 +148,9 @@ chunks = Table(
     Column("ordinal", Integer, nullable=False),
     Column("page_start", Integer),
     Column("page_end", Integer),
+    # Where the chunk is, in the document's own terms ("slide 7 (Roadmap)", "sheet
+    # Budget, rows 12-40"); NULL when its pages say it (migration 0011).
+    Column("location", Text),
     Column("text", Text, nullable=False),
     # The keyword analyzer (migration 0008): English words stemmed, CJK runs as
     # character bigrams; the keyword search analyses questions with the same function.

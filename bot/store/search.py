@@ -51,7 +51,8 @@ HNSW_WITH = f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
 # A chunk as a ChunkHit (no search scores), with its document's name and origin.
 _CHUNK_HIT_SELECT = (
     "SELECT c.id AS chunk_id, c.document_id, d.file_name, c.page_start, c.page_end, c.text, "
-    "d.source_channel, d.source_url FROM chunks c JOIN documents d ON d.id = c.document_id"
+    "d.source_channel, d.source_url, c.location "
+    "FROM chunks c JOIN documents d ON d.id = c.document_id"
 )
 
 
@@ -72,7 +73,16 @@ def vector_literal(values: Sequence[float]) -> str:
 def _dense_hit(r: Sequence[Any]) -> ChunkHit:
     """A row of search_dense's SELECT, by position."""
     return ChunkHit(
-        r[0], r[1], r[2], r[3], r[4], r[5], similarity=r[6], source_channel=r[7], source_url=r[8]
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        similarity=r[6],
+        source_channel=r[7],
+        source_url=r[8],
+        location=r[9],
     )
 
 
@@ -146,7 +156,7 @@ class SearchMixin:
             "SELECT c.id AS chunk_id, c.document_id, d.file_name, c.page_start, c.page_end, "
             f"c.text, 1 - (c.embedding::vector({dim}) <=> CAST(%(q)s AS vector({dim}))) "
             "AS similarity, "
-            "d.source_channel, d.source_url "
+            "d.source_channel, d.source_url, c.location "
         )
         # OFFSET 0 fences the workspace's rows off from the ORDER BY, so the planner
         # cannot answer it with an HNSW index, without materialising them: a MATERIALIZED

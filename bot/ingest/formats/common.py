@@ -1,0 +1,332 @@
+"""What the format readers share: sections with heading paths, tables kept as rows,
+row blocks that repeat their header, zip limits and the refusals in plain words."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import date, datetime, time
+from io import BytesIO
+
+from bot.ingest.extract import Extracted, Page, clean_plain_text
+from bot.ingest.filetypes import MEDIA_TYPES, ExtractionRefused, FileKind, RefusalCode, display_name
+
+# A zipped document unpacks to at most this much.  Real Office files of a few MB
+# unpack to tens of MB; a zip bomb to gigabytes, which would end in the sandbox's
+# memory limit only after seconds of inflating.  zipfile never returns more than a
+# member's declared size, so checking the declared sizes is enough.
+MAX_UNPACKED_BYTES = 400 * 1024 * 1024
+MAX_ZIP_MEMBERS = 20_000
+# Rows of a spreadsheet or CSV are grouped into blocks of at most this many tokens as
+# estimated by :func:`estimate_tokens` (header included), so that a block fits one chunk
+# of the default 200 tokens and every chunk carries its column names.  The extractor
+# runs in the sandbox without the embedding model's tokenizer, hence the estimate; it
+# errs high for tables (numbers and "|" cost WordPiece a token per piece).
+ROW_BLOCK_TOKENS = 150
+# WordPiece splits words into pieces: about one per 6 letters, one per 3 digits; each
+# punctuation mark and each CJK character is a token of its own.
+_CJK = "\u3000-\u9fff\uac00-\ud7af"
+_TOKEN_PIECES_RE = re.compile(rf"[^\W\d_{_CJK}]+|\d+|[{_CJK}]|[^\w\s]")
+
+_HAS_WORD_RE = re.compile(r"\w")
+_SPACES_RE = re.compile(r"[\s\u200b\u2060\ufeff]+")
+
+
+def estimate_tokens(text: str) -> int:
+    """About how many tokens a BERT-style WordPiece tokenizer makes of ``text``."""
+    total = 0
+    for piece in _TOKEN_PIECES_RE.findall(text):
+        if piece.isdigit():
+            total += 1 + (len(piece) - 1) // 3
+        elif len(piece) > 1 and piece.isalpha():
+            total += 1 + (len(piece) - 1) // 6
+        else:
+            total += 1
+    return total
+
+
+def has_text(text: str) -> bool:
+    """True if ``text`` holds at least one letter or digit."""
+    return bool(_HAS_WORD_RE.search(text))
+
+
+def inline(text: object) -> str:
+    """One line of text: white space (newlines, tabs) collapsed to single spaces."""
+    if text is None:
+        return ""
+    return _SPACES_RE.sub(" ", str(text)).strip()
+
+
+def short(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters at a word boundary, with "…" if cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0] if " " in text[: limit - 1] else text[: limit - 1]
+    return cut.rstrip(" ,;:") + "…"
+
+
+def broken(filename: str, what: str, exc: BaseException | None = None) -> ExtractionRefused:
+    """A ``broken`` refusal: "<name> could not be read as <what>: <why>."."""
+    why = "its internal structure is damaged"
+    if isinstance(exc, RecursionError):
+        why = "its structure is nested too deeply"
+    elif exc is not None and isinstance(exc, (ValueError, zipfile.BadZipFile)) and str(exc):
+        why = inline(exc)[:120].rstrip(" .")
+    return ExtractionRefused(
+        RefusalCode.BROKEN, f"{display_name(filename)} could not be read as {what}: {why}."
+    )
+
+
+def empty(filename: str) -> ExtractionRefused:
+    """An ``empty`` refusal: the file parsed but holds no text."""
+    return ExtractionRefused(RefusalCode.EMPTY, f"{display_name(filename)} has no text in it.")
+
+
+def check_zip(data: bytes, filename: str, what: str) -> None:
+    """Refuse a zip container that would unpack to too much, before any parser opens it.
+
+    Raises:
+        ExtractionRefused: ``too_large`` over :data:`MAX_UNPACKED_BYTES` or
+            :data:`MAX_ZIP_MEMBERS`; ``broken`` if it is not a readable zip.
+    """
+    try:
+        with zipfile.ZipFile(BytesIO(data)) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+        raise broken(filename, what, exc) from None
+    name = display_name(filename)
+    if len(infos) > MAX_ZIP_MEMBERS:
+        raise ExtractionRefused(
+            RefusalCode.TOO_LARGE,
+            f"{name} holds {len(infos):,} files inside; the limit is {MAX_ZIP_MEMBERS:,}.",
+        )
+    unpacked = sum(info.file_size for info in infos)
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise ExtractionRefused(
+            RefusalCode.TOO_LARGE,
+            f"{name} unpacks to {unpacked / 2**20:,.0f} MB; the limit is "
+            f"{MAX_UNPACKED_BYTES // 2**20} MB (a file this size is usually a zip bomb).",
+        )
+
+
+def cell_text(value: object) -> str:
+    """A spreadsheet value as shown: 12 not 12.0, dates without a midnight time."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.10g}"
+    if isinstance(value, datetime):
+        if value.time() == time(0, 0):
+            return value.date().isoformat()
+        return value.isoformat(sep=" ", timespec="minutes")
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    return inline(value)
+
+
+def row_line(cells: Sequence[str]) -> str:
+    """A table row as one line, "| a | b | c |", trailing empty cells dropped."""
+    cells = [inline(c) for c in cells]
+    while cells and not cells[-1]:
+        cells.pop()
+    return "| " + " | ".join(cells) + " |" if cells else ""
+
+
+def table_lines(rows: Iterable[Sequence[str]]) -> list[str]:
+    """Table rows as lines, empty rows left out (each row stays one line: one unit).
+
+    Readers give a merged cell once, where it starts (python-docx and python-pptx
+    repeat it per spanned column; ODF writes covered cells empty).
+    """
+    lines = []
+    for row in rows:
+        line = row_line(row)
+        if line and has_text(line):
+            lines.append(line)
+    return lines
+
+
+class Sections:
+    """Pages from a flow of headings, paragraphs and tables, each labelled by its path.
+
+    A page is the text under one heading (to the next heading of any level), labelled
+    "section Onboarding > Laptops"; with ``page`` numbers (Word's recorded page breaks)
+    also ", p. 4".  A heading directly followed by a sub-heading is carried into the
+    sub-section's text rather than made a page of one line.
+    """
+
+    def __init__(self) -> None:
+        self._path: list[tuple[int, str]] = []
+        self._lines: list[str] = []
+        self._has_body = False
+        self._parts: list[tuple[str, str | None, int | None]] = []
+        self.page: int | None = None  # the current page, when the format records pages
+        self.any_heading = False
+
+    def heading(self, level: int, text: str) -> None:
+        """A heading of ``level`` (1 = top, 0 = a chapter); it opens a new section."""
+        text = inline(text)
+        if not has_text(text):
+            return
+        if self._path and self._path[-1][1] == short(text, 80) and not self._has_body:
+            return  # a chapter's own first heading repeats its title in the contents
+        if self._has_body:
+            self._flush()
+        # The path is for citations: a "heading" that is really a paragraph is cut short.
+        self._path = [(lvl, t) for lvl, t in self._path if lvl < level] + [(level, short(text, 80))]
+        if len(self._path) > 1 and self._path[-2][1] == self._path[-1][1]:
+            self._path.pop()  # "Chapter II > Chapter II": the chapter's title repeated
+        self._lines.append(text)
+        self.any_heading = True
+
+    def chapter(self, title: str | None) -> None:
+        """A new chapter (an e-book's file): the path restarts at its title, if any."""
+        if self._has_body or self._lines:
+            self._flush()
+        self._lines = []
+        self._path = []
+        if title and has_text(title):
+            self.heading(0, title)
+
+    def paragraph(self, text: str) -> None:
+        """A paragraph (or list item, quote, code block line...)."""
+        text = text.strip()
+        if has_text(text):
+            self._lines.append(text)
+            self._has_body = True
+
+    def table(self, rows: Iterable[Sequence[str]]) -> None:
+        """A table, one line per row, set apart from the text around it."""
+        lines = table_lines(rows)
+        if lines:
+            self._lines.append("")
+            self._lines.extend(lines)
+            self._lines.append("")
+            self._has_body = True
+
+    def new_page(self) -> None:
+        """The document's next page starts here (a recorded page break)."""
+        if self._has_body:
+            self._flush()
+        self.page = (self.page or 1) + 1
+
+    def _flush(self) -> None:
+        text = clean_plain_text("\n".join(self._lines))
+        if has_text(text):
+            path = " > ".join(t for _, t in self._path) or None
+            self._parts.append((text, path, self.page))
+        self._lines = []
+        self._has_body = False
+
+    def pages(self, *, pages_known: bool = False) -> list[Page]:
+        """The finished pages.  ``pages_known``: add the recorded page to each label."""
+        self._flush()
+        out = []
+        for number, (text, path, page) in enumerate(self._parts, start=1):
+            labels = []
+            if path:
+                labels.append(f"section {path}")
+            elif self.any_heading:
+                labels.append("start of the document")
+            if pages_known:
+                labels.append(f"p. {page or 1}")
+            out.append(Page(number, text, ", ".join(labels)))
+        return out
+
+
+# The header is looked for among the first rows with text: the first row at least
+# half as wide as the widest of them (title rows above a table are narrower).
+_HEADER_SEARCH_ROWS = 20
+
+
+def row_blocks(
+    rows: Iterable[tuple[int, Sequence[object]]], where: str, first: int = 1
+) -> list[Page]:
+    """Pages of table rows, each repeating the header row, labelled "<where>rows a-b".
+
+    ``rows`` are (row number, values).  The header is the first row of the table
+    proper (see :data:`_HEADER_SEARCH_ROWS`); title lines above it stay in the first
+    block only.  Empty rows are skipped; each block holds whole rows up to
+    :data:`ROW_BLOCK_TOKENS`.  ``first`` is the number the first page gets.
+    """
+    pages: list[Page] = []
+    header: str | None = None
+    header_at = 0
+    block: list[str] = []
+    span: list[int] = []
+
+    def flush() -> None:
+        if not block:
+            return
+        if span[0] == span[-1]:
+            label = f"{where}row {span[0]}"
+        else:
+            label = f"{where}rows {span[0]}-{span[-1]}"
+        # Blocks before the header row (titles) and the one holding it need no copy.
+        lines = block if header is None or span[0] <= header_at else [header, *block]
+        pages.append(Page(first + len(pages), "\n".join(lines), label))
+        block.clear()
+        span.clear()
+
+    header_cost = 0
+    block_cost = 0
+
+    def add(number: int, line: str) -> None:
+        nonlocal block_cost
+        if number > header_at and line == header:
+            return  # the header repeated further down: every block starts with it anyway
+        cost = estimate_tokens(line)
+        if block and block_cost + cost > ROW_BLOCK_TOKENS:
+            flush()
+        if not block:  # a block after the header row will start with a copy of it
+            block_cost = header_cost if number > header_at else 0
+        block.append(line)
+        span.append(number)
+        block_cost += cost
+
+    def lines_of(source: Iterable[tuple[int, Sequence[object]]]) -> Iterator[tuple[int, str, int]]:
+        for number, values in source:
+            cells = [cell_text(v) for v in values]
+            line = row_line(cells)
+            if line and has_text(line):
+                yield number, line, sum(1 for c in cells if c)
+
+    stream = lines_of(rows)
+    head = list(itertools.islice(stream, _HEADER_SEARCH_ROWS))
+    if head:
+        widest = max(width for _, _, width in head)
+        header_at, header = next(
+            (number, line) for number, line, width in head if width * 2 > widest
+        )
+        header_cost = estimate_tokens(header)
+    for number, line, _ in itertools.chain(head, stream):
+        add(number, line)
+    flush()
+    return pages
+
+
+def extracted(
+    pages: list[Page],
+    kind: FileKind,
+    title: str,
+    filename: str,
+    *,
+    page_count: int | None = None,
+    warnings: list[str] | None = None,
+) -> Extracted:
+    """The result of a reader; refuses a file with no text as ``empty``."""
+    if not pages:
+        raise empty(filename)
+    return Extracted(
+        pages=pages,
+        page_count=page_count if page_count is not None else len(pages),
+        media_type=MEDIA_TYPES[kind],
+        title=title,
+        warnings=warnings or [],
+    )

@@ -1,0 +1,271 @@
+"""Microsoft Office files: Word (.docx), PowerPoint (.pptx) and Excel (.xlsx, .xlsm).
+
+Read with python-docx, python-pptx and openpyxl, all of which parse with lxml or
+defusedxml without resolving external entities.  Locations:
+
+* Word: the heading path ("section Onboarding > Laptops"), plus the page when Word
+  recorded its page breaks in the file (``w:lastRenderedPageBreak``);
+* PowerPoint: "slide 7 (Roadmap)", the slide's text, tables, chart data and speaker
+  notes;
+* Excel: "sheet Budget, rows 12-40", rows in blocks that repeat the header row, with
+  the values formulas last computed (the cached values), never the formulas.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from io import BytesIO
+from typing import Any
+
+from bot.ingest.extract import Extracted, Page, _clean_title, _title_from_filename
+from bot.ingest.filetypes import ExtractionRefused, FileKind
+from bot.ingest.formats.common import (
+    Sections,
+    broken,
+    cell_text,
+    check_zip,
+    extracted,
+    has_text,
+    inline,
+    row_blocks,
+    short,
+    table_lines,
+)
+
+__all__ = ["extract_docx", "extract_pptx", "extract_xlsx"]
+
+_HEADING_STYLE_RE = re.compile(r"^(?:heading|标题|titre|überschrift|título)\s*(\d)", re.IGNORECASE)
+_W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+
+
+def _core_title(package: Any) -> str | None:
+    try:
+        return _clean_title(package.core_properties.title)
+    except Exception:  # damaged docProps must not cost the text
+        return None
+
+
+# --- Word -----------------------------------------------------------------------------
+
+
+def _heading_level(paragraph: Any) -> int | None:
+    """1-9 for a heading paragraph (by style name or outline level), else None."""
+    style = paragraph.style
+    seen = 0
+    while style is not None and seen < 10:  # styles inherit; a loop must end
+        match = _HEADING_STYLE_RE.match(style.name or "")
+        if match:
+            return max(1, int(match.group(1)))
+        ppr = style.element.pPr
+        level = None if ppr is None else ppr.find(f"{{{_W_NS}}}outlineLvl")
+        if level is not None:
+            value = level.get(f"{{{_W_NS}}}val", "9")
+            return int(value) + 1 if value.isdigit() and int(value) < 9 else None
+        style = style.base_style
+        seen += 1
+    ppr = paragraph._p.pPr
+    level = None if ppr is None else ppr.find(f"{{{_W_NS}}}outlineLvl")
+    if level is not None:
+        value = level.get(f"{{{_W_NS}}}val", "9")
+        if value.isdigit() and int(value) < 9:
+            return int(value) + 1
+    return None
+
+
+def _table_rows(table: Any) -> Iterator[list[str]]:
+    for row in table.rows:
+        cells, seen = [], set()
+        for cell in row.cells:
+            if id(cell._tc) in seen:  # a merged cell appears once per spanned column
+                continue
+            seen.add(id(cell._tc))
+            cells.append(inline(cell.text))
+        yield cells
+
+
+_APP_PAGES_RE = re.compile(rb"<(?:\w+:)?Pages>(\d{1,6})</(?:\w+:)?Pages>")
+
+
+def _saved_page_count(data: bytes) -> int | None:
+    """The page count Word saved in docProps/app.xml, if it did."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(BytesIO(data)) as archive, archive.open("docProps/app.xml") as app:
+            match = _APP_PAGES_RE.search(app.read(65536))
+    except (KeyError, zipfile.BadZipFile, OSError, EOFError):
+        return None
+    return int(match.group(1)) if match and int(match.group(1)) > 0 else None
+
+
+def extract_docx(data: bytes, filename: str) -> Extracted:
+    """Read a Word document: sections by heading, tables as rows, pages if recorded."""
+    check_zip(data, filename, "a Word document")
+    import docx
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    try:
+        document = docx.Document(BytesIO(data))
+        body = document.element.body
+        pages_known = bool(body.xpath(".//w:lastRenderedPageBreak"))
+        sections = Sections()
+        if pages_known:
+            sections.page = 1
+        doc_title = None
+        for block in document.iter_inner_content():
+            if isinstance(block, Paragraph):
+                if pages_known and block._p.xpath("./w:r/w:lastRenderedPageBreak"):
+                    sections.new_page()
+                text = block.text
+                if not has_text(text):
+                    continue
+                style = (block.style.name or "") if block.style is not None else ""
+                if style.lower() == "title" and doc_title is None:
+                    doc_title = inline(text)
+                    sections.heading(1, text)
+                    continue
+                level = _heading_level(block)
+                if level is not None:
+                    sections.heading(level, text)
+                else:
+                    sections.paragraph(text)
+            elif isinstance(block, Table):
+                sections.table(_table_rows(block))
+        pages = sections.pages(pages_known=pages_known)
+    except ExtractionRefused:
+        raise
+    except (MemoryError, SystemError):
+        raise
+    except Exception as exc:
+        raise broken(filename, "a Word document", exc) from None
+    title = _core_title(document) or _clean_title(doc_title) or _title_from_filename(filename)
+    count = sections.page if pages_known else _saved_page_count(data)
+    return extracted(pages, FileKind.DOCX, title, filename, page_count=count)
+
+
+# --- PowerPoint -----------------------------------------------------------------------
+
+
+def _shape_lines(shapes: Any, depth: int = 0) -> Iterator[str]:
+    """Text of the shapes of a slide, in their order, groups opened (to a sane depth)."""
+    from pptx.enum.shapes import MSO_SHAPE_TYPE
+
+    for shape in shapes:
+        if shape.shape_type == MSO_SHAPE_TYPE.GROUP and depth < 20:
+            yield from _shape_lines(shape.shapes, depth + 1)
+            continue
+        if getattr(shape, "has_text_frame", False) and shape.has_text_frame:
+            for paragraph in shape.text_frame.paragraphs:
+                text = inline(paragraph.text)
+                if has_text(text):
+                    yield text
+        if getattr(shape, "has_table", False) and shape.has_table:
+            rows = (
+                ["" if cell.is_spanned else cell.text for cell in row.cells]
+                for row in shape.table.rows
+            )
+            yield ""
+            yield from table_lines(rows)
+            yield ""
+        if getattr(shape, "has_chart", False) and shape.has_chart:
+            yield from _chart_lines(shape.chart)
+
+
+def _chart_lines(chart: Any) -> Iterator[str]:
+    """A chart's data as a table: categories down, one column per series."""
+    try:
+        title = inline(chart.chart_title.text_frame.text) if chart.has_title else ""
+        plot = chart.plots[0]
+        categories = [cell_text(c) for c in plot.categories]
+        series = [(inline(s.name), list(s.values)) for s in plot.series]
+    except Exception:  # a chart without readable cached data still has its slide text
+        return
+    if title:
+        yield f"Chart: {title}"
+    rows = [["", *(name for name, _ in series)]]
+    for i, category in enumerate(categories):
+        rows.append(
+            [category, *(cell_text(vals[i]) if i < len(vals) else "" for _, vals in series)]
+        )
+    yield ""
+    yield from table_lines(rows)
+    yield ""
+
+
+def extract_pptx(data: bytes, filename: str) -> Extracted:
+    """Read a presentation: one page per slide, "slide 7 (Title)", speaker notes included."""
+    check_zip(data, filename, "a PowerPoint presentation")
+    from pptx import Presentation
+
+    try:
+        presentation = Presentation(BytesIO(data))
+        pages: list[Page] = []
+        first_title = None
+        count = 0
+        for number, slide in enumerate(presentation.slides, start=1):
+            count = number
+            title_shape = slide.shapes.title
+            title = inline(title_shape.text) if title_shape is not None else ""
+            lines = list(_shape_lines(slide.shapes))
+            if slide.has_notes_slide:
+                notes = slide.notes_slide.notes_text_frame
+                note_text = inline(notes.text) if notes is not None else ""
+                if has_text(note_text):
+                    lines += ["", f"Speaker notes: {note_text}"]
+            text = "\n".join(lines).strip()
+            if not has_text(text):
+                continue
+            first_title = first_title or title
+            label = f"slide {number} ({short(title)})" if has_text(title) else f"slide {number}"
+            pages.append(Page(number, text, label))
+    except ExtractionRefused:
+        raise
+    except (MemoryError, SystemError):
+        raise
+    except Exception as exc:
+        raise broken(filename, "a PowerPoint presentation", exc) from None
+    title = _core_title(presentation) or _clean_title(first_title) or _title_from_filename(filename)
+    return extracted(pages, FileKind.PPTX, title, filename, page_count=count)
+
+
+# --- Excel ----------------------------------------------------------------------------
+
+
+def extract_xlsx(data: bytes, filename: str) -> Extracted:
+    """Read a workbook: per sheet, blocks of rows with the header repeated, cached values."""
+    check_zip(data, filename, "an Excel workbook")
+    import openpyxl
+
+    try:
+        # read_only streams rows; data_only gives the values Excel last computed.
+        workbook = openpyxl.load_workbook(
+            BytesIO(data), read_only=True, data_only=True, keep_links=False
+        )
+    except (MemoryError, SystemError):
+        raise
+    except Exception as exc:
+        raise broken(filename, "an Excel workbook", exc) from None
+    pages: list[Page] = []
+    try:
+        for sheet in workbook.worksheets:
+            # The recorded dimension can claim A1:XFD1048576; rows are then padded to
+            # 16,384 cells each.  Without it, each row is as wide as its last cell.
+            sheet.reset_dimensions()
+            rows = enumerate(sheet.iter_rows(values_only=True), start=1)
+            pages += row_blocks(rows, f"sheet {inline(sheet.title)}, ", first=len(pages) + 1)
+        title = _clean_title(workbook.properties.title) if workbook.properties else None
+    except (MemoryError, SystemError):
+        raise
+    except Exception as exc:
+        raise broken(filename, "an Excel workbook", exc) from None
+    finally:
+        workbook.close()
+    return extracted(
+        pages,
+        FileKind.XLSX,
+        title or _title_from_filename(filename),
+        filename,
+        page_count=len(workbook.worksheets),
+    )
