@@ -43,6 +43,7 @@ class RefusalCode(StrEnum):
     TIMEOUT = "timeout"
     MEMORY = "memory"
     CRASHED = "crashed"
+    OVER_LIMIT = "over_limit"  # more pages, characters or chunks than the limits allow
 
 
 class ExtractionRefused(LibrarianError):
