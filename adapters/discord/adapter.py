@@ -34,7 +34,7 @@ import discord
 import yarl
 from discord import app_commands
 
-from adapters.discord.text import indexable, split_message, strip_mentions, thread_name
+from adapters.discord.text import split_message, strip_mentions, thread_name
 from bot.adapter import EventSink
 from bot.events import (
     CommandInvoked,
@@ -45,6 +45,7 @@ from bot.events import (
     ReactionAdded,
     UserRef,
 )
+from bot.ingest.filetypes import may_download
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -342,7 +343,7 @@ class DiscordAdapter:
         files = tuple(
             self._file_ref(a, message)
             for a in message.attachments
-            if indexable(a.filename, a.content_type)
+            if may_download(a.filename, a.content_type)
         )
         if not mentioned and not files:
             return None

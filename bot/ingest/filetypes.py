@@ -11,11 +11,13 @@ from __future__ import annotations
 import codecs
 import math
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 
 from bot.errors import LibrarianError
 
 __all__ = [
+    "KINDS",
     "MEDIA_TYPES",
     "SUPPORTED_DESCRIPTION",
     "ExtractionRefused",
@@ -28,6 +30,7 @@ __all__ = [
     "describe_binary",
     "detect_kind",
     "display_name",
+    "may_download",
 ]
 
 
@@ -103,18 +106,41 @@ class FileKind(StrEnum):
     MARKDOWN = "markdown"
 
 
-MEDIA_TYPES: dict[FileKind, str] = {
-    FileKind.PDF: "application/pdf",
-    FileKind.TEXT: "text/plain",
-    FileKind.MARKDOWN: "text/markdown",
+@dataclass(frozen=True, slots=True)
+class KindSpec:
+    """How a supported kind is named: the media type stored for it, and the extensions
+    and media types by which a file shared in chat announces it (before its bytes are
+    seen).  The bytes still decide (:func:`detect_kind`)."""
+
+    media_type: str
+    extensions: tuple[str, ...]
+    media_types: frozenset[str]
+
+
+# The one declaration of what can be ingested.  Adapters decide what to download from
+# it (:func:`may_download`), detection reads its names, documents store its media type.
+KINDS: dict[FileKind, KindSpec] = {
+    FileKind.PDF: KindSpec(
+        "application/pdf", (".pdf",), frozenset({"application/pdf", "application/x-pdf"})
+    ),
+    FileKind.TEXT: KindSpec("text/plain", (".txt", ".text"), frozenset({"text/plain"})),
+    FileKind.MARKDOWN: KindSpec(
+        "text/markdown",
+        (".md", ".markdown", ".mdown", ".mkd", ".mkdn"),
+        frozenset({"text/markdown", "text/x-markdown"}),
+    ),
 }
+
+MEDIA_TYPES: dict[FileKind, str] = {kind: spec.media_type for kind, spec in KINDS.items()}
 
 SUPPORTED_DESCRIPTION = "Librarian can read PDF files, plain text (.txt) and Markdown (.md)."
 
 _MB = 1024 * 1024
-_MARKDOWN_EXTENSIONS = (".md", ".markdown", ".mdown", ".mkd", ".mkdn")
-_MARKDOWN_MEDIA_TYPES = {"text/markdown", "text/x-markdown"}
-_PDF_MEDIA_TYPES = {"application/pdf", "application/x-pdf"}
+_MARKDOWN_EXTENSIONS = KINDS[FileKind.MARKDOWN].extensions
+_MARKDOWN_MEDIA_TYPES = KINDS[FileKind.MARKDOWN].media_types
+_PDF_MEDIA_TYPES = KINDS[FileKind.PDF].media_types
+_DOWNLOADABLE_EXTENSIONS = tuple(ext for spec in KINDS.values() for ext in spec.extensions)
+_DOWNLOADABLE_MEDIA_TYPES = frozenset(m for spec in KINDS.values() for m in spec.media_types)
 _PDF_MAGIC = b"%PDF-"
 _PDF_MAGIC_WINDOW = 1024  # the spec lets junk precede the header; readers accept 1 KB
 
@@ -221,6 +247,28 @@ def check_size(size_bytes: int, limit_mb: float | None, filename: str | None = N
         return
     raise FileTooLarge(
         f"{display_name(filename)} is {_format_mb(size_bytes)}; the limit is {limit_mb:g} MB."
+    )
+
+
+def may_download(
+    filename: str | None,
+    media_type: str | None = None,
+    size: int | None = None,
+    *,
+    max_mb: float | None = None,
+) -> bool:
+    """Whether an adapter should fetch a file shared in chat, before seeing its bytes.
+
+    True when its name ends with the extension of a supported kind or the platform
+    labels it with one of their media types (:data:`KINDS`), and its size, when known
+    and a limit is given, is within ``max_mb``.  The same declaration the extractor
+    reads decides, so every adapter downloads exactly what Librarian may index.
+    """
+    if size is not None and max_mb is not None and size > max_mb * _MB:
+        return False
+    return (
+        _extension(filename) in _DOWNLOADABLE_EXTENSIONS
+        or _base_media_type(media_type) in _DOWNLOADABLE_MEDIA_TYPES
     )
 
 
