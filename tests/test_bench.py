@@ -91,6 +91,8 @@ def test_ingest_bench_quick(librarian_env: dict[str, str], shared_models: Path) 
     for ext, row in data["corpus"].items():
         assert row["indexed"] + len(row.get("refused", {})) == row["files"], ext
         assert (row["pages_per_s"] is None) == (row["indexed"] == 0), ext
+    # OCR pages/s over the images of the corpus: None until images are read.
+    assert (data["ocr"]["pages_per_s"] is None) == (data["ocr"]["pages"] == 0)
 
 
 def test_grounding_bench_quick(librarian_env: dict[str, str], shared_models: Path) -> None:

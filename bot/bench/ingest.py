@@ -49,6 +49,8 @@ from bot.errors import LibrarianError
 from bot.ingest.filetypes import ExtractionRefused
 
 PARAGRAPHS_PER_PAGE = 3
+# Office-corpus extensions read by OCR (text in images), summed into ``ocr``.
+IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "tif", "tiff", "webp", "bmp")
 
 
 def make_pdf(title: str, pages: list[list[str]]) -> bytes:
@@ -243,6 +245,15 @@ async def run(
     for ext, files in office.items():
         log(f"indexing {len(files)} .{ext} files of the office corpus...")
         corpus[ext] = await _index_group(app, binding, files)
+    images = [corpus[ext] for ext in IMAGE_EXTENSIONS if ext in corpus]
+    ocr_pages = sum(row["pages"] for row in images)
+    ocr_s = sum(row["seconds"] for row in images)
+    ocr = {
+        "files": sum(row["files"] for row in images),
+        "indexed": sum(row["indexed"] for row in images),
+        "pages": ocr_pages,
+        "pages_per_s": round(ocr_pages / ocr_s, 2) if ocr_pages and ocr_s else None,
+    }
     return {
         "documents": len(documents),
         "pages": pages,
@@ -257,6 +268,7 @@ async def run(
         "round_ratios": round_ratios,
         "formats": formats,
         "corpus": corpus,
+        "ocr": ocr,
         "ingest_s": round(ingest_s, 1),
         "embed_s": round(embed_s, 1),
         "quick": quick,
