@@ -24,6 +24,9 @@ JSON body.  The child moves its own stdout aside first so a stray ``print`` in a
 library cannot corrupt the channel.
 
 Run as ``python -m bot.ingest.sandbox`` it is the worker; nothing else should start it.
+
+One unit though over 600 lines: both ends of one pipe protocol (framing, limits, the
+reply cap, how each failure is reported) live here so that they cannot drift apart.
 """
 
 from __future__ import annotations
