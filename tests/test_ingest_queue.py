@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from helpers import converse, wait_until
+from sqlalchemy import text
 
 from bot.app import App
 from bot.events import ConversationRef
@@ -46,16 +48,27 @@ async def test_a_team_with_50_queued_files_does_not_hold_back_another_teams_file
         app.start_background()
         # The busy team's first file is being indexed (and its second read ahead) ...
         assert await wait_until(lambda: len(finished) >= 1, 60)
-        before = len(finished)
         # ... when the quiet team shares one file.
         single = await app.ingest.submit(quiet, note("quiet", 1), "quiet.txt", uploader="bob")
         done = await app.ingest.wait(single.document.id, timeout=60)
         assert done.status == "ready"
-        place = next(i for i, d in enumerate(finished) if d.id == single.document.id)
-        busy_in_between = [d.file_name for d in finished[before:place]]
-        # At most the one document being indexed when it arrived went before it.
-        assert len(busy_in_between) <= 1, busy_in_between
-        assert all(d.workspace_id == busy.id for d in finished[:before])
+        # Which of the busy team's files were finished between the moment the quiet
+        # team's file was queued and the moment it was ready (the database's clock)?
+        with app.store.engine.connect() as conn:
+            in_between = (
+                conn.execute(
+                    text(
+                        "SELECT b.file_name FROM documents b, documents q WHERE q.id = :q "
+                        "AND b.workspace_id = :busy AND b.status = 'ready' "
+                        "AND b.updated_at > q.created_at AND b.updated_at < q.updated_at"
+                    ),
+                    {"q": single.document.id, "busy": busy.id},
+                )
+                .scalars()
+                .all()
+            )
+        # At most the one document being indexed when it arrived.
+        assert len(in_between) <= 1, in_between
         # And the busy team's files still all get indexed, in the order they were shared.
         assert await wait_until(lambda: len(finished) == 51, 120)
         busy_order = [d.file_name for d in finished if d.workspace_id == busy.id]
@@ -164,7 +177,7 @@ async def test_a_text_file_of_form_feeds_is_refused_by_the_page_limit(
 
 
 async def test_chunk_and_workspace_limits_name_themselves(
-    settings, tmp_path: Path, monkeypatch
+    settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LIBRARIAN_MAX_DOCUMENT_CHUNKS", "3")
     monkeypatch.setenv("LIBRARIAN_MAX_WORKSPACE_CHUNKS", "5")
@@ -195,3 +208,12 @@ async def test_chunk_and_workspace_limits_name_themselves(
         assert app.store.workspace_totals(general.id)["chunks"] == 4
     finally:
         await app.close()
+
+
+def test_a_limit_out_of_its_bounds_names_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.config import load_settings
+    from bot.errors import ConfigError
+
+    monkeypatch.setenv("LIBRARIAN_MAX_DOCUMENT_PAGES", "0")
+    with pytest.raises(ConfigError, match="LIBRARIAN_MAX_DOCUMENT_PAGES: Input should be greater"):
+        load_settings()
