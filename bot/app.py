@@ -13,6 +13,7 @@ from bot.dispatcher import Dispatcher
 from bot.inference.registry import ModelRegistry
 from bot.inference.service import Inference
 from bot.ingest.filestore import FileStore
+from bot.ingest.limits import IngestLimits
 from bot.ingest.pipeline import IngestService
 from bot.ingest.sandbox import Sandbox
 from bot.knowledge.answer import Answerer
@@ -55,7 +56,15 @@ class App:
         registry = ModelRegistry(settings)
         inference = Inference.from_settings(settings, registry.resolve)
         sandbox = Sandbox()
-        ingest = IngestService(store, files, inference, sandbox, max_file_mb=settings.max_file_mb)
+        ingest = IngestService(
+            store,
+            files,
+            inference,
+            sandbox,
+            max_file_mb=settings.max_file_mb,
+            limits=IngestLimits.from_settings(settings),
+            max_attempts=settings.ingest_attempts,
+        )
         retriever = Retriever(store, inference, ingest.embedding_model)
         answerer = Answerer(
             store,

@@ -76,6 +76,20 @@ class Settings(BaseSettings):
     prompt_budget: int = Field(default=3000, ge=256)
     max_file_mb: float = Field(default=50.0, gt=0)
 
+    # ---- ingestion limits (issue 17) ----
+    # A document over one of these is refused with the limit named; what is stored stays.
+    # A 120 KB text file of form feeds is 20,000 pages; the largest real manuals run to a
+    # few thousand.  10,000 chunks of 200 tokens take the embedder ~5 minutes on 2 cores,
+    # the longest one document may hold the queue.
+    max_document_pages: int = Field(default=5_000, ge=1, le=1_000_000)
+    max_document_chars: int = Field(default=5_000_000, ge=1_000, le=100_000_000)
+    max_document_chunks: int = Field(default=10_000, ge=1, le=1_000_000)
+    # Chunks a workspace may hold in all (each costs ~2 KB of vector and text).
+    max_workspace_chunks: int = Field(default=500_000, ge=1, le=100_000_000)
+    # Times a document may fail to be prepared or indexed before it is marked failed.
+    ingest_attempts: int = Field(default=3, ge=1, le=20)
+    # ---- end ingestion limits ----
+
     # Retention.
     retention_interval_minutes: float = Field(default=60.0, gt=0)
     # Audit entries older than this are deleted by the retention job.

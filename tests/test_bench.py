@@ -81,6 +81,18 @@ def test_ingest_bench_quick(librarian_env: dict[str, str], shared_models: Path) 
     assert data["pages"] == 12 and data["chunks"] >= data["pages"]
     assert data["pages_per_s"] > 0
     assert 0 < data["ratio"] <= 1.5
+    # Pages per second per format: the same 4 pages as text and as Markdown, next to PDF.
+    formats = data["formats"]
+    assert formats["pdf"]["pages"] == 12 and formats["pdf"]["pages_per_s"] > 0
+    for kind in ("text", "markdown"):
+        assert formats[kind]["indexed"] == 1 and formats[kind]["pages"] == 4
+        assert formats[kind]["pages_per_s"] > 0
+    # The real office files, one per extension: indexed with pages/s, or refused with why.
+    for ext, row in data["corpus"].items():
+        assert row["indexed"] + len(row.get("refused", {})) == row["files"], ext
+        assert (row["pages_per_s"] is None) == (row["indexed"] == 0), ext
+    # OCR pages/s over the images of the corpus: None until images are read.
+    assert (data["ocr"]["pages_per_s"] is None) == (data["ocr"]["pages"] == 0)
 
 
 def test_grounding_bench_quick(librarian_env: dict[str, str], shared_models: Path) -> None:

@@ -26,12 +26,13 @@ from discord_emulator import (
 from helpers import make_pdf
 
 from adapters.discord import DiscordAdapter, split_message
-from adapters.discord.text import indexable, strip_mentions, thread_name
+from adapters.discord.text import strip_mentions, thread_name
 from bot.app import App
 from bot.cli.run import configured_adapters
 from bot.commands import base_commands
 from bot.config import load_settings
 from bot.events import ConversationRef, OutboundMessage
+from bot.ingest.filetypes import KINDS
 
 pytestmark = pytest.mark.slow
 
@@ -110,8 +111,6 @@ def test_split_message_respects_the_limit() -> None:
     assert split_message("short") == ["short"]
     assert strip_mentions("<@42> what is <@!42> this?", 42) == "what is   this?"
     assert len(thread_name("q" * 300)) == 100
-    assert indexable("a.PDF", None) and indexable("notes", "text/markdown; charset=utf-8")
-    assert not indexable("photo.png", "image/png")
 
 
 # -- conversations --------------------------------------------------------------------------
@@ -405,3 +404,24 @@ async def test_without_the_message_content_intent_mentions_still_work(
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 10)
         await emu.close()
+
+
+async def test_every_kind_librarian_reads_is_downloaded_and_nothing_else(bot: Bot) -> None:
+    """The adapter downloads by the extractor's own declaration of supported kinds."""
+    emu, general = bot.emu, bot.general
+    wanted = []
+    for kind, spec in KINDS.items():
+        for ext in spec.extensions:  # named by its extension, labelled loosely
+            wanted.append((f"by-name-{kind}{ext}", "application/octet-stream"))
+        for media in sorted(spec.media_types):  # no extension, labelled by the platform
+            wanted.append((f"by-label-{kind}-{media.replace('/', '-')}", media))
+    tool = [("setup.exe", b"MZ\x90\x00", "application/x-msdownload")]
+    await emu.post("bob", "general", "a tool", files=tool)
+    for name, media in wanted:
+        await emu.post("bob", "general", "a file", files=[(name, b"Notes for the team.\n", media)])
+    for name, _media in wanted:
+        assert await emu.wait_for(
+            lambda name=name: emu.calls_to("GET", rf"/attachments/{general}/\d+/{name}")
+        ), name
+    await asyncio.sleep(1)  # the last post had its chance too
+    assert not emu.calls_to("GET", rf"/attachments/{general}/\d+/setup.exe")

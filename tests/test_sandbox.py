@@ -10,6 +10,7 @@ import asyncio
 import collections
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -342,3 +343,54 @@ def test_real_pdfs_refused_through_the_sandbox(
     with pytest.raises(ExtractionRefused) as caught:
         shared_sandbox.extract((corpus_dir / "pdfs" / name).read_bytes(), name, None)
     assert caught.value.reason_code == code
+
+
+# --- document limits and the reply cap (issue 17) -------------------------------------------
+
+
+def _limits(**overrides: int):
+    from bot.ingest.limits import IngestLimits
+
+    values = {"max_pages": 10, "max_chars": 1_000, "max_chunks": 100, "max_workspace_chunks": 1000}
+    return IngestLimits(**{**values, **overrides})
+
+
+def test_a_result_over_the_document_limits_never_leaves_the_worker(sandbox: Sandbox) -> None:
+    with pytest.raises(ExtractionRefused) as pages:
+        sandbox.extract(b"page\n\f" * 20, "pages.txt", limits=_limits())
+    assert pages.value.reason_code == "over_limit"
+    assert pages.value.message == (
+        "pages.txt has 21 pages; the limit is 10 pages per document (LIBRARIAN_MAX_DOCUMENT_PAGES)."
+    )
+    with pytest.raises(ExtractionRefused) as chars:
+        sandbox.extract(b"word " * 400, "words.txt", limits=_limits())
+    assert "words.txt holds 1,999 characters of text; the limit is 1,000" in chars.value.message
+    assert sandbox.extract(b"short\n", "ok.txt", limits=_limits()).pages[0].text == "short"
+    assert sandbox.starts == 1  # a refusal by the limits costs no worker
+
+
+def test_a_reply_longer_than_the_limits_allow_is_refused_unread(tmp_path: Path) -> None:
+    """A worker subverted by a file announces a 1 TB reply and streams garbage: cut off."""
+    child = tmp_path / "subverted-python"
+    child.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        "out = sys.stdout.buffer\n"
+        'hello = json.dumps({"ready": True, "pid": os.getpid()}).encode()\n'
+        'out.write(str(len(hello)).encode() + b"\\n" + hello); out.flush()\n'
+        "header = json.loads(sys.stdin.buffer.readline())\n"
+        'sys.stdin.buffer.read(header["size"])\n'
+        'out.write(b"%d\\n" % 10**12); out.flush()\n'
+        "while True:\n"
+        '    out.write(b"x" * (1 << 20))\n'
+    )
+    child.chmod(0o755)
+    with Sandbox(python=str(child)) as box:
+        started = time.monotonic()
+        with pytest.raises(ExtractionRefused) as refused:
+            box.extract(b"hello\n", "notes.txt", timeout_s=30, limits=_limits())
+        assert time.monotonic() - started < 5
+        assert refused.value.reason_code == "over_limit"
+        assert refused.value.message.startswith("notes.txt: the text read from it (953,674 MB)")
+        assert "LIBRARIAN_MAX_DOCUMENT_CHARS" in refused.value.message
+        assert box.worker_pids() == []  # the worker was killed, not read to the end

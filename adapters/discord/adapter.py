@@ -39,7 +39,7 @@ from discord import app_commands
 
 from adapters.base import Tasks, command_text, deliver
 from adapters.discord.commands import command_group
-from adapters.discord.text import indexable, split_message, strip_mentions, thread_name
+from adapters.discord.text import split_message, strip_mentions, thread_name
 from bot.adapter import EventSink
 from bot.command_spec import Command
 from bot.events import (
@@ -51,6 +51,7 @@ from bot.events import (
     ReactionAdded,
     UserRef,
 )
+from bot.ingest.filetypes import may_download
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -389,7 +390,7 @@ class DiscordAdapter:
         files = tuple(
             self._file_ref(a, message)
             for a in message.attachments
-            if indexable(a.filename, a.content_type)
+            if may_download(a.filename, a.content_type)
         )
         if not mentioned and not files:
             return None

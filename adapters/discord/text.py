@@ -7,15 +7,6 @@ import re
 MESSAGE_LIMIT = 2000  # characters in one Discord message
 THREAD_NAME_LIMIT = 100
 
-INDEXABLE_EXTENSIONS = (".pdf", ".txt", ".text", ".md", ".markdown", ".mdown", ".mkd", ".mkdn")
-INDEXABLE_MEDIA_TYPES = (
-    "application/pdf",
-    "application/x-pdf",
-    "text/plain",
-    "text/markdown",
-    "text/x-markdown",
-)
-
 
 def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
     """Cut ``text`` into pieces of at most ``limit`` characters.
@@ -51,9 +42,3 @@ def thread_name(question: str) -> str:
     if len(first) <= THREAD_NAME_LIMIT:
         return first
     return first[: THREAD_NAME_LIMIT - 1].rstrip() + "\u2026"
-
-
-def indexable(filename: str, content_type: str | None) -> bool:
-    """Whether an attachment is a kind Librarian reads (PDF, text, Markdown)."""
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    return filename.lower().endswith(INDEXABLE_EXTENSIONS) or media in INDEXABLE_MEDIA_TYPES

@@ -23,15 +23,12 @@ from bot.events import (
     ReactionAdded,
     UserRef,
 )
+from bot.ingest.filetypes import may_download
 
 PLATFORM = "matrix"
 # The bot speaks in notices: bots must never answer notices, so two bots cannot loop.
 BOT_MSGTYPE = "m.notice"
 TEXT_MSGTYPES = frozenset({"m.text", "m.emote"})
-INDEXABLE_MEDIA_TYPES = frozenset(
-    {"application/pdf", "text/plain", "text/markdown", "text/x-markdown"}
-)
-INDEXABLE_SUFFIXES = (".pdf", ".txt", ".text", ".md", ".markdown")
 
 _PILL = re.compile(r"""href\s*=\s*["']https://matrix\.to/#/([^"'?/]+)""", re.IGNORECASE)
 _LEADING_PILL = re.compile(
@@ -174,7 +171,7 @@ def strip_leading_mention(
 
 
 def file_ref(room_id: str, event: dict[str, Any]) -> FileRef | None:
-    """A FileRef for an ``m.file`` event carrying a PDF, text or Markdown file."""
+    """A FileRef for an ``m.file`` event carrying a kind of file Librarian reads."""
     content = event.get("content") or {}
     url = content.get("url")
     if not isinstance(url, str) or parse_mxc(url) is None:
@@ -183,7 +180,7 @@ def file_ref(room_id: str, event: dict[str, Any]) -> FileRef | None:
     info = content.get("info") if isinstance(content.get("info"), dict) else {}
     media_type = info.get("mimetype") if isinstance(info.get("mimetype"), str) else None
     size = info.get("size")
-    if not (media_type in INDEXABLE_MEDIA_TYPES or name.lower().endswith(INDEXABLE_SUFFIXES)):
+    if not may_download(name, media_type):
         return None
     return FileRef(
         platform=PLATFORM,

@@ -18,6 +18,13 @@ document is read without overlap: the figure is, if anything, conservative.
 
 The sandbox worker and both models are warmed up first: a running bot keeps them
 loaded, and start-up is not throughput.
+
+Then ``formats``: pages per second end to end for every format, the same SQuAD pages
+written as plain text and Markdown (pages split by form feeds) next to the PDFs above,
+and ``corpus``: the real files of ``shared/corpus/office`` grouped by extension, each
+group indexed on its own and timed.  A group whose files are refused says why; when a
+format's extractor is added (slides and sheets count as pages), its row fills in with
+no change here.
 """
 
 from __future__ import annotations
@@ -39,8 +46,11 @@ from bot.bench.common import (
 )
 from bot.config import Settings
 from bot.errors import LibrarianError
+from bot.ingest.filetypes import ExtractionRefused
 
 PARAGRAPHS_PER_PAGE = 3
+# Office-corpus extensions read by OCR (text in images), summed into ``ocr``.
+IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "tif", "tiff", "webp", "bmp")
 
 
 def make_pdf(title: str, pages: list[list[str]]) -> bytes:
@@ -84,6 +94,87 @@ def _documents(folder: Path, n_docs: int, pages_per_doc: int) -> list[tuple[str,
         title = part[0]["title"].replace("_", " ")
         docs.append((f"report-{d:03d}.pdf", make_pdf(title, pages), len(pages)))
     return docs
+
+
+def _as_text(pages: list[list[str]]) -> bytes:
+    return "\f".join("\n\n".join(paragraphs) for paragraphs in pages).encode()
+
+
+def _as_markdown(title: str, pages: list[list[str]]) -> bytes:
+    return "\f".join(
+        f"# {title}, part {n}\n\n" + "\n\n".join(paragraphs)
+        for n, paragraphs in enumerate(pages, start=1)
+    ).encode()
+
+
+def _text_documents(
+    folder: Path, first: int, n_docs: int, pages_per_doc: int
+) -> dict[str, list[tuple[str, bytes]]]:
+    """The same kind of pages as the PDFs, as plain text and as Markdown files."""
+    paragraphs = read_jsonl(folder / "corpus.jsonl")
+    per_doc = pages_per_doc * PARAGRAPHS_PER_PAGE
+    out: dict[str, list[tuple[str, bytes]]] = {"text": [], "markdown": []}
+    for d in range(first, first + n_docs):
+        part = paragraphs[d * per_doc : (d + 1) * per_doc]
+        if len(part) < per_doc:
+            break
+        pages = [
+            [p["text"] for p in part[i : i + PARAGRAPHS_PER_PAGE]]
+            for i in range(0, per_doc, PARAGRAPHS_PER_PAGE)
+        ]
+        title = part[0]["title"].replace("_", " ")
+        out["text"].append((f"notes-{d:03d}.txt", _as_text(pages)))
+        out["markdown"].append((f"notes-{d:03d}.md", _as_markdown(title, pages)))
+    return out
+
+
+def _office_files(eval_dir: Path | None, quick: bool) -> dict[str, list[tuple[str, bytes]]]:
+    """The real files of shared/corpus/office (beside the evaluation sets), by extension."""
+    folder = eval_set(eval_dir, "squad-v1.1-dev").parents[1] / "corpus" / "office"
+    groups: dict[str, list[tuple[str, bytes]]] = {}
+    if not folder.is_dir():
+        return groups
+    for path in sorted(folder.iterdir()):
+        ext = path.suffix.lower().lstrip(".")
+        if not path.is_file() or path.name == "SOURCES.txt" or not ext:
+            continue
+        if quick and ext in groups:
+            continue
+        groups.setdefault(ext, []).append((path.name, path.read_bytes()))
+    return groups
+
+
+async def _index_group(app: App, binding: Any, files: list[tuple[str, bytes]]) -> dict[str, Any]:
+    """Index one group of files on an empty queue; pages, chunks and pages/s."""
+    t0 = time.perf_counter()
+    ids, refused = [], {}
+    for name, data in files:
+        try:
+            sub = await app.ingest.submit(binding.workspace, data, name, uploader="bench")
+        except ExtractionRefused as exc:
+            refused[name] = str(exc.reason_code)
+            continue
+        ids.append(sub.document.id)
+    while await app.ingest.process_next():
+        pass
+    seconds = time.perf_counter() - t0
+    docs = [await asyncio.to_thread(app.store.get_document, i) for i in ids]
+    ready = [d for d in docs if d is not None and d.status == "ready"]
+    for d in docs:
+        if d is not None and d.status != "ready":
+            refused[d.file_name] = (d.error or d.status)[:120]
+    pages = sum(d.page_count or 0 for d in ready)
+    row: dict[str, Any] = {
+        "files": len(files),
+        "indexed": len(ready),
+        "pages": pages,
+        "chunks": sum(d.chunk_count or 0 for d in ready),
+        "pages_per_s": round(pages / seconds, 2) if ready else None,
+        "seconds": round(seconds, 2),
+    }
+    if refused:
+        row["refused"] = refused
+    return row
 
 
 async def run(
@@ -133,6 +224,36 @@ async def run(
     if failed:
         raise LibrarianError(f"ingest benchmark: not indexed: {', '.join(failed)}")
     pages = sum(d.page_count or 0 for d in documents)
+
+    formats: dict[str, Any] = {
+        "pdf": {
+            "files": len(documents),
+            "indexed": len(documents),
+            "pages": pages,
+            "chunks": n_chunks,
+            "pages_per_s": round(pages / ingest_s, 2),
+            "seconds": round(ingest_s, 2),
+        }
+    }
+    n_text = 1 if quick else 6
+    texts = await asyncio.to_thread(_text_documents, folder, n_docs, n_text, pages_per_doc)
+    for kind, files in texts.items():
+        log(f"indexing {len(files)} {kind} files of {pages_per_doc} pages...")
+        formats[kind] = await _index_group(app, binding, files)
+    corpus: dict[str, Any] = {}
+    office = await asyncio.to_thread(_office_files, eval_dir, quick)
+    for ext, files in office.items():
+        log(f"indexing {len(files)} .{ext} files of the office corpus...")
+        corpus[ext] = await _index_group(app, binding, files)
+    images = [corpus[ext] for ext in IMAGE_EXTENSIONS if ext in corpus]
+    ocr_pages = sum(row["pages"] for row in images)
+    ocr_s = sum(row["seconds"] for row in images)
+    ocr = {
+        "files": sum(row["files"] for row in images),
+        "indexed": sum(row["indexed"] for row in images),
+        "pages": ocr_pages,
+        "pages_per_s": round(ocr_pages / ocr_s, 2) if ocr_pages and ocr_s else None,
+    }
     return {
         "documents": len(documents),
         "pages": pages,
@@ -145,6 +266,9 @@ async def run(
         },
         "ratio": round(embed_s / ingest_s, 3),
         "round_ratios": round_ratios,
+        "formats": formats,
+        "corpus": corpus,
+        "ocr": ocr,
         "ingest_s": round(ingest_s, 1),
         "embed_s": round(embed_s, 1),
         "quick": quick,
@@ -157,3 +281,31 @@ def run_bench(
 ) -> dict[str, Any]:
     """The benchmark on a scratch database; the results as a nested dict."""
     return run_on_scratch(settings, run, eval_dir=eval_dir, quick=quick, log=log)
+
+
+def formats_table(results: dict[str, Any]) -> str:
+    """Pages per second per format, one row each: the synthetic formats, then the corpus."""
+    rows = [("format", "files", "indexed", "pages", "chunks", "pages/s", "refused")]
+    groups = [(k, v) for k, v in results.get("formats", {}).items()]
+    groups += [(f"office .{k}", v) for k, v in results.get("corpus", {}).items()]
+    for name, row in groups:
+        reasons: dict[str, int] = {}
+        for why in (row.get("refused") or {}).values():
+            key = why if len(why) <= 20 else "failed"
+            reasons[key] = reasons.get(key, 0) + 1
+        rows.append(
+            (
+                name,
+                str(row["files"]),
+                str(row["indexed"]),
+                str(row["pages"]),
+                str(row["chunks"]),
+                "-" if row["pages_per_s"] is None else f"{row['pages_per_s']:.2f}",
+                ", ".join(f"{n} {why}" for why, n in reasons.items()) or "-",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["Pages per second by format", "-" * 26]
+    for r in rows:
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    return "\n".join(lines)

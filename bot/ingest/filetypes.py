@@ -12,12 +12,14 @@ import codecs
 import math
 import re
 import struct
+from dataclasses import dataclass
 from enum import StrEnum
 
 from bot.errors import LibrarianError
 from bot.ingest.zipsniff import DamagedZip, member_head, zip_directory
 
 __all__ = [
+    "KINDS",
     "MEDIA_TYPES",
     "SUPPORTED_DESCRIPTION",
     "SUPPORTED_FORMATS",
@@ -32,6 +34,7 @@ __all__ = [
     "describe_binary",
     "detect_kind",
     "display_name",
+    "may_download",
 ]
 
 
@@ -47,6 +50,7 @@ class RefusalCode(StrEnum):
     TIMEOUT = "timeout"
     MEMORY = "memory"
     CRASHED = "crashed"
+    OVER_LIMIT = "over_limit"  # more pages, characters or chunks than the limits allow
 
 
 class ExtractionRefused(LibrarianError):
@@ -117,22 +121,50 @@ class FileKind(StrEnum):
     TSV = "tsv"
 
 
-MEDIA_TYPES: dict[FileKind, str] = {
-    FileKind.PDF: "application/pdf",
-    FileKind.TEXT: "text/plain",
-    FileKind.MARKDOWN: "text/markdown",
-    FileKind.DOCX: "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    FileKind.PPTX: "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-    FileKind.XLSX: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    FileKind.ODT: "application/vnd.oasis.opendocument.text",
-    FileKind.ODS: "application/vnd.oasis.opendocument.spreadsheet",
-    FileKind.ODP: "application/vnd.oasis.opendocument.presentation",
-    FileKind.HTML: "text/html",
-    FileKind.EPUB: "application/epub+zip",
-    FileKind.RTF: "application/rtf",
-    FileKind.CSV: "text/csv",
-    FileKind.TSV: "text/tab-separated-values",
+@dataclass(frozen=True, slots=True)
+class KindSpec:
+    """How a supported kind is named: the media type stored for it, and the extensions
+    and media types by which a file shared in chat announces it (before its bytes are
+    seen).  The bytes still decide (:func:`detect_kind`)."""
+
+    media_type: str
+    extensions: tuple[str, ...]
+    media_types: frozenset[str]
+
+
+def _spec(media_type: str, extensions: tuple[str, ...], *aliases: str) -> KindSpec:
+    return KindSpec(media_type, extensions, frozenset({media_type, *aliases}))
+
+
+_OOXML = "application/vnd.openxmlformats-officedocument."
+_ODF = "application/vnd.oasis.opendocument."
+
+# The one declaration of what can be ingested.  Adapters decide what to download from
+# it (:func:`may_download`), detection reads its names, documents store its media type.
+KINDS: dict[FileKind, KindSpec] = {
+    FileKind.PDF: _spec("application/pdf", (".pdf",), "application/x-pdf"),
+    FileKind.TEXT: _spec("text/plain", (".txt", ".text")),
+    FileKind.MARKDOWN: _spec(
+        "text/markdown", (".md", ".markdown", ".mdown", ".mkd", ".mkdn"), "text/x-markdown"
+    ),
+    FileKind.DOCX: _spec(_OOXML + "wordprocessingml.document", (".docx",)),
+    FileKind.PPTX: _spec(_OOXML + "presentationml.presentation", (".pptx",)),
+    FileKind.XLSX: _spec(
+        _OOXML + "spreadsheetml.sheet",
+        (".xlsx", ".xlsm"),
+        "application/vnd.ms-excel.sheet.macroEnabled.12",
+    ),
+    FileKind.ODT: _spec(_ODF + "text", (".odt",)),
+    FileKind.ODS: _spec(_ODF + "spreadsheet", (".ods",)),
+    FileKind.ODP: _spec(_ODF + "presentation", (".odp",)),
+    FileKind.HTML: _spec("text/html", (".html", ".htm", ".xhtml"), "application/xhtml+xml"),
+    FileKind.EPUB: _spec("application/epub+zip", (".epub",)),
+    FileKind.RTF: _spec("application/rtf", (".rtf",), "text/rtf"),
+    FileKind.CSV: _spec("text/csv", (".csv",), "application/csv"),
+    FileKind.TSV: _spec("text/tab-separated-values", (".tsv",)),
 }
+
+MEDIA_TYPES: dict[FileKind, str] = {kind: spec.media_type for kind, spec in KINDS.items()}
 
 # What a document's page count counts, by kind (PDF, text and Word: pages).
 _COUNTED_AS: dict[FileKind, tuple[str, str]] = {
@@ -182,9 +214,11 @@ def _supported_description() -> str:
 SUPPORTED_DESCRIPTION = _supported_description()
 
 _MB = 1024 * 1024
-_MARKDOWN_EXTENSIONS = (".md", ".markdown", ".mdown", ".mkd", ".mkdn")
-_MARKDOWN_MEDIA_TYPES = {"text/markdown", "text/x-markdown"}
-_PDF_MEDIA_TYPES = {"application/pdf", "application/x-pdf"}
+_MARKDOWN_EXTENSIONS = KINDS[FileKind.MARKDOWN].extensions
+_MARKDOWN_MEDIA_TYPES = KINDS[FileKind.MARKDOWN].media_types
+_PDF_MEDIA_TYPES = KINDS[FileKind.PDF].media_types
+_DOWNLOADABLE_EXTENSIONS = tuple(ext for spec in KINDS.values() for ext in spec.extensions)
+_DOWNLOADABLE_MEDIA_TYPES = frozenset(m for spec in KINDS.values() for m in spec.media_types)
 _PDF_MAGIC = b"%PDF-"
 _PDF_MAGIC_WINDOW = 1024  # the spec lets junk precede the header; readers accept 1 KB
 
@@ -324,6 +358,28 @@ def check_size(size_bytes: int, limit_mb: float | None, filename: str | None = N
         return
     raise FileTooLarge(
         f"{display_name(filename)} is {_format_mb(size_bytes)}; the limit is {limit_mb:g} MB."
+    )
+
+
+def may_download(
+    filename: str | None,
+    media_type: str | None = None,
+    size: int | None = None,
+    *,
+    max_mb: float | None = None,
+) -> bool:
+    """Whether an adapter should fetch a file shared in chat, before seeing its bytes.
+
+    True when its name ends with the extension of a supported kind or the platform
+    labels it with one of their media types (:data:`KINDS`), and its size, when known
+    and a limit is given, is within ``max_mb``.  The same declaration the extractor
+    reads decides, so every adapter downloads exactly what Librarian may index.
+    """
+    if size is not None and max_mb is not None and size > max_mb * _MB:
+        return False
+    return (
+        _extension(filename) in _DOWNLOADABLE_EXTENSIONS
+        or _base_media_type(media_type) in _DOWNLOADABLE_MEDIA_TYPES
     )
 
 

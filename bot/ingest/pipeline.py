@@ -5,6 +5,12 @@ hash and queues a document row.  ``run`` (one per process; several processes may
 share the queue) claims queued documents, extracts their text in the sandbox,
 chunks it by embedding-model tokens, embeds the chunks and writes them with the
 document's status in one transaction.
+
+No one file or team can stall the queue: claims rotate across workspaces (the one
+served least recently goes first), a document over the limits (pages, characters,
+chunks, the workspace's total: :mod:`bot.ingest.limits`) is refused with the limit
+named, and any failure while a document is prepared counts an attempt and moves on
+to the next; after ``max_attempts`` the document is marked failed and its channel told.
 """
 
 from __future__ import annotations
@@ -20,16 +26,20 @@ from typing import Any
 
 from bot.ingest.chunker import chunk_pages
 from bot.ingest.filestore import FileStore
-from bot.ingest.filetypes import MEDIA_TYPES, ExtractionRefused, check_size, detect_kind
+from bot.ingest.filetypes import (
+    MEDIA_TYPES,
+    ExtractionRefused,
+    check_size,
+    detect_kind,
+    display_name,
+)
+from bot.ingest.limits import IngestLimits
 from bot.ingest.sandbox import Sandbox
 from bot.store.events import Claim
 from bot.store.records import Document, NewChunk, Workspace
 from bot.store.repo import Store
 
 log = logging.getLogger(__name__)
-
-# A document whose indexing killed its process this many times is given up on.
-MAX_ATTEMPTS = 3
 
 DocumentCallback = Callable[[Document], Awaitable[None]]
 
@@ -66,7 +76,8 @@ class _Job:
     """A claimed document (the claim is held until it is finished) and its state."""
 
     claim: contextlib.AbstractContextManager[Document | None]
-    work: _Prepared | Document | None
+    doc: Document
+    work: _Prepared | Document | None  # None: this attempt failed, the document waits
 
 
 class _SyncTokenizer:
@@ -126,6 +137,8 @@ class IngestService:
         sandbox: Sandbox,
         *,
         max_file_mb: float,
+        limits: IngestLimits,
+        max_attempts: int,
         parse_timeout_s: float = 120.0,
         parse_memory_mb: int = 1024,
         poll_interval_s: float = 5.0,
@@ -135,6 +148,9 @@ class IngestService:
         self.inference = inference
         self.sandbox = sandbox
         self.max_file_mb = max_file_mb
+        self.limits = limits
+        # A document that failed (or killed its process) this many times is given up on.
+        self.max_attempts = max_attempts
         self.parse_timeout_s = parse_timeout_s
         self.parse_memory_mb = parse_memory_mb
         self.poll_interval_s = poll_interval_s
@@ -280,11 +296,21 @@ class IngestService:
         """
         model_id, _dims, _name = await self.embedding_model()
         job = await self._take_prefetched()
+        if (
+            job is not None
+            and isinstance(job.work, _Prepared)
+            and await asyncio.to_thread(self.store.fairer_waiting, job.doc.workspace_id)
+        ):
+            # A team shared a file while this one was read ahead for a busier team: it
+            # goes first, and the read-ahead (still queued) is given back.
+            await asyncio.to_thread(job.claim.__exit__, None, None, None)
+            job = None
         if job is None:  # nothing was prefetched, or the queue was empty back then
             job = await self._claim_and_prepare()
             if job is None:
                 return False
         try:
+            await asyncio.to_thread(self.store.mark_served, job.doc.workspace_id)
             if isinstance(job.work, _Prepared):
                 if self._prefetch is None:  # unless another caller runs beside this one
                     self._prefetch = asyncio.create_task(
@@ -339,44 +365,71 @@ class IngestService:
         except BaseException as exc:
             await asyncio.to_thread(claim.__exit__, type(exc), exc, exc.__traceback__)
             raise
-        return _Job(claim, work)
+        return _Job(claim, doc, work)
 
     async def _prepare(self, doc: Document) -> _Prepared | Document | None:
         """Extract and chunk a claimed document; a Document when it failed instead.
 
-        The document stays 'queued' here: a prefetched one is still waiting, and only
-        what runs in our own process (the embedding) can kill it and count an attempt.
+        The document stays 'queued' here: a prefetched one is still waiting.  A refusal
+        (the file's fault, or over a limit) fails it at once; any other failure counts
+        an attempt and returns None, so the worker moves on (the document goes behind
+        its workspace's others) until ``max_attempts``, when it is failed.
         """
-        if doc.attempts >= MAX_ATTEMPTS:
+        if doc.attempts >= self.max_attempts:
             return await self._fail(
                 doc,
-                f"{doc.file_name} stopped the indexer {doc.attempts} times and was given up on",
+                f"{display_name(doc.file_name)} stopped the indexer {doc.attempts} times "
+                "and was given up on",
                 counted=False,
             )
-        workspace_settings = await asyncio.to_thread(self._workspace_of, doc.workspace_id)
         try:
-            data = await asyncio.to_thread(self.files.get, doc.sha256)
+            return await self._extract_and_chunk(doc)
+        except ExtractionRefused as refused:
+            return await self._fail(doc, refused.message)
         except FileNotFoundError:
             return await self._fail(
                 doc, "its stored bytes are missing; share it again", counted=False
             )
-        try:
-            extracted = await asyncio.to_thread(
-                self.sandbox.extract,
-                data,
-                doc.file_name,
-                doc.media_type,
-                timeout_s=self.parse_timeout_s,
-                memory_mb=self.parse_memory_mb,
-                max_mb=self.max_file_mb,
+        except Exception as exc:  # the sandbox, the tokenizer, a bug: not this file's turn
+            attempts = await asyncio.to_thread(self.store.count_attempt, doc.id)
+            log.warning(
+                "preparing document %s failed (attempt %s of %s)",
+                doc.id,
+                attempts,
+                self.max_attempts,
+                exc_info=True,
             )
-        except ExtractionRefused as refused:
-            return await self._fail(doc, refused.message)
+            if attempts < self.max_attempts:
+                return None
+            return await self._fail(
+                doc,
+                f"{display_name(doc.file_name)} could not be prepared for indexing in "
+                f"{attempts} attempts ({type(exc).__name__}: {exc}); it was given up on",
+            )
+
+    async def _extract_and_chunk(self, doc: Document) -> _Prepared | Document | None:
+        """Read a document's text in the sandbox and cut it into chunks, within limits."""
+        size, overlap = await asyncio.to_thread(self._workspace_of, doc.workspace_id)
+        data = await asyncio.to_thread(self.files.get, doc.sha256)
+        extracted = await asyncio.to_thread(
+            self.sandbox.extract,
+            data,
+            doc.file_name,
+            doc.media_type,
+            timeout_s=self.parse_timeout_s,
+            memory_mb=self.parse_memory_mb,
+            max_mb=self.max_file_mb,
+            limits=self.limits,
+        )
         tokenizer = _SyncTokenizer(self.inference, asyncio.get_running_loop())
-        size, overlap = workspace_settings
         chunks = await asyncio.to_thread(_chunk_by_page, extracted.pages, tokenizer, size, overlap)
         if not chunks:
-            return await self._fail(doc, f"{doc.file_name} holds no text to index")
+            return await self._fail(doc, f"{display_name(doc.file_name)} holds no text to index")
+        self.limits.check_chunks(len(chunks), doc.file_name)
+        held = await asyncio.to_thread(
+            self.store.workspace_chunk_count, doc.workspace_id, excluding=doc.id
+        )
+        self.limits.check_workspace(held, len(chunks), doc.file_name)
         return _Prepared(doc, extracted.page_count, chunks)
 
     async def _fail(self, doc: Document, reason: str, counted: bool = True) -> Document | None:

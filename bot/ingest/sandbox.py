@@ -12,7 +12,10 @@ child Python process that
   ``MemoryError`` (or, failing that, the child's death) instead of the host's OOM killer;
 - is killed, with its whole process group, when it runs past the wall-time limit;
 - also has a CPU-time limit a little above the wall limit, so a worker orphaned by a
-  crashed bot cannot spin forever.
+  crashed bot cannot spin forever;
+- checks any extractor's result against the document limits (pages, characters:
+  :class:`bot.ingest.limits.IngestLimits`) before sending it, and the parent refuses a
+  reply longer than those limits allow from its length line, before reading its body.
 
 Starting Python and importing pypdf costs a few hundred milliseconds, so the worker
 is reused: a small pool (one by default) of long-lived children, each restarted after
@@ -24,6 +27,9 @@ JSON body.  The child moves its own stdout aside first so a stray ``print`` in a
 library cannot corrupt the channel.
 
 Run as ``python -m bot.ingest.sandbox`` it is the worker; nothing else should start it.
+
+One unit though over 600 lines: both ends of one pipe protocol (framing, limits, the
+reply cap, how each failure is reported) live here so that they cannot drift apart.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from bot.ingest.filetypes import (
     display_name,
     refusal,
 )
+from bot.ingest.limits import IngestLimits
 
 __all__ = [
     "DEFAULT_MEMORY_MB",
@@ -70,6 +77,9 @@ DEFAULT_MEMORY_MB = 1024
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _IO_CHUNK = 1 << 20
 _MAX_HEADER_BYTES = 64
+# The longest reply read from a child when no document limits are given (the greeting,
+# or a caller outside the ingest worker); with limits, IngestLimits.reply_cap_bytes.
+_DEFAULT_REPLY_CAP = 256 * 1024 * 1024
 
 
 class SandboxError(LibrarianError):
@@ -86,6 +96,14 @@ class _WorkerDied(Exception):
 
 class _Deadline(Exception):
     """The wall-time limit passed before the exchange finished."""
+
+
+class _ReplyTooLarge(Exception):
+    """The child announced a reply longer than the cap; its body was not read."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
 
 
 def _memory_message(name: str, memory_mb: int) -> str:
@@ -121,6 +139,7 @@ class _Worker:
         os.set_blocking(self._in_fd, False)
         os.set_blocking(self._out_fd, False)
         self._buffer = bytearray()
+        self._reply_cap = _DEFAULT_REPLY_CAP
         self.requests = 0
         try:
             ready = self._exchange(b"", time.monotonic() + startup_timeout_s)
@@ -177,9 +196,20 @@ class _Worker:
         except subprocess.TimeoutExpired:
             return self.kill()
 
-    def request(self, header: dict[str, Any], data: bytes, deadline: float) -> dict[str, Any]:
-        """Send one file and wait for the reply, until ``deadline`` (time.monotonic)."""
+    def request(
+        self,
+        header: dict[str, Any],
+        data: bytes,
+        deadline: float,
+        reply_cap: int = _DEFAULT_REPLY_CAP,
+    ) -> dict[str, Any]:
+        """Send one file and wait for the reply, until ``deadline`` (time.monotonic).
+
+        A reply announced longer than ``reply_cap`` bytes raises :class:`_ReplyTooLarge`
+        before its body is read.
+        """
         self.requests += 1
+        self._reply_cap = reply_cap
         line = json.dumps(header).encode() + b"\n"
         return self._exchange(line + data, deadline)
 
@@ -237,6 +267,8 @@ class _Worker:
             size = int(self._buffer[:newline])
         except ValueError:
             raise _WorkerDied from None
+        if size > self._reply_cap:
+            raise _ReplyTooLarge(size)
         end = newline + 1 + size
         if len(self._buffer) < end:
             return None
@@ -336,17 +368,19 @@ class Sandbox:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         memory_mb: int = DEFAULT_MEMORY_MB,
         max_mb: float | None = None,
+        limits: IngestLimits | None = None,
     ) -> Extracted:
         """Like :func:`bot.ingest.extract.extract`, but in a limited worker process.
 
         ``timeout_s`` bounds the wall time from handing over the bytes to getting the
         text back (worker start-up is not counted); ``memory_mb`` bounds the worker's
         whole address space while it parses (the interpreter and pypdf take about
-        40 MB of it).
+        40 MB of it).  ``limits`` (pages, characters) are checked in the worker on
+        whatever the extractor returns, and bound the length of the reply read back.
 
         Raises:
             ExtractionRefused: everything :func:`~bot.ingest.extract.extract` refuses,
-                plus codes ``timeout``, ``memory`` and ``crashed``.
+                plus codes ``timeout``, ``memory``, ``crashed`` and ``over_limit``.
             SandboxError: the worker could not be started, or the sandbox is closed.
         """
         if timeout_s <= 0 or memory_mb <= 0:
@@ -363,13 +397,28 @@ class Sandbox:
             "memory_mb": int(memory_mb),
             "timeout_s": float(timeout_s),
         }
+        reply_cap = _DEFAULT_REPLY_CAP
+        if limits is not None:
+            header["limits"] = limits.to_dict()
+            reply_cap = limits.reply_cap_bytes
         slot = self._slots.get()
         try:
             if self._closed:
                 raise SandboxError("the extraction sandbox is closed")
             worker = self._ensure_worker(slot)
             try:
-                reply = worker.request(header, data, time.monotonic() + timeout_s)
+                reply = worker.request(header, data, time.monotonic() + timeout_s, reply_cap)
+            except _ReplyTooLarge as big:
+                # The body was never read: the channel is out of step, the worker goes.
+                worker.kill()
+                slot.worker = None
+                if limits is not None:
+                    raise limits.reply_too_large(big.size, filename) from None
+                raise ExtractionRefused(
+                    RefusalCode.OVER_LIMIT,
+                    f"{name}: the text read from it ({big.size / 2**20:,.0f} MB) is over "
+                    f"the {reply_cap / 2**20:,.0f} MB the extraction worker may send back.",
+                ) from None
             except _Deadline:
                 worker.kill()
                 slot.worker = None
@@ -477,6 +526,7 @@ def extract_sandboxed(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     memory_mb: int = DEFAULT_MEMORY_MB,
     max_mb: float | None = None,
+    limits: IngestLimits | None = None,
 ) -> Extracted:
     """Extract ``data`` in the shared, limited worker process; see :meth:`Sandbox.extract`.
 
@@ -494,6 +544,7 @@ def extract_sandboxed(
         timeout_s=timeout_s,
         memory_mb=memory_mb,
         max_mb=max_mb,
+        limits=limits,
     )
 
 
@@ -582,6 +633,11 @@ def _handle(data: bytes, header: dict[str, Any], peak_before_mb: int) -> dict[st
     memory_mb = int(header.get("memory_mb") or 0)
     try:
         result = extract(data, filename, header.get("media_type"))
+        if header.get("limits"):
+            # Whatever the extractor, a result over the limits never leaves this process.
+            IngestLimits.from_dict(header["limits"]).check_extracted(
+                result.page_count, sum(len(page.text) for page in result.pages), filename
+            )
         return {"ok": True, "result": result.to_dict()}
     except ExtractionRefused as exc:
         if exc.reason_code is RefusalCode.MEMORY:
@@ -604,6 +660,26 @@ def _handle(data: bytes, header: dict[str, Any], peak_before_mb: int) -> dict[st
             "message": f"{display_name(filename)}: the PDF reader failed unexpectedly "
             f"({type(exc).__name__}); it was not read.",
         }
+
+
+def _reply_cap(header: dict[str, Any]) -> int:
+    """The reply length the parent will read for this request (see Sandbox.extract)."""
+    if header.get("limits"):
+        return IngestLimits.from_dict(header["limits"]).reply_cap_bytes
+    return _DEFAULT_REPLY_CAP
+
+
+def _over_cap_reply(header: dict[str, Any], size: int, cap: int) -> dict[str, Any]:
+    filename = str(header.get("filename") or "")
+    if header.get("limits"):
+        refused = IngestLimits.from_dict(header["limits"]).reply_too_large(size, filename)
+        message = refused.message
+    else:
+        message = (
+            f"{display_name(filename)}: the text read from it ({size / 2**20:,.0f} MB) is "
+            f"over the {cap / 2**20:,.0f} MB the extraction worker may send back."
+        )
+    return {"ok": False, "code": "over_limit", "message": message, "vm_mb": _vm_mb()}
 
 
 def _encode(message: dict[str, Any]) -> bytes:
@@ -669,6 +745,11 @@ def _worker_main() -> None:
                 reply["vm_mb"] = _vm_mb()
                 payload = _encode(reply)
                 del reply
+                cap = _reply_cap(header)
+                if len(payload) > cap:
+                    # Say so in a short reply rather than be cut off by the parent.
+                    size = len(payload)
+                    payload = _encode(_over_cap_reply(header, size, cap))
             except MemoryError:
                 # Raised again while handling the first one (building the message, or
                 # the reply): only a bare except with no allocation is safe here.

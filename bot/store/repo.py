@@ -113,6 +113,18 @@ _DOC_COLS = (
 )
 
 
+# The claim's candidates: up to four waiting documents per workspace (the first may be
+# held by another worker), the workspace served least recently first, then within a
+# workspace the documents with the fewest failed attempts, oldest first.
+_CLAIM_ORDER = text(
+    "SELECT id FROM (SELECT d.id, w.ingest_served_at AS served, row_number() OVER "
+    "(PARTITION BY d.workspace_id ORDER BY d.attempts, d.id) AS place "
+    "FROM documents d JOIN workspaces w ON w.id = d.workspace_id "
+    "WHERE d.status IN ('queued', 'indexing')) waiting "
+    "WHERE place <= 4 ORDER BY served ASC NULLS FIRST, place, id LIMIT 50"
+)
+
+
 def _workspace(row: Row) -> Workspace:
     m = row._mapping
     return Workspace(
@@ -571,6 +583,11 @@ class Store(SearchMixin, FeedbackMixin, EventsMixin):
     def claim_document(self) -> Iterator[Document | None]:
         """Claim the next queued document for indexing, across processes.
 
+        The next is the oldest document of the workspace served least recently
+        (:meth:`mark_served`; never served first), so that one team's large upload
+        does not hold every other team's files behind it.  Within a workspace, a
+        document that failed attempts goes behind the ones not yet tried.
+
         The claim is a session advisory lock held on a dedicated connection for as
         long as the block runs.  A process that dies mid-ingest loses its session,
         hence its lock, and its document ('indexing' but unlocked) is claimed again.
@@ -578,16 +595,7 @@ class Store(SearchMixin, FeedbackMixin, EventsMixin):
         conn = self.engine.connect()
         claimed: int | None = None
         try:
-            candidates = (
-                conn.execute(
-                    text(
-                        "SELECT id FROM documents WHERE status IN ('queued', 'indexing') "
-                        "ORDER BY id LIMIT 50"
-                    )
-                )
-                .scalars()
-                .all()
-            )
+            candidates = conn.execute(_CLAIM_ORDER).scalars().all()
             conn.commit()
             for doc_id in candidates:
                 got = conn.execute(
@@ -620,6 +628,63 @@ class Store(SearchMixin, FeedbackMixin, EventsMixin):
                     )
                     conn.commit()
             conn.close()
+
+    def mark_served(self, workspace_id: int) -> None:
+        """Record that the ingest worker is taking one of this workspace's documents now."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE workspaces SET ingest_served_at = clock_timestamp() WHERE id = :w"),
+                {"w": workspace_id},
+            )
+
+    def fairer_waiting(self, workspace_id: int) -> bool:
+        """Whether another workspace served less recently has a document nobody holds.
+
+        A worker reads the next document ahead while it embeds the current one; when a
+        team shares a file meanwhile, the read-ahead of the busy workspace gives way.
+        """
+        with self.engine.connect() as conn:
+            return bool(
+                conn.execute(
+                    text(
+                        "SELECT EXISTS (SELECT 1 FROM documents d "
+                        "JOIN workspaces w ON w.id = d.workspace_id, "
+                        "(SELECT ingest_served_at AS at FROM workspaces WHERE id = :w) mine "
+                        "WHERE d.status IN ('queued', 'indexing') AND d.workspace_id <> :w "
+                        "AND mine.at IS NOT NULL "
+                        "AND (w.ingest_served_at IS NULL OR w.ingest_served_at < mine.at) "
+                        "AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory'"
+                        " AND l.classid::bigint = :a AND l.objid::bigint = d.id"
+                        " AND l.objsubid = 2))"
+                    ),
+                    {"w": workspace_id, "a": LOCK_DOCUMENT},
+                ).scalar_one()
+            )
+
+    def count_attempt(self, document_id: int) -> int:
+        """Count a failed attempt at a queued document (it stays queued); the new count."""
+        with self.engine.begin() as conn:
+            count = conn.execute(
+                text(
+                    "UPDATE documents SET attempts = attempts + 1, updated_at = now() "
+                    "WHERE id = :d RETURNING attempts"
+                ),
+                {"d": document_id},
+            ).scalar()
+        return int(count or 0)
+
+    def workspace_chunk_count(self, workspace_id: int, *, excluding: int | None = None) -> int:
+        """Chunks a workspace holds, those of document ``excluding`` left out."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM chunks WHERE workspace_id = :w "
+                        "AND document_id IS DISTINCT FROM :d"
+                    ),
+                    {"w": workspace_id, "d": excluding},
+                ).scalar_one()
+            )
 
     def complete_document(
         self,

@@ -62,6 +62,9 @@ workspaces = Table(
     Column("home_platform", Text),
     Column("home_space", Text),
     Column("home_channel", Text),
+    # When the ingest worker last took one of its documents; claims prefer the workspace
+    # served least recently, NULL (never) first (migration 0012).
+    Column("ingest_served_at", DateTime(timezone=True)),
     CheckConstraint(
         "(home_platform IS NULL AND home_space IS NULL AND home_channel IS NULL) OR "
         "(home_platform IS NOT NULL AND home_space IS NOT NULL AND home_channel IS NOT NULL)",
@@ -132,6 +135,13 @@ documents = Table(
     UniqueConstraint("workspace_id", "sha256", name="uq_documents_workspace_sha"),
     Index("ix_documents_workspace", "workspace_id"),
     Index("ix_documents_status", "status", "id"),
+    Index(
+        "ix_documents_waiting",
+        "workspace_id",
+        "attempts",
+        "id",
+        postgresql_where=text("status IN ('queued', 'indexing')"),
+    ),
     Index("ix_documents_sha", "sha256"),
 )
 
