@@ -152,7 +152,7 @@ KINDS: dict[FileKind, KindSpec] = {
     FileKind.XLSX: _spec(
         _OOXML + "spreadsheetml.sheet",
         (".xlsx", ".xlsm"),
-        "application/vnd.ms-excel.sheet.macroEnabled.12",
+        "application/vnd.ms-excel.sheet.macroenabled.12",
     ),
     FileKind.ODT: _spec(_ODF + "text", (".odt",)),
     FileKind.ODS: _spec(_ODF + "spreadsheet", (".ods",)),

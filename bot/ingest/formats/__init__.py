@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib import import_module
 
-from bot.ingest.extract import Extracted
+from bot.ingest.document import Extracted
 from bot.ingest.filetypes import FileKind
 
 __all__ = ["extract_format"]

@@ -10,7 +10,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, time
 from io import BytesIO
 
-from bot.ingest.extract import Extracted, Page, clean_plain_text
+from bot.ingest.archive import open_archive
+from bot.ingest.document import Extracted, Page, clean_plain_text
 from bot.ingest.filetypes import MEDIA_TYPES, ExtractionRefused, FileKind, RefusalCode, display_name
 
 # A zipped document unpacks to at most this much.  Real Office files of a few MB
@@ -109,6 +110,13 @@ def check_zip(data: bytes, filename: str, what: str) -> None:
             f"{name} unpacks to {unpacked / 2**20:,.0f} MB; the limit is "
             f"{MAX_UNPACKED_BYTES // 2**20} MB (a file this size is usually a zip bomb).",
         )
+    # Declared sizes can lie and XML can declare entities (billion laughs): every
+    # member is inflated once through the archive checks, counted as it inflates,
+    # before any parser sees it.
+    with open_archive(data, filename) as checked:
+        for member in checked.names():
+            if not member.endswith("/"):
+                checked.read(member)
 
 
 def cell_text(value: object) -> str:

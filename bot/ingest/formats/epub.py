@@ -12,7 +12,7 @@ import warnings
 from io import BytesIO
 from typing import Any
 
-from bot.ingest.extract import Extracted, _clean_title, _title_from_filename
+from bot.ingest.document import Extracted, clean_title, title_from_filename
 from bot.ingest.filetypes import ExtractionRefused, FileKind
 from bot.ingest.formats.common import Sections, broken, check_zip, extracted, inline
 from bot.ingest.formats.html import decode_html, read_html_into
@@ -64,5 +64,5 @@ def extract_epub(data: bytes, filename: str) -> Extracted:
         raise
     except Exception as exc:
         raise broken(filename, what, exc) from None
-    title = _clean_title(raw_title) or _title_from_filename(filename)
+    title = clean_title(raw_title) or title_from_filename(filename)
     return extracted(pages, FileKind.EPUB, title, filename)

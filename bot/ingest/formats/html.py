@@ -15,7 +15,7 @@ import codecs
 import re
 from typing import Any
 
-from bot.ingest.extract import Extracted, _clean_title, _title_from_filename
+from bot.ingest.document import Extracted, clean_title, title_from_filename
 from bot.ingest.filetypes import FileKind, decode_text
 from bot.ingest.formats.common import Sections, broken, extracted, has_text, inline
 
@@ -216,5 +216,5 @@ def extract_html(data: bytes, filename: str) -> Extracted:
     except RecursionError as exc:
         raise broken(filename, "a web page", exc) from None
     pages = sections.pages()
-    title = _clean_title(title) if title and has_text(title) else None
-    return extracted(pages, FileKind.HTML, title or _title_from_filename(filename), filename)
+    title = clean_title(title) if title and has_text(title) else None
+    return extracted(pages, FileKind.HTML, title or title_from_filename(filename), filename)

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from io import BytesIO
 from typing import Any
 
-from bot.ingest.extract import Extracted, Page, _clean_title, _title_from_filename
+from bot.ingest.document import Extracted, Page, clean_title, title_from_filename
 from bot.ingest.filetypes import ExtractionRefused, FileKind
 from bot.ingest.formats.common import (
     Sections,
@@ -41,7 +41,7 @@ _W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 
 def _core_title(package: Any) -> str | None:
     try:
-        return _clean_title(package.core_properties.title)
+        return clean_title(package.core_properties.title)
     except Exception:  # damaged docProps must not cost the text
         return None
 
@@ -140,7 +140,7 @@ def extract_docx(data: bytes, filename: str) -> Extracted:
         raise
     except Exception as exc:
         raise broken(filename, "a Word document", exc) from None
-    title = _core_title(document) or _clean_title(doc_title) or _title_from_filename(filename)
+    title = _core_title(document) or clean_title(doc_title) or title_from_filename(filename)
     count = sections.page if pages_known else _saved_page_count(data)
     return extracted(pages, FileKind.DOCX, title, filename, page_count=count)
 
@@ -226,7 +226,7 @@ def extract_pptx(data: bytes, filename: str) -> Extracted:
         raise
     except Exception as exc:
         raise broken(filename, "a PowerPoint presentation", exc) from None
-    title = _core_title(presentation) or _clean_title(first_title) or _title_from_filename(filename)
+    title = _core_title(presentation) or clean_title(first_title) or title_from_filename(filename)
     return extracted(pages, FileKind.PPTX, title, filename, page_count=count)
 
 
@@ -255,7 +255,7 @@ def extract_xlsx(data: bytes, filename: str) -> Extracted:
             sheet.reset_dimensions()
             rows = enumerate(sheet.iter_rows(values_only=True), start=1)
             pages += row_blocks(rows, f"sheet {inline(sheet.title)}, ", first=len(pages) + 1)
-        title = _clean_title(workbook.properties.title) if workbook.properties else None
+        title = clean_title(workbook.properties.title) if workbook.properties else None
     except (MemoryError, SystemError):
         raise
     except Exception as exc:
@@ -265,7 +265,7 @@ def extract_xlsx(data: bytes, filename: str) -> Extracted:
     return extracted(
         pages,
         FileKind.XLSX,
-        title or _title_from_filename(filename),
+        title or title_from_filename(filename),
         filename,
         page_count=len(workbook.worksheets),
     )

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from io import BytesIO
 from typing import Any
 
-from bot.ingest.extract import Extracted, Page, _clean_title, _title_from_filename
+from bot.ingest.document import Extracted, Page, clean_title, title_from_filename
 from bot.ingest.filetypes import ExtractionRefused, FileKind
 from bot.ingest.formats.common import (
     Sections,
@@ -158,7 +158,7 @@ def _meta_title(data: bytes, filename: str, what: str) -> str | None:
     if meta is None:
         return None
     found = meta.find(".//dc:title", _NS)
-    return _clean_title(found.text) if found is not None else None
+    return clean_title(found.text) if found is not None else None
 
 
 def _body(data: bytes, filename: str, what: str, kind: str) -> Any:
@@ -176,7 +176,7 @@ def extract_odt(data: bytes, filename: str) -> Extracted:
     body = _body(data, filename, what, "text")
     sections = Sections()
     _walk_blocks(body, sections)
-    title = _meta_title(data, filename, what) or _title_from_filename(filename)
+    title = _meta_title(data, filename, what) or title_from_filename(filename)
     return extracted(sections.pages(), FileKind.ODT, title, filename)
 
 
@@ -189,7 +189,7 @@ def extract_ods(data: bytes, filename: str) -> Extracted:
     for sheet in sheets:
         name = inline(sheet.get(_q("table:name"), "")) or f"{len(pages) + 1}"
         pages += row_blocks(_table_rows(sheet), f"sheet {name}, ", first=len(pages) + 1)
-    title = _meta_title(data, filename, what) or _title_from_filename(filename)
+    title = _meta_title(data, filename, what) or title_from_filename(filename)
     return extracted(pages, FileKind.ODS, title, filename, page_count=len(sheets))
 
 
@@ -242,7 +242,7 @@ def extract_odp(data: bytes, filename: str) -> Extracted:
         raise broken(filename, what, exc) from None
     title = (
         _meta_title(data, filename, what)
-        or _clean_title(first_title)
-        or _title_from_filename(filename)
+        or clean_title(first_title)
+        or title_from_filename(filename)
     )
     return extracted(pages, FileKind.ODP, title, filename, page_count=len(slides))

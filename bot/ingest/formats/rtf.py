@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from bot.ingest.extract import Extracted, Page, _title_from_filename, clean_plain_text
+from bot.ingest.document import Extracted, Page, clean_plain_text, title_from_filename
 from bot.ingest.filetypes import FileKind
 from bot.ingest.formats.common import broken, extracted, has_text, row_line
 
@@ -44,4 +44,4 @@ def extract_rtf(data: bytes, filename: str) -> Extracted:
         raise broken(filename, "an RTF document", exc) from None
     text = _rows_as_lines(clean_plain_text(text))
     pages = [Page(1, text, "")] if has_text(text) else []
-    return extracted(pages, FileKind.RTF, _title_from_filename(filename), filename)
+    return extracted(pages, FileKind.RTF, title_from_filename(filename), filename)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 
-from bot.ingest.extract import Extracted, _title_from_filename
+from bot.ingest.document import Extracted, title_from_filename
 from bot.ingest.filetypes import FileKind, decode_text
 from bot.ingest.formats.common import broken, extracted, row_blocks
 
@@ -37,7 +37,7 @@ def _extract(data: bytes, filename: str, kind: FileKind, delimiter: str | None) 
     # because the reader joins continuation lines itself.
     rows = list(_rows(text, delimiter or _delimiter(text), filename))
     pages = row_blocks(rows, "")
-    return extracted(pages, kind, _title_from_filename(filename), filename, page_count=len(rows))
+    return extracted(pages, kind, title_from_filename(filename), filename, page_count=len(rows))
 
 
 def extract_csv(data: bytes, filename: str) -> Extracted:
