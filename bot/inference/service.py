@@ -421,6 +421,45 @@ class Inference:
             rows.append(row)
         return rows
 
+    def backends(self) -> list[dict[str, Any]]:
+        """Every inference server or local model in use, for status and metrics.
+
+        Keys: backend (a server's base URL, or ``local:<name>``), role, up, inflight
+        (requests running from this process), and for pooled servers state and error.
+        A pool of remote servers lists each server.
+        """
+        rows: list[dict[str, Any]] = []
+        for slot in list(self._slots.values()):
+            servers = getattr(slot.model, "servers", None)
+            if callable(servers):
+                rows.extend(dict(row, role=slot.info.role) for row in servers())
+                continue
+            name = getattr(slot.model, "base_url", None) or f"local:{slot.info.name}"
+            rows.append(
+                {
+                    "backend": name,
+                    "role": slot.info.role,
+                    "up": not slot.worker.closed,
+                    "inflight": slot.worker.running(),
+                }
+            )
+        return rows
+
+    def ready(self, role: str = CHAT) -> str | None:
+        """None when a model of ``role`` can serve (a pool: one server up); else why not.
+
+        A local model, or one not loaded yet, counts as ready: it loads on first use.
+        """
+        pools = [
+            s.model
+            for s in list(self._slots.values())
+            if s.info.role == role and callable(getattr(s.model, "servers", None))
+        ]
+        for pool in pools:
+            if not any(row["up"] for row in pool.servers()):
+                return f"no {role} server is up ({', '.join(pool.urls)})"
+        return None
+
     async def load(self, model: ModelRef | None, *, role: str = CHAT) -> ModelSpec:
         """Load a model now (otherwise it loads on first use); returns what was loaded."""
         return (await self._get(model, role)).info
