@@ -58,6 +58,8 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        for outcome in ("indexed", "failed"):  # present at 0, so rate() works from the start
+            self.ingest.labels(outcome=outcome)
         self.retention_deleted = Counter(
             "librarian_retention_deleted",
             "Messages deleted by retention runs of this process.",
