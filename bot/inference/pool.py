@@ -61,12 +61,15 @@ BUSY_REST_S = 1.0
 
 
 def is_pool(ref: object) -> bool:
-    """True for a comma-separated list of http(s) URLs (a pool), not one URL."""
-    return (
-        isinstance(ref, str)
-        and "," in ref
-        and all(p.strip().startswith(("http://", "https://")) for p in ref.split(","))
-    )
+    """True for a comma-separated list of http(s) URLs (a pool), not one URL.
+
+    A single URL with a trailing comma is a pool of one server (the pool's health
+    checks, resting and status, e.g. for a benchmark's baseline).
+    """
+    if not isinstance(ref, str) or "," not in ref:
+        return False
+    parts = [p.strip() for p in ref.split(",") if p.strip()]
+    return bool(parts) and all(p.startswith(("http://", "https://")) for p in parts)
 
 
 def pool_urls(ref: str) -> list[str]:
