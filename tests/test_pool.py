@@ -11,6 +11,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -280,3 +281,82 @@ async def test_healthz_answers_while_readyz_waits_on_a_hung_check() -> None:
             assert "librarian_ingest_queue_depth" in metrics.text
     finally:
         await server.close()
+
+
+# -- embeddings from a pool of real llama_cpp.server processes -------------------------------
+
+
+def _llama_server(model: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_threads",
+            "1",
+            "--verbose",
+            "false",
+            "--embedding",
+            "true",
+            "--n_ctx",
+            "512",
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"llama_cpp.server exited: {log.read_text(errors='replace')[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    pytest.fail("llama_cpp.server did not answer within 60 s")
+
+
+async def test_an_embedding_pool_keeps_embedding_when_a_server_dies_and_status_lists_it(
+    runtime_embedding_path: Path, tmp_path: Path, librarian_env
+) -> None:
+    ports = [_port(), _port()]
+    servers = [_llama_server(runtime_embedding_path, p, tmp_path / f"{p}.log") for p in ports]
+    ref = ",".join(f"http://127.0.0.1:{p}/v1" for p in ports)
+    texts = ["The pump is cleaned every week.", "Quarterly revenue grew."]
+    try:
+        status = subprocess.run(
+            [sys.executable, "-m", "bot", "status", "--json"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "LIBRARIAN_EMBEDDING_MODEL": ref},
+        )
+        assert status.returncode == 0, status.stderr
+        listed = json.loads(status.stdout)["inference_servers"]
+        assert [(s["backend"], s["role"], s["up"]) for s in listed] == [
+            (f"http://127.0.0.1:{p}", "embedding", True) for p in ports
+        ]
+        async with Inference(lambda *a, **k: None, embedding_model=ref) as inference:
+            before = await inference.embed(texts)
+            servers[0].terminate()
+            servers[0].wait(10)
+            after = await asyncio.gather(*(inference.embed(texts) for _ in range(3)))
+            rows = {r["backend"]: r for r in inference.backends()}
+        assert before.shape == (2, 384)
+        for vectors in after:
+            assert float((vectors * before).sum(axis=1).min()) > 0.999
+        assert rows[f"http://127.0.0.1:{ports[0]}"]["up"] is False
+        assert rows[f"http://127.0.0.1:{ports[1]}"]["up"] is True
+    finally:
+        for server in servers:
+            if server.poll() is None:
+                server.terminate()
+                server.wait(10)
