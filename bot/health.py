@@ -23,7 +23,7 @@ from bot.metrics import CONTENT_TYPE, Metrics
 log = logging.getLogger(__name__)
 
 #: /readyz answers within this many seconds, even when the database hangs.
-READY_TIMEOUT_S = 1.8
+READY_TIMEOUT_S = 1.5
 #: How often the gauges that need SQL (the ingest queue) are refreshed.
 REFRESH_S = 5.0
 

@@ -158,6 +158,17 @@ def _postmaster_pid(engine: Any) -> int | None:
         return None
 
 
+def _dockerfile_healthcheck() -> list[str]:
+    """The exec form of the Dockerfile's HEALTHCHECK CMD, with this interpreter."""
+    import json
+
+    text = (ROOT / "deploy" / "Dockerfile").read_text()
+    form = text.split("HEALTHCHECK", 1)[1].split("CMD", 1)[1].strip().splitlines()[0]
+    command = json.loads(form)
+    assert command[0] == "python"
+    return [sys.executable, *command[1:]]
+
+
 def _busy_standins(ports: list[int]) -> list[int]:
     busy = []
     for port in ports:
@@ -241,6 +252,9 @@ async def test_a_gateway_two_workers_and_two_chat_servers_survive_their_failures
     for name in ("gateway", "worker_a"):
         await _until(lambda n=name: _ready(ports[n]), 120, f"{name} ready")
     await emulator.wait_connected(timeout=30)
+    # The image's HEALTHCHECK command, as written in the Dockerfile, against the gateway.
+    check = [a.replace(":8080/", f":{ports['gateway']}/") for a in _dockerfile_healthcheck()]
+    assert subprocess.run(check, timeout=10).returncode == 0
 
     # A big file is shared.  The gateway queues it; worker A starts indexing it.
     shared = emulator.share_file(CHANNEL, USER, "manual.txt", _document(tmp_path))
