@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from bot.errors import ConfigError
-from bot.inference.pool import ChatPool, NoServerAvailable, is_pool
+from bot.inference.pool import RESTART, ChatPool, NoServerAvailable, is_pool
 from bot.inference.service import Inference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -286,7 +286,9 @@ async def test_healthz_answers_while_readyz_waits_on_a_hung_check() -> None:
 # -- embeddings from a pool of real llama_cpp.server processes -------------------------------
 
 
-def _llama_server(model: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _llama_server(model: Path, port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """A llama_cpp.server on loopback (an embedding server unless ``extra`` says otherwise)."""
+    args = extra or ("--embedding", "true", "--n_ctx", "512")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -302,10 +304,7 @@ def _llama_server(model: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
             "1",
             "--verbose",
             "false",
-            "--embedding",
-            "true",
-            "--n_ctx",
-            "512",
+            *args,
         ],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -356,6 +355,40 @@ async def test_an_embedding_pool_keeps_embedding_when_a_server_dies_and_status_l
         assert rows[f"http://127.0.0.1:{ports[0]}"]["up"] is False
         assert rows[f"http://127.0.0.1:{ports[1]}"]["up"] is True
     finally:
+        for server in servers:
+            if server.poll() is None:
+                server.terminate()
+                server.wait(10)
+
+
+def _chat_server(model: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    return _llama_server(model, port, log, "--n_ctx", "1024")
+
+
+def test_a_real_chat_server_killed_mid_answer_gets_the_answer_regenerated_on_the_other(
+    runtime_chat_path: Path, tmp_path: Path
+) -> None:
+    """Two llama_cpp.server processes of the bundled chat model, at temperature 0: the
+    answer regenerated on the survivor is the whole answer, identical to the reference."""
+    ports = [_port(), _port()]
+    servers = [_chat_server(runtime_chat_path, p, tmp_path / f"{p}.log") for p in ports]
+    ref = ",".join(f"http://127.0.0.1:{p}/v1" for p in ports)
+    messages = [{"role": "user", "content": "Write three sentences about pumps."}]
+    pool = ChatPool(ref, rest_s=30.0)
+    try:
+        reference = "".join(pool.generate(messages, max_tokens=96, temperature=0.0))
+        assert len(reference.split()) > 20
+        stream = pool.generate(messages, max_tokens=96, temperature=0.0)
+        pieces = [next(stream)]
+        (busy,) = [i for i, r in enumerate(pool.servers()) if r["inflight"] == 1]
+        servers[busy].kill()
+        pieces.extend(stream)
+        restart = pieces.index(RESTART)
+        assert RESTART not in pieces[restart + 1 :]
+        assert "".join(pieces[restart + 1 :]) == reference
+        assert pool.servers()[busy]["up"] is False and pool.restarts == 1
+    finally:
+        pool.close()
         for server in servers:
             if server.poll() is None:
                 server.terminate()

@@ -7,7 +7,8 @@ chat servers.  The chat servers are ``bot.bench.standin`` (OpenAI-compatible ser
 streaming a fixed answer at a fixed rate, with llama.cpp's ``/health`` and ``/slots``),
 not ``llama_cpp.server``: the answer they stream must be one the checker passes, so the
 user-visible result is exact, and the 135M model on 2 shared cores answers too slowly
-to kill a server reliably mid-answer.  All processes share one real Postgres.
+to kill a server reliably mid-answer.  (``tests/test_pool.py`` kills a real
+``llama_cpp.server`` of a pool mid-answer.)  All processes share one real Postgres.
 
 The conversation: a big file is shared; the worker indexing it is killed mid-ingest and
 the other indexes it, once.  A question is asked; the chat server answering is killed
