@@ -323,6 +323,23 @@ async def test_a_gateway_two_workers_and_two_chat_servers_survive_their_failures
     dead = f'librarian_backend_up{{backend="http://127.0.0.1:{chat_ports[killed]}"}} 0.0'
     assert dead in metrics
 
+    # Status in the chat lists both servers: the killed one is no longer up.
+    _, took = await emulator.socket_send(
+        "slash_commands", emulator.slash_command(CHANNEL, USER, "status")
+    )
+    assert took < ACK_LIMIT_S
+    status = await _until(
+        lambda: [m for m in emulator.posted() if "Inference servers:" in m["text"]],
+        30,
+        "the status reply",
+    )
+    servers_line = next(
+        line for line in status[0]["text"].splitlines() if "Inference servers:" in line
+    )
+    alive = chat_ports[1 - killed]
+    assert f"http://127.0.0.1:{alive} (chat, up" in servers_line, servers_line
+    assert f"http://127.0.0.1:{chat_ports[killed]} (chat, resting" in servers_line, servers_line
+
     # Postgres freezes: liveness stays, readiness goes within 2 s.
     engine.dispose()
     os.kill(postmaster, signal.SIGSTOP)
