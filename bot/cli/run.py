@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import importlib
 
 import typer
@@ -13,7 +11,7 @@ from bot import roles
 from bot.adapter import Adapter
 from bot.app import App
 from bot.cli.common import with_app
-from bot.cli.serve import serve_process
+from bot.cli.serve import serve_gateways
 from bot.config import Settings
 from bot.errors import ConfigError
 
@@ -65,17 +63,6 @@ def run(
             adapters = [ConsoleAdapter(channel=channel, user=user, admins=app.settings.admins)]
         if not adapters:
             raise ConfigError("--adapters: no chat platform to connect to")
-
-        async def gateways(stop: asyncio.Event) -> None:
-            running = asyncio.ensure_future(app.run_adapters(adapters, background=role.background))
-            stopping = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            if not running.done():
-                running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
-
-        await serve_process(app, role, gateways)
+        await serve_gateways(app, role, adapters)
 
     with_app(work)

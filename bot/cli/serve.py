@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -72,3 +73,20 @@ async def serve_process(
     finally:
         if server is not None:
             await server.close()
+
+
+async def serve_gateways(app: App, role: Role, adapters: list[Any]) -> None:
+    """Run ``adapters`` (and the background work if the role has it) until they stop or a
+    signal asks the process to."""
+
+    async def gateways(stop: asyncio.Event) -> None:
+        running = asyncio.ensure_future(app.run_adapters(adapters, background=role.background))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not running.done():
+            running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+    await serve_process(app, role, gateways)

@@ -15,7 +15,13 @@ and unloads:
   ``max_loaded_per_role`` models of a role are loaded, the least recently used
   one is unloaded as soon as its queue drains (``Llama.close()``, references
   dropped, ``gc``, ``malloc_trim``); :meth:`Inference.unload_idle` unloads
-  models nobody used for a while.
+  models nobody used for a while;
+* a comma-separated list of server URLs is a pool (:mod:`bot.inference.pool`), run
+  on a worker with one thread per answer it may serve at once.
+
+Over 600 lines, kept as one unit: resolving, loading, queueing, evicting and
+reporting all read and change the one table of loaded models (``_slots`` and the
+loads in flight), which a split would have to share.
 """
 
 from __future__ import annotations
