@@ -18,6 +18,8 @@ from bot.ingest.pipeline import IngestService
 from bot.ingest.sandbox import Sandbox
 from bot.knowledge.answer import Answerer
 from bot.knowledge.retrieval import Retriever
+from bot.logs import with_event_id
+from bot.metrics import MeteredAnswerer, Metrics, backend_gauges, pool_gauges
 from bot.scheduler import Scheduler
 from bot.store import migrate
 from bot.store.database import Database, open_database
@@ -44,6 +46,7 @@ class App:
     dispatcher: Dispatcher
     scheduler: Scheduler
     supervisor: Supervisor
+    metrics: Metrics
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
@@ -66,13 +69,18 @@ class App:
             max_attempts=settings.ingest_attempts,
         )
         retriever = Retriever(store, inference, ingest.embedding_model)
-        answerer = Answerer(
+        metrics = Metrics()
+        metrics.add_source(pool_gauges({"main": db.engine, "search": db.searcher}))
+        metrics.add_source(backend_gauges(inference.backends))
+        ingest.on_finished(metrics.record_document)
+        answerer = MeteredAnswerer(
             store,
             retriever,
             inference,
             prompt_budget=settings.prompt_budget,
             evidence_coverage=settings.evidence_coverage,
             evidence_similarity=settings.evidence_similarity,
+            metrics=metrics,
         )
         dispatcher = Dispatcher(settings, store, answerer, ingest, registry=registry)
         scheduler = Scheduler(
@@ -96,28 +104,49 @@ class App:
             dispatcher,
             scheduler,
             Supervisor(store),
+            metrics,
         )
 
     def start_background(self) -> None:
         """Start the ingest worker, the scheduler, and the pass that finishes events a
         stopped process left in flight (call inside the running event loop, after the
         adapters are added: only their platforms' events are run again here)."""
+        self._start_jobs()
+        self._start_recovery()
+
+    def _start_jobs(self) -> None:
         self._tasks.append(asyncio.create_task(self.ingest.run(), name="ingest-worker"))
+        self.scheduler.start()
+
+    def _start_recovery(self) -> None:
         self._tasks.append(
             asyncio.create_task(self.dispatcher.recover_forever(), name="event-recovery")
         )
-        self.scheduler.start()
 
-    async def run_adapters(self, adapters: list[Adapter]) -> None:
+    async def run_adapters(self, adapters: list[Adapter], *, background: bool = True) -> None:
         """Run adapters until they all stop (the console stops at end of input).
 
         Each is supervised on its own: one platform's fatal error restarts that one,
-        with backoff, and the others go on (``bot.supervisor``).
+        with backoff, and the others go on (``bot.supervisor``).  ``background=False``
+        is a gateway of a split deployment (bot.roles): files are queued here and
+        indexed by a ``librarian worker``; events left in flight are still recovered
+        here, where their platforms are.
         """
         for adapter in adapters:
             self.dispatcher.add_adapter(adapter)
-        self.start_background()
-        await self.supervisor.run_all(adapters, self.dispatcher.handle)
+        if background:
+            self.start_background()
+        else:
+            self._start_recovery()
+        await self.supervisor.run_all(adapters, with_event_id(self.dispatcher.handle))
+
+    async def run_worker(self, stop: asyncio.Event) -> None:
+        """A ``librarian worker``: the ingest queue and the scheduled jobs until ``stop``.
+
+        No event recovery: a worker has no adapter to run an event again with.
+        """
+        self._start_jobs()
+        await stop.wait()
 
     async def close(self) -> None:
         """Stop background work, unload models, close the database."""

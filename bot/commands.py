@@ -44,6 +44,7 @@ from bot.config import Settings
 from bot.errors import LibrarianError
 from bot.events import CommandInvoked
 from bot.feedback import rate_latest, verdict_of_word
+from bot.inference.pool import describe_servers
 from bot.ingest.filetypes import ExtractionRefused, count_label
 from bot.knowledge.answer import format_citations
 from bot.retention import DurationError, describe_retention, format_duration, parse_duration
@@ -411,6 +412,8 @@ async def cmd_status(ctx: CommandContext) -> None:
     else:
         models = "none yet (models load on first use)"
     lines.append(f"  Models loaded: {models}")
+    if servers := [b for b in inference.backends() if not b["backend"].startswith("local:")]:
+        lines.append(f"  Inference servers: {describe_servers(servers)}")
     chat_model = workspace.chat_model or f"{services.settings.chat_model} (default)"
     lines.append(f"  Chat model of this workspace: {chat_model}")
     lines.append(f"  Memory: {_mib(process_rss_bytes())} resident (this bot process)")

@@ -123,6 +123,29 @@ class Settings(BaseSettings):
     # and documents to a server of their choosing.
     remote_models: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
 
+    # ---- deploy (issue 18) ----
+    # A port for /healthz, /readyz and /metrics in this process (unset: no HTTP server).
+    http_port: int | None = Field(default=None, ge=0, le=65535)
+    http_host: str = "0.0.0.0"
+    # "text" (the default) or "json": one JSON object per line, with event ids and no
+    # message text (bot.logs).
+    log_format: str = "text"
+    # A pool of remote servers (LIBRARIAN_CHAT_MODEL=http://a/v1#m,http://b/v1#m): how
+    # many answers each server is given at once, and how long a failed one rests before
+    # it is probed again.
+    pool_slots_per_server: int = Field(default=4, ge=1, le=256)
+    pool_rest_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_log_format(cls, value: str) -> str:
+        lowered = value.strip().lower()
+        if lowered not in {"text", "json"}:
+            raise ValueError("must be text or json")
+        return lowered
+
+    # ---- end deploy ----
+
     # Platform secrets (environment only).
     matrix_homeserver: str | None = None
     matrix_user_id: str | None = None

@@ -25,12 +25,13 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported here so that `librarian --help` stays cheap and each group owns its module.
-    from bot.cli import bench, db, feedback, knowledge, models, retention, run, status
+    from bot.cli import bench, db, feedback, knowledge, models, retention, run, status, worker
 
     app.add_typer(db.app, name="db", help="Create and upgrade the database schema.")
     app.add_typer(models.app, name="models", help="Find, convert, quantize and benchmark models.")
     app.command("status")(status.status)
     app.command("run")(run.run)
+    app.command("worker")(worker.worker)
     app.command("ingest")(knowledge.ingest)
     app.command("ask")(knowledge.ask)
     app.add_typer(

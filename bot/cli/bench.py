@@ -95,3 +95,31 @@ def grounding(
         log=_log(json_out),
     )
     _emit("Grounding benchmark (reported, no targets)", results, json_out, {})
+
+
+@app.command("load")
+def load(
+    json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    quick: bool = typer.Option(
+        False, "--quick", help="60 mentions over 6 channels, 1 and 2 servers."
+    ),
+    mentions: int = typer.Option(200, help="Questions asked at once."),
+    channels: int = typer.Option(20, help="Channels they are spread over."),
+    rate: float = typer.Option(20.0, help="Tokens per second each stand-in answer streams."),
+) -> None:
+    """Load simulation without a model: stand-in chat servers streaming at a fixed rate, as
+    a pool of 1, 2 and 4; throughput, its ratio, fairness, loop lag, bot CPU per answer."""
+    from bot.bench import load as bench
+    from bot.bench.common import run_on_scratch
+    from bot.config import load_settings
+
+    options: dict = {"mentions": mentions, "channels": channels, "rate": rate}
+    if quick:
+        options.update(mentions=60, channels=6, servers=(1, 2))
+    results = run_on_scratch(load_settings(), bench.run_bench, log=_log(json_out), **options)
+    goals = {
+        "servers_2.throughput_ratio": ">= 1.8",
+        "servers_4.throughput_ratio": ">= 3.2",
+        "servers_4.loop_lag_max_ms": "< 3000 (Slack's ack limit)",
+    }
+    _emit("Load simulation (stand-in chat servers)", results, json_out, goals)

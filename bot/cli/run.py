@@ -7,9 +7,11 @@ import importlib
 import typer
 
 from adapters.base import AdapterServices
+from bot import roles
 from bot.adapter import Adapter
 from bot.app import App
 from bot.cli.common import with_app
+from bot.cli.serve import serve_gateways
 from bot.config import Settings
 from bot.errors import ConfigError
 
@@ -38,14 +40,29 @@ def configured_adapters(settings: Settings, app: App) -> list[Adapter]:
 def run(
     channel: str = typer.Option("general", help="Console: the channel to be in."),
     user: str = typer.Option(None, help="Console: who you are (default: your login name)."),
+    adapters_spec: str = typer.Option(
+        None,
+        "--adapters",
+        help="Gateways only: these platforms (e.g. slack,matrix), no ingest worker or "
+        "scheduled jobs (run `librarian worker` for those). Default: everything.",
+    ),
+    with_worker: bool = typer.Option(
+        False, "--with-worker", help="With --adapters: index files and run jobs here too."
+    ),
 ) -> None:
     """Start the bot. With no chat platform configured, the console is the channel."""
     from adapters.console import ConsoleAdapter
 
+    role = roles.run_role(roles.parse_adapters(adapters_spec), with_worker)
+
     async def work(app: App) -> None:
         adapters = configured_adapters(app.settings, app)
-        if not adapters:
+        if role.adapters is not None:
+            adapters = roles.select(adapters, role.adapters)
+        if not adapters and (role.adapters is None or "console" in role.adapters):
             adapters = [ConsoleAdapter(channel=channel, user=user, admins=app.settings.admins)]
-        await app.run_adapters(adapters)
+        if not adapters:
+            raise ConfigError("--adapters: no chat platform to connect to")
+        await serve_gateways(app, role, adapters)
 
     with_app(work)

@@ -8,6 +8,7 @@ import time
 import typer
 
 from bot.config import load_settings
+from bot.inference.pool import probe_configured
 from bot.store import migrate
 from bot.store.database import opened
 from bot.store.repo import Store
@@ -37,6 +38,9 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
                 name: {**entry, "described": describe_state(entry)}
                 for name, entry in sorted(adapters.items())
             },
+            "inference_servers": probe_configured(
+                {"chat": settings.chat_model, "embedding": settings.embedding_model}
+            ),
         }
     if json_out:
         typer.echo(json.dumps(info, indent=2))
@@ -56,3 +60,6 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
             f"{'adapter ' + name:<18}{entry['described']} "
             f"(since {since}, process {entry.get('pid', '?')})"
         )
+    for server in info["inference_servers"]:
+        health = "up" if server["up"] else f"down ({server['error']})"
+        typer.echo(f"{server['role'] + ' server':<18}{server['backend']} {health}")

@@ -49,7 +49,16 @@ DEFAULT_REMOTE_CTX = 4096
 
 
 class RemoteError(RuntimeError):
-    """The server answered with an error or could not be reached."""
+    """The server answered with an error or could not be reached.
+
+    ``status`` is the HTTP status when the server answered (None: it could not be
+    reached or the connection broke), so a pool can tell a dead or busy server (5xx,
+    None) from a request no server would take (4xx).
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class TokenizerUnavailable(RuntimeError):
@@ -119,7 +128,8 @@ class _RemoteBase:
     def _check(response: httpx.Response) -> dict[str, Any]:
         if response.status_code >= 400:
             raise RemoteError(
-                f"{response.request.url}: HTTP {response.status_code}: {response.text[:200]}"
+                f"{response.request.url}: HTTP {response.status_code}: {response.text[:200]}",
+                response.status_code,
             )
         return response.json()
 
@@ -282,19 +292,22 @@ class RemoteChatModel(_RemoteBase):
         pieces = 0
         finish: str | None = None
         usage: dict[str, Any] = {}
+        ended = False
         try:
             with self._client.stream("POST", "/v1/chat/completions", json=body) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise RemoteError(
                         f"{self.base_url}/v1/chat/completions: HTTP {response.status_code}: "
-                        f"{response.text[:200]}"
+                        f"{response.text[:200]}",
+                        response.status_code,
                     )
                 for line in response.iter_lines():
                     if not line.startswith("data:"):
                         continue  # SSE comments, keep-alive pings, event names
                     data = line[5:].strip()
                     if data == "[DONE]":
+                        ended = True
                         break
                     chunk = json.loads(data)
                     usage = chunk.get("usage") or usage
@@ -310,6 +323,10 @@ class RemoteChatModel(_RemoteBase):
                             finish = choice["finish_reason"]
         except httpx.HTTPError as exc:
             raise RemoteError(f"{self.base_url}/v1/chat/completions: {exc}") from exc
+        if not ended and finish is None:
+            # Every OpenAI-style stream ends with [DONE] or a finish reason: without either
+            # the server went away mid-answer (a connection closed without chunked framing).
+            raise RemoteError(f"{self.base_url}/v1/chat/completions: the stream broke off")
         done = time.perf_counter()
         prompt = usage.get("prompt_tokens")
         completion = usage.get("completion_tokens") or pieces  # a piece is about a token

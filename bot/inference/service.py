@@ -15,7 +15,13 @@ and unloads:
   ``max_loaded_per_role`` models of a role are loaded, the least recently used
   one is unloaded as soon as its queue drains (``Llama.close()``, references
   dropped, ``gc``, ``malloc_trim``); :meth:`Inference.unload_idle` unloads
-  models nobody used for a while.
+  models nobody used for a while;
+* a comma-separated list of server URLs is a pool (:mod:`bot.inference.pool`), run
+  on a worker with one thread per answer it may serve at once.
+
+Over 600 lines, kept as one unit: resolving, loading, queueing, evicting and
+reporting all read and change the one table of loaded models (``_slots`` and the
+loads in flight), which a split would have to share.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from bot.errors import LibrarianError
+from bot.inference import pool
 from bot.inference.llm import (
     ChatModel,
     EmbeddingModel,
@@ -168,6 +175,10 @@ class ChatStream:
         self._iterated = True
         return self._pieces()
 
+    #: Yielded when a pooled server died mid-answer: drop the pieces so far, the answer
+    #: follows again from its beginning (bot.inference.pool).
+    RESTART = pool.RESTART
+
     async def _pieces(self) -> AsyncIterator[str]:
         async for piece in self._request.stream():
             yield piece
@@ -178,8 +189,14 @@ class ChatStream:
             )
 
     async def text(self) -> str:
-        """Consume the whole stream and return the answer."""
-        return "".join([piece async for piece in self])
+        """Consume the whole stream and return the answer (the last one, after a restart)."""
+        pieces: list[str] = []
+        async for piece in self:
+            if piece is self.RESTART:
+                pieces.clear()
+            else:
+                pieces.append(piece)
+        return "".join(pieces)
 
     def position(self) -> int:
         """Requests ahead of this one in the model's queue; 0 once it runs."""
@@ -252,6 +269,8 @@ class Inference:
         embed_batch_tokens: int = 256,
         remote_timeout: float = 120.0,
         remotes: dict[str, str] | None = None,
+        pool_slots_per_server: int = 4,
+        pool_rest_s: float = 10.0,
     ) -> None:
         """Set up the facade; nothing is loaded until first use.
 
@@ -272,6 +291,8 @@ class Inference:
         self.embed_batch_tokens = embed_batch_tokens
         self.remote_timeout = remote_timeout
         self.remotes = dict(remotes or {})
+        self.pool_slots_per_server = max(1, pool_slots_per_server)
+        self.pool_rest_s = pool_rest_s
         self._slots: dict[tuple[str, str], _Slot] = {}
         self._loading: dict[tuple[str, str], asyncio.Task[_Slot]] = {}
         self._resolved: dict[tuple[str, str], ModelSpec] = {}
@@ -288,6 +309,8 @@ class Inference:
             n_threads=settings.n_threads,
             chat_context=settings.chat_context,
             remotes=dict(getattr(settings, "remote_models", None) or {}),
+            pool_slots_per_server=getattr(settings, "pool_slots_per_server", 4),
+            pool_rest_s=getattr(settings, "pool_rest_s", 10.0),
             **kwargs,
         )
 
@@ -421,6 +444,45 @@ class Inference:
             rows.append(row)
         return rows
 
+    def backends(self) -> list[dict[str, Any]]:
+        """Every inference server or local model in use, for status and metrics.
+
+        Keys: backend (a server's base URL, or ``local:<name>``), role, up, inflight
+        (requests running from this process), and for pooled servers state and error.
+        A pool of remote servers lists each server.
+        """
+        rows: list[dict[str, Any]] = []
+        for slot in list(self._slots.values()):
+            servers = getattr(slot.model, "servers", None)
+            if callable(servers):
+                rows.extend(dict(row, role=slot.info.role) for row in servers())
+                continue
+            name = getattr(slot.model, "base_url", None) or f"local:{slot.info.name}"
+            rows.append(
+                {
+                    "backend": name,
+                    "role": slot.info.role,
+                    "up": not slot.worker.closed,
+                    "inflight": slot.worker.running(),
+                }
+            )
+        return rows
+
+    def ready(self, role: str = CHAT) -> str | None:
+        """None when a model of ``role`` can serve (a pool: one server up); else why not.
+
+        A local model, or one not loaded yet, counts as ready: it loads on first use.
+        """
+        pools = [
+            s.model
+            for s in list(self._slots.values())
+            if s.info.role == role and callable(getattr(s.model, "servers", None))
+        ]
+        for group in pools:
+            if not any(row["up"] for row in group.servers()):
+                return f"no {role} server is up ({', '.join(group.urls)})"
+        return None
+
     async def load(self, model: ModelRef | None, *, role: str = CHAT) -> ModelSpec:
         """Load a model now (otherwise it loads on first use); returns what was loaded."""
         return (await self._get(model, role)).info
@@ -527,6 +589,15 @@ class Inference:
         return slot
 
     def _factory(self, info: ModelSpec) -> Callable[[], Any]:
+        if info.backend == "remote" and pool.is_pool(info.path):
+            cls = pool.ChatPool if info.role == CHAT else pool.EmbeddingPool
+            return functools.partial(
+                cls,
+                info,
+                timeout=self.remote_timeout,
+                n_ctx=info.extra.get("n_ctx"),
+                rest_s=self.pool_rest_s,
+            )
         if info.backend == "remote":
             from bot.inference import remote
 
@@ -546,7 +617,11 @@ class Inference:
         )
 
     async def _load(self, ident: tuple[str, str], info: ModelSpec) -> _Slot:
-        worker = ModelWorker(name=f"{info.role}:{info.name}")
+        threads = 1
+        if info.backend == "remote" and pool.is_pool(info.path):
+            # A pool runs several requests at once: one thread per answer it may serve.
+            threads = self.pool_slots_per_server * len(pool.pool_urls(info.path))
+        worker = ModelWorker(name=f"{info.role}:{info.name}", threads=threads)
         started = time.perf_counter()
         try:
             # Loaded on its own worker thread: the only thread that will ever use it.
@@ -594,8 +669,11 @@ class Inference:
 
 
 def remote_info(url: str, role: str) -> ModelSpec:
-    """ModelSpec for an OpenAI-compatible server: ``http://host:port[/v1][#model-name]``."""
-    base, _, name = url.partition("#")
+    """ModelSpec for an OpenAI-compatible server: ``http://host:port[/v1][#model-name]``.
+
+    A pool (comma-separated servers of one model) is named after its first server.
+    """
+    base, _, name = url.split(",")[0].strip().partition("#")
     return ModelSpec(name=name or base, path=url, role=role, backend="remote")
 
 

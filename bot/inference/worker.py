@@ -252,14 +252,19 @@ class Request:
 
 
 class ModelWorker:
-    """A daemon thread that runs jobs one at a time from a fair, per-key queue."""
+    """A daemon thread that runs jobs one at a time from a fair, per-key queue.
 
-    def __init__(self, name: str = "model") -> None:
-        """Start the worker thread; ``name`` labels the thread and log lines."""
+    ``threads`` > 1 is for a pool of remote servers (``bot.inference.pool``), which
+    can run that many requests at once: the threads take requests from the same
+    fair queue.  A local model always has one thread.
+    """
+
+    def __init__(self, name: str = "model", threads: int = 1) -> None:
+        """Start the worker thread(s); ``name`` labels the threads and log lines."""
         self.name = name
         self._cond = threading.Condition()
         self._queues: OrderedDict[Hashable, deque[Request]] = OrderedDict()
-        self._running: Request | None = None
+        self._running: set[Request] = set()
         self._last_key: Hashable = object()  # the key of the request started last
         self._closing = False
         self._drain = False
@@ -268,8 +273,13 @@ class ModelWorker:
         #: Wall-clock time of the last submission or completion (for status displays).
         self.last_used = time.time()
         self._last_activity = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name=f"inference-{name}", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"inference-{name}-{i}", daemon=True)
+            for i in range(max(1, threads))
+        ]
+        self._alive = len(self._threads)
+        for thread in self._threads:
+            thread.start()
 
     # -- public -----------------------------------------------------------------------------
 
@@ -300,9 +310,14 @@ class ModelWorker:
         return request
 
     def depth(self) -> int:
-        """Requests queued plus the one running."""
+        """Requests queued plus those running."""
         with self._cond:
-            return self._queued_count() + (1 if self._running is not None else 0)
+            return self._queued_count() + len(self._running)
+
+    def running(self) -> int:
+        """Requests running now."""
+        with self._cond:
+            return len(self._running)
 
     def queued(self) -> int:
         """Requests waiting (not counting the one running)."""
@@ -317,7 +332,7 @@ class ModelWorker:
     def idle_seconds(self) -> float:
         """Seconds since the worker last did anything; 0 while busy."""
         with self._cond:
-            if self._running is not None or self._queues:
+            if self._running or self._queues:
                 return 0.0
             return time.monotonic() - self._last_activity
 
@@ -359,13 +374,15 @@ class ModelWorker:
                                 error=WorkerClosed(f"worker {self.name} closed"),
                             )
                     self._queues.clear()
-                    if self._running is not None:
-                        self._running._cancel_requested = True
+                    for running in self._running:
+                        running._cancel_requested = True
             self._cond.notify_all()
-        if threading.current_thread() is self._thread:
+        if threading.current_thread() in self._threads:
             return False
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
 
     async def aclose(
         self,
@@ -395,7 +412,7 @@ class ModelWorker:
                 index = queue.index(request)
             except ValueError:
                 return 0
-            ahead = 1 if self._running is not None else 0
+            ahead = len(self._running)
             own_key_seen = False
             for key, other in self._queues.items():
                 if key == request.key:
@@ -449,7 +466,7 @@ class ModelWorker:
                     self._last_key = key
                     request.state = RequestState.RUNNING
                     request.started_at = time.monotonic()
-                    self._running = request
+                    self._running.add(request)
                     return request
                 if self._closing:
                     return None
@@ -468,13 +485,18 @@ class ModelWorker:
                     # One lock hold: whoever sees the request finished also sees the worker free.
                     with self._cond:
                         request._finish(state, value=value, error=error)
-                        self._running = None
+                        self._running.discard(request)
                         self._served += 1
                         self._touch()
                         self._cond.notify_all()
         finally:
-            finalizer = self._finalizer
-            self._finalizer = None
+            # The last thread to leave runs the finalizer: no job can be running then.
+            with self._cond:
+                self._alive -= 1
+                last = self._alive == 0
+            finalizer = self._finalizer if last else None
+            if last:
+                self._finalizer = None
             if finalizer is not None:
                 try:
                     finalizer()

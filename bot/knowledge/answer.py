@@ -370,6 +370,9 @@ class Answerer:
         gen_started = time.perf_counter()
         first_token_ms: float | None = None
         async for piece in stream:
+            if piece is stream.RESTART:  # a pooled server died mid-answer: it comes again
+                pieces.clear()
+                continue
             if first_token_ms is None:
                 first_token_ms = (time.perf_counter() - started) * 1000
             pieces.append(piece)
