@@ -89,6 +89,7 @@ class App:
     def start_background(self) -> None:
         """Start the ingest worker and the scheduler (call inside the running event loop)."""
         self._tasks.append(asyncio.create_task(self.ingest.run(), name="ingest-worker"))
+        self.db.watch()  # the embedded server is restarted if it dies (a no-op otherwise)
         self.scheduler.start()
 
     async def run_adapters(self, adapters: list[Adapter]) -> None:

@@ -41,6 +41,7 @@ from bot.ingest.filetypes import ExtractionRefused, check_size
 from bot.ingest.pipeline import IngestService
 from bot.knowledge.answer import Answerer
 from bot.replies import StreamingReply
+from bot.store.database import database_unavailable
 from bot.store.records import Binding
 from bot.store.repo import Store, WorkspaceDefaults, channel_spec
 from bot.teams import Teams
@@ -48,6 +49,10 @@ from bot.teams import Teams
 log = logging.getLogger(__name__)
 
 APOLOGY = "Sorry, something went wrong while handling that. The details are in the bot's log."
+DATABASE_AWAY = (
+    "Sorry, I can't reach my database right now, so I could not handle that. "
+    "Please try again in a minute."
+)
 
 
 class Dispatcher:
@@ -128,10 +133,16 @@ class Dispatcher:
                 await self._on_reaction(event)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("error while handling event %s", event.event_id)
+        except Exception as exc:
+            reply = APOLOGY
+            if database_unavailable(exc):
+                # An outage passes: one line in the log, a plain word to the user.
+                log.warning("database unavailable while handling event %s", event.event_id)
+                reply = DATABASE_AWAY
+            else:
+                log.exception("error while handling event %s", event.event_id)
             try:
-                await self.say(conversation, APOLOGY)
+                await self.say(conversation, reply)
             except Exception:
                 log.exception("could not even apologise in %s", conversation.key)
 

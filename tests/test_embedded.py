@@ -152,3 +152,113 @@ def test_a_failed_upgrade_leaves_the_old_home_untouched_and_says_why(old_home) -
         assert _counts(server.get_uri()) == before["counts"]
     finally:
         server.cleanup()
+
+
+class _Bot:
+    """``librarian run`` in a real process, driven through its console like a terminal."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "run"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+        self.lines: list[str] = []
+        import threading
+
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def say(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def wait_for(self, text: str, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.lines):
+                return True
+            time.sleep(0.1)
+        return False
+
+    def close(self) -> str:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        return "".join(self.lines)
+
+
+def _long_document(path: Path) -> Path:
+    notes = [
+        f"Section {i}. The committee reviewed item {i} of the facilities plan and recorded "
+        f"routine notes about lighting, desks and signage in building {i % 7}."
+        for i in range(400)
+    ]
+    notes.insert(350, "The cafeteria closes at 19:40 on Fridays.")
+    path.write_text("Facilities notes\n\n" + "\n\n".join(notes))
+    return path
+
+
+def test_the_embedded_server_killed_under_a_running_bot_comes_back(tmp_path: Path) -> None:
+    home = Path(tempfile.mkdtemp(prefix="librarian-test-kill-"))
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["LIBRARIAN_HOME"] = str(home)
+    (tmp_path / "travel.txt").write_text(DOC)
+    big = _long_document(tmp_path / "big.txt")
+    bot = _Bot(env)
+    try:
+        bot.say(f"/librarian upload {tmp_path / 'travel.txt'}")
+        assert bot.wait_for("Indexed travel.txt", 180), bot.close()
+        pgdata = home / "pgdata"
+        url = f"postgresql+psycopg://postgres@/postgres?host={pgdata}"
+        engine = create_engine(url)
+
+        # A long document is queued and being indexed when the server is killed.
+        bot.say(f"/librarian upload {big}")
+        status = None
+        deadline = time.monotonic() + 60
+        while status not in ("queued", "indexing") and time.monotonic() < deadline:
+            with engine.connect() as conn:
+                status = conn.execute(
+                    text("SELECT status FROM documents WHERE file_name = 'big.txt'")
+                ).scalar()
+            time.sleep(0.05)
+        engine.dispose()
+        assert status in ("queued", "indexing")
+        os.kill(int((pgdata / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
+        killed = time.monotonic()
+
+        bot.say("@librarian When does the cafeteria close on Fridays?")
+        assert bot.wait_for("19:40", 120), bot.close()[-3000:]
+        assert time.monotonic() - killed < 120
+        assert bot.wait_for("Indexed big.txt", 1)
+        # Indexed exactly once, from one row.
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            docs = conn.execute(
+                text("SELECT id, status FROM documents WHERE file_name = 'big.txt'")
+            ).all()
+            assert [d.status for d in docs] == ["ready"]
+            ordinals = conn.execute(
+                text("SELECT count(*), count(DISTINCT ordinal) FROM chunks WHERE document_id = :d"),
+                {"d": docs[0].id},
+            ).one()
+            assert ordinals[0] == ordinals[1] > 0
+        engine.dispose()
+    finally:
+        log = bot.close()
+        shutil.rmtree(home, ignore_errors=True)
+    assert "the embedded Postgres was restarted" in log or "starting it again" in log
+    assert "Traceback" not in log

@@ -13,11 +13,12 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import sqlalchemy.event
 from pgvector.psycopg import register_vector
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
 from bot.config import Settings
 from bot.errors import ConfigError, LibrarianError
@@ -138,14 +139,35 @@ def open_database(settings: Settings, *, connect_timeout: int = 5) -> Database:
             if not embedded
             else f"cannot connect to the embedded Postgres ({reason})"
         ) from None
+    searcher = _search_engine(url, connect_timeout)
+    if server is not None:
+        for pool in (engine, searcher):
+            sqlalchemy.event.listen(pool, "do_connect", _revive(server))
     return Database(
         engine=engine,
         display_url=shown,
         embedded=embedded,
         pgvector_version=version,
-        searcher=_search_engine(url, connect_timeout),
+        searcher=searcher,
         _server=server,
     )
+
+
+def _revive(server: EmbeddedServer) -> Any:
+    """A connect hook that starts the embedded server again if it died.
+
+    Every new connection (the pool's pre-ping replaces a dead one) first checks the
+    postmaster (its pid file and a ``kill(pid, 0)``, microseconds): after a kill -9
+    the first statement that needs the database restarts it and goes on, instead of
+    failing until someone restarts the bot.
+    The watchdog does the same in the background when nothing asks.
+    """
+
+    def hook(_dialect: Any, _record: Any, _cargs: Any, _cparams: Any) -> None:
+        if not server.ready():
+            server.ensure_running()
+
+    return hook
 
 
 def _search_engine(url: str, connect_timeout: int) -> Engine:
@@ -214,6 +236,26 @@ def _ensure_vector(engine: Engine, shown: str) -> str:
             "ask a superuser to run CREATE EXTENSION vector; in this database"
         ) from None
     return str(available)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) says the database cannot be reached.
+
+    Callers outside ``bot/store`` use it to tell an outage, which passes, from a bug: an
+    outage is logged in one line and told to the user plainly, a bug with its traceback.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OperationalError | InterfaceError | DisconnectionError):
+            return True
+        if isinstance(current, psycopg.OperationalError | EmbeddedUnavailable):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _update_vector(engine: Engine, installed: str, available: str) -> str:

