@@ -262,3 +262,86 @@ def test_the_embedded_server_killed_under_a_running_bot_comes_back(tmp_path: Pat
         shutil.rmtree(home, ignore_errors=True)
     assert "the embedded Postgres was restarted" in log or "starting it again" in log
     assert "Traceback" not in log
+
+
+def test_an_external_server_stopped_and_started_again_is_used_without_a_restart(
+    tmp_path: Path,
+) -> None:
+    """With DATABASE_URL the bot does not own the server: it says the database is away,
+    and answers again once the operator has it back, without being restarted."""
+    from bot.store.embedded import pgserver_module
+
+    pg = pgserver_module()
+    # Not under pytest's temp root, which the server's unprivileged user cannot enter.
+    root = Path(tempfile.mkdtemp(prefix="librarian-test-external-"))
+    handle = pg.get_server(root / "pgdata", cleanup_mode=None, postgres_version=POSTGRES_MAJOR)
+    pg_ctl = str(handle.bin_path / "pg_ctl")
+
+    def pg_ctl_run(*args: str) -> None:
+        subprocess.run(
+            [pg_ctl, "-w", "-D", str(root / "pgdata"), *args],
+            user=handle.system_user,
+            cwd=root,
+            check=True,
+            capture_output=True,
+        )
+
+    env = {k: v for k, v in os.environ.items()}
+    env["LIBRARIAN_HOME"] = str(tmp_path / "home")
+    env["DATABASE_URL"] = handle.get_uri()
+    (tmp_path / "travel.txt").write_text(DOC)
+    bot = _Bot(env)
+    try:
+        bot.say(f"/librarian upload {tmp_path / 'travel.txt'}")
+        assert bot.wait_for("Indexed travel.txt", 180), bot.close()
+
+        pg_ctl_run("-m", "fast", "stop")
+        bot.say("@librarian " + QUESTION)
+        assert bot.wait_for("can't reach my database", 60), bot.close()[-3000:]
+
+        handle.ensure_postgres_running()  # the operator starts it again
+        bot.say("@librarian " + QUESTION)
+        assert bot.wait_for("45 days", 120), bot.close()[-3000:]
+    finally:
+        log = bot.close()
+        with contextlib.suppress(Exception):
+            pg_ctl_run("-m", "fast", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+    assert "Traceback" not in log
+
+
+def test_an_operator_backs_up_and_restores_a_home(tmp_path: Path) -> None:
+    home = Path(tempfile.mkdtemp(prefix="librarian-test-backup-"))
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["LIBRARIAN_HOME"] = str(home)
+    doc = tmp_path / "travel.txt"
+    doc.write_text(DOC)
+    try:
+        assert _cli(env, "ingest", str(doc), "--channel", "console:travel").returncode == 0
+        before = _json(_cli(env, "status", "--json"))["counts"]
+        saved = _cli(env, "db", "backup", str(tmp_path / "librarian.tar"))
+        assert saved.returncode == 0, saved.stderr
+        assert "1 stored files" in saved.stdout
+
+        # Restoring over a database that holds tables needs --replace.
+        refused = _cli(env, "db", "restore", str(tmp_path / "librarian.tar"))
+        assert refused.returncode == 1
+        assert "run again with --replace" in refused.stderr
+
+        # A new machine: an empty home, then the backup.
+        shutil.rmtree(home)
+        restored = _cli(env, "db", "restore", str(tmp_path / "librarian.tar"))
+        assert restored.returncode == 0, restored.stderr
+        assert _json(_cli(env, "status", "--json"))["counts"] == before
+        answer = _json(_cli(env, "ask", QUESTION, "--channel", "console:travel", "--json"))
+        assert "45 days" in answer["answer"]
+        assert [p for p in (home / "files").rglob("*") if p.is_file()]
+
+        broken = tmp_path / "not-a-backup.tar"
+        broken.write_bytes(b"hello")
+        failed = _cli(env, "db", "restore", str(broken), "--replace")
+        assert failed.returncode == 1
+        assert "is not a Librarian backup" in failed.stderr
+        assert _json(_cli(env, "status", "--json"))["counts"] == before
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
