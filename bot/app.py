@@ -116,6 +116,7 @@ class App:
 
     def _start_jobs(self) -> None:
         self._tasks.append(asyncio.create_task(self.ingest.run(), name="ingest-worker"))
+        self.db.watch()  # the embedded server is restarted if it dies (a no-op otherwise)
         self.scheduler.start()
 
     def _start_recovery(self) -> None:

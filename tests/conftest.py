@@ -26,12 +26,14 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     import shutil
     import tempfile
 
-    import pgserver
+    from bot.store.embedded import POSTGRES_MAJOR, pgserver_module
 
     # Not under pytest's own temp root: every pytest start re-chmods that to 0700, which
     # locks out the unprivileged user the server runs as when the tests run as root.
     home = Path(tempfile.mkdtemp(prefix="librarian-test-pg-"))
-    server = pgserver.get_server(home / "pgdata", cleanup_mode="stop")
+    server = pgserver_module().get_server(
+        home / "pgdata", cleanup_mode="stop", postgres_version=POSTGRES_MAJOR
+    )
     yield server.get_uri()
     server.cleanup()
     shutil.rmtree(home, ignore_errors=True)

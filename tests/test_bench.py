@@ -72,6 +72,10 @@ def test_retrieval_bench_quick(librarian_env: dict[str, str], shared_models: Pat
     # the large workspaces got indexes of their own and were searched through them.
     assert _get(data, "scale.plans").get("workspace_hnsw", 0) > 0
     assert _get(data, "scale.plans").get("exact", 0) > 0
+    # What the index build took and what the chunks and their indexes occupy.
+    assert _get(data, "scale.index_s") >= 0
+    storage = _get(data, "scale.storage")
+    assert 0 < storage["hnsw_indexes_mb"] < storage["chunks_total_mb"] <= storage["database_mb"]
     # The scratch database is gone.
     assert _scratch_databases(librarian_env["DATABASE_URL"]) == set()
 
@@ -118,3 +122,14 @@ def test_table_output_is_readable() -> None:
         {"squad.hybrid.recall@5": ">= 0.95"},
     )
     assert "squad.hybrid.recall@5" in table and "0.96" in table and "goal >= 0.95" in table
+
+
+def test_retrieval_bench_scale_is_sized_by_its_options() -> None:
+    from bot.bench.retrieval import FULL, QUICK, scaled
+
+    assert scaled(FULL, None, None) == FULL
+    million = scaled(FULL, 1_000_000, None)
+    assert (million.scale_rows, million.scale_workspaces) == (1_000_000, 500)
+    assert scaled(QUICK, 30_000, 12).scale_workspaces == 12
+    with pytest.raises(ValueError, match="more than"):
+        scaled(FULL, 10_000, 3)

@@ -522,13 +522,13 @@ def test_the_embedded_server_starts_with_librarians_settings() -> None:
     """A new data directory is started again with our shared_buffers and JIT off."""
     import tempfile
 
-    from bot.store.database import start_embedded
+    from bot.store.embedded import start_embedded
 
     # Not under pytest's temp root, which the server's unprivileged user cannot enter.
     home = Path(tempfile.mkdtemp(prefix="librarian-test-conf-"))
     try:
-        uri, server = start_embedded(home, shared_mb=200)
-        engine = create_engine(uri.replace("postgresql://", "postgresql+psycopg://", 1))
+        server = start_embedded(home, shared_mb=200)
+        engine = create_engine(server.uri.replace("postgresql://", "postgresql+psycopg://", 1))
         try:
             with engine.connect() as conn:
                 assert conn.execute(text("SHOW shared_buffers")).scalar() == "200MB"

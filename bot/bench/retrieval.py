@@ -25,6 +25,7 @@ Two parts, on one scratch database:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections import Counter
@@ -47,6 +48,7 @@ from bot.bench.common import (
     run_on_scratch,
 )
 from bot.config import Settings
+from bot.store.status import storage_sizes
 
 MODES = ("dense", "keyword", "hybrid")
 KS = (1, 5, 10)
@@ -158,7 +160,7 @@ def _workspace_sizes(total: int, count: int) -> list[int]:
 
 async def _load_filler(
     app: App, base: np.ndarray, plan: Plan, model_id: int, dims: int, log: Log
-) -> list[tuple[Any, int]]:
+) -> tuple[list[tuple[Any, int]], dict[str, int]]:
     store = app.store
     sizes = _workspace_sizes(plan.scale_rows, plan.scale_workspaces)
     rng = np.random.default_rng(SEED)
@@ -179,8 +181,12 @@ async def _load_filler(
     log(f"  loaded {sum(sizes)} filler vectors in {loaded - started:.0f} s; building indexes")
     await asyncio.to_thread(store.ensure_workspace_indexes, model_id, dims, concurrently=False)
     await asyncio.to_thread(store.analyze_chunks)
-    log(f"  indexes built in {time.perf_counter() - loaded:.0f} s")
-    return bindings[: len(SCALE_SHARES)]
+    index_s = time.perf_counter() - loaded
+    log(f"  indexes built in {index_s:.0f} s")
+    return bindings[: len(SCALE_SHARES)], {
+        "load_s": round(loaded - started),
+        "index_s": round(index_s),
+    }
 
 
 async def _scale(
@@ -255,11 +261,33 @@ async def _scale(
     }
 
 
+def scaled(plan: Plan, rows: int | None, workspaces: int | None) -> Plan:
+    """``plan`` with ``rows`` filler chunks over ``workspaces`` workspaces.
+
+    Without ``workspaces``: the plan's own count up to 200k rows, and one workspace per
+    2,000 rows above (1,000,000 rows: 500 workspaces), as teams grow in number.
+    """
+    if rows is None and workspaces is None:
+        return plan
+    rows = rows or plan.scale_rows
+    if workspaces is None:
+        workspaces = plan.scale_workspaces if rows <= FULL.scale_rows else rows // 2000
+    if workspaces <= len(SCALE_SHARES):
+        raise ValueError(f"--workspaces must be more than {len(SCALE_SHARES)}")
+    return dataclasses.replace(plan, scale_rows=rows, scale_workspaces=workspaces)
+
+
 async def run(
-    app: App, *, eval_dir: Path | None = None, quick: bool = False, log: Log = quiet_log
+    app: App,
+    *,
+    eval_dir: Path | None = None,
+    quick: bool = False,
+    log: Log = quiet_log,
+    scale: int | None = None,
+    workspaces: int | None = None,
 ) -> dict[str, Any]:
     """Both parts on ``app`` (whose database should be a scratch one)."""
-    plan = QUICK if quick else FULL
+    plan = scaled(QUICK if quick else FULL, scale, workspaces)
     started = time.perf_counter()
     if plan.exact_scan_max_rows is not None:
         app.store.exact_scan_max_rows = plan.exact_scan_max_rows
@@ -287,7 +315,7 @@ async def run(
 
     log(f"loading {plan.scale_rows} filler vectors in {plan.scale_workspaces} workspaces...")
     base = await asyncio.to_thread(app.store.workspace_vectors, binding.workspace.id, model_id)
-    measured = await _load_filler(app, base, plan, model_id, dims, log)
+    measured, build = await _load_filler(app, base, plan, model_id, dims, log)
 
     log(f"squad: {len(questions)} questions x {len(MODES)} modes...")
     squad = await _squad(app, binding, questions, doc_of, log)
@@ -297,6 +325,8 @@ async def run(
     scale_questions = [q["question"] for q in rng.sample(pool, min(plan.scale_queries, len(pool)))]
     scale = await _scale(app, measured, scale_questions, model_id, dims, log)
     scale["workspaces"] = plan.scale_workspaces + 1
+    scale.update(build)
+    scale["storage"] = await asyncio.to_thread(storage_sizes, app.db)
     scale["exact_scan_max_rows"] = app.store.exact_scan_max_rows
     return {
         "squad": squad,
@@ -307,7 +337,22 @@ async def run(
 
 
 def run_bench(
-    settings: Settings, *, eval_dir: Path | None = None, quick: bool = False, log: Log = quiet_log
+    settings: Settings,
+    *,
+    eval_dir: Path | None = None,
+    quick: bool = False,
+    log: Log = quiet_log,
+    scale: int | None = None,
+    workspaces: int | None = None,
 ) -> dict[str, Any]:
     """The whole benchmark on a scratch database; the results as a nested dict."""
-    return run_on_scratch(settings, run, eval_dir=eval_dir, quick=quick, log=log)
+    scaled(FULL, scale, workspaces)  # a bad size is refused before anything is built
+    return run_on_scratch(
+        settings,
+        run,
+        eval_dir=eval_dir,
+        quick=quick,
+        log=log,
+        scale=scale,
+        workspaces=workspaces,
+    )

@@ -33,13 +33,31 @@ def retrieval(
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     quick: bool = typer.Option(False, "--quick", help="A small run for CI (about a minute)."),
     eval_dir: Path | None = typer.Option(None, "--eval-dir", help=_EVAL_HELP),
+    scale: int | None = typer.Option(
+        None, "--scale", help="Filler chunks for the latency part (default 200,000)."
+    ),
+    workspaces: int | None = typer.Option(
+        None, "--workspaces", help="Workspaces they fill (default 50; one per 2,000 above 200k)."
+    ),
 ) -> None:
     """Recall@1/5/10 on SQuAD v1.1 (dense, keyword, hybrid), and latency and recall
-    against an exact scan at 200k chunks in 50 workspaces."""
+    against an exact scan at 200k chunks in 50 workspaces (or --scale/--workspaces),
+    with index build time and the disk the chunks and indexes take."""
     from bot.bench import retrieval as bench
     from bot.config import load_settings
 
-    results = bench.run_bench(load_settings(), eval_dir=eval_dir, quick=quick, log=_log(json_out))
+    try:
+        results = bench.run_bench(
+            load_settings(),
+            eval_dir=eval_dir,
+            quick=quick,
+            log=_log(json_out),
+            scale=scale,
+            workspaces=workspaces,
+        )
+    except ValueError as exc:
+        typer.echo(f"librarian bench retrieval: {exc}", err=True)
+        raise typer.Exit(2) from None
     goals = {
         "squad.hybrid.recall@5": ">= 0.95",
         "scale.latency_ms.p95": "<= 25",

@@ -35,6 +35,7 @@ from bot.ingest.filetypes import (
 )
 from bot.ingest.limits import IngestLimits
 from bot.ingest.sandbox import Sandbox
+from bot.store.database import is_unavailable
 from bot.store.events import Claim
 from bot.store.records import Document, NewChunk, Workspace
 from bot.store.repo import Store
@@ -124,6 +125,11 @@ def _chunk_by_page(pages: list[Any], tokenizer: Any, size: int, overlap: int) ->
         for chunk in chunk_pages([page], tokenizer, size, overlap):
             out.append(dataclasses.replace(chunk, ordinal=len(out), location=page.location))
     return out
+
+
+def _first(exc: BaseException) -> str:
+    """The first line of an error, for a one-line log."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class IngestService:
@@ -267,8 +273,12 @@ class IngestService:
                     worked = await self.process_next()
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # a bug or a lost database: log it, keep serving
-                    log.exception("ingest worker error")
+                except Exception as exc:  # a bug or a lost database: log it, keep serving
+                    if is_unavailable(exc):
+                        # An outage passes: one line per poll, not a traceback.
+                        log.warning("ingest worker: the database is unavailable (%s)", _first(exc))
+                    else:
+                        log.exception("ingest worker error")
                     worked = False
                 if worked:
                     continue

@@ -1,22 +1,19 @@
 """Connecting to Postgres: the embedded server by default, or ``DATABASE_URL``.
 
-The embedded server is a real PostgreSQL 16 with pgvector from the ``pgserver``
-package, kept in ``LIBRARIAN_HOME/pgdata``.  pgserver counts the processes that
-hold a handle on one data directory (under an inter-process lock), so the bot and
-an admin's ``librarian ingest`` in another terminal share one server, and the last
-process to leave stops it.
+The embedded server (``bot.store.embedded``) is a real PostgreSQL 18 with pgvector
+0.8, kept in ``LIBRARIAN_HOME/pgdata``; the bot and an admin's ``librarian ingest`` in
+another terminal share one server, and the last process to leave stops it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import urllib.parse
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy.event
 from pgvector.psycopg import register_vector
 from psycopg import errors as pg_errors
@@ -28,6 +25,13 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from bot.config import Settings
 from bot.errors import ConfigError, LibrarianError
 from bot.redact import mask_secrets
+from bot.store.embedded import (
+    EmbeddedServer,
+    EmbeddedUnavailable,
+    Watchdog,
+    shared_buffers_mb,
+    start_embedded,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +53,30 @@ class Database:
     # A second pool for searches: autocommit, no ping, vectors sent in binary (see
     # _search_engine).
     searcher: Engine
-    _server: Any = None  # the pgserver handle, kept alive while we use it
+    _server: EmbeddedServer | None = None  # kept alive while we use it
+    watchdog: Watchdog | None = None
+
+    def watch(self, interval: float = 1.0) -> Watchdog | None:
+        """Restart the embedded server whenever it dies (see :class:`Watchdog`).
+
+        Nothing to do for a ``DATABASE_URL`` server, which the bot does not own: its
+        pool reconnects when the server is back (``pool_pre_ping``).
+        """
+        if self._server is None or self.watchdog is not None:
+            return self.watchdog
+        self.watchdog = Watchdog(self._server, interval)
+        self.watchdog.start()
+        return self.watchdog
 
     def close(self) -> None:
         """Return connections; the embedded server stops when its last user leaves."""
+        if self.watchdog is not None:
+            self.watchdog.stop()
+            self.watchdog = None
         self.searcher.dispose()
         self.engine.dispose()
         if self._server is not None:
-            # pgserver stops the server at exit of the last process holding it.
+            # The server stops at exit of the last process holding it.
             self._server = None
 
 
@@ -70,7 +90,12 @@ def is_unavailable(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, DatabaseUnavailable | PoolTimeout | InterfaceError):
+        if isinstance(current, DatabaseUnavailable | EmbeddedUnavailable | PoolTimeout):
+            return True
+        if isinstance(current, InterfaceError):
+            return True
+        # The search pool runs plain psycopg: its errors arrive unwrapped.
+        if isinstance(current, psycopg.OperationalError) and not isinstance(current, _NOT_OUTAGES):
             return True
         if isinstance(current, DBAPIError) and current.connection_invalidated:
             return True
@@ -105,72 +130,6 @@ def _display(url: str) -> str:
 # lost neighbours on a 100k-row workspace (see Store.search_dense).
 HNSW_EF_SEARCH = 160
 
-# The embedded server reads our settings from this file, included by postgresql.conf.
-EMBEDDED_CONF = "librarian.conf"
-_INCLUDE_LINE = f"include_if_exists = '{EMBEDDED_CONF}'"
-
-
-def shared_buffers_mb(configured: int = 0) -> int:
-    """Shared buffers for the embedded server: ``configured``, or an eighth of the RAM
-    within 128 MB (Postgres's default) and 1 GB."""
-    if configured > 0:
-        return configured
-    try:
-        ram_mb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024)
-    except (ValueError, OSError, AttributeError):
-        return 128
-    return int(min(1024, max(128, ram_mb // 8)))
-
-
-def write_embedded_conf(pgdata: Path, shared_mb: int) -> bool:
-    """Write our settings for the embedded server; True when they changed.
-
-    They take effect when the server (re)starts: Postgres reads shared_buffers only then.
-    """
-    conf = pgdata / "postgresql.conf"
-    main = conf.read_text()
-    if _INCLUDE_LINE not in main:
-        conf.write_text(main.rstrip("\n") + f"\n\n# Librarian's settings\n{_INCLUDE_LINE}\n")
-    wanted = (
-        "# Written by Librarian at every start; change LIBRARIAN_PG_SHARED_BUFFERS_MB instead.\n"
-        f"shared_buffers = '{int(shared_mb)}MB'\n"
-        # Our queries are short; a JIT compile (tens of ms) never pays for itself.
-        "jit = off\n"
-    )
-    ours = pgdata / EMBEDDED_CONF
-    if ours.exists() and ours.read_text() == wanted:
-        return False
-    ours.write_text(wanted)
-    return True
-
-
-def start_embedded(home: Path, shared_mb: int = 128) -> tuple[str, Any]:
-    """Start (or join) the embedded Postgres in ``home/pgdata``; return its URL and handle.
-
-    A new data directory is created by a first start with Postgres's defaults; the
-    server is then stopped and started again with our settings (about a second, once).
-    """
-    import pgserver  # imported lazily: only the embedded mode needs it
-
-    home.mkdir(parents=True, exist_ok=True)
-    pgdata = home / "pgdata"
-    try:
-        fresh = not (pgdata / "PG_VERSION").exists()
-        if not fresh:
-            write_embedded_conf(pgdata, shared_mb)
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
-        if fresh and write_embedded_conf(pgdata, shared_mb):
-            # Stops it unless another process joined it meanwhile (then our settings
-            # wait for the next start).
-            server.cleanup()
-            server = pgserver.get_server(pgdata, cleanup_mode="stop")
-    except Exception as exc:  # pgserver raises bare CalledProcessError/asserts
-        raise DatabaseUnavailable(
-            f"could not start the embedded Postgres in {pgdata}: {exc} "
-            f"(its log is {pgdata / 'log'})"
-        ) from exc
-    return server.get_uri(), server
-
 
 def open_database(settings: Settings, *, connect_timeout: int = 5) -> Database:
     """Open the configured database and check that pgvector is usable.
@@ -184,10 +143,11 @@ def open_database(settings: Settings, *, connect_timeout: int = 5) -> Database:
         url = _psycopg_url(raw)
         embedded = False
     else:
-        raw, server = start_embedded(
-            settings.home, shared_buffers_mb(settings.pg_shared_buffers_mb)
-        )
-        url = _psycopg_url(raw)
+        try:
+            server = start_embedded(settings.home, shared_buffers_mb(settings.pg_shared_buffers_mb))
+        except EmbeddedUnavailable as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
+        url = _psycopg_url(server.uri)
         embedded = True
     shown = _display(url)
     engine = create_engine(
@@ -210,14 +170,35 @@ def open_database(settings: Settings, *, connect_timeout: int = 5) -> Database:
             if not embedded
             else f"cannot connect to the embedded Postgres ({reason})"
         ) from None
+    searcher = _search_engine(url, connect_timeout)
+    if server is not None:
+        for pool in (engine, searcher):
+            sqlalchemy.event.listen(pool, "do_connect", _revive(server))
     return Database(
         engine=engine,
         display_url=shown,
         embedded=embedded,
         pgvector_version=version,
-        searcher=_search_engine(url, connect_timeout),
+        searcher=searcher,
         _server=server,
     )
+
+
+def _revive(server: EmbeddedServer) -> Any:
+    """A connect hook that starts the embedded server again if it died.
+
+    Every new connection (the pool's pre-ping replaces a dead one) first checks the
+    postmaster (its pid file and a ``kill(pid, 0)``, microseconds): after a kill -9
+    the first statement that needs the database restarts it and goes on, instead of
+    failing until someone restarts the bot.
+    The watchdog does the same in the background when nothing asks.
+    """
+
+    def hook(_dialect: Any, _record: Any, _cargs: Any, _cparams: Any) -> None:
+        if not server.ready():
+            server.ensure_running()
+
+    return hook
 
 
 def _search_engine(url: str, connect_timeout: int) -> Engine:
@@ -264,11 +245,13 @@ def _ensure_vector(engine: Engine, shown: str) -> str:
         installed = conn.execute(
             text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         ).scalar()
-        if installed:
-            return str(installed)
         available = conn.execute(
             text("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'")
         ).scalar()
+    if installed and available and installed != available:
+        return _update_vector(engine, str(installed), str(available))
+    if installed:
+        return str(installed)
     if not available:
         raise DatabaseUnavailable(
             f"the Postgres server at {shown} has no pgvector extension: install pgvector on it "
@@ -285,6 +268,30 @@ def _ensure_vector(engine: Engine, shown: str) -> str:
             "ask a superuser to run CREATE EXTENSION vector; in this database"
         ) from None
     return str(available)
+
+
+def _update_vector(engine: Engine, installed: str, available: str) -> str:
+    """Bring the extension's SQL objects up to the server's pgvector library.
+
+    After an upgrade of the server (ours, or an operator's), the database still records
+    the old version: the new functions (halfvec, iterative scans) exist only once the
+    extension is updated.  A role that may not update it keeps working on what it has.
+    """
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER EXTENSION vector UPDATE"))
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        log.warning(
+            "pgvector %s is installed but the server has %s; could not update it (%s): "
+            "ask a superuser to run ALTER EXTENSION vector UPDATE;",
+            installed,
+            available,
+            reason,
+        )
+        return installed
+    log.warning("pgvector updated from %s to %s in this database", installed, available)
+    return available
 
 
 @contextlib.contextmanager

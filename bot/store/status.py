@@ -30,3 +30,27 @@ def server_version(db: Database) -> str:
     """The Postgres server version string, e.g. '16.2'."""
     with db.engine.connect() as conn:
         return str(conn.execute(text("SHOW server_version")).scalar_one()).split()[0]
+
+
+def storage_sizes(db: Database) -> dict[str, float]:
+    """Disk used by this database, by the chunks table and by its HNSW indexes, in MB.
+
+    The HNSW indexes are what a search wants in memory (shared_buffers and the page
+    cache), so their size is the memory a workspace's fast plan needs.
+    """
+    with db.engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT pg_database_size(current_database()), "
+                "pg_total_relation_size('chunks'), "
+                "coalesce(sum(pg_relation_size(i.indexrelid)), 0) "
+                "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'hnsw'"
+            )
+        ).one()
+    mb = 1024 * 1024
+    return {
+        "database_mb": round(int(row[0]) / mb, 1),
+        "chunks_total_mb": round(int(row[1]) / mb, 1),
+        "hnsw_indexes_mb": round(int(row[2]) / mb, 1),
+    }

@@ -1,0 +1,206 @@
+"""Filtered dense search plans on pgvector 0.8, side by side on one table.
+
+Today's plan (``bot/store/search.py``) gives every workspace above 3,000 chunks a
+partial HNSW index of its own, because pgvector before 0.8 filtered after the index
+scan.  pgvector 0.8 adds iterative index scans (``hnsw.iterative_scan``), which keep
+scanning one shared index until k rows pass the filter, and ``halfvec`` (2-byte
+floats).  This tool loads the retrieval benchmark's synthetic corpus (real SQuAD
+embeddings mixed into filler vectors, the same generator and shares) into a scratch
+database and measures, per workspace share:
+
+- ``own``: a partial HNSW index per workspace on ``vector`` (today's plan);
+- ``own_half``: the same on ``halfvec``;
+- ``shared_iter``: one HNSW index for all rows, ``iterative_scan = relaxed_order``;
+- ``shared_half_iter``: the same on ``halfvec``;
+
+each with ``ef_search`` 160 (today's), against an exact scan: p50/p95 server latency,
+recall@10, the fewest rows a query returned, index build time and size.
+
+    python tools/compare_vector_plans.py [--rows 200000] [--workspaces 50] [--queries 50]
+
+Prints a table and the JSON.  Needs the embedded server (or ``DATABASE_URL``) with
+pgvector >= 0.8 and the bundled embedding model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import time
+from typing import Any
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+
+from bot.bench.common import eval_set, read_jsonl, scratch_app
+from bot.bench.retrieval import SCALE_SHARES, SEED, _filler, _workspace_sizes
+from bot.config import load_settings
+
+K = 10
+EF_SEARCH = 160
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q)) if values else 0.0
+
+
+async def _embed(app: Any, texts: list[str]) -> np.ndarray:
+    out = await app.inference.embed(texts, key="passage")
+    return np.array(out, dtype=np.float32)
+
+
+def _load(conn: psycopg.Connection, sizes: list[int], base: np.ndarray, dims: int) -> None:
+    rng = np.random.default_rng(SEED)
+    conn.execute(
+        f"CREATE TABLE t (id bigserial PRIMARY KEY, ws int NOT NULL, e vector({dims}) NOT NULL)"
+    )
+    for ws, size in enumerate(sizes):
+        vectors = _filler(base, size, rng)
+        with conn.cursor().copy("COPY t (ws, e) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["int4", "vector"])
+            for v in vectors:
+                copy.write_row((ws, v))
+    conn.execute("CREATE INDEX ON t (ws)")
+    conn.execute("ANALYZE t")
+
+
+def _index_size(conn: psycopg.Connection, names: list[str]) -> float:
+    total = 0
+    for name in names:
+        total += conn.execute("SELECT pg_relation_size(%s::regclass)", (name,)).fetchone()[0]
+    return round(total / 1024 / 1024, 1)
+
+
+def _build(conn: psycopg.Connection, plan: str, measured: list[int], dims: int) -> dict:
+    started = time.perf_counter()
+    names: list[str] = []
+    half = "half" in plan
+    expr = f"(e::halfvec({dims})) halfvec_cosine_ops" if half else "e vector_cosine_ops"
+    if plan.startswith("own"):
+        for ws in measured:
+            name = f"t_{plan}_w{ws}"
+            conn.execute(
+                f"CREATE INDEX {name} ON t USING hnsw ({expr}) "
+                f"WITH (m = 16, ef_construction = 128) WHERE ws = {ws}"
+            )
+            names.append(name)
+    else:
+        name = f"t_{plan}"
+        conn.execute(
+            f"CREATE INDEX {name} ON t USING hnsw ({expr}) WITH (m = 16, ef_construction = 128)"
+        )
+        names.append(name)
+    return {
+        "build_s": round(time.perf_counter() - started, 1),
+        "index_mb": _index_size(conn, names),
+        "names": names,
+    }
+
+
+def _search(conn: psycopg.Connection, plan: str, ws: int, q: np.ndarray, dims: int) -> list[int]:
+    half = "half" in plan
+    order = f"e::halfvec({dims}) <=> %(q)s::halfvec({dims})" if half else "e <=> %(q)s"
+    return [
+        r[0]
+        for r in conn.execute(
+            f"SELECT id FROM t WHERE ws = %(ws)s ORDER BY {order} LIMIT {K}", {"q": q, "ws": ws}
+        ).fetchall()
+    ]
+
+
+def _exact(conn: psycopg.Connection, ws: int, q: np.ndarray) -> set[int]:
+    conn.execute("SET enable_indexscan = off")
+    rows = conn.execute(
+        f"SELECT id FROM t WHERE ws = %(ws)s ORDER BY e <=> %(q)s LIMIT {K}", {"q": q, "ws": ws}
+    ).fetchall()
+    conn.execute("RESET enable_indexscan")
+    return {r[0] for r in rows}
+
+
+async def main_async(rows: int, workspaces: int, queries: int) -> dict:
+    """Load the corpus into a scratch database and measure every plan on it."""
+    settings = load_settings()
+    async with scratch_app(settings) as app:
+        folder = eval_set(None, "squad-v1.1-dev")
+        passages = read_jsonl(folder / "corpus.jsonl")[:2000]
+        questions = [q["question"] for q in read_jsonl(folder / "questions.jsonl")]
+        random.Random(SEED).shuffle(questions)
+        base = await _embed(app, [p["text"] for p in passages])
+        qv = np.array(await app.inference.embed(questions[:queries], key="query"), dtype=np.float32)
+        url = app.db.engine.url.render_as_string(hide_password=False).replace(
+            "postgresql+psycopg://", "postgresql://", 1
+        )
+        return await asyncio.to_thread(_measure, url, base, qv, rows, workspaces)
+
+
+def _measure(
+    url: str, base: np.ndarray, qv: np.ndarray, rows: int, workspaces: int
+) -> dict[str, Any]:
+    dims = base.shape[1]
+    results: dict[str, Any] = {"rows": rows, "workspaces": workspaces, "queries": len(qv)}
+    with psycopg.connect(url, autocommit=True) as conn:
+        register_vector(conn)
+        results["pgvector"] = conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+        ).fetchone()[0]
+        sizes = _workspace_sizes(rows, workspaces)
+        started = time.perf_counter()
+        _load(conn, sizes, base, dims)
+        results["load_s"] = round(time.perf_counter() - started, 1)
+        measured = list(range(len(SCALE_SHARES)))
+        truths = {ws: [_exact(conn, ws, q) for q in qv] for ws in measured}
+        conn.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
+        plans: dict[str, Any] = {}
+        for plan in ("own", "own_half", "shared_iter", "shared_half_iter"):
+            built = _build(conn, plan, measured, dims)
+            mode = "relaxed_order" if "iter" in plan else "off"
+            conn.execute(f"SET hnsw.iterative_scan = {mode}")
+            per_ws = {}
+            for ws in measured:
+                for q in qv[:3]:
+                    _search(conn, plan, ws, q, dims)  # warm the caches
+                lat, rec, fewest = [], [], K
+                for q, truth in zip(qv, truths[ws], strict=True):
+                    t0 = time.perf_counter()
+                    got = _search(conn, plan, ws, q, dims)
+                    lat.append((time.perf_counter() - t0) * 1000)
+                    rec.append(len(truth.intersection(got)) / max(1, len(truth)))
+                    fewest = min(fewest, len(got))
+                per_ws[f"{100 * SCALE_SHARES[ws]:.0f}%"] = {
+                    "rows": sizes[ws],
+                    "p50_ms": round(_percentile(lat, 50), 2),
+                    "p95_ms": round(_percentile(lat, 95), 2),
+                    "recall": round(float(np.mean(rec)), 4),
+                    "fewest_rows": fewest,
+                }
+            for index in built.pop("names"):
+                conn.execute(f"DROP INDEX {index}")
+            plans[plan] = {**built, "by_share": per_ws}
+        results["plans"] = plans
+    return results
+
+
+def main() -> None:
+    """Run the comparison and print it."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--workspaces", type=int, default=50)
+    parser.add_argument("--queries", type=int, default=50)
+    args = parser.parse_args()
+    results = asyncio.run(main_async(args.rows, args.workspaces, args.queries))
+    print(json.dumps(results, indent=2))
+    print(f"pgvector {results['pgvector']}, {results['rows']} rows, {results['workspaces']} ws")
+    print("plan | build s | index MB | share: p50/p95 ms recall fewest")
+    for plan, r in results["plans"].items():
+        cells = [
+            f"{share} {v['p50_ms']}/{v['p95_ms']} {v['recall']} {v['fewest_rows']}"
+            for share, v in r["by_share"].items()
+        ]
+        print(f"{plan} | {r['build_s']} | {r['index_mb']} | " + " ; ".join(cells))
+
+
+if __name__ == "__main__":
+    main()
