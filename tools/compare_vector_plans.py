@@ -106,7 +106,9 @@ def _search(conn: psycopg.Connection, plan: str, ws: int, q: np.ndarray, dims: i
     return [
         r[0]
         for r in conn.execute(
-            f"SELECT id FROM t WHERE ws = %(ws)s ORDER BY {order} LIMIT {K}", {"q": q, "ws": ws}
+            # The workspace id is written into the statement, as bot/store/search.py
+            # does: a partial index's predicate must be provable when the plan is made.
+            f"SELECT id FROM t WHERE ws = {int(ws)} ORDER BY {order} LIMIT {K}", {"q": q}
         ).fetchall()
     ]
 
