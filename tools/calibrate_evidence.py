@@ -8,6 +8,9 @@ ones refused.  The report split is never read here.
 
     LIBRARIAN_HOME=/tmp/rd-home librarian ingest ../shared/corpus/pdfs/*.pdf --channel console:rd
     LIBRARIAN_HOME=/tmp/rd-home python tools/calibrate_evidence.py --channel console:rd
+
+``--missing-weight W`` tries another weight for the terms no document holds (the
+default is ``bot.knowledge.evidence.MISSING_WEIGHT``, chosen by sweeping 1..6).
 """
 
 from __future__ import annotations

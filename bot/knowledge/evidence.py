@@ -27,7 +27,10 @@ sentences together hold at least ``coverage`` of the question's weight and the b
 reaches ``similarity``; both are per-workspace settings with calibrated defaults
 (``bot.config.Settings.evidence_coverage`` / ``evidence_similarity``).  A question
 whose key term appears in no document (the usual unanswerable question: the detail is
-simply not there) loses that term's large weight and falls below the bar.
+simply not there) loses that term's weight, MISSING_WEIGHT times its idf, and falls
+below the bar.  When the best quote's document is in another language than the
+question (``bot.knowledge.language``), words cannot be compared and the similarity
+floor decides alone.
 """
 
 from __future__ import annotations
