@@ -235,3 +235,128 @@ def test_a_document_is_found_by_its_title_in_a_papers_header() -> None:
     assert find_named("In manual.pdf, what is the warranty?", docs).document_id == 2
     assert find_named("In 2015, what was the warranty?", docs) is None
     assert find_named("What is the warranty about?", docs) is None
+
+
+async def test_a_question_whose_key_term_no_document_holds_is_not_found_and_says_what_was_searched(
+    settings, tmp_path: Path
+) -> None:
+    app = App.build(settings)
+    app.start_background()
+    try:
+        pdf = make_pdf(tmp_path / "ad-2020-17221.pdf", AIRWORTHINESS)
+        await say(app, f"/librarian upload {pdf}")
+        await say(app, f"/librarian upload {make_pdf(tmp_path / 'manual.pdf')}")
+        # Every word but one is in the cost sentence; the one the question hinges on is
+        # in no document, so the documents do not say it (the cost they give is not
+        # Canada's), and the reply says what was searched and what is missing.
+        reply = await say(
+            app, "@librarian How much does the AOA sensor system test cost per airplane in Canada?"
+        )
+        assert NOT_FOUND in reply
+        assert "I searched for: Canada" in reply
+        assert "No document mentions: Canada." in reply
+        assert "The closest passage is in ad-2020-17221.pdf" in reply
+
+        # Without it, the question is answered from that sentence.
+        binding = await app.dispatcher.binding(GENERAL)
+        answer = await app.answerer.answer(
+            binding,
+            None,
+            "How much does the AOA sensor system test cost per airplane?",
+            author="console:alice",
+            conversation_key="k",
+            evidence_only=True,
+        )
+        assert answer.found
+        assert any("$3,400" in q.text for q in answer.evidence)
+    finally:
+        await app.close()
+
+
+MINUTES_FR = [
+    [
+        "Procès-verbal de la séance du comité de démolition du 20 juin 2023.",
+        "Madame Julie Tremblay agit à titre de secrétaire de la séance.",
+        "Le comité adopte la résolution DM-2023-001 à l'unanimité.",
+        "La demande vise la démolition partielle du bâtiment situé au 1069, boulevard",
+        "de Sainte-Adèle, pour permettre la construction de 43 logements.",
+    ]
+]
+
+
+async def test_an_english_question_on_a_french_document_is_answered_from_it(
+    settings, tmp_path: Path
+) -> None:
+    app = App.build(settings)
+    app.start_background()
+    try:
+        await say(app, f"/librarian upload {make_pdf(tmp_path / 'pv-2023-06-20.pdf', MINUTES_FR)}")
+        await say(app, f"/librarian upload {make_pdf(tmp_path / 'manual.pdf')}")
+        binding = await app.dispatcher.binding(GENERAL)
+        # "secretary", "committee", "meeting" are in no document: the minutes say
+        # "secrétaire", "comité", "séance".  Words cannot be compared across languages,
+        # so the evidence's similarity decides, and the French sentence is quoted.
+        answer = await app.answerer.answer(
+            binding,
+            None,
+            "Who acted as secretary of the demolition committee meeting?",
+            author="console:alice",
+            conversation_key="fr",
+            evidence_only=True,
+        )
+        assert answer.found, answer.text
+        assert answer.timings["lexical"] is False
+        assert all(q.hit.file_name == "pv-2023-06-20.pdf" for q in answer.evidence)
+        assert any("Julie Tremblay" in q.text for q in answer.evidence), answer.text
+    finally:
+        await app.close()
+
+
+EXPENDITURES = [
+    [
+        "Senate statement of expenditures, April to September 2019.",
+        "PAYEE NAME OBLIGATION/SERVICE DESCRIPTION AMOUNT ($)",
+        "37,499.96DISTRICT DIRECTORBAIN, J MATTHEW 21,000.00LEGISLATIVE",
+        "11,188.87LEGISLATIVE CORRESPONDENT FROM JUL. 15KISHI, DANIEL",
+    ]
+]
+
+
+async def test_a_name_glued_to_its_neighbour_by_the_pdf_is_not_missing(
+    settings, tmp_path: Path
+) -> None:
+    app = App.build(settings)
+    app.start_background()
+    try:
+        await say(app, f"/librarian upload {make_pdf(tmp_path / 'senate.pdf', EXPENDITURES)}")
+        await say(app, f"/librarian upload {make_pdf(tmp_path / 'manual.pdf')}")
+        binding = await app.dispatcher.binding(GENERAL)
+        # The extraction glued "DIRECTORBAIN": the index never saw "Bain" as a word, but
+        # it is in the text, so the question is not refused for a missing name.
+        answer = await app.answerer.answer(
+            binding,
+            None,
+            "What is the amount for district director J Matthew Bain in the Senate statement?",
+            author="console:alice",
+            conversation_key="b",
+            evidence_only=True,
+        )
+        assert answer.found, answer.text
+        assert any("37,499.96" in q.text for q in answer.evidence)
+    finally:
+        await app.close()
+
+
+def test_the_language_of_a_passage_is_told_by_its_script_or_function_words() -> None:
+    from bot.knowledge.language import question_language, same_language, text_language
+
+    assert text_language("La demande vise la démolition partielle du bâtiment situé au") == "fr"
+    assert text_language("Einführung in die Geometrie und Topologie, die nicht mit der") == "de"
+    assert text_language("The FAA estimates that the test costs $3,400 per airplane.") == "en"
+    assert text_language("显存不足怎么办") == "zh"
+    assert text_language("12,382 9,041 707 618 Arkansas 3,298 California") is None
+    assert question_language("Which community is precinct 0050003A in?") == "en"
+    assert question_language("Qui est le secrétaire?") == "fr"
+    # A table has no language: its words are compared with the question's.
+    assert same_language("What is the total for Colorado?", "42,271 Colorado 3,298 Arkansas")
+    assert not same_language("Who was the secretary?", MINUTES_FR[0][1] + " " + MINUTES_FR[0][2])

@@ -8,6 +8,9 @@ ones refused.  The report split is never read here.
 
     LIBRARIAN_HOME=/tmp/rd-home librarian ingest ../shared/corpus/pdfs/*.pdf --channel console:rd
     LIBRARIAN_HOME=/tmp/rd-home python tools/calibrate_evidence.py --channel console:rd
+
+``--missing-weight W`` tries another weight for the terms no document holds (the
+default is ``bot.knowledge.evidence.MISSING_WEIGHT``, chosen by sweeping 1..6).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from bot.app import App
 from bot.bench.grounding import normalize
 from bot.cli.common import parse_channel, with_app
+from bot.knowledge.evidence import MISSING_WEIGHT
 
 SET = Path(__file__).resolve().parents[1] / "bot" / "bench" / "realdocs.jsonl"
 
@@ -52,6 +56,7 @@ async def features(app: App, channel: str, split: str) -> list[dict[str, Any]]:
                 "coverage": answer.timings.get("coverage", 0.0),
                 "best_coverage": answer.timings.get("best_coverage", 0.0),
                 "similarity": answer.timings.get("similarity", 0.0),
+                "lexical": answer.timings.get("lexical", True),
                 "gold_in_evidence": any(g and g in quoted for g in gold),
                 "page_cited": any(
                     e.hit.file_name == q.get("document") and e.page == q.get("page")
@@ -66,13 +71,17 @@ def grid(rows: list[dict[str, Any]], key: str) -> list[tuple[float, float, float
     """(coverage, similarity, answerable kept, unanswerable refused) for each pair."""
     ans = [r for r in rows if r["kind"] == "answerable"]
     una = [r for r in rows if r["kind"] == "unanswerable"]
+
+    def kept_by(r: dict[str, Any], c: float, s: float) -> bool:
+        # The rule of EvidenceFinder: coverage counts only when the words can be compared
+        # (the best quote is in the question's language).
+        return (r[key] >= c or not r["lexical"]) and r["similarity"] >= s
+
     table = []
     for c in [x / 40 for x in range(0, 40)]:
         for s in [x / 40 for x in range(0, 30)]:
-            kept = sum(r[key] >= c and r["similarity"] >= s for r in ans) / max(1, len(ans))
-            refused = sum(not (r[key] >= c and r["similarity"] >= s) for r in una) / max(
-                1, len(una)
-            )
+            kept = sum(kept_by(r, c, s) for r in ans) / max(1, len(ans))
+            refused = sum(not kept_by(r, c, s) for r in una) / max(1, len(una))
             table.append((c, s, kept, refused))
     return table
 
@@ -84,8 +93,19 @@ def main() -> None:
     parser.add_argument("--split", default="calibrate")
     parser.add_argument("--key", default="coverage", choices=["coverage", "best_coverage"])
     parser.add_argument("--dump", type=Path)
+    parser.add_argument(
+        "--missing-weight",
+        type=float,
+        default=MISSING_WEIGHT,
+        help="how many times its idf a term no document holds weighs (EvidenceFinder)",
+    )
     args = parser.parse_args()
-    rows = with_app(lambda app: features(app, args.channel, args.split))
+
+    async def run(app: App) -> list[dict[str, Any]]:
+        app.answerer.finder.missing_weight = args.missing_weight
+        return await features(app, args.channel, args.split)
+
+    rows = with_app(run)
     if args.dump:
         args.dump.write_text(json.dumps(rows, indent=1))
     ans = [r for r in rows if r["kind"] == "answerable"]
@@ -96,9 +116,10 @@ def main() -> None:
     # rule, fixed before looking: "answerable said not found" at most 0.15).
     table = grid(rows, args.key)
     ok = [t for t in table if t[2] >= 0.85]
-    for c, s, kept, refused in sorted(ok, key=lambda t: (-t[3], -t[2]))[:10]:
+    # Among equals, the highest similarity floor first (the more cautious pair).
+    for c, s, kept, refused in sorted(ok, key=lambda t: (-t[3], -t[2], -t[1]))[:10]:
         print(
-            f"coverage >= {c:.2f}  similarity >= {s:.2f}: answerable kept {kept:.3f}, "
+            f"coverage >= {c:.3f}  similarity >= {s:.3f}: answerable kept {kept:.3f}, "
             f"unanswerable refused {refused:.3f}"
         )
 

@@ -211,7 +211,7 @@ class Answerer:
         max_answer_tokens: int = 200,
         history_turns: int = 12,
         temperature: float = 0.2,
-        evidence_coverage: float = 0.375,
+        evidence_coverage: float = 0.425,
         evidence_similarity: float = 0.225,
     ) -> None:
         self.store = store
@@ -304,6 +304,7 @@ class Answerer:
         timings["coverage"] = evidence.coverage
         timings["best_coverage"] = evidence.best_coverage
         timings["similarity"] = evidence.similarity
+        timings["lexical"] = evidence.lexical
         if evidence_only:
             body = format_quotes(evidence.quotes, texts["replaced"])
             return Answer(body, body, [], evidence.answerable, timings, evidence=evidence.quotes)

@@ -27,7 +27,10 @@ sentences together hold at least ``coverage`` of the question's weight and the b
 reaches ``similarity``; both are per-workspace settings with calibrated defaults
 (``bot.config.Settings.evidence_coverage`` / ``evidence_similarity``).  A question
 whose key term appears in no document (the usual unanswerable question: the detail is
-simply not there) loses that term's large weight and falls below the bar.
+simply not there) loses that term's weight, MISSING_WEIGHT times its idf, and falls
+below the bar.  When the best quote's document is in another language than the
+question (``bot.knowledge.language``), words cannot be compared and the similarity
+floor decides alone.
 """
 
 from __future__ import annotations
@@ -41,9 +44,16 @@ from typing import Any
 
 import numpy as np
 
+from bot.knowledge.language import same_language
 from bot.store.keyword import TermStats
 from bot.store.records import ChunkHit
 
+# A term no document of the workspace holds weighs this many times its idf: the usual
+# unanswerable question asks about something the documents never name ("the maximum
+# takeoff weight", "the GDP of Austria"), and one such word should weigh more than its
+# idf alone (which counts it as merely the rarest word).  Calibrated with the thresholds
+# on the calibrate split (tools/calibrate_evidence.py --missing-weight).
+MISSING_WEIGHT = 5.0
 # How much a follow-up's earlier topic (its share of the earlier question's terms) adds
 # to a sentence's score; the question's own terms count fully.
 CONTEXT_WEIGHT = 0.3
@@ -240,6 +250,10 @@ class Evidence:
     # The question's weightiest words, for "what was searched" in a not-found reply.
     key_terms: list[str] = field(default_factory=list)
     ms: float = 0.0
+    # False when the best quote is in another language than the question (an English
+    # question on a French document): words cannot be compared, so coverage is not
+    # required and similarity alone decides.
+    lexical: bool = True
 
 
 Embed = Callable[[list[str]], Awaitable[Any]]
@@ -302,10 +316,15 @@ _ZH_FRAME = re.compile(
 )
 
 
+_NUMBER_DASH = re.compile(r"(?<=\d)-(?=\d)")
+
+
 def content_of(question: str) -> str:
     """The question without its frame words: what its terms are weighed on."""
     kept = [w for w in re.split(r"(\W+)", question) if w.lower() not in QUESTION_FRAME]
-    return _ZH_FRAME.sub(" ", "".join(kept))
+    # "737-8" would be analysed as 737 and the signed number -8, which a document
+    # writing "737–8" (an en dash, as typeset text does) never holds: compare the numbers.
+    return _NUMBER_DASH.sub(" ", _ZH_FRAME.sub(" ", "".join(kept)))
 
 
 def _coverage(lexemes: frozenset[str], weights: dict[str, float]) -> float:
@@ -323,18 +342,58 @@ def _words(question: str) -> list[str]:
     return list(seen)
 
 
+# A word shorter than this is not looked for inside other words (see _glued).
+GLUED_MIN_CHARS = 4
+
+
+def _glued(
+    words: list[str],
+    word_lexemes: list[frozenset[str]],
+    missing: set[str],
+    sentences: Sequence[tuple[str, Any, int]],
+) -> dict[str, str]:
+    """The missing lexemes whose word is in the retrieved text after all, glued to a
+    neighbour by the PDF's text extraction ("DIRECTORBAIN, J MATTHEW" holds "Bain"):
+    lexeme -> the word, lower-cased.  Only words of letters, GLUED_MIN_CHARS or longer,
+    at a word's start or end in the text (a glued word touches a space or punctuation
+    on one side)."""
+    found: dict[str, str] = {}
+    wanted = [
+        (w.lower(), lx & missing)
+        for w, lx in zip(words, word_lexemes, strict=True)
+        if lx & missing and w.isalpha() and len(w) >= GLUED_MIN_CHARS
+    ]
+    if not wanted:
+        return found
+    text = "\n".join(s for s, _, _ in sentences).lower()
+    for word, lexemes in wanted:
+        edge = re.compile(rf"(?<![^\W\d_]){re.escape(word)}|{re.escape(word)}(?![^\W\d_])")
+        if edge.search(text):
+            found.update(dict.fromkeys(lexemes, word))
+    return found
+
+
 class EvidenceFinder:
     """Picks the evidence sentences for a question from retrieved chunks."""
 
-    def __init__(self, store: Any, embed: Embed, *, embed_sentences: int = 0) -> None:
+    def __init__(
+        self,
+        store: Any,
+        embed: Embed,
+        *,
+        embed_sentences: int = 0,
+        missing_weight: float = MISSING_WEIGHT,
+    ) -> None:
         """``embed`` turns texts into unit vectors with the workspace's embedding model.
 
         ``embed_sentences``: how many sentences get an embedding of their own (0: each
         sentence takes its chunk's similarity; see SENTENCE_EMBEDDINGS in the README).
+        ``missing_weight``: how many times its idf a term no document holds weighs.
         """
         self.store = store
         self.embed = embed
         self.embed_sentences = embed_sentences
+        self.missing_weight = missing_weight
 
     async def find(
         self,
@@ -376,9 +435,19 @@ class EvidenceFinder:
             sentences,
             words,
         )
-        weights = {lex: stats.idf(lex) for lex in stats.df}
-        context_weights = {lex: earlier.idf(lex) for lex in earlier.df} if earlier else {}
         missing_lex = {lex for lex, df in stats.df.items() if df == 0}
+        glued = _glued(words, word_lexemes, missing_lex, sentences)
+        if glued:
+            missing_lex -= set(glued)
+            lexeme_sets = [
+                lx | {lex for lex, w in glued.items() if w in s.lower()}
+                for (s, _, _), lx in zip(sentences, lexeme_sets, strict=True)
+            ]
+        weights = {
+            lex: stats.idf(lex) * (self.missing_weight if lex in missing_lex else 1.0)
+            for lex in stats.df
+        }
+        context_weights = {lex: earlier.idf(lex) for lex in earlier.df} if earlier else {}
         missing_terms = [w for w, lx in zip(words, word_lexemes, strict=True) if lx & missing_lex]
         by_weight = sorted(
             (
@@ -443,7 +512,12 @@ class EvidenceFinder:
         together = frozenset().union(*(qt.lexemes for qt in kept))
         coverage = _coverage(together, weights)
         similarity = max(qt.similarity for qt in kept)
-        answerable = coverage >= coverage_floor and similarity >= similarity_floor
+        # The best quote's document, from all its candidate chunks (a title page alone
+        # has too few words to tell its language).
+        document = kept[0].hit.document_id
+        own = " ".join(h.text for h in hits if h.document_id == document)
+        lexical = same_language(question, own)
+        answerable = (coverage >= coverage_floor or not lexical) and similarity >= similarity_floor
         return Evidence(
             kept,
             round(coverage, 4),
@@ -453,6 +527,7 @@ class EvidenceFinder:
             missing_terms,
             key_terms,
             (time.perf_counter() - started) * 1000,
+            lexical,
         )
 
     def _analyze(
