@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 SYNAPSE_VENV  ?= .venv-synapse
 SYNAPSE_STAMP := $(SYNAPSE_VENV)/.installed
 
-.PHONY: install run test test-fast lint bench clean
+.PHONY: install run test test-fast lint bench clean deploy-tools
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,14 @@ $(SYNAPSE_STAMP): Makefile
 run: install
 	$(BIN)/librarian run
 
-test: install $(SYNAPSE_STAMP)
+# The deploy-file checks run Debian's docker-compose; installed here when missing and
+# root may (otherwise those tests skip, for a reason the README names).
+deploy-tools:
+	@command -v docker-compose >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq >/dev/null 2>&1 && \
+		apt-get install -y -qq docker-compose >/dev/null 2>&1; } || true
+
+test: install $(SYNAPSE_STAMP) deploy-tools
 	LIBRARIAN_SYNAPSE_PYTHON=$(abspath $(SYNAPSE_VENV))/bin/python $(BIN)/python -m pytest -q -ra
 
 # The fast tier: command parsing, arity, choices, admin refusal, what is generated from

@@ -31,7 +31,9 @@ KUBERNETES_VERSION = "1.30.0"
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not installed (README, Deploy: apt-get install {name})")
+        # `make test` installs docker-compose from Debian when it can; kubectl has no
+        # current Debian package. README, "Skips allowed in CI", names both reasons.
+        pytest.skip(f"{name} is not installed (README, Deploy)")
     return path
 
 
