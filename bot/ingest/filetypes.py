@@ -16,6 +16,7 @@ from enum import StrEnum
 from bot.errors import LibrarianError
 
 __all__ = [
+    "IMAGE_KINDS",
     "MEDIA_TYPES",
     "SUPPORTED_DESCRIPTION",
     "ExtractionRefused",
@@ -26,6 +27,7 @@ __all__ = [
     "check_size",
     "decode_text",
     "describe_binary",
+    "detect_image",
     "detect_kind",
     "display_name",
 ]
@@ -100,15 +102,32 @@ class FileKind(StrEnum):
     PDF = "pdf"
     TEXT = "text"
     MARKDOWN = "markdown"
+    # Images are read by OCR (bot/ingest/ocr.py), one kind per format so that each
+    # keeps its exact media type.
+    PNG = "png"
+    JPEG = "jpeg"
+    TIFF = "tiff"
+    WEBP = "webp"
+    BMP = "bmp"
 
+
+IMAGE_KINDS = frozenset({FileKind.PNG, FileKind.JPEG, FileKind.TIFF, FileKind.WEBP, FileKind.BMP})
 
 MEDIA_TYPES: dict[FileKind, str] = {
     FileKind.PDF: "application/pdf",
     FileKind.TEXT: "text/plain",
     FileKind.MARKDOWN: "text/markdown",
+    FileKind.PNG: "image/png",
+    FileKind.JPEG: "image/jpeg",
+    FileKind.TIFF: "image/tiff",
+    FileKind.WEBP: "image/webp",
+    FileKind.BMP: "image/bmp",
 }
 
-SUPPORTED_DESCRIPTION = "Librarian can read PDF files, plain text (.txt) and Markdown (.md)."
+SUPPORTED_DESCRIPTION = (
+    "Librarian can read PDF files, plain text (.txt), Markdown (.md) "
+    "and images (PNG, JPEG, TIFF, WebP, BMP)."
+)
 
 _MB = 1024 * 1024
 _MARKDOWN_EXTENSIONS = (".md", ".markdown", ".mdown", ".mkd", ".mkdn")
@@ -121,12 +140,8 @@ _PDF_MAGIC_WINDOW = 1024  # the spec lets junk precede the header; readers accep
 # prefixes of each other (none here).  Short or text-like signatures are left out: a
 # text file that happens to start with "BM" or "MZ" must not be refused.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
     (b"GIF87a", "a GIF image"),
     (b"GIF89a", "a GIF image"),
-    (b"II*\x00", "a TIFF image"),
-    (b"MM\x00*", "a TIFF image"),
     (b"\x1f\x8b", "a gzip archive"),
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
     (b"Rar!\x1a\x07", "a RAR archive"),
@@ -142,6 +157,17 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"wOFF", "a web font"),
     (b"wOF2", "a web font"),
 )
+# Images whose text is read by OCR.  WebP is RIFF....WEBP; BMP is checked apart (its
+# two-byte "BM" alone would match text files).
+_IMAGE_SIGNATURES: tuple[tuple[bytes, FileKind], ...] = (
+    (b"\x89PNG\r\n\x1a\n", FileKind.PNG),
+    (b"\xff\xd8\xff", FileKind.JPEG),
+    (b"II*\x00", FileKind.TIFF),
+    (b"MM\x00*", FileKind.TIFF),
+)
+# Sizes of the BMP info headers that follow the 14-byte file header (BITMAPCOREHEADER,
+# BITMAPINFOHEADER and its V2-V5 successors).
+_BMP_INFO_SIZES = (12, 40, 52, 56, 64, 108, 124)
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _ZIP_BY_EXTENSION = {
     ".docx": "a Word document (.docx)",
@@ -240,6 +266,23 @@ def _describe_zip(data: bytes, ext: str) -> str:
     return "a ZIP archive"
 
 
+def detect_image(data: bytes) -> FileKind | None:
+    """The image kind (PNG, JPEG, TIFF, WebP, BMP) from the leading bytes, or None."""
+    for magic, kind in _IMAGE_SIGNATURES:
+        if data.startswith(magic):
+            return kind
+    if len(data) >= 16 and data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return FileKind.WEBP
+    if (
+        len(data) >= 26
+        and data.startswith(b"BM")
+        and int.from_bytes(data[14:18], "little") in _BMP_INFO_SIZES
+        and data[6:10] == b"\x00\x00\x00\x00"  # reserved fields, zero in real files
+    ):
+        return FileKind.BMP
+    return None
+
+
 def describe_binary(data: bytes, filename: str | None = None) -> str | None:
     """Name a well-known non-document format from its leading bytes, e.g. ``"a PNG image"``.
 
@@ -288,12 +331,12 @@ def _looks_binary_8bit(data: bytes) -> bool:
 
 
 def detect_kind(data: bytes, filename: str | None, media_type: str | None = None) -> FileKind:
-    """Decide whether ``data`` is a PDF, plain text or Markdown file.
+    """Decide whether ``data`` is a PDF, an image, a plain text or a Markdown file.
 
-    The bytes decide first (a ``%PDF-`` header within the first 1 KB, known binary
-    signatures, NUL and control bytes); the name's extension and the platform's media
-    type only choose between text and Markdown, or mark a file that claims to be a PDF
-    but lacks the header as a broken PDF.
+    The bytes decide first (a ``%PDF-`` header within the first 1 KB, image magic
+    numbers, other known binary signatures, NUL and control bytes); the name's
+    extension and the platform's media type only choose between text and Markdown, or
+    mark a file that claims to be a PDF but lacks the header as a broken PDF.
 
     Raises:
         UnsupportedFileType: an image, archive, office document, HTML page or other
@@ -306,6 +349,9 @@ def detect_kind(data: bytes, filename: str | None, media_type: str | None = None
         raise ExtractionRefused(RefusalCode.EMPTY, f"{name} is empty (0 bytes).")
     if _PDF_MAGIC in data[:_PDF_MAGIC_WINDOW]:
         return FileKind.PDF
+    image = detect_image(data)
+    if image is not None:
+        return image
     described = describe_binary(data, filename)
     if described is not None:
         raise _unsupported(filename, described)
