@@ -60,7 +60,8 @@ class Extracted:
     ``page_count`` is the number of pages in the document, blank ones included.
     ``title`` is the document's own title if it has a usable one, else the file name
     without its extension.  ``warnings`` are plain notes for the user, e.g. pages that
-    could not be read and were skipped.
+    could not be read and were skipped.  ``ocr_pages`` are the numbers of the pages
+    whose text was read by OCR (all of an image's; a PDF's pages without a text layer).
     """
 
     pages: list[Page]
@@ -68,6 +69,7 @@ class Extracted:
     media_type: str
     title: str
     warnings: list[str] = field(default_factory=list)
+    ocr_pages: list[int] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -82,6 +84,7 @@ class Extracted:
             "media_type": self.media_type,
             "title": self.title,
             "warnings": list(self.warnings),
+            "ocr_pages": list(self.ocr_pages),
         }
 
     @classmethod
@@ -93,6 +96,7 @@ class Extracted:
             media_type=str(data["media_type"]),
             title=str(data["title"]),
             warnings=[str(w) for w in data.get("warnings", [])],
+            ocr_pages=[int(n) for n in data.get("ocr_pages", [])],
         )
 
 
@@ -391,6 +395,7 @@ def _extract_image(
         media_type=MEDIA_TYPES[kind],
         title=_title_from_filename(filename),
         warnings=recogniser.warnings(),
+        ocr_pages=[page.number for page in pages],
     )
 
 
@@ -481,6 +486,7 @@ def _extract_pdf(data: bytes, filename: str, options: ocr.OcrOptions) -> Extract
     if not pages and first_error is not None and len(failed) == page_count:
         raise _broken(filename, first_error)
     warnings: list[str] = []
+    text_layer = {page.number for page in pages}
     if textless:
         pages, ocr_warnings = _ocr_textless(data, filename, pages, textless, page_count, options)
         warnings.extend(ocr_warnings)
@@ -505,6 +511,7 @@ def _extract_pdf(data: bytes, filename: str, options: ocr.OcrOptions) -> Extract
         media_type=MEDIA_TYPES[FileKind.PDF],
         title=_clean_title(raw_title) or _title_from_filename(filename),
         warnings=warnings,
+        ocr_pages=[page.number for page in pages if page.number not in text_layer],
     )
 
 
