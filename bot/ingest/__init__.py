@@ -2,7 +2,10 @@
 
 - :mod:`bot.ingest.filetypes` detects what a file is from its bytes and name, checks its
   size and decodes text files; it also defines :class:`ExtractionRefused`.
-- :mod:`bot.ingest.extract` turns a PDF, text or Markdown file into pages of clean text.
+- :mod:`bot.ingest.extract` turns a PDF, image, text or Markdown file into pages of
+  clean text.
+- :mod:`bot.ingest.ocr` reads text in images and PDF pages without a text layer (the
+  optional ``ocr`` extra).
 - :mod:`bot.ingest.sandbox` runs that extraction on untrusted bytes in a separate,
   time- and memory-limited worker process.
 - :mod:`bot.ingest.chunker` packs the pages into chunks measured in the embedding

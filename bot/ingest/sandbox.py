@@ -24,8 +24,10 @@ OCR (bot/ingest/ocr.py) runs here too.  onnxruntime and the decoded page images 
 more address space than PDF parsing (about 1.5 GB at peak on a 2000-px page, most of
 it reserved rather than used), so a request carries a second, larger limit that the
 worker switches to just before it first runs the OCR engine for that file; the file's
-own parsing and decoding stay under the normal limit.  OCR also stops starting new
-pages at 85% of the wall-time limit, so a long scan returns the pages read so far
+own parsing and decoding stay under the normal limit.  A worker that ran OCR holds the
+engine's 1.1 GB afterwards, more than the next file's normal limit, so it is replaced
+after that file (loading the engine again costs about a second).  OCR also stops starting
+new pages at 85% of the wall-time limit, so a long scan returns the pages read so far
 (with a warning) instead of timing out whole.
 
 Run as ``python -m bot.ingest.sandbox`` it is the worker; nothing else should start it.
