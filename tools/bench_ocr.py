@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import re
 import statistics
 import sys
@@ -120,7 +122,7 @@ def _engine(name: str):
     if name == "rapidocr-onnxruntime":
         from rapidocr_onnxruntime import RapidOCR
 
-        engine = RapidOCR(intra_op_num_threads=ocr.OCR_THREADS)
+        engine = RapidOCR(intra_op_num_threads=ocr.OCR_THREADS, use_cls=ocr.USE_ANGLE_CLASSIFIER)
 
         def recognise(image: Any) -> str:
             import numpy as np
@@ -159,8 +161,10 @@ def run(corpus: Path, engine_name: str) -> dict[str, Any]:
     latin = [r for r in rated if "word_recall" in r]
     cjk = [r for r in rated if "word_recall" not in r]
     total_s = sum(r["seconds"] for r in pages.values())
+    cpu_s = sum(r["cpu_s"] for r in pages.values())
     return {
         "engine": engine_name,
+        "angle_classifier": ocr.USE_ANGLE_CLASSIFIER,
         "summary": {
             "pages": len(pages),
             "pages_with_reference": len(rated),
@@ -170,6 +174,12 @@ def run(corpus: Path, engine_name: str) -> dict[str, Any]:
             "total_s": round(total_s, 1),
             "pages_per_s": round(len(pages) / total_s, 3) if total_s else 0.0,
             "median_s_per_page": round(statistics.median(r["seconds"] for r in pages.values()), 2),
+            "cpu_s_total": round(cpu_s, 1),
+            "pages_per_cpu_s": round(len(pages) / cpu_s, 3) if cpu_s else 0.0,
+            "median_cpu_s_per_page": round(
+                statistics.median(r["cpu_s"] for r in pages.values()), 2
+            ),
+            "load_average_1min": round(os.getloadavg()[0], 1),
             "char_accuracy_mean": round(statistics.mean(r["char_accuracy"] for r in rated), 3),
             "word_recall_mean_latin": round(statistics.mean(r["word_recall"] for r in latin), 3),
             "char_accuracy_mean_chinese": (
@@ -181,16 +191,17 @@ def run(corpus: Path, engine_name: str) -> dict[str, Any]:
 
 
 def _table(results: dict[str, Any]) -> str:
-    summary = format_table(f"OCR benchmark ({results['engine']})", results["summary"])
+    title = f"OCR benchmark ({results['engine']}, angle classifier {results['angle_classifier']})"
+    summary = format_table(title, results["summary"])
     width = max(len(k) for k in results["pages"])
     lines = [
         "",
-        f"{'page':<{width}}  {'pixels':>9}  {'s':>6}  {'chars':>6}  {'words':>6}",
+        f"{'page':<{width}}  {'pixels':>9}  {'s':>6}  {'cpu s':>6}  {'chars':>6}  {'words':>6}",
     ]
     for key, row in results["pages"].items():
         chars = str(row.get("char_accuracy", "-"))
         words = str(row.get("word_recall", "-"))
-        timing = f"{row['pixels']:>9}  {row['seconds']:>6.2f}"
+        timing = f"{row['pixels']:>9}  {row['seconds']:>6.2f}  {row['cpu_s']:>6.2f}"
         lines.append(f"{key:<{width}}  {timing}  {chars:>6}  {words:>6}")
     return summary + "\n" + "\n".join(lines)
 
@@ -202,7 +213,14 @@ def main(argv: list[str] | None = None) -> int:
         "--engine", default="rapidocr", choices=("rapidocr", "rapidocr-onnxruntime")
     )
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument(
+        "--angle-classifier",
+        action="store_true",
+        help="turn on the text-direction classifier (off in the bot; see bot/ingest/ocr.py)",
+    )
     args = parser.parse_args(argv)
+    logging.disable(logging.WARNING)  # pypdf's notes on odd fonts are not results
+    ocr.USE_ANGLE_CLASSIFIER = args.angle_classifier
     results = run(args.corpus, args.engine)
     print(json.dumps(results, indent=2, ensure_ascii=False) if args.json else _table(results))
     return 0

@@ -54,6 +54,12 @@ MAX_OCR_PAGES = 200
 # Postgres, and onnxruntime's pool spins while it waits.  On this 2-core machine under
 # load, 2 threads took twice the wall time of 1 (and 1.5x the CPU time).
 OCR_THREADS = 1
+# RapidOCR's text-direction classifier turns lines it believes upside down.  On the
+# corpus it turned a correctly oriented page upside down (ocrmypdf_multipage.pdf p. 2:
+# "9000x9000 pixels at 300 DPI" read as "Ddl 00 e sexid 0006x0006") and set nothing
+# right; page rotation in PDFs is applied by PDFium before OCR.  Measured both ways by
+# tools/bench_ocr.py (--angle-classifier).
+USE_ANGLE_CLASSIFIER = False
 
 _ENGINE_MODULES = ("rapidocr", "onnxruntime", "pypdfium2", "PIL")
 
@@ -94,6 +100,7 @@ def _get_engine() -> Any:
         _engine = RapidOCR(
             params={
                 "Global.log_level": "critical",
+                "Global.use_cls": USE_ANGLE_CLASSIFIER,
                 "EngineConfig.onnxruntime.intra_op_num_threads": OCR_THREADS,
                 "EngineConfig.onnxruntime.inter_op_num_threads": OCR_THREADS,
             }
