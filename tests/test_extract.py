@@ -205,10 +205,10 @@ def test_pdf_roundtrips_through_dict(make_pdf: Callable[..., bytes]) -> None:
 
 
 def test_scanned_pdf_is_refused(make_pdf: Callable[..., bytes]) -> None:
+    # Blank pages: no text layer, and nothing for OCR to find (or no OCR installed).
     exc = _refused("scanned", make_pdf([None, None, None]), "scan.pdf")
-    assert exc.message == (
-        "scan.pdf looks scanned: no text layer on any of its 3 pages; OCR is not supported."
-    )
+    assert exc.message.startswith("scan.pdf ")
+    assert "no text layer on any of its 3 pages" in exc.message
     single = _refused("scanned", make_pdf([None]), "one.pdf")
     assert "its only page has no text layer" in single.message
 
@@ -258,7 +258,6 @@ def test_pdf_text_cleanup() -> None:
         ("pypdf-samples_004_pdflatex-4-pages.pdf", 4, 4, None),
         ("pypdf-samples_026_latex-multicolumn.pdf", 3, 3, "Lorem ipsum"),
         ("pypdf_Seige_of_Vicksburg_Sample_OCR.pdf", 6, 6, "Vicksburg"),  # scan + OCR layer
-        ("ocrmypdf_multipage.pdf", 6, 1, None),  # only one page has an OCR layer
         ("acl_N18-3011.pdf", 8, 8, "Semantic Scholar"),
     ],
 )
@@ -277,8 +276,6 @@ def test_real_pdfs(
     ("name", "code"),
     [
         ("pypdf-samples_005_encrypted-openpassword.pdf", "encrypted"),
-        ("ocrmypdf_linn.pdf", "scanned"),
-        ("ocrmypdf_francais.pdf", "scanned"),
     ],
 )
 def test_real_pdfs_refused(corpus_dir, name: str, code: str) -> None:

@@ -552,6 +552,6 @@ def _ocr_textless(
                 RefusalCode.TIMEOUT, f"{name}: OCR ran out of time before reading any text."
             )
         raise ExtractionRefused(
-            RefusalCode.SCANNED, f"{name} looks scanned ({where}), and OCR found no text in it."
+            RefusalCode.SCANNED, f"{name} has no text to read: {where}, and OCR found none."
         )
     return sorted([*pages, *read], key=lambda page: page.number), warnings
