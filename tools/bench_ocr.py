@@ -145,11 +145,12 @@ def run(corpus: Path, engine_name: str) -> dict[str, Any]:
     recognise, load_s = _engine(engine_name)
     pages: dict[str, dict[str, Any]] = {}
     for key, image in items:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         text = recognise(image)
         seconds = time.perf_counter() - start
         row: dict[str, Any] = {
             "seconds": round(seconds, 2),
+            "cpu_s": round(time.process_time() - cpu_start, 2),
             "pixels": "x".join(map(str, image.size)),
         }
         if key in reference:
