@@ -6,9 +6,9 @@ every page without a text layer in ../shared/corpus/pdfs.
 Accuracy is measured against tools/ocr_reference.json: excerpts of each page typed by
 hand from the image.  Per page:
 
-- ``char_accuracy``: the share of the excerpts' characters that the OCR text holds in
-  the same order (difflib matching blocks; whitespace removed, NFKC, case folded), so
-  extra text on the page (the excerpts are partial) does not count against it;
+- ``char_accuracy``: 1 - the character error rate of each excerpt against the part of
+  the OCR text that matches it best (edit distance with free ends; whitespace removed,
+  NFKC, case folded), so the rest of the page (excerpts are partial) does not count;
 - ``word_recall`` (pages in Latin script): the share of the excerpts' words that appear
   as words in the OCR text, which is what keyword search needs (a missing space
   between two words loses both).
@@ -31,7 +31,6 @@ import statistics
 import sys
 import time
 import unicodedata
-from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +51,34 @@ def _normalise(text: str) -> str:
     return "".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
+def _edit_distance_in(wanted: str, target: str) -> int:
+    """Fewest edits turning ``wanted`` into some substring of ``target`` (free ends)."""
+    previous = [0] * (len(target) + 1)  # starting anywhere in target costs nothing
+    for i, char in enumerate(wanted, start=1):
+        current = [i] + [0] * len(target)
+        for j, other in enumerate(target, start=1):
+            current[j] = min(
+                previous[j] + 1,  # a character of the excerpt missing
+                current[j - 1] + 1,  # an extra character in the OCR text
+                previous[j - 1] + (char != other),
+            )
+        previous = current
+    return min(previous)  # ending anywhere costs nothing
+
+
 def char_accuracy(excerpts: list[str], text: str) -> float:
-    """Share of the excerpts' characters found, in order, in ``text``."""
-    found = total = 0
+    """1 - character error rate of each excerpt against its best match in ``text``.
+
+    Whitespace is removed and case folded first, so this counts wrong, missing and
+    extra characters, not layout; summed over the excerpts of the page.
+    """
+    errors = total = 0
     target = _normalise(text)
     for excerpt in excerpts:
         wanted = _normalise(excerpt)
-        matcher = SequenceMatcher(None, wanted, target, autojunk=False)
-        found += sum(block.size for block in matcher.get_matching_blocks())
+        errors += min(_edit_distance_in(wanted, target), len(wanted))
         total += len(wanted)
-    return found / total if total else 0.0
+    return 1 - errors / total if total else 0.0
 
 
 def word_recall(excerpts: list[str], text: str) -> float:
@@ -152,6 +169,7 @@ def run(corpus: Path, engine_name: str) -> dict[str, Any]:
             "seconds": round(seconds, 2),
             "cpu_s": round(time.process_time() - cpu_start, 2),
             "pixels": "x".join(map(str, image.size)),
+            "text": text,
         }
         if key in reference:
             row["char_accuracy"] = round(char_accuracy(reference[key], text), 3)
