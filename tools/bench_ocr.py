@@ -124,7 +124,8 @@ def page_images(corpus: Path) -> list[tuple[str, Any]]:
     for name, numbers in textless_pdf_pages(corpus / "pdfs").items():
         data = (corpus / "pdfs" / name).read_bytes()
         for number, image in ocr.render_pdf_pages(data, numbers):
-            items.append((f"pdfs/{name}#{number}", image))
+            if image is not None:  # blank pages are not OCR'd (bot/ingest/ocr.py)
+                items.append((f"pdfs/{name}#{number}", image))
     return items
 
 

@@ -412,6 +412,8 @@ def _ocr_pdf_pages(
     rendered: set[int] = set()
     for number, image in ocr.render_pdf_pages(data, wanted):
         rendered.add(number)
+        if image is None:  # no image on the page: nothing for OCR to read
+            continue
         text = recogniser.text(number, image)
         if text and _HAS_WORD_RE.search(text):
             pages.append(Page(number, text))

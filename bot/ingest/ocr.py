@@ -210,24 +210,33 @@ def _too_large_unknown(filename: str) -> FileTooLarge:
 # --- PDF pages ------------------------------------------------------------------------
 
 
-def render_pdf_pages(data: bytes, numbers: list[int]) -> Iterator[tuple[int, Image]]:
+def render_pdf_pages(data: bytes, numbers: list[int]) -> Iterator[tuple[int, Image | None]]:
     """Render the given 1-based pages of a PDF, each at most :data:`MAX_SIDE` px.
 
-    Yields ``(number, image)``; a page that PDFium cannot render is skipped (the
-    caller reports pages it did not get).
+    Yields ``(number, image)``, or ``(number, None)`` for a page that holds no image:
+    without a text layer and without an image it is blank or vector drawing, and OCR
+    would only cost time (and, in the sandbox, a worker restart).  A page that PDFium
+    cannot load or render is left out (the caller reports pages it did not get).
     """
     import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
 
     document = pdfium.PdfDocument(data)
     try:
         for number in numbers:
-            page = document[number - 1]
             try:
+                page = document[number - 1]
+            except pdfium.PdfiumError:
+                continue
+            try:
+                images = page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE])
+                if next(images, None) is None:
+                    yield number, None
+                    continue
                 width_pt, height_pt = page.get_size()
                 longest = max(width_pt, height_pt, 1.0)
                 scale = min(RENDER_DPI / 72, MAX_SIDE / longest)
-                bitmap = page.render(scale=scale)
-                image = bitmap.to_pil()
+                image = page.render(scale=scale).to_pil()
             except pdfium.PdfiumError:
                 continue
             finally:
