@@ -31,6 +31,9 @@ new pages at 85% of the wall-time limit, so a long scan returns the pages read s
 (with a warning) instead of timing out whole.
 
 Run as ``python -m bot.ingest.sandbox`` it is the worker; nothing else should start it.
+
+One module of more than 600 lines on purpose: the parent and the worker are the two
+ends of one pipe protocol and one set of limits, and each half is read with the other.
 """
 
 from __future__ import annotations
