@@ -148,7 +148,8 @@ def _engine(name: str):
             result, _ = engine(np.asarray(image.convert("RGB"))[:, :, ::-1].copy())
             if not result:
                 return ""
-            return ocr._lines([r[0] for r in result], tuple(r[1] for r in result))
+            boxes = [r[0] for r in result]
+            return ocr._reading_order(boxes, [r[1] for r in result], image.width)
 
         return recognise, time.perf_counter() - start
     raise SystemExit(f"unknown engine {name!r}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
@@ -109,34 +109,86 @@ def _get_engine() -> Any:
 
 
 def recognise(image: Image) -> str:
-    """The text in ``image``: one line per line of text, boxes on a line joined by spaces."""
+    """The text in ``image`` in reading order: columns one after the other, one line
+    per line of text, boxes on a line joined by spaces."""
     result = _get_engine()(image.convert("RGB"))
     if result.boxes is None or not result.txts:
         return ""
-    return _lines(result.boxes, result.txts)
+    return _reading_order(result.boxes, result.txts, image.width)
 
 
-def _lines(boxes: Any, texts: tuple[str, ...]) -> str:
-    """Join recognised boxes into lines of text.
+# A column gutter: a vertical strip in the middle 70% of the page that no box of
+# column width crosses, at least this share of the page wide.
+_MIN_GUTTER = 0.012
+# Boxes wider than this share of the page are headings or full-width lines, not
+# column text: they split the page into bands instead.
+_FULL_WIDTH = 0.55
 
-    RapidOCR returns boxes top to bottom; a box whose vertical middle lies inside the
-    previous box's height continues that line (two columns, a label and its value).
+
+def _reading_order(boxes: Any, texts: Sequence[str], page_width: int) -> str:
+    """Join recognised boxes into text, column by column (a one-level XY cut).
+
+    RapidOCR returns boxes top to bottom across the whole width, which interleaves
+    the lines of a two- or three-column page ("She sighed. She cause of her sadness").
+    Here the page is cut into bands at full-width boxes (titles, headings), each band
+    into columns at the gutters no box crosses, and each column is read top to bottom.
     """
-    lines: list[list[str]] = []
-    previous: tuple[float, float] | None = None
-    for box, text in zip(boxes, texts, strict=False):
+    items = []
+    for index, (box, text) in enumerate(zip(boxes, texts, strict=False)):
         text = text.strip()
-        if not text:
-            continue
-        ys = [float(point[1]) for point in box]
-        top, bottom = min(ys), max(ys)
+        if text:
+            xs = [float(point[0]) for point in box]
+            ys = [float(point[1]) for point in box]
+            items.append((min(xs), min(ys), max(xs), max(ys), text, index))
+    width = float(page_width) or max((item[2] for item in items), default=1.0)
+    bands: list[list[tuple[float, float, float, float, str, int]]] = [[]]
+    for item in sorted(items, key=lambda it: it[1]):
+        if item[2] - item[0] > _FULL_WIDTH * width:
+            bands.append([item])
+            bands.append([])
+        else:
+            bands[-1].append(item)
+    parts = []
+    for band in bands:
+        for column in _columns(band, width):
+            parts.append(_lines(column))
+    return "\n".join(part for part in parts if part)
+
+
+def _columns(band: list, width: float) -> list[list]:
+    """Split a band's boxes at the vertical gutters that none of them crosses."""
+    if len(band) < 4:
+        return [band]
+    covered = sorted((item[0], item[2]) for item in band)
+    gutters: list[float] = []
+    reach = covered[0][1]
+    for start, end in covered[1:]:
+        if start - reach >= _MIN_GUTTER * width and 0.15 * width < start < 0.85 * width:
+            gutters.append((reach + start) / 2)
+        reach = max(reach, end)
+    if not gutters:
+        return [band]
+    columns: list[list] = [[] for _ in range(len(gutters) + 1)]
+    for item in band:
+        middle = (item[0] + item[2]) / 2
+        columns[sum(middle > gutter for gutter in gutters)].append(item)
+    return [column for column in columns if column]
+
+
+def _lines(items: list) -> str:
+    """Join boxes into lines, in RapidOCR's order (top to bottom, with its own care for
+    boxes that sit side by side): a box whose vertical middle lies within the previous
+    box's height continues its line (a label and its value)."""
+    lines: list[list[tuple[float, str]]] = []
+    previous: tuple[float, float] | None = None
+    for left, top, _right, bottom, text, _index in sorted(items, key=lambda it: it[5]):
         middle = (top + bottom) / 2
         if previous is not None and previous[0] <= middle <= previous[1] and lines:
-            lines[-1].append(text)
+            lines[-1].append((left, text))
         else:
-            lines.append([text])
-        previous = (top, bottom)
-    return "\n".join(" ".join(parts) for parts in lines)
+            lines.append([(left, text)])
+            previous = (top, bottom)
+    return "\n".join(" ".join(text for _, text in sorted(line)) for line in lines)
 
 
 # --- images ---------------------------------------------------------------------------
