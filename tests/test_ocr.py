@@ -140,6 +140,22 @@ def test_a_mixed_pdf_has_only_its_textless_pages_read_by_ocr(
     assert "widow's garden" in result.pages[1].text
 
 
+def test_two_columns_are_read_one_after_the_other(sandbox: Sandbox, corpus_dir: Path) -> None:
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()  # page 5 of the scans: a two-column book page, no text layer
+    writer.add_page(PdfReader(corpus_dir / "pdfs" / "ocrmypdf_multipage.pdf").pages[4])
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    result = sandbox.extract(buffer.getvalue(), "two-columns.pdf")
+    assert result.ocr_pages == [1]
+    text = " ".join(result.text.split())
+    # Each column's sentences stay whole, not interleaved line by line with the other's.
+    assert "on the throne of England; there were a king with a large jaw and a queen" in text
+    assert "his tongue torn out with pincers, and his body burned alive, because" in text
+    assert text.index("settled for ever") < text.index("hands cut off")
+
+
 @pytest.mark.parametrize(
     ("width", "height", "said"),
     [
