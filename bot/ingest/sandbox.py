@@ -26,6 +26,16 @@ line followed by the raw file bytes; a reply is a decimal length line followed b
 JSON body.  The child moves its own stdout aside first so a stray ``print`` in a
 library cannot corrupt the channel.
 
+OCR (bot/ingest/ocr.py) runs here too.  onnxruntime and the decoded page images need
+more address space than PDF parsing (about 1.5 GB at peak on a 2000-px page, most of
+it reserved rather than used), so a request carries a second, larger limit that the
+worker switches to just before it first runs the OCR engine for that file; the file's
+own parsing and decoding stay under the normal limit.  A worker that ran OCR holds the
+engine's 1.1 GB afterwards, more than the next file's normal limit, so it is replaced
+after that file (loading the engine again costs about a second).  OCR also stops starting
+new pages at 85% of the wall-time limit, so a long scan returns the pages read so far
+(with a warning) instead of timing out whole.
+
 Run as ``python -m bot.ingest.sandbox`` it is the worker; nothing else should start it.
 
 One unit though over 600 lines: both ends of one pipe protocol (framing, limits, the
@@ -61,9 +71,11 @@ from bot.ingest.filetypes import (
     refusal,
 )
 from bot.ingest.limits import IngestLimits
+from bot.ingest.ocr import OcrOptions
 
 __all__ = [
     "DEFAULT_MEMORY_MB",
+    "DEFAULT_OCR_MEMORY_MB",
     "DEFAULT_TIMEOUT_S",
     "Sandbox",
     "SandboxError",
@@ -74,6 +86,10 @@ __all__ = [
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MEMORY_MB = 1024
+# The address-space limit while OCR runs (see the module docstring for why it is higher).
+DEFAULT_OCR_MEMORY_MB = 2560
+# Share of the wall-time limit after which OCR starts no new page.
+_OCR_TIME_SHARE = 0.85
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _IO_CHUNK = 1 << 20
 _MAX_HEADER_BYTES = 64
@@ -127,6 +143,9 @@ class _Worker:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
         )
+        # glibc reserves 64 MB of address space per thread arena; onnxruntime's threads
+        # would otherwise spend the address-space limit on reservations.
+        env.setdefault("MALLOC_ARENA_MAX", "2")
         try:
             self.proc = self._spawn(python, env)
         except OSError as exc:
@@ -369,14 +388,16 @@ class Sandbox:
         memory_mb: int = DEFAULT_MEMORY_MB,
         max_mb: float | None = None,
         limits: IngestLimits | None = None,
+        ocr_memory_mb: int = DEFAULT_OCR_MEMORY_MB,
     ) -> Extracted:
         """Like :func:`bot.ingest.extract.extract`, but in a limited worker process.
 
         ``timeout_s`` bounds the wall time from handing over the bytes to getting the
         text back (worker start-up is not counted); ``memory_mb`` bounds the worker's
         whole address space while it parses (the interpreter and pypdf take about
-        40 MB of it).  ``limits`` (pages, characters) are checked in the worker on
-        whatever the extractor returns, and bound the length of the reply read back.
+        40 MB of it); ``ocr_memory_mb`` replaces it once OCR starts on the file (never
+        lower than ``memory_mb``).  ``limits`` (pages, characters) are checked in the
+        worker on whatever the extractor returns, and bound the length of the reply.
 
         Raises:
             ExtractionRefused: everything :func:`~bot.ingest.extract.extract` refuses,
@@ -395,6 +416,7 @@ class Sandbox:
             "media_type": media_type,
             "size": len(data),
             "memory_mb": int(memory_mb),
+            "ocr_memory_mb": max(int(ocr_memory_mb), int(memory_mb)),
             "timeout_s": float(timeout_s),
         }
         reply_cap = _DEFAULT_REPLY_CAP
@@ -449,7 +471,13 @@ class Sandbox:
         # poor state; one whose heap grew large would hand the next file less room.
         code = reply.get("code")
         vm_mb = reply.get("vm_mb") or 0
-        if code in (RefusalCode.MEMORY, RefusalCode.CRASHED) or vm_mb > memory_mb / 2:
+        # After OCR the worker holds the engine, about 1.1 GB of address space: more
+        # than the next file's normal limit allows, so it is replaced too.
+        if (
+            code in (RefusalCode.MEMORY, RefusalCode.CRASHED)
+            or vm_mb > memory_mb / 2
+            or reply.get("ocr")
+        ):
             worker.kill()
             slot.worker = None
         if reply.get("ok"):
@@ -527,6 +555,7 @@ def extract_sandboxed(
     memory_mb: int = DEFAULT_MEMORY_MB,
     max_mb: float | None = None,
     limits: IngestLimits | None = None,
+    ocr_memory_mb: int = DEFAULT_OCR_MEMORY_MB,
 ) -> Extracted:
     """Extract ``data`` in the shared, limited worker process; see :meth:`Sandbox.extract`.
 
@@ -545,6 +574,7 @@ def extract_sandboxed(
         memory_mb=memory_mb,
         max_mb=max_mb,
         limits=limits,
+        ocr_memory_mb=ocr_memory_mb,
     )
 
 
@@ -567,7 +597,7 @@ def _vm_mb() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024)
 
 
-def _set_limits(memory_mb: int, timeout_s: float) -> None:
+def _set_memory_limit(memory_mb: int) -> None:
     import resource
 
     _, as_hard = resource.getrlimit(resource.RLIMIT_AS)
@@ -575,6 +605,12 @@ def _set_limits(memory_mb: int, timeout_s: float) -> None:
     if as_hard != resource.RLIM_INFINITY:
         limit = min(limit, as_hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, as_hard))
+
+
+def _set_limits(memory_mb: int, timeout_s: float) -> None:
+    import resource
+
+    _set_memory_limit(memory_mb)
     # CPU time is cumulative over the worker's life: allow this request its wall limit
     # plus slack on top of what is used so far.  The parent normally kills first; this
     # only matters if the parent is gone.
@@ -627,12 +663,37 @@ def _memory_reply(filename: str, memory_mb: object) -> dict[str, Any]:
     }
 
 
-def _handle(data: bytes, header: dict[str, Any], peak_before_mb: int) -> dict[str, Any]:
+class _Limits:
+    """The limits of the request being served; OCR may switch to its larger memory limit."""
+
+    def __init__(self, header: dict[str, Any]) -> None:
+        self.memory_mb = int(header.get("memory_mb") or 0)
+        self.timeout_s = float(header.get("timeout_s") or DEFAULT_TIMEOUT_S)
+        self._ocr_memory_mb = int(header.get("ocr_memory_mb") or self.memory_mb)
+        self.deadline = time.monotonic() + _OCR_TIME_SHARE * self.timeout_s
+        self.ocr_started = False
+
+    def apply(self) -> None:
+        _set_limits(self.memory_mb, self.timeout_s)
+
+    def enter_ocr(self) -> None:
+        """Switch to the OCR memory limit (called once, before the engine first runs)."""
+        self.ocr_started = True
+        if self._ocr_memory_mb > self.memory_mb:
+            self.memory_mb = self._ocr_memory_mb
+            _set_memory_limit(self.memory_mb)
+
+    def ocr_options(self) -> OcrOptions:
+        return OcrOptions(deadline=self.deadline, before_engine=self.enter_ocr)
+
+
+def _handle(
+    data: bytes, header: dict[str, Any], peak_before_mb: int, limits: _Limits
+) -> dict[str, Any]:
     """Extract one file; every outcome becomes a reply (a dict ready for JSON)."""
     filename = str(header.get("filename") or "")
-    memory_mb = int(header.get("memory_mb") or 0)
     try:
-        result = extract(data, filename, header.get("media_type"))
+        result = extract(data, filename, header.get("media_type"), ocr_options=limits.ocr_options())
         if header.get("limits"):
             # Whatever the extractor, a result over the limits never leaves this process.
             IngestLimits.from_dict(header["limits"]).check_extracted(
@@ -641,7 +702,7 @@ def _handle(data: bytes, header: dict[str, Any], peak_before_mb: int) -> dict[st
         return {"ok": True, "result": result.to_dict()}
     except ExtractionRefused as exc:
         if exc.reason_code is RefusalCode.MEMORY:
-            return _memory_reply(filename, memory_mb)
+            return _memory_reply(filename, limits.memory_mb)
         return {"ok": False, "code": str(exc.reason_code), "message": exc.message}
     except RecursionError:
         return {
@@ -651,8 +712,8 @@ def _handle(data: bytes, header: dict[str, Any], peak_before_mb: int) -> dict[st
             "is nested too deeply or loops back on itself.",
         }
     except Exception as exc:
-        if isinstance(exc, MemoryError) or _near_memory_limit(peak_before_mb, memory_mb):
-            return _memory_reply(filename, memory_mb)
+        if isinstance(exc, MemoryError) or _near_memory_limit(peak_before_mb, limits.memory_mb):
+            return _memory_reply(filename, limits.memory_mb)
         # A bug in extract() or pypdf that the file triggered.
         return {
             "ok": False,
@@ -737,12 +798,14 @@ def _worker_main() -> None:
         payload: bytes | None = None
         failure = "crashed"
         peak_before = _vm_peak_mb()
+        limits = _Limits(header)
         try:
-            _set_limits(int(header["memory_mb"]), float(header["timeout_s"]))
+            limits.apply()
             try:
-                reply = _handle(data, header, peak_before)
+                reply = _handle(data, header, peak_before, limits)
                 del data
                 reply["vm_mb"] = _vm_mb()
+                reply["ocr"] = limits.ocr_started
                 payload = _encode(reply)
                 del reply
                 cap = _reply_cap(header)
@@ -755,7 +818,7 @@ def _worker_main() -> None:
                 # the reply): only a bare except with no allocation is safe here.
                 failure = "memory"
             except Exception:
-                near = _near_memory_limit(peak_before, int(header["memory_mb"]))
+                near = _near_memory_limit(peak_before, limits.memory_mb)
                 failure = "memory" if near else "crashed"
         finally:
             _relax_limits()
@@ -764,7 +827,7 @@ def _worker_main() -> None:
             data = reply = None  # noqa: F841 - drop whatever survived the failure
             gc.collect()
             what = (
-                f"parsing needed more than {header.get('memory_mb')} MB of memory and was stopped"
+                f"parsing needed more than {limits.memory_mb} MB of memory and was stopped"
                 if failure == "memory"
                 else "the PDF reader failed unexpectedly; it was not read"
             )
