@@ -39,6 +39,8 @@ class Team:
     workspace_id: int
     model_id: int
 
+    old_schema: bool = False  # chunks written as revision 0007's code wrote them
+
     def note(self, name: str, *chunks: str) -> int:
         """Upload a note (one chunk per string), indexed at once; returns its document id."""
         doc, _created = self.store.add_document(
@@ -49,6 +51,29 @@ class Team:
             size_bytes=sum(len(c) for c in chunks),
             uploader="alice",
         )
+        if self.old_schema:
+            # Today's Store writes columns of later revisions (chunks.location, 0011).
+            with self.store.engine.begin() as conn:
+                for i, body in enumerate(chunks):
+                    conn.execute(
+                        text(
+                            "INSERT INTO chunks (document_id, workspace_id, ordinal, "
+                            "page_start, page_end, text, embedding, embedding_model_id) "
+                            "VALUES (:d, :w, :o, 1, 1, :t, '[1,0,0]', :m)"
+                        ),
+                        {
+                            "d": doc.id,
+                            "w": self.workspace_id,
+                            "o": i,
+                            "t": body,
+                            "m": self.model_id,
+                        },
+                    )
+                conn.execute(
+                    text("UPDATE documents SET status = 'ready', page_count = 1 WHERE id = :d"),
+                    {"d": doc.id},
+                )
+            return doc.id
         self.store.complete_document(
             doc.id,
             page_count=1,
@@ -538,7 +563,7 @@ def test_a_database_with_chinese_chunks_is_upgraded_to_bigrams(
                     "relevance_floor) VALUES ('console:zh', 200, 40, 4, 0.25) RETURNING id"
                 )
             ).scalar_one()
-        team = Team(store, ws, store.ensure_embedding_model("test-3d", 3))
+        team = Team(store, ws, store.ensure_embedding_model("test-3d", 3), old_schema=True)
         team.note("dnc.html", *article_paragraphs())
         team.note("issue-3.txt", issues()["3"])
         team.note("english.txt", "ospreys diving fish")

@@ -435,7 +435,10 @@ class EvidenceFinder:
             sentences,
             words,
         )
-        missing_lex = {lex for lex, df in stats.df.items() if df == 0}
+        # A CJK lexeme is a character bigram: one that straddles two words of the
+        # question ("黄酮有" of "甘草黄酮有什么作用") is in no document however well the
+        # documents answer it, so only whole words count as missing.
+        missing_lex = {lex for lex, df in stats.df.items() if df == 0 and not _CJK.search(lex)}
         glued = _glued(words, word_lexemes, missing_lex, sentences)
         if glued:
             missing_lex -= set(glued)
