@@ -486,7 +486,8 @@ class Dispatcher:
             pages = count_label(done.media_type, done.page_count or 0)
             await self.say(
                 conversation,
-                f"Indexed {done.file_name}: {pages}, {done.chunk_count} chunks.",
+                f"Indexed {done.file_name}: {pages}, {done.chunk_count} chunks."
+                + (f" Note: {done.error}" if done.error else ""),
                 reply_to=reply_to,
             )
         else:

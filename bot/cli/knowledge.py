@@ -96,7 +96,8 @@ def ingest(
     else:
         for r in results:
             if r["status"] == "ready":
-                typer.echo(f"indexed  {r['file']}: {r['counted']}, {r['chunks']} chunks")
+                note = f" Note: {r['error']}" if r.get("error") else ""
+                typer.echo(f"indexed  {r['file']}: {r['counted']}, {r['chunks']} chunks.{note}")
             else:
                 typer.echo(f"refused  {r['file']}: {r['error']}")
     if any(r["status"] != "ready" for r in results):

@@ -70,6 +70,9 @@ class _Prepared:
     doc: Document
     page_count: int
     chunks: list[Any]
+    # Plain notes from extraction (pages OCR had no time for, pages that need the OCR
+    # extra): kept with the document and told with "Indexed ...".
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -440,7 +443,7 @@ class IngestService:
             self.store.workspace_chunk_count, doc.workspace_id, excluding=doc.id
         )
         self.limits.check_workspace(held, len(chunks), doc.file_name)
-        return _Prepared(doc, extracted.page_count, chunks)
+        return _Prepared(doc, extracted.page_count, chunks, list(extracted.warnings))
 
     async def _fail(self, doc: Document, reason: str, counted: bool = True) -> Document | None:
         await asyncio.to_thread(self.store.fail_document, doc.id, reason)
@@ -472,6 +475,7 @@ class IngestService:
             page_count=job.page_count,
             chunks=rows,
             embedding_model_id=model_id,
+            notes=" ".join(job.warnings) or None,
         )
         self.stats["documents"] += 1
         self.stats["pages"] += job.page_count

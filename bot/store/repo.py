@@ -693,8 +693,13 @@ class Store(SearchMixin, FeedbackMixin, EventsMixin):
         page_count: int,
         chunks: Sequence[NewChunk],
         embedding_model_id: int,
+        notes: str | None = None,
     ) -> None:
-        """Write a document's chunks and mark it ready, in one transaction."""
+        """Write a document's chunks and mark it ready, in one transaction.
+
+        ``notes``: what the user should know about a document that was indexed anyway
+        (pages that could not be read), kept in ``error`` beside the ready status.
+        """
         with self.engine.begin() as conn:
             conn.execute(text("DELETE FROM chunks WHERE document_id = :d"), {"d": document_id})
             ws = conn.execute(
@@ -727,10 +732,10 @@ class Store(SearchMixin, FeedbackMixin, EventsMixin):
                 )
             conn.execute(
                 text(
-                    "UPDATE documents SET status = 'ready', error = NULL, page_count = :p, "
+                    "UPDATE documents SET status = 'ready', error = :n, page_count = :p, "
                     "updated_at = now() WHERE id = :d"
                 ),
-                {"p": page_count, "d": document_id},
+                {"p": page_count, "d": document_id, "n": notes},
             )
 
     def fail_document(self, document_id: int, error: str, *, page_count: int | None = None) -> None:
