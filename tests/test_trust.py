@@ -360,3 +360,42 @@ def test_the_language_of_a_passage_is_told_by_its_script_or_function_words() -> 
     # A table has no language: its words are compared with the question's.
     assert same_language("What is the total for Colorado?", "42,271 Colorado 3,298 Arkansas")
     assert not same_language("Who was the secretary?", MINUTES_FR[0][1] + " " + MINUTES_FR[0][2])
+
+
+OFFICE = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "office"
+
+
+async def test_a_table_row_is_quoted_with_its_column_names_and_a_hyphen_is_no_missing_word(
+    settings, tmp_path: Path
+) -> None:
+    """A slide's chart table answers "how many saltwater ducks in 2021" with the row and
+    the header that says which column is which; a spreadsheet written "January–June"
+    is found by a question typed "January-June"."""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        for name in ("docling_pptx_chart.pptx", "unstructured_nestle-2023-half-year-segments.xlsx"):
+            reply = await say(app, f"/librarian upload {OFFICE / name}")
+            assert f"Indexed {name}" in reply
+        binding = await app.dispatcher.binding(GENERAL)
+
+        async def evidence(question: str) -> list[str]:
+            answer = await app.answerer.answer(
+                binding,
+                None,
+                question,
+                author="console:alice",
+                conversation_key=question,
+                evidence_only=True,
+            )
+            assert answer.found, question
+            return [q.text for q in answer.evidence]
+
+        ducks = await evidence("How many saltwater ducks were observed in 2021?")
+        assert ducks[0] == "| | Freshwater Ducks | Saltwater Ducks | … | 2021 | 150 | 110 |"
+        sales = await evidence("What were the sales of Zone AOA in January-June 2023?")
+        # Found, from the Zone AOA rows of a January–June 2023 table.  (Which table wins,
+        # sales or growth, is up to ranking: both headers hold the question's words.)
+        assert "| Zone AOA |" in sales[0] and "January–June 2023" in sales[0], sales
+    finally:
+        await app.close()

@@ -175,8 +175,43 @@ def _cut_long(sentence: str) -> list[str]:
     return pieces
 
 
+# A table row as the extractors write them: "| cell | cell |".
+_TABLE_ROW = re.compile(r"^\|.*\|$")
+
+
+def table_header(text: str) -> str | None:
+    """The column names of the table a chunk holds: its first row of three or more
+    cells with a word in one (spreadsheet and CSV chunks repeat it at their top)."""
+    for line in text.splitlines():
+        line = " ".join(line.split())
+        if not _TABLE_ROW.match(line):
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) >= 3 and any(re.search(r"[^\W\d_]", c) for c in cells):
+            return line
+    return None
+
+
 def split_sentences(text: str) -> list[str]:
-    """The sentences of a chunk's text, each on one line, in order."""
+    """The sentences of a chunk's text, each on one line, in order; a table's rows
+    ("| cell | cell |" lines) are sentences of their own."""
+    out: list[str] = []
+    prose: list[str] = []
+    for line in text.split("\n"):
+        row = " ".join(line.split())
+        if _TABLE_ROW.match(row):
+            if prose:
+                out.extend(_prose_sentences("\n".join(prose)))
+                prose = []
+            out.append(row)
+        else:
+            prose.append(line)
+    if prose:
+        out.extend(_prose_sentences("\n".join(prose)))
+    return out
+
+
+def _prose_sentences(text: str) -> list[str]:
     raw = [p for p in _SENTENCE_END.split(text) if p and p.strip()]
     # Re-join splits made after an abbreviation ("e.g. Boeing", "Fig. 3", "U.S. Army").
     merged: list[str] = []
@@ -417,7 +452,12 @@ class EvidenceFinder:
         sentences: list[tuple[str, ChunkHit, int]] = []
         seen: set[str] = set()
         for rank, hit in enumerate(hits):
+            header = table_header(hit.text)
             for sentence in split_sentences(hit.text):
+                if header and sentence != header and _TABLE_ROW.match(sentence):
+                    # A row means nothing without its column names ("| 2021 | 150 |"):
+                    # quoted, and scored, with the header row its chunk repeats.
+                    sentence = f"{header} … {sentence}"
                 key = sentence.lower()
                 if key in seen:  # chunk overlap repeats sentences
                     continue
@@ -438,7 +478,13 @@ class EvidenceFinder:
         # A CJK lexeme is a character bigram: one that straddles two words of the
         # question ("黄酮有" of "甘草黄酮有什么作用") is in no document however well the
         # documents answer it, so only whole words count as missing.
-        missing_lex = {lex for lex, df in stats.df.items() if df == 0 and not _CJK.search(lex)}
+        # Nor is a hyphenated compound ("january-june"): the parser also emits its parts,
+        # which are weighed on their own, and a document may write "January–June".
+        missing_lex = {
+            lex
+            for lex, df in stats.df.items()
+            if df == 0 and not _CJK.search(lex) and "-" not in lex
+        }
         glued = _glued(words, word_lexemes, missing_lex, sentences)
         if glued:
             missing_lex -= set(glued)
