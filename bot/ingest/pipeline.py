@@ -440,7 +440,7 @@ class IngestService:
             return await self._fail(doc, f"{display_name(doc.file_name)} holds no text to index")
         self.limits.check_chunks(len(chunks), doc.file_name)
         held = await asyncio.to_thread(
-            self.store.workspace_chunk_count, doc.workspace_id, excluding=doc.id
+            self.store.workspace_chunks_held, doc.workspace_id, excluding=doc.id
         )
         self.limits.check_workspace(held, len(chunks), doc.file_name)
         return _Prepared(doc, extracted.page_count, chunks, list(extracted.warnings))

@@ -673,7 +673,7 @@ class Store(SearchMixin, FeedbackMixin, EventsMixin):
             ).scalar()
         return int(count or 0)
 
-    def workspace_chunk_count(self, workspace_id: int, *, excluding: int | None = None) -> int:
+    def workspace_chunks_held(self, workspace_id: int, *, excluding: int | None = None) -> int:
         """Chunks a workspace holds, those of document ``excluding`` left out."""
         with self.engine.connect() as conn:
             return int(
