@@ -4,6 +4,10 @@ Detection trusts the bytes first and the name or the platform's media type secon
 chat platforms label uploads loosely, and a renamed PNG is still a PNG.  Every refusal
 is an :class:`ExtractionRefused` (or one of its subclasses) with a reason code the
 caller can branch on and a plain one-line message it can show to the user as is.
+
+One module of more than 600 lines on purpose: it holds the one declaration of what
+can be ingested (:data:`KINDS`) and every rule that reads it (detection, the download
+predicate, refusal wording); apart, the rules would drift from the declaration.
 """
 
 from __future__ import annotations
