@@ -344,6 +344,16 @@ QUESTION_FRAME = frozenset(
         "roughly",
         "number",
         "amount",
+        # Modal verbs frame a question ("within how many days must claims be filed?")
+        # and are not in the analyzer's stop list; a document rarely repeats them, and
+        # as words no document holds they would weigh five times their idf. ("may" is
+        # also a month, so it stays.)
+        "must",
+        "might",
+        "shall",
+        "would",
+        "could",
+        "ought",
     }
 )
 _ZH_FRAME = re.compile(
