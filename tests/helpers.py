@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+import pytest
 from pdfs import pdf_bytes
 
 from adapters.console import ConsoleAdapter
@@ -78,3 +82,28 @@ async def wait_until(predicate: Callable[[], bool], seconds: float) -> bool:
     while not predicate() and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     return predicate()
+
+
+def start_llama_server(model: Path, port: int, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """A ``llama_cpp.server`` of ``model`` on loopback ``port``, once it answers.
+
+    Its output goes to the file ``log`` (nobody reads a pipe while it runs); the test
+    fails with the log's tail if it exits or does not answer within 60 s.
+    """
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--n_threads", "1"]
+    command += ["--verbose", "false", *args]
+    with log.open("wb") as out:  # the child keeps its own descriptor
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"llama_cpp.server exited: {log.read_text(errors='replace')[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    pytest.fail("llama_cpp.server did not answer within 60 s")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers import start_llama_server
 
 from bot.errors import ConfigError
 from bot.inference.pool import RESTART, ChatPool, NoServerAvailable, is_pool
@@ -288,38 +289,9 @@ async def test_healthz_answers_while_readyz_waits_on_a_hung_check() -> None:
 
 def _llama_server(model: Path, port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     """A llama_cpp.server on loopback (an embedding server unless ``extra`` says otherwise)."""
-    args = extra or ("--embedding", "true", "--n_ctx", "512")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_threads",
-            "1",
-            "--verbose",
-            "false",
-            *args,
-        ],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
+    return start_llama_server(
+        model, port, log, *(extra or ("--embedding", "true", "--n_ctx", "512"))
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"llama_cpp.server exited: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    pytest.fail("llama_cpp.server did not answer within 60 s")
 
 
 async def test_an_embedding_pool_keeps_embedding_when_a_server_dies_and_status_lists_it(

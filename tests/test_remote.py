@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
+from helpers import start_llama_server
 
 from bot.inference.llm import ChatModel, EmbeddingModel
 from bot.inference.remote import RemoteChatModel, split_url
@@ -39,48 +38,12 @@ def free_port() -> int:
 def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., str]]:
     """Start llama_cpp.server processes on loopback; all are stopped after the module."""
     processes: list[subprocess.Popen[bytes]] = []
-    handles = []
     logs = tmp_path_factory.mktemp("llama-server")
 
     def start(model: Path, *extra: str) -> str:
         port = free_port()
-        # A file, not a pipe: nobody reads the server's chatter while it runs.
-        log = (logs / f"{port}.log").open("wb")
-        handles.append(log)
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(model),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_threads",
-                "1",
-                "--verbose",
-                "false",
-                *extra,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        processes.append(process)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                err = (logs / f"{port}.log").read_text(errors="replace")
-                pytest.fail(f"llama_cpp.server exited: {err[-2000:]}")
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
-                    return url
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        pytest.fail("llama_cpp.server did not answer within 60 s")
+        processes.append(start_llama_server(model, port, logs / f"{port}.log", *extra))
+        return f"http://127.0.0.1:{port}"
 
     yield start
     for process in processes:
@@ -90,8 +53,6 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
-    for handle in handles:
-        handle.close()
 
 
 @pytest.fixture(scope="module")
