@@ -11,7 +11,7 @@ from datetime import date, datetime, time
 from io import BytesIO
 
 from bot.ingest.archive import open_archive
-from bot.ingest.document import Extracted, Page, clean_plain_text
+from bot.ingest.document import HAS_WORD_RE, Extracted, Page, clean_plain_text
 from bot.ingest.filetypes import MEDIA_TYPES, ExtractionRefused, FileKind, RefusalCode, display_name
 
 # A zipped document unpacks to at most this much.  Real Office files of a few MB
@@ -31,7 +31,6 @@ ROW_BLOCK_TOKENS = 150
 _CJK = "\u3000-\u9fff\uac00-\ud7af"
 _TOKEN_PIECES_RE = re.compile(rf"[^\W\d_{_CJK}]+|\d+|[{_CJK}]|[^\w\s]")
 
-_HAS_WORD_RE = re.compile(r"\w")
 _SPACES_RE = re.compile(r"[\s\u200b\u2060\ufeff]+")
 
 
@@ -50,7 +49,7 @@ def estimate_tokens(text: str) -> int:
 
 def has_text(text: str) -> bool:
     """True if ``text`` holds at least one letter or digit."""
-    return bool(_HAS_WORD_RE.search(text))
+    return bool(HAS_WORD_RE.search(text))
 
 
 def inline(text: object) -> str:
@@ -117,6 +116,18 @@ def check_zip(data: bytes, filename: str, what: str) -> None:
         for member in checked.names():
             if not member.endswith("/"):
                 checked.read(member)
+
+
+def slide_page(number: int, title: str, lines: list[str], notes: str) -> Page | None:
+    """A slide as a page: its lines, then its speaker notes, located as "slide 7 (Roadmap)"
+    (or "slide 7" when untitled); None when the slide holds no text."""
+    if has_text(notes):
+        lines = [*lines, "", f"Speaker notes: {notes}"]
+    text = "\n".join(lines).strip()
+    if not has_text(text):
+        return None
+    label = f"slide {number} ({short(title)})" if has_text(title) else f"slide {number}"
+    return Page(number, text, label)
 
 
 def cell_text(value: object) -> str:

@@ -29,7 +29,7 @@ from bot.ingest.formats.common import (
     has_text,
     inline,
     row_blocks,
-    short,
+    slide_page,
     table_lines,
 )
 
@@ -209,17 +209,15 @@ def extract_pptx(data: bytes, filename: str) -> Extracted:
             title_shape = slide.shapes.title
             title = inline(title_shape.text) if title_shape is not None else ""
             lines = list(_shape_lines(slide.shapes))
+            note_text = ""
             if slide.has_notes_slide:
                 notes = slide.notes_slide.notes_text_frame
                 note_text = inline(notes.text) if notes is not None else ""
-                if has_text(note_text):
-                    lines += ["", f"Speaker notes: {note_text}"]
-            text = "\n".join(lines).strip()
-            if not has_text(text):
+            page = slide_page(number, title, lines, note_text)
+            if page is None:
                 continue
             first_title = first_title or title
-            label = f"slide {number} ({short(title)})" if has_text(title) else f"slide {number}"
-            pages.append(Page(number, text, label))
+            pages.append(page)
     except ExtractionRefused:
         raise
     except (MemoryError, SystemError):

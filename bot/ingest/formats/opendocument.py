@@ -26,7 +26,7 @@ from bot.ingest.formats.common import (
     has_text,
     inline,
     row_blocks,
-    short,
+    slide_page,
     table_lines,
 )
 
@@ -226,14 +226,11 @@ def extract_odp(data: bytes, filename: str) -> Extracted:
                 else:
                     stack.extend(reversed(node))
             note_text = " ".join(n for n in notes if has_text(n))
-            if note_text:
-                lines += ["", f"Speaker notes: {note_text}"]
-            text = "\n".join(line for line in lines).strip()
-            if not has_text(text):
+            page = slide_page(number, title, lines, note_text)
+            if page is None:
                 continue
             first_title = first_title or title
-            label = f"slide {number} ({short(title)})" if has_text(title) else f"slide {number}"
-            pages.append(Page(number, text, label))
+            pages.append(page)
     except ExtractionRefused:
         raise
     except (MemoryError, SystemError):
