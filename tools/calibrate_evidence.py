@@ -1,16 +1,21 @@
 """Calibrate the answerability thresholds on the calibrate split of the real-document set.
 
 Runs retrieval and the evidence step (no chat model) for every question of
-``bot/bench/realdocs.jsonl`` whose split is "calibrate", against a channel that holds
-the PDFs of ``../shared/corpus/pdfs``, and prints, for a grid of (coverage,
-similarity) thresholds, the share of answerable questions kept and of unanswerable
-ones refused.  The report split is never read here.
+``bot/bench/realdocs.jsonl`` whose split is "calibrate", in two kinds of workspace:
+
+* the library: a channel that holds every PDF of ``../shared/corpus/pdfs``;
+* the question's own document alone (a workspace per document, indexed by this tool on
+  first use), which is what a team that has shared one or two files sees.
+
+It prints, for a grid of (coverage, similarity) thresholds, the share of answerable
+questions kept and of unanswerable ones refused over both kinds together, and each
+kind apart.  The report split is never read here.
 
     LIBRARIAN_HOME=/tmp/rd-home librarian ingest ../shared/corpus/pdfs/*.pdf --channel console:rd
     LIBRARIAN_HOME=/tmp/rd-home python tools/calibrate_evidence.py --channel console:rd
 
-``--missing-weight W`` tries another weight for the terms no document holds (the
-default is ``bot.knowledge.evidence.MISSING_WEIGHT``, chosen by sweeping 1..6).
+``--missing-weight``, ``--missing-full-chunks`` and ``--focus-floor`` try other values
+of the evidence step's constants (``bot.knowledge.evidence``).
 """
 
 from __future__ import annotations
@@ -21,106 +26,120 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import App
-from bot.bench.grounding import normalize
+from bot.bench.common import bench_binding, default_eval_dir, ingest_documents
+from bot.bench.grounding import answer_matches
 from bot.cli.common import parse_channel, with_app
-from bot.knowledge.evidence import MISSING_WEIGHT
+from bot.knowledge.evidence import FOCUS_FLOOR, MISSING_FULL_CHUNKS, MISSING_WEIGHT
 
 SET = Path(__file__).resolve().parents[1] / "bot" / "bench" / "realdocs.jsonl"
 
 
-async def features(app: App, channel: str, split: str) -> list[dict[str, Any]]:
-    """Coverage, similarity and gold-in-evidence of each question of the split."""
-    binding = await app.dispatcher.binding(parse_channel(channel))
+async def _own_workspace(app: App, document: str, pdf_dir: Path) -> Any:
+    """The binding of a workspace holding ``document`` alone (indexed on first use)."""
+    binding = bench_binding(app, f"calibrate-one/{document}")
+    if not app.store.list_documents(binding.workspace.id):
+        await ingest_documents(app, binding, [(document, (pdf_dir / document).read_bytes())])
+    return binding
+
+
+async def features(app: App, channel: str, split: str, pdf_dir: Path) -> list[dict[str, Any]]:
+    """Coverage, similarity and gold-in-evidence of each question of the split, asked in
+    the library and (when it names a document) in its document's own workspace."""
+    library = await app.dispatcher.binding(parse_channel(channel))
     rows = [json.loads(line) for line in SET.read_text().splitlines() if line.strip()]
     out = []
     for q in rows:
         if q["split"] != split:
             continue
-        # A thread of its own per question: the channel's stored history (someone asked
-        # there by hand) must not make a question a follow-up.
-        answer = await app.answerer.answer(
-            binding,
-            f"calibrate-{q['id']}",
-            q["question"],
-            author="calibrate",
-            conversation_key="c",
-            remember=False,
-            evidence_only=True,
-        )
-        quoted = " ".join(normalize(e.text) for e in answer.evidence)
-        gold = [normalize(a) for a in q.get("answers", [])]
-        out.append(
-            {
-                "id": q["id"],
-                "kind": q["kind"],
-                "coverage": answer.timings.get("coverage", 0.0),
-                "best_coverage": answer.timings.get("best_coverage", 0.0),
-                "similarity": answer.timings.get("similarity", 0.0),
-                "lexical": answer.timings.get("lexical", True),
-                "gold_in_evidence": any(g and g in quoted for g in gold),
-                "page_cited": any(
-                    e.hit.file_name == q.get("document") and e.page == q.get("page")
-                    for e in answer.evidence
-                ),
-            }
-        )
+        places = [("library", library)]
+        if q.get("document"):
+            places.append(("own", await _own_workspace(app, q["document"], pdf_dir)))
+        for where, binding in places:
+            # A thread of its own per question: the channel's stored history (someone
+            # asked there by hand) must not make a question a follow-up.
+            answer = await app.answerer.answer(
+                binding,
+                f"calibrate-{q['id']}",
+                q["question"],
+                author="calibrate",
+                conversation_key="c",
+                remember=False,
+                evidence_only=True,
+            )
+            gold = q.get("answers") or []
+            out.append(
+                {
+                    "id": q["id"],
+                    "kind": q["kind"],
+                    "where": where,
+                    "coverage": answer.timings.get("coverage", 0.0),
+                    "similarity": answer.timings.get("similarity", 0.0),
+                    "lexical": answer.timings.get("lexical", True),
+                    "gold_in_evidence": bool(gold)
+                    and answer_matches(" ".join(e.text for e in answer.evidence), gold),
+                }
+            )
     return out
 
 
-def grid(rows: list[dict[str, Any]], key: str) -> list[tuple[float, float, float, float]]:
-    """(coverage, similarity, answerable kept, unanswerable refused) for each pair."""
+def kept_by(r: dict[str, Any], c: float, s: float) -> bool:
+    """The rule of EvidenceFinder: coverage counts only when the words can be compared
+    (the best quote is in the question's language)."""
+    return (r["coverage"] >= c or not r["lexical"]) and r["similarity"] >= s
+
+
+def figures(rows: list[dict[str, Any]], c: float, s: float) -> tuple[float, float, float]:
+    """(answerable kept, unanswerable refused, gold in the evidence of kept answerable)."""
     ans = [r for r in rows if r["kind"] == "answerable"]
     una = [r for r in rows if r["kind"] == "unanswerable"]
-
-    def kept_by(r: dict[str, Any], c: float, s: float) -> bool:
-        # The rule of EvidenceFinder: coverage counts only when the words can be compared
-        # (the best quote is in the question's language).
-        return (r[key] >= c or not r["lexical"]) and r["similarity"] >= s
-
-    table = []
-    for c in [x / 40 for x in range(0, 40)]:
-        for s in [x / 40 for x in range(0, 30)]:
-            kept = sum(kept_by(r, c, s) for r in ans) / max(1, len(ans))
-            refused = sum(not kept_by(r, c, s) for r in una) / max(1, len(una))
-            table.append((c, s, kept, refused))
-    return table
+    kept = sum(kept_by(r, c, s) for r in ans) / max(1, len(ans))
+    refused = sum(not kept_by(r, c, s) for r in una) / max(1, len(una))
+    fact = sum(kept_by(r, c, s) and r["gold_in_evidence"] for r in ans) / max(1, len(ans))
+    return kept, refused, fact
 
 
 def main() -> None:
-    """Print the features' summary and the best thresholds of the grid."""
+    """Print the best thresholds of the grid, with each kind of workspace apart."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--channel", default="console:rd")
+    parser.add_argument("--channel", default="console:rd", help="the library's channel")
     parser.add_argument("--split", default="calibrate")
-    parser.add_argument("--key", default="coverage", choices=["coverage", "best_coverage"])
+    parser.add_argument("--pdfs", type=Path, default=default_eval_dir().parent / "corpus" / "pdfs")
     parser.add_argument("--dump", type=Path)
-    parser.add_argument(
-        "--missing-weight",
-        type=float,
-        default=MISSING_WEIGHT,
-        help="how many times its idf a term no document holds weighs (EvidenceFinder)",
-    )
+    parser.add_argument("--missing-weight", type=float, default=MISSING_WEIGHT)
+    parser.add_argument("--missing-full-chunks", type=int, default=MISSING_FULL_CHUNKS)
+    parser.add_argument("--focus-floor", type=float, default=FOCUS_FLOOR)
     args = parser.parse_args()
 
     async def run(app: App) -> list[dict[str, Any]]:
-        app.answerer.finder.missing_weight = args.missing_weight
-        return await features(app, args.channel, args.split)
+        finder = app.answerer.finder
+        finder.missing_weight = args.missing_weight
+        finder.missing_full_chunks = args.missing_full_chunks
+        finder.focus_floor = args.focus_floor
+        return await features(app, args.channel, args.split, args.pdfs)
 
     rows = with_app(run)
     if args.dump:
         args.dump.write_text(json.dumps(rows, indent=1))
-    ans = [r for r in rows if r["kind"] == "answerable"]
-    print(f"{len(ans)} answerable, {len(rows) - len(ans)} unanswerable ({args.split})")
-    print("gold string in evidence:", round(sum(r["gold_in_evidence"] for r in ans) / len(ans), 3))
-    print("gold page among quotes:", round(sum(r["page_cited"] for r in ans) / len(ans), 3))
+    for where in ("library", "own"):
+        part = [r for r in rows if r["where"] == where]
+        ans = sum(r["kind"] == "answerable" for r in part)
+        print(f"{where}: {ans} answerable, {len(part) - ans} unanswerable ({args.split})")
     # Best: the most unanswerable refused while at least 85% of answerable are kept (the
-    # rule, fixed before looking: "answerable said not found" at most 0.15).
-    table = grid(rows, args.key)
+    # rule, fixed before looking: "answerable said not found" at most 0.15), over both
+    # kinds of workspace together.
+    table = [(c / 80, s / 40, *figures(rows, c / 80, s / 40)) for c in range(80) for s in range(30)]
     ok = [t for t in table if t[2] >= 0.85]
-    # Among equals, the highest similarity floor first (the more cautious pair).
-    for c, s, kept, refused in sorted(ok, key=lambda t: (-t[3], -t[2], -t[1]))[:10]:
+    # Among equals, the more gold kept, then the highest similarity floor (more cautious).
+    for c, s, kept, refused, fact in sorted(ok, key=lambda t: (-t[3], -t[4], -t[1]))[:10]:
+        apart = "; ".join(
+            "{}: kept {:.3f} refused {:.3f}".format(
+                where, *figures([r for r in rows if r["where"] == where], c, s)[:2]
+            )
+            for where in ("library", "own")
+        )
         print(
-            f"coverage >= {c:.3f}  similarity >= {s:.3f}: answerable kept {kept:.3f}, "
-            f"unanswerable refused {refused:.3f}"
+            f"coverage >= {c:.4f}  similarity >= {s:.3f}: answerable kept {kept:.3f}, "
+            f"unanswerable refused {refused:.3f}, gold quoted {fact:.3f} ({apart})"
         )
 
 

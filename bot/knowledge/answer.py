@@ -211,8 +211,8 @@ class Answerer:
         max_answer_tokens: int = 200,
         history_turns: int = 12,
         temperature: float = 0.2,
-        evidence_coverage: float = 0.425,
-        evidence_similarity: float = 0.225,
+        evidence_coverage: float,
+        evidence_similarity: float,
     ) -> None:
         self.store = store
         self.retriever = retriever

@@ -54,6 +54,19 @@ from bot.store.records import ChunkHit
 # idf alone (which counts it as merely the rarest word).  Calibrated with the thresholds
 # on the calibrate split (tools/calibrate_evidence.py --missing-weight).
 MISSING_WEIGHT = 5.0
+# ... in a workspace of this many chunks or more.  In a smaller one the weight shrinks
+# linearly towards 1 (plain idf) for a one-chunk workspace: the fewer words a workspace
+# holds, the less its lacking a word says.  A team with one spreadsheet asking "which
+# company does Sheryl Baxter work for?" is asking about what the file holds; the
+# spreadsheet simply never says "work".  Calibrated with the thresholds
+# (tools/calibrate_evidence.py asks every question both in the whole library and in a
+# workspace holding only its document).
+MISSING_FULL_CHUNKS = 1000
+# A term held by every candidate chunk (the document's own subject: "SPECTER", "737",
+# "airworthiness directive") weighs this share of its idf; one held by few weighs it
+# whole.  Such a word finds the document, not the answer in it: "what is the maximum
+# takeoff weight of the 737-9 in the directive?" is covered only if "takeoff weight" is.
+FOCUS_FLOOR = 0.25
 # How much a follow-up's earlier topic (its share of the earlier question's terms) adds
 # to a sentence's score; the question's own terms count fully.
 CONTEXT_WEIGHT = 0.3
@@ -387,6 +400,14 @@ def _words(question: str) -> list[str]:
     return list(seen)
 
 
+def _is_name(word: str, question: str) -> bool:
+    """Whether a question's word is a name: capitalised ("Canada", "GDP", "Tesla's"),
+    and not merely the question's first word."""
+    if not word[:1].isupper():
+        return False
+    return not question.lstrip().startswith(word)
+
+
 # A word shorter than this is not looked for inside other words (see _glued).
 GLUED_MIN_CHARS = 4
 
@@ -428,17 +449,23 @@ class EvidenceFinder:
         *,
         embed_sentences: int = 0,
         missing_weight: float = MISSING_WEIGHT,
+        missing_full_chunks: int = MISSING_FULL_CHUNKS,
+        focus_floor: float = FOCUS_FLOOR,
     ) -> None:
         """``embed`` turns texts into unit vectors with the workspace's embedding model.
 
         ``embed_sentences``: how many sentences get an embedding of their own (0: each
         sentence takes its chunk's similarity; see SENTENCE_EMBEDDINGS in the README).
-        ``missing_weight``: how many times its idf a term no document holds weighs.
+        ``missing_weight``: how many times its idf a term no document holds weighs, in a
+        workspace of ``missing_full_chunks`` chunks or more.  ``focus_floor``: the share
+        of its idf a term every candidate chunk holds weighs (1: no such discount).
         """
         self.store = store
         self.embed = embed
         self.embed_sentences = embed_sentences
         self.missing_weight = missing_weight
+        self.missing_full_chunks = missing_full_chunks
+        self.focus_floor = focus_floor
 
     async def find(
         self,
@@ -502,8 +529,20 @@ class EvidenceFinder:
                 lx | {lex for lex, w in glued.items() if w in s.lower()}
                 for (s, _, _), lx in zip(sentences, lexeme_sets, strict=True)
             ]
+        # A name has no synonym: a document that answers a question about Canada says
+        # "Canada", however small the workspace.  Other words may be paraphrased.
+        named_lex = {
+            lex
+            for w, lx in zip(words, word_lexemes, strict=True)
+            if _is_name(w, question)
+            for lex in lx & missing_lex
+        }
+        scaled = self._missing_weight(stats.chunk_count)
+        focus = self._focus(sentences, lexeme_sets, set(stats.df))
         weights = {
-            lex: stats.idf(lex) * (self.missing_weight if lex in missing_lex else 1.0)
+            lex: stats.idf(lex)
+            * (self.missing_weight if lex in named_lex else scaled if lex in missing_lex else 1.0)
+            * focus.get(lex, 1.0)
             for lex in stats.df
         }
         context_weights = {lex: earlier.idf(lex) for lex in earlier.df} if earlier else {}
@@ -588,6 +627,34 @@ class EvidenceFinder:
             (time.perf_counter() - started) * 1000,
             lexical,
         )
+
+    def _missing_weight(self, chunk_count: int) -> float:
+        """How many times its idf a word no document holds weighs in a workspace of
+        ``chunk_count`` chunks: 1 for one chunk, up to ``missing_weight``."""
+        grown = min(1.0, max(0, chunk_count - 1) / max(1, self.missing_full_chunks - 1))
+        return 1.0 + (self.missing_weight - 1.0) * grown
+
+    def _focus(
+        self,
+        sentences: Sequence[tuple[str, ChunkHit, int]],
+        lexeme_sets: Sequence[frozenset[str]],
+        wanted: set[str],
+    ) -> dict[str, float]:
+        """Each lexeme's weight factor by how many candidate chunks hold it: 1 for none,
+        ``focus_floor`` for all (empty below three chunks: too few to tell)."""
+        by_chunk: dict[int, set[str]] = {}
+        for (_, _, rank), lexemes in zip(sentences, lexeme_sets, strict=True):
+            by_chunk.setdefault(rank, set()).update(lexemes & wanted)
+        if len(by_chunk) < 3 or self.focus_floor >= 1.0:
+            return {}
+        held: dict[str, int] = {}
+        for lexemes in by_chunk.values():
+            for lex in lexemes:
+                held[lex] = held.get(lex, 0) + 1
+        n = len(by_chunk)
+        return {
+            lex: self.focus_floor + (1 - self.focus_floor) * (1 - k / n) for lex, k in held.items()
+        }
 
     def _analyze(
         self,
