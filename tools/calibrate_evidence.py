@@ -29,6 +29,7 @@ from bot.app import App
 from bot.bench.common import bench_binding, default_eval_dir, ingest_documents
 from bot.bench.grounding import answer_matches
 from bot.cli.common import parse_channel, with_app
+from bot.config import Settings
 from bot.knowledge.evidence import FOCUS_FLOOR, MISSING_FULL_CHUNKS, MISSING_WEIGHT
 
 SET = Path(__file__).resolve().parents[1] / "bot" / "bench" / "realdocs.jsonl"
@@ -108,6 +109,11 @@ def main() -> None:
     parser.add_argument("--missing-weight", type=float, default=MISSING_WEIGHT)
     parser.add_argument("--missing-full-chunks", type=int, default=MISSING_FULL_CHUNKS)
     parser.add_argument("--focus-floor", type=float, default=FOCUS_FLOOR)
+    parser.add_argument(
+        "--at",
+        help="also print the figures at these thresholds, 'COVERAGE,SIMILARITY' "
+        "(the settings' defaults when not given)",
+    )
     args = parser.parse_args()
 
     async def run(app: App) -> list[dict[str, Any]]:
@@ -120,6 +126,20 @@ def main() -> None:
     rows = with_app(run)
     if args.dump:
         args.dump.write_text(json.dumps(rows, indent=1))
+    if args.at:
+        at_c, at_s = (float(x) for x in args.at.split(","))
+    else:
+        fields = Settings.model_fields
+        at_c = float(fields["evidence_coverage"].default)
+        at_s = float(fields["evidence_similarity"].default)
+    for where in ("library", "own", None):
+        part = [r for r in rows if where is None or r["where"] == where]
+        kept, refused, fact = figures(part, at_c, at_s)
+        print(
+            f"at coverage {at_c} similarity {at_s}, {where or 'both'}: answerable said not "
+            f"found {1 - kept:.3f}, unanswerable said not found {refused:.3f}, gold quoted "
+            f"{fact:.3f}"
+        )
     for where in ("library", "own"):
         part = [r for r in rows if r["where"] == where]
         ans = sum(r["kind"] == "answerable" for r in part)
