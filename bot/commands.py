@@ -51,6 +51,7 @@ from bot.retention import DurationError, describe_retention, format_duration, pa
 from bot.store.records import Binding, Document, Workspace
 from bot.store.repo import NoSuchWorkspace, channel_spec
 from bot.supervisor import describe_state, recorded_states
+from bot.teams import TEAM_SEPARATOR, qualified_workspace
 
 if TYPE_CHECKING:
     from bot.events import ConversationRef, FileRef, UserRef
@@ -522,8 +523,6 @@ _WORKSPACE_NAME_CHARS = frozenset(
 )
 #: ``/librarian workspace own`` binds a channel back to its own workspace.
 OWN_WORKSPACE = "own"
-#: How LIBRARIAN_ADMINS name another team's workspace: ``<team>/<name>``.
-TEAM_SEPARATOR = "/"
 
 
 def workspace_ref(ws: Workspace, teams: tuple[str, ...]) -> str:
@@ -534,7 +533,7 @@ def workspace_ref(ws: Workspace, teams: tuple[str, ...]) -> str:
     """
     if ws.own or ws.owner_team in teams or ws.owner_team is None:
         return ws.name
-    return f"{ws.owner_team}{TEAM_SEPARATOR}{ws.name}"
+    return qualified_workspace(ws.owner_team, ws.name)
 
 
 def _split_workspace_name(name: str, *, deployment_admin: bool) -> tuple[str | None, str]:

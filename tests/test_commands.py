@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from pathlib import Path
 
 import pytest
 from helpers import converse, make_pdf, say
 from sqlalchemy import text
+from typer.testing import CliRunner
 
 from adapters.console import ConsoleAdapter
 from bot.app import App
+from bot.cli import retention as retention_cli
 from bot.events import ConversationRef
 from bot.knowledge.answer import NOT_FOUND
 
@@ -443,3 +446,10 @@ async def test_a_platform_admin_cannot_join_another_teams_workspace(app: App) ->
     assert (await app.dispatcher.binding(TEAM_B_DOCS)).workspace.id == hr_b.id
     reply = await in_team(app, "team-b", "dave", "/librarian workspace team-b-notes")
     assert "(new)" in reply
+    # The operator's listing names each workspace as LIBRARIAN_ADMINS would type it.
+    listing = CliRunner().invoke(retention_cli.app, ["list", "--json"])
+    assert listing.exit_code == 0, listing.output
+    rows = {r["channel"]: r for r in json.loads(listing.output)}
+    assert rows["console:team-a/docs"]["team"] == "console:team-a"
+    assert rows["console:team-a/docs"]["workspace_ref"] == "console:team-a/hr"
+    assert rows["console:team-b/docs"]["workspace_ref"] == "console:team-b/team-b-notes"
