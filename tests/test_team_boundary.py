@@ -36,7 +36,7 @@ from bot.events import (
     UserRef,
 )
 from bot.retention import run_retention
-from bot.store.repo import channel_spec
+from bot.store.repo import WorkspaceDefaults, channel_spec
 from bot.supervisor import Supervisor
 from bot.teams import channel_team
 
@@ -526,6 +526,42 @@ async def test_only_a_deployment_admin_crosses_teams_and_only_by_naming_the_team
         and e["actor"] == f"{platform}:alice"
     ]
     assert entry["details"]["to"] == "finance"
+
+
+async def test_rooms_declared_one_team_share_names_and_other_rooms_stay_out(
+    settings, pdfs: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.config import load_settings
+
+    monkeypatch.setenv("LIBRARIAN_MATRIX_TEAMS", "eng=!e1:hs,!e2:hs")
+    app = App.build(load_settings())
+    app.start_background()
+    world = World(app)
+    try:
+        e1, e2, mallory = (Place("matrix", "", r) for r in ("!e1:hs", "!e2:hs", "!m:hs"))
+        # Before the declaration, room !e2 made "notes" as a team of its own.
+        app.store.bind("matrix", "", "!e2:hs", "notes", WorkspaceDefaults.from_settings(settings))
+        reply = await world.command(e1, "victor", "workspace handbook")
+        assert "now reads from workspace handbook (new)." in reply, reply
+        assert "Indexed" in await world.upload(e1, "victor", "secret-plan.pdf", pdfs["secret"])
+        handbook = (await app.dispatcher.binding(e1.conversation)).workspace
+        assert handbook.owner_team == "matrix:team:eng"
+        # The other declared room finds it by its name; a room outside gets its own.
+        reply = await world.command(e2, "victor", "workspace handbook")
+        assert "now reads from workspace handbook. It shares it with #!e1:hs." in reply, reply
+        reply = await world.command(mallory, "mallory", "workspace handbook")
+        assert "now reads from workspace handbook (new)." in reply, reply
+        assert "secret-plan" not in await world.command(mallory, "mallory", "docs")
+        # A room declared later keeps what it made as a room of its own.
+        reply = await world.command(e2, "victor", "workspace notes")
+        assert "now reads from workspace notes." in reply, reply
+        # A deployment admin names the declared team to cross.
+        app.settings.admins.append("matrix:alice")
+        reply = await world.command(mallory, "alice", "workspace matrix:team:eng/handbook")
+        assert "now reads from workspace matrix:team:eng/handbook." in reply, reply
+        assert "secret-plan.pdf" in await world.command(mallory, "alice", "docs")
+    finally:
+        await app.close()
 
 
 class FailingAdapter:
