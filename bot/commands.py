@@ -48,9 +48,10 @@ from bot.inference.pool import describe_servers
 from bot.ingest.filetypes import ExtractionRefused, count_label
 from bot.knowledge.answer import format_citations
 from bot.retention import DurationError, describe_retention, format_duration, parse_duration
-from bot.store.records import Binding, Document
-from bot.store.repo import ForeignWorkspace, channel_spec
+from bot.store.records import Binding, Document, Workspace
+from bot.store.repo import NoSuchWorkspace, channel_spec
 from bot.supervisor import describe_state, recorded_states
+from bot.teams import TEAM_SEPARATOR, qualified_workspace
 
 if TYPE_CHECKING:
     from bot.events import ConversationRef, FileRef, UserRef
@@ -398,11 +399,23 @@ async def cmd_status(ctx: CommandContext) -> None:
     workspace = ctx.binding.workspace
     inference = services.answerer.inference
     loaded = inference.loaded()
-    totals, ingest_depth = await asyncio.gather(
+    # What other teams do is theirs: a platform's failure reasons (which may name their
+    # channels or files) and the documents they are indexing are shown only to
+    # LIBRARIAN_ADMINS; everyone else sees this workspace's counts and each platform's
+    # state in one word.
+    deployment_admin = ctx.event.author.qualified in services.settings.admins
+    totals, ingest_here = await asyncio.gather(
         asyncio.to_thread(store.workspace_totals, workspace.id),
-        asyncio.to_thread(store.ingest_queue_depth),
+        asyncio.to_thread(store.ingest_queue_depth, workspace.id),
     )
+    ingest_all = await asyncio.to_thread(store.ingest_queue_depth) if deployment_admin else None
     lines = [f"Status of {ctx.where} (workspace {workspace.name}):"]
+    team = services.teams.team_of(ctx.event.conversation)
+    owner = workspace.owner_team
+    lines.append(
+        f"  Team: {team}"
+        + (f" (the workspace is team {owner}'s)" if owner and owner != team else "")
+    )
     if loaded:
         models = "; ".join(
             f"{m['name']} ({m['role']}, {m.get('quant') or '?'}, {_mib(m.get('size_bytes'))}, "
@@ -418,9 +431,11 @@ async def cmd_status(ctx: CommandContext) -> None:
     lines.append(f"  Chat model of this workspace: {chat_model}")
     lines.append(f"  Memory: {_mib(process_rss_bytes())} resident (this bot process)")
     waiting = sum(int(m["queue_depth"]) for m in loaded)
+    queued = f"{ingest_here} document{'s' if ingest_here != 1 else ''} of this workspace"
+    if ingest_all is not None:
+        queued += f" ({ingest_all} in all)"
     lines.append(
-        f"  Queues: {ingest_depth} document{'s' if ingest_depth != 1 else ''} to index, "
-        f"{waiting} request{'s' if waiting != 1 else ''} at the models"
+        f"  Queues: {queued} to index, {waiting} request{'s' if waiting != 1 else ''} at the models"
     )
     lines.append(
         f"  Documents: {totals['documents']} ({totals['ready']} ready), {totals['chunks']} chunks"
@@ -430,7 +445,10 @@ async def cmd_status(ctx: CommandContext) -> None:
     if platforms:
         lines.append(
             "  Platforms: "
-            + "; ".join(f"{name} {describe_state(e)}" for name, e in sorted(platforms.items()))
+            + "; ".join(
+                f"{name} {describe_state(e, reason=deployment_admin)}"
+                for name, e in sorted(platforms.items())
+            )
         )
     await ctx.reply("\n".join(lines))
 
@@ -507,6 +525,39 @@ _WORKSPACE_NAME_CHARS = frozenset(
 OWN_WORKSPACE = "own"
 
 
+def workspace_ref(ws: Workspace, teams: tuple[str, ...]) -> str:
+    """How ``workspace`` names ``ws`` from a channel of ``teams``.
+
+    Its name within its own team; ``<team>/<name>`` for another team's named workspace,
+    the form only LIBRARIAN_ADMINS may type.
+    """
+    if ws.own or ws.owner_team in teams or ws.owner_team is None:
+        return ws.name
+    return qualified_workspace(ws.owner_team, ws.name)
+
+
+def _split_workspace_name(name: str, *, deployment_admin: bool) -> tuple[str | None, str]:
+    """(team or None, name) from what was typed; raises UsageError for a bad name.
+
+    A name is looked up within the channel's team.  Only LIBRARIAN_ADMINS may name
+    another team's, as ``<team>/<name>`` (``slack:T0123/finance``); to anyone else a
+    name with ``:`` or ``/`` is refused before anything is looked up, so the reply
+    never depends on what another team has.
+    """
+    team: str | None = None
+    if ":" in name or TEAM_SEPARATOR in name:
+        team, _, name = name.rpartition(TEAM_SEPARATOR)
+        if not deployment_admin or ":" not in team:
+            raise UsageError(
+                "names with : or / are reserved: a channel's own workspace is "
+                f"/librarian workspace {OWN_WORKSPACE}, and only an admin listed in "
+                "LIBRARIAN_ADMINS may name another team's workspace, as <team>/<name>"
+            )
+    if len(name) > 64 or not set(name) <= _WORKSPACE_NAME_CHARS or not name:
+        raise UsageError("a workspace name is up to 64 letters, digits and - _ .")
+    return team, name
+
+
 @command(admin=True, too_many="a workspace name is one word (letters, digits, - _ .)")
 @argument(
     "name",
@@ -514,25 +565,25 @@ OWN_WORKSPACE = "own"
     missing="name the workspace for this channel (/librarian status shows its current one)",
 )
 async def cmd_workspace(ctx: CommandContext, name: str) -> None:
-    """Bind this channel to a workspace (created if new).
+    """Bind this channel to a workspace of its team (created if new).
 
-    Several channels of one team may share a workspace and so its documents.
-    `workspace own` binds the channel back to its own workspace. Names with : or /
-    are reserved. Only LIBRARIAN_ADMINS may bind to another team's.
+    Several channels of one team may share a workspace and so its documents; another
+    team's workspace of the same name is another workspace. `workspace own` binds the
+    channel back to its own. Names with : or / are reserved. Only LIBRARIAN_ADMINS
+    may bind to another team's workspace, named <team>/<name>.
     """
-    if ":" in name or "/" in name:
-        raise UsageError(
-            "names with : or / are reserved for channels' own workspaces; "
-            f"/librarian workspace {OWN_WORKSPACE} binds {ctx.where} back to its own"
-        )
-    if len(name) > 64 or not set(name) <= _WORKSPACE_NAME_CHARS:
-        raise UsageError("a workspace name is up to 64 letters, digits and - _ .")
     services = ctx.services
     store = services.store
     conv = ctx.event.conversation
+    deployment_admin = ctx.event.author.qualified in services.settings.admins
+    in_team, name = _split_workspace_name(name, deployment_admin=deployment_admin)
+    teams = services.teams.teams_of(conv)
     before = ctx.binding.workspace
-    own = name.lower() == OWN_WORKSPACE
-    if (own and before.own) or (not own and before.name == name and not before.own):
+    own = in_team is None and name.lower() == OWN_WORKSPACE
+    target_teams = (in_team,) if in_team is not None else teams
+    if (own and before.own) or (
+        not own and not before.own and before.name == name and before.owner_team in target_teams
+    ):
         await ctx.reply(f"{ctx.where} already reads from workspace {before.name}.")
         return
     if own:
@@ -546,10 +597,11 @@ async def cmd_workspace(ctx: CommandContext, name: str) -> None:
             services.teams.team_of(conv),
         )
     else:
-        # Workspaces are the boundary between teams: an admin by a platform's roles (of
-        # one Slack team, Discord guild, Matrix room) may bind only to a workspace their
-        # team owns, or make a new one for it; only LIBRARIAN_ADMINS may cross.  The
-        # owner stays when the last channel leaves, so an orphan is no one's to take.
+        # Workspaces are the boundary between teams: a name is looked up only among
+        # the workspaces of the channel's team (one of a Slack team, Discord guild,
+        # Matrix room), and a new one is made for that team, so an admin by a
+        # platform's roles never reaches, nor learns of, another team's workspace.
+        # Only LIBRARIAN_ADMINS cross, by naming the team.
         try:
             binding, created = await asyncio.to_thread(
                 store.bind,
@@ -559,25 +611,26 @@ async def cmd_workspace(ctx: CommandContext, name: str) -> None:
                 name,
                 services.defaults,
                 conv.channel_name,
-                teams=services.teams.teams_of(conv),
-                may_cross=ctx.event.author.qualified in services.settings.admins,
+                teams=teams,
+                in_team=in_team,
             )
-        except ForeignWorkspace:
-            await ctx.refuse(
-                "workspace",
-                f"workspace {name} is used by channels of another team or belongs to one; "
-                "only an admin listed in LIBRARIAN_ADMINS may bind a channel to it",
-            )
-            return
+        except NoSuchWorkspace as exc:
+            raise UsageError(str(exc)) from None
     ws = binding.workspace
     channels = await asyncio.to_thread(store.channels_of_workspace, ws.id)
     others = [b.channel_name or b.channel_id for b in channels if b.id != binding.id]
     await ctx.audit(
         "workspace",
         ctx.channel,
-        {"from": before.name, "to": ws.name, "created": created, "workspace_id": ws.id},
+        {
+            "from": before.name,
+            "to": ws.name,
+            "team": ws.owner_team,
+            "created": created,
+            "workspace_id": ws.id,
+        },
     )
-    text = f"{ctx.where} now reads from workspace {ws.name}"
+    text = f"{ctx.where} now reads from workspace {workspace_ref(ws, teams)}"
     if own:
         text += " (its own"
         text += ", new)." if created else ")."
@@ -585,7 +638,7 @@ async def cmd_workspace(ctx: CommandContext, name: str) -> None:
         text += " (new)." if created else "."
     if others:
         text += f" It shares it with {', '.join(others)}."
-    back = OWN_WORKSPACE if before.own else before.name
+    back = OWN_WORKSPACE if before.own else workspace_ref(before, teams)
     text += (
         f" The documents of {before.name} stay there: "
         f"/librarian workspace {back} binds back to them."

@@ -139,15 +139,19 @@ def recorded_states(store: Any) -> dict[str, dict[str, Any]]:
     return value if isinstance(value, dict) else {}
 
 
-def describe_state(entry: dict[str, Any], now: float | None = None) -> str:
-    """One adapter's state in words: running, restarting in N s (why), failed (why)."""
+def describe_state(entry: dict[str, Any], now: float | None = None, *, reason: bool = True) -> str:
+    """One adapter's state in words: running, restarting in N s (why), failed (why).
+
+    ``reason=False`` leaves out why: a chat's status shows it only to LIBRARIAN_ADMINS,
+    since one platform's error may name another team's channel or file.
+    """
     state = str(entry.get("state") or "unknown")
-    reason = entry.get("reason")
+    why = entry.get("reason") if reason else None
     if state == "restarting":
         wait = max(0, round(float(entry.get("retry_at") or 0) - (now or time.time())))
         text = f"restarting in {wait} s"
     else:
         text = state
-    if state in ("restarting", "failed") and reason:
-        text += f" ({reason})"
+    if state in ("restarting", "failed") and why:
+        text += f" ({why})"
     return text

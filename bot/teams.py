@@ -16,6 +16,10 @@ Team ids are strings:
 
 Migration 0009 computes the first three in SQL for existing workspaces; the rule here
 and there must stay the same.
+
+Workspace names are unique per team (migration 0013): a typed name is looked up
+among the workspaces of the channel's team only, and ``<team>/<name>`` names one
+across teams (for LIBRARIAN_ADMINS and the operator).
 """
 
 from __future__ import annotations
@@ -35,6 +39,16 @@ def channel_team(platform: str, space_id: str, channel_id: str) -> str:
     if platform in SINGLE_TEAM_PLATFORMS:
         return f"{platform}:"
     return f"{platform}:{channel_id}"
+
+
+#: Between a team and a workspace name: how LIBRARIAN_ADMINS name another team's
+#: workspace (``slack:T0123/finance``).  Typed names hold no ``/`` or ``:``.
+TEAM_SEPARATOR = "/"
+
+
+def qualified_workspace(team: str, name: str) -> str:
+    """A workspace named with its team, ``<team>/<name>``: unique across the deployment."""
+    return f"{team}{TEAM_SEPARATOR}{name}"
 
 
 def declared_team(platform: str, name: str) -> str:

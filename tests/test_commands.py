@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from pathlib import Path
 
 import pytest
 from helpers import converse, make_pdf, say
 from sqlalchemy import text
+from typer.testing import CliRunner
 
 from adapters.console import ConsoleAdapter
 from bot.app import App
+from bot.cli import retention as retention_cli
 from bot.events import ConversationRef
 from bot.knowledge.answer import NOT_FOUND
 
@@ -96,7 +99,8 @@ async def test_help_docs_ask_and_status_for_everyone(app: App, tmp_path: Path) -
     assert "smollm2 (chat, Q4_1, 93.8 MiB" in reply
     assert "all-minilm-l6-v2 (embedding, F16" in reply
     assert "Memory: " in reply and "MiB resident" in reply
-    assert "Queues: 0 documents to index, 0 requests at the models" in reply
+    assert "Team: console:\n" in reply
+    assert "Queues: 0 documents of this workspace to index, 0 requests at the models" in reply
     assert "Documents: 1 (1 ready), " in reply and "chunks" in reply
     assert "Retention here: off" in reply
     reply = await say(app, "/librarian status please", user="bob")
@@ -379,6 +383,10 @@ async def test_model_and_compare_two_quantization_levels(
     assert models == ["SmolLM2-135M-Instruct-q8_0", "smollm2"]
 
 
+TEAM_A_DOCS = ConversationRef("console", "team-a", "docs", None, "#docs")
+TEAM_B_DOCS = ConversationRef("console", "team-b", "docs", None, "#docs")
+
+
 class TeamConsole(ConsoleAdapter):
     """A console channel in one team's space, whose platform roles make some users admins."""
 
@@ -413,14 +421,35 @@ async def test_a_platform_admin_cannot_join_another_teams_workspace(app: App) ->
     # carol and dave are admins by their own team's roles, not in LIBRARIAN_ADMINS.
     reply = await in_team(app, "team-a", "carol", "/librarian workspace hr")
     assert "#docs now reads from workspace hr (new)." in reply
+    hr_a = (await app.dispatcher.binding(TEAM_A_DOCS)).workspace
     reply = await in_team(app, "team-b", "erin", "/librarian workspace hr")
     assert "Refused: only admins may do that." in reply
+    # Names are looked up within the channel's team: team B's "hr" is another workspace.
     reply = await in_team(app, "team-b", "dave", "/librarian workspace hr")
-    assert "Refused: workspace hr is used by channels of another team" in reply
-    [refusal] = [e for e in audit(app, "refused") if e["actor"] == "console:dave"]
-    assert refusal["target"] == "workspace"
-    # A deployment admin may, and a team admin may use a workspace of their own team.
-    reply = await in_team(app, "team-b", "alice", "/librarian workspace hr")
-    assert "#docs now reads from workspace hr. It shares it with #docs." in reply
+    assert "#docs now reads from workspace hr (new)." in reply
+    hr_b = (await app.dispatcher.binding(TEAM_B_DOCS)).workspace
+    assert hr_b.id != hr_a.id and hr_b.owner_team == "console:team-b"
+    # Naming team A's is for LIBRARIAN_ADMINS only, and refused before any lookup.
+    reply = await in_team(app, "team-b", "dave", "/librarian workspace console:team-a/hr")
+    assert "names with : or / are reserved" in reply and "Usage: /librarian workspace" in reply
+    # A deployment admin may cross, naming the team.
+    reply = await in_team(app, "team-b", "alice", "/librarian workspace console:team-a/hr")
+    assert "#docs now reads from workspace console:team-a/hr. It shares it with #docs." in reply
+    assert (await app.dispatcher.binding(TEAM_B_DOCS)).workspace.id == hr_a.id
+    [crossed] = [e for e in audit(app, "workspace") if e["actor"] == "console:alice"]
+    assert crossed["details"]["team"] == "console:team-a"
+    reply = await in_team(app, "team-b", "alice", "/librarian status")
+    assert "Team: console:team-b (the workspace is team console:team-a's)" in reply
+    # Back to team B's own "hr", by its plain name.
+    reply = await in_team(app, "team-b", "dave", "/librarian workspace hr")
+    assert "#docs now reads from workspace hr." in reply
+    assert (await app.dispatcher.binding(TEAM_B_DOCS)).workspace.id == hr_b.id
     reply = await in_team(app, "team-b", "dave", "/librarian workspace team-b-notes")
     assert "(new)" in reply
+    # The operator's listing names each workspace as LIBRARIAN_ADMINS would type it.
+    listing = CliRunner().invoke(retention_cli.app, ["list", "--json"])
+    assert listing.exit_code == 0, listing.output
+    rows = {r["channel"]: r for r in json.loads(listing.output)}
+    assert rows["console:team-a/docs"]["team"] == "console:team-a"
+    assert rows["console:team-a/docs"]["workspace_ref"] == "console:team-a/hr"
+    assert rows["console:team-b/docs"]["workspace_ref"] == "console:team-b/team-b-notes"

@@ -193,6 +193,7 @@ async def test_one_platforms_revoked_token_does_not_stop_the_other_platforms(
     slack = SlackEmulator()
     await slack.start()
     slack.add_user("UBOB", "bob")
+    slack.add_user("UALICE", "alice")
     slack.add_channel("CGENERAL", "general")
     disc = DiscordEmulator(token="the-token-discord-knows")
     await disc.start()
@@ -201,6 +202,7 @@ async def test_one_platforms_revoked_token_does_not_stop_the_other_platforms(
     monkeypatch.setenv("SLACK_SIGNING_SECRET", SIGNING_SECRET)
     monkeypatch.setenv("LIBRARIAN_SLACK_API_URL", slack.api_url)
     monkeypatch.setenv("DISCORD_TOKEN", "a-revoked-token")
+    monkeypatch.setenv("LIBRARIAN_ADMINS", "slack:UALICE")
     monkeypatch.setenv("LIBRARIAN_DISCORD_API_URL", disc.api_url)
     monkeypatch.setenv("LIBRARIAN_DISCORD_GATEWAY_URL", disc.gateway_url)
     monkeypatch.setattr(discord.http.Route, "BASE", disc.api_url)
@@ -238,13 +240,22 @@ async def test_one_platforms_revoked_token_does_not_stop_the_other_platforms(
         assert not running.done()
         assert app.supervisor.states["slack"]["state"] == "running"
 
-        # Slack still answers, and its status shows each platform.
+        # Slack still answers, and its status shows each platform: why one failed only
+        # to LIBRARIAN_ADMINS (a platform's error may name another team's channel).
+        def said() -> list[str]:
+            return [c.args["text"] for c in slack.calls_of("chat.postMessage")]
+
+        earlier = len(said())
         await slack.socket_send("slash_commands", slack.slash_command("CGENERAL", "UBOB", "status"))
-        said = await slack.wait_for(
-            lambda: [c.args["text"] for c in slack.calls_of("chat.postMessage")], timeout=30
+        to_bob = (await slack.wait_for(lambda: said()[earlier:], timeout=30))[-1]
+        assert "Platforms: discord failed; slack running" in to_bob, to_bob
+        assert "LoginFailure" not in to_bob
+        await slack.socket_send(
+            "slash_commands", slack.slash_command("CGENERAL", "UALICE", "status")
         )
-        assert "Platforms: discord failed (LoginFailure: " in said[-1]
-        assert "slack running" in said[-1]
+        to_alice = (await slack.wait_for(lambda: said()[earlier + 1 :], timeout=30))[-1]
+        assert "Platforms: discord failed (LoginFailure: " in to_alice, to_alice
+        assert "slack running" in to_alice
 
         # So does `librarian status --json`, from another process.
         status = subprocess.run(

@@ -14,7 +14,9 @@ naming team A's document, its text or its id, or any change to team A's data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +36,9 @@ from bot.events import (
     UserRef,
 )
 from bot.retention import run_retention
-from bot.store.repo import channel_spec
+from bot.store.repo import WorkspaceDefaults, channel_spec
+from bot.supervisor import Supervisor
+from bot.teams import channel_team
 
 SECRET_PAGES = [
     ["Nightjar programme, board only.", "The Nightjar launch code is Quokka-4471."],
@@ -241,20 +245,24 @@ async def test_binding_to_an_orphaned_workspace_of_another_team_is_refused(
     assert "Indexed" in await world.upload(victim, "victor", "secret-plan.pdf", pdfs["secret"])
     # The victim moves on; "finance" keeps its documents and has no channel left.
     assert "now reads from workspace" in await world.command(victim, "victor", "workspace own")
-    finance = world.app.store.workspace_by_name("finance")
+    finance = world.app.store.workspace_by_name("finance", team="slack:TA")
     assert finance is not None and world.app.store.channels_of_workspace(finance.id) == []
+    # Mallory's "finance" is a new one of her own team's, not the orphan.
     reply = await world.command(mallory, "mallory", "workspace finance")
-    assert "Refused: workspace finance is used by channels of another team" in reply
+    assert "now reads from workspace finance (new)." in reply
     binding = await world.app.dispatcher.binding(mallory.conversation)
     assert binding.workspace.id != finance.id
     assert "secret-plan" not in await world.command(mallory, "mallory", "docs")
-    # The team that owns it may go back; a deployment admin may cross.
+    # Nor can she name it with its team.
+    reply = await world.command(mallory, "mallory", "workspace slack:TA/finance")
+    assert "reserved" in reply and "now reads" not in reply
+    # The team that owns it may go back; a deployment admin may cross, naming the team.
     assert "now reads from workspace finance." in await world.command(
         victim, "victor", "workspace finance"
     )
     world.app.settings.admins.append("slack:alice")  # LIBRARIAN_ADMINS
-    assert "now reads from workspace finance." in await world.command(
-        mallory, "alice", "workspace finance"
+    assert "now reads from workspace slack:TA/finance." in await world.command(
+        mallory, "alice", "workspace slack:TA/finance"
     )
 
 
@@ -406,10 +414,221 @@ async def test_the_audit_log_keeps_no_free_text_and_is_pruned_after_90_days(
     assert "recent" not in [e["action"] for e in app.store.audit_entries(50)]
 
 
-# -- the adversarial suite: every platform, every way in ----------------------------------------
-
-
 PLATFORMS = ["slack", "discord", "matrix", "console"]
+
+
+# -- the workspace-name oracle and status (issue 16's leftovers) -------------------------------
+
+
+def team_of(place: Place) -> str:
+    """The team id of a test channel, as bot.teams names it."""
+    return channel_team(place.platform, place.space, place.channel)
+
+
+def shown(reply: str, name: str) -> str:
+    """A reply with the typed name and any numbers blanked, to compare two replies."""
+    return re.sub(r"\d+", "N", reply.replace(name, "NAME"))
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+async def test_a_platform_admin_cannot_tell_which_workspace_names_another_team_uses(
+    world: World, pdfs: dict[str, bytes], platform: str
+) -> None:
+    victim, _, mallory = places(platform)
+    taken = ["finance", "hr", "Board.minutes"]
+    team_a = set()
+    for name in taken:
+        assert "(new)" in await world.command(victim, "victor", f"workspace {name}")
+        assert "Indexed" in await world.upload(victim, "victor", "secret-plan.pdf", pdfs["secret"])
+        team_a.add((await world.app.dispatcher.binding(victim.conversation)).workspace.id)
+    store = world.app.store
+    # Mallory (an admin of team B) and erin (no admin) type each name team A uses and a
+    # name nobody uses: the replies are the same, word for word.
+    for name, fresh in zip(taken, ["budget", "payroll", "Lunch.menu"], strict=True):
+        for who in ("mallory", "erin"):
+            replies = []
+            for typed in (fresh, name):
+                replies.append(
+                    shown(await world.command(mallory, who, f"workspace {typed}"), typed)
+                )
+                binding = await world.app.dispatcher.binding(mallory.conversation)
+                assert binding.workspace.id not in team_a, (who, typed)
+                await world.command(mallory, who, "workspace own")
+            assert replies[0] == replies[1], (who, name, replies)
+    # Mallory's "finance" (made above) is team B's own, empty; team A's is untouched.
+    reply = await world.command(mallory, "mallory", "workspace finance")
+    assert "now reads from workspace finance." in reply, reply
+    assert "secret-plan" not in await world.command(mallory, "mallory", "docs")
+    mine = (await world.app.dispatcher.binding(mallory.conversation)).workspace
+    assert mine.owner_team == team_of(mallory) and mine.id not in team_a
+    for ws in team_a:
+        assert [d.file_name for d in store.list_documents(ws)] == ["secret-plan.pdf"]
+    assert "now reads from workspace finance." in await world.command(
+        victim, "victor", "workspace finance"
+    )
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+async def test_another_teams_workspace_name_does_not_block_this_team(
+    world: World, pdfs: dict[str, bytes], platform: str
+) -> None:
+    victim, victim_new, mallory = places(platform)
+    # Team B takes "finance" first; team A still gets a "finance" of its own.
+    assert "(new)" in await world.command(mallory, "mallory", "workspace finance")
+    assert "Indexed" in await world.upload(mallory, "mallory", "manual.pdf", pdfs["manual"])
+    reply = await world.command(victim, "victor", "workspace finance")
+    assert "now reads from workspace finance (new)." in reply, reply
+    assert "Indexed" in await world.upload(victim, "victor", "secret-plan.pdf", pdfs["secret"])
+    if platform != "matrix":  # a second channel of team A finds team A's "finance"
+        reply = await world.command(victim_new, "victor", "workspace finance")
+        assert "now reads from workspace finance. It shares it with #CA1." in reply, reply
+    docs_a = await world.command(victim, "victor", "docs")
+    docs_b = await world.command(mallory, "mallory", "docs")
+    assert "secret-plan.pdf" in docs_a and "manual.pdf" not in docs_a
+    assert "manual.pdf" in docs_b and "secret-plan" not in docs_b
+    assert "Quokka-4471" not in await world.mention(
+        mallory, "mallory", "What is the Nightjar launch code?"
+    )
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+async def test_only_a_deployment_admin_crosses_teams_and_only_by_naming_the_team(
+    world: World, pdfs: dict[str, bytes], platform: str
+) -> None:
+    victim, _, mallory = places(platform)
+    assert "(new)" in await world.command(victim, "victor", "workspace finance")
+    assert "Indexed" in await world.upload(victim, "victor", "secret-plan.pdf", pdfs["secret"])
+    team_a = team_of(victim)
+    # A platform admin typing team A's team gets the same refusal for a workspace that
+    # exists and one that does not, before anything is looked up.
+    held = shown(await world.command(mallory, "mallory", f"workspace {team_a}/finance"), "finance")
+    nothing = shown(await world.command(mallory, "mallory", f"workspace {team_a}/nosuch"), "nosuch")
+    assert "reserved" in held and held == nothing
+    assert "secret-plan" not in await world.command(mallory, "mallory", "docs")
+    # LIBRARIAN_ADMINS: a plain name is looked up in the channel's own team, as for
+    # anyone; another team's workspace is named <team>/<name>.
+    world.app.settings.admins.append(f"{platform}:alice")
+    assert "now reads from workspace finance (new)." in await world.command(
+        mallory, "alice", "workspace finance"
+    )
+    assert "secret-plan" not in await world.command(mallory, "alice", "docs")
+    reply = await world.command(mallory, "alice", f"workspace {team_a}/nosuch")
+    assert f"team {team_a} has no workspace named nosuch" in reply
+    reply = await world.command(mallory, "alice", f"workspace {team_a}/finance")
+    assert f"now reads from workspace {team_a}/finance." in reply, reply
+    assert "secret-plan.pdf" in await world.command(mallory, "alice", "docs")
+    # The cross is audited with the owning team.
+    [entry] = [
+        e
+        for e in world.app.store.audit_entries(50)
+        if e["action"] == "workspace"
+        and e["details"].get("team") == team_a
+        and e["actor"] == f"{platform}:alice"
+    ]
+    assert entry["details"]["to"] == "finance"
+
+
+async def test_rooms_declared_one_team_share_names_and_other_rooms_stay_out(
+    settings, pdfs: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.config import load_settings
+
+    monkeypatch.setenv("LIBRARIAN_MATRIX_TEAMS", "eng=!e1:hs,!e2:hs")
+    app = App.build(load_settings())
+    app.start_background()
+    world = World(app)
+    try:
+        e1, e2, mallory = (Place("matrix", "", r) for r in ("!e1:hs", "!e2:hs", "!m:hs"))
+        # Before the declaration, room !e2 made "notes" as a team of its own.
+        app.store.bind("matrix", "", "!e2:hs", "notes", WorkspaceDefaults.from_settings(settings))
+        reply = await world.command(e1, "victor", "workspace handbook")
+        assert "now reads from workspace handbook (new)." in reply, reply
+        assert "Indexed" in await world.upload(e1, "victor", "secret-plan.pdf", pdfs["secret"])
+        handbook = (await app.dispatcher.binding(e1.conversation)).workspace
+        assert handbook.owner_team == "matrix:team:eng"
+        # The other declared room finds it by its name; a room outside gets its own.
+        reply = await world.command(e2, "victor", "workspace handbook")
+        assert "now reads from workspace handbook. It shares it with #!e1:hs." in reply, reply
+        reply = await world.command(mallory, "mallory", "workspace handbook")
+        assert "now reads from workspace handbook (new)." in reply, reply
+        assert "secret-plan" not in await world.command(mallory, "mallory", "docs")
+        # A room declared later keeps what it made as a room of its own.
+        reply = await world.command(e2, "victor", "workspace notes")
+        assert "now reads from workspace notes." in reply, reply
+        # A deployment admin names the declared team to cross.
+        app.settings.admins.append("matrix:alice")
+        reply = await world.command(mallory, "alice", "workspace matrix:team:eng/handbook")
+        assert "now reads from workspace matrix:team:eng/handbook." in reply, reply
+        assert "secret-plan.pdf" in await world.command(mallory, "alice", "docs")
+    finally:
+        await app.close()
+
+
+class FailingAdapter:
+    """A platform whose connection keeps failing, with an error naming one team's channel."""
+
+    platform = "discord"
+
+    async def start(self, sink) -> None:
+        raise RuntimeError("403 Forbidden (50001): Missing Access to #secret-plan of guild 111")
+
+    async def stop(self) -> None:
+        return None
+
+
+async def test_status_in_one_team_shows_no_platform_failure_reason(world: World) -> None:
+    _, _, mallory = places("slack")
+    supervisor = Supervisor(world.app.store, initial_backoff_s=600)
+    running = asyncio.create_task(supervisor.run(FailingAdapter(), world.app.dispatcher.handle))
+    try:
+        for _ in range(200):
+            if supervisor.states.get("discord", {}).get("state") == "restarting":
+                break
+            await asyncio.sleep(0.05)
+        for who in ("mallory", "erin"):
+            reply = await world.command(mallory, who, "status")
+            assert "Platforms: discord restarting in " in reply, reply
+            assert "secret-plan" not in reply and "Forbidden" not in reply, reply
+        # LIBRARIAN_ADMINS see why (and the operator does, in `librarian status`).
+        world.app.settings.admins.append("slack:alice")
+        reply = await world.command(mallory, "alice", "status")
+        assert "Missing Access to #secret-plan" in reply, reply
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+
+async def test_status_does_not_count_another_teams_documents_waiting_to_be_indexed(
+    settings, pdfs: dict[str, bytes]
+) -> None:
+    # A gateway of a split deployment: files are queued here and wait for a worker.
+    app = App.build(settings)
+    world = World(app)
+    victim, _, mallory = places("slack")
+    sharing = asyncio.create_task(world.upload(victim, "victor", "secret-plan.pdf", pdfs["secret"]))
+    try:
+        for _ in range(200):
+            if app.store.ingest_queue_depth() == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert app.store.ingest_queue_depth() == 1
+        reply = await world.command(mallory, "mallory", "status")
+        assert "Queues: 0 documents of this workspace to index" in reply, reply
+        assert "in all" not in reply
+        reply = await world.command(victim, "victor", "status")
+        assert "Queues: 1 document of this workspace to index" in reply, reply
+        app.settings.admins.append("slack:alice")
+        reply = await world.command(mallory, "alice", "status")
+        assert "Queues: 0 documents of this workspace (1 in all) to index" in reply, reply
+    finally:
+        sharing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sharing
+        await app.close()
+
+
+# -- the adversarial suite: every platform, every way in ----------------------------------------
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
@@ -427,8 +646,8 @@ async def test_cross_team_attempts_leak_nothing(
     assert "Indexed" in await world.upload(victim, "victor", "secret-plan.pdf", pdfs["secret"])
     assert "finance" in await world.command(victim, "victor", "workspace finance")
     store = app.store
-    team_a = {own_a.id, store.workspace_by_name("finance").id}
-    team_a.add(store.workspace_by_name("finance-archive").id)
+    team_a = {own_a.id, store.workspace_by_name("finance", team=team_of(victim)).id}
+    team_a.add(store.workspace_by_name("finance-archive", team=team_of(victim)).id)
     secret_ids = [d.id for ws in team_a for d in store.list_documents(ws)]
     assert len(secret_ids) == 3
     # Team B: its own document, so that retrieval in B has something to rank.
@@ -448,6 +667,10 @@ async def test_cross_team_attempts_leak_nothing(
         return bindings, docs, settings_
 
     before = snapshot()
+    # A platform keeps failing with an error that names team A's channel: status in
+    # team B must not pass it on.
+    supervisor = Supervisor(store, initial_backoff_s=600)
+    failing = asyncio.create_task(supervisor.run(FailingAdapter(), app.dispatcher.handle))
     names = [
         "finance",
         "finance-archive",
@@ -461,6 +684,10 @@ async def test_cross_team_attempts_leak_nothing(
         "../finance",
         "finance:",
         '"finance"',
+        # Team A's workspaces named with their team, as LIBRARIAN_ADMINS may.
+        f"{team_of(victim)}/finance",
+        f"{team_of(victim)}/finance-archive",
+        f"{team_of(victim)}/{own_a.name}",
     ]
     attempts: list[tuple[str, str, str]] = []  # (who, kind, command line or question)
     for name in names:
@@ -471,6 +698,7 @@ async def test_cross_team_attempts_leak_nothing(
     attempts += [
         ("mallory", "command", "docs"),
         ("mallory", "command", "status"),
+        ("erin", "command", "status"),
         ("mallory", "command", "settings"),
         ("mallory", "command", "model"),
         ("mallory", "command", "workspace own"),
@@ -498,4 +726,7 @@ async def test_cross_team_attempts_leak_nothing(
     history = store.recent_messages((await app.dispatcher.binding(mallory.conversation)).id, None)
     assert not any(w in m.text.lower() for m in history for w in SECRET_WORDS)
     assert len(attempts) >= 40
-    await asyncio.sleep(0)
+    assert supervisor.states["discord"]["state"] == "restarting"
+    failing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await failing

@@ -19,6 +19,7 @@ from bot.retention import DurationError, format_duration, parse_duration, run_re
 from bot.store import migrate
 from bot.store.database import opened
 from bot.store.repo import Store, WorkspaceDefaults, channel_spec
+from bot.teams import qualified_workspace
 
 app = typer.Typer(no_args_is_help=True, help="Per-channel retention of conversation history.")
 
@@ -110,6 +111,13 @@ def list_retention(json_out: bool = typer.Option(False, "--json", help="Print JS
             "retention": format_duration(b.retention_seconds),
             "seconds": b.retention_seconds,
             "workspace": b.workspace.name,
+            "team": b.workspace.owner_team,
+            # As LIBRARIAN_ADMINS type it in `/librarian workspace` from another team.
+            "workspace_ref": (
+                qualified_workspace(b.workspace.owner_team, b.workspace.name)
+                if b.workspace.owner_team and not b.workspace.own
+                else b.workspace.name
+            ),
         }
         for b in bindings
     ]
@@ -121,7 +129,7 @@ def list_retention(json_out: bool = typer.Option(False, "--json", help="Print JS
         return
     width = max(len(r["channel"]) for r in rows) + 2
     for r in rows:
-        typer.echo(f"{r['channel']:<{width}}{r['retention']:<8}{r['workspace']}")
+        typer.echo(f"{r['channel']:<{width}}{r['retention']:<8}{r['workspace_ref']}")
 
 
 def audit(

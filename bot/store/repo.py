@@ -47,7 +47,7 @@ __all__ = [
     "LOCK_EMBEDDING_MODEL",
     "LOCK_RETENTION",
     "LOCK_WORKSPACE_INDEX",
-    "ForeignWorkspace",
+    "NoSuchWorkspace",
     "Store",
     "WorkspaceDefaults",
     "channel_spec",
@@ -81,11 +81,12 @@ class WorkspaceDefaults:
         )
 
 
-class ForeignWorkspace(Exception):
-    """A channel was to be bound to a workspace of another team."""
+class NoSuchWorkspace(LookupError):
+    """A team has no workspace of that name (asked by a deployment admin crossing teams)."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(f"workspace {name} belongs to another team")
+    def __init__(self, team: str, name: str) -> None:
+        super().__init__(f"team {team} has no workspace named {name}")
+        self.team = team
         self.name = name
 
 
@@ -194,7 +195,7 @@ class Store(SearchMixin, FeedbackMixin, EventsMixin):
         owner_team: str | None,
         home: tuple[str, str, str] | None = None,
     ) -> int | None:
-        """A new workspace's id; None when the name (or the home channel) is taken."""
+        """A new workspace's id; None when its team has the name (or the home is taken)."""
         platform, space, channel = home or (None, None, None)
         return conn.execute(
             text(
@@ -339,32 +340,41 @@ class Store(SearchMixin, FeedbackMixin, EventsMixin):
         channel_name: str | None = None,
         *,
         teams: Sequence[str] | None = None,
-        may_cross: bool = False,
+        in_team: str | None = None,
     ) -> tuple[Binding, bool]:
-        """Bind a channel to a named workspace, creating it (owned by ``teams[0]``) if new.
+        """Bind a channel to its team's workspace named ``workspace_name``, made if new.
 
-        Returns the binding and whether the workspace was new.  Raises
-        ``ForeignWorkspace`` when the workspace exists and belongs to none of ``teams``
-        (default: the channel's own team), unless ``may_cross`` (a deployment admin).
-        The check and the binding are one transaction, under a lock on the workspace
-        row, so the owner cannot change in between.
+        Returns the binding and whether the workspace was new.  The name is looked up
+        only among the named workspaces of ``teams`` (default: the channel's own team,
+        ``bot.teams.channel_team``), in that order; another team's workspace of the same
+        name is never found, so nothing here tells whether one exists.  A new workspace
+        is owned by ``teams[0]``.
+
+        ``in_team``: bind to that team's existing workspace instead (a deployment admin
+        crossing teams); raises ``NoSuchWorkspace`` when it has none of that name.
         """
         teams = tuple(teams or (channel_team(platform, space_id, channel_id),))
-        find = text("SELECT id, owner_team FROM workspaces WHERE name = :n FOR UPDATE")
+        look_in = [in_team] if in_team is not None else list(teams)
+        find = text(
+            "SELECT id FROM workspaces WHERE name = :n AND home_channel IS NULL "
+            "AND owner_team = ANY(CAST(:teams AS text[])) "
+            "ORDER BY array_position(CAST(:teams AS text[]), owner_team) LIMIT 1"
+        )
+        key = {"n": workspace_name, "teams": look_in}
         with self.engine.begin() as conn:
-            row = conn.execute(find, {"n": workspace_name}).first()
+            found = conn.execute(find, key).scalar()
             created = False
-            if row is None:
+            if found is None and in_team is not None:
+                raise NoSuchWorkspace(in_team, workspace_name)
+            if found is None:
                 made = self._insert_workspace(conn, workspace_name, defaults, teams[0])
                 if made is None:  # made by another transaction meanwhile
-                    row = conn.execute(find, {"n": workspace_name}).one()
+                    found = conn.execute(find, key).scalar_one()
                 else:
-                    ws_id, created = int(made), True
-            if row is not None:
-                if row.owner_team not in teams and not may_cross:
-                    raise ForeignWorkspace(workspace_name)
-                ws_id = int(row.id)
-            binding = self._set_binding(conn, platform, space_id, channel_id, channel_name, ws_id)
+                    found, created = made, True
+            binding = self._set_binding(
+                conn, platform, space_id, channel_id, channel_name, int(found)
+            )
         return binding, created
 
     def bind_own(
@@ -431,11 +441,15 @@ class Store(SearchMixin, FeedbackMixin, EventsMixin):
             ).one()
         return _workspace(row)
 
-    def workspace_by_name(self, name: str) -> Workspace | None:
-        """A workspace by name."""
+    def workspace_by_name(self, name: str, *, team: str | None) -> Workspace | None:
+        """A workspace by its name and owning team (names are unique per team)."""
         with self.engine.connect() as conn:
             row = conn.execute(
-                text(f"SELECT {_WS_COLS} FROM workspaces w WHERE w.name = :n"), {"n": name}
+                text(
+                    f"SELECT {_WS_COLS} FROM workspaces w "
+                    "WHERE w.name = :n AND w.owner_team IS NOT DISTINCT FROM :t"
+                ),
+                {"n": name, "t": team},
             ).first()
         return _workspace(row) if row else None
 
@@ -1048,12 +1062,15 @@ class Store(SearchMixin, FeedbackMixin, EventsMixin):
             ).one()
         return {"documents": int(row.documents), "ready": int(row.ready), "chunks": int(row.chunks)}
 
-    def ingest_queue_depth(self) -> int:
-        """Documents waiting to be indexed or being indexed, across every workspace."""
+    def ingest_queue_depth(self, workspace_id: int | None = None) -> int:
+        """Documents waiting to be indexed or being indexed: of one workspace, or all."""
+        where = "status IN ('queued', 'indexing')"
+        if workspace_id is not None:
+            where += " AND workspace_id = :w"
         with self.engine.connect() as conn:
             return int(
                 conn.execute(
-                    text("SELECT count(*) FROM documents WHERE status IN ('queued', 'indexing')")
+                    text(f"SELECT count(*) FROM documents WHERE {where}"), {"w": workspace_id}
                 ).scalar_one()
             )
 

@@ -44,7 +44,8 @@ workspaces = Table(
     "workspaces",
     metadata,
     Column("id", BigInteger, Identity(), primary_key=True),
-    Column("name", Text, nullable=False, unique=True),
+    # Unique per owning team (uq_workspaces_team_name, migration 0013), not across teams.
+    Column("name", Text, nullable=False),
     Column("chunk_tokens", Integer, nullable=False),
     Column("chunk_overlap", Integer, nullable=False),
     Column("top_k", Integer, nullable=False),
@@ -71,6 +72,9 @@ workspaces = Table(
         name="ck_workspaces_home",
     ),
     UniqueConstraint("home_platform", "home_space", "home_channel", name="uq_workspaces_home"),
+    UniqueConstraint(
+        "owner_team", "name", name="uq_workspaces_team_name", postgresql_nulls_not_distinct=True
+    ),
 )
 
 channel_bindings = Table(
