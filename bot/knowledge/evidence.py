@@ -631,7 +631,9 @@ class EvidenceFinder:
     def _missing_weight(self, chunk_count: int) -> float:
         """How many times its idf a word no document holds weighs in a workspace of
         ``chunk_count`` chunks: 1 for one chunk, up to ``missing_weight``."""
-        grown = min(1.0, max(0, chunk_count - 1) / max(1, self.missing_full_chunks - 1))
+        if chunk_count >= self.missing_full_chunks:
+            return self.missing_weight
+        grown = max(0, chunk_count - 1) / (self.missing_full_chunks - 1)
         return 1.0 + (self.missing_weight - 1.0) * grown
 
     def _focus(
