@@ -397,3 +397,28 @@ async def test_a_common_word_the_file_lacks_does_not_make_the_answer_not_found(
         assert NOT_FOUND in reply, reply
     finally:
         await app.close()
+
+
+async def test_a_chinese_reply_names_the_searched_words_and_its_sources_in_chinese(
+    settings, tmp_path: Path
+) -> None:
+    app = App.build(settings)
+    app.start_background()
+    try:
+        path = office_file("readability_qq-deepmind-dnc_zh.html")
+        await converse(app, [f"/librarian upload {path}"], channel="zh")
+        # The page says nothing of Microsoft's qubits: not found, and what was searched
+        # is named word by word, not as the whole run of characters.
+        reply = (
+            await converse(app, ["@librarian 微软的量子计算机有多少个量子比特？"], channel="zh")
+        ).getvalue()
+        assert "我在这个频道工作区的文件中没有找到答案" in reply, reply
+        assert "我搜索了：微软, 量子计算机, 量子比特。" in reply, reply
+        # Answered: the quotes stay as the page writes them, the labels are Chinese.
+        reply = (
+            await converse(app, ["@librarian DeepMind的新电脑叫什么？"], channel="zh")
+        ).getvalue()
+        assert "依据：" in reply and "来源：" in reply and "分享于" in reply, reply
+        assert "Sources:" not in reply, reply
+    finally:
+        await app.close()

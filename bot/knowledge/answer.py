@@ -39,6 +39,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "no_document": "There is no document named '{name}' in this workspace.",
         "closest_names": "The closest names: {names}.",
         "no_documents": "This workspace has no documents yet.",
+        "sources": "Sources:",
+        "shared_in": "shared in {where}",
     },
     "zh": {
         "not_found": (
@@ -53,6 +55,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "no_document": "这个工作区里没有名为“{name}”的文件。",
         "closest_names": "最接近的文件名：{names}。",
         "no_documents": "这个工作区还没有文件。",
+        "sources": "来源：",
+        "shared_in": "分享于 {where}",
     },
 }
 # How many chunks the evidence sentences are chosen from (the relevant hits first).
@@ -175,9 +179,11 @@ def last_cited_chunks(history: list[HistoryMessage]) -> list[int]:
     return []
 
 
-def format_citations(sources: list[Source]) -> str:
-    """'Sources:' and one line per document: name, pages, where it was shared."""
-    lines = ["Sources:"]
+def format_citations(sources: list[Source], texts: dict[str, str] | None = None) -> str:
+    """'Sources:' and one line per document: name, pages, where it was shared (in the
+    language of ``texts``, one of TEXTS; English by default)."""
+    texts = texts or TEXTS["en"]
+    lines = [texts["sources"]]
     for i, src in enumerate(sources, 1):
         line = f"[{i}] {src.document}"
         if src.pages:
@@ -185,7 +191,7 @@ def format_citations(sources: list[Source]) -> str:
         if src.link:
             line += f" ({src.link})"
         elif src.shared_in:
-            line += f" (shared in {src.shared_in})"
+            line += f" ({texts['shared_in'].format(where=src.shared_in)})"
         lines.append(line)
     return "\n".join(lines)
 
@@ -396,7 +402,7 @@ class Answerer:
             body = format_quotes(evidence.quotes, texts["replaced"])
             if draft:
                 log.info("answer replaced by its evidence; unsupported: %s", result.unsupported)
-        text = f"{body}\n\n{format_citations(sources)}"
+        text = f"{body}\n\n{format_citations(sources, texts)}"
         answer = Answer(
             text,
             body,

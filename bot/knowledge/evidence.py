@@ -392,11 +392,21 @@ def _coverage(lexemes: frozenset[str], weights: dict[str, float]) -> float:
     return sum(w for lex, w in weights.items() if lex in lexemes) / total
 
 
+# Chinese function characters (particles, measure words, copulas, prepositions) that
+# separate content words: written Chinese has no spaces, and "I searched for" should
+# name "微软, 量子计算机", not the whole run "微软的量子计算机有".
+_ZH_FUNCTION = re.compile(r"[的了是在有和与及个把被对从为也都就而或这那其之于以]+")
+
+
 def _words(question: str) -> list[str]:
-    """The question's distinct words in order (for naming what was searched)."""
+    """The question's distinct words in order (for naming what was searched); a run of
+    Chinese is cut at its function characters."""
     seen: dict[str, None] = {}
     for word in _WORD.findall(question):
-        seen.setdefault(word, None)
+        parts = _ZH_FUNCTION.split(word) if _CJK.search(word) else [word]
+        for part in parts:
+            if part:
+                seen.setdefault(part, None)
     return list(seen)
 
 
