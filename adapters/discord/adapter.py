@@ -14,6 +14,10 @@
   ``!librarian`` runs a command too; a private reply to one goes by direct message.
 - Admins are members with Manage Server or Manage Channels (or Administrator), on top
   of the ids in LIBRARIAN_ADMINS, which the dispatcher checks.
+- Sharding (LIBRARIAN_DISCORD_SHARD_COUNT, LIBRARIAN_DISCORD_SHARD_IDS): discord.py's
+  AutoShardedClient runs all shards, or this process's share of them; Discord sends each
+  guild's events to one shard, so each question reaches exactly one process.  Nothing
+  else changes: replies go through the REST API, which is not sharded.
 - Reactions on the bot's messages (``MESSAGE_REACTION_ADD``, the Guild Message
   Reactions intent, not privileged) go to the core as they are; it decides that a
   👍 or 👎 on an answer is feedback.
@@ -29,9 +33,9 @@ import contextlib
 import logging
 import shlex
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import discord
 import yarl
@@ -105,9 +109,11 @@ class _Posted:
     withheld: bool = False  # a notice posted instead of a private text: never edited
 
 
-class _Client(discord.Client):
+class _Handlers:
+    """The gateway events the adapter listens to, for either kind of client below."""
+
     def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
-        super().__init__(**options)
+        super().__init__(**options)  # type: ignore[call-arg]
         self.adapter = adapter
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(command_group(adapter.commands, adapter.command))
@@ -128,6 +134,17 @@ class _Client(discord.Client):
     async def on_resumed(self) -> None:
         log.info("Discord: gateway session resumed")
 
+    async def on_shard_ready(self, shard_id: int) -> None:
+        log.info("Discord: shard %d of %d ready", shard_id, self.shard_count or 1)  # type: ignore[attr-defined]
+
+
+class _Client(_Handlers, discord.Client):
+    """One unsharded gateway connection (Discord's shard 0 of 1)."""
+
+
+class _ShardedClient(_Handlers, discord.AutoShardedClient):
+    """Several shards in this process: all of them, or the ids it was given."""
+
 
 class DiscordAdapter:
     """Transports the core's events and messages to and from Discord."""
@@ -144,8 +161,18 @@ class DiscordAdapter:
         gateway_url: str = DEFAULT_GATEWAY_URL,
         message_content: bool = True,
         guild_ready_timeout: float = 2.0,
+        shard_count: int | Literal["auto"] | None = None,
+        shard_ids: Sequence[int] | None = None,
     ) -> None:
         self.token = token
+        # None: unsharded; "auto": the count Discord's /gateway/bot recommends; a number:
+        # that many shards in the deployment, of which this process runs ``shard_ids``
+        # (all when None).  Discord routes a guild's events to shard (guild_id >> 22) %
+        # count, so the processes together must run every shard exactly once.
+        if shard_ids is not None and not isinstance(shard_count, int):
+            raise ValueError("shard ids need a numeric shard count")
+        self.shard_count = shard_count
+        self.shard_ids = list(shard_ids) if shard_ids is not None else None
         self.commands = commands  # the core's declarations: /librarian's subcommands
         self.api_url = api_url.rstrip("/")
         self.gateway_url = gateway_url
@@ -157,7 +184,7 @@ class DiscordAdapter:
         # text or attachments (see the README).
         self.intents.message_content = message_content
         self.guild_ready_timeout = guild_ready_timeout
-        self.client: _Client | None = None
+        self.client: _Client | _ShardedClient | None = None
         self._sink: EventSink | None = None
         self._tasks = Tasks(self.platform)
         self._synced: set[int] = set()
@@ -180,6 +207,8 @@ class DiscordAdapter:
             api_url=settings.discord_api_url,
             gateway_url=settings.discord_gateway_url,
             message_content=settings.discord_message_content,
+            shard_count=settings.discord_shard_count,
+            shard_ids=settings.discord_shard_ids,
         )
 
     # -- the adapter protocol ---------------------------------------------------------------
@@ -190,14 +219,26 @@ class DiscordAdapter:
         # discord.py keeps both addresses on classes: one Discord connection per process.
         discord.http.Route.BASE = self.api_url
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.gateway_url)
-        self.client = _Client(
-            self,
-            intents=self.intents,
+        options: dict[str, Any] = {
+            "intents": self.intents,
             # Answers never ping anyone, whatever the model writes.
-            allowed_mentions=discord.AllowedMentions.none(),
-            guild_ready_timeout=self.guild_ready_timeout,
-            max_messages=None,
-        )
+            "allowed_mentions": discord.AllowedMentions.none(),
+            "guild_ready_timeout": self.guild_ready_timeout,
+            "max_messages": None,
+        }
+        if self.shard_count is None:
+            self.client = _Client(self, **options)
+        else:
+            # "auto" leaves the count to discord.py, which asks GET /gateway/bot.
+            count = self.shard_count if isinstance(self.shard_count, int) else None
+            self.client = _ShardedClient(
+                self, shard_count=count, shard_ids=self.shard_ids, **options
+            )
+            log.info(
+                "Discord: running shards %s of %s",
+                ",".join(map(str, self.shard_ids)) if self.shard_ids else "all",
+                self.shard_count,
+            )
         try:
             async with self.client:
                 await self.client.start(self.token, reconnect=True)
@@ -660,7 +701,7 @@ class DiscordAdapter:
 
     # -- housekeeping -------------------------------------------------------------------------
 
-    def _client(self) -> _Client:
+    def _client(self) -> _Client | _ShardedClient:
         if self.client is None:
             raise RuntimeError("the Discord adapter is not started")
         return self.client
