@@ -441,6 +441,9 @@ def load_settings() -> Settings:
         error = exc.errors()[0]
         field = ".".join(str(part) for part in error.get("loc", ())) or "settings"
         source = _env_name(field) if field in Settings.model_fields else field
-        raise ConfigError(f"{source}: {error.get('msg', 'invalid value')}") from None
+        message = str(error.get("msg", "invalid value"))
+        # A validator's own words, without pydantic's "Value error, " before them.
+        message = message.removeprefix("Value error, ")
+        raise ConfigError(f"{source}: {message}") from None
     settings.home = settings.home.expanduser()
     return settings

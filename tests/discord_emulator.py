@@ -13,7 +13,8 @@ The gateway does HELLO, IDENTIFY -> READY + GUILD_CREATE, heartbeats (each ACKed
 zlib-stream compression when asked for (discord.py asks), RESUME with replay of the
 events the client missed, then RESUMED.  Sharding is Discord's: ``GET /gateway/bot``
 recommends ``shard_count`` shards; an IDENTIFY with ``shard: [id, count]`` opens a
-session of that shard (an id outside the count is closed with 4010), whose READY and
+session of that shard (an id outside the count is closed with 4010, a shard of more
+than ``max_guilds_per_shard`` guilds with 4011, "sharding required"), whose READY and
 GUILD_CREATEs name only its guilds; a guild's events go to the sessions of shard
 ``(guild_id >> 22) % count``, direct messages' to shard 0, as Discord routes them.
 Every session keeps its own sequence and replay buffer.  Messages without a mention of the bot lose
@@ -174,6 +175,8 @@ class DiscordEmulator:
         # Gateway state: the sessions (one per IDENTIFY), by id, in the order they began.
         self.sessions: dict[str, Session] = {}
         self.shard_count = 1  # what GET /gateway/bot recommends
+        # A session covering more guilds than this is closed with 4011 (Discord: 2,500).
+        self.max_guilds_per_shard = 2500
         self.connections = 0
         self.ready = asyncio.Event()
         self._changed = asyncio.Condition()
@@ -749,6 +752,11 @@ class DiscordEmulator:
             if not (isinstance(count, int) and isinstance(shard_id, int) and 0 <= shard_id < count):
                 await conn.ws.close(code=4010, message=b"Invalid shard.")
                 return
+        if sum(1 for gid in self.guilds if shard_of(gid, count) == shard_id) > (
+            self.max_guilds_per_shard
+        ):
+            await conn.ws.close(code=4011, message=b"Sharding required.")
+            return
         session = Session(secrets.token_hex(16), (shard_id, count), data.get("intents") or 0)
         self.sessions[session.session_id] = session
         conn.session_id = session.session_id

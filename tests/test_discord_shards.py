@@ -25,10 +25,16 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import discord
 import httpx
 import pytest
+import yarl
 
+from adapters.discord import DiscordAdapter
+from bot.commands import base_commands
+from bot.errors import ConfigError
 from tests.discord_emulator import DiscordEmulator, shard_of
 from tests.helpers import ROOT, Processes, free_port, make_pdf, ready, until
 
@@ -209,3 +215,99 @@ async def test_one_process_runs_every_shard_discord_recommends(
     assert in_alpha["id"] in _questions_received(guilds, 0)
     assert in_beta["id"] in _questions_received(guilds, 1)
     assert _answered(ports["all"]) == 2
+
+
+async def test_a_bot_in_too_many_guilds_for_one_connection_is_told_to_shard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Discord closes an unsharded session of too many guilds with 4011; the adapter says
+    what to set, in words, and gives up (no restart helps).  With shards it connects."""
+    emu = DiscordEmulator()
+    emu.add_guild("Alpha", ("alpha",), shard=(0, 2))
+    emu.add_guild("Beta", ("beta",), shard=(1, 2))
+    emu.max_guilds_per_shard = 2  # three guilds: one connection may not hold them all
+    emu.shard_count = 2
+    await emu.start()
+    # The adapter points discord.py's class attributes at the emulator; restore them after.
+    monkeypatch.setattr(discord.http.Route, "BASE", emu.api_url)
+    monkeypatch.setattr(
+        discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(emu.gateway_url)
+    )
+
+    def adapter(**shards: Any) -> DiscordAdapter:
+        return DiscordAdapter(
+            emu.token,
+            commands=base_commands(),
+            api_url=emu.api_url,
+            gateway_url=emu.gateway_url,
+            guild_ready_timeout=0.2,
+            **shards,
+        )
+
+    async def sink(event: Any) -> None:
+        pass
+
+    try:
+        unsharded = adapter()
+        with pytest.raises(ConfigError) as refused:
+            await asyncio.wait_for(unsharded.start(sink), 30)
+        assert "Discord requires sharding" in str(refused.value)
+        assert "LIBRARIAN_DISCORD_SHARD_COUNT=auto" in str(refused.value)
+        assert not emu.sessions
+
+        sharded = adapter(shard_count="auto")
+        task = asyncio.create_task(sharded.start(sink))
+        try:
+            await emu.wait_for(lambda: len(emu.commands) == 3 or task.done(), timeout=60)
+            if task.done():
+                task.result()
+            assert sorted(s.shard for s in emu.sessions.values()) == [(0, 2), (1, 2)]
+        finally:
+            await sharded.stop()
+            await asyncio.wait_for(task, 10)
+    finally:
+        await emu.close()
+
+
+def test_shard_settings_that_cannot_work_are_refused_in_plain_words(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bot.config import load_settings
+
+    def refusal(**env: str) -> str:
+        for name in ("LIBRARIAN_DISCORD_SHARD_COUNT", "LIBRARIAN_DISCORD_SHARD_IDS"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(f"LIBRARIAN_DISCORD_{name.upper()}", value)
+        with pytest.raises(ConfigError) as refused:
+            load_settings()
+        return str(refused.value)
+
+    assert refusal(shard_count="0") == (
+        "LIBRARIAN_DISCORD_SHARD_COUNT: must be between 1 and 10000, or auto"
+    )
+    assert refusal(shard_count="two") == (
+        "LIBRARIAN_DISCORD_SHARD_COUNT: 'two' is not a number of shards or auto"
+    )
+    assert refusal(shard_ids="0,1").startswith(
+        "LIBRARIAN_DISCORD_SHARD_IDS: needs LIBRARIAN_DISCORD_SHARD_COUNT set to the number"
+    )
+    assert refusal(shard_count="auto", shard_ids="1").startswith(
+        "LIBRARIAN_DISCORD_SHARD_IDS: needs LIBRARIAN_DISCORD_SHARD_COUNT"
+    )
+    assert refusal(shard_count="2", shard_ids="0,2") == (
+        "LIBRARIAN_DISCORD_SHARD_IDS: shard 2 does not exist: with 2 shards the ids are 0 to 1"
+    )
+    assert refusal(shard_count="4", shard_ids="0-1,1") == (
+        "LIBRARIAN_DISCORD_SHARD_IDS: shard 1 is named twice"
+    )
+    assert refusal(shard_count="4", shard_ids="3-1") == (
+        "LIBRARIAN_DISCORD_SHARD_IDS: '3-1' is an empty range"
+    )
+    assert refusal(shard_count="4", shard_ids="first") == (
+        "LIBRARIAN_DISCORD_SHARD_IDS: 'first' is not a shard id (0) or a range of them (0-3)"
+    )
+    monkeypatch.setenv("LIBRARIAN_DISCORD_SHARD_COUNT", "4")
+    monkeypatch.setenv("LIBRARIAN_DISCORD_SHARD_IDS", " 0-1, 3 ")
+    settings = load_settings()
+    assert (settings.discord_shard_count, settings.discord_shard_ids) == (4, [0, 1, 3])

@@ -46,6 +46,7 @@ from adapters.discord.commands import command_group
 from adapters.discord.text import split_message, strip_mentions, thread_name
 from bot.adapter import EventSink
 from bot.command_spec import Command
+from bot.errors import ConfigError
 from bot.events import (
     CommandInvoked,
     ConversationRef,
@@ -70,6 +71,9 @@ NO_DM = (
     "use the /librarian slash command, whose replies only you see."
 )
 THREAD_ARCHIVE_MINUTES = 1440
+# Gateway close codes about sharding (Discord's "Gateway Close Event Codes").
+INVALID_SHARD = 4010
+SHARDING_REQUIRED = 4011
 _REMEMBERED = 2000  # questions, threads, posted messages and members kept in memory
 
 
@@ -248,9 +252,29 @@ class DiscordAdapter:
                 "Portal (Bot > Privileged Gateway Intents) or set it off (see the README)"
             )
             raise
+        except discord.ConnectionClosed as exc:
+            refusal = self._shard_refusal(exc.code)
+            if refusal is None:
+                raise
+            raise ConfigError(refusal) from exc
         finally:
             await self._tasks.cancel()
             await self._stop_typing()
+
+    def _shard_refusal(self, code: int) -> str | None:
+        """Plain words for Discord's closing a connection over sharding (no retry helps)."""
+        if code == SHARDING_REQUIRED:
+            return (
+                "Discord requires sharding: the bot is in too many servers for one gateway "
+                "connection.  Set LIBRARIAN_DISCORD_SHARD_COUNT=auto, or a number of shards "
+                "(see the README, Discord > Sharding)"
+            )
+        if code == INVALID_SHARD:
+            return (
+                f"Discord refused shards {self.shard_ids or 'all'} of {self.shard_count}: "
+                "check LIBRARIAN_DISCORD_SHARD_COUNT and LIBRARIAN_DISCORD_SHARD_IDS"
+            )
+        return None
 
     async def stop(self) -> None:
         """Disconnect from Discord."""
