@@ -70,6 +70,23 @@ EVENT_INTENTS = {
 }
 
 
+# Fields of a guild that only GUILD_CREATE carries, not GET /guilds/{id}.
+GUILD_CREATE_ONLY = (
+    "joined_at",
+    "large",
+    "unavailable",
+    "member_count",
+    "members",
+    "voice_states",
+    "channels",
+    "threads",
+    "presences",
+    "stage_instances",
+    "guild_scheduled_events",
+    "soundboard_sounds",
+)
+
+
 @dataclass
 class Call:
     """One REST request the bot made."""
@@ -888,6 +905,7 @@ class DiscordEmulator:
             ("DELETE", r"/channels/(\d+)/messages/(\d+)", self._delete_message),
             ("POST", r"/channels/(\d+)/messages/(\d+)/threads", self._create_thread),
             ("POST", r"/channels/(\d+)/typing", self._typing),
+            ("GET", r"/guilds/(\d+)", self._get_guild),
             ("GET", r"/guilds/(\d+)/members/(\d+)", self._get_member),
             ("POST", r"/interactions/(\d+)/([^/]+)/callback", self._callback),
             ("POST", r"/webhooks/(\d+)/([^/]+)", self._followup),
@@ -1089,6 +1107,15 @@ class DiscordEmulator:
     async def _typing(self, request, body, channel_id):
         self._channel_of(channel_id)
         return None
+
+    async def _get_guild(self, request, body, guild_id):
+        """GET /guilds/{id}: the guild with its roles, without channels or members."""
+        if guild_id not in self.guilds:
+            return self._error(404, 10004, "Unknown Guild")
+        payload = self.guild_payload(guild_id)
+        for gateway_only in GUILD_CREATE_ONLY:
+            payload.pop(gateway_only, None)
+        return payload
 
     async def _get_member(self, request, body, guild_id, user_id):
         user = next((u for u in self.users.values() if u["id"] == user_id), None)

@@ -35,6 +35,7 @@ import yarl
 from adapters.discord import DiscordAdapter
 from bot.commands import base_commands
 from bot.errors import ConfigError
+from bot.events import ConversationRef, UserRef
 from tests.discord_emulator import DiscordEmulator, shard_of
 from tests.helpers import ROOT, Processes, free_port, make_pdf, ready, until
 
@@ -266,6 +267,53 @@ async def test_a_bot_in_too_many_guilds_for_one_connection_is_told_to_shard(
             await sharded.stop()
             await asyncio.wait_for(task, 10)
     finally:
+        await emu.close()
+
+
+async def test_admins_are_recognised_in_a_guild_of_another_shard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A gateway finishing an event another shard's process left in flight (event
+    recovery) must still know who is an admin there, though it has no such guild."""
+    emu = DiscordEmulator()
+    alpha = emu.add_guild("Alpha", ("alpha",), shard=(0, 2))
+    beta = emu.add_guild("Beta", ("beta",), shard=(1, 2))
+    await emu.start()
+    monkeypatch.setattr(discord.http.Route, "BASE", emu.api_url)
+    monkeypatch.setattr(
+        discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(emu.gateway_url)
+    )
+    adapter = DiscordAdapter(
+        emu.token,
+        commands=base_commands(),
+        api_url=emu.api_url,
+        gateway_url=emu.gateway_url,
+        guild_ready_timeout=0.2,
+        shard_count=2,
+        shard_ids=[1],
+    )
+
+    async def sink(event: Any) -> None:
+        pass
+
+    task = asyncio.create_task(adapter.start(sink))
+    try:
+        await emu.wait_for(lambda: beta in emu.commands or task.done(), timeout=30)
+        assert alpha not in emu.commands  # shard 0's guild is not this process's
+        assert adapter.client is not None and adapter.client.get_guild(int(alpha)) is None
+
+        def asks_in_alpha(user: str) -> tuple[UserRef, ConversationRef]:
+            who = UserRef("discord", emu.users[user]["id"])
+            where = ConversationRef("discord", alpha, emu.channel_ids["alpha"], None)
+            return who, where
+
+        assert await adapter.is_admin(*asks_in_alpha("alice"))  # Manage Server in Alpha
+        assert await adapter.is_admin(*asks_in_alpha("carol"))  # Manage Channels
+        assert not await adapter.is_admin(*asks_in_alpha("bob"))
+        assert len(emu.calls_to("GET", rf"/guilds/{alpha}")) == 1  # fetched once, then kept
+    finally:
+        await adapter.stop()
+        await asyncio.wait_for(task, 10)
         await emu.close()
 
 

@@ -197,6 +197,7 @@ class DiscordAdapter:
         self._thread_locks: dict[int, asyncio.Lock] = {}
         self._posted: _Lru = _Lru()  # first message id (str) -> _Posted
         self._members: _Lru = _Lru()  # (guild id, user id) -> discord.Member
+        self._fetched_guilds: _Lru = _Lru(100)  # guild id -> discord.Guild of another shard
         self._pending: dict[str, _Pending] = {}  # "interaction-<id>" -> _Pending
         self._typing: dict[str, asyncio.Task] = {}
         self._stopped = asyncio.Event()
@@ -375,9 +376,15 @@ class DiscordAdapter:
             return False
         client = self._client()
         guild_id, user_id = int(conversation.space_id), int(user.user_id)
-        guild = client.get_guild(guild_id)
+        guild = client.get_guild(guild_id) or self._fetched_guilds.get(guild_id)
         if guild is None:
-            return False
+            # A guild of a shard this process does not run (an event another gateway left
+            # in flight, recovered here): its roles come from the REST API.
+            try:
+                guild = await client.fetch_guild(guild_id, with_counts=False)
+            except discord.HTTPException:
+                return False
+            self._fetched_guilds[guild_id] = guild
         member = self._members.get((guild_id, user_id)) or guild.get_member(user_id)
         if member is None:
             try:
