@@ -17,9 +17,11 @@ session of that shard (an id outside the count is closed with 4010, a shard of m
 than ``max_guilds_per_shard`` guilds with 4011, "sharding required"), whose READY and
 GUILD_CREATEs name only its guilds; a guild's events go to the sessions of shard
 ``(guild_id >> 22) % count``, direct messages' to shard 0, as Discord routes them.
-Every session keeps its own sequence and replay buffer.  Messages without a mention of the bot lose
-their content and attachments when the client did not ask for the privileged
-MESSAGE_CONTENT intent, as on Discord.  Interactions follow Discord's rules: a
+Every session keeps its own sequence and replay buffer.  IDENTIFYs are held to
+Discord's session start limit (``max_concurrency`` per 5 s): one too early gets an
+Invalid Session (op 9), and the client identifies again later.  Messages without a
+mention of the bot lose their content and attachments when the client did not ask for
+the privileged MESSAGE_CONTENT intent, as on Discord.  Interactions follow Discord's rules: a
 callback within 3 s, follow-ups through the interaction webhook, and the first
 follow-up after a deferral replaces the "thinking" message and keeps the deferral's
 visibility.  Every channel has a message bucket of ``bucket_limit`` requests per
@@ -70,6 +72,9 @@ EVENT_INTENTS = {
 }
 
 
+# Discord's session start limit window (max_concurrency IDENTIFYs per window), less
+# a little for the time an IDENTIFY takes to arrive.
+IDENTIFY_WINDOW_S = 4.9
 # Fields of a guild that only GUILD_CREATE carries, not GET /guilds/{id}.
 GUILD_CREATE_ONLY = (
     "joined_at",
@@ -194,6 +199,8 @@ class DiscordEmulator:
         self.shard_count = 1  # what GET /gateway/bot recommends
         # A session covering more guilds than this is closed with 4011 (Discord: 2,500).
         self.max_guilds_per_shard = 2500
+        self.max_concurrency = 1  # IDENTIFYs per 5 s (GET /gateway/bot says so too)
+        self._identified_at: dict[int, float] = {}  # rate-limit key -> last IDENTIFY
         self.connections = 0
         self.ready = asyncio.Event()
         self._changed = asyncio.Condition()
@@ -751,6 +758,10 @@ class DiscordEmulator:
             if data.get("token") != self.token:
                 await conn.ws.close(code=4004, message=b"Authentication failed.")
                 return
+            if not self._may_identify(data.get("shard")):
+                entry["refused"] = "identify rate"
+                await self._send(conn, {"op": 9, "s": None, "t": None, "d": False})
+                return
             await self._identify(conn, data)
             return
         elif op == 6:
@@ -759,6 +770,17 @@ class DiscordEmulator:
             await self._resume(conn, data)
             return
         self.gateway_log.append(entry)
+
+    def _may_identify(self, shard: list[int] | None) -> bool:
+        """Discord's session start limit: ``max_concurrency`` IDENTIFYs per 5 s, one per
+        rate-limit key (shard id % max_concurrency); past it, an Invalid Session (op 9)."""
+        key = (shard[0] if shard else 0) % self.max_concurrency
+        now = time.monotonic()
+        last = self._identified_at.get(key)
+        if last is not None and now - last < IDENTIFY_WINDOW_S:
+            return False
+        self._identified_at[key] = now
+        return True
 
     async def _identify(self, conn: _Connection, data: dict) -> None:
         shard = data.get("shard")
@@ -951,7 +973,7 @@ class DiscordEmulator:
                 "total": 1000,
                 "remaining": 1000 - len(self.sessions),
                 "reset_after": 86_400_000,
-                "max_concurrency": 1,
+                "max_concurrency": self.max_concurrency,
             },
         }
 
