@@ -203,6 +203,8 @@ class Settings(BaseSettings):
     def _shard_count(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = value.strip().lower()
+            if not value:  # set but empty (compose's ${VAR:-}): unset
+                return None
             if value == "auto":
                 return value
             if not value.isdigit():

@@ -360,6 +360,9 @@ def test_shard_settings_that_cannot_work_are_refused_in_plain_words(
     assert refusal(shard_count="4", shard_ids="first") == (
         "LIBRARIAN_DISCORD_SHARD_IDS: 'first' is not a shard id (0) or a range of them (0-3)"
     )
+    monkeypatch.setenv("LIBRARIAN_DISCORD_SHARD_COUNT", "")  # compose's ${VAR:-}: unset
+    monkeypatch.delenv("LIBRARIAN_DISCORD_SHARD_IDS")
+    assert load_settings().discord_shard_count is None
     monkeypatch.setenv("LIBRARIAN_DISCORD_SHARD_COUNT", "4")
     monkeypatch.setenv("LIBRARIAN_DISCORD_SHARD_IDS", " 0-1, 3 ")
     settings = load_settings()
