@@ -260,6 +260,10 @@ async def test_a_bot_in_too_many_guilds_for_one_connection_is_told_to_shard(
         assert "Discord requires sharding" in str(refused.value)
         assert "LIBRARIAN_DISCORD_SHARD_COUNT=auto" in str(refused.value)
         assert not emu.sessions
+        # A shard Discord does not know (settings refuse such ids before this): 4010.
+        beyond = adapter(shard_count=2, shard_ids=[2])
+        with pytest.raises(ConfigError, match="Discord refused shards 2 of 2: check"):
+            await asyncio.wait_for(beyond.start(sink), 30)
 
         sharded = adapter(shard_count="auto")
         task = asyncio.create_task(sharded.start(sink))

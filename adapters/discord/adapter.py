@@ -271,9 +271,10 @@ class DiscordAdapter:
                 "(see the README, Discord > Sharding)"
             )
         if code == INVALID_SHARD:
+            ids = ",".join(map(str, self.shard_ids)) if self.shard_ids else "all"
             return (
-                f"Discord refused shards {self.shard_ids or 'all'} of {self.shard_count}: "
-                "check LIBRARIAN_DISCORD_SHARD_COUNT and LIBRARIAN_DISCORD_SHARD_IDS"
+                f"Discord refused shards {ids} of {self.shard_count}: check "
+                "LIBRARIAN_DISCORD_SHARD_COUNT and LIBRARIAN_DISCORD_SHARD_IDS"
             )
         return None
 
