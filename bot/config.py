@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -31,6 +31,10 @@ SECRET_FIELDS = frozenset(
         "discord_token",
     }
 )
+
+
+# The most shards LIBRARIAN_DISCORD_SHARD_COUNT may name (see Settings).
+MAX_DISCORD_SHARDS = 10_000
 
 
 def default_home() -> Path:
@@ -183,6 +187,77 @@ class Settings(BaseSettings):
     discord_gateway_url: str = "wss://gateway.discord.gg/"
     # The privileged Message Content intent (off: only mentions and commands are read).
     discord_message_content: bool = True
+    # ---- Discord shards (issue 18) ----
+    # Unset: one unsharded connection.  A number: the bot's events are split over that
+    # many shards (Discord sends a guild's events to shard (guild_id >> 22) % count, and
+    # direct messages to shard 0), every process of the deployment naming the same count;
+    # "auto": as many as Discord's /gateway/bot recommends, all run by this process.
+    # Discord wants at most 2,500 guilds per shard: 10,000 shards is 25 million guilds.
+    discord_shard_count: int | Literal["auto"] | None = None
+    # Which shards this process runs: "0,1", a range "0-3", or both ("0-3,8").  Unset: all
+    # of them.  Needs a numeric LIBRARIAN_DISCORD_SHARD_COUNT.
+    discord_shard_ids: Annotated[list[int] | None, NoDecode] = None
+
+    @field_validator("discord_shard_count", mode="before")
+    @classmethod
+    def _shard_count(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if not value:  # set but empty (compose's ${VAR:-}): unset
+                return None
+            if value == "auto":
+                return value
+            if not value.isdigit():
+                raise ValueError(f"{value!r} is not a number of shards or auto")
+            value = int(value)
+        if isinstance(value, int) and not 1 <= value <= MAX_DISCORD_SHARDS:
+            raise ValueError(f"must be between 1 and {MAX_DISCORD_SHARDS}, or auto")
+        return value
+
+    @field_validator("discord_shard_ids", mode="before")
+    @classmethod
+    def _split_shard_ids(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        ids: list[int] = []
+        for part in value.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            first, dash, last = part.partition("-")
+            if not first.strip().isdigit() or (dash and not last.strip().isdigit()):
+                raise ValueError(f"{part!r} is not a shard id (0) or a range of them (0-3)")
+            low, high = int(first), int(last) if dash else int(first)
+            if high < low:
+                raise ValueError(f"{part!r} is an empty range")
+            if high >= MAX_DISCORD_SHARDS:
+                raise ValueError(f"shard {high} is past the most shards, {MAX_DISCORD_SHARDS}")
+            ids.extend(range(low, high + 1))
+        return ids or None
+
+    @field_validator("discord_shard_ids")
+    @classmethod
+    def _shard_ids_in_count(cls, value: list[int] | None, info: Any) -> list[int] | None:
+        if value is None:
+            return None
+        count = info.data.get("discord_shard_count")
+        if not isinstance(count, int):
+            raise ValueError(
+                "needs LIBRARIAN_DISCORD_SHARD_COUNT set to the number of shards of the "
+                "whole deployment (every process must name the same count)"
+            )
+        duplicates = sorted({i for i in value if value.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"shard {duplicates[0]} is named twice")
+        outside = [i for i in value if not 0 <= i < count]
+        if outside:
+            raise ValueError(
+                f"shard {outside[0]} does not exist: with {count} shards the ids are "
+                f"0 to {count - 1}"
+            )
+        return value
+
+    # ---- end Discord shards ----
 
     # Matrix
     # Admin: this power level in the room, or more (room creators in v12+ rooms too).
@@ -368,6 +443,9 @@ def load_settings() -> Settings:
         error = exc.errors()[0]
         field = ".".join(str(part) for part in error.get("loc", ())) or "settings"
         source = _env_name(field) if field in Settings.model_fields else field
-        raise ConfigError(f"{source}: {error.get('msg', 'invalid value')}") from None
+        message = str(error.get("msg", "invalid value"))
+        # A validator's own words, without pydantic's "Value error, " before them.
+        message = message.removeprefix("Value error, ")
+        raise ConfigError(f"{source}: {message}") from None
     settings.home = settings.home.expanduser()
     return settings

@@ -35,8 +35,10 @@ KNOWN_ADAPTERS = ("slack", "matrix", "discord", "console")
 GATEWAY_REPLICAS: dict[str, str] = {
     "slack": "yes: Socket Mode allows several connections per app token (Slack spreads "
     "events over them); HTTP mode replicas sit behind one load balancer",
-    "discord": "one process per shard: discord.py shards one bot token "
-    "(AutoShardedClient); two unsharded processes would each receive every event",
+    "discord": "one per shard: LIBRARIAN_DISCORD_SHARD_COUNT and LIBRARIAN_DISCORD_SHARD_IDS "
+    "say which shards a process runs (discord.py's AutoShardedClient); Discord sends each "
+    "guild's events to one shard, so together the processes run each shard once; two "
+    "unsharded processes would each receive every event",
     "matrix": "no: one account has one sync loop; a second process would read the same "
     "timeline and answer twice (the event de-duplication then drops one, but both work)",
     "console": "no: it reads this terminal",

@@ -2,7 +2,8 @@
 
 The REST API lives at ``{base}/api/v10`` (point ``discord.http.Route.BASE`` there) and
 the gateway websocket at ``{base}/gateway`` (``DiscordWebSocket.DEFAULT_GATEWAY``).
-It holds one guild with two text channels, three people and the bot, and it keeps:
+It holds one guild with two text channels (``add_guild`` adds more), three people and
+the bot, and it keeps:
 
 - ``calls``: every REST request the bot made (method, path, query, JSON body, time);
 - ``gateway_log``: every gateway frame the bot sent (op, and the data that matters);
@@ -10,9 +11,17 @@ It holds one guild with two text channels, three people and the bot, and it keep
 
 The gateway does HELLO, IDENTIFY -> READY + GUILD_CREATE, heartbeats (each ACKed),
 zlib-stream compression when asked for (discord.py asks), RESUME with replay of the
-events the client missed, then RESUMED.  Messages without a mention of the bot lose
-their content and attachments when the client did not ask for the privileged
-MESSAGE_CONTENT intent, as on Discord.  Interactions follow Discord's rules: a
+events the client missed, then RESUMED.  Sharding is Discord's: ``GET /gateway/bot``
+recommends ``shard_count`` shards; an IDENTIFY with ``shard: [id, count]`` opens a
+session of that shard (an id outside the count is closed with 4010, a shard of more
+than ``max_guilds_per_shard`` guilds with 4011, "sharding required"), whose READY and
+GUILD_CREATEs name only its guilds; a guild's events go to the sessions of shard
+``(guild_id >> 22) % count``, direct messages' to shard 0, as Discord routes them.
+Every session keeps its own sequence and replay buffer.  IDENTIFYs are held to
+Discord's session start limit (``max_concurrency`` per 5 s): one too early gets an
+Invalid Session (op 9), and the client identifies again later.  Messages without a
+mention of the bot lose their content and attachments when the client did not ask for
+the privileged MESSAGE_CONTENT intent, as on Discord.  Interactions follow Discord's rules: a
 callback within 3 s, follow-ups through the interaction webhook, and the first
 follow-up after a deferral replaces the "thinking" message and keeps the deferral's
 visibility.  Every channel has a message bucket of ``bucket_limit`` requests per
@@ -63,6 +72,26 @@ EVENT_INTENTS = {
 }
 
 
+# Discord's session start limit window (max_concurrency IDENTIFYs per window), less
+# a little for the time an IDENTIFY takes to arrive.
+IDENTIFY_WINDOW_S = 4.9
+# Fields of a guild that only GUILD_CREATE carries, not GET /guilds/{id}.
+GUILD_CREATE_ONLY = (
+    "joined_at",
+    "large",
+    "unavailable",
+    "member_count",
+    "members",
+    "voice_states",
+    "channels",
+    "threads",
+    "presences",
+    "stage_instances",
+    "guild_scheduled_events",
+    "soundboard_sounds",
+)
+
+
 @dataclass
 class Call:
     """One REST request the bot made."""
@@ -80,6 +109,30 @@ class _Connection:
     request: web.Request
     compressor: Any = None  # zlib compressobj when the client asked for zlib-stream
     session_id: str | None = None
+
+
+@dataclass
+class Session:
+    """One gateway session: the shard it identified as, its events, its live connection."""
+
+    session_id: str
+    shard: tuple[int, int]  # (id, count); an IDENTIFY without a shard is (0, 1)
+    intents: int
+    events: list[tuple[int, str, dict]] = field(default_factory=list)  # (seq, type, data)
+    seq: int = 0
+    conn: _Connection | None = None
+    replay_from: int | None = None  # redeliver from this seq on the next RESUME
+    resumed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def covers(self, guild_id: str | None) -> bool:
+        """Whether Discord sends this guild's events (None: a DM's) to this session."""
+        shard_id, count = self.shard
+        return shard_of(guild_id, count) == shard_id
+
+
+def shard_of(guild_id: str | None, count: int) -> int:
+    """The shard Discord sends a guild's events to; direct messages go to shard 0."""
+    return 0 if guild_id is None else (int(guild_id) >> 22) % count
 
 
 @dataclass
@@ -114,42 +167,21 @@ class DiscordEmulator:
         self._ids = itertools.count(1)
         self.app_id = self.snowflake()
         self.bot = self._user(self.app_id, "Librarian", bot=True)
-        self.guild_id = self.snowflake()
-        self.roles = {
-            "everyone": {"id": self.guild_id, "permissions": EVERYONE_PERMISSIONS},
-            "moderators": {"id": self.snowflake(), "permissions": MANAGE_GUILD},
-            "channel-keepers": {"id": self.snowflake(), "permissions": MANAGE_CHANNELS},
-        }
         self.owner = self._user(self.snowflake(), "owner")
         self.users = {
             "alice": self._user(self.snowflake(), "alice"),  # a moderator (Manage Server)
             "bob": self._user(self.snowflake(), "bob"),  # no role
             "carol": self._user(self.snowflake(), "carol"),  # Manage Channels
         }
-        self.member_roles = {
-            self.users["alice"]["id"]: [self.roles["moderators"]["id"]],
-            self.users["bob"]["id"]: [],
-            self.users["carol"]["id"]: [self.roles["channel-keepers"]["id"]],
-            self.owner["id"]: [],
-            self.bot["id"]: [],
+        # user id -> role ids, in every guild (each guild has its own roles of these names).
+        self.member_roles: dict[str, list[str]] = {
+            u["id"]: [] for u in (*self.users.values(), self.owner, self.bot)
         }
+        self.guilds: dict[str, dict] = {}  # guild id -> {"id", "name", "roles"}
         self.channels: dict[str, dict] = {}
-        for position, name in enumerate(("general", "random")):
-            cid = self.snowflake()
-            self.channels[cid] = {
-                "id": cid,
-                "type": 0,
-                "guild_id": self.guild_id,
-                "name": name,
-                "position": position,
-                "parent_id": None,
-                "topic": None,
-                "nsfw": False,
-                "last_message_id": None,
-                "rate_limit_per_user": 0,
-                "permission_overwrites": [],
-            }
-        self.channel_ids = {c["name"]: cid for cid, c in self.channels.items()}
+        self.channel_ids: dict[str, str] = {}  # channel name -> id (names unique here)
+        self.guild_id = self.add_guild("Test guild", ("general", "random"))
+        self.roles = self.guilds[self.guild_id]["roles"]
         self.dm_channels: dict[str, str] = {}  # user id -> the bot's DM channel with them
         self.closed_dms: set[str] = set()  # user ids who take no DMs (error 50007)
         self.messages: dict[str, dict] = {}
@@ -162,15 +194,14 @@ class DiscordEmulator:
         self.bucket_limit = 5
         self.bucket_window_s = 5.0
         self._buckets: dict[str, list[float]] = {}
-        # Gateway state: one session, its events (seq, type, data), the live connection.
-        self.session_id: str | None = None
-        self.intents: int | None = None
-        self.events: list[tuple[int, str, dict]] = []
-        self.seq = 0
-        self.conn: _Connection | None = None
+        # Gateway state: the sessions (one per IDENTIFY), by id, in the order they began.
+        self.sessions: dict[str, Session] = {}
+        self.shard_count = 1  # what GET /gateway/bot recommends
+        # A session covering more guilds than this is closed with 4011 (Discord: 2,500).
+        self.max_guilds_per_shard = 2500
+        self.max_concurrency = 1  # IDENTIFYs per 5 s (GET /gateway/bot says so too)
+        self._identified_at: dict[int, float] = {}  # rate-limit key -> last IDENTIFY
         self.connections = 0
-        self.replay_from: int | None = None  # redeliver from this seq on the next RESUME
-        self.resumed = asyncio.Event()
         self.ready = asyncio.Event()
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -191,8 +222,9 @@ class DiscordEmulator:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def close(self) -> None:
-        if self.conn is not None:
-            await self.conn.ws.close()
+        for session in self.sessions.values():
+            if session.conn is not None:
+                await session.conn.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -210,9 +242,58 @@ class DiscordEmulator:
 
     # -- ids and payloads ----------------------------------------------------------------
 
-    def snowflake(self) -> str:
+    def snowflake(self, *, shard: tuple[int, int] | None = None) -> str:
+        """A new id; with ``shard=(id, count)``, one whose guild would be on that shard.
+
+        (A guild's shard comes from its id's timestamp, so such an id is dated up to
+        ``count`` milliseconds earlier.)
+        """
         ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+        if shard is not None:
+            shard_id, count = shard
+            ms -= (ms - shard_id) % count
         return str((ms << 22) | (next(self._ids) & 0x3FFFFF))
+
+    def add_guild(
+        self, name: str, channels: tuple[str, ...], *, shard: tuple[int, int] | None = None
+    ) -> str:
+        """A guild the bot is in, with text channels of these (new) names; its id.
+
+        The three people are members with the same roles as in the first guild.  A bot
+        already connected is not told (add guilds before it connects).
+        """
+        gid = self.snowflake(shard=shard)
+        roles = {
+            "everyone": {"id": gid, "permissions": EVERYONE_PERMISSIONS},
+            "moderators": {"id": self.snowflake(), "permissions": MANAGE_GUILD},
+            "channel-keepers": {"id": self.snowflake(), "permissions": MANAGE_CHANNELS},
+        }
+        self.guilds[gid] = {"id": gid, "name": name, "roles": roles}
+        self.member_roles[self.users["alice"]["id"]].append(roles["moderators"]["id"])
+        self.member_roles[self.users["carol"]["id"]].append(roles["channel-keepers"]["id"])
+        for position, channel in enumerate(channels):
+            if channel in self.channel_ids:
+                raise ValueError(f"a channel is already named {channel}")
+            cid = self.snowflake()
+            self.channels[cid] = {
+                "id": cid,
+                "type": 0,
+                "guild_id": gid,
+                "name": channel,
+                "position": position,
+                "parent_id": None,
+                "topic": None,
+                "nsfw": False,
+                "last_message_id": None,
+                "rate_limit_per_user": 0,
+                "permission_overwrites": [],
+            }
+            self.channel_ids[channel] = cid
+        return gid
+
+    def guild_of(self, channel_id: str) -> str | None:
+        """The guild of a channel or thread; None for a direct message channel."""
+        return self.channels[channel_id].get("guild_id")
 
     @staticmethod
     def _user(uid: str, name: str, *, bot: bool = False) -> dict:
@@ -231,9 +312,12 @@ class DiscordEmulator:
     def _now() -> str:
         return datetime.now(UTC).isoformat()
 
-    def member(self, user: dict, *, with_user: bool = True) -> dict:
+    def member(self, user: dict, *, with_user: bool = True, guild_id: str | None = None) -> dict:
+        guild = self.guilds[guild_id or self.guild_id]
         data = {
-            "roles": list(self.member_roles.get(user["id"], [])),
+            "roles": [
+                r for r in self.member_roles.get(user["id"], []) if r in self._role_ids(guild)
+            ],
             "joined_at": "2024-01-01T00:00:00+00:00",
             "deaf": False,
             "mute": False,
@@ -246,16 +330,22 @@ class DiscordEmulator:
             data["user"] = user
         return data
 
-    def permissions_of(self, user_id: str) -> int:
+    @staticmethod
+    def _role_ids(guild: dict) -> set[str]:
+        return {r["id"] for r in guild["roles"].values()}
+
+    def permissions_of(self, user_id: str, guild_id: str | None = None) -> int:
         if user_id == self.owner["id"]:
             return (1 << 53) - 1
-        value = self.roles["everyone"]["permissions"]
-        for role in self.roles.values():
+        roles = self.guilds[guild_id or self.guild_id]["roles"]
+        value = roles["everyone"]["permissions"]
+        for role in roles.values():
             if role["id"] in self.member_roles.get(user_id, []):
                 value |= role["permissions"]
         return value
 
-    def guild_payload(self) -> dict:
+    def guild_payload(self, guild_id: str | None = None) -> dict:
+        guild = self.guilds[guild_id or self.guild_id]
         roles = [
             {
                 "id": r["id"],
@@ -269,21 +359,21 @@ class DiscordEmulator:
                 "mentionable": False,
                 "flags": 0,
             }
-            for i, (name, r) in enumerate(self.roles.items())
+            for i, (name, r) in enumerate(guild["roles"].items())
         ]
         return {
-            "id": self.guild_id,
-            "name": "Test guild",
+            "id": guild["id"],
+            "name": guild["name"],
             "icon": None,
             "owner_id": self.owner["id"],
             "roles": roles,
             "emojis": [],
             "stickers": [],
             "features": [],
-            "channels": list(self.channels.values()),
+            "channels": [c for c in self.channels.values() if c.get("guild_id") == guild["id"]],
             "threads": [],
             # Without the GUILD_MEMBERS intent Discord sends only the bot's own member.
-            "members": [self.member(self.bot)],
+            "members": [self.member(self.bot, guild_id=guild["id"])],
             "member_count": len(self.users) + 2,
             "voice_states": [],
             "presences": [],
@@ -328,17 +418,21 @@ class DiscordEmulator:
         interaction_user: dict | None = None,
     ) -> dict:
         mid = self.snowflake()
+        gid = self.guild_of(channel_id)
         message = {
             "id": mid,
             "channel_id": channel_id,
-            "guild_id": self.guild_id,
+            "guild_id": gid,
             "author": author,
             "content": content,
             "timestamp": self._now(),
             "edited_timestamp": None,
             "tts": False,
             "mention_everyone": False,
-            "mentions": [{**m, "member": self.member(m, with_user=False)} for m in mentions or []],
+            "mentions": [
+                {**m, "member": self.member(m, with_user=False, guild_id=gid)}
+                for m in mentions or []
+            ],
             "mention_roles": [],
             "attachments": attachments or [],
             "embeds": [],
@@ -357,18 +451,18 @@ class DiscordEmulator:
                 "id": self.snowflake(),
                 "type": 2,
                 "user": interaction_user,
-                "authorizing_integration_owners": {"0": self.guild_id},
+                "authorizing_integration_owners": {"0": gid},
                 "name": "librarian",
             }
         if not webhook_id:
-            message["member"] = self.member(author, with_user=False)
+            message["member"] = self.member(author, with_user=False, guild_id=gid)
         if reference:
             referenced = self.messages.get(reference)
             message["message_reference"] = {
                 "type": 0,
                 "message_id": reference,
                 "channel_id": channel_id,
-                "guild_id": self.guild_id,
+                "guild_id": gid,
             }
             message["referenced_message"] = referenced
         self.messages[mid] = message
@@ -433,15 +527,16 @@ class DiscordEmulator:
         """
         message = self.messages[message_id]
         author = self.users[user]
+        gid = message["guild_id"]
         payload = {
             "user_id": author["id"],
             "type": 0,
             "message_id": message_id,
             "message_author_id": message["author"]["id"],
-            "member": self.member(author),
+            "member": self.member(author, guild_id=gid),
             "emoji": {"id": None, "name": emoji},
             "channel_id": message["channel_id"],
-            "guild_id": self.guild_id,
+            "guild_id": gid,
             "burst": False,
             "burst_colors": [],
         }
@@ -479,7 +574,9 @@ class DiscordEmulator:
         The command must have been synced to the guild; option types come from there.
         """
         channel_id = self.channel_ids.get(channel, channel)
-        synced = {c["name"]: c for c in self.commands.get(self.guild_id, [])}
+        gid = self.guild_of(channel_id)
+        assert gid is not None, "slash commands are run in a guild here"
+        synced = {c["name"]: c for c in self.commands.get(gid, [])}
         if "librarian" not in synced:
             raise AssertionError(f"/librarian is not synced to the guild: {list(synced)}")
         group = synced["librarian"]
@@ -506,15 +603,15 @@ class DiscordEmulator:
             }
             values.append({"name": name, "type": types[name], "value": aid})
         author = self.users[user]
-        member = self.member(author)
-        member["permissions"] = str(self.permissions_of(author["id"]))
+        member = self.member(author, guild_id=gid)
+        member["permissions"] = str(self.permissions_of(author["id"], gid))
         iid = self.snowflake()
         token = secrets.token_urlsafe(24)
         data = {
             "id": group["id"],
             "name": "librarian",
             "type": 1,
-            "guild_id": self.guild_id,
+            "guild_id": gid,
             "options": [{"name": subcommand, "type": 1, "options": values}],
         }
         if resolved:
@@ -525,8 +622,8 @@ class DiscordEmulator:
             "type": 2,
             "token": token,
             "version": 1,
-            "guild_id": self.guild_id,
-            "guild": {"id": self.guild_id, "locale": "en-US", "features": []},
+            "guild_id": gid,
+            "guild": {"id": gid, "locale": "en-US", "features": []},
             "channel_id": channel_id,
             "channel": self.channels[channel_id],
             "member": member,
@@ -535,7 +632,7 @@ class DiscordEmulator:
             "locale": "en-US",
             "guild_locale": "en-US",
             "entitlements": [],
-            "authorizing_integration_owners": {"0": self.guild_id},
+            "authorizing_integration_owners": {"0": gid},
             "context": 0,
             "attachment_size_limit": 26214400,
         }
@@ -546,23 +643,40 @@ class DiscordEmulator:
 
     # -- gateway ---------------------------------------------------------------------------
 
-    async def dispatch(self, event: str, data: dict) -> int:
-        """Queue a dispatch event in the session and send it if the bot is connected.
+    async def dispatch(self, event: str, data: dict) -> None:
+        """Send a guild's event to the sessions of its shard (a DM's to shard 0's).
 
-        An event of an intent the client did not ask for is not part of its session.
+        Each session queues it (for a RESUME) and sends it if its bot is connected.
         """
-        needed = EVENT_INTENTS.get(event)
-        if needed is not None and not (self.intents or 0) & needed:
-            return self.seq
-        self.seq += 1
-        self.events.append((self.seq, event, data))
-        if self.conn is not None:
-            await self._send_event(self.conn, self.seq, event, data)
-        return self.seq
+        guild_id = data.get("guild_id")
+        for session in list(self.sessions.values()):
+            if session.covers(guild_id):
+                await self._emit(session, event, data)
 
-    def _filtered(self, event: str, data: dict) -> dict:
+    async def _emit(self, session: Session, event: str, data: dict) -> None:
+        """One session's next event.  An event of an intent it did not ask for is not
+        part of it."""
+        needed = EVENT_INTENTS.get(event)
+        if needed is not None and not session.intents & needed:
+            return
+        session.seq += 1
+        session.events.append((session.seq, event, data))
+        if session.conn is not None:
+            await self._send_event(session, session.conn, session.seq, event, data)
+
+    def session(self, shard_id: int = 0) -> Session:
+        """The newest session of a shard (shard 0: also an unsharded bot's)."""
+        found = [s for s in self.sessions.values() if s.shard[0] == shard_id]
+        assert found, f"no session of shard {shard_id}"
+        return found[-1]
+
+    def received(self, session: Session, event: str) -> list[dict]:
+        """The events of one type a session was sent (or holds for its RESUME)."""
+        return [data for _, name, data in session.events if name == event]
+
+    def _filtered(self, session: Session, event: str, data: dict) -> dict:
         """What a client without the MESSAGE_CONTENT intent receives."""
-        if event != "MESSAGE_CREATE" or (self.intents or 0) & MESSAGE_CONTENT_INTENT:
+        if event != "MESSAGE_CREATE" or session.intents & MESSAGE_CONTENT_INTENT:
             return data
         if data["author"]["id"] == self.bot["id"]:
             return data
@@ -570,8 +684,11 @@ class DiscordEmulator:
             return data
         return {**data, "content": "", "attachments": [], "embeds": [], "components": []}
 
-    async def _send_event(self, conn: _Connection, seq: int, event: str, data: dict) -> None:
-        await self._send(conn, {"op": 0, "s": seq, "t": event, "d": self._filtered(event, data)})
+    async def _send_event(
+        self, session: Session, conn: _Connection, seq: int, event: str, data: dict
+    ) -> None:
+        payload = {"op": 0, "s": seq, "t": event, "d": self._filtered(session, event, data)}
+        await self._send(conn, payload)
 
     async def _send(self, conn: _Connection, payload: dict) -> None:
         text = json.dumps(payload)
@@ -588,11 +705,14 @@ class DiscordEmulator:
         except (ConnectionError, RuntimeError):
             pass
 
-    async def drop(self) -> None:
-        """The connection dies without a close frame (a network failure)."""
-        conn, self.conn = self.conn, None
+    async def drop(self, session: Session | None = None) -> None:
+        """A session's connection (by default the one connected) dies without a close
+        frame (a network failure)."""
+        if session is None:
+            [session] = [s for s in self.sessions.values() if s.conn is not None]
+        conn, session.conn = session.conn, None
         assert conn is not None, "the bot is not connected"
-        self.resumed.clear()
+        session.resumed.clear()
         transport = conn.request.transport
         if transport is not None:
             transport.abort()
@@ -617,8 +737,9 @@ class DiscordEmulator:
                 payload = json.loads(frame.data)
                 await self._on_frame(conn, payload)
         finally:
-            if self.conn is conn:
-                self.conn = None
+            session = self.sessions.get(conn.session_id or "")
+            if session is not None and session.conn is conn:
+                session.conn = None
         return ws
 
     async def _on_frame(self, conn: _Connection, payload: dict) -> None:
@@ -628,10 +749,18 @@ class DiscordEmulator:
             entry["seq"] = data
             await self._send(conn, {"op": 11, "s": None, "t": None, "d": None})
         elif op == 2:
-            entry.update(intents=data.get("intents"), token_ok=data.get("token") == self.token)
+            entry.update(
+                intents=data.get("intents"),
+                token_ok=data.get("token") == self.token,
+                shard=data.get("shard"),
+            )
             self.gateway_log.append(entry)
             if data.get("token") != self.token:
                 await conn.ws.close(code=4004, message=b"Authentication failed.")
+                return
+            if not self._may_identify(data.get("shard")):
+                entry["refused"] = "identify rate"
+                await self._send(conn, {"op": 9, "s": None, "t": None, "d": False})
                 return
             await self._identify(conn, data)
             return
@@ -642,45 +771,70 @@ class DiscordEmulator:
             return
         self.gateway_log.append(entry)
 
+    def _may_identify(self, shard: list[int] | None) -> bool:
+        """Discord's session start limit: ``max_concurrency`` IDENTIFYs per 5 s, one per
+        rate-limit key (shard id % max_concurrency); past it, an Invalid Session (op 9)."""
+        key = (shard[0] if shard else 0) % self.max_concurrency
+        now = time.monotonic()
+        last = self._identified_at.get(key)
+        if last is not None and now - last < IDENTIFY_WINDOW_S:
+            return False
+        self._identified_at[key] = now
+        return True
+
     async def _identify(self, conn: _Connection, data: dict) -> None:
-        self.intents = data.get("intents")
-        self.session_id = secrets.token_hex(16)
-        self.events = []
-        self.seq = 0
-        conn.session_id = self.session_id
-        self.conn = conn
-        await self.dispatch(
-            "READY",
-            {
-                "v": 10,
-                "user": {**self.bot, "verified": True, "mfa_enabled": False},
-                "guilds": [{"id": self.guild_id, "unavailable": True}],
-                "session_id": self.session_id,
-                "resume_gateway_url": self.gateway_url,
-                "private_channels": [],
-                "relationships": [],
-                "application": {"id": self.app_id, "flags": 1 << 19},
-                "session_type": "normal",
-            },
-        )
-        await self.dispatch("GUILD_CREATE", self.guild_payload())
+        shard = data.get("shard")
+        if shard is None:
+            shard_id, count = 0, 1
+        else:
+            shard_id, count = shard
+            if not (isinstance(count, int) and isinstance(shard_id, int) and 0 <= shard_id < count):
+                await conn.ws.close(code=4010, message=b"Invalid shard.")
+                return
+        if sum(1 for gid in self.guilds if shard_of(gid, count) == shard_id) > (
+            self.max_guilds_per_shard
+        ):
+            await conn.ws.close(code=4011, message=b"Sharding required.")
+            return
+        session = Session(secrets.token_hex(16), (shard_id, count), data.get("intents") or 0)
+        self.sessions[session.session_id] = session
+        conn.session_id = session.session_id
+        session.conn = conn
+        guilds = [gid for gid in self.guilds if session.covers(gid)]
+        ready = {
+            "v": 10,
+            "user": {**self.bot, "verified": True, "mfa_enabled": False},
+            "guilds": [{"id": gid, "unavailable": True} for gid in guilds],
+            "session_id": session.session_id,
+            "resume_gateway_url": self.gateway_url,
+            "private_channels": [],
+            "relationships": [],
+            "application": {"id": self.app_id, "flags": 1 << 19},
+            "session_type": "normal",
+        }
+        if shard is not None:
+            ready["shard"] = [shard_id, count]
+        await self._emit(session, "READY", ready)
+        for gid in guilds:
+            await self._emit(session, "GUILD_CREATE", self.guild_payload(gid))
         self.ready.set()
 
     async def _resume(self, conn: _Connection, data: dict) -> None:
-        if data.get("token") != self.token or data.get("session_id") != self.session_id:
+        session = self.sessions.get(data.get("session_id") or "")
+        if data.get("token") != self.token or session is None:
             await self._send(conn, {"op": 9, "s": None, "t": None, "d": False})
             return
         since = int(data.get("seq") or 0) + 1
-        if self.replay_from is not None:
-            since = min(since, self.replay_from)
-            self.replay_from = None
-        conn.session_id = self.session_id
-        self.conn = conn
-        for seq, event, payload in list(self.events):
+        if session.replay_from is not None:
+            since = min(since, session.replay_from)
+            session.replay_from = None
+        conn.session_id = session.session_id
+        session.conn = conn
+        for seq, event, payload in list(session.events):
             if seq >= since and event not in ("READY", "GUILD_CREATE"):
-                await self._send_event(conn, seq, event, payload)
-        await self.dispatch("RESUMED", {})
-        self.resumed.set()
+                await self._send_event(session, conn, seq, event, payload)
+        await self._emit(session, "RESUMED", {})
+        session.resumed.set()
 
     # -- REST ------------------------------------------------------------------------------
 
@@ -759,6 +913,8 @@ class DiscordEmulator:
 
     def _routes(self) -> list[tuple[str, str, Any]]:
         return [
+            ("GET", r"/gateway", self._get_gateway),
+            ("GET", r"/gateway/bot", self._gateway_bot),
             ("GET", r"/users/@me", self._me),
             ("POST", r"/users/@me/channels", self._create_dm),
             ("GET", r"/oauth2/applications/@me", self._application),
@@ -771,6 +927,7 @@ class DiscordEmulator:
             ("DELETE", r"/channels/(\d+)/messages/(\d+)", self._delete_message),
             ("POST", r"/channels/(\d+)/messages/(\d+)/threads", self._create_thread),
             ("POST", r"/channels/(\d+)/typing", self._typing),
+            ("GET", r"/guilds/(\d+)", self._get_guild),
             ("GET", r"/guilds/(\d+)/members/(\d+)", self._get_member),
             ("POST", r"/interactions/(\d+)/([^/]+)/callback", self._callback),
             ("POST", r"/webhooks/(\d+)/([^/]+)", self._followup),
@@ -803,6 +960,22 @@ class DiscordEmulator:
                 status=400,
             )
         return None
+
+    async def _get_gateway(self, request, body) -> dict:
+        return {"url": self.gateway_url}
+
+    async def _gateway_bot(self, request, body) -> dict:
+        """GET /gateway/bot: where to connect, the recommended shards, identify limits."""
+        return {
+            "url": self.gateway_url,
+            "shards": self.shard_count,
+            "session_start_limit": {
+                "total": 1000,
+                "remaining": 1000 - len(self.sessions),
+                "reset_after": 86_400_000,
+                "max_concurrency": self.max_concurrency,
+            },
+        }
 
     async def _me(self, request, body) -> dict:
         return {**self.bot, "verified": True, "mfa_enabled": False, "email": None}
@@ -911,7 +1084,7 @@ class DiscordEmulator:
             return self._error(404, 10008, "Unknown Message")
         await self.dispatch(
             "MESSAGE_DELETE",
-            {"id": message_id, "channel_id": channel_id, "guild_id": self.guild_id},
+            {"id": message_id, "channel_id": channel_id, "guild_id": message.get("guild_id")},
         )
         return None
 
@@ -924,7 +1097,7 @@ class DiscordEmulator:
         thread = {
             "id": message_id,  # a thread started from a message has the message's id
             "type": 11,
-            "guild_id": self.guild_id,
+            "guild_id": parent["guild_id"],
             "parent_id": parent["id"],
             "owner_id": self.bot["id"],
             "name": body["name"],
@@ -957,11 +1130,22 @@ class DiscordEmulator:
         self._channel_of(channel_id)
         return None
 
+    async def _get_guild(self, request, body, guild_id):
+        """GET /guilds/{id}: the guild with its roles, without channels or members."""
+        if guild_id not in self.guilds:
+            return self._error(404, 10004, "Unknown Guild")
+        payload = self.guild_payload(guild_id)
+        for gateway_only in GUILD_CREATE_ONLY:
+            payload.pop(gateway_only, None)
+        return payload
+
     async def _get_member(self, request, body, guild_id, user_id):
         user = next((u for u in self.users.values() if u["id"] == user_id), None)
         if user is None:
             return self._error(404, 10007, "Unknown Member")
-        return self.member(user)
+        if guild_id not in self.guilds:
+            return self._error(404, 10004, "Unknown Guild")
+        return self.member(user, guild_id=guild_id)
 
     async def _callback(self, request, body, interaction_id, token):
         interaction = self.interactions.get(interaction_id)

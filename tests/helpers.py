@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import io
+import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -107,3 +111,78 @@ def start_llama_server(model: Path, port: int, log: Path, *args: str) -> subproc
         time.sleep(0.2)
     process.kill()
     pytest.fail("llama_cpp.server did not answer within 60 s")
+
+
+# -- processes on loopback (tests/test_scale_out.py, tests/test_discord_shards.py) ------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Processes:
+    """Child processes of the test, each killed at the end (by its own pid)."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.started: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """``python ARGS`` from the checkout, its output in ``<logs>/<name>.log``."""
+        log = (self.logs / f"{name}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        self.started[name] = process
+        return process
+
+    def log(self, name: str) -> str:
+        """The tail of a process's output."""
+        return (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
+
+    def stop_all(self) -> None:
+        """SIGTERM to every process still running, SIGKILL to any still there after 15 s."""
+        for process in self.started.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.started.values():
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+async def until(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll ``predicate`` (sync or async) until it is truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        await asyncio.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+async def http_status(port: int, path: str, timeout: float = 5.0) -> tuple[int, float]:
+    """A GET on loopback: its status (0 when nothing answered) and how long it took."""
+    started = time.monotonic()
+    async with httpx.AsyncClient(timeout=timeout) as http:
+        try:
+            response = await http.get(f"http://127.0.0.1:{port}{path}")
+        except httpx.HTTPError:
+            return 0, time.monotonic() - started
+    return response.status_code, time.monotonic() - started
+
+
+async def ready(port: int) -> bool:
+    """Whether the process serving ``port`` says it is ready (``/readyz``)."""
+    code, _ = await http_status(port, "/readyz")
+    return code == 200

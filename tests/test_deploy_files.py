@@ -24,7 +24,7 @@ import yaml
 from bot.metrics import Metrics
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
-OVERLAYS = ("external-db", "cloudnativepg", "gpu")
+OVERLAYS = ("external-db", "cloudnativepg", "gpu", "discord-shards")
 KUBERNETES_VERSION = "1.30.0"
 
 
@@ -130,6 +130,34 @@ def test_kustomize_renders_manifests_that_validate_against_the_kubernetes_schema
     if overlay == "cloudnativepg":
         env = gateway["spec"]["template"]["spec"]["containers"][0]["env"]
         assert env[0]["valueFrom"]["secretKeyRef"]["name"] == "librarian-db-app"
+
+
+def test_discord_shards_run_one_per_pod_with_the_pod_ordinal_as_shard_id() -> None:
+    """The StatefulSet runs as many pods as shards, and pod N runs shard N only."""
+    from bot.config import Settings
+
+    docs = _render("discord-shards")
+    kinds = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    shards = kinds[("StatefulSet", "librarian-discord")]
+    pod = shards["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    count = env["LIBRARIAN_DISCORD_SHARD_COUNT"]["value"]
+    assert shards["spec"]["replicas"] == int(count)  # one pod per shard, every shard run
+    index = env["LIBRARIAN_DISCORD_SHARD_IDS"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert index == "metadata.labels['apps.kubernetes.io/pod-index']"
+    # What the last pod's settings become: its one shard, inside the count.
+    last = Settings(discord_shard_count=count, discord_shard_ids=str(int(count) - 1))
+    assert last.discord_shard_ids == [int(count) - 1]
+    assert container["args"] == ["run", "--adapters", "discord"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    gateway = kinds[("Deployment", "librarian-gateway")]["spec"]["template"]["spec"]
+    assert container["image"] == gateway["containers"][0]["image"]
+    service = kinds[("Service", "librarian-discord")]
+    assert shards["spec"]["serviceName"] == "librarian-discord"
+    assert service["spec"]["clusterIP"] == "None"
 
 
 def test_the_schema_check_catches_a_broken_manifest() -> None:

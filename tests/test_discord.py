@@ -338,18 +338,18 @@ async def test_a_dropped_gateway_connection_resumes_and_nothing_is_answered_twic
         lambda: [m for m in emu.bot_messages(general) if "Indexed manual.pdf" in m["content"]]
     )
     first = await emu.post("alice", "general", WARRANTY, mention_bot=True)
-    first_seq = emu.seq
+    session = emu.session()
+    first_seq = session.seq
     await emu.wait_for(lambda: first["id"] in emu.channels)  # the bot is answering it
-    session = emu.session_id
-    await emu.drop()
+    await emu.drop(session)
     # Said while the bot is away; Discord also redelivers the question it already had.
     second = await emu.post(
         "bob", "general", "How much does the Zephyr X200 cost?", mention_bot=True
     )
-    emu.replay_from = first_seq
-    await asyncio.wait_for(emu.resumed.wait(), 30)
+    session.replay_from = first_seq
+    await asyncio.wait_for(session.resumed.wait(), 30)
     [resume] = [e for e in emu.gateway_log if e["op"] == 6]
-    assert resume["session_id"] == session and resume["seq"] >= first_seq
+    assert resume["session_id"] == session.session_id and resume["seq"] >= first_seq
     assert len([e for e in emu.gateway_log if e["op"] == 2]) == 1  # resumed, not re-identified
 
     for question in (first, second):

@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.helpers import Processes, free_port, http_status, ready, until
 from tests.slack_emulator import APP_TOKEN, BOT_TOKEN, SlackEmulator
 
 pytestmark = pytest.mark.slow
@@ -45,44 +44,6 @@ USER = "U0BOB"
 ANSWER = "The warranty lasts two years from the date of purchase."
 QUESTION = "How long does the warranty last?"
 ACK_LIMIT_S = 3.0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Processes:
-    """Child processes of the test, each killed at the end (by its own pid)."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.started: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = (self.logs / f"{name}.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        self.started[name] = process
-        return process
-
-    def log(self, name: str) -> str:
-        return (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
-
-    def stop_all(self) -> None:
-        for process in self.started.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.started.values():
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
 
 
 @pytest.fixture
@@ -113,28 +74,6 @@ def _env(settings: Any, **extra: str) -> dict[str, str]:
         **extra,
     )
     return env
-
-
-async def _until(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if inspect.isawaitable(value):
-            value = await value
-        if value:
-            return value
-        await asyncio.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-async def _status(port: int, path: str, timeout: float = 5.0) -> tuple[int, float]:
-    started = time.monotonic()
-    async with httpx.AsyncClient(timeout=timeout) as http:
-        try:
-            response = await http.get(f"http://127.0.0.1:{port}{path}")
-        except httpx.HTTPError:
-            return 0, time.monotonic() - started
-    return response.status_code, time.monotonic() - started
 
 
 def _document(tmp_path: Path) -> bytes:
@@ -206,7 +145,7 @@ async def test_a_gateway_two_workers_and_two_chat_servers_survive_their_failures
         pytest.skip("freezing Postgres needs a server on this machine (DATABASE_URL is remote)")
 
     # The chat servers: 8 tokens a second, so an answer of 10 words streams for > 1 s.
-    chat_ports = [_free_port(), _free_port()]
+    chat_ports = [free_port(), free_port()]
     for i, port in enumerate(chat_ports):
         processes.start(
             f"chat{i}",
@@ -224,7 +163,7 @@ async def test_a_gateway_two_workers_and_two_chat_servers_survive_their_failures
             dict(os.environ, PYTHONPATH=str(ROOT)),
         )
     pool = ",".join(f"http://127.0.0.1:{p}/v1#standin" for p in chat_ports)
-    ports = {"gateway": _free_port(), "worker_a": _free_port(), "worker_b": _free_port()}
+    ports = {"gateway": free_port(), "worker_a": free_port(), "worker_b": free_port()}
 
     def env_of(name: str) -> dict[str, str]:
         return _env(
@@ -251,7 +190,7 @@ async def test_a_gateway_two_workers_and_two_chat_servers_survive_their_failures
     processes.start("gateway", ["-m", "bot", "run", "--adapters", "slack"], env_of("gateway"))
     processes.start("worker_a", ["-m", "bot", "worker"], env_of("worker_a"))
     for name in ("gateway", "worker_a"):
-        await _until(lambda n=name: _ready(ports[n]), 120, f"{name} ready")
+        await until(lambda n=name: ready(ports[n]), 120, f"{name} ready")
     await emulator.wait_connected(timeout=30)
     # The image's HEALTHCHECK command, as written in the Dockerfile, against the gateway.
     check = [a.replace(":8080/", f":{ports['gateway']}/") for a in _dockerfile_healthcheck()]
@@ -263,7 +202,7 @@ async def test_a_gateway_two_workers_and_two_chat_servers_survive_their_failures
         "events_api", emulator.event_callback(emulator.file_message(shared))
     )
     assert took < ACK_LIMIT_S
-    await _until(
+    await until(
         lambda: sql("SELECT 1 FROM documents WHERE status = 'indexing'"),
         120,
         "worker A to start embedding the file",
@@ -273,7 +212,7 @@ async def test_a_gateway_two_workers_and_two_chat_servers_survive_their_failures
     processes.start("worker_b", ["-m", "bot", "worker"], env_of("worker_b"))
     processes.started["worker_a"].kill()
     ((doc_id, attempts_when_killed),) = sql("SELECT id, attempts FROM documents")
-    await _until(
+    await until(
         lambda: sql("SELECT 1 FROM documents WHERE status = 'ready'"),
         240,
         f"worker B to index the file: {processes.log('worker_b')}",
@@ -291,7 +230,7 @@ async def test_a_gateway_two_workers_and_two_chat_servers_survive_their_failures
     assert status == "ready" and chunk_count > 50
     assert ordinals == list(range(chunk_count))
     assert attempts == attempts_when_killed + 1
-    await _until(lambda: _answer_in_thread(emulator, shared.ts), 60, "the Indexed reply")
+    await until(lambda: _answer_in_thread(emulator, shared.ts), 60, "the Indexed reply")
     await asyncio.sleep(1.0)
     (indexed,) = _answer_in_thread(emulator, shared.ts)
     assert indexed["text"].startswith(f"Indexed manual.txt: 1 page, {chunk_count} chunks")
@@ -300,11 +239,11 @@ async def test_a_gateway_two_workers_and_two_chat_servers_survive_their_failures
     mention = emulator.mention(CHANNEL, USER, QUESTION)
     _, took = await emulator.socket_send("events_api", emulator.event_callback(mention))
     assert took < ACK_LIMIT_S
-    busy = await _until(lambda: _busy_standins(chat_ports), 60, "a chat server answering")
+    busy = await until(lambda: _busy_standins(chat_ports), 60, "a chat server answering")
     await asyncio.sleep(0.5)  # a few tokens into the answer
     killed = chat_ports.index(busy[0])
     processes.started[f"chat{killed}"].kill()
-    await _until(
+    await until(
         lambda: any("Sources:" in m["text"] for m in _answer_in_thread(emulator, mention["ts"])),
         90,
         f"the answer: {processes.log('gateway')}",
@@ -328,7 +267,7 @@ async def test_a_gateway_two_workers_and_two_chat_servers_survive_their_failures
         "slash_commands", emulator.slash_command(CHANNEL, USER, "status")
     )
     assert took < ACK_LIMIT_S
-    status = await _until(
+    status = await until(
         lambda: [m for m in emulator.posted() if "Inference servers:" in m["text"]],
         30,
         "the status reply",
@@ -345,9 +284,9 @@ async def test_a_gateway_two_workers_and_two_chat_servers_survive_their_failures
     os.kill(postmaster, signal.SIGSTOP)
     try:
         for name in ("gateway", "worker_b"):
-            code, took = await _status(ports[name], "/readyz")
+            code, took = await http_status(ports[name], "/readyz")
             assert code == 503 and took < 2.0, (name, code, took)
-            code, took = await _status(ports[name], "/healthz")
+            code, took = await http_status(ports[name], "/healthz")
             assert code == 200 and took < 0.5, (name, code, took)
         # A question meanwhile is acknowledged at once.
         frozen_mention = emulator.mention(CHANNEL, USER, QUESTION)
@@ -357,9 +296,9 @@ async def test_a_gateway_two_workers_and_two_chat_servers_survive_their_failures
     finally:
         os.kill(postmaster, signal.SIGCONT)
     for name in ("gateway", "worker_b"):
-        await _until(lambda n=name: _ready(ports[n]), 30, f"{name} ready again")
+        await until(lambda n=name: ready(ports[n]), 30, f"{name} ready again")
     # Nothing lost: the question asked while Postgres was frozen is answered, once.
-    await _until(
+    await until(
         lambda: any(
             "Sources:" in m["text"] for m in _answer_in_thread(emulator, frozen_mention["ts"])
         ),
@@ -369,8 +308,3 @@ async def test_a_gateway_two_workers_and_two_chat_servers_survive_their_failures
     await asyncio.sleep(1.0)
     (late,) = _answer_in_thread(emulator, frozen_mention["ts"])
     assert late["text"].split("\n\nEvidence:")[0] == ANSWER, late["text"]
-
-
-async def _ready(port: int) -> bool:
-    code, _ = await _status(port, "/readyz")
-    return code == 200

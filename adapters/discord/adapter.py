@@ -14,6 +14,10 @@
   ``!librarian`` runs a command too; a private reply to one goes by direct message.
 - Admins are members with Manage Server or Manage Channels (or Administrator), on top
   of the ids in LIBRARIAN_ADMINS, which the dispatcher checks.
+- Sharding (LIBRARIAN_DISCORD_SHARD_COUNT, LIBRARIAN_DISCORD_SHARD_IDS): discord.py's
+  AutoShardedClient runs all shards, or this process's share of them; Discord sends each
+  guild's events to one shard, so each question reaches exactly one process.  Nothing
+  else changes: replies go through the REST API, which is not sharded.
 - Reactions on the bot's messages (``MESSAGE_REACTION_ADD``, the Guild Message
   Reactions intent, not privileged) go to the core as they are; it decides that a
   👍 or 👎 on an answer is feedback.
@@ -29,9 +33,9 @@ import contextlib
 import logging
 import shlex
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import discord
 import yarl
@@ -42,6 +46,7 @@ from adapters.discord.commands import command_group
 from adapters.discord.text import split_message, strip_mentions, thread_name
 from bot.adapter import EventSink
 from bot.command_spec import Command
+from bot.errors import ConfigError
 from bot.events import (
     CommandInvoked,
     ConversationRef,
@@ -66,6 +71,9 @@ NO_DM = (
     "use the /librarian slash command, whose replies only you see."
 )
 THREAD_ARCHIVE_MINUTES = 1440
+# Gateway close codes about sharding (Discord's "Gateway Close Event Codes").
+INVALID_SHARD = 4010
+SHARDING_REQUIRED = 4011
 _REMEMBERED = 2000  # questions, threads, posted messages and members kept in memory
 
 
@@ -105,9 +113,11 @@ class _Posted:
     withheld: bool = False  # a notice posted instead of a private text: never edited
 
 
-class _Client(discord.Client):
+class _Handlers:
+    """The gateway events the adapter listens to, for either kind of client below."""
+
     def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
-        super().__init__(**options)
+        super().__init__(**options)  # type: ignore[call-arg]
         self.adapter = adapter
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(command_group(adapter.commands, adapter.command))
@@ -128,6 +138,17 @@ class _Client(discord.Client):
     async def on_resumed(self) -> None:
         log.info("Discord: gateway session resumed")
 
+    async def on_shard_ready(self, shard_id: int) -> None:
+        log.info("Discord: shard %d of %d ready", shard_id, self.shard_count or 1)  # type: ignore[attr-defined]
+
+
+class _Client(_Handlers, discord.Client):
+    """One unsharded gateway connection (Discord's shard 0 of 1)."""
+
+
+class _ShardedClient(_Handlers, discord.AutoShardedClient):
+    """Several shards in this process: all of them, or the ids it was given."""
+
 
 class DiscordAdapter:
     """Transports the core's events and messages to and from Discord."""
@@ -144,8 +165,18 @@ class DiscordAdapter:
         gateway_url: str = DEFAULT_GATEWAY_URL,
         message_content: bool = True,
         guild_ready_timeout: float = 2.0,
+        shard_count: int | Literal["auto"] | None = None,
+        shard_ids: Sequence[int] | None = None,
     ) -> None:
         self.token = token
+        # None: unsharded; "auto": the count Discord's /gateway/bot recommends; a number:
+        # that many shards in the deployment, of which this process runs ``shard_ids``
+        # (all when None).  Discord routes a guild's events to shard (guild_id >> 22) %
+        # count, so the processes together must run every shard exactly once.
+        if shard_ids is not None and not isinstance(shard_count, int):
+            raise ValueError("shard ids need a numeric shard count")
+        self.shard_count = shard_count
+        self.shard_ids = list(shard_ids) if shard_ids is not None else None
         self.commands = commands  # the core's declarations: /librarian's subcommands
         self.api_url = api_url.rstrip("/")
         self.gateway_url = gateway_url
@@ -157,7 +188,7 @@ class DiscordAdapter:
         # text or attachments (see the README).
         self.intents.message_content = message_content
         self.guild_ready_timeout = guild_ready_timeout
-        self.client: _Client | None = None
+        self.client: _Client | _ShardedClient | None = None
         self._sink: EventSink | None = None
         self._tasks = Tasks(self.platform)
         self._synced: set[int] = set()
@@ -166,6 +197,7 @@ class DiscordAdapter:
         self._thread_locks: dict[int, asyncio.Lock] = {}
         self._posted: _Lru = _Lru()  # first message id (str) -> _Posted
         self._members: _Lru = _Lru()  # (guild id, user id) -> discord.Member
+        self._fetched_guilds: _Lru = _Lru(100)  # guild id -> discord.Guild of another shard
         self._pending: dict[str, _Pending] = {}  # "interaction-<id>" -> _Pending
         self._typing: dict[str, asyncio.Task] = {}
         self._stopped = asyncio.Event()
@@ -180,6 +212,8 @@ class DiscordAdapter:
             api_url=settings.discord_api_url,
             gateway_url=settings.discord_gateway_url,
             message_content=settings.discord_message_content,
+            shard_count=settings.discord_shard_count,
+            shard_ids=settings.discord_shard_ids,
         )
 
     # -- the adapter protocol ---------------------------------------------------------------
@@ -190,14 +224,26 @@ class DiscordAdapter:
         # discord.py keeps both addresses on classes: one Discord connection per process.
         discord.http.Route.BASE = self.api_url
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.gateway_url)
-        self.client = _Client(
-            self,
-            intents=self.intents,
+        options: dict[str, Any] = {
+            "intents": self.intents,
             # Answers never ping anyone, whatever the model writes.
-            allowed_mentions=discord.AllowedMentions.none(),
-            guild_ready_timeout=self.guild_ready_timeout,
-            max_messages=None,
-        )
+            "allowed_mentions": discord.AllowedMentions.none(),
+            "guild_ready_timeout": self.guild_ready_timeout,
+            "max_messages": None,
+        }
+        if self.shard_count is None:
+            self.client = _Client(self, **options)
+        else:
+            # "auto" leaves the count to discord.py, which asks GET /gateway/bot.
+            count = self.shard_count if isinstance(self.shard_count, int) else None
+            self.client = _ShardedClient(
+                self, shard_count=count, shard_ids=self.shard_ids, **options
+            )
+            log.info(
+                "Discord: running shards %s of %s",
+                ",".join(map(str, self.shard_ids)) if self.shard_ids else "all",
+                self.shard_count,
+            )
         try:
             async with self.client:
                 await self.client.start(self.token, reconnect=True)
@@ -207,9 +253,30 @@ class DiscordAdapter:
                 "Portal (Bot > Privileged Gateway Intents) or set it off (see the README)"
             )
             raise
+        except discord.ConnectionClosed as exc:
+            refusal = self._shard_refusal(exc.code)
+            if refusal is None:
+                raise
+            raise ConfigError(refusal) from exc
         finally:
             await self._tasks.cancel()
             await self._stop_typing()
+
+    def _shard_refusal(self, code: int) -> str | None:
+        """Plain words for Discord's closing a connection over sharding (no retry helps)."""
+        if code == SHARDING_REQUIRED:
+            return (
+                "Discord requires sharding: the bot is in too many servers for one gateway "
+                "connection.  Set LIBRARIAN_DISCORD_SHARD_COUNT=auto, or a number of shards "
+                "(see the README, Discord > Sharding)"
+            )
+        if code == INVALID_SHARD:
+            ids = ",".join(map(str, self.shard_ids)) if self.shard_ids else "all"
+            return (
+                f"Discord refused shards {ids} of {self.shard_count}: check "
+                "LIBRARIAN_DISCORD_SHARD_COUNT and LIBRARIAN_DISCORD_SHARD_IDS"
+            )
+        return None
 
     async def stop(self) -> None:
         """Disconnect from Discord."""
@@ -310,9 +377,15 @@ class DiscordAdapter:
             return False
         client = self._client()
         guild_id, user_id = int(conversation.space_id), int(user.user_id)
-        guild = client.get_guild(guild_id)
+        guild = client.get_guild(guild_id) or self._fetched_guilds.get(guild_id)
         if guild is None:
-            return False
+            # A guild of a shard this process does not run (an event another gateway left
+            # in flight, recovered here): its roles come from the REST API.
+            try:
+                guild = await client.fetch_guild(guild_id, with_counts=False)
+            except discord.HTTPException:
+                return False
+            self._fetched_guilds[guild_id] = guild
         member = self._members.get((guild_id, user_id)) or guild.get_member(user_id)
         if member is None:
             try:
@@ -660,7 +733,7 @@ class DiscordAdapter:
 
     # -- housekeeping -------------------------------------------------------------------------
 
-    def _client(self) -> _Client:
+    def _client(self) -> _Client | _ShardedClient:
         if self.client is None:
             raise RuntimeError("the Discord adapter is not started")
         return self.client
