@@ -40,7 +40,7 @@ from discord import app_commands
 from adapters.base import Tasks, command_text, deliver
 from adapters.discord.commands import command_group
 from adapters.discord.text import split_message, strip_mentions, thread_name
-from bot.adapter import EventSink
+from bot.adapter import Adapter, EventSink
 from bot.command_spec import Command
 from bot.events import (
     CommandInvoked,
@@ -129,7 +129,7 @@ class _Client(discord.Client):
         log.info("Discord: gateway session resumed")
 
 
-class DiscordAdapter:
+class DiscordAdapter(Adapter):
     """Transports the core's events and messages to and from Discord."""
 
     platform = "discord"
