@@ -22,9 +22,9 @@ import pytest
 from bot.app import App
 from bot.config import Settings
 from bot.events import ConversationRef
-from bot.ingest.archive import ArchiveLimits, check_xml, open_archive
+from bot.ingest.archive import check_xml, open_archive
 from bot.ingest.filetypes import ExtractionRefused
-from bot.ingest.limits import IngestLimits
+from bot.ingest.limits import ArchiveLimits, IngestLimits
 from bot.ingest.sandbox import Sandbox
 
 TIMEOUT_S = 20
