@@ -110,6 +110,29 @@ def test_an_adapter_missing_a_required_part_cannot_be_built() -> None:
         Mute()  # type: ignore[abstract]
 
 
+def test_an_adapter_written_to_the_old_protocol_is_refused_in_plain_words(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from bot.config import Settings
+    from bot.dispatcher import Dispatcher
+
+    class Structural:  # every method, but no base class: no optional features either
+        platform = "structural"
+        send = edit = start = stop = fetch_file = is_admin = PlainPlatform.send
+
+    monkeypatch.setenv("LIBRARIAN_HOME", str(tmp_path))
+    # Registering an adapter touches none of the store, answerer or ingestion.
+    dispatcher = Dispatcher(Settings(), store=None, answerer=None, ingest=None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError) as refused:
+        dispatcher.add_adapter(Structural())  # type: ignore[arg-type]
+    assert str(refused.value) == (
+        "Structural is not a bot.adapter.Adapter: an adapter subclasses it, which gives "
+        "its optional features their defaults."
+    )
+    dispatcher.add_adapter(PlainPlatform())
+    assert dispatcher.adapter_for(GENERAL).platform == "plain"
+
+
 def test_every_platform_adapter_states_only_what_differs_from_the_defaults() -> None:
     for platform in (ConsoleAdapter, SlackAdapter, MatrixAdapter, DiscordAdapter):
         assert issubclass(platform, Adapter), platform
