@@ -44,7 +44,8 @@ test: install $(SYNAPSE_STAMP) deploy-tools
 
 # The fast tier: command parsing, arity, choices, admin refusal, what is generated from
 # the declarations, and the import boundaries; no Postgres, model or server (under 10 s).
-FAST_TESTS := tests/test_command_declarations.py tests/test_imports.py tests/test_adapter_base.py
+FAST_TESTS := tests/test_command_declarations.py tests/test_imports.py tests/test_adapter_base.py \
+	tests/test_store_shape.py
 
 test-fast: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(FAST_TESTS)

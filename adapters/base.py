@@ -1,12 +1,13 @@
 """What every adapter shares: the command prefix, capped downloads, tracked work, delivery.
 
 Adapters translate and transport; these are the rules that must not differ between
-platforms, written once.  Each adapter package also exports, with one signature,
-``configured(settings)`` (whether its settings are present; ConfigError when only
-some are) and ``from_settings(settings, services)``, which ``bot.cli.run`` loops
-over.  Which file types are worth downloading is the core's rule,
-``bot.ingest.filetypes`` (being made one predicate by the ingest work; the Discord
-and Matrix adapters still keep lists of their own until it lands).
+platforms, written once.  Every adapter class subclasses ``bot.adapter.Adapter``,
+which declares what it must do and its optional features with their defaults (the
+core's side of the contract, so it lives in ``bot/``).  Each adapter package also
+exports, with one signature, ``configured(settings)`` (whether its settings are
+present; ConfigError when only some are) and ``from_settings(settings, services)``,
+which ``bot.cli.run`` loops over.  Which file types are worth downloading is the
+core's rule, ``bot.ingest.filetypes.may_download``.
 """
 
 from __future__ import annotations

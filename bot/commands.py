@@ -160,13 +160,13 @@ class CommandContext:
         return self.event.conversation.label
 
 
-def history_window(answerer: Any) -> int:
+def history_window(answerer: Answerer) -> int:
     """How many turns after an answer go with it when its document is forgotten.
 
     Answers written with a quoting answer in their history may repeat it: as far back
     as the answerer looks.
     """
-    return int(getattr(answerer, "history_turns", 12))
+    return answerer.history_turns
 
 
 def _mib(size: int | float | None) -> str:

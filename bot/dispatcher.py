@@ -72,7 +72,9 @@ class Dispatcher:
         self.store = store
         self.answerer = answerer
         self.ingest = ingest
-        self.adapters: dict[str, Adapter] = dict(adapters or {})
+        self.adapters: dict[str, Adapter] = {}
+        for adapter in (adapters or {}).values():
+            self.add_adapter(adapter)
         self.commands = by_name(commands) if commands is not None else base_commands()
         self.defaults = WorkspaceDefaults(
             chunk_tokens=settings.chunk_tokens,
@@ -113,10 +115,20 @@ class Dispatcher:
 
     def private_replies(self, conversation: ConversationRef) -> bool:
         """Whether the conversation's platform can show a reply to one user only."""
-        return bool(getattr(self.adapter_for(conversation), "private_replies", True))
+        return self.adapter_for(conversation).private_replies
 
     def add_adapter(self, adapter: Adapter) -> None:
-        """Register an adapter so replies to its platform go through it."""
+        """Register an adapter so replies to its platform go through it.
+
+        Raises:
+            TypeError: ``adapter`` does not subclass :class:`bot.adapter.Adapter`, so
+                the optional features the core calls would be missing.
+        """
+        if not isinstance(adapter, Adapter):
+            raise TypeError(
+                f"{type(adapter).__name__} is not a bot.adapter.Adapter: an adapter "
+                "subclasses it, which gives its optional features their defaults."
+            )
         self.adapters[adapter.platform] = adapter
 
     def adapter_for(self, conversation: ConversationRef) -> Adapter:
@@ -127,8 +139,7 @@ class Dispatcher:
         self, conversation: ConversationRef, paths: list[str]
     ) -> list[FileRef] | None:
         """Local paths as files (the console's upload), or None where a platform has none."""
-        local = getattr(self.adapter_for(conversation), "local_file_refs", None)
-        return None if local is None else list(local(paths))
+        return self.adapter_for(conversation).local_file_refs(paths)
 
     async def binding(self, conversation: ConversationRef) -> Binding:
         """The binding of the conversation's channel (created on first use)."""
@@ -274,9 +285,7 @@ class Dispatcher:
             posted = await reply.finish(stored["reply"])
             await asyncio.to_thread(self.store.set_message_platform_id, stored["message"], posted)
             return str(stored["reply"])
-        working = getattr(adapter, "working", None)
-        if working is not None:
-            await working(conversation, reply_to, True)
+        await adapter.working(conversation, reply_to, True)
         try:
             result = await self.answerer.answer(
                 binding,
@@ -305,8 +314,7 @@ class Dispatcher:
                 )
             return result.text
         finally:
-            if working is not None:
-                await working(conversation, reply_to, False)
+            await adapter.working(conversation, reply_to, False)
 
     # -- feedback ---------------------------------------------------------------------------
 

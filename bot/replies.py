@@ -31,7 +31,7 @@ class StreamingReply:
         self.message_id: str | None = None
         self._shown = ""
         self._last_edit = 0.0
-        self.interval = float(getattr(adapter, "edit_interval_s", 1.0))
+        self.interval = adapter.edit_interval_s
 
     async def update(self, text: str) -> None:
         """Show ``text`` now, or soon (edits are throttled)."""

@@ -248,10 +248,10 @@ def test_a_zip_bomb_dressed_as_word_is_refused_before_it_is_inflated() -> None:
     assert len(bomb) < 1_000_000
     with pytest.raises(ExtractionRefused) as caught:
         extract(bomb, "policy.docx")
-    assert caught.value.reason_code == "too_large"
+    assert caught.value.reason_code == "over_limit"
     assert caught.value.message == (
-        "policy.docx unpacks to 450 MB; the limit is 400 MB "
-        "(a file this size is usually a zip bomb)."
+        "policy.docx was not read: its part word/document.xml would inflate to 450 MB, "
+        "over the limit of 256 MB per part."
     )
 
 

@@ -22,9 +22,9 @@ import pytest
 from bot.app import App
 from bot.config import Settings
 from bot.events import ConversationRef
-from bot.ingest.archive import ArchiveLimits, check_xml, open_archive
+from bot.ingest.archive import check_xml, checked_copy, open_archive
 from bot.ingest.filetypes import ExtractionRefused
-from bot.ingest.limits import IngestLimits
+from bot.ingest.limits import ArchiveLimits, IngestLimits
 from bot.ingest.sandbox import Sandbox
 
 TIMEOUT_S = 20
@@ -103,6 +103,24 @@ def test_every_real_office_file_and_e_book_passes_the_archive_checks() -> None:
             for member in archive.names():
                 if not member.endswith("/"):
                     archive.read(member)
+
+
+@pytest.mark.skipif(
+    not OFFICE.is_dir(), reason="the shared office corpus is not beside this checkout"
+)
+def test_a_parser_is_handed_every_part_inflated_once_by_the_checks() -> None:
+    path = OFFICE / "docling_word_sample.docx"
+    data = path.read_bytes()
+    copy = zipfile.ZipFile(checked_copy(data, path.name))
+    original = zipfile.ZipFile(io.BytesIO(data))
+    files = [n for n in original.namelist() if not n.endswith("/")]
+    assert copy.namelist() == files
+    # Stored, so python-docx reads each part without inflating it a second time.
+    assert {info.compress_type for info in copy.infolist()} == {zipfile.ZIP_STORED}
+    assert all(copy.read(n) == original.read(n) for n in files)
+    for name, bomb in hostile_files.billion_laughs():  # the copy is made by the checks
+        with pytest.raises(ExtractionRefused, match="declares entities"):
+            checked_copy(bomb, name)
 
 
 # -- in the sandbox, and in the ingest worker --------------------------------------------

@@ -3,7 +3,9 @@
 Static: every ``bot/`` and ``adapters/`` module is parsed (not imported), so the
 check is fast and needs no optional package.  Every import counts, including
 those inside functions and under ``TYPE_CHECKING``: an import moved into a
-function or a type-checking block still ties the two modules together.
+function or a type-checking block still ties the two modules together.  So do
+``importlib.import_module`` calls: with a literal name, that module; with an
+f-string (``f"adapters.{platform}"``), every module its literal start can reach.
 """
 
 from __future__ import annotations
@@ -95,11 +97,30 @@ def _imports(module: str, path: Path) -> list[Import]:
             # `from bot.ingest import filetypes` loads the submodule, not just the package.
             names = [f"{source}.{alias.name}" for alias in node.names]
             names = [n for n in names if n in MODULES] or [source]
+        elif isinstance(node, ast.Call) and _calls_import_module(node):
+            names = _dynamic_names(node.args[0])
         else:
             continue
         for name in names:
             found.append(Import(module, name, _ours(name), node.lineno))
     return found
+
+
+def _calls_import_module(node: ast.Call) -> bool:
+    func = node.func
+    name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+    return name == "import_module" and bool(node.args)
+
+
+def _dynamic_names(arg: ast.expr) -> list[str]:
+    """The modules an ``import_module`` argument can name."""
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return [arg.value]
+    if isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
+        prefix = str(arg.values[0].value)
+        reached = [m for m in MODULES if m.startswith(prefix) and m != prefix.rstrip(".")]
+        return reached or [prefix.rstrip(".")]
+    return []
 
 
 IMPORTS = [imp for module, path in MODULES.items() for imp in _imports(module, path)]
@@ -235,3 +256,33 @@ def test_no_import_cycle_among_our_modules() -> None:
 def test_the_cycle_check_sees_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_an_import_by_name_counts_like_an_import_statement() -> None:
+    edges = _edges()
+    # bot.cli.run wires adapters by f"adapters.{platform}"; formats dispatch by name.
+    assert {"adapters.slack", "adapters.matrix", "adapters.discord"} <= edges["bot.cli.run"]
+    assert "bot.ingest.formats.office" in edges["bot.ingest.formats"]
+    assert "adapters.discord.adapter" in edges["adapters.discord"]
+
+
+# -- the size of a module ----------------------------------------------------------------
+
+#: Past this many lines, a module of bot/ says at its top why it is one unit.
+LONG_MODULE_LINES = 600
+
+
+def test_a_long_module_of_the_core_says_at_its_top_why_it_is_one_unit() -> None:
+    unexplained = []
+    for module, path in sorted(MODULES.items()):
+        lines = path.read_text(encoding="utf-8").count("\n")
+        if not _in(module, "bot") or lines <= LONG_MODULE_LINES:
+            continue
+        docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        if f"over {LONG_MODULE_LINES} lines" not in docstring.replace("\n", " "):
+            unexplained.append(f"{path.relative_to(ROOT)} ({lines} lines)")
+    assert not unexplained, (
+        f"modules over {LONG_MODULE_LINES} lines whose docstring does not say "
+        f"(in words holding 'over {LONG_MODULE_LINES} lines') why they are one unit:\n"
+        + "\n".join(unexplained)
+    )

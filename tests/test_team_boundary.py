@@ -25,6 +25,7 @@ import pytest
 from helpers import make_pdf
 from sqlalchemy import text
 
+from bot.adapter import Adapter
 from bot.app import App
 from bot.events import (
     CommandInvoked,
@@ -65,7 +66,7 @@ class Sent:
 
 
 @dataclass
-class TeamAdapter:
+class TeamAdapter(Adapter):
     """An adapter for one platform whose admins (by the platform's roles) are given."""
 
     platform: str

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from adapters.base import command_text
-from bot.adapter import EventSink
+from bot.adapter import Adapter, EventSink
 from bot.events import (
     CommandInvoked,
     ConversationRef,
@@ -34,7 +34,7 @@ BOT_NAME = "librarian"
 MENTION_PREFIXES = ("@librarian", "librarian:", "librarian,")
 
 
-class ConsoleAdapter:
+class ConsoleAdapter(Adapter):
     """Reads lines from a stream, prints the bot's messages to another."""
 
     platform = "console"

@@ -44,7 +44,7 @@ from discord import app_commands
 from adapters.base import Tasks, command_text, deliver
 from adapters.discord.commands import command_group
 from adapters.discord.text import split_message, strip_mentions, thread_name
-from bot.adapter import EventSink
+from bot.adapter import Adapter, EventSink
 from bot.command_spec import Command
 from bot.errors import ConfigError
 from bot.events import (
@@ -150,7 +150,7 @@ class _ShardedClient(_Handlers, discord.AutoShardedClient):
     """Several shards in this process: all of them, or the ids it was given."""
 
 
-class DiscordAdapter:
+class DiscordAdapter(Adapter):
     """Transports the core's events and messages to and from Discord."""
 
     platform = "discord"

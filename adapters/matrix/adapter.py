@@ -43,7 +43,7 @@ from nio import (
 
 from adapters.base import Tasks, deliver, read_capped
 from adapters.matrix import translate as tr
-from bot.adapter import EventSink
+from bot.adapter import Adapter, EventSink
 from bot.errors import LibrarianError
 from bot.events import (
     ConversationRef,
@@ -86,7 +86,7 @@ class _Batch:
     tasks: list[asyncio.Task]
 
 
-class MatrixAdapter:
+class MatrixAdapter(Adapter):
     """A Matrix account that answers in rooms it is invited to."""
 
     platform = tr.PLATFORM
@@ -290,7 +290,9 @@ class MatrixAdapter:
             return False
         return level >= self.admin_power_level
 
-    async def working(self, conversation: ConversationRef, message_id: str | None, on: bool):
+    async def working(
+        self, conversation: ConversationRef, message_id: str | None, on: bool
+    ) -> None:
         """Show a typing notice in the room while an answer is being written."""
         room_id = conversation.channel_id
         self._typing[room_id] += 1 if on else -1

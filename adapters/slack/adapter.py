@@ -34,7 +34,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.base import AdapterStore, Tasks, deliver, read_capped
 from adapters.slack import translate
-from bot.adapter import EventSink
+from bot.adapter import Adapter, EventSink
 from bot.errors import ConfigError
 from bot.events import (
     CommandInvoked,
@@ -73,7 +73,7 @@ class _NotYours(Exception):
     """A file named in `/librarian upload` that the caller may not index here."""
 
 
-class SlackAdapter:
+class SlackAdapter(Adapter):
     """The bot as a Slack app: events and ``/librarian`` in, Web API calls out."""
 
     platform = translate.PLATFORM

@@ -31,6 +31,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
+from bot.adapter import Adapter
 from bot.app import App
 from bot.bench.common import Log, bench_binding, ingest_documents, percentile, quiet_log
 from bot.events import ConversationRef, MessageReceived, OutboundMessage, UserRef
@@ -40,7 +41,7 @@ FACT = "The warranty lasts two years from the date of purchase."
 QUESTION = "How long does the warranty last?"
 
 
-class RecordingPlatform:
+class RecordingPlatform(Adapter):
     """A chat platform in memory: message ids, texts, and when each was posted and edited."""
 
     platform = PLATFORM

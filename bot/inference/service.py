@@ -1,7 +1,8 @@
 """The inference facade the core talks to: chat streams, embeddings, token counts.
 
-One unit although long (over 600 lines): resolving, loading, queueing and unloading
-models all work on one table of loaded models (``_slots``), by role and file.
+One unit although long (over 600 lines): resolving, loading, queueing, evicting and
+reporting all read and change one table of loaded models (``_slots`` and the loads in
+flight), by role and file, which a split would have to share.
 
 The core never sees llama_cpp.  It names a model by a *reference* (whatever the
 registry understands, an ``http(s)://`` URL of an OpenAI-compatible server, or a
@@ -18,10 +19,6 @@ and unloads:
   models nobody used for a while;
 * a comma-separated list of server URLs is a pool (:mod:`bot.inference.pool`), run
   on a worker with one thread per answer it may serve at once.
-
-Over 600 lines, kept as one unit: resolving, loading, queueing, evicting and
-reporting all read and change the one table of loaded models (``_slots`` and the
-loads in flight), which a split would have to share.
 """
 
 from __future__ import annotations

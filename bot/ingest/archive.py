@@ -5,7 +5,8 @@ archives of XML.  A hostile one can declare small members that inflate to gigaby
 (a zip bomb), hold thousands of members, or carry XML whose entity declarations expand
 exponentially (billion laughs).  Every extractor of these families opens its archive
 through :func:`open_archive` and reads members with :meth:`SafeArchive.read`, so the
-same bounds hold whichever library parses the XML afterwards:
+same bounds (:class:`bot.ingest.limits.ArchiveLimits`, declared once) hold whichever
+library parses the XML afterwards:
 
 - the member count, each member's size and the archive's total size, as declared in the
   central directory, before anything is inflated;
@@ -13,6 +14,10 @@ same bounds hold whichever library parses the XML afterwards:
   of repeated bytes 1000 times or more);
 - the bytes actually inflated, counted while reading, since declared sizes can lie;
 - XML with a document type declaring entities, which office formats never need.
+
+A library that opens the archive itself (python-docx, python-pptx, openpyxl, ebooklib)
+is given :func:`checked_copy`: the archive with every member read once through these
+checks and stored uncompressed, so each part is inflated exactly once, here.
 
 All refusals are :class:`ExtractionRefused` with a plain message; this runs inside the
 sandbox's child, whose memory and time limits remain the last line.
@@ -23,34 +28,17 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from dataclasses import dataclass
 
 from bot.ingest.filetypes import ExtractionRefused, RefusalCode, display_name
+from bot.ingest.limits import ArchiveLimits
 
-__all__ = ["ArchiveLimits", "SafeArchive", "check_xml", "open_archive"]
+__all__ = ["SafeArchive", "check_xml", "checked_copy", "open_archive"]
 
 _MB = 1024 * 1024
 _READ_CHUNK = 1 << 16
 # An entity declaration in a DOCTYPE: what billion-laughs and external-entity attacks
 # need, and what no OOXML, ODF or EPUB part carries.
 _ENTITY_DECLARATION = re.compile(rb"<!ENTITY", re.IGNORECASE)
-
-
-@dataclass(frozen=True, slots=True)
-class ArchiveLimits:
-    """Bounds on a document's archive; the defaults fit any real office file or e-book.
-
-    The largest files of ../shared/corpus/office inflate to a few MB; a 50 MB upload
-    of well-compressed XML (ratio ~20) would be ~1 GB, more than the sandbox's memory
-    limit lets any parser build a tree of anyway.
-    """
-
-    max_members: int = 10_000
-    max_member_bytes: int = 256 * _MB
-    max_total_bytes: int = 512 * _MB
-    # Ratios are only judged on members large enough to matter.
-    max_ratio: float = 100.0
-    ratio_floor_bytes: int = 1 * _MB
 
 
 DEFAULT_LIMITS = ArchiveLimits()
@@ -99,7 +87,9 @@ class SafeArchive:
                 while chunk := stream.read(_READ_CHUNK):
                     if out.tell() + len(chunk) > limit:
                         raise _bomb(
-                            self._name, f"its part {member} inflates past {limit // _MB} MB"
+                            self._name,
+                            f"its part {member} inflates past {limit // _MB:,} MB, more than "
+                            "the archive's limits leave it",
                         )
                     out.write(chunk)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
@@ -111,6 +101,19 @@ class SafeArchive:
         if xml if xml is not None else _looks_xml(member):
             check_xml(data, self._name, member)
         return data
+
+    def stored_copy(self) -> io.BytesIO:
+        """The archive again with every member read once through :meth:`read` (counted,
+        XML checked) and stored uncompressed, for a parser that opens the archive itself:
+        it then reads each part without inflating it a second time.  Directory entries,
+        which no parser needs, are left out; dates are 1980-01-01 (nothing reads them)."""
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as copy:
+            for member in dict.fromkeys(self.names()):  # a name twice is read once
+                if not member.endswith("/"):
+                    copy.writestr(zipfile.ZipInfo(member), self.read(member))
+        out.seek(0)
+        return out
 
     def close(self) -> None:
         """Release the archive."""
@@ -144,7 +147,7 @@ def open_archive(
         infos = archive.infolist()
         if len(infos) > limits.max_members:
             raise _bomb(
-                name, f"it holds {len(infos):,} parts (the limit is {limits.max_members:,})"
+                name, f"it holds {len(infos):,} parts, over the limit of {limits.max_members:,}"
             )
         total = 0
         for info in infos:
@@ -156,7 +159,8 @@ def open_archive(
             if info.file_size > limits.max_member_bytes:
                 raise _bomb(
                     name,
-                    f"its part {info.filename} would inflate to {info.file_size / _MB:,.0f} MB",
+                    f"its part {info.filename} would inflate to {info.file_size / _MB:,.0f} MB, "
+                    f"over the limit of {limits.max_member_bytes // _MB:,} MB per part",
                 )
             total += info.file_size
             if (
@@ -164,13 +168,34 @@ def open_archive(
                 and info.file_size > limits.max_ratio * max(info.compress_size, 1)
             ):
                 ratio = info.file_size / max(info.compress_size, 1)
-                raise _bomb(name, f"its part {info.filename} is compressed {ratio:,.0f} times")
+                raise _bomb(
+                    name,
+                    f"its part {info.filename} is compressed {ratio:,.0f} times, over the "
+                    f"limit of {limits.max_ratio:,.0f} (real documents compress 5-20 times)",
+                )
         if total > limits.max_total_bytes:
-            raise _bomb(name, f"its parts would inflate to {total / _MB:,.0f} MB")
+            raise _bomb(
+                name,
+                f"its parts would inflate to {total / _MB:,.0f} MB, over the limit of "
+                f"{limits.max_total_bytes // _MB:,} MB",
+            )
     except BaseException:
         archive.close()
         raise
     return SafeArchive(archive, name, limits)
+
+
+def checked_copy(
+    data: bytes, filename: str | None, limits: ArchiveLimits = DEFAULT_LIMITS
+) -> io.BytesIO:
+    """A document's archive for a parser that opens it itself: checked by
+    :func:`open_archive`, then :meth:`SafeArchive.stored_copy`.
+
+    Raises:
+        ExtractionRefused: as :func:`open_archive` and :meth:`SafeArchive.read` do.
+    """
+    with open_archive(data, filename, limits) as archive:
+        return archive.stored_copy()
 
 
 def check_xml(data: bytes, filename: str | None, part: str = "") -> None:
@@ -193,6 +218,4 @@ def _looks_xml(member: str) -> bool:
 
 
 def _bomb(name: str, what: str) -> ExtractionRefused:
-    return ExtractionRefused(
-        RefusalCode.OVER_LIMIT, f"{name} was not read: {what}, more than a document needs."
-    )
+    return ExtractionRefused(RefusalCode.OVER_LIMIT, f"{name} was not read: {what}.")

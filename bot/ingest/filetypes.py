@@ -5,8 +5,8 @@ chat platforms label uploads loosely, and a renamed PNG is still a PNG.  Every r
 is an :class:`ExtractionRefused` (or one of its subclasses) with a reason code the
 caller can branch on and a plain one-line message it can show to the user as is.
 
-One module of more than 600 lines on purpose: it holds the one declaration of what
-can be ingested (:data:`KINDS`) and every rule that reads it (detection, the download
+One unit although long (over 600 lines): it holds the one declaration of what can
+be ingested (:data:`KINDS`) and every rule that reads it (detection, the download
 predicate, refusal wording); apart, the rules would drift from the declaration.
 """
 

@@ -10,6 +10,10 @@ by a refusal: the document is refused before any of its chunks are written.
 Pages and characters are checked inside the sandbox's child process, right after any
 extractor returns, so an oversized result never crosses the pipe; chunks are counted
 by the worker after chunking, before anything is embedded.
+
+The bounds on a ZIP-based document's archive (:class:`ArchiveLimits`, enforced by
+:mod:`bot.ingest.archive`) are declared here too, as constants rather than settings:
+no real document comes near them, so there is nothing for an operator to tune.
 """
 
 from __future__ import annotations
@@ -19,13 +23,33 @@ from typing import Any
 
 from bot.ingest.filetypes import ExtractionRefused, RefusalCode, display_name
 
-__all__ = ["IngestLimits"]
+__all__ = ["ArchiveLimits", "IngestLimits"]
+
+_MB = 1024 * 1024
 
 # The child's reply is ASCII JSON: a character may take up to 12 bytes ("\\ud83d\\ude00"),
 # and each page carries its number and brackets.
 _BYTES_PER_CHAR = 12
 _BYTES_PER_PAGE = 32
 _REPLY_OVERHEAD = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveLimits:
+    """Bounds on a document's ZIP archive; the defaults fit any real office file or e-book.
+
+    The largest files of ../shared/corpus/office inflate to a few MB; a 50 MB upload
+    of well-compressed XML (ratio ~20) would be ~1 GB, more than the sandbox's memory
+    limit lets any parser build a tree of anyway.
+    """
+
+    max_members: int = 10_000
+    max_member_bytes: int = 256 * _MB
+    max_total_bytes: int = 512 * _MB
+    # A real document's XML compresses 5-20 times; a bomb of repeated bytes 1000 times
+    # or more.  Ratios are only judged on members large enough to matter.
+    max_ratio: float = 100.0
+    ratio_floor_bytes: int = 1 * _MB
 
 
 @dataclass(frozen=True, slots=True)

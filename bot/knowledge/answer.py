@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.knowledge.check import check_answer
-from bot.knowledge.evidence import Evidence, EvidenceFinder, Quote, is_cjk, split_sentences
+from bot.knowledge.evidence import Evidence, EvidenceFinder, Quote
 from bot.knowledge.named import Named, find_named, might_name_document
 from bot.knowledge.prompt import fit_prompt, places_label, where_label
 from bot.knowledge.retrieval import Ranked, Retriever
+from bot.knowledge.sentences import is_cjk, split_sentences
 from bot.store.events import Claim
 from bot.store.records import Binding, ChunkHit, HistoryMessage
 from bot.store.repo import Store

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from bot.knowledge.language import same_language
+from bot.knowledge.sentences import CJK, TABLE_ROW, split_sentences, table_header
 from bot.store.keyword import TermStats
 from bot.store.records import ChunkHit
 
@@ -95,155 +96,7 @@ def type_bonus(question: str) -> Callable[[str], float]:
 
 
 MAX_QUOTES = 3
-# A "sentence" longer than this (a table flattened by PDF extraction) is cut in pieces.
-MAX_SENTENCE_CHARS = 400
-MIN_SENTENCE_CHARS = 12
-
-# Sentence ends: . ! ? followed by space and a capital, digit, quote or bracket; CJK
-# full stops anywhere; line breaks that end a line without joining punctuation.
-_SENTENCE_END = re.compile(
-    # (not after a run of dots: "Test ........ 40 hours" is a table's leader)
-    r"(?<=[^.][.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9\u00c0-\u024f])"  # Latin
-    r"|(?<=[\u3002\uff01\uff1f\uff1b])"  # 。！？；
-    r"|\n\s*\n"  # paragraph break
-    r"|\n(?=\s*(?:[-*\u2022\u25cf]|\d+[.)])\s)"  # a list item starts
-)
-# Abbreviations a period does not end a sentence after.
-_ABBREVIATIONS = {
-    "e.g",
-    "i.e",
-    "etc",
-    "et al",
-    "fig",
-    "figs",
-    "no",
-    "nos",
-    "vol",
-    "pp",
-    "p",
-    "dr",
-    "mr",
-    "mrs",
-    "ms",
-    "st",
-    "inc",
-    "ltd",
-    "co",
-    "corp",
-    "u.s",
-    "vs",
-    "sec",
-    "eq",
-    "ref",
-    "approx",
-    "jan",
-    "feb",
-    "mar",
-    "apr",
-    "jun",
-    "jul",
-    "aug",
-    "sep",
-    "sept",
-    "oct",
-    "nov",
-    "dec",
-}
-_LAST_WORD = re.compile(r"([A-Za-z][A-Za-z.]*)\.$")
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 _WORD = re.compile(r"[\w][\w'\-.]*\w|\w", re.UNICODE)
-
-
-def is_cjk(text: str) -> bool:
-    """Whether the text is mostly Chinese/Japanese/Korean (a third of its letters or more)."""
-    letters = [ch for ch in text if ch.isalpha()]
-    if not letters:
-        return False
-    return sum(1 for ch in letters if _CJK.match(ch)) * 3 >= len(letters)
-
-
-def _tidy(text: str) -> str:
-    """One line: PDF line breaks joined, words hyphenated across lines rejoined."""
-    text = re.sub(r"(?<=[a-z])-\n(?=[a-z])", "", text)
-    return " ".join(text.split())
-
-
-def _cut_long(sentence: str) -> list[str]:
-    """A run-on "sentence" (a flattened table, a list) cut at ; or spaces."""
-    if len(sentence) <= MAX_SENTENCE_CHARS:
-        return [sentence]
-    pieces: list[str] = []
-    rest = sentence
-    while len(rest) > MAX_SENTENCE_CHARS:
-        window = rest[:MAX_SENTENCE_CHARS]
-        cut = max(window.rfind("; "), window.rfind(": "))
-        if cut < MAX_SENTENCE_CHARS // 3:
-            cut = window.rfind(" ")
-        if cut <= 0:
-            cut = MAX_SENTENCE_CHARS
-        pieces.append(rest[: cut + 1].strip())
-        rest = rest[cut + 1 :].strip()
-    if rest:
-        pieces.append(rest)
-    return pieces
-
-
-# A table row as the extractors write them: "| cell | cell |".
-_TABLE_ROW = re.compile(r"^\|.*\|$")
-
-
-def table_header(text: str) -> str | None:
-    """The column names of the table a chunk holds: its first row of three or more
-    cells with a word in one (spreadsheet and CSV chunks repeat it at their top)."""
-    for line in text.splitlines():
-        line = " ".join(line.split())
-        if not _TABLE_ROW.match(line):
-            continue
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) >= 3 and any(re.search(r"[^\W\d_]", c) for c in cells):
-            return line
-    return None
-
-
-def split_sentences(text: str) -> list[str]:
-    """The sentences of a chunk's text, each on one line, in order; a table's rows
-    ("| cell | cell |" lines) are sentences of their own."""
-    out: list[str] = []
-    prose: list[str] = []
-    for line in text.split("\n"):
-        row = " ".join(line.split())
-        if _TABLE_ROW.match(row):
-            if prose:
-                out.extend(_prose_sentences("\n".join(prose)))
-                prose = []
-            out.append(row)
-        else:
-            prose.append(line)
-    if prose:
-        out.extend(_prose_sentences("\n".join(prose)))
-    return out
-
-
-def _prose_sentences(text: str) -> list[str]:
-    raw = [p for p in _SENTENCE_END.split(text) if p and p.strip()]
-    # Re-join splits made after an abbreviation ("e.g. Boeing", "Fig. 3", "U.S. Army").
-    merged: list[str] = []
-    for piece in raw:
-        if merged:
-            last = _LAST_WORD.search(merged[-1].rstrip())
-            if last and (
-                last.group(1).lower() in _ABBREVIATIONS or len(last.group(1)) == 1  # "J. Smith"
-            ):
-                merged[-1] = merged[-1].rstrip() + " " + piece.lstrip()
-                continue
-        merged.append(piece)
-    out: list[str] = []
-    for piece in merged:
-        tidy = _tidy(piece)
-        if len(tidy) < MIN_SENTENCE_CHARS and not any(ch.isdigit() for ch in tidy):
-            continue
-        out.extend(_cut_long(tidy))
-    return out
 
 
 @dataclass(frozen=True)
@@ -501,7 +354,7 @@ class EvidenceFinder:
         for rank, hit in enumerate(hits):
             header = table_header(hit.text)
             for sentence in split_sentences(hit.text):
-                if header and sentence != header and _TABLE_ROW.match(sentence):
+                if header and sentence != header and TABLE_ROW.match(sentence):
                     # A row means nothing without its column names ("| 2021 | 150 |"):
                     # quoted, and scored, with the header row its chunk repeats.
                     sentence = f"{header} … {sentence}"
@@ -530,7 +383,7 @@ class EvidenceFinder:
         missing_lex = {
             lex
             for lex, df in stats.df.items()
-            if df == 0 and not _CJK.search(lex) and "-" not in lex
+            if df == 0 and not CJK.search(lex) and "-" not in lex
         }
         glued = _glued(words, word_lexemes, missing_lex, sentences)
         if glued:

@@ -1,5 +1,8 @@
 """What the format readers share: sections with heading paths, tables kept as rows,
-row blocks that repeat their header, zip limits and the refusals in plain words."""
+row blocks that repeat their header, and the refusals in plain words.
+
+Zip containers are opened through :mod:`bot.ingest.archive` (its limits are
+:class:`bot.ingest.limits.ArchiveLimits`), never by a reader on its own."""
 
 from __future__ import annotations
 
@@ -8,18 +11,10 @@ import re
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, time
-from io import BytesIO
 
-from bot.ingest.archive import open_archive
 from bot.ingest.document import HAS_WORD_RE, Extracted, Page, clean_plain_text
 from bot.ingest.filetypes import MEDIA_TYPES, ExtractionRefused, FileKind, RefusalCode, display_name
 
-# A zipped document unpacks to at most this much.  Real Office files of a few MB
-# unpack to tens of MB; a zip bomb to gigabytes, which would end in the sandbox's
-# memory limit only after seconds of inflating.  zipfile never returns more than a
-# member's declared size, so checking the declared sizes is enough.
-MAX_UNPACKED_BYTES = 400 * 1024 * 1024
-MAX_ZIP_MEMBERS = 20_000
 # Rows of a spreadsheet or CSV are grouped into blocks of at most this many tokens as
 # estimated by :func:`estimate_tokens` (header included), so that a block fits one chunk
 # of the default 200 tokens and every chunk carries its column names.  The extractor
@@ -82,40 +77,6 @@ def broken(filename: str, what: str, exc: BaseException | None = None) -> Extrac
 def empty(filename: str) -> ExtractionRefused:
     """An ``empty`` refusal: the file parsed but holds no text."""
     return ExtractionRefused(RefusalCode.EMPTY, f"{display_name(filename)} has no text in it.")
-
-
-def check_zip(data: bytes, filename: str, what: str) -> None:
-    """Refuse a zip container that would unpack to too much, before any parser opens it.
-
-    Raises:
-        ExtractionRefused: ``too_large`` over :data:`MAX_UNPACKED_BYTES` or
-            :data:`MAX_ZIP_MEMBERS`; ``broken`` if it is not a readable zip.
-    """
-    try:
-        with zipfile.ZipFile(BytesIO(data)) as archive:
-            infos = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
-        raise broken(filename, what, exc) from None
-    name = display_name(filename)
-    if len(infos) > MAX_ZIP_MEMBERS:
-        raise ExtractionRefused(
-            RefusalCode.TOO_LARGE,
-            f"{name} holds {len(infos):,} files inside; the limit is {MAX_ZIP_MEMBERS:,}.",
-        )
-    unpacked = sum(info.file_size for info in infos)
-    if unpacked > MAX_UNPACKED_BYTES:
-        raise ExtractionRefused(
-            RefusalCode.TOO_LARGE,
-            f"{name} unpacks to {unpacked / 2**20:,.0f} MB; the limit is "
-            f"{MAX_UNPACKED_BYTES // 2**20} MB (a file this size is usually a zip bomb).",
-        )
-    # Declared sizes can lie and XML can declare entities (billion laughs): every
-    # member is inflated once through the archive checks, counted as it inflates,
-    # before any parser sees it.
-    with open_archive(data, filename) as checked:
-        for member in checked.names():
-            if not member.endswith("/"):
-                checked.read(member)
 
 
 def slide_page(number: int, title: str, lines: list[str], notes: str) -> Page | None:

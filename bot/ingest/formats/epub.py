@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import posixpath
 import warnings
-from io import BytesIO
 from typing import Any
 
+from bot.ingest.archive import checked_copy
 from bot.ingest.document import Extracted, clean_title, title_from_filename
 from bot.ingest.filetypes import ExtractionRefused, FileKind
-from bot.ingest.formats.common import Sections, broken, check_zip, extracted, inline
+from bot.ingest.formats.common import Sections, broken, extracted, inline
 from bot.ingest.formats.html import decode_html, read_html_into
 
 __all__ = ["extract_epub"]
@@ -39,13 +39,13 @@ def _toc_titles(toc: Any, out: dict[str, str], depth: int = 0) -> None:
 def extract_epub(data: bytes, filename: str) -> Extracted:
     """Read an EPUB: chapters in spine order, sections by TOC title and headings."""
     what = "an EPUB e-book"
-    check_zip(data, filename, what)
+    stored = checked_copy(data, filename)
     from ebooklib import ITEM_DOCUMENT, epub
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ebooklib's FutureWarnings about its options
-            book = epub.read_epub(BytesIO(data), options={"ignore_ncx": False})
+            book = epub.read_epub(stored, options={"ignore_ncx": False})
         titles: dict[str, str] = {}
         _toc_titles(book.toc, titles)
         sections = Sections()

@@ -14,17 +14,17 @@ defusedxml without resolving external entities.  Locations:
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Iterator
-from io import BytesIO
-from typing import Any
+from typing import IO, Any
 
+from bot.ingest.archive import checked_copy
 from bot.ingest.document import Extracted, Page, clean_title, title_from_filename
 from bot.ingest.filetypes import ExtractionRefused, FileKind
 from bot.ingest.formats.common import (
     Sections,
     broken,
     cell_text,
-    check_zip,
     extracted,
     has_text,
     inline,
@@ -87,12 +87,11 @@ def _table_rows(table: Any) -> Iterator[list[str]]:
 _APP_PAGES_RE = re.compile(rb"<(?:\w+:)?Pages>(\d{1,6})</(?:\w+:)?Pages>")
 
 
-def _saved_page_count(data: bytes) -> int | None:
-    """The page count Word saved in docProps/app.xml, if it did."""
-    import zipfile
-
+def _saved_page_count(stored: IO[bytes]) -> int | None:
+    """The page count Word saved in docProps/app.xml, if it did (``stored``: the checked
+    copy, whose parts are stored uncompressed)."""
     try:
-        with zipfile.ZipFile(BytesIO(data)) as archive, archive.open("docProps/app.xml") as app:
+        with zipfile.ZipFile(stored) as archive, archive.open("docProps/app.xml") as app:
             match = _APP_PAGES_RE.search(app.read(65536))
     except (KeyError, zipfile.BadZipFile, OSError, EOFError):
         return None
@@ -101,13 +100,13 @@ def _saved_page_count(data: bytes) -> int | None:
 
 def extract_docx(data: bytes, filename: str) -> Extracted:
     """Read a Word document: sections by heading, tables as rows, pages if recorded."""
-    check_zip(data, filename, "a Word document")
+    stored = checked_copy(data, filename)
     import docx
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
     try:
-        document = docx.Document(BytesIO(data))
+        document = docx.Document(stored)
         body = document.element.body
         pages_known = bool(body.xpath(".//w:lastRenderedPageBreak"))
         sections = Sections()
@@ -141,7 +140,7 @@ def extract_docx(data: bytes, filename: str) -> Extracted:
     except Exception as exc:
         raise broken(filename, "a Word document", exc) from None
     title = _core_title(document) or clean_title(doc_title) or title_from_filename(filename)
-    count = sections.page if pages_known else _saved_page_count(data)
+    count = sections.page if pages_known else _saved_page_count(stored)
     return extracted(pages, FileKind.DOCX, title, filename, page_count=count)
 
 
@@ -196,11 +195,11 @@ def _chart_lines(chart: Any) -> Iterator[str]:
 
 def extract_pptx(data: bytes, filename: str) -> Extracted:
     """Read a presentation: one page per slide, "slide 7 (Title)", speaker notes included."""
-    check_zip(data, filename, "a PowerPoint presentation")
+    stored = checked_copy(data, filename)
     from pptx import Presentation
 
     try:
-        presentation = Presentation(BytesIO(data))
+        presentation = Presentation(stored)
         pages: list[Page] = []
         first_title = None
         count = 0
@@ -233,14 +232,12 @@ def extract_pptx(data: bytes, filename: str) -> Extracted:
 
 def extract_xlsx(data: bytes, filename: str) -> Extracted:
     """Read a workbook: per sheet, blocks of rows with the header repeated, cached values."""
-    check_zip(data, filename, "an Excel workbook")
+    stored = checked_copy(data, filename)
     import openpyxl
 
     try:
         # read_only streams rows; data_only gives the values Excel last computed.
-        workbook = openpyxl.load_workbook(
-            BytesIO(data), read_only=True, data_only=True, keep_links=False
-        )
+        workbook = openpyxl.load_workbook(stored, read_only=True, data_only=True, keep_links=False)
     except (MemoryError, SystemError):
         raise
     except Exception as exc:

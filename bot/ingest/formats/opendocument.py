@@ -11,17 +11,15 @@ Locations are as for Office files: "section A > B", "sheet Ducks, rows 2-7",
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Iterator
-from io import BytesIO
 from typing import Any
 
+from bot.ingest.archive import open_archive
 from bot.ingest.document import Extracted, Page, clean_title, title_from_filename
 from bot.ingest.filetypes import ExtractionRefused, FileKind
 from bot.ingest.formats.common import (
     Sections,
     broken,
-    check_zip,
     extracted,
     has_text,
     inline,
@@ -62,17 +60,13 @@ _MAX_REPEAT = 1000
 _MAX_COLUMNS = 1024
 
 
-def _parse(data: bytes, member: str, filename: str, what: str) -> Any:
+def _parse(raw: bytes, filename: str, what: str) -> Any:
     from lxml import etree
 
     parser = etree.XMLParser(
         resolve_entities=False, no_network=True, remove_comments=True, remove_pis=True
     )
     try:
-        with zipfile.ZipFile(BytesIO(data)) as archive:
-            if member not in archive.namelist():
-                return None
-            raw = archive.read(member)
         return etree.fromstring(raw, parser)
     except (MemoryError, SystemError):
         raise
@@ -153,43 +147,43 @@ def _walk_blocks(root: Any, sections: Sections) -> None:
             stack.extend(reversed(node))
 
 
-def _meta_title(data: bytes, filename: str, what: str) -> str | None:
-    meta = _parse(data, "meta.xml", filename, what)
-    if meta is None:
-        return None
-    found = meta.find(".//dc:title", _NS)
-    return clean_title(found.text) if found is not None else None
-
-
-def _body(data: bytes, filename: str, what: str, kind: str) -> Any:
-    check_zip(data, filename, what)
-    content = _parse(data, "content.xml", filename, what)
-    body = None if content is None else content.find(f"office:body/office:{kind}", _NS)
+def _document(data: bytes, filename: str, what: str, kind: str) -> tuple[Any, str | None]:
+    """The ``office:<kind>`` body of ``content.xml`` and the title in ``meta.xml``, each
+    part inflated once, through the archive checks (the other parts are never read)."""
+    with open_archive(data, filename) as archive:
+        content = archive.read("content.xml") if "content.xml" in archive else None
+        meta = archive.read("meta.xml") if "meta.xml" in archive else None
+    root = None if content is None else _parse(content, filename, what)
+    body = None if root is None else root.find(f"office:body/office:{kind}", _NS)
     if body is None:
         raise broken(filename, what)
-    return body
+    title = None
+    if meta is not None:
+        found = _parse(meta, filename, what).find(".//dc:title", _NS)
+        title = clean_title(found.text) if found is not None else None
+    return body, title
 
 
 def extract_odt(data: bytes, filename: str) -> Extracted:
     """Read an OpenDocument text: sections by heading path, tables as rows."""
     what = "an OpenDocument text"
-    body = _body(data, filename, what, "text")
+    body, meta_title = _document(data, filename, what, "text")
     sections = Sections()
     _walk_blocks(body, sections)
-    title = _meta_title(data, filename, what) or title_from_filename(filename)
+    title = meta_title or title_from_filename(filename)
     return extracted(sections.pages(), FileKind.ODT, title, filename)
 
 
 def extract_ods(data: bytes, filename: str) -> Extracted:
     """Read an OpenDocument spreadsheet: per sheet, row blocks with the header repeated."""
     what = "an OpenDocument spreadsheet"
-    body = _body(data, filename, what, "spreadsheet")
+    body, meta_title = _document(data, filename, what, "spreadsheet")
     pages: list[Page] = []
     sheets = body.findall("table:table", _NS)
     for sheet in sheets:
         name = inline(sheet.get(_q("table:name"), "")) or f"{len(pages) + 1}"
         pages += row_blocks(_table_rows(sheet), f"sheet {name}, ", first=len(pages) + 1)
-    title = _meta_title(data, filename, what) or title_from_filename(filename)
+    title = meta_title or title_from_filename(filename)
     return extracted(pages, FileKind.ODS, title, filename, page_count=len(sheets))
 
 
@@ -203,7 +197,7 @@ def _slide_title(slide: Any) -> str:
 def extract_odp(data: bytes, filename: str) -> Extracted:
     """Read an OpenDocument presentation: one page per slide, speaker notes included."""
     what = "an OpenDocument presentation"
-    body = _body(data, filename, what, "presentation")
+    body, meta_title = _document(data, filename, what, "presentation")
     pages: list[Page] = []
     slides = body.findall("draw:page", _NS)
     first_title = ""
@@ -237,9 +231,5 @@ def extract_odp(data: bytes, filename: str) -> Extracted:
         raise
     except Exception as exc:
         raise broken(filename, what, exc) from None
-    title = (
-        _meta_title(data, filename, what)
-        or clean_title(first_title)
-        or title_from_filename(filename)
-    )
+    title = meta_title or clean_title(first_title) or title_from_filename(filename)
     return extracted(pages, FileKind.ODP, title, filename, page_count=len(slides))
