@@ -256,7 +256,7 @@ def _words(question: str) -> list[str]:
     Chinese is cut at its function characters."""
     seen: dict[str, None] = {}
     for word in _WORD.findall(question):
-        parts = _ZH_FUNCTION.split(word) if _CJK.search(word) else [word]
+        parts = _ZH_FUNCTION.split(word) if CJK.search(word) else [word]
         for part in parts:
             if part:
                 seen.setdefault(part, None)
