@@ -9,17 +9,29 @@ import typer
 
 from bot.config import load_settings
 from bot.inference.pool import probe_configured
-from bot.store import migrate
-from bot.store.database import opened
+from bot.store import migrate, server_state
+from bot.store.database import DatabaseUnavailable, open_database
 from bot.store.repo import Store
 from bot.store.status import server_version, table_counts
 from bot.supervisor import describe_state, recorded_states
 
 
 def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Show the database, schema revision, pgvector version and row counts."""
+    """Show the database, its server's state, schema revision, pgvector version and row counts."""
     settings = load_settings()
-    with opened(settings) as db:
+    # As the running bots last recorded them: restarts of the embedded server, or a
+    # DATABASE_URL server they are retrying.  Read first: it is news when the database
+    # cannot be reached.
+    watched = [
+        {**entry, "described": server_state.describe(entry)}
+        for entry in server_state.recorded(settings.home)
+    ]
+    try:
+        db = open_database(settings)
+    except DatabaseUnavailable as exc:
+        _unreachable(str(exc), watched, json_out)
+        raise typer.Exit(2) from None
+    try:
         current = migrate.current_revision(db)
         head = migrate.head_revision()
         counts = table_counts(db) if current == head else {}
@@ -27,6 +39,11 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
         info = {
             "database": db.display_url,
             "embedded": db.embedded,
+            "database_server": {
+                "kind": "embedded" if db.embedded else "external",
+                "reachable": True,
+                "watched_by": watched,
+            },
             "home": str(settings.home),
             "postgres_version": server_version(db),
             "pgvector_version": db.pgvector_version,
@@ -42,12 +59,15 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
                 {"chat": settings.chat_model, "embedding": settings.embedding_model}
             ),
         }
+    finally:
+        db.close()
     if json_out:
         typer.echo(json.dumps(info, indent=2))
         return
     embedded = " (embedded)" if db.embedded else ""
     typer.echo(f"{'database':<18}{info['database']}{embedded}")
     typer.echo(f"{'postgres':<18}{info['postgres_version']}, pgvector {info['pgvector_version']}")
+    _print_watched(watched)
     needs = "" if current == head else f" (needs {head}: run `librarian db upgrade`)"
     typer.echo(f"{'schema':<18}{current or 'none'}{needs}")
     for table, count in counts.items():
@@ -63,3 +83,23 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
     for server in info["inference_servers"]:
         health = "up" if server["up"] else f"down ({server['error']})"
         typer.echo(f"{server['role'] + ' server':<18}{server['backend']} {health}")
+
+
+def _print_watched(watched: list[dict]) -> None:
+    if not watched:
+        typer.echo(f"{'database server':<18}reachable (no running bot is watching it)")
+    for entry in watched:
+        typer.echo(
+            f"{'database server':<18}{entry['described']} "
+            f"(seen by process {entry.get('pid', '?')} on {entry.get('host', '?')})"
+        )
+
+
+def _unreachable(reason: str, watched: list[dict], json_out: bool) -> None:
+    """What status can say when it cannot reach the database itself."""
+    if json_out:
+        info = {"database_server": {"reachable": False, "error": reason, "watched_by": watched}}
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(f"{'database':<18}unreachable: {reason}")
+    _print_watched(watched)
