@@ -8,6 +8,7 @@ another terminal share one server, and the last process to leave stops it.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import urllib.parse
 from dataclasses import dataclass
@@ -44,6 +45,24 @@ class DatabaseUnavailable(LibrarianError):
     exit_code = 2
 
 
+#: The first pgvector release whose features the "0.8" search path uses: halfvec (0.7)
+#: and iterative index scans (0.8), measured together in tools/compare_vector_plans.py.
+VECTOR_08 = (0, 8, 0)
+PATH_08, FALLBACK = "0.8", "fallback"
+
+
+def vector_path(pgvector_version: str, setting: str = "auto") -> str:
+    """Which search path a server gets: "0.8" from pgvector 0.8 on, unless the
+    setting (``LIBRARIAN_VECTOR_PLAN=fallback``) asks for the pgvector 0.6 plans."""
+    parts = []
+    for part in pgvector_version.split(".")[:3]:
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        parts.append(int(digits or 0))
+    if setting == "fallback" or tuple(parts) < VECTOR_08:
+        return FALLBACK
+    return PATH_08
+
+
 @dataclass
 class Database:
     """An open connection pool plus what we learned about the server."""
@@ -55,6 +74,9 @@ class Database:
     # A second pool for searches: autocommit, no ping, vectors sent in binary (see
     # _search_engine).
     searcher: Engine
+    # "0.8" when searches may use pgvector 0.8's features (halfvec indexes), else
+    # "fallback": the plans written for pgvector 0.6 (see vector_path).
+    vector_path: str = FALLBACK
     _server: EmbeddedServer | None = None  # kept alive while we use it
     watchdog: Watchdog | ExternalWatch | None = None
     _state_home: Path | None = None  # where the watch records its state
@@ -196,6 +218,7 @@ def open_database(settings: Settings, *, connect_timeout: int = 5) -> Database:
         embedded=embedded,
         pgvector_version=version,
         searcher=searcher,
+        vector_path=vector_path(version, settings.vector_plan),
         _server=server,
     )
 

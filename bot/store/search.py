@@ -12,6 +12,7 @@ import collections
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -19,14 +20,18 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from bot.store.database import HNSW_EF_SEARCH
+from bot.store.database import HNSW_EF_SEARCH, PATH_08, Database
 from bot.store.keyword import TermStats, analyze, search_bm25, term_stats
 from bot.store.records import ChunkHit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_INDEX_IS_VALID = "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)"
+# Whether an index is valid, and its definition (which says whether it holds halfvec).
+_INDEX_STATE = (
+    "SELECT indisvalid, pg_get_indexdef(indexrelid) FROM pg_index "
+    "WHERE indexrelid = to_regclass(%s)"
+)
 LOCK_WORKSPACE_INDEX = 0x4C4C  # building one workspace's own HNSW index (see repo's list)
 
 # Workspaces with at most this many chunks are searched exactly; above it, a
@@ -46,6 +51,33 @@ HNSW_EF_CONSTRUCTION = 128
 # How long a workspace found without an index of its own is believed to have none.
 NO_INDEX_RECHECK_S = 30.0
 HNSW_WITH = f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
+
+
+@dataclass(frozen=True)
+class IndexKind:
+    """What a workspace's own HNSW index holds: the type its vectors are cast to."""
+
+    type: str  # "vector" (4-byte floats) or "halfvec" (2-byte floats, pgvector >= 0.7)
+
+    @property
+    def ops(self) -> str:
+        """The operator class of cosine distance on this type."""
+        return f"{self.type}_cosine_ops"
+
+    def of(self, dim: int) -> str:
+        """The indexed expression, which a search must repeat for the index to serve it."""
+        return f"embedding::{self.type}({int(dim)})"
+
+
+# pgvector 0.6's only kind, and the kind the "0.8" path builds: half the index size and
+# memory, with the same filtered recall (see "Dense search plans" in the README).
+VECTOR_INDEX = IndexKind("vector")
+HALFVEC_INDEX = IndexKind("halfvec")
+
+
+def index_kind_of(definition: str) -> IndexKind:
+    """The kind of an index, from its definition (``pg_get_indexdef``)."""
+    return HALFVEC_INDEX if "halfvec_cosine_ops" in definition else VECTOR_INDEX
 
 
 # A chunk as a ChunkHit (no search scores), with its document's name and origin.
@@ -89,12 +121,19 @@ def _dense_hit(r: Sequence[Any]) -> ChunkHit:
 class SearchMixin:
     """The Store's searches and search indexes (state is set up by ``Store.__init__``)."""
 
+    db: Database
     engine: Engine
     _searcher: Engine
     exact_scan_max_rows: int
-    _indexed: set[tuple[int, int]]
+    _indexed: dict[tuple[int, int], IndexKind]
     _not_indexed: dict[tuple[int, int], float]
     plan_counts: collections.Counter[str]
+
+    @property
+    def index_kind(self) -> IndexKind:
+        """The kind of HNSW index this server gets for a workspace that outgrows the
+        exact scan: halfvec on the pgvector 0.8 path, vector on the fallback."""
+        return HALFVEC_INDEX if self.db.vector_path == PATH_08 else VECTOR_INDEX
 
     # -- retrieval --------------------------------------------------------------------------
 
@@ -147,7 +186,9 @@ class SearchMixin:
 
         The plan is chosen without counting the workspace's rows.  Ids are integers,
         inlined into the SQL: a partial index is only considered when its predicate is
-        proved by constants, never by a bound parameter.
+        proved by constants, never by a bound parameter.  The index is searched in the
+        type it holds (``IndexKind``): halfvec ones, built on the pgvector 0.8 path, are
+        ordered by halfvec distance; the similarity returned is always full precision.
         """
         query = np.asarray(vector, dtype=np.float32)
         dim = int(dims)
@@ -172,19 +213,20 @@ class SearchMixin:
             + "FROM top JOIN chunks c ON c.id = top.id JOIN documents d ON d.id = c.document_id "
             "ORDER BY similarity DESC"
         )
-        approx_sql = (
-            select + "FROM chunks c JOIN documents d ON d.id = c.document_id "
-            f"WHERE c.workspace_id = {ws} AND c.embedding_model_id = {model} "
-            f"ORDER BY c.embedding::vector({dim}) <=> CAST(%(q)s AS vector({dim})) "
-            f"LIMIT {limit}"
-        )
         params = {"q": query}
 
         def run(conn: psycopg.Connection[Any]) -> tuple[str, list[Any]]:
-            if exact or not self._workspace_indexed(conn, model, ws):
+            kind = None if exact else self._workspace_indexed(conn, model, ws)
+            if kind is None:
                 return ("forced_exact" if exact else "exact"), conn.execute(
                     exact_sql, params
                 ).fetchall()
+            approx_sql = (
+                select + "FROM chunks c JOIN documents d ON d.id = c.document_id "
+                f"WHERE c.workspace_id = {ws} AND c.embedding_model_id = {model} "
+                f"ORDER BY c.{kind.of(dim)} <=> CAST(%(q)s AS {kind.type}({dim})) "
+                f"LIMIT {limit}"
+            )
             # Unfiltered HNSW over this workspace alone.  pgvector's default breadth of
             # 40 lost neighbours on a 100k-row workspace (recall@10 against the exact
             # scan, index built at ef_construction 128: 0.973 at ef 60, 0.988 at 120,
@@ -236,22 +278,26 @@ class SearchMixin:
                 pooled.close()
         raise AssertionError("unreachable")
 
-    def _known_indexed(self, model: int, ws: int) -> None:
-        self._indexed.add((model, ws))
+    def _known_indexed(self, model: int, ws: int, kind: IndexKind) -> None:
+        self._indexed[(model, ws)] = kind
         self._not_indexed.pop((model, ws), None)
 
-    def _workspace_indexed(self, conn: psycopg.Connection[Any], model: int, ws: int) -> bool:
+    def _workspace_indexed(
+        self, conn: psycopg.Connection[Any], model: int, ws: int
+    ) -> IndexKind | None:
+        """The kind of the workspace's own valid index; None when it has none (yet)."""
         key = (model, ws)
         if key in self._indexed:
-            return True
+            return self._indexed[key]
         checked = self._not_indexed.get(key)
         if checked is not None and time.monotonic() - checked < NO_INDEX_RECHECK_S:
-            return False
-        if self._has_valid_index(conn, workspace_index_name(model, ws)):
-            self._known_indexed(model, ws)
-            return True
+            return None
+        kind = self._valid_index_kind(conn, workspace_index_name(model, ws))
+        if kind is not None:
+            self._known_indexed(model, ws, kind)
+            return kind
         self._not_indexed[key] = time.monotonic()
-        return False
+        return None
 
     def search_keyword(
         self, workspace_id: int, embedding_model_id: int, query: str, k: int
@@ -329,13 +375,20 @@ class SearchMixin:
     # document, or by a maintenance call.  A search of it is an unfiltered HNSW search.
 
     @staticmethod
-    def _has_valid_index(conn: Connection | psycopg.Connection[Any], name: str) -> bool:
-        """Whether ``name`` is a valid index, on a main-pool or a search connection."""
+    def _valid_index_kind(
+        conn: Connection | psycopg.Connection[Any], name: str
+    ) -> IndexKind | None:
+        """The kind of index ``name`` if it is valid, on a main-pool or search connection."""
         if isinstance(conn, Connection):
-            row = conn.exec_driver_sql(_INDEX_IS_VALID, (name,)).first()
+            row = conn.exec_driver_sql(_INDEX_STATE, (name,)).first()
         else:
-            row = conn.execute(_INDEX_IS_VALID, (name,)).fetchone()
-        return bool(row and row[0])
+            row = conn.execute(_INDEX_STATE, (name,)).fetchone()
+        return index_kind_of(str(row[1])) if row and row[0] else None
+
+    @classmethod
+    def _has_valid_index(cls, conn: Connection | psycopg.Connection[Any], name: str) -> bool:
+        """Whether ``name`` is a valid index, on a main-pool or a search connection."""
+        return cls._valid_index_kind(conn, name) is not None
 
     def workspace_index_exists(self, workspace_id: int, embedding_model_id: int) -> bool:
         """Whether the workspace has a usable (valid) HNSW index of its own."""
@@ -391,9 +444,13 @@ class SearchMixin:
         if rows <= self.exact_scan_max_rows:
             return False
         name = workspace_index_name(model, ws)
+        kind = self.index_kind
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            if self._has_valid_index(conn, name):
-                self._known_indexed(model, ws)
+            # An index of the other kind is kept and used (a home upgraded from pgvector
+            # 0.6 keeps its vector indexes until they are dropped and built again).
+            existing = self._valid_index_kind(conn, name)
+            if existing is not None:
+                self._known_indexed(model, ws, existing)
                 return False
             got = conn.execute(
                 text("SELECT pg_try_advisory_lock(:a, :b)"), {"a": LOCK_WORKSPACE_INDEX, "b": ws}
@@ -401,8 +458,9 @@ class SearchMixin:
             if not got:
                 return False
             try:
-                if self._has_valid_index(conn, name):
-                    self._known_indexed(model, ws)
+                existing = self._valid_index_kind(conn, name)
+                if existing is not None:
+                    self._known_indexed(model, ws, existing)
                     return False
                 conn.execute(text(f"DROP INDEX IF EXISTS {name}"))  # a failed build's leftover
                 # The graph must fit in maintenance_work_mem or the build slows down many
@@ -412,7 +470,7 @@ class SearchMixin:
                 conn.execute(
                     text(
                         f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}{name} "
-                        f"ON chunks USING hnsw ((embedding::vector({dim})) vector_cosine_ops) "
+                        f"ON chunks USING hnsw (({kind.of(dim)}) {kind.ops}) "
                         f"{HNSW_WITH} "
                         f"WHERE embedding_model_id = {model} AND workspace_id = {ws}"
                     )
@@ -422,7 +480,7 @@ class SearchMixin:
                 conn.execute(
                     text("SELECT pg_advisory_unlock(:a, :b)"), {"a": LOCK_WORKSPACE_INDEX, "b": ws}
                 )
-        self._known_indexed(model, ws)
+        self._known_indexed(model, ws, kind)
         return True
 
     def ensure_workspace_indexes(
