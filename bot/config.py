@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     # Which dense-search plans to use (bot.store.search): "auto" takes pgvector 0.8's
     # (halfvec workspace indexes) when the server has pgvector >= 0.8, and the plans
     # written for pgvector 0.6 otherwise; "fallback" always takes the latter.
-    vector_plan: str = Field(default="auto", pattern="^(auto|fallback)$")
+    vector_plan: Literal["auto", "fallback"] = "auto"
 
     # Permissions: platform-qualified ids, e.g. "console:alice,matrix:@a:example.org".
     # Only these may bind a channel to a workspace of another team (bot.teams).

@@ -29,8 +29,10 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
     try:
         db = open_database(settings)
     except DatabaseUnavailable as exc:
+        # What the running bots see goes to stdout; the error itself, as for every
+        # command, is one line on stderr (exit code 2).
         _unreachable(str(exc), watched, json_out)
-        raise typer.Exit(2) from None
+        raise
     try:
         current = migrate.current_revision(db)
         head = migrate.head_revision()
@@ -85,8 +87,8 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
         typer.echo(f"{server['role'] + ' server':<18}{server['backend']} {health}")
 
 
-def _print_watched(watched: list[dict]) -> None:
-    if not watched:
+def _print_watched(watched: list[dict], reachable: bool = True) -> None:
+    if not watched and reachable:
         typer.echo(f"{'database server':<18}reachable (no running bot is watching it)")
     for entry in watched:
         typer.echo(
@@ -101,5 +103,4 @@ def _unreachable(reason: str, watched: list[dict], json_out: bool) -> None:
         info = {"database_server": {"reachable": False, "error": reason, "watched_by": watched}}
         typer.echo(json.dumps(info, indent=2))
         return
-    typer.echo(f"{'database':<18}unreachable: {reason}")
-    _print_watched(watched)
+    _print_watched(watched, reachable=False)
