@@ -40,7 +40,9 @@ LOCK_WORKSPACE_INDEX = 0x4C4C  # building one workspace's own HNSW index (see re
 # half pgvector's distance), so it is as fast as an HNSW search (~5 ms) near 3,000
 # rows; below that it is both exact and no slower.  No index shared by workspaces
 # stands in: pgvector < 0.8 filters after the index scan and can return fewer than k
-# rows, and every chunk written would pay for its inserts.
+# rows; pgvector 0.8's iterative scans return k, but at recall 0.83-0.97 and p95 up to
+# 77 ms for workspaces of 1-2% (tools/compare_vector_plans.py, 200k rows); and every
+# chunk written would pay for its inserts.
 EXACT_SCAN_MAX_ROWS = 3_000
 # Build parameters of a workspace's own HNSW index.  pgvector's default
 # ef_construction (64) left islands in the graph of a 40k-row workspace: single queries
@@ -367,9 +369,10 @@ class SearchMixin:
     # gets a partial HNSW index of its own, over its rows only:
     #
     #   CREATE INDEX CONCURRENTLY chunks_embedding_hnsw_m{M}_w{W} ON chunks
-    #     USING hnsw ((embedding::vector(D)) vector_cosine_ops)
+    #     USING hnsw ((embedding::halfvec(D)) halfvec_cosine_ops)
     #     WHERE embedding_model_id = M AND workspace_id = W
     #
+    # (``vector`` and ``vector_cosine_ops`` on the fallback path: see ``IndexKind``)
     # created at runtime (like the per-model index of ensure_embedding_model) when the
     # workspace crosses exact_scan_max_rows: by the ingest worker after it completes a
     # document, or by a maintenance call.  A search of it is an unfiltered HNSW search.
