@@ -81,6 +81,7 @@ def old_home(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str], dict]]:
         status = _json(_cli(old, "status", "--json"))
         assert status["postgres_version"].startswith("16.2")
         assert status["pgvector_version"] == "0.6.2"
+        assert status["vector_path"] == "fallback"
         assert _cli(old, "ingest", str(doc), "--channel", "console:travel").returncode == 0
         before = _json(_cli(old, "ask", QUESTION, "--channel", "console:travel", "--json"))
         counts = _counts(server.get_uri())
@@ -108,6 +109,7 @@ def test_a_home_made_by_the_old_embedded_server_is_upgraded_with_nothing_lost(ol
     assert str(backup_path(home / "pgdata", 16)) in status.stderr
     assert info["postgres_version"].startswith(f"{POSTGRES_MAJOR}.")
     assert info["pgvector_version"].startswith("0.8")
+    assert info["vector_path"] == "0.8"
     assert data_version(home / "pgdata") == POSTGRES_MAJOR
     assert data_version(backup_path(home / "pgdata", 16)) == 16
     assert {t: info["counts"][t] for t in TABLES} == before["counts"]

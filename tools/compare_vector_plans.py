@@ -22,6 +22,10 @@ fewest rows a query returned, the index the planner used, index build time and s
 
     python tools/compare_vector_plans.py [--rows 200000] [--workspaces 50] [--queries 50]
         [--plans own,own_half,shared,shared_half] [--max-scan-tuples N] [--out FILE]
+        [--interleave]
+
+``--interleave`` builds the chosen plans' indexes together and asks each query of each
+plan in turn, so that a load coming and going on a shared machine weighs on all alike.
 
 Prints a table and the JSON.  Needs the embedded server (or ``DATABASE_URL``) with
 pgvector >= 0.8 and the bundled embedding model.
@@ -163,6 +167,7 @@ async def main_async(
     queries: int,
     chosen: tuple[str, ...] = PLANS,
     max_scan_tuples: int | None = None,
+    interleave: bool = False,
 ) -> dict:
     """Load the corpus into a scratch database and measure every plan on it."""
     settings = load_settings()
@@ -177,7 +182,7 @@ async def main_async(
             "postgresql+psycopg://", "postgresql://", 1
         )
         return await asyncio.to_thread(
-            _measure, url, base, qv, rows, workspaces, chosen, max_scan_tuples
+            _measure, url, base, qv, rows, workspaces, chosen, max_scan_tuples, interleave
         )
 
 
@@ -189,6 +194,7 @@ def _measure(
     workspaces: int,
     chosen: tuple[str, ...] = PLANS,
     max_scan_tuples: int | None = None,
+    interleave: bool = False,
 ) -> dict[str, Any]:
     dims = base.shape[1]
     results: dict[str, Any] = {"rows": rows, "workspaces": workspaces, "queries": len(qv)}
@@ -213,6 +219,11 @@ def _measure(
         if max_scan_tuples:
             conn.execute(f"SET hnsw.max_scan_tuples = {int(max_scan_tuples)}")
         results["max_scan_tuples"] = int(conn.execute("SHOW hnsw.max_scan_tuples").fetchone()[0])
+        conn.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
+        if interleave:
+            results["interleaved"] = True
+            results["plans"] = _interleaved(conn, chosen, measured, truths, qv, dims, sizes)
+            return results
         plans: dict[str, Any] = {}
         for plan in chosen:
             built = _build(conn, plan, measured, dims)
@@ -254,6 +265,66 @@ def _measure(
     return results
 
 
+def _interleaved(
+    conn: psycopg.Connection,
+    chosen: tuple[str, ...],
+    measured: list[int],
+    truths: dict[int, list[set[int]]],
+    qv: np.ndarray,
+    dims: int,
+    sizes: list[int],
+) -> dict[str, Any]:
+    """Every chosen plan's indexes at once, each query asked of each plan in turn.
+
+    Side by side, so a load that comes and goes on a shared machine weighs on every
+    plan alike.  Only plans whose indexes hold different types can coexist (``own``
+    and ``own_half``, or one of each kind of index): the planner picks an index by
+    its expression, so two indexes on the same expression would answer each other's
+    queries.  Iterative scans are off (the plans' first mode).
+    """
+    built = {plan: _build(conn, plan, measured, dims) for plan in chosen}
+    conn.execute("SET hnsw.iterative_scan = off")
+    lat: dict[tuple[str, int], list[float]] = {(p, ws): [] for p in chosen for ws in measured}
+    rec: dict[tuple[str, int], list[float]] = {(p, ws): [] for p in chosen for ws in measured}
+    fewest = dict.fromkeys(lat, K)
+    for ws in measured:
+        for plan in chosen:
+            for q in qv[:3]:
+                _search(conn, plan, ws, q, dims)  # warm the caches
+        for i, (q, truth) in enumerate(zip(qv, truths[ws], strict=True)):
+            # Alternate which plan goes first, so neither always follows the other.
+            order = chosen if i % 2 == 0 else tuple(reversed(chosen))
+            for plan in order:
+                t0 = time.perf_counter()
+                got = _search(conn, plan, ws, q, dims)
+                lat[plan, ws].append((time.perf_counter() - t0) * 1000)
+                rec[plan, ws].append(len(truth.intersection(got)) / max(1, len(truth)))
+                fewest[plan, ws] = min(fewest[plan, ws], len(got))
+    plans: dict[str, Any] = {}
+    for plan in chosen:
+        plans[plan] = {
+            "build_s": built[plan]["build_s"],
+            "index_mb": built[plan]["index_mb"],
+            "iterative_scan": "off",
+            "ef_search": EF_SEARCH,
+            "by_share": {
+                f"{100 * SCALE_SHARES[ws]:.0f}%": {
+                    "rows": sizes[ws],
+                    "p50_ms": round(_percentile(lat[plan, ws], 50), 2),
+                    "p95_ms": round(_percentile(lat[plan, ws], 95), 2),
+                    "recall": round(float(np.mean(rec[plan, ws])), 4),
+                    "fewest_rows": fewest[plan, ws],
+                    "index": _index_used(conn, plan, ws, qv[0], dims),
+                }
+                for ws in measured
+            },
+        }
+    for plan in chosen:
+        for index in built[plan]["names"]:
+            conn.execute(f"DROP INDEX {index}")
+    return plans
+
+
 def main() -> None:
     """Run the comparison and print it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -265,14 +336,29 @@ def main() -> None:
     )
     parser.add_argument("--max-scan-tuples", type=int, default=None)
     parser.add_argument("--out", help="also write the JSON to this file")
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="build the plans' indexes together and ask each query of each in turn "
+        "(plans of different types only, e.g. own,own_half); iterative scans off",
+    )
     args = parser.parse_args()
     chosen = tuple(p for p in args.plans.split(",") if p)
     unknown = set(chosen) - set(PLANS)
     if unknown:
         parser.error(f"unknown plans {sorted(unknown)}; choose from {', '.join(PLANS)}")
+    if args.interleave and len({"half" in p for p in chosen}) != len(chosen):
+        parser.error("--interleave needs plans whose indexes hold different types")
     started = time.perf_counter()
     results = asyncio.run(
-        main_async(args.rows, args.workspaces, args.queries, chosen, args.max_scan_tuples)
+        main_async(
+            args.rows,
+            args.workspaces,
+            args.queries,
+            chosen,
+            args.max_scan_tuples,
+            args.interleave,
+        )
     )
     results["wall_s"] = round(time.perf_counter() - started)
     print(json.dumps(results, indent=2))

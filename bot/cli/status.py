@@ -49,6 +49,8 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
             "home": str(settings.home),
             "postgres_version": server_version(db),
             "pgvector_version": db.pgvector_version,
+            # "0.8" (halfvec workspace indexes) or "fallback" (pgvector 0.6's plans).
+            "vector_path": db.vector_path,
             "schema_revision": current,
             "head_revision": head,
             "counts": counts,
@@ -68,7 +70,10 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
         return
     embedded = " (embedded)" if db.embedded else ""
     typer.echo(f"{'database':<18}{info['database']}{embedded}")
-    typer.echo(f"{'postgres':<18}{info['postgres_version']}, pgvector {info['pgvector_version']}")
+    typer.echo(
+        f"{'postgres':<18}{info['postgres_version']}, pgvector {info['pgvector_version']} "
+        f"(search path: {info['vector_path']})"
+    )
     _print_watched(watched)
     needs = "" if current == head else f" (needs {head}: run `librarian db upgrade`)"
     typer.echo(f"{'schema':<18}{current or 'none'}{needs}")

@@ -12,7 +12,6 @@ import collections
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -21,6 +20,14 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from bot.store.database import HNSW_EF_SEARCH, PATH_08, Database
+from bot.store.hnsw import (
+    HALFVEC_INDEX,
+    HNSW_WITH,
+    VECTOR_INDEX,
+    IndexKind,
+    index_kind_of,
+    workspace_index_name,
+)
 from bot.store.keyword import TermStats, analyze, search_bm25, term_stats
 from bot.store.records import ChunkHit
 
@@ -44,42 +51,8 @@ LOCK_WORKSPACE_INDEX = 0x4C4C  # building one workspace's own HNSW index (see re
 # 77 ms for workspaces of 1-2% (tools/compare_vector_plans.py, 200k rows); and every
 # chunk written would pay for its inserts.
 EXACT_SCAN_MAX_ROWS = 3_000
-# Build parameters of a workspace's own HNSW index.  pgvector's default
-# ef_construction (64) left islands in the graph of a 40k-row workspace: single queries
-# found 0 of their 10 true neighbours even at ef_search 160.  At 128 the same workspace
-# gave recall@10 0.998 at ef_search 120, for a build ~1.5x as long.
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 128
 # How long a workspace found without an index of its own is believed to have none.
 NO_INDEX_RECHECK_S = 30.0
-HNSW_WITH = f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
-
-
-@dataclass(frozen=True)
-class IndexKind:
-    """What a workspace's own HNSW index holds: the type its vectors are cast to."""
-
-    type: str  # "vector" (4-byte floats) or "halfvec" (2-byte floats, pgvector >= 0.7)
-
-    @property
-    def ops(self) -> str:
-        """The operator class of cosine distance on this type."""
-        return f"{self.type}_cosine_ops"
-
-    def of(self, dim: int) -> str:
-        """The indexed expression, which a search must repeat for the index to serve it."""
-        return f"embedding::{self.type}({int(dim)})"
-
-
-# pgvector 0.6's only kind, and the kind the "0.8" path builds: half the index size and
-# memory, with the same filtered recall (see "Dense search plans" in the README).
-VECTOR_INDEX = IndexKind("vector")
-HALFVEC_INDEX = IndexKind("halfvec")
-
-
-def index_kind_of(definition: str) -> IndexKind:
-    """The kind of an index, from its definition (``pg_get_indexdef``)."""
-    return HALFVEC_INDEX if "halfvec_cosine_ops" in definition else VECTOR_INDEX
 
 
 # A chunk as a ChunkHit (no search scores), with its document's name and origin.
@@ -88,11 +61,6 @@ _CHUNK_HIT_SELECT = (
     "d.source_channel, d.source_url, c.location "
     "FROM chunks c JOIN documents d ON d.id = c.document_id"
 )
-
-
-def workspace_index_name(embedding_model_id: int, workspace_id: int) -> str:
-    """The name of a workspace's own partial HNSW index for one embedding model."""
-    return f"chunks_embedding_hnsw_m{int(embedding_model_id)}_w{int(workspace_id)}"
 
 
 def vector_literal(values: Sequence[float]) -> str:
