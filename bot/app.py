@@ -116,7 +116,9 @@ class App:
 
     def _start_jobs(self) -> None:
         self._tasks.append(asyncio.create_task(self.ingest.run(), name="ingest-worker"))
-        self.db.watch()  # the embedded server is restarted if it dies (a no-op otherwise)
+        # The embedded server is restarted if it dies; a DATABASE_URL server is probed and
+        # retried with backoff; either way `librarian status` can tell.
+        self.db.watch(self.settings.home)
         self.scheduler.start()
 
     def _start_recovery(self) -> None:

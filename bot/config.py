@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     # pages back from the OS cache.
     pg_shared_buffers_mb: int = Field(default=0, ge=0)
 
+    # Which dense-search plans to use (bot.store.search): "auto" takes pgvector 0.8's
+    # (halfvec workspace indexes) when the server has pgvector >= 0.8, and the plans
+    # written for pgvector 0.6 otherwise; "fallback" always takes the latter.
+    vector_plan: Literal["auto", "fallback"] = "auto"
+
     # Permissions: platform-qualified ids, e.g. "console:alice,matrix:@a:example.org".
     # Only these may bind a channel to a workspace of another team (bot.teams).
     admins: Annotated[list[str], NoDecode] = Field(default_factory=list)

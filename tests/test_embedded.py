@@ -81,6 +81,7 @@ def old_home(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str], dict]]:
         status = _json(_cli(old, "status", "--json"))
         assert status["postgres_version"].startswith("16.2")
         assert status["pgvector_version"] == "0.6.2"
+        assert status["vector_path"] == "fallback"
         assert _cli(old, "ingest", str(doc), "--channel", "console:travel").returncode == 0
         before = _json(_cli(old, "ask", QUESTION, "--channel", "console:travel", "--json"))
         counts = _counts(server.get_uri())
@@ -108,6 +109,7 @@ def test_a_home_made_by_the_old_embedded_server_is_upgraded_with_nothing_lost(ol
     assert str(backup_path(home / "pgdata", 16)) in status.stderr
     assert info["postgres_version"].startswith(f"{POSTGRES_MAJOR}.")
     assert info["pgvector_version"].startswith("0.8")
+    assert info["vector_path"] == "0.8"
     assert data_version(home / "pgdata") == POSTGRES_MAJOR
     assert data_version(backup_path(home / "pgdata", 16)) == 16
     assert {t: info["counts"][t] for t in TABLES} == before["counts"]
@@ -238,12 +240,23 @@ def test_the_embedded_server_killed_under_a_running_bot_comes_back(tmp_path: Pat
         engine.dispose()
         assert status in ("queued", "indexing")
         os.kill(int((pgdata / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
-        killed = time.monotonic()
+        killed, killed_at = time.monotonic(), time.time()
 
         bot.say("@librarian When does the cafeteria close on Fridays?")
         assert bot.wait_for("19:40", 120), bot.close()[-3000:]
         assert time.monotonic() - killed < 120
         assert bot.wait_for("Indexed big.txt", 1)
+
+        # The operator asks how the database is: it runs, and was restarted once.
+        watched = _json(_cli(env, "status", "--json"))["database_server"]
+        assert watched["kind"] == "embedded" and watched["reachable"]
+        [seen] = [w for w in watched["watched_by"] if w["pid"] == bot.proc.pid]
+        assert seen["state"] == "running"
+        assert seen["restarts"] == 1
+        assert "postmaster had stopped" in seen["last_restart_reason"]
+        assert killed_at <= seen["last_restart_at"] <= time.time()
+        said = _cli(env, "status")
+        assert "running, restarted once (last at" in said.stdout, said.stdout
         # Indexed exactly once, from one row.
         engine = create_engine(url)
         with engine.connect() as conn:
@@ -295,13 +308,32 @@ def test_an_external_server_stopped_and_started_again_is_used_without_a_restart(
         bot.say(f"/librarian upload {tmp_path / 'travel.txt'}")
         assert bot.wait_for("Indexed travel.txt", 180), bot.close()
 
+        watched = _json(_cli(env, "status", "--json"))["database_server"]
+        [seen] = [w for w in watched["watched_by"] if w["pid"] == bot.proc.pid]
+        assert watched["kind"] == "external" and seen["state"] == "reachable"
+
         pg_ctl_run("-m", "fast", "stop")
         bot.say("@librarian " + QUESTION)
         time.sleep(5)  # the question waits for the database; nothing is lost meanwhile
         assert not bot.wait_for("45 days", 0.1)
+        # status cannot reach the server either, and says what the bot is doing.
+        assert bot.wait_for("is unreachable", 30), bot.close()[-3000:]
+        down = _cli(env, "status", "--json")
+        assert down.returncode == 2
+        watched = json.loads(down.stdout)["database_server"]
+        assert watched["reachable"] is False and "cannot connect" in watched["error"]
+        [seen] = [w for w in watched["watched_by"] if w["pid"] == bot.proc.pid]
+        assert seen["state"] == "retrying" and seen["last_error"]
+        said = _cli(env, "status")
+        assert said.returncode == 2
+        assert "unreachable since" in said.stdout and "retrying in" in said.stdout, said.stdout
 
         handle.ensure_postgres_running()  # the operator starts it again
         assert bot.wait_for("45 days", 120), bot.close()[-3000:]
+        assert bot.wait_for("is reachable again", 70), bot.close()[-3000:]
+        watched = _json(_cli(env, "status", "--json"))["database_server"]
+        [seen] = [w for w in watched["watched_by"] if w["pid"] == bot.proc.pid]
+        assert seen["state"] == "reachable"
     finally:
         log = bot.close()
         with contextlib.suppress(Exception):

@@ -328,6 +328,11 @@ async def run(
     scale.update(build)
     scale["storage"] = await asyncio.to_thread(storage_sizes, app.db)
     scale["exact_scan_max_rows"] = app.store.exact_scan_max_rows
+    # Which search path the server got (bot.store.database.vector_path), and the kind
+    # of HNSW index it builds for a large workspace.
+    scale["vector_path"] = app.db.vector_path
+    scale["pgvector"] = app.db.pgvector_version
+    scale["index_kind"] = app.store.index_kind.type
     return {
         "squad": squad,
         "scale": scale,

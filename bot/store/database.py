@@ -8,9 +8,11 @@ another terminal share one server, and the last process to leave stops it.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import urllib.parse
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -32,6 +34,7 @@ from bot.store.embedded import (
     shared_buffers_mb,
     start_embedded,
 )
+from bot.store.server_state import ExternalWatch, forget, record
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,24 @@ class DatabaseUnavailable(LibrarianError):
     """The database cannot be reached or lacks what Librarian needs."""
 
     exit_code = 2
+
+
+#: The first pgvector release whose features the "0.8" search path uses: halfvec (0.7)
+#: and iterative index scans (0.8), measured together in tools/compare_vector_plans.py.
+VECTOR_08 = (0, 8, 0)
+PATH_08, FALLBACK = "0.8", "fallback"
+
+
+def vector_path(pgvector_version: str, setting: str = "auto") -> str:
+    """Which search path a server gets: "0.8" from pgvector 0.8 on, unless the
+    setting (``LIBRARIAN_VECTOR_PLAN=fallback``) asks for the pgvector 0.6 plans."""
+    parts = []
+    for part in pgvector_version.split(".")[:3]:
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        parts.append(int(digits or 0))
+    if setting == "fallback" or tuple(parts) < VECTOR_08:
+        return FALLBACK
+    return PATH_08
 
 
 @dataclass
@@ -53,18 +74,33 @@ class Database:
     # A second pool for searches: autocommit, no ping, vectors sent in binary (see
     # _search_engine).
     searcher: Engine
+    # "0.8" when searches may use pgvector 0.8's features (halfvec indexes), else
+    # "fallback": the plans written for pgvector 0.6 (see vector_path).
+    vector_path: str = FALLBACK
     _server: EmbeddedServer | None = None  # kept alive while we use it
-    watchdog: Watchdog | None = None
+    watchdog: Watchdog | ExternalWatch | None = None
+    _state_home: Path | None = None  # where the watch records its state
 
-    def watch(self, interval: float = 1.0) -> Watchdog | None:
-        """Restart the embedded server whenever it dies (see :class:`Watchdog`).
+    def watch(
+        self, home: Path | None = None, interval: float = 1.0
+    ) -> Watchdog | ExternalWatch | None:
+        """Watch the server for as long as the database is open.
 
-        Nothing to do for a ``DATABASE_URL`` server, which the bot does not own: its
-        pool reconnects when the server is back (``pool_pre_ping``).
+        The embedded server is restarted whenever it dies (see :class:`Watchdog`).  A
+        ``DATABASE_URL`` server, which the bot does not own, is probed and retried with
+        backoff while it is away (:class:`ExternalWatch`); its pools reconnect by
+        themselves once it is back (``pool_pre_ping``).  With ``home``, the state is
+        recorded there for ``librarian status`` (``bot.store.server_state``).
         """
-        if self._server is None or self.watchdog is not None:
+        if self.watchdog is not None:
             return self.watchdog
-        self.watchdog = Watchdog(self._server, interval)
+        self._state_home = home
+        on_state = (lambda state: record(home, state)) if home is not None else None
+        if self._server is not None:
+            self.watchdog = Watchdog(self._server, interval, on_state=on_state)
+        else:
+            url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self.watchdog = ExternalWatch(url, self.display_url, on_state or (lambda _s: None))
         self.watchdog.start()
         return self.watchdog
 
@@ -73,6 +109,8 @@ class Database:
         if self.watchdog is not None:
             self.watchdog.stop()
             self.watchdog = None
+            if self._state_home is not None:
+                forget(self._state_home)
         self.searcher.dispose()
         self.engine.dispose()
         if self._server is not None:
@@ -180,6 +218,7 @@ def open_database(settings: Settings, *, connect_timeout: int = 5) -> Database:
         embedded=embedded,
         pgvector_version=version,
         searcher=searcher,
+        vector_path=vector_path(version, settings.vector_plan),
         _server=server,
     )
 
@@ -196,7 +235,7 @@ def _revive(server: EmbeddedServer) -> Any:
 
     def hook(_dialect: Any, _record: Any, _cargs: Any, _cparams: Any) -> None:
         if not server.ready():
-            server.ensure_running()
+            server.ensure_running(noticed_by="a new connection")
 
     return hook
 

@@ -30,6 +30,7 @@ from typing import Any
 import psutil
 
 from bot.errors import LibrarianError
+from bot.store.server_state import ServerState
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +307,10 @@ class EmbeddedServer:
         self._handle = handle
         self.pgdata = pgdata
         self._restart_lock = threading.Lock()
+        # Restarts by this process, for `librarian status` (bot.store.server_state).
         self.restarts = 0
+        self.last_restart_at: float | None = None
+        self.last_restart_reason: str | None = None
 
     @property
     def uri(self) -> str:
@@ -322,12 +326,13 @@ class EmbeddedServer:
         pid, status = _postmaster(self.pgdata)
         return pid is not None and status == "ready"
 
-    def ensure_running(self, timeout: float = 120.0) -> bool:
+    def ensure_running(self, timeout: float = 120.0, *, noticed_by: str = "a caller") -> bool:
         """Make sure the server accepts connections; True when it had to be restarted.
 
         A dead postmaster is started again (crash recovery is Postgres's own: a server
         killed by SIGKILL replays its WAL on the next start); one that is starting is
         waited for.  Serialised, so that concurrent callers start it once.
+        ``noticed_by`` names who found it dead, for the restart's recorded reason.
         """
         if self.ready():
             return False
@@ -338,6 +343,7 @@ class EmbeddedServer:
                 with pg.postgres_server.PostgresServer._lock:
                     if not self.alive():
                         log.warning("the embedded Postgres stopped; starting it again")
+                        reason = f"its postmaster had stopped; noticed by {noticed_by}"
                         # The pid file of a dead postmaster may name a zombie, which
                         # both the package and Postgres would take for a live server.
                         with contextlib.suppress(FileNotFoundError):
@@ -345,6 +351,7 @@ class EmbeddedServer:
                         self._start_again(timeout)
                         restarted = True
                         self.restarts += 1
+                        self.last_restart_at, self.last_restart_reason = time.time(), reason
             deadline = time.monotonic() + timeout
             while not self.ready():
                 if not self.alive() or time.monotonic() > deadline:
@@ -423,7 +430,9 @@ class Watchdog:
 
     A daemon thread polls the postmaster every ``interval`` seconds (a ``kill(pid, 0)``,
     microseconds), so a dead server is back within about ``interval`` plus its start
-    time, even when no question arrives to notice it.  ``on_restart`` is told each time.
+    time, even when no question arrives to notice it.  ``on_restart`` is told each time;
+    ``on_state`` gets its state whenever it changes (for ``librarian status``), including
+    a restart that a connection made first.
     """
 
     def __init__(
@@ -431,18 +440,50 @@ class Watchdog:
         server: EmbeddedServer,
         interval: float = 1.0,
         on_restart: Callable[[str], None] | None = None,
+        on_state: Callable[[ServerState], None] | None = None,
     ) -> None:
         self.server = server
         self.interval = interval
         self.on_restart = on_restart
+        self.on_state = on_state
         self.state = "running"
         self.last_error: str | None = None
+        self._since = time.time()
+        self._published: tuple[Any, ...] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pg-watchdog", daemon=True)
 
     def start(self) -> None:
         """Start watching."""
+        self._publish()
         self._thread.start()
+
+    def snapshot(self) -> ServerState:
+        """The server's state as this process sees it now."""
+        return ServerState(
+            kind="embedded",
+            state=self.state,
+            restarts=self.server.restarts,
+            last_restart_at=self.server.last_restart_at,
+            last_restart_reason=self.server.last_restart_reason,
+            last_error=self.last_error,
+            since=self._since,
+        )
+
+    def _set(self, state: str) -> None:
+        if state != self.state:
+            self.state, self._since = state, time.time()
+
+    def _publish(self) -> None:
+        """Tell ``on_state`` when anything it shows changed since it was last told."""
+        current = (self.state, self.server.restarts, self.last_error)
+        if self.on_state is None or current == self._published:
+            return
+        self._published = current
+        try:
+            self.on_state(self.snapshot())
+        except Exception:  # recording is a courtesy; watching goes on
+            log.exception("could not record the embedded Postgres's state")
 
     def stop(self) -> None:
         """Stop watching (the server keeps running)."""
@@ -454,20 +495,27 @@ class Watchdog:
         backoff = self.interval
         while not self._stop.wait(backoff):
             if self.server.ready():
-                self.state, backoff = "running", self.interval
+                self._set("running")
+                backoff = self.interval
+                self._publish()
                 continue
-            self.state = "restarting"
+            self._set("restarting")
+            self._publish()
             started = time.perf_counter()
             try:
-                if not self.server.ensure_running():
+                if not self.server.ensure_running(noticed_by="the watchdog"):
                     continue  # it was only starting (or a connection restarted it)
             except Exception as exc:  # keep watching: the next round tries again
                 self.last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 backoff = min(30.0, backoff * 2)
                 log.error("could not restart the embedded Postgres: %s", self.last_error)
+                self._set("failed")
+                self._publish()
                 continue
             took = time.perf_counter() - started
-            self.state, self.last_error, backoff = "running", None, self.interval
+            self.last_error, backoff = None, self.interval
+            self._set("running")
+            self._publish()
             message = f"the embedded Postgres was restarted after it stopped ({took:.1f} s)"
             log.warning(message)
             if self.on_restart is not None:

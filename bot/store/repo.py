@@ -42,6 +42,7 @@ from bot.store.records import (
 from bot.store.search import (
     EXACT_SCAN_MAX_ROWS,
     LOCK_WORKSPACE_INDEX,
+    IndexKind,
     SearchMixin,
     vector_literal,
     workspace_index_name,
@@ -183,9 +184,9 @@ class Store(SearchMixin, FeedbackMixin, EventsMixin):
         self.exact_scan_max_rows = EXACT_SCAN_MAX_ROWS
         # Searches run on their own pool, outside transactions (Database.searcher).
         self._searcher = db.searcher
-        # Which workspaces have an HNSW index of their own: yes is kept (an index is
-        # not dropped), no is looked up again after NO_INDEX_RECHECK_S.
-        self._indexed: set[tuple[int, int]] = set()
+        # Which workspaces have an HNSW index of their own, and of which kind: yes is
+        # kept (an index is not dropped), no is looked up again after NO_INDEX_RECHECK_S.
+        self._indexed: dict[tuple[int, int], IndexKind] = {}
         self._not_indexed: dict[tuple[int, int], float] = {}
         # How often each dense-search plan ran (exact, forced_exact, workspace_hnsw,
         # exact_fallback): for benchmarks and status, not for decisions.

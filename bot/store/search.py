@@ -19,14 +19,26 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from bot.store.database import HNSW_EF_SEARCH
+from bot.store.database import HNSW_EF_SEARCH, PATH_08, Database
+from bot.store.hnsw import (
+    HALFVEC_INDEX,
+    HNSW_WITH,
+    VECTOR_INDEX,
+    IndexKind,
+    index_kind_of,
+    workspace_index_name,
+)
 from bot.store.keyword import TermStats, analyze, search_bm25, term_stats
 from bot.store.records import ChunkHit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_INDEX_IS_VALID = "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)"
+# Whether an index is valid, and its definition (which says whether it holds halfvec).
+_INDEX_STATE = (
+    "SELECT indisvalid, pg_get_indexdef(indexrelid) FROM pg_index "
+    "WHERE indexrelid = to_regclass(%s)"
+)
 LOCK_WORKSPACE_INDEX = 0x4C4C  # building one workspace's own HNSW index (see repo's list)
 
 # Workspaces with at most this many chunks are searched exactly; above it, a
@@ -35,17 +47,12 @@ LOCK_WORKSPACE_INDEX = 0x4C4C  # building one workspace's own HNSW index (see re
 # half pgvector's distance), so it is as fast as an HNSW search (~5 ms) near 3,000
 # rows; below that it is both exact and no slower.  No index shared by workspaces
 # stands in: pgvector < 0.8 filters after the index scan and can return fewer than k
-# rows, and every chunk written would pay for its inserts.
+# rows; pgvector 0.8's iterative scans return k, but at recall 0.83-0.97 and p95 up to
+# 77 ms for workspaces of 1-2% (tools/compare_vector_plans.py, 200k rows); and every
+# chunk written would pay for its inserts.
 EXACT_SCAN_MAX_ROWS = 3_000
-# Build parameters of a workspace's own HNSW index.  pgvector's default
-# ef_construction (64) left islands in the graph of a 40k-row workspace: single queries
-# found 0 of their 10 true neighbours even at ef_search 160.  At 128 the same workspace
-# gave recall@10 0.998 at ef_search 120, for a build ~1.5x as long.
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 128
 # How long a workspace found without an index of its own is believed to have none.
 NO_INDEX_RECHECK_S = 30.0
-HNSW_WITH = f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
 
 
 # A chunk as a ChunkHit (no search scores), with its document's name and origin.
@@ -54,11 +61,6 @@ _CHUNK_HIT_SELECT = (
     "d.source_channel, d.source_url, c.location "
     "FROM chunks c JOIN documents d ON d.id = c.document_id"
 )
-
-
-def workspace_index_name(embedding_model_id: int, workspace_id: int) -> str:
-    """The name of a workspace's own partial HNSW index for one embedding model."""
-    return f"chunks_embedding_hnsw_m{int(embedding_model_id)}_w{int(workspace_id)}"
 
 
 def vector_literal(values: Sequence[float]) -> str:
@@ -89,12 +91,19 @@ def _dense_hit(r: Sequence[Any]) -> ChunkHit:
 class SearchMixin:
     """The Store's searches and search indexes (state is set up by ``Store.__init__``)."""
 
+    db: Database
     engine: Engine
     _searcher: Engine
     exact_scan_max_rows: int
-    _indexed: set[tuple[int, int]]
+    _indexed: dict[tuple[int, int], IndexKind]
     _not_indexed: dict[tuple[int, int], float]
     plan_counts: collections.Counter[str]
+
+    @property
+    def index_kind(self) -> IndexKind:
+        """The kind of HNSW index this server gets for a workspace that outgrows the
+        exact scan: halfvec on the pgvector 0.8 path, vector on the fallback."""
+        return HALFVEC_INDEX if self.db.vector_path == PATH_08 else VECTOR_INDEX
 
     # -- retrieval --------------------------------------------------------------------------
 
@@ -147,7 +156,9 @@ class SearchMixin:
 
         The plan is chosen without counting the workspace's rows.  Ids are integers,
         inlined into the SQL: a partial index is only considered when its predicate is
-        proved by constants, never by a bound parameter.
+        proved by constants, never by a bound parameter.  The index is searched in the
+        type it holds (``IndexKind``): halfvec ones, built on the pgvector 0.8 path, are
+        ordered by halfvec distance; the similarity returned is always full precision.
         """
         query = np.asarray(vector, dtype=np.float32)
         dim = int(dims)
@@ -172,19 +183,20 @@ class SearchMixin:
             + "FROM top JOIN chunks c ON c.id = top.id JOIN documents d ON d.id = c.document_id "
             "ORDER BY similarity DESC"
         )
-        approx_sql = (
-            select + "FROM chunks c JOIN documents d ON d.id = c.document_id "
-            f"WHERE c.workspace_id = {ws} AND c.embedding_model_id = {model} "
-            f"ORDER BY c.embedding::vector({dim}) <=> CAST(%(q)s AS vector({dim})) "
-            f"LIMIT {limit}"
-        )
         params = {"q": query}
 
         def run(conn: psycopg.Connection[Any]) -> tuple[str, list[Any]]:
-            if exact or not self._workspace_indexed(conn, model, ws):
+            kind = None if exact else self._workspace_indexed(conn, model, ws)
+            if kind is None:
                 return ("forced_exact" if exact else "exact"), conn.execute(
                     exact_sql, params
                 ).fetchall()
+            approx_sql = (
+                select + "FROM chunks c JOIN documents d ON d.id = c.document_id "
+                f"WHERE c.workspace_id = {ws} AND c.embedding_model_id = {model} "
+                f"ORDER BY c.{kind.of(dim)} <=> CAST(%(q)s AS {kind.type}({dim})) "
+                f"LIMIT {limit}"
+            )
             # Unfiltered HNSW over this workspace alone.  pgvector's default breadth of
             # 40 lost neighbours on a 100k-row workspace (recall@10 against the exact
             # scan, index built at ef_construction 128: 0.973 at ef 60, 0.988 at 120,
@@ -236,22 +248,26 @@ class SearchMixin:
                 pooled.close()
         raise AssertionError("unreachable")
 
-    def _known_indexed(self, model: int, ws: int) -> None:
-        self._indexed.add((model, ws))
+    def _known_indexed(self, model: int, ws: int, kind: IndexKind) -> None:
+        self._indexed[(model, ws)] = kind
         self._not_indexed.pop((model, ws), None)
 
-    def _workspace_indexed(self, conn: psycopg.Connection[Any], model: int, ws: int) -> bool:
+    def _workspace_indexed(
+        self, conn: psycopg.Connection[Any], model: int, ws: int
+    ) -> IndexKind | None:
+        """The kind of the workspace's own valid index; None when it has none (yet)."""
         key = (model, ws)
         if key in self._indexed:
-            return True
+            return self._indexed[key]
         checked = self._not_indexed.get(key)
         if checked is not None and time.monotonic() - checked < NO_INDEX_RECHECK_S:
-            return False
-        if self._has_valid_index(conn, workspace_index_name(model, ws)):
-            self._known_indexed(model, ws)
-            return True
+            return None
+        kind = self._valid_index_kind(conn, workspace_index_name(model, ws))
+        if kind is not None:
+            self._known_indexed(model, ws, kind)
+            return kind
         self._not_indexed[key] = time.monotonic()
-        return False
+        return None
 
     def search_keyword(
         self, workspace_id: int, embedding_model_id: int, query: str, k: int
@@ -321,21 +337,29 @@ class SearchMixin:
     # gets a partial HNSW index of its own, over its rows only:
     #
     #   CREATE INDEX CONCURRENTLY chunks_embedding_hnsw_m{M}_w{W} ON chunks
-    #     USING hnsw ((embedding::vector(D)) vector_cosine_ops)
+    #     USING hnsw ((embedding::halfvec(D)) halfvec_cosine_ops)
     #     WHERE embedding_model_id = M AND workspace_id = W
     #
+    # (``vector`` and ``vector_cosine_ops`` on the fallback path: see ``IndexKind``)
     # created at runtime (like the per-model index of ensure_embedding_model) when the
     # workspace crosses exact_scan_max_rows: by the ingest worker after it completes a
     # document, or by a maintenance call.  A search of it is an unfiltered HNSW search.
 
     @staticmethod
-    def _has_valid_index(conn: Connection | psycopg.Connection[Any], name: str) -> bool:
-        """Whether ``name`` is a valid index, on a main-pool or a search connection."""
+    def _valid_index_kind(
+        conn: Connection | psycopg.Connection[Any], name: str
+    ) -> IndexKind | None:
+        """The kind of index ``name`` if it is valid, on a main-pool or search connection."""
         if isinstance(conn, Connection):
-            row = conn.exec_driver_sql(_INDEX_IS_VALID, (name,)).first()
+            row = conn.exec_driver_sql(_INDEX_STATE, (name,)).first()
         else:
-            row = conn.execute(_INDEX_IS_VALID, (name,)).fetchone()
-        return bool(row and row[0])
+            row = conn.execute(_INDEX_STATE, (name,)).fetchone()
+        return index_kind_of(str(row[1])) if row and row[0] else None
+
+    @classmethod
+    def _has_valid_index(cls, conn: Connection | psycopg.Connection[Any], name: str) -> bool:
+        """Whether ``name`` is a valid index, on a main-pool or a search connection."""
+        return cls._valid_index_kind(conn, name) is not None
 
     def workspace_index_exists(self, workspace_id: int, embedding_model_id: int) -> bool:
         """Whether the workspace has a usable (valid) HNSW index of its own."""
@@ -391,9 +415,13 @@ class SearchMixin:
         if rows <= self.exact_scan_max_rows:
             return False
         name = workspace_index_name(model, ws)
+        kind = self.index_kind
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            if self._has_valid_index(conn, name):
-                self._known_indexed(model, ws)
+            # An index of the other kind is kept and used (a home upgraded from pgvector
+            # 0.6 keeps its vector indexes until they are dropped and built again).
+            existing = self._valid_index_kind(conn, name)
+            if existing is not None:
+                self._known_indexed(model, ws, existing)
                 return False
             got = conn.execute(
                 text("SELECT pg_try_advisory_lock(:a, :b)"), {"a": LOCK_WORKSPACE_INDEX, "b": ws}
@@ -401,8 +429,9 @@ class SearchMixin:
             if not got:
                 return False
             try:
-                if self._has_valid_index(conn, name):
-                    self._known_indexed(model, ws)
+                existing = self._valid_index_kind(conn, name)
+                if existing is not None:
+                    self._known_indexed(model, ws, existing)
                     return False
                 conn.execute(text(f"DROP INDEX IF EXISTS {name}"))  # a failed build's leftover
                 # The graph must fit in maintenance_work_mem or the build slows down many
@@ -412,7 +441,7 @@ class SearchMixin:
                 conn.execute(
                     text(
                         f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}{name} "
-                        f"ON chunks USING hnsw ((embedding::vector({dim})) vector_cosine_ops) "
+                        f"ON chunks USING hnsw (({kind.of(dim)}) {kind.ops}) "
                         f"{HNSW_WITH} "
                         f"WHERE embedding_model_id = {model} AND workspace_id = {ws}"
                     )
@@ -422,7 +451,7 @@ class SearchMixin:
                 conn.execute(
                     text("SELECT pg_advisory_unlock(:a, :b)"), {"a": LOCK_WORKSPACE_INDEX, "b": ws}
                 )
-        self._known_indexed(model, ws)
+        self._known_indexed(model, ws, kind)
         return True
 
     def ensure_workspace_indexes(

@@ -1,0 +1,226 @@
+"""Dense search on both paths: pgvector 0.8's (halfvec workspace indexes) on the embedded
+server, and the pgvector 0.6 plans as the fallback, forced by the setting or found on a
+real PostgreSQL 16.2 with pgvector 0.6.2 (``pgserver`` 0.1.4, a dev dependency).
+
+On each path a large workspace (its own HNSW index) and a small one (exact scan) beside
+a larger neighbour are asked for their 10 nearest chunks: each answer holds 10 rows of
+that workspace only, close to the exact scan's.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from bot.config import load_settings
+from bot.store import migrate
+from bot.store.database import Database, open_database
+from bot.store.repo import Store, WorkspaceDefaults, workspace_index_name
+
+DIMS = 64
+K = 10
+
+
+def _clustered(rng: np.random.Generator, centres: np.ndarray, n: int) -> np.ndarray:
+    """n unit vectors around the given centres (a corpus has topics, not uniform noise)."""
+    picks = centres[rng.integers(0, len(centres), n)]
+    v = picks + rng.normal(0.0, 0.35, picks.shape)
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _workspace(store: Store, name: str, model: int, vectors: np.ndarray) -> int:
+    binding = store.binding_for("console", "", name, WorkspaceDefaults(200, 40, 4, 0.0))
+    store.bulk_load_vectors(binding.workspace.id, model, vectors, file_name=f"{name}.txt")
+    return binding.workspace.id
+
+
+def _index_definition(db: Database, model: int, ws: int) -> str:
+    with db.engine.connect() as conn:
+        return str(
+            conn.execute(
+                text("SELECT pg_get_indexdef(to_regclass(:n))"),
+                {"n": workspace_index_name(model, ws)},
+            ).scalar()
+        )
+
+
+def _plan_of_search(db: Database, model: int, ws: int, query: np.ndarray) -> str:
+    """How the server runs the workspace's indexed search: EXPLAIN of its ORDER BY, in
+    the type of the workspace's index."""
+    from bot.store.hnsw import index_kind_of
+
+    kind = index_kind_of(_index_definition(db, model, ws))
+    literal = str([float(v) for v in query])
+    with db.engine.connect() as conn:
+        return "\n".join(
+            conn.execute(
+                text(
+                    f"EXPLAIN SELECT id FROM chunks WHERE workspace_id = {ws} "
+                    f"AND embedding_model_id = {model} ORDER BY {kind.of(DIMS)} "
+                    f"<=> CAST('{literal}' AS {kind.type}({DIMS})) LIMIT {K}"
+                )
+            ).scalars()
+        )
+
+
+def ask_both_workspaces(db: Database) -> dict[str, Any]:
+    """Fill a large, a small and a neighbouring workspace; ask each 30 questions.
+
+    Returns the large workspace's index definition, the plans that ran, the mean
+    recall@10 against the exact scan, the fewest rows any answer had, and whether any
+    answer held another workspace's chunk.
+    """
+    migrate.upgrade(db)
+    store = Store(db)
+    store.exact_scan_max_rows = 1_000  # 4,000 chunks make a "large" workspace
+    model = store.ensure_embedding_model(f"test-{DIMS}d", DIMS)
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(24, DIMS))
+    large = _workspace(store, "large", model, _clustered(rng, centres, 4_000))
+    small = _workspace(store, "small", model, _clustered(rng, centres, K))
+    _workspace(store, "neighbour", model, _clustered(rng, centres, 6_000))
+    # The planner's statistics, as autovacuum would have them after such a load: with
+    # none, it takes the new workspace for one row and sorts it instead of using its index.
+    store.analyze_chunks()
+    assert store.ensure_workspace_index(large, model, DIMS, concurrently=False)
+    assert not store.ensure_workspace_index(small, model, DIMS, concurrently=False)
+    own_chunks = {}
+    with db.engine.connect() as conn:
+        for ws in (large, small):
+            own_chunks[ws] = set(
+                conn.execute(
+                    text("SELECT id FROM chunks WHERE workspace_id = :w"), {"w": ws}
+                ).scalars()
+            )
+    recalls, fewest, foreign = [], K, 0
+    store.plan_counts.clear()
+    for query in _clustered(rng, centres, 30):
+        for ws in (large, small):
+            hits = store.search_dense(ws, model, DIMS, query, K)
+            truth = store.search_dense(ws, model, DIMS, query, K, exact=True)
+            got = {h.chunk_id for h in hits}
+            recalls.append(len(got & {h.chunk_id for h in truth}) / K)
+            fewest = min(fewest, len(hits))
+            foreign += len(got - own_chunks[ws])
+    return {
+        "index": _index_definition(db, model, large),
+        "explain": _plan_of_search(db, model, large, _clustered(rng, centres, 1)[0]),
+        "plans": dict(store.plan_counts),
+        "recall": float(np.mean(recalls)),
+        "fewest": fewest,
+        "foreign": foreign,
+    }
+
+
+def test_the_embedded_server_takes_the_pgvector_08_path(librarian_env: dict[str, str]) -> None:
+    """halfvec workspace indexes: half the memory, the same answers."""
+    db = open_database(load_settings())
+    try:
+        assert db.vector_path == "0.8", f"the test server has pgvector {db.pgvector_version}"
+        seen = ask_both_workspaces(db)
+    finally:
+        db.close()
+    assert "halfvec_cosine_ops" in seen["index"], seen["index"]
+    assert "Index Scan using chunks_embedding_hnsw_m" in seen["explain"], seen["explain"]
+    # 30 searches of the large workspace through its index, 30 of the small one exact;
+    # each also once exact to compare.
+    assert seen["plans"] == {"workspace_hnsw": 30, "exact": 30, "forced_exact": 60}
+    assert seen["fewest"] == K and seen["foreign"] == 0
+    assert seen["recall"] >= 0.97, seen
+
+
+def test_the_fallback_path_can_be_forced_on_a_new_server(
+    librarian_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LIBRARIAN_VECTOR_PLAN", "fallback")
+    db = open_database(load_settings())
+    try:
+        assert db.vector_path == "fallback"
+        seen = ask_both_workspaces(db)
+    finally:
+        db.close()
+    assert "vector_cosine_ops" in seen["index"] and "halfvec" not in seen["index"]
+    assert "Index Scan using chunks_embedding_hnsw_m" in seen["explain"], seen["explain"]
+    assert seen["plans"] == {"workspace_hnsw": 30, "exact": 30, "forced_exact": 60}
+    assert seen["fewest"] == K and seen["foreign"] == 0
+    assert seen["recall"] >= 0.97, seen
+
+
+def test_an_index_built_on_the_fallback_path_is_still_used_on_the_08_path(
+    librarian_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A home upgraded from pgvector 0.6 keeps its vector indexes, and they keep serving."""
+    monkeypatch.setenv("LIBRARIAN_VECTOR_PLAN", "fallback")
+    db = open_database(load_settings())
+    try:
+        ask_both_workspaces(db)
+    finally:
+        db.close()
+    monkeypatch.setenv("LIBRARIAN_VECTOR_PLAN", "auto")
+    db = open_database(load_settings())
+    try:
+        assert db.vector_path == "0.8"
+        store = Store(db)
+        model = store.ensure_embedding_model(f"test-{DIMS}d", DIMS)
+        with db.engine.connect() as conn:
+            large = conn.execute(
+                text("SELECT workspace_id FROM documents WHERE file_name = 'large.txt'")
+            ).scalar_one()
+        assert not store.ensure_workspace_index(large, model, DIMS, concurrently=False)
+        query = store.workspace_vectors(large, model)[17]
+        hits = store.search_dense(large, model, DIMS, query, K)
+        assert len(hits) == K and hits[0].similarity == pytest.approx(1.0, abs=1e-5)
+        assert store.plan_counts == {"workspace_hnsw": 1}
+        assert "halfvec" not in _index_definition(db, model, large)
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def pgvector_06_url() -> Iterator[str]:
+    """A real PostgreSQL 16.2 with pgvector 0.6.2: the embedded server before this one."""
+    import pgserver
+
+    # Not under pytest's temp root, which the server's unprivileged user cannot enter.
+    root = Path(tempfile.mkdtemp(prefix="librarian-test-pgvector06-"))
+    server = pgserver.get_server(root / "pgdata", cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_server_with_pgvector_06_gets_the_fallback_path(
+    librarian_env: dict[str, str], pgvector_06_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", pgvector_06_url)
+    db = open_database(load_settings())
+    try:
+        assert db.pgvector_version == "0.6.2"
+        assert db.vector_path == "fallback"
+        seen = ask_both_workspaces(db)
+    finally:
+        db.close()
+    assert "vector_cosine_ops" in seen["index"] and "halfvec" not in seen["index"]
+    assert "Index Scan using chunks_embedding_hnsw_m" in seen["explain"], seen["explain"]
+    assert seen["plans"] == {"workspace_hnsw": 30, "exact": 30, "forced_exact": 60}
+    assert seen["fewest"] == K and seen["foreign"] == 0
+    assert seen["recall"] >= 0.97, seen
+
+
+def test_the_plan_setting_refuses_a_value_it_does_not_know(
+    librarian_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.errors import ConfigError
+
+    monkeypatch.setenv("LIBRARIAN_VECTOR_PLAN", "halfvec-please")
+    with pytest.raises(ConfigError, match="VECTOR_PLAN"):
+        load_settings()
