@@ -76,6 +76,10 @@ def test_retrieval_bench_quick(librarian_env: dict[str, str], shared_models: Pat
     assert _get(data, "scale.index_s") >= 0
     storage = _get(data, "scale.storage")
     assert 0 < storage["hnsw_indexes_mb"] < storage["chunks_total_mb"] <= storage["database_mb"]
+    assert storage["shared_buffers_mb"] >= 128  # the embedded server's sizing floor
+    assert _get(data, "scale.bot_peak_rss_mb") > 0
+    # The filtered-search guarantee: every measured workspace gave its k rows.
+    assert _get(data, "scale.fewest_rows") == _get(data, "scale.k") == 10
     # The test server has pgvector 0.8: its large workspaces got halfvec indexes.
     assert _get(data, "scale.pgvector").startswith("0.8")
     assert _get(data, "scale.vector_path") == "0.8"

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import resource
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -220,13 +221,14 @@ async def _scale(
         for q in questions[:3]:  # warm the caches of this workspace's index
             await app.retriever.search(ws, [q], k=10, mode="dense")
         plans_before = Counter(store.plan_counts)
-        latency, recalls = [], []
+        latency, recalls, returned = [], [], []
         for q, truth in zip(questions, truths, strict=True):
             found = await app.retriever.search(ws, [q], k=10, mode="dense")
             latency.append(found.retrieval_ms)
             embed_ms.append(found.timings.get("embed_ms", 0.0))
             search_ms.append(found.timings.get("dense_ms", 0.0))
             got = [r.hit.chunk_id for r in found.ranked[:10]]
+            returned.append(len(got))
             recalls.append(len(truth.intersection(got)) / max(1, len(truth)))
         plans = Counter(store.plan_counts) - plans_before
         plans.pop("forced_exact", None)
@@ -239,6 +241,8 @@ async def _scale(
             "p95_ms": round(percentile(latency, 95), 1),
             "recall_vs_exact": round(float(np.mean(recalls)), 4),
             "worst_query_recall": round(min(recalls), 2),
+            # The filtered-search guarantee: k rows whenever the workspace has k.
+            "fewest_rows": min(returned),
         }
         log(f"  workspace of {rows} rows ({share}): {per_ws[share]}")
     return {
@@ -254,6 +258,8 @@ async def _scale(
             "search_p95": round(percentile(search_ms, 95), 1),
         },
         "recall_vs_exact_min": min(v["recall_vs_exact"] for v in per_ws.values()),
+        "fewest_rows": min(v["fewest_rows"] for v in per_ws.values()),
+        "k": 10,
         "by_workspace": per_ws,
         "plans": {
             k: v for k, v in (Counter(store.plan_counts) - before).items() if k != "forced_exact"
@@ -327,6 +333,9 @@ async def run(
     scale["workspaces"] = plan.scale_workspaces + 1
     scale.update(build)
     scale["storage"] = await asyncio.to_thread(storage_sizes, app.db)
+    # The bot's own peak memory (ru_maxrss: kilobytes on Linux); the server's is its
+    # shared_buffers (in storage) plus the page cache, which the OS shares.
+    scale["bot_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     scale["exact_scan_max_rows"] = app.store.exact_scan_max_rows
     # Which search path the server got (bot.store.database.vector_path), and the kind
     # of HNSW index it builds for a large workspace.

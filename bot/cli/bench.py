@@ -62,6 +62,7 @@ def retrieval(
         "squad.hybrid.recall@5": ">= 0.95",
         "scale.latency_ms.p95": "<= 25",
         "scale.recall_vs_exact_min": ">= 0.98",
+        "scale.fewest_rows": ">= 10 (k)",
     }
     _emit("Retrieval benchmark", results, json_out, goals)
 

@@ -33,7 +33,8 @@ def server_version(db: Database) -> str:
 
 
 def storage_sizes(db: Database) -> dict[str, float]:
-    """Disk used by this database, by the chunks table and by its HNSW indexes, in MB.
+    """Disk used by this database, by the chunks table and by its HNSW indexes, and the
+    server's shared_buffers (the memory it caches pages in), in MB.
 
     The HNSW indexes are what a search wants in memory (shared_buffers and the page
     cache), so their size is the memory a workspace's fast plan needs.
@@ -43,7 +44,10 @@ def storage_sizes(db: Database) -> dict[str, float]:
             text(
                 "SELECT pg_database_size(current_database()), "
                 "pg_total_relation_size('chunks'), "
-                "coalesce(sum(pg_relation_size(i.indexrelid)), 0) "
+                "coalesce(sum(pg_relation_size(i.indexrelid)), 0), "
+                # shared_buffers is counted in blocks of block_size bytes.
+                "(SELECT setting::bigint FROM pg_settings WHERE name = 'shared_buffers') "
+                "* current_setting('block_size')::bigint "
                 "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                 "JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'hnsw'"
             )
@@ -53,4 +57,5 @@ def storage_sizes(db: Database) -> dict[str, float]:
         "database_mb": round(int(row[0]) / mb, 1),
         "chunks_total_mb": round(int(row[1]) / mb, 1),
         "hnsw_indexes_mb": round(int(row[2]) / mb, 1),
+        "shared_buffers_mb": round(int(row[3]) / mb, 1),
     }
