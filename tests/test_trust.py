@@ -22,7 +22,7 @@ from helpers import converse, make_pdf, say
 from bot.app import App
 from bot.events import ConversationRef
 from bot.knowledge.answer import NOT_FOUND
-from bot.knowledge.check import check_answer
+from bot.knowledge.check import ECHO, check_answer
 
 GENERAL = ConversationRef("console", "", "general")
 
@@ -109,6 +109,24 @@ def test_the_check_compares_numbers_as_numbers() -> None:
     assert not misread.passed and misread.unsupported == ["$3.40"]
     assert not check_answer("The cost was estimated by Airbus.", sources).passed
     assert not check_answer('The "engine fire test" is required.', sources).passed
+
+
+def test_an_answer_that_only_restates_the_question_fails_the_check() -> None:
+    # Seen by hand on the corpus's CSV with the default model: the quotes held
+    # "Rasmussen Group", the model wrote the asker's own name back as the company.
+    sources = "| First Name | Last Name | Company |\n| Sheryl | Baxter | Rasmussen Group |"
+    question = "Which company does Sheryl Baxter work for?"
+    echo = check_answer("The company Sheryl Baxter works for is Baxter.", sources, question)
+    assert not echo.passed and echo.unsupported == [ECHO]
+    assert check_answer("Sheryl Baxter works for Rasmussen Group.", sources, question).passed
+    # Nothing checkable is left to the other checks; a number of its own passes.
+    assert check_answer("She works for a company.", sources, question).passed
+    costs = "The AOA sensor system test costs $3,400 per airplane."
+    asked = "What does the AOA sensor system test cost?"
+    assert check_answer("The AOA test costs $3,400.", costs, asked).passed
+    assert not check_answer("The AOA sensor system test has a cost.", costs, asked).passed
+    # Without the question, only the sources are compared (as before).
+    assert check_answer("The company Sheryl Baxter works for is Baxter.", sources).passed
 
 
 async def test_a_misread_amount_is_replaced_by_the_evidence_holding_the_real_one(

@@ -394,7 +394,7 @@ class Answerer:
         )
 
         source_text = "\n".join(c.text for c in candidates)
-        result = check_answer(draft, source_text)
+        result = check_answer(draft, source_text, question)
         if draft and result.passed and not _MODEL_REFUSAL.search(draft):
             checked = "passed"
             body = f"{draft}\n\n{quotes_block}"

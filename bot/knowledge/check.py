@@ -9,6 +9,10 @@ each of these, as stated in the answer, occurs in the text the model was given:
 * proper names: capitalised words other than a sentence's first, and acronyms;
 * quoted phrases of two words or more.
 
+And an answer whose names and numbers are all the question's own is no answer: it
+restates the question ("Which company does Sheryl Baxter work for?" -- "The company
+Sheryl Baxter works for is Baxter.").
+
 Citation markers ("[1]") and list numbering are not facts.  Matching ignores case and
 spacing; names match whole words.
 """
@@ -106,8 +110,27 @@ def _names(answer: str) -> list[str]:
     return found
 
 
-def check_answer(answer: str, sources: str) -> CheckResult:
-    """Every number, name and quoted phrase of ``answer`` occurs in ``sources``."""
+# Why an answer that only repeats the question's own names and numbers fails.
+ECHO = "states no name or number the question does not already hold"
+
+
+def _echoes(answer: str, question: str) -> bool:
+    """Whether every name and number ``answer`` states is one the question states: "The
+    company Sheryl Baxter works for is Baxter." asserts nothing checkable of its own, and
+    is how a small model that cannot find the answer rephrases the question."""
+    facts = [key for _, key in _answer_numbers(answer)]
+    names = [n.lower().strip("'-") for n in _names(answer)]
+    if not facts and not names:
+        return False  # nothing checkable at all: the other checks decide
+    asked_numbers = numbers(question)
+    asked_words = set(re.findall(r"[\w&'\-]+", question.lower()))
+    return all(k in asked_numbers for k in facts) and all(n in asked_words for n in names)
+
+
+def check_answer(answer: str, sources: str, question: str | None = None) -> CheckResult:
+    """Every number, name and quoted phrase of ``answer`` occurs in ``sources``; and,
+    when ``question`` is given, the answer states at least one name or number of its
+    own, if it states any (see ``_echoes``)."""
     source_numbers = numbers(sources)
     source_text = _squash(sources)
     source_words = set(re.findall(r"[\w&'\-]+", source_text))
@@ -123,6 +146,8 @@ def check_answer(answer: str, sources: str) -> CheckResult:
         phrase = _squash(m.group(1))
         if len(phrase.split()) >= 2 and phrase not in source_text:
             unsupported.append(f'"{m.group(1)}"')
+    if question is not None and not unsupported and _echoes(answer, question):
+        unsupported.append(ECHO)
     seen: dict[str, None] = {}
     for item in unsupported:
         seen.setdefault(item, None)
