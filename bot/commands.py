@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
-import resource
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -47,6 +44,7 @@ from bot.feedback import rate_latest, verdict_of_word
 from bot.inference.pool import describe_servers
 from bot.ingest.filetypes import ExtractionRefused, count_label
 from bot.knowledge.answer import format_citations
+from bot.memory import rss_bytes
 from bot.retention import DurationError, describe_retention, format_duration, parse_duration
 from bot.store.records import Binding, Document, Workspace
 from bot.store.repo import NoSuchWorkspace, channel_spec
@@ -171,17 +169,6 @@ def history_window(answerer: Answerer) -> int:
 
 def _mib(size: int | float | None) -> str:
     return "?" if size is None else f"{size / (1024 * 1024):.1f} MiB"
-
-
-def process_rss_bytes() -> int:
-    """Resident memory of this process now (Linux), or its peak where /proc is missing."""
-    try:
-        with open("/proc/self/statm", "rb") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        # ru_maxrss: kilobytes on Linux, bytes on macOS.
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak if sys.platform == "darwin" else peak * 1024
 
 
 # -- for everyone ---------------------------------------------------------------------------
@@ -429,7 +416,7 @@ async def cmd_status(ctx: CommandContext) -> None:
         lines.append(f"  Inference servers: {describe_servers(servers)}")
     chat_model = workspace.chat_model or f"{services.settings.chat_model} (default)"
     lines.append(f"  Chat model of this workspace: {chat_model}")
-    lines.append(f"  Memory: {_mib(process_rss_bytes())} resident (this bot process)")
+    lines.append(f"  Memory: {_mib(rss_bytes())} resident (this bot process)")
     waiting = sum(int(m["queue_depth"]) for m in loaded)
     queued = f"{ingest_here} document{'s' if ingest_here != 1 else ''} of this workspace"
     if ingest_all is not None:
@@ -827,7 +814,7 @@ async def cmd_compare(ctx: CommandContext, level_a: str, level_b: str, question:
             f"[{level}] {info.name} ({info.quant}): {t.get('tokens_per_s', 0):.1f} tokens/s, "
             f"first token {t.get('first_token_ms', 0):.0f} ms, {seconds:.1f} s in all; "
             f"memory: model file {_mib(info.size_bytes)}, "
-            f"bot process {_mib(process_rss_bytes())} resident\n{answer.body}"
+            f"bot process {_mib(rss_bytes())} resident\n{answer.body}"
         )
         sources = sources or answer.sources
     text = "\n\n".join(sections)

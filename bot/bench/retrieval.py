@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-import resource
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from bot.bench.common import (
     run_on_scratch,
 )
 from bot.config import Settings
+from bot.memory import peak_rss_bytes
 from bot.store.status import storage_sizes
 
 MODES = ("dense", "keyword", "hybrid")
@@ -333,9 +333,9 @@ async def run(
     scale["workspaces"] = plan.scale_workspaces + 1
     scale.update(build)
     scale["storage"] = await asyncio.to_thread(storage_sizes, app.db)
-    # The bot's own peak memory (ru_maxrss: kilobytes on Linux); the server's is its
-    # shared_buffers (in storage) plus the page cache, which the OS shares.
-    scale["bot_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    # The bot's own peak memory; the server's is its shared_buffers (in storage) plus
+    # the page cache, which the OS shares.
+    scale["bot_peak_rss_mb"] = round(peak_rss_bytes() / (1024 * 1024), 1)
     scale["exact_scan_max_rows"] = app.store.exact_scan_max_rows
     # Which search path the server got (bot.store.database.vector_path), and the kind
     # of HNSW index it builds for a large workspace.

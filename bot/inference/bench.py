@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ import llama_cpp
 from bot.inference import quiet  # noqa: F401  (no stdout/stderr redirection by llama_cpp)
 from bot.inference.llm import ModelSpec, resolve_threads
 from bot.inference.service import Inference, coerce_info
+from bot.memory import peak_rss_bytes
 
 _SYSTEM = (
     "You are Librarian, a helpful assistant for a team. You answer questions from the "
@@ -268,8 +268,7 @@ async def _probe(chat: ModelSpec, embedding: ModelSpec, n_threads: int, n_ctx: i
         stream = await inference.chat_stream(None, _messages(0), "probe", max_tokens=32)
         await stream.text()
         await inference.embed([_CHUNK_SOURCE] * 4)
-        # ru_maxrss is in kilobytes on Linux.
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        return peak_rss_bytes() / (1024.0 * 1024.0)
     finally:
         await inference.close()
 
