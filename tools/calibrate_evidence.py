@@ -25,12 +25,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import evidence_rule  # tools/evidence_rule.py (the script's folder is on sys.path)
+
 from bot.app import App
 from bot.bench.common import bench_binding, default_eval_dir, ingest_documents
 from bot.bench.grounding import answer_matches
 from bot.cli.common import parse_channel, with_app
-from bot.config import Settings
-from bot.knowledge.evidence import FOCUS_FLOOR, MISSING_FULL_CHUNKS, MISSING_WEIGHT
+from bot.knowledge.evidence import is_answered
 
 SET = Path(__file__).resolve().parents[1] / "bot" / "bench" / "realdocs.jsonl"
 
@@ -84,9 +85,8 @@ async def features(app: App, channel: str, split: str, pdf_dir: Path) -> list[di
 
 
 def kept_by(r: dict[str, Any], c: float, s: float) -> bool:
-    """The rule of EvidenceFinder: coverage counts only when the words can be compared
-    (the best quote is in the question's language)."""
-    return (r["coverage"] >= c or not r["lexical"]) and r["similarity"] >= s
+    """Whether the finder's rule at thresholds (c, s) answers the question of row r."""
+    return is_answered(r["coverage"], r["similarity"], r["lexical"], c, s)
 
 
 def figures(rows: list[dict[str, Any]], c: float, s: float) -> tuple[float, float, float]:
@@ -106,32 +106,17 @@ def main() -> None:
     parser.add_argument("--split", default="calibrate")
     parser.add_argument("--pdfs", type=Path, default=default_eval_dir().parent / "corpus" / "pdfs")
     parser.add_argument("--dump", type=Path)
-    parser.add_argument("--missing-weight", type=float, default=MISSING_WEIGHT)
-    parser.add_argument("--missing-full-chunks", type=int, default=MISSING_FULL_CHUNKS)
-    parser.add_argument("--focus-floor", type=float, default=FOCUS_FLOOR)
-    parser.add_argument(
-        "--at",
-        help="also print the figures at these thresholds, 'COVERAGE,SIMILARITY' "
-        "(the settings' defaults when not given)",
-    )
+    evidence_rule.add_options(parser)
     args = parser.parse_args()
 
     async def run(app: App) -> list[dict[str, Any]]:
-        finder = app.answerer.finder
-        finder.missing_weight = args.missing_weight
-        finder.missing_full_chunks = args.missing_full_chunks
-        finder.focus_floor = args.focus_floor
+        evidence_rule.apply(app.answerer.finder, args)
         return await features(app, args.channel, args.split, args.pdfs)
 
     rows = with_app(run)
     if args.dump:
         args.dump.write_text(json.dumps(rows, indent=1))
-    if args.at:
-        at_c, at_s = (float(x) for x in args.at.split(","))
-    else:
-        fields = Settings.model_fields
-        at_c = float(fields["evidence_coverage"].default)
-        at_s = float(fields["evidence_similarity"].default)
+    at_c, at_s = evidence_rule.thresholds(args)
     for where in ("library", "own", None):
         part = [r for r in rows if where is None or r["where"] == where]
         kept, refused, fact = figures(part, at_c, at_s)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import random
+
+import evidence_rule  # tools/evidence_rule.py (the script's folder is on sys.path)
 
 from bot.app import App
 from bot.bench.common import (
@@ -25,10 +26,9 @@ from bot.bench.common import (
     passage_document,
     read_jsonl,
 )
-from bot.bench.grounding import SEED, answer_matches
+from bot.bench.grounding import answer_matches, squad_sample
 from bot.cli.common import with_app
-from bot.config import Settings
-from bot.knowledge.evidence import FOCUS_FLOOR, MISSING_FULL_CHUNKS, MISSING_WEIGHT
+from bot.knowledge.evidence import is_answered
 
 
 async def measure(app: App, per_kind: int, coverage: float, similarity: float) -> dict[str, float]:
@@ -36,10 +36,7 @@ async def measure(app: App, per_kind: int, coverage: float, similarity: float) -
     folder = eval_set(None, "squad-v2.0-dev")
     passages = read_jsonl(folder / "corpus.jsonl")
     questions = read_jsonl(folder / "questions.jsonl")
-    rng = random.Random(SEED)
-    answerable = [q for q in questions if not q.get("is_impossible")]
-    unanswerable = [q for q in questions if q.get("is_impossible")]
-    picked = rng.sample(answerable, per_kind) + rng.sample(unanswerable, per_kind)
+    picked = squad_sample(questions, per_kind)
     binding = await asyncio.to_thread(bench_binding, app, "squad-evidence")
     if not app.store.list_documents(binding.workspace.id):
         await ingest_documents(
@@ -58,8 +55,8 @@ async def measure(app: App, per_kind: int, coverage: float, similarity: float) -
             evidence_only=True,
         )
         t = answer.timings
-        found = (t["coverage"] >= coverage or not t["lexical"]) and t["similarity"] >= similarity
-        impossible = bool(q.get("is_impossible"))
+        found = is_answered(t["coverage"], t["similarity"], t["lexical"], coverage, similarity)
+        impossible = q["kind"] == "unanswerable"
         not_found[impossible] += not found
         if found and not impossible:
             quoted += answer_matches(" ".join(e.text for e in answer.evidence), q["answers"])
@@ -74,23 +71,12 @@ def main() -> None:
     """Print the figures for the given rule (the shipped one by default)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--per-kind", type=int, default=100)
-    parser.add_argument("--missing-weight", type=float, default=MISSING_WEIGHT)
-    parser.add_argument("--missing-full-chunks", type=int, default=MISSING_FULL_CHUNKS)
-    parser.add_argument("--focus-floor", type=float, default=FOCUS_FLOOR)
-    parser.add_argument("--at", help="'COVERAGE,SIMILARITY' (the settings' defaults if not given)")
+    evidence_rule.add_options(parser)
     args = parser.parse_args()
-    if args.at:
-        coverage, similarity = (float(x) for x in args.at.split(","))
-    else:
-        fields = Settings.model_fields
-        coverage = float(fields["evidence_coverage"].default)
-        similarity = float(fields["evidence_similarity"].default)
+    coverage, similarity = evidence_rule.thresholds(args)
 
     async def run(app: App) -> dict[str, float]:
-        finder = app.answerer.finder
-        finder.missing_weight = args.missing_weight
-        finder.missing_full_chunks = args.missing_full_chunks
-        finder.focus_floor = args.focus_floor
+        evidence_rule.apply(app.answerer.finder, args)
         return await measure(app, args.per_kind, coverage, similarity)
 
     figures = with_app(run)

@@ -176,6 +176,21 @@ async def _realdocs(
     return out
 
 
+def squad_sample(questions: list[dict[str, Any]], per_kind: int) -> list[dict[str, Any]]:
+    """The seeded sample of SQuAD v2.0 questions the bench asks: ``per_kind`` answerable
+    ones, then as many unanswerable, each given its kind and its paragraph's file name."""
+    rng = random.Random(SEED)
+    answerable = [q for q in questions if not q.get("is_impossible")]
+    unanswerable = [q for q in questions if q.get("is_impossible")]
+    picked = rng.sample(answerable, min(per_kind, len(answerable))) + rng.sample(
+        unanswerable, min(per_kind, len(unanswerable))
+    )
+    for q in picked:
+        q["kind"] = "unanswerable" if q.get("is_impossible") else "answerable"
+        q["document"] = f"{q['gold_passage_id']}.txt"
+    return picked
+
+
 async def _squad(
     app: App, eval_dir: Path | None, quick: bool, sample: int | None, log: Log
 ) -> dict[str, Any]:
@@ -187,15 +202,7 @@ async def _squad(
         title = passages[0]["title"]
         passages = [p for p in passages if p["title"] == title]
         questions = [q for q in questions if q["title"] == title]
-    rng = random.Random(SEED)
-    answerable = [q for q in questions if not q.get("is_impossible")]
-    unanswerable = [q for q in questions if q.get("is_impossible")]
-    picked = rng.sample(answerable, min(per_kind, len(answerable))) + rng.sample(
-        unanswerable, min(per_kind, len(unanswerable))
-    )
-    for q in picked:
-        q["kind"] = "unanswerable" if q.get("is_impossible") else "answerable"
-        q["document"] = f"{q['gold_passage_id']}.txt"
+    picked = squad_sample(questions, per_kind)
     binding = await asyncio.to_thread(bench_binding, app, "grounding")
     log(f"indexing {len(passages)} SQuAD v2.0 paragraphs...")
     ids = await ingest_documents(

@@ -302,6 +302,19 @@ def _glued(
     return found
 
 
+def is_answered(
+    coverage: float,
+    similarity: float,
+    lexical: bool,
+    coverage_floor: float,
+    similarity_floor: float,
+) -> bool:
+    """The answerability rule: the quotes hold ``coverage_floor`` of the question's
+    weight (when the words can be compared: ``lexical``, the best quote is in the
+    question's language) and the best reaches ``similarity_floor``."""
+    return (coverage >= coverage_floor or not lexical) and similarity >= similarity_floor
+
+
 class EvidenceFinder:
     """Picks the evidence sentences for a question from retrieved chunks."""
 
@@ -478,7 +491,7 @@ class EvidenceFinder:
         document = kept[0].hit.document_id
         own = " ".join(h.text for h in hits if h.document_id == document)
         lexical = same_language(question, own)
-        answerable = (coverage >= coverage_floor or not lexical) and similarity >= similarity_floor
+        answerable = is_answered(coverage, similarity, lexical, coverage_floor, similarity_floor)
         return Evidence(
             kept,
             round(coverage, 4),
