@@ -96,7 +96,9 @@ def _answer_numbers(answer: str) -> list[tuple[str, str]]:
     ]
 
 
-def _names(answer: str) -> list[str]:
+def names(answer: str) -> list[str]:
+    """The proper names a text states: capitalised words other than a sentence's first
+    (and not words like "The" or "According"), and acronyms."""
     cleaned = _CITATION.sub(" ", answer)
     found: list[str] = []
     for m in _NAME.finditer(cleaned):
@@ -119,12 +121,12 @@ def _echoes(answer: str, question: str) -> bool:
     company Sheryl Baxter works for is Baxter." asserts nothing checkable of its own, and
     is how a small model that cannot find the answer rephrases the question."""
     facts = [key for _, key in _answer_numbers(answer)]
-    names = [n.lower().strip("'-") for n in _names(answer)]
-    if not facts and not names:
+    stated = [n.lower().strip("'-") for n in names(answer)]
+    if not facts and not stated:
         return False  # nothing checkable at all: the other checks decide
     asked_numbers = numbers(question)
     asked_words = set(re.findall(r"[\w&'\-]+", question.lower()))
-    return all(k in asked_numbers for k in facts) and all(n in asked_words for n in names)
+    return all(k in asked_numbers for k in facts) and all(n in asked_words for n in stated)
 
 
 def check_answer(answer: str, sources: str, question: str | None = None) -> CheckResult:
@@ -138,7 +140,7 @@ def check_answer(answer: str, sources: str, question: str | None = None) -> Chec
     for written, key in _answer_numbers(answer):
         if key not in source_numbers:
             unsupported.append(written)
-    for name in _names(answer):
+    for name in names(answer):
         word = name.lower().strip("'-")
         if word not in source_words and word not in source_text:
             unsupported.append(name)

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from bot.knowledge.check import names
 from bot.knowledge.language import same_language
 from bot.knowledge.sentences import CJK, TABLE_ROW, split_sentences, table_header
 from bot.store.keyword import TermStats
@@ -263,14 +264,6 @@ def _words(question: str) -> list[str]:
     return list(seen)
 
 
-def _is_name(word: str, question: str) -> bool:
-    """Whether a question's word is a name: capitalised ("Canada", "GDP", "Tesla's"),
-    and not merely the question's first word."""
-    if not word[:1].isupper():
-        return False
-    return not question.lstrip().startswith(word)
-
-
 # A word shorter than this is not looked for inside other words (see _glued).
 GLUED_MIN_CHARS = 4
 
@@ -407,10 +400,11 @@ class EvidenceFinder:
             ]
         # A name has no synonym: a document that answers a question about Canada says
         # "Canada", however small the workspace.  Other words may be paraphrased.
+        asked_names = {n.lower() for n in names(question)}
         named_lex = {
             lex
             for w, lx in zip(words, word_lexemes, strict=True)
-            if _is_name(w, question)
+            if w.lower() in asked_names
             for lex in lx & missing_lex
         }
         scaled = self._missing_weight(stats.chunk_count)
