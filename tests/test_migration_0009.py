@@ -7,6 +7,7 @@ reads its own documents.
 
 from __future__ import annotations
 
+from old_schema import row_counts, write_channels_and_documents
 from sqlalchemy import text
 
 from bot.config import load_settings
@@ -49,35 +50,8 @@ def _old_database(engine) -> dict[str, int]:
                 "WHERE name = 'support'"
             )
         )
-        for platform, space, channel, name in OLD_BINDINGS:
-            binding = conn.execute(
-                text(
-                    "INSERT INTO channel_bindings (platform, space_id, channel_id, workspace_id) "
-                    "VALUES (:p, :s, :c, :w) RETURNING id"
-                ),
-                {"p": platform, "s": space, "c": channel, "w": ids[name]},
-            ).scalar_one()
-            conn.execute(
-                text("INSERT INTO messages (binding_id, role, text) VALUES (:b, 'user', 'hello')"),
-                {"b": binding},
-            )
-        for name, ws in ids.items():
-            conn.execute(
-                text(
-                    "INSERT INTO documents (workspace_id, file_name, media_type, sha256, "
-                    "size_bytes, status) VALUES (:w, :f, 'application/pdf', :h, 10, 'ready')"
-                ),
-                {"w": ws, "f": f"doc of {name}.pdf", "h": f"{ws:064x}"},
-            )
+        write_channels_and_documents(conn, ids, OLD_BINDINGS)
     return ids
-
-
-def _counts(engine) -> tuple[int, int, int, int]:
-    with engine.connect() as conn:
-        return tuple(
-            conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
-            for table in ("workspaces", "channel_bindings", "documents", "messages")
-        )
 
 
 def test_an_old_database_upgrades_with_nothing_lost_and_every_channel_reading_its_own(
@@ -87,10 +61,10 @@ def test_an_old_database_upgrades_with_nothing_lost_and_every_channel_reading_it
     try:
         migrate.upgrade(db, "0007")
         ids = _old_database(db.engine)
-        before = _counts(db.engine)
+        before = row_counts(db.engine)
         migrate.upgrade(db)
         assert migrate.current_revision(db) == migrate.head_revision()
-        assert _counts(db.engine) == before
+        assert row_counts(db.engine) == before
         store = Store(db)
 
         # Every old channel still reads the workspace it read, and its documents.

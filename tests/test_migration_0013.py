@@ -10,6 +10,7 @@ another from having its own.  Down again, a name two teams use is renamed, not l
 from __future__ import annotations
 
 import pytest
+from old_schema import row_counts, write_channels_and_documents
 from sqlalchemy import exc, text
 
 from bot.config import load_settings
@@ -55,35 +56,8 @@ def _old_database(engine) -> dict[str, int]:
                 ),
                 {"n": name, "t": team, "hp": hp, "hs": hs, "hc": hc},
             ).scalar_one()
-        for platform, space, channel, name in OLD_BINDINGS:
-            binding = conn.execute(
-                text(
-                    "INSERT INTO channel_bindings (platform, space_id, channel_id, workspace_id) "
-                    "VALUES (:p, :s, :c, :w) RETURNING id"
-                ),
-                {"p": platform, "s": space, "c": channel, "w": ids[name]},
-            ).scalar_one()
-            conn.execute(
-                text("INSERT INTO messages (binding_id, role, text) VALUES (:b, 'user', 'hello')"),
-                {"b": binding},
-            )
-        for name, ws in ids.items():
-            conn.execute(
-                text(
-                    "INSERT INTO documents (workspace_id, file_name, media_type, sha256, "
-                    "size_bytes, status) VALUES (:w, :f, 'application/pdf', :h, 10, 'ready')"
-                ),
-                {"w": ws, "f": f"doc of {name}.pdf", "h": f"{ws:064x}"},
-            )
+        write_channels_and_documents(conn, ids, OLD_BINDINGS)
     return ids
-
-
-def _counts(engine) -> tuple[int, ...]:
-    with engine.connect() as conn:
-        return tuple(
-            conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
-            for table in ("workspaces", "channel_bindings", "documents", "messages")
-        )
 
 
 def _every_old_channel_reads_its_own(store: Store, ids: dict[str, int]) -> None:
@@ -102,10 +76,10 @@ def test_a_database_of_0012_upgrades_with_nothing_lost_and_names_become_per_team
     try:
         migrate.upgrade(db, "0012")
         ids = _old_database(db.engine)
-        before = _counts(db.engine)
+        before = row_counts(db.engine)
         migrate.upgrade(db)
         assert migrate.current_revision(db) == migrate.head_revision()
-        assert _counts(db.engine) == before
+        assert row_counts(db.engine) == before
         store = Store(db)
         _every_old_channel_reads_its_own(store, ids)
 
@@ -136,9 +110,9 @@ def test_a_database_of_0012_upgrades_with_nothing_lost_and_names_become_per_team
 
         # Down to 0012: the name two teams use is renamed (the newer workspace), so
         # nothing is lost and every channel still reads what it read.
-        after = _counts(db.engine)
+        after = row_counts(db.engine)
         migrate.downgrade(db, "0012")
-        assert _counts(db.engine) == after
+        assert row_counts(db.engine) == after
         with db.engine.connect() as conn:
             names = dict(
                 conn.execute(
