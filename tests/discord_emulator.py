@@ -1262,3 +1262,15 @@ class DiscordEmulator:
             async with self._changed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), min(0.1, remaining))
+
+
+def point_discord_py_at(emu: DiscordEmulator, monkeypatch: Any) -> None:
+    """Send discord.py's REST calls and gateway connection to ``emu`` for this test
+    (its base URL and default gateway are module constants)."""
+    import discord
+    import yarl
+
+    monkeypatch.setattr(discord.http.Route, "BASE", emu.api_url)
+    monkeypatch.setattr(
+        discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(emu.gateway_url)
+    )

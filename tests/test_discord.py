@@ -15,14 +15,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import discord
 import pytest
-import yarl
 from discord_emulator import (
     EPHEMERAL,
     GUILD_MESSAGE_REACTIONS_INTENT,
     MESSAGE_CONTENT_INTENT,
     DiscordEmulator,
+    point_discord_py_at,
 )
 from helpers import make_pdf
 
@@ -59,10 +58,7 @@ async def bot(settings, monkeypatch: pytest.MonkeyPatch):
     emu = DiscordEmulator(heartbeat_ms=1000)
     await emu.start()
     # The adapter points both class attributes at the emulator; restore them afterwards.
-    monkeypatch.setattr(discord.http.Route, "BASE", emu.api_url)
-    monkeypatch.setattr(
-        discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(emu.gateway_url)
-    )
+    point_discord_py_at(emu, monkeypatch)
     monkeypatch.setenv("DISCORD_TOKEN", emu.token)  # the conventional name works too
     monkeypatch.setenv("LIBRARIAN_DISCORD_API_URL", emu.api_url)
     monkeypatch.setenv("LIBRARIAN_DISCORD_GATEWAY_URL", emu.gateway_url)
@@ -372,10 +368,7 @@ async def test_without_the_message_content_intent_mentions_still_work(
     """Only the gateway part: the intent is left out of IDENTIFY and mentions arrive."""
     emu = DiscordEmulator()
     await emu.start()
-    monkeypatch.setattr(discord.http.Route, "BASE", emu.api_url)
-    monkeypatch.setattr(
-        discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(emu.gateway_url)
-    )
+    point_discord_py_at(emu, monkeypatch)
     adapter = DiscordAdapter(
         emu.token,
         commands=base_commands(),

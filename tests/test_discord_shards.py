@@ -27,16 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import discord
 import httpx
 import pytest
-import yarl
 
 from adapters.discord import DiscordAdapter
 from bot.commands import base_commands
 from bot.errors import ConfigError
 from bot.events import ConversationRef, UserRef
-from tests.discord_emulator import DiscordEmulator, shard_of
+from tests.discord_emulator import DiscordEmulator, point_discord_py_at, shard_of
 from tests.helpers import ROOT, Processes, free_port, make_pdf, ready, until
 
 pytestmark = pytest.mark.slow
@@ -235,10 +233,7 @@ async def test_a_bot_in_too_many_guilds_for_one_connection_is_told_to_shard(
     emu.shard_count = 2
     await emu.start()
     # The adapter points discord.py's class attributes at the emulator; restore them after.
-    monkeypatch.setattr(discord.http.Route, "BASE", emu.api_url)
-    monkeypatch.setattr(
-        discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(emu.gateway_url)
-    )
+    point_discord_py_at(emu, monkeypatch)
 
     def adapter(**shards: Any) -> DiscordAdapter:
         return DiscordAdapter(
@@ -288,10 +283,7 @@ async def test_admins_are_recognised_in_a_guild_of_another_shard(
     alpha = emu.add_guild("Alpha", ("alpha",), shard=(0, 2))
     beta = emu.add_guild("Beta", ("beta",), shard=(1, 2))
     await emu.start()
-    monkeypatch.setattr(discord.http.Route, "BASE", emu.api_url)
-    monkeypatch.setattr(
-        discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(emu.gateway_url)
-    )
+    point_discord_py_at(emu, monkeypatch)
     adapter = DiscordAdapter(
         emu.token,
         commands=base_commands(),

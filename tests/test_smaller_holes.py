@@ -20,10 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import discord
 import pytest
-import yarl
-from discord_emulator import DiscordEmulator
+from discord_emulator import DiscordEmulator, point_discord_py_at
 from slack_emulator import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, SlackEmulator
 from sqlalchemy.exc import DBAPIError
 from test_team_boundary import World, pdfs, places, world  # noqa: F401  (fixtures)
@@ -205,10 +203,7 @@ async def test_one_platforms_revoked_token_does_not_stop_the_other_platforms(
     monkeypatch.setenv("LIBRARIAN_ADMINS", "slack:UALICE")
     monkeypatch.setenv("LIBRARIAN_DISCORD_API_URL", disc.api_url)
     monkeypatch.setenv("LIBRARIAN_DISCORD_GATEWAY_URL", disc.gateway_url)
-    monkeypatch.setattr(discord.http.Route, "BASE", disc.api_url)
-    monkeypatch.setattr(
-        discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(disc.gateway_url)
-    )
+    point_discord_py_at(disc, monkeypatch)
     settings = load_settings()
     app = App.build(settings)
     app.answerer.max_answer_tokens = 16
