@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import io
+import os
 import signal
 import socket
 import subprocess
@@ -116,6 +117,26 @@ def start_llama_server(model: Path, port: int, log: Path, *args: str) -> subproc
 # -- processes on loopback (tests/test_scale_out.py, tests/test_discord_shards.py) ------
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def process_env(settings: Any, **extra: str) -> dict[str, str]:
+    """The environment of a `librarian` process a test starts: this test's database,
+    home and models, one thread, this checkout importable, and none of the runner's own
+    Librarian or platform settings (they would point it elsewhere)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LIBRARIAN_", "SLACK_", "DISCORD_"))
+    }
+    env.update(
+        DATABASE_URL=settings.database_url.get_secret_value(),
+        LIBRARIAN_HOME=str(settings.home),
+        LIBRARIAN_MODELS_PATH=str(settings.models_dir),
+        LIBRARIAN_N_THREADS="1",
+        PYTHONPATH=str(ROOT),
+        **extra,
+    )
+    return env
 
 
 def free_port() -> int:

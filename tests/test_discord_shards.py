@@ -18,7 +18,6 @@ reached, from the emulator.  The models are the real ones (SmolLM2, MiniLM).
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from bot.commands import base_commands
 from bot.errors import ConfigError
 from bot.events import ConversationRef, UserRef
 from tests.discord_emulator import DiscordEmulator, point_discord_py_at, shard_of
-from tests.helpers import ROOT, Processes, free_port, make_pdf, ready, until
+from tests.helpers import ROOT, Processes, free_port, make_pdf, process_env, ready, until
 
 pytestmark = pytest.mark.slow
 
@@ -84,17 +83,12 @@ async def guilds(settings, tmp_path: Path) -> AsyncIterator[Guilds]:
     await emu.start()
     # The embedding model is converted once here, not by several processes at once.
     ModelRegistry(settings).resolve(settings.embedding_model, role="embedding")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIBRARIAN_", "DISCORD_"))}
-    env.update(
-        DATABASE_URL=settings.database_url.get_secret_value(),
-        LIBRARIAN_HOME=str(settings.home),
-        LIBRARIAN_MODELS_PATH=str(settings.models_dir),
-        LIBRARIAN_N_THREADS="1",
+    env = process_env(
+        settings,
         LIBRARIAN_HTTP_HOST="127.0.0.1",
         LIBRARIAN_DISCORD_TOKEN=emu.token,
         LIBRARIAN_DISCORD_API_URL=emu.api_url,
         LIBRARIAN_DISCORD_GATEWAY_URL=emu.gateway_url,
-        PYTHONPATH=str(ROOT),
     )
     # What a deployment's migrate step runs, then the manual indexed in each guild's channel.
     _librarian(env, "db", "upgrade")

@@ -33,12 +33,11 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.helpers import Processes, free_port, http_status, ready, until
+from tests.helpers import ROOT, Processes, free_port, http_status, process_env, ready, until
 from tests.slack_emulator import APP_TOKEN, BOT_TOKEN, SlackEmulator
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 CHANNEL = "C0SCALE"
 USER = "U0BOB"
 ANSWER = "The warranty lasts two years from the date of purchase."
@@ -61,19 +60,6 @@ async def emulator() -> AsyncIterator[SlackEmulator]:
     emu.add_channel(CHANNEL, "general")
     yield emu
     await emu.close()
-
-
-def _env(settings: Any, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIBRARIAN_", "SLACK_"))}
-    env.update(
-        DATABASE_URL=settings.database_url.get_secret_value(),
-        LIBRARIAN_HOME=str(settings.home),
-        LIBRARIAN_MODELS_PATH=str(settings.models_dir),
-        LIBRARIAN_N_THREADS="1",
-        PYTHONPATH=str(ROOT),
-        **extra,
-    )
-    return env
 
 
 def _document(tmp_path: Path) -> bytes:
@@ -166,7 +152,7 @@ async def test_a_gateway_two_workers_and_two_chat_servers_survive_their_failures
     ports = {"gateway": free_port(), "worker_a": free_port(), "worker_b": free_port()}
 
     def env_of(name: str) -> dict[str, str]:
-        return _env(
+        return process_env(
             settings,
             LIBRARIAN_HTTP_PORT=str(ports[name]),
             LIBRARIAN_HTTP_HOST="127.0.0.1",
