@@ -119,6 +119,17 @@ def ask_both_workspaces(db: Database) -> dict[str, Any]:
     }
 
 
+def assert_served_by_the_workspace_index(seen: dict[str, Any]) -> None:
+    """What every path must give: the large workspace searched through its own index
+    (EXPLAIN says so), 30 searches of it through the index and 30 of the small one
+    exact, each also once exact to compare; k rows of the workspace only, close to
+    the exact scan's."""
+    assert "Index Scan using chunks_embedding_hnsw_m" in seen["explain"], seen["explain"]
+    assert seen["plans"] == {"workspace_hnsw": 30, "exact": 30, "forced_exact": 60}
+    assert seen["fewest"] == K and seen["foreign"] == 0
+    assert seen["recall"] >= 0.97, seen
+
+
 def test_the_embedded_server_takes_the_pgvector_08_path(librarian_env: dict[str, str]) -> None:
     """halfvec workspace indexes: half the memory, the same answers."""
     db = open_database(load_settings())
@@ -128,12 +139,7 @@ def test_the_embedded_server_takes_the_pgvector_08_path(librarian_env: dict[str,
     finally:
         db.close()
     assert "halfvec_cosine_ops" in seen["index"], seen["index"]
-    assert "Index Scan using chunks_embedding_hnsw_m" in seen["explain"], seen["explain"]
-    # 30 searches of the large workspace through its index, 30 of the small one exact;
-    # each also once exact to compare.
-    assert seen["plans"] == {"workspace_hnsw": 30, "exact": 30, "forced_exact": 60}
-    assert seen["fewest"] == K and seen["foreign"] == 0
-    assert seen["recall"] >= 0.97, seen
+    assert_served_by_the_workspace_index(seen)
 
 
 def test_the_fallback_path_can_be_forced_on_a_new_server(
@@ -147,10 +153,7 @@ def test_the_fallback_path_can_be_forced_on_a_new_server(
     finally:
         db.close()
     assert "vector_cosine_ops" in seen["index"] and "halfvec" not in seen["index"]
-    assert "Index Scan using chunks_embedding_hnsw_m" in seen["explain"], seen["explain"]
-    assert seen["plans"] == {"workspace_hnsw": 30, "exact": 30, "forced_exact": 60}
-    assert seen["fewest"] == K and seen["foreign"] == 0
-    assert seen["recall"] >= 0.97, seen
+    assert_served_by_the_workspace_index(seen)
 
 
 def test_an_index_built_on_the_fallback_path_is_still_used_on_the_08_path(
@@ -210,10 +213,7 @@ def test_a_server_with_pgvector_06_gets_the_fallback_path(
     finally:
         db.close()
     assert "vector_cosine_ops" in seen["index"] and "halfvec" not in seen["index"]
-    assert "Index Scan using chunks_embedding_hnsw_m" in seen["explain"], seen["explain"]
-    assert seen["plans"] == {"workspace_hnsw": 30, "exact": 30, "forced_exact": 60}
-    assert seen["fewest"] == K and seen["foreign"] == 0
-    assert seen["recall"] >= 0.97, seen
+    assert_served_by_the_workspace_index(seen)
 
 
 def test_the_plan_setting_refuses_a_value_it_does_not_know(
