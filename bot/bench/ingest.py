@@ -79,11 +79,15 @@ def make_pdf(title: str, pages: list[list[str]]) -> bytes:
     return buffer.getvalue()
 
 
-def _documents(folder: Path, n_docs: int, pages_per_doc: int) -> list[tuple[str, bytes, int]]:
+def _reports(
+    folder: Path, first: int, n_docs: int, pages_per_doc: int
+) -> list[tuple[int, str, list[list[str]]]]:
+    """Documents ``first`` .. ``first + n_docs - 1`` made of consecutive SQuAD paragraphs,
+    PARAGRAPHS_PER_PAGE to a page: (number, title, pages), as many as the set holds."""
     paragraphs = read_jsonl(folder / "corpus.jsonl")
     per_doc = pages_per_doc * PARAGRAPHS_PER_PAGE
-    docs = []
-    for d in range(n_docs):
+    out = []
+    for d in range(first, first + n_docs):
         part = paragraphs[d * per_doc : (d + 1) * per_doc]
         if len(part) < per_doc:
             break
@@ -91,9 +95,15 @@ def _documents(folder: Path, n_docs: int, pages_per_doc: int) -> list[tuple[str,
             [p["text"] for p in part[i : i + PARAGRAPHS_PER_PAGE]]
             for i in range(0, per_doc, PARAGRAPHS_PER_PAGE)
         ]
-        title = part[0]["title"].replace("_", " ")
-        docs.append((f"report-{d:03d}.pdf", make_pdf(title, pages), len(pages)))
-    return docs
+        out.append((d, part[0]["title"].replace("_", " "), pages))
+    return out
+
+
+def _documents(folder: Path, n_docs: int, pages_per_doc: int) -> list[tuple[str, bytes, int]]:
+    return [
+        (f"report-{d:03d}.pdf", make_pdf(title, pages), len(pages))
+        for d, title, pages in _reports(folder, 0, n_docs, pages_per_doc)
+    ]
 
 
 def _as_text(pages: list[list[str]]) -> bytes:
@@ -111,18 +121,8 @@ def _text_documents(
     folder: Path, first: int, n_docs: int, pages_per_doc: int
 ) -> dict[str, list[tuple[str, bytes]]]:
     """The same kind of pages as the PDFs, as plain text and as Markdown files."""
-    paragraphs = read_jsonl(folder / "corpus.jsonl")
-    per_doc = pages_per_doc * PARAGRAPHS_PER_PAGE
     out: dict[str, list[tuple[str, bytes]]] = {"text": [], "markdown": []}
-    for d in range(first, first + n_docs):
-        part = paragraphs[d * per_doc : (d + 1) * per_doc]
-        if len(part) < per_doc:
-            break
-        pages = [
-            [p["text"] for p in part[i : i + PARAGRAPHS_PER_PAGE]]
-            for i in range(0, per_doc, PARAGRAPHS_PER_PAGE)
-        ]
-        title = part[0]["title"].replace("_", " ")
+    for d, title, pages in _reports(folder, first, n_docs, pages_per_doc):
         out["text"].append((f"notes-{d:03d}.txt", _as_text(pages)))
         out["markdown"].append((f"notes-{d:03d}.md", _as_markdown(title, pages)))
     return out
