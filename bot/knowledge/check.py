@@ -116,17 +116,21 @@ def names(answer: str) -> list[str]:
 ECHO = "states no name or number the question does not already hold"
 
 
-def _echoes(answer: str, question: str) -> bool:
-    """Whether every name and number ``answer`` states is one the question states: "The
-    company Sheryl Baxter works for is Baxter." asserts nothing checkable of its own, and
-    is how a small model that cannot find the answer rephrases the question."""
-    facts = [key for _, key in _answer_numbers(answer)]
-    stated = [n.lower().strip("'-") for n in names(answer)]
-    if not facts and not stated:
+_WORDS = re.compile(r"[\w&'\-]+")
+
+
+def _echoes(stated_numbers: list[str], stated_names: list[str], question: str) -> bool:
+    """Whether every number (as keys) and name (lower-cased) an answer states is one the
+    question states: "The company Sheryl Baxter works for is Baxter." asserts nothing
+    checkable of its own, and is how a small model that cannot find the answer
+    rephrases the question."""
+    if not stated_numbers and not stated_names:
         return False  # nothing checkable at all: the other checks decide
     asked_numbers = numbers(question)
-    asked_words = set(re.findall(r"[\w&'\-]+", question.lower()))
-    return all(k in asked_numbers for k in facts) and all(n in asked_words for n in stated)
+    asked_words = set(_WORDS.findall(question.lower()))
+    return all(k in asked_numbers for k in stated_numbers) and all(
+        n in asked_words for n in stated_names
+    )
 
 
 def check_answer(answer: str, sources: str, question: str | None = None) -> CheckResult:
@@ -135,20 +139,25 @@ def check_answer(answer: str, sources: str, question: str | None = None) -> Chec
     own, if it states any (see ``_echoes``)."""
     source_numbers = numbers(sources)
     source_text = _squash(sources)
-    source_words = set(re.findall(r"[\w&'\-]+", source_text))
+    source_words = set(_WORDS.findall(source_text))
+    stated_numbers = _answer_numbers(answer)
+    stated_names = [(name, name.lower().strip("'-")) for name in names(answer)]
     unsupported: list[str] = []
-    for written, key in _answer_numbers(answer):
+    for written, key in stated_numbers:
         if key not in source_numbers:
             unsupported.append(written)
-    for name in names(answer):
-        word = name.lower().strip("'-")
+    for name, word in stated_names:
         if word not in source_words and word not in source_text:
             unsupported.append(name)
     for m in _QUOTED.finditer(answer):
         phrase = _squash(m.group(1))
         if len(phrase.split()) >= 2 and phrase not in source_text:
             unsupported.append(f'"{m.group(1)}"')
-    if question is not None and not unsupported and _echoes(answer, question):
+    if (
+        question is not None
+        and not unsupported
+        and _echoes([k for _, k in stated_numbers], [w for _, w in stated_names], question)
+    ):
         unsupported.append(ECHO)
     seen: dict[str, None] = {}
     for item in unsupported:
