@@ -250,7 +250,9 @@ def test_a_document_is_found_by_its_title_in_a_papers_header() -> None:
     ]
     named = find_named("Summarize the SPECTER paper", docs)
     assert named is not None and named.document_id == 1 and named.about
-    assert find_named("In manual.pdf, what is the warranty?", docs).document_id == 2
+    within = find_named("In manual.pdf, what is the warranty?", docs)
+    assert within is not None and within.document_id == 2
+    assert within.rest == "what is the warranty?"  # the question proper, weighed alone
     assert find_named("In 2015, what was the warranty?", docs) is None
     assert find_named("What is the warranty about?", docs) is None
 
@@ -415,5 +417,61 @@ async def test_a_table_row_is_quoted_with_its_column_names_and_a_hyphen_is_no_mi
         # Found, from the Zone AOA rows of a January–June 2023 table.  (Which table wins,
         # sales or growth, is up to ranking: both headers hold the question's words.)
         assert "| Zone AOA |" in sales[0] and "January–June 2023" in sales[0], sales
+    finally:
+        await app.close()
+
+
+def test_a_list_number_or_a_captions_label_opens_the_sentence_it_numbers() -> None:
+    from bot.knowledge.sentences import split_sentences
+
+    minutes = "Agenda adopted.\n\n3. Public question period\nNo question.\n\nResolution DM-2023-001"
+    assert split_sentences(minutes) == [
+        "Agenda adopted.",
+        "3. Public question period No question.",
+        "Resolution DM-2023-001",
+    ]
+    caption = (
+        "Figure 7-27. Stainless steel self-locking nut. Table 2: Torque values. "
+        "We saw 3. That was all of it."
+    )
+    assert split_sentences(caption) == [
+        "Figure 7-27. Stainless steel self-locking nut.",
+        "Table 2: Torque values.",
+        "We saw 3.",
+        "That was all of it.",
+    ]
+
+
+CRAZY_ONES = [
+    [
+        "The crazy ones.",
+        "Here's to the crazy ones, the misfits, the rebels, the troublemakers.",
+        "The crazy ones see the world differently, and the crazy ones are not fond of rules.",
+        "About the only thing you cant do is ignore them.",
+    ]
+]
+
+
+async def test_in_a_named_document_only_the_question_proper_is_weighed(
+    settings, tmp_path: Path
+) -> None:
+    """ "According to The Crazy Ones, ...": the name says where to look.  Its words are in
+    every sentence of the poem and would pick the sentence that repeats them most; the
+    question proper ("the only thing you can't do") picks the one that answers."""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        await say(app, f"/librarian upload {make_pdf(tmp_path / 'the-crazy-ones.pdf', CRAZY_ONES)}")
+        binding = await app.dispatcher.binding(GENERAL)
+        answer = await app.answerer.answer(
+            binding,
+            None,
+            "According to The Crazy Ones, what is the only thing you can't do?",
+            author="console:alice",
+            conversation_key="c",
+            evidence_only=True,
+        )
+        assert answer.found, answer.text
+        assert answer.evidence[0].text == "About the only thing you cant do is ignore them."
     finally:
         await app.close()

@@ -297,8 +297,11 @@ class Answerer:
         if named is not None and named.about:
             evidence = self._opening_evidence(candidates)
         else:
+            # "In X, what ...": the candidates are X's chunks already, and X's name says
+            # where to look, not what to find: only the question proper is weighed.
+            asked = named.rest if named is not None and named.rest else question
             evidence = await self.finder.find(
-                question,
+                asked,
                 retrieved.query_vectors[0] if retrieved.query_vectors is not None else None,
                 candidates,
                 workspace_id=workspace.id,

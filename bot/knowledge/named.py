@@ -48,6 +48,9 @@ class Named:
     about: bool  # "what is it about" / "summarize it": answer from its opening
     asked_for: str | None = None  # the name as written, when no document matched
     closest: list[str] = field(default_factory=list)  # names to suggest then
+    # "In X, what ...": the question proper ("what ..."), without the name that only
+    # says where to look; None for other shapes.
+    rest: str | None = None
 
 
 def _norm(name: str) -> str:
@@ -101,6 +104,7 @@ def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | 
     ``documents``: (id, file name, opening text) of the workspace's ready documents.
     """
     asked: str | None = None
+    rest: str | None = None
     about = False
     for pattern in _ABOUT:
         m = pattern.match(question)
@@ -110,7 +114,7 @@ def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | 
     if asked is None:
         m = _WITHIN.match(question)
         if m:
-            asked = m.group("x")
+            asked, rest = m.group("x"), m.group("q")
     file_like = _FILE_NAME.search(question)
     if asked is None and file_like:
         asked = file_like.group(0)
@@ -122,7 +126,7 @@ def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | 
     )
     if scored and scored[0][0] >= MATCH_RATIO:
         _, doc_id, name = scored[0]
-        return Named(doc_id, name, about)
+        return Named(doc_id, name, about, rest=rest)
     if _FILE_NAME.search(asked) or file_like:
         # It names a document, and none is close: say so, with the nearest names.
         return Named(None, None, about, asked.strip(), [n for _, _, n in scored[:3]])

@@ -1,10 +1,11 @@
 """Cutting a chunk's text into sentences, the unit evidence quotes and scores.
 
 Sentence ends are Latin punctuation followed by a capital, CJK full stops, paragraph
-breaks and list items; a period after a common abbreviation or an initial ends
-nothing.  A table's rows (``| cell | cell |``, as the extractors write them) are
-sentences of their own, and :func:`table_header` finds the header row they are quoted
-with.  Run-on "sentences" (tables flattened by PDF extraction) are cut.
+breaks and list items; a period after a common abbreviation, an initial, a list number
+("3. Results") or a caption's label ("Figure 2. A map") ends nothing.  A table's rows
+(``| cell | cell |``, as the extractors write them) are sentences of their own, and
+:func:`table_header` finds the header row they are quoted with.  Run-on "sentences"
+(tables flattened by PDF extraction) are cut.
 """
 
 from __future__ import annotations
@@ -66,6 +67,14 @@ _ABBREVIATIONS = {
     "dec",
 }
 _LAST_WORD = re.compile(r"([A-Za-z][A-Za-z.]*)\.$")
+# A piece that is only a list or heading number ("3.", "4.2.", "IV.", "(b)") or a
+# caption's label ("Figure 7-27.", "Table 2:"): the period after it ends no sentence,
+# it opens the heading, item or caption that follows ("3. Période de question du
+# public", "Figure 7-27. Stainless steel self-locking nut").
+_ENUMERATOR = re.compile(
+    r"^\s*(?:\(?(?:\d{1,3}(?:\.\d{1,3})*|[ivxlIVXL]{1,5}|[a-zA-Z])[.)]|\(\w{1,3}\)"
+    r"|(?:Table|Figure|Fig\.|Chart|Exhibit|Plate|Tableau|Abbildung|Tabelle)\s+[\dA-Z][\w.\-]*[.:])\s*$"
+)
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 
@@ -145,6 +154,9 @@ def _prose_sentences(text: str) -> list[str]:
     merged: list[str] = []
     for piece in raw:
         if merged:
+            if _ENUMERATOR.match(merged[-1]):
+                merged[-1] = merged[-1].rstrip() + " " + piece.lstrip()
+                continue
             last = _LAST_WORD.search(merged[-1].rstrip())
             if last and (
                 last.group(1).lower() in _ABBREVIATIONS or len(last.group(1)) == 1  # "J. Smith"
