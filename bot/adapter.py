@@ -6,8 +6,8 @@ built.  The optional features are declared here once, each with the default that
 suits a platform without it, so the core calls them directly and an adapter states
 only what differs (after opsdroid's ``Connector``):
 
-- ``edit_interval_s``: how often a streamed answer may be edited (1 s: chat platforms
-  rate-limit edits; the console says 0);
+- ``edit_interval_s``: how often a streamed answer may be edited (1 s, see below; the
+  console says 0);
 - ``private_replies``: whether a reply can be shown to one user only (Matrix cannot);
 - ``working(conversation, message_id, on)``: a typing notice or reaction while an
   answer is prepared (none by default);
@@ -41,7 +41,8 @@ class Adapter(ABC):
 
     # -- optional features, with the defaults of a platform that lacks them ---------------
 
-    #: Seconds between edits of a streamed answer.
+    #: Seconds between edits of a streamed answer.  Chat platforms (Slack's
+    #: chat.update, Discord, Matrix homeservers) rate-limit edits to about one a second.
     edit_interval_s: float = 1.0
     #: Whether ``OutboundMessage.private_to`` can be honoured (ephemeral or direct).
     private_replies: bool = True

@@ -1,5 +1,6 @@
-"""The Store is assembled from parts (repo.py and its search, feedback and events sides);
-no part may define a name another part defines, or one would silently hide the other.
+"""The Store is assembled from parts (repo.py and its documents, history, audit, search,
+feedback and events sides); no part may define a name another part defines, or one
+would silently hide the other.
 
 Session 6 met it: the queue's ``workspace_chunk_count(ws, excluding=)`` shadowed the
 search side's ``workspace_chunk_count(ws, model)`` and broke ``bench retrieval``, with
@@ -54,6 +55,9 @@ def defined_twice(cls: type) -> dict[str, list[str]]:
 def test_no_part_of_the_store_defines_a_name_another_part_defines() -> None:
     assert [part.__name__ for part in _parts(Store)] == [
         "Store",
+        "DocumentsMixin",
+        "HistoryMixin",
+        "AuditMixin",
         "SearchMixin",
         "FeedbackMixin",
         "EventsMixin",

@@ -154,7 +154,6 @@ class DiscordAdapter(Adapter):
     """Transports the core's events and messages to and from Discord."""
 
     platform = "discord"
-    edit_interval_s = 1.0  # Discord rate-limits edits: about one a second per message
 
     def __init__(
         self,

@@ -90,7 +90,6 @@ class MatrixAdapter(Adapter):
     """A Matrix account that answers in rooms it is invited to."""
 
     platform = tr.PLATFORM
-    edit_interval_s = 1.0  # homeservers rate-limit messages, edits included
     # Every message in a room is seen by all its members: `ask` says so instead of
     # answering what was meant to be private for everyone.
     private_replies = False

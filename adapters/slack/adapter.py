@@ -77,7 +77,6 @@ class SlackAdapter(Adapter):
     """The bot as a Slack app: events and ``/librarian`` in, Web API calls out."""
 
     platform = translate.PLATFORM
-    edit_interval_s = 1.0  # chat.update is rate-limited: about one edit a second
 
     def __init__(
         self,

@@ -42,10 +42,12 @@ QUESTION = "How long does the warranty last?"
 
 
 class RecordingPlatform(Adapter):
-    """A chat platform in memory: message ids, texts, and when each was posted and edited."""
+    """A chat platform in memory: message ids, texts, and when each was posted and edited.
+
+    It edits at the base's pace (``Adapter.edit_interval_s``), as Slack, Matrix and Discord do.
+    """
 
     platform = PLATFORM
-    edit_interval_s = 1.0  # like Slack, Matrix and Discord
 
     def __init__(self) -> None:
         self._ids = itertools.count(1)

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine, Row
 
+from bot.store.audit import channel_spec
 from bot.store.records import CitedDocument, FeedbackEntry, StoredAnswer
 
 # The assistant turn, the channel it belongs to, and the user turn just before it in
@@ -53,11 +54,6 @@ _COUNT_GONE = (
 )
 
 
-def _spec(platform: str, space_id: str, channel_id: str) -> str:
-    # The same naming as repo.channel_spec (imported from there would be circular).
-    return f"{platform}:{space_id}/{channel_id}" if space_id else f"{platform}:{channel_id}"
-
-
 def _answer(row: Row) -> StoredAnswer:
     m = row._mapping
     return StoredAnswer(
@@ -77,7 +73,7 @@ def _entry(row: Row) -> FeedbackEntry:
     m = row._mapping
     return FeedbackEntry(
         id=int(m["id"]),
-        channel=_spec(m["platform"], m["space_id"], m["channel_id"]),
+        channel=channel_spec(m["platform"], m["space_id"], m["channel_id"]),
         thread_id=m["thread_id"],
         message_id=m["message_id"],
         platform_message_id=m["platform_message_id"],
@@ -280,7 +276,7 @@ class FeedbackMixin:
                 " RETURNING f.binding_id) " + _COUNT_GONE
             )
         ).all()
-        return {_spec(r.platform, r.space_id, r.channel_id): int(r.n) for r in rows}
+        return {channel_spec(r.platform, r.space_id, r.channel_id): int(r.n) for r in rows}
 
     @staticmethod
     def _clear_feedback(conn: Connection, binding_id: int, thread_id: str | None) -> int:
