@@ -13,14 +13,16 @@ And an answer whose names and numbers are all the question's own is no answer: i
 restates the question ("Which company does Sheryl Baxter work for?" -- "The company
 Sheryl Baxter works for is Baxter.").
 
-Citation markers ("[1]") and list numbering are not facts.  Matching ignores case and
-spacing; names match whole words.
+Citation markers ("[1]") and list numbering are not facts.  Matching ignores case,
+accents and spacing; names match whole words.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from bot.knowledge.language import fold
 
 # A number as written: optional currency, digits with optional thousands separators,
 # optional decimals, optional percent.
@@ -78,7 +80,7 @@ def numbers(text: str) -> set[str]:
 
 
 def _squash(text: str) -> str:
-    return " ".join(text.lower().split())
+    return " ".join(fold(text).split())
 
 
 @dataclass(frozen=True)
@@ -120,14 +122,14 @@ _WORDS = re.compile(r"[\w&'\-]+")
 
 
 def _echoes(stated_numbers: list[str], stated_names: list[str], question: str) -> bool:
-    """Whether every number (as keys) and name (lower-cased) an answer states is one the
+    """Whether every number (as keys) and name (folded) an answer states is one the
     question states: "The company Sheryl Baxter works for is Baxter." asserts nothing
     checkable of its own, and is how a small model that cannot find the answer
     rephrases the question."""
     if not stated_numbers and not stated_names:
         return False  # nothing checkable at all: the other checks decide
     asked_numbers = numbers(question)
-    asked_words = set(_WORDS.findall(question.lower()))
+    asked_words = set(_WORDS.findall(fold(question)))
     return all(k in asked_numbers for k in stated_numbers) and all(
         n in asked_words for n in stated_names
     )
@@ -141,7 +143,7 @@ def check_answer(answer: str, sources: str, question: str | None = None) -> Chec
     source_text = _squash(sources)
     source_words = set(_WORDS.findall(source_text))
     stated_numbers = _answer_numbers(answer)
-    stated_names = [(name, name.lower().strip("'-")) for name in names(answer)]
+    stated_names = [(name, fold(name).strip("'-")) for name in names(answer)]
     unsupported: list[str] = []
     for written, key in stated_numbers:
         if key not in source_numbers:

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from bot.knowledge.check import names
-from bot.knowledge.language import same_language
+from bot.knowledge.language import fold, same_language
 from bot.knowledge.sentences import CJK, TABLE_ROW, split_sentences, table_header
 from bot.store.keyword import TermStats
 from bot.store.records import ChunkHit
@@ -211,6 +211,11 @@ QUESTION_FRAME = frozenset(
         "roughly",
         "number",
         "amount",
+        # "How long does it take?", "how many oxen did it take?": the verb frames the
+        # question; the answer says "40 work-hours", not "takes".
+        "take",
+        "takes",
+        "took",
         # Modal verbs frame a question ("within how many days must claims be filed?")
         # and are not in the analyzer's stop list; a document rarely repeats them, and
         # as words no document holds they would weigh five times their idf. ("may" is
@@ -268,26 +273,31 @@ def _words(question: str) -> list[str]:
 GLUED_MIN_CHARS = 4
 
 
+_POSSESSIVE = re.compile(r"['\u2019]s$")
+
+
 def _glued(
     words: list[str],
     word_lexemes: list[frozenset[str]],
     missing: set[str],
     sentences: Sequence[tuple[str, Any, int]],
 ) -> dict[str, str]:
-    """The missing lexemes whose word is in the retrieved text after all, glued to a
-    neighbour by the PDF's text extraction ("DIRECTORBAIN, J MATTHEW" holds "Bain"):
-    lexeme -> the word, lower-cased.  Only words of letters, GLUED_MIN_CHARS or longer,
-    at a word's start or end in the text (a glued word touches a space or punctuation
-    on one side)."""
+    """The missing lexemes whose word is in the retrieved text after all, written
+    otherwise: glued to a neighbour by the PDF's text extraction ("DIRECTORBAIN, J
+    MATTHEW" holds "Bain"), or with accents the question left out ("Nestle's" of a
+    document that writes "Nestlé", which the keyword index keeps apart): lexeme -> the
+    word, folded (``fold``).  Only words of letters, GLUED_MIN_CHARS or longer, at a
+    word's start or end in the text (a glued word touches a space or punctuation on
+    one side)."""
     found: dict[str, str] = {}
     wanted = [
-        (w.lower(), lx & missing)
+        (_POSSESSIVE.sub("", fold(w)), lx & missing)
         for w, lx in zip(words, word_lexemes, strict=True)
-        if lx & missing and w.isalpha() and len(w) >= GLUED_MIN_CHARS
+        if lx & missing and _POSSESSIVE.sub("", w).isalpha() and len(w) >= GLUED_MIN_CHARS
     ]
     if not wanted:
         return found
-    text = "\n".join(s for s, _, _ in sentences).lower()
+    text = fold("\n".join(s for s, _, _ in sentences))
     for word, lexemes in wanted:
         edge = re.compile(rf"(?<![^\W\d_]){re.escape(word)}|{re.escape(word)}(?![^\W\d_])")
         if edge.search(text):
@@ -394,10 +404,20 @@ class EvidenceFinder:
         glued = _glued(words, word_lexemes, missing_lex, sentences)
         if glued:
             missing_lex -= set(glued)
+            folded = [fold(s) for s, _, _ in sentences]
             lexeme_sets = [
-                lx | {lex for lex, w in glued.items() if w in s.lower()}
-                for (s, _, _), lx in zip(sentences, lexeme_sets, strict=True)
+                lx | {lex for lex, w in glued.items() if w in text}
+                for text, lx in zip(folded, lexeme_sets, strict=True)
             ]
+            # The index holds the other spelling, so the word's df there is 0, which
+            # would make it the rarest word of all: count the candidate chunks that hold
+            # it instead (a lower bound), so it weighs as a word those chunks hold.
+            ranks = [rank for _, _, rank in sentences]
+            held = {
+                lex: len({r for r, text in zip(ranks, folded, strict=True) if w in text})
+                for lex, w in glued.items()
+            }
+            stats = TermStats(stats.chunk_count, {**stats.df, **held})
         # A name has no synonym: a document that answers a question about Canada says
         # "Canada", however small the workspace.  Other words may be paraphrased.
         asked_names = {n.lower() for n in names(question)}

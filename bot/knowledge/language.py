@@ -18,6 +18,7 @@ no model: this runs on every question, within the evidence step's 20 ms budget.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 # The commonest function words of each language (articles, prepositions, pronouns,
 # auxiliaries).  A word in two lists belongs to the first only, so one count cannot
@@ -110,3 +111,12 @@ def same_language(question: str, passage: str) -> bool:
     whose language cannot be told, such as a table, counts as the same)."""
     found = text_language(passage)
     return found is None or found == question_language(question)
+
+
+def fold(text: str) -> str:
+    """Lower case without accents: "Nestlé" and "Nestle", "Sainte-Adèle" and
+    "Sainte-Adele" are one word to a reader who types without accents.  (NFKD: a letter
+    and its accent come apart and the accent goes; CJK text is unchanged.)"""
+    return "".join(
+        ch for ch in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(ch)
+    )
