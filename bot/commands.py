@@ -37,7 +37,7 @@ from bot.command_spec import (
     help_list,
     words,
 )
-from bot.config import Settings
+from bot.config import Settings, describe_discord_shards
 from bot.errors import LibrarianError
 from bot.events import CommandInvoked
 from bot.feedback import rate_latest, verdict_of_word
@@ -428,6 +428,8 @@ async def cmd_status(ctx: CommandContext) -> None:
         f"  Documents: {totals['documents']} ({totals['ready']} ready), {totals['chunks']} chunks"
     )
     lines.append(f"  Retention here: {describe_retention(ctx.binding.retention_seconds)}")
+    if (shards := services.settings.discord_shards()) is not None:
+        lines.append(f"  Discord shards of this process: {describe_discord_shards(shards)}")
     platforms = await asyncio.to_thread(recorded_states, store)
     if platforms:
         lines.append(
