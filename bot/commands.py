@@ -396,6 +396,7 @@ async def cmd_status(ctx: CommandContext) -> None:
         asyncio.to_thread(store.ingest_queue_depth, workspace.id),
     )
     ingest_all = await asyncio.to_thread(store.ingest_queue_depth) if deployment_admin else None
+    no_team = await asyncio.to_thread(store.workspaces_of_no_team) if deployment_admin else []
     lines = [f"Status of {ctx.where} (workspace {workspace.name}):"]
     team = services.teams.team_of(ctx.event.conversation)
     owner = workspace.owner_team
@@ -428,6 +429,11 @@ async def cmd_status(ctx: CommandContext) -> None:
         f"  Documents: {totals['documents']} ({totals['ready']} ready), {totals['chunks']} chunks"
     )
     lines.append(f"  Retention here: {describe_retention(ctx.binding.retention_seconds)}")
+    if no_team:
+        lines.append(
+            f"  Workspaces of no team: {', '.join(ws.name for ws in no_team)} (bind with "
+            f"/librarian workspace {qualified_workspace(None, '<name>')})"
+        )
     if (shards := services.settings.discord_shards()) is not None:
         lines.append(f"  Discord shards of this process: {describe_discord_shards(shards)}")
     platforms = await asyncio.to_thread(recorded_states, store)

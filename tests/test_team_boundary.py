@@ -665,9 +665,15 @@ async def test_a_workspace_of_no_team_from_before_0009_is_reached_only_by_a_depl
         assert "reserved" in reply and "no-team/<name>" in reply and "now reads" not in reply
         binding = await app.dispatcher.binding(mallory.conversation)
         assert binding.workspace.id != handbook
-        # A deployment admin names it with no-team; a name of no team that is not there
-        # is said so; the team part must still be a team or no-team.
+        assert "no team" not in await world.command(mallory, "mallory", "status")
+        # A deployment admin finds it in status, names it with no-team; a name of no team
+        # that is not there is said so; the team part must still be a team or no-team.
         app.settings.admins.append("slack:alice")
+        reply = await world.command(victim, "alice", "status")
+        assert (
+            "  Workspaces of no team: handbook (bind with /librarian workspace no-team/<name>)"
+            in reply.splitlines()
+        ), reply
         reply = await world.command(victim, "alice", "workspace no-team/nosuch")
         assert "no workspace of no team is named nosuch" in reply, reply
         reply = await world.command(victim, "alice", "workspace noteam/handbook")

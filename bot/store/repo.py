@@ -467,6 +467,18 @@ class Store(SearchMixin, FeedbackMixin, EventsMixin):
             ).first()
         return _workspace(row) if row else None
 
+    def workspaces_of_no_team(self) -> list[Workspace]:
+        """The workspaces of no team (NULL owner_team: made before migration 0009, bound
+        by no channel then), by name: only LIBRARIAN_ADMINS reach them, as no-team/<name>."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    f"SELECT {_WS_COLS} FROM workspaces w WHERE w.owner_team IS NULL "
+                    "ORDER BY w.name"
+                )
+            ).all()
+        return [_workspace(r) for r in rows]
+
     def bindings(self) -> list[Binding]:
         """Every channel binding."""
         with self.engine.connect() as conn:
