@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,9 +26,11 @@ import pytest
 from helpers import make_pdf
 from old_schema import write_channels_and_documents
 from sqlalchemy import text
+from typer.testing import CliRunner
 
 from bot.adapter import Adapter
 from bot.app import App
+from bot.cli import retention as retention_cli
 from bot.events import (
     CommandInvoked,
     ConversationRef,
@@ -682,6 +685,11 @@ async def test_a_workspace_of_no_team_from_before_0009_is_reached_only_by_a_depl
         assert "#CA1 now reads from workspace no-team/handbook." in reply, reply
         assert "doc of handbook.pdf" in await world.command(victim, "victor", "docs")
         assert app.store.workspace(handbook).owner_team is None  # still nobody's
+        # The operator's listing names it as LIBRARIAN_ADMINS type it.
+        listing = CliRunner().invoke(retention_cli.app, ["list", "--json"])
+        assert listing.exit_code == 0, listing.output
+        [row] = [r for r in json.loads(listing.output) if r["channel"] == victim.spec]
+        assert (row["team"], row["workspace_ref"]) == (None, "no-team/handbook")
         reply = await world.command(victim, "alice", "workspace no-team/handbook")
         assert "already reads from workspace handbook" in reply, reply
         # Leaving it, the reply says how to come back, in the form only alice may type.
