@@ -78,6 +78,8 @@ class ChatActions:
     local_file_refs: Callable[[ConversationRef, list[str]], list[FileRef] | None]
     # Whether the conversation's platform can show a reply to one user only.
     private_replies: Callable[[ConversationRef], bool]
+    # Whether this process runs the adapter of a platform ("discord").
+    serves: Callable[[str], bool]
 
 
 @dataclass(frozen=True)
@@ -434,7 +436,9 @@ async def cmd_status(ctx: CommandContext) -> None:
             f"  Workspaces of no team: {', '.join(ws.name for ws in no_team)} (bind with "
             f"/librarian workspace {qualified_workspace(None, '<name>')})"
         )
-    if (shards := services.settings.discord_shards()) is not None:
+    # The shards the settings name are this process's only if it runs Discord at all.
+    shards = services.settings.discord_shards() if services.chat.serves("discord") else None
+    if shards is not None:
         lines.append(f"  Discord shards of this process: {describe_discord_shards(shards)}")
     platforms = await asyncio.to_thread(recorded_states, store)
     if platforms:

@@ -113,6 +113,7 @@ class Dispatcher:
                 ingest_file=self.ingest_file,
                 local_file_refs=self.local_file_refs,
                 private_replies=self.private_replies,
+                serves=self.serves,
             ),
             commands=self.commands,
         )
@@ -122,6 +123,10 @@ class Dispatcher:
     def private_replies(self, conversation: ConversationRef) -> bool:
         """Whether the conversation's platform can show a reply to one user only."""
         return self.adapter_for(conversation).private_replies
+
+    def serves(self, platform: str) -> bool:
+        """Whether this process runs the adapter of ``platform``."""
+        return platform in self.adapters
 
     def add_adapter(self, adapter: Adapter) -> None:
         """Register an adapter so replies to its platform go through it.
