@@ -7,7 +7,8 @@ core's side of the contract, so it lives in ``bot/``).  Each adapter package als
 exports, with one signature, ``configured(settings)`` (whether its settings are
 present; ConfigError when only some are) and ``from_settings(settings, services)``,
 which ``bot.cli.run`` loops over.  Which file types are worth downloading is the
-core's rule, ``bot.ingest.filetypes.may_download``.
+core's rule, ``bot.ingest.filetypes.may_download``; the dispatcher applies it to every
+share it is handed, and tells the channel why a file is not taken.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from bot.command_spec import (
     help_list,
     words,
 )
-from bot.config import Settings
+from bot.config import Settings, describe_discord_shards
 from bot.errors import LibrarianError
 from bot.events import CommandInvoked
 from bot.feedback import rate_latest, verdict_of_word
@@ -49,7 +49,7 @@ from bot.retention import DurationError, describe_retention, format_duration, pa
 from bot.store.records import Binding, Document, Workspace
 from bot.store.repo import NoSuchWorkspace, channel_spec
 from bot.supervisor import describe_state, recorded_states
-from bot.teams import TEAM_SEPARATOR, qualified_workspace
+from bot.teams import NO_TEAM, TEAM_SEPARATOR, is_team_part, qualified_workspace
 
 if TYPE_CHECKING:
     from bot.events import ConversationRef, FileRef, UserRef
@@ -78,6 +78,8 @@ class ChatActions:
     local_file_refs: Callable[[ConversationRef, list[str]], list[FileRef] | None]
     # Whether the conversation's platform can show a reply to one user only.
     private_replies: Callable[[ConversationRef], bool]
+    # Whether this process runs the adapter of a platform ("discord").
+    serves: Callable[[str], bool]
 
 
 @dataclass(frozen=True)
@@ -396,6 +398,7 @@ async def cmd_status(ctx: CommandContext) -> None:
         asyncio.to_thread(store.ingest_queue_depth, workspace.id),
     )
     ingest_all = await asyncio.to_thread(store.ingest_queue_depth) if deployment_admin else None
+    no_team = await asyncio.to_thread(store.workspaces_of_no_team) if deployment_admin else []
     lines = [f"Status of {ctx.where} (workspace {workspace.name}):"]
     team = services.teams.team_of(ctx.event.conversation)
     owner = workspace.owner_team
@@ -428,6 +431,15 @@ async def cmd_status(ctx: CommandContext) -> None:
         f"  Documents: {totals['documents']} ({totals['ready']} ready), {totals['chunks']} chunks"
     )
     lines.append(f"  Retention here: {describe_retention(ctx.binding.retention_seconds)}")
+    if no_team:
+        lines.append(
+            f"  Workspaces of no team: {', '.join(ws.name for ws in no_team)} (bind with "
+            f"/librarian workspace {qualified_workspace(None, '<name>')})"
+        )
+    # The shards the settings name are this process's only if it runs Discord at all.
+    shards = services.settings.discord_shards() if services.chat.serves("discord") else None
+    if shards is not None:
+        lines.append(f"  Discord shards of this process: {describe_discord_shards(shards)}")
     platforms = await asyncio.to_thread(recorded_states, store)
     if platforms:
         lines.append(
@@ -515,10 +527,10 @@ OWN_WORKSPACE = "own"
 def workspace_ref(ws: Workspace, teams: tuple[str, ...]) -> str:
     """How ``workspace`` names ``ws`` from a channel of ``teams``.
 
-    Its name within its own team; ``<team>/<name>`` for another team's named workspace,
-    the form only LIBRARIAN_ADMINS may type.
+    Its name within its own team; ``<team>/<name>`` for another team's named workspace
+    and ``no-team/<name>`` for one of no team, the forms only LIBRARIAN_ADMINS may type.
     """
-    if ws.own or ws.owner_team in teams or ws.owner_team is None:
+    if ws.own or ws.owner_team in teams:
         return ws.name
     return qualified_workspace(ws.owner_team, ws.name)
 
@@ -527,18 +539,19 @@ def _split_workspace_name(name: str, *, deployment_admin: bool) -> tuple[str | N
     """(team or None, name) from what was typed; raises UsageError for a bad name.
 
     A name is looked up within the channel's team.  Only LIBRARIAN_ADMINS may name
-    another team's, as ``<team>/<name>`` (``slack:T0123/finance``); to anyone else a
-    name with ``:`` or ``/`` is refused before anything is looked up, so the reply
-    never depends on what another team has.
+    another team's, as ``<team>/<name>`` (``slack:T0123/finance``), or one of no team,
+    as ``no-team/<name>``; to anyone else a name with ``:`` or ``/`` is refused before
+    anything is looked up, so the reply never depends on what another team has.
     """
     team: str | None = None
     if ":" in name or TEAM_SEPARATOR in name:
         team, _, name = name.rpartition(TEAM_SEPARATOR)
-        if not deployment_admin or ":" not in team:
+        if not deployment_admin or not is_team_part(team):
             raise UsageError(
                 "names with : or / are reserved: a channel's own workspace is "
                 f"/librarian workspace {OWN_WORKSPACE}, and only an admin listed in "
-                "LIBRARIAN_ADMINS may name another team's workspace, as <team>/<name>"
+                "LIBRARIAN_ADMINS may name another team's workspace, as <team>/<name>, "
+                f"or one of no team, as {qualified_workspace(None, '<name>')}"
             )
     if len(name) > 64 or not set(name) <= _WORKSPACE_NAME_CHARS or not name:
         raise UsageError("a workspace name is up to 64 letters, digits and - _ .")
@@ -557,7 +570,8 @@ async def cmd_workspace(ctx: CommandContext, name: str) -> None:
     Several channels of one team may share a workspace and so its documents; another
     team's workspace of the same name is another workspace. `workspace own` binds the
     channel back to its own. Names with : or / are reserved. Only LIBRARIAN_ADMINS
-    may bind to another team's workspace, named <team>/<name>.
+    may bind to another team's workspace, named <team>/<name>, or to one of no team
+    (made before teams were recorded), named no-team/<name>.
     """
     services = ctx.services
     store = services.store
@@ -569,7 +583,10 @@ async def cmd_workspace(ctx: CommandContext, name: str) -> None:
     own = in_team is None and name.lower() == OWN_WORKSPACE
     target_teams = (in_team,) if in_team is not None else teams
     if (own and before.own) or (
-        not own and not before.own and before.name == name and before.owner_team in target_teams
+        not own
+        and not before.own
+        and before.name == name
+        and (before.owner_team or NO_TEAM) in target_teams
     ):
         await ctx.reply(f"{ctx.where} already reads from workspace {before.name}.")
         return

@@ -262,6 +262,21 @@ class Settings(BaseSettings):
             )
         return value
 
+    def discord_shards(self) -> dict[str, Any] | None:
+        """The Discord shards this process runs, for ``status``; None when unsharded.
+
+        ``count``: the deployment's number of shards, or "auto" (as many as Discord
+        recommends, learnt when connecting); ``ids``: this process's shards, None for
+        every shard of an "auto" count.
+        """
+        count = self.discord_shard_count
+        if count is None:
+            return None
+        ids = self.discord_shard_ids
+        if ids is None and isinstance(count, int):
+            ids = list(range(count))
+        return {"count": count, "ids": ids}
+
     # ---- end Discord shards ----
 
     # Matrix
@@ -454,3 +469,20 @@ def load_settings() -> Settings:
         raise ConfigError(f"{source}: {message}") from None
     settings.home = settings.home.expanduser()
     return settings
+
+
+def describe_discord_shards(shards: dict[str, Any]) -> str:
+    """:meth:`Settings.discord_shards` in words, the ids written as
+    LIBRARIAN_DISCORD_SHARD_IDS takes them: "1 of 2", "0-3,8 of 16", or "all that
+    Discord recommends (auto)"."""
+    ids = shards["ids"]
+    if ids is None:
+        return "all that Discord recommends (auto)"
+    runs: list[list[int]] = []
+    for shard in sorted(ids):
+        if runs and shard == runs[-1][1] + 1:
+            runs[-1][1] = shard
+        else:
+            runs.append([shard, shard])
+    written = ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+    return f"{written} of {shards['count']}"

@@ -39,7 +39,13 @@ from bot.events import (
 )
 from bot.feedback import rate_message, verdict_of_reaction
 from bot.inference.registry import ModelRegistry
-from bot.ingest.filetypes import ExtractionRefused, check_size, count_label
+from bot.ingest.filetypes import (
+    ExtractionRefused,
+    check_size,
+    count_label,
+    may_download,
+    not_downloaded,
+)
 from bot.ingest.pipeline import IngestService
 from bot.knowledge.answer import Answerer
 from bot.replies import StreamingReply
@@ -107,6 +113,7 @@ class Dispatcher:
                 ingest_file=self.ingest_file,
                 local_file_refs=self.local_file_refs,
                 private_replies=self.private_replies,
+                serves=self.serves,
             ),
             commands=self.commands,
         )
@@ -116,6 +123,10 @@ class Dispatcher:
     def private_replies(self, conversation: ConversationRef) -> bool:
         """Whether the conversation's platform can show a reply to one user only."""
         return self.adapter_for(conversation).private_replies
+
+    def serves(self, platform: str) -> bool:
+        """Whether this process runs the adapter of ``platform``."""
+        return platform in self.adapters
 
     def add_adapter(self, adapter: Adapter) -> None:
         """Register an adapter so replies to its platform go through it.
@@ -248,6 +259,7 @@ class Dispatcher:
                     binding,
                     reply_to=event.message_id,
                     event=claim,
+                    shared=True,
                 )
         if asks:
             await self.answer(
@@ -356,6 +368,7 @@ class Dispatcher:
             binding,
             reply_to=event.file.message_id,
             event=claim,
+            shared=True,
         )
 
     async def _on_file_removed(self, event: FileRemoved) -> None:
@@ -422,12 +435,19 @@ class Dispatcher:
         *,
         reply_to: str | None = None,
         event: Claim | None = None,
+        shared: bool = False,
     ) -> None:
         """Download, queue and index a shared file, telling the channel how it went.
 
         Every way a file arrives (the upload command, a share auto-indexed, a file on a
         message) comes through here, so the channel's upload policy is checked here:
         a share by someone who may not upload is left alone (and not downloaded).
+
+        ``shared``: the file was shared without a command.  It is then downloaded only
+        if its name or media type is of a kind Librarian reads (``may_download``, the
+        rule adapters filter by); otherwise the channel is told why, and nothing is
+        fetched.  A file given to ``upload`` is judged by its bytes, as a renamed file
+        is still what its bytes say.
         """
         if not await self.may_upload(author, conversation, binding):
             log.info(
@@ -435,6 +455,11 @@ class Dispatcher:
                 ref.file_id,
                 conversation.key,
             )
+            return
+        if shared and not may_download(ref.name, ref.media_type):
+            log.info("not downloading %s in %s: not a kind it reads", ref.file_id, conversation.key)
+            refused = describe_refusal(not_downloaded(ref.name))
+            await self.say(conversation, refused, reply_to=reply_to)
             return
         # An earlier attempt of this event queued the file: wait for it, tell how it went.
         queued = event.effect.get(f"document:{ref.file_id}") if event is not None else None

@@ -19,7 +19,8 @@ and there must stay the same.
 
 Workspace names are unique per team (migration 0013): a typed name is looked up
 among the workspaces of the channel's team only, and ``<team>/<name>`` names one
-across teams (for LIBRARIAN_ADMINS and the operator).
+across teams (for LIBRARIAN_ADMINS and the operator).  A workspace of no team (an
+orphan from before migration 0009, whose owner nobody knew) is ``no-team/<name>``.
 """
 
 from __future__ import annotations
@@ -46,9 +47,23 @@ def channel_team(platform: str, space_id: str, channel_id: str) -> str:
 TEAM_SEPARATOR = "/"
 
 
-def qualified_workspace(team: str, name: str) -> str:
-    """A workspace named with its team, ``<team>/<name>``: unique across the deployment."""
-    return f"{team}{TEAM_SEPARATOR}{name}"
+#: The team part of ``<team>/<name>`` for a workspace of no team (NULL ``owner_team``:
+#: made before migration 0009 and bound by no channel then).  Every team id holds a
+#: ``:``, so this word is never one.
+NO_TEAM = "no-team"
+
+
+def qualified_workspace(team: str | None, name: str) -> str:
+    """A workspace named with its team, ``<team>/<name>``: unique across the deployment.
+
+    A workspace of no team is ``no-team/<name>``.
+    """
+    return f"{team or NO_TEAM}{TEAM_SEPARATOR}{name}"
+
+
+def is_team_part(typed: str) -> bool:
+    """Whether what was typed before ``/`` can name a team: a team id, or ``no-team``."""
+    return ":" in typed or typed == NO_TEAM
 
 
 def declared_team(platform: str, name: str) -> str:

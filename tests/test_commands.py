@@ -103,6 +103,9 @@ async def test_help_docs_ask_and_status_for_everyone(app: App, tmp_path: Path) -
     assert "Queues: 0 documents of this workspace to index, 0 requests at the models" in reply
     assert "Documents: 1 (1 ready), " in reply and "chunks" in reply
     assert "Retention here: off" in reply
+    # Discord shard settings name no shard of a process that does not run Discord.
+    app.settings.discord_shard_count, app.settings.discord_shard_ids = 2, [1]
+    assert "Discord shards" not in await say(app, "/librarian status", user="bob")
     reply = await say(app, "/librarian status please", user="bob")
     assert "Usage: /librarian status" in reply
 

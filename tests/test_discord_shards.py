@@ -18,6 +18,7 @@ reached, from the emulator.  The models are the real ones (SmolLM2, MiniLM).
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import sys
@@ -197,6 +198,21 @@ async def test_two_gateway_processes_each_run_one_shard_and_answer_their_guilds_
     assert in_beta["id"] not in _questions_received(guilds, 0)
     assert (_answered(ports["shard0"]), _answered(ports["shard1"])) == (1, 1)
 
+    # `/librarian status` in each guild is answered by the process running its shard,
+    # which names the shards it runs.
+    for channel, shard in (("alpha", 0), ("beta", 1)):
+        await emu.slash("alice", channel, "status")
+        [status] = await until(
+            lambda c=channel: [
+                m["content"]
+                for m in emu.bot_messages(emu.channel_ids[c])
+                if m["content"].startswith("Status of")
+            ],
+            60,
+            f"status in {channel}: {[processes.log(n) for n in ports]}",
+        )
+        assert f"\n  Discord shards of this process: {shard} of 2\n" in status, status
+
 
 async def test_one_process_runs_every_shard_discord_recommends(
     guilds: Guilds, processes: Processes
@@ -310,6 +326,45 @@ async def test_admins_are_recognised_in_a_guild_of_another_shard(
         await adapter.stop()
         await asyncio.wait_for(task, 10)
         await emu.close()
+
+
+def test_librarian_status_shows_the_shards_of_this_process_and_nothing_unsharded(
+    settings,
+) -> None:
+    env = process_env(settings)
+    _librarian(env, "db", "upgrade")
+
+    def status(**shards: str) -> tuple[dict[str, Any], str]:
+        with_shards = dict(env)
+        with_shards.update({f"LIBRARIAN_DISCORD_{k.upper()}": v for k, v in shards.items()})
+        said = []
+        for args in (("status", "--json"), ("status",)):
+            done = subprocess.run(
+                [sys.executable, "-m", "bot", *args],
+                cwd=ROOT,
+                env=with_shards,
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
+            assert done.returncode == 0, done.stderr[-2000:]
+            said.append(done.stdout)
+        return json.loads(said[0]), said[1]
+
+    info, text = status()
+    assert "discord_shards" not in info and "discord shards" not in text
+    info, text = status(shard_count="2", shard_ids="1")
+    assert info["discord_shards"] == {"count": 2, "ids": [1]}
+    assert "\ndiscord shards    1 of 2\n" in text, text
+    info, text = status(shard_count="16", shard_ids="0-3,8")
+    assert info["discord_shards"] == {"count": 16, "ids": [0, 1, 2, 3, 8]}
+    assert "\ndiscord shards    0-3,8 of 16\n" in text, text
+    info, text = status(shard_count="4")  # no ids: this process runs them all
+    assert info["discord_shards"] == {"count": 4, "ids": [0, 1, 2, 3]}
+    assert "\ndiscord shards    0-3 of 4\n" in text, text
+    info, text = status(shard_count="auto")
+    assert info["discord_shards"] == {"count": "auto", "ids": None}
+    assert "\ndiscord shards    all that Discord recommends (auto)\n" in text, text
 
 
 def test_shard_settings_that_cannot_work_are_refused_in_plain_words(

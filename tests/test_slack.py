@@ -256,6 +256,50 @@ async def test_socket_mode_indexes_a_shared_file_answers_in_thread_and_forgets_d
         assert app.store.documents_by_source_file("slack", third.id) == []
 
 
+async def test_a_shared_file_of_a_kind_librarian_does_not_read_is_never_downloaded_and_bob_is_told(
+    slack_settings, emulator: SlackEmulator
+) -> None:
+    """Slack sends every share; the core's download rule (``may_download``, which the
+    Discord and Matrix adapters filter by) turns a program down by its name and type
+    before any byte is fetched, and says so in the sharing message's thread, once."""
+    async with running_bot(slack_settings, emulator, "socket") as (app, adapter):
+        tool = emulator.share_file(
+            GENERAL, BOB, "setup.exe", b"MZ\x90\x00" * 64, "application/x-msdownload"
+        )
+        await emulator.socket_send(
+            "events_api", emulator.event_callback(emulator.file_message(tool))
+        )
+        file_shared = {
+            "type": "file_shared",
+            "file_id": tool.id,
+            "user_id": BOB,
+            "file": {"id": tool.id},
+            "channel_id": GENERAL,
+            "event_ts": emulator.next_ts(),
+        }
+        await emulator.socket_send("events_api", emulator.event_callback(file_shared))
+        await emulator.wait_for(lambda: in_thread(emulator, tool.ts), timeout=60)
+        await settle(adapter)
+        (told,) = in_thread(emulator, tool.ts)
+        assert told["text"].startswith(
+            "I can't index that: setup.exe is not a kind of file Librarian reads. "
+            "Librarian can read PDF (.pdf), Word (.docx)"
+        ), told["text"]
+        assert emulator.calls_of("download") == []
+        assert count(app, "documents") == 0
+
+        # Where shares are not indexed (autoindex off), nothing is said about them.
+        binding = await app.dispatcher.binding(translate.conversation(TEAM, GENERAL))
+        app.store.update_binding(binding.id, auto_index=False)
+        song = emulator.share_file(GENERAL, BOB, "song.mp3", b"ID3\x03" + bytes(64), "audio/mpeg")
+        await emulator.socket_send(
+            "events_api", emulator.event_callback(emulator.file_message(song))
+        )
+        await settle(adapter)
+        assert in_thread(emulator, song.ts) == []
+        assert emulator.calls_of("download") == []
+
+
 # -- feedback -------------------------------------------------------------------------------
 
 

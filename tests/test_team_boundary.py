@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,10 +24,13 @@ from pathlib import Path
 
 import pytest
 from helpers import make_pdf
+from old_schema import write_channels_and_documents
 from sqlalchemy import text
+from typer.testing import CliRunner
 
 from bot.adapter import Adapter
 from bot.app import App
+from bot.cli import retention as retention_cli
 from bot.events import (
     CommandInvoked,
     ConversationRef,
@@ -37,6 +41,8 @@ from bot.events import (
     UserRef,
 )
 from bot.retention import run_retention
+from bot.store import migrate
+from bot.store.database import open_database
 from bot.store.repo import WorkspaceDefaults, channel_spec
 from bot.supervisor import Supervisor
 from bot.teams import channel_team
@@ -626,6 +632,78 @@ async def test_status_does_not_count_another_teams_documents_waiting_to_be_index
         sharing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sharing
+        await app.close()
+
+
+async def test_a_workspace_of_no_team_from_before_0009_is_reached_only_by_a_deployment_admin(
+    settings,
+) -> None:
+    """A home at schema 0008 with a workspace no channel was bound to: migration 0009
+    could not tell whose it is (NULL owner_team), so no team's name finds it; only
+    LIBRARIAN_ADMINS reach it, as ``no-team/<name>``, and binding leaves it of no team."""
+    db = open_database(settings)
+    try:
+        migrate.upgrade(db, "0008")
+        with db.engine.begin() as conn:
+            handbook = conn.execute(
+                text(
+                    "INSERT INTO workspaces (name, chunk_tokens, chunk_overlap, top_k, "
+                    "relevance_floor) VALUES ('handbook', 200, 40, 4, 0.25) RETURNING id"
+                )
+            ).scalar_one()
+            write_channels_and_documents(conn, {"handbook": handbook}, [])
+    finally:
+        db.close()
+    app = App.build(settings)  # brings the home's database to the newest schema
+    try:
+        world = World(app)
+        victim, _, mallory = places("slack")
+        assert app.store.workspace(handbook).owner_team is None
+        # A platform admin: the plain name makes a new workspace for her team, and the
+        # no-team form is refused like any other name with a "/".
+        reply = await world.command(mallory, "mallory", "workspace handbook")
+        assert "now reads from workspace handbook (new)." in reply, reply
+        assert "doc of handbook" not in await world.command(mallory, "mallory", "docs")
+        reply = await world.command(mallory, "mallory", "workspace no-team/handbook")
+        assert "reserved" in reply and "no-team/<name>" in reply and "now reads" not in reply
+        binding = await app.dispatcher.binding(mallory.conversation)
+        assert binding.workspace.id != handbook
+        assert "no team" not in await world.command(mallory, "mallory", "status")
+        # A deployment admin finds it in status, names it with no-team; a name of no team
+        # that is not there is said so; the team part must still be a team or no-team.
+        app.settings.admins.append("slack:alice")
+        reply = await world.command(victim, "alice", "status")
+        assert (
+            "  Workspaces of no team: handbook (bind with /librarian workspace no-team/<name>)"
+            in reply.splitlines()
+        ), reply
+        reply = await world.command(victim, "alice", "workspace no-team/nosuch")
+        assert "no workspace of no team is named nosuch" in reply, reply
+        reply = await world.command(victim, "alice", "workspace noteam/handbook")
+        assert "reserved" in reply and "now reads" not in reply, reply
+        reply = await world.command(victim, "alice", "workspace no-team/handbook")
+        assert "#CA1 now reads from workspace no-team/handbook." in reply, reply
+        assert "doc of handbook.pdf" in await world.command(victim, "victor", "docs")
+        assert app.store.workspace(handbook).owner_team is None  # still nobody's
+        # The operator's listing names it as LIBRARIAN_ADMINS type it.
+        listing = CliRunner().invoke(retention_cli.app, ["list", "--json"])
+        assert listing.exit_code == 0, listing.output
+        [row] = [r for r in json.loads(listing.output) if r["channel"] == victim.spec]
+        assert (row["team"], row["workspace_ref"]) == (None, "no-team/handbook")
+        reply = await world.command(victim, "alice", "workspace no-team/handbook")
+        assert "already reads from workspace handbook" in reply, reply
+        # Leaving it, the reply says how to come back, in the form only alice may type.
+        reply = await world.command(victim, "victor", "workspace own")
+        assert "/librarian workspace no-team/handbook binds back to them." in reply, reply
+        reply = await world.command(victim, "victor", "workspace no-team/handbook")
+        assert "reserved" in reply and "now reads" not in reply, reply
+        [entry] = [
+            e
+            for e in app.store.audit_entries(50)
+            if e["action"] == "workspace" and e["details"].get("workspace_id") == handbook
+        ]
+        assert entry["actor"] == "slack:alice" and entry["details"]["team"] is None
+    finally:
         await app.close()
 
 

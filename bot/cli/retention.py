@@ -115,7 +115,7 @@ def list_retention(json_out: bool = typer.Option(False, "--json", help="Print JS
             # As LIBRARIAN_ADMINS type it in `/librarian workspace` from another team.
             "workspace_ref": (
                 qualified_workspace(b.workspace.owner_team, b.workspace.name)
-                if b.workspace.owner_team and not b.workspace.own
+                if not b.workspace.own
                 else b.workspace.name
             ),
         }

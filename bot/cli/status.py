@@ -7,7 +7,7 @@ import time
 
 import typer
 
-from bot.config import load_settings
+from bot.config import describe_discord_shards, load_settings
 from bot.inference.pool import probe_configured
 from bot.store import migrate, server_state
 from bot.store.database import DatabaseUnavailable, open_database
@@ -63,6 +63,9 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
                 {"chat": settings.chat_model, "embedding": settings.embedding_model}
             ),
         }
+        # This process's settings: what `librarian run` here would run (absent unsharded).
+        if (shards := settings.discord_shards()) is not None:
+            info["discord_shards"] = shards
     finally:
         db.close()
     if json_out:
@@ -90,6 +93,8 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
     for server in info["inference_servers"]:
         health = "up" if server["up"] else f"down ({server['error']})"
         typer.echo(f"{server['role'] + ' server':<18}{server['backend']} {health}")
+    if "discord_shards" in info:
+        typer.echo(f"{'discord shards':<18}{describe_discord_shards(info['discord_shards'])}")
 
 
 def _print_watched(watched: list[dict], reachable: bool = True) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "detect_kind",
     "display_name",
     "may_download",
+    "not_downloaded",
 ]
 
 
@@ -409,6 +410,15 @@ def may_download(
         _extension(filename) in _DOWNLOADABLE_EXTENSIONS
         or _base_media_type(media_type) in _DOWNLOADABLE_MEDIA_TYPES
     )
+
+
+def not_downloaded(filename: str | None) -> UnsupportedFileType:
+    """Why a shared file that :func:`may_download` turns down is not taken, in plain words.
+
+    Told from its name alone, since its bytes are never fetched: the same sentence
+    whichever platform it was shared on, ending with what Librarian does read.
+    """
+    return _unsupported(filename, "not a kind of file Librarian reads")
 
 
 def _describe_zip(ext: str) -> str:

@@ -47,7 +47,7 @@ from bot.store.search import (
     SearchMixin,
     workspace_index_name,
 )
-from bot.teams import channel_team
+from bot.teams import NO_TEAM, channel_team
 
 __all__ = [
     "LOCK_DOCUMENT",
@@ -92,7 +92,10 @@ class NoSuchWorkspace(LookupError):
     """A team has no workspace of that name (asked by a deployment admin crossing teams)."""
 
     def __init__(self, team: str, name: str) -> None:
-        super().__init__(f"team {team} has no workspace named {name}")
+        if team == NO_TEAM:
+            super().__init__(f"no workspace of no team is named {name}")
+        else:
+            super().__init__(f"team {team} has no workspace named {name}")
         self.team = team
         self.name = name
 
@@ -328,16 +331,20 @@ class Store(DocumentsMixin, HistoryMixin, AuditMixin, SearchMixin, FeedbackMixin
         is owned by ``teams[0]``.
 
         ``in_team``: bind to that team's existing workspace instead (a deployment admin
-        crossing teams); raises ``NoSuchWorkspace`` when it has none of that name.
+        crossing teams), ``bot.teams.NO_TEAM`` for a workspace of no team; raises
+        ``NoSuchWorkspace`` when it has none of that name.  Binding never changes
+        whose a workspace is.
         """
         teams = tuple(teams or (channel_team(platform, space_id, channel_id),))
         look_in = [in_team] if in_team is not None else list(teams)
+        # A workspace of no team counts as NO_TEAM's, which no channel's team ever is.
         find = text(
             "SELECT id FROM workspaces WHERE name = :n AND home_channel IS NULL "
-            "AND owner_team = ANY(CAST(:teams AS text[])) "
-            "ORDER BY array_position(CAST(:teams AS text[]), owner_team) LIMIT 1"
+            "AND COALESCE(owner_team, :none) = ANY(CAST(:teams AS text[])) "
+            "ORDER BY array_position(CAST(:teams AS text[]), COALESCE(owner_team, :none)) "
+            "LIMIT 1"
         )
-        key = {"n": workspace_name, "teams": look_in}
+        key = {"n": workspace_name, "teams": look_in, "none": NO_TEAM}
         with self.engine.begin() as conn:
             found = conn.execute(find, key).scalar()
             created = False
@@ -429,6 +436,18 @@ class Store(DocumentsMixin, HistoryMixin, AuditMixin, SearchMixin, FeedbackMixin
                 {"n": name, "t": team},
             ).first()
         return _workspace(row) if row else None
+
+    def workspaces_of_no_team(self) -> list[Workspace]:
+        """The workspaces of no team (NULL owner_team: made before migration 0009, bound
+        by no channel then), by name: only LIBRARIAN_ADMINS reach them, as no-team/<name>."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    f"SELECT {_WS_COLS} FROM workspaces w WHERE w.owner_team IS NULL "
+                    "ORDER BY w.name"
+                )
+            ).all()
+        return [_workspace(r) for r in rows]
 
     def bindings(self) -> list[Binding]:
         """Every channel binding."""
