@@ -111,6 +111,22 @@ def test_the_check_compares_numbers_as_numbers() -> None:
     assert not check_answer('The "engine fire test" is required.', sources).passed
 
 
+def test_a_quantity_is_checked_with_what_it_counts() -> None:
+    # Seen by hand in session 8 with the default model, asked how long the AOA sensor
+    # test takes: "a 12-hour AOA sensor test ... takes approximately 3 hours ... 6 days"
+    # passed the check, since a 15-page directive holds a 3, a 6 and a 12 somewhere.
+    sources = (
+        "AOA sensor system test ... 40 work-hours × $85 per hour = $3,400. The proposed AD "
+        "affects 73 airplanes of U.S. registry. Paragraph 12 applies; see note 3 and item 6."
+    )
+    invented = check_answer("A 12-hour test that takes 3 hours over 6 days.", sources)
+    assert not invented.passed
+    assert invented.unsupported == ["12-hour", "3 hours", "6 days"]
+    assert check_answer("The test takes 40 hours and costs 3,400 dollars.", sources).passed
+    assert check_answer("It affects 73 planes.", sources).passed  # "airplanes" ends so
+    assert check_answer("In 2020 the AD was proposed for 73 airplanes.", sources + " 2020").passed
+
+
 def test_a_name_written_without_its_accents_is_the_same_name() -> None:
     from bot.knowledge.evidence import content_of
 

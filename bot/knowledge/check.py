@@ -6,6 +6,9 @@ each of these, as stated in the answer, occurs in the text the model was given:
 
 * numbers, amounts, percentages and years, compared as numbers: "$3,400", "3,400"
   and "3400" are one number, "3.40" another (thousands separators go, decimals stay);
+  a number stated with what it counts ("12 hours") must be in the sources with that
+  word just after it ("40 work-hours" holds "40 hours"; a bare "12" elsewhere does not
+  hold "12 hours");
 * proper names: capitalised words other than a sentence's first, and acronyms;
 * quoted phrases of two words or more.
 
@@ -79,6 +82,70 @@ def numbers(text: str) -> set[str]:
     return {_number_key(m.group(1), m.group(2)) for m in _NUMBER.finditer(text)}
 
 
+# What a number counts is the word right after it ("12 hours", "73 airplanes", "a
+# 12-hour test"): a quantity the answer states must be in the sources with that word
+# among the few after the number ("40 work-hours" holds "40 hours"), since a long
+# document holds a bare "3", "6" or "12" somewhere anyway.  Only a lower-case word of
+# three letters or more is a unit ("2020 Boeing" names, "in 2020 the" is no unit).
+_UNIT_AFTER = re.compile(r"(?:\s*-\s*|\s*)([^\W\d_]{3,})")
+_WORD_AFTER = re.compile(r"[^\W\d_]+")
+UNIT_WINDOW = 3  # words after a number in the sources that may be its unit
+# Words after a number that say nothing it could be wrong about: function words, and
+# currency and percent words the sources may write as a sign ("3,400 dollars" of
+# "$3,400").
+_NO_UNIT = frozenset(
+    (  # noqa: SIM905 (one word list reads better as text)
+        "per and or nor the of to in on for from with by at than as is are was were be"
+        " been that which who this these those each every about around approximately"
+        " nearly dollar dollars usd euro euros eur pound pounds chf franc francs yen percent"
+    ).split()
+)
+
+
+def _unit_key(word: str) -> str:
+    """A unit compared without case, accents or a plural s ("Hours" = "hour")."""
+    word = fold(word)
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+
+
+def _quantities(answer: str) -> list[tuple[str, str, str]]:
+    """The answer's numbers that count something: (as written, number key, unit key)."""
+    cleaned = _LIST_NUMBER.sub(" ", _CITATION.sub(" ", answer))
+    found = []
+    for m in _NUMBER.finditer(cleaned):
+        after = _UNIT_AFTER.match(cleaned, m.end())
+        if after is None or not after.group(1)[0].islower():
+            continue
+        unit = after.group(1)
+        if fold(unit) in _NO_UNIT:
+            continue
+        found.append(
+            (
+                cleaned[m.start() : after.end()].strip(),
+                _number_key(m.group(1), m.group(2)),
+                _unit_key(unit),
+            )
+        )
+    return found
+
+
+def _source_units(sources: str) -> dict[str, set[str]]:
+    """Each number of the sources (as a key) with the unit keys of the few words after it."""
+    units: dict[str, set[str]] = {}
+    for m in _NUMBER.finditer(sources):
+        after = _WORD_AFTER.findall(sources, m.end(), m.end() + 60)[:UNIT_WINDOW]
+        units.setdefault(_number_key(m.group(1), m.group(2)), set()).update(
+            _unit_key(w) for w in after
+        )
+    return units
+
+
+def _same_unit(unit: str, written: set[str]) -> bool:
+    """Whether the sources write ``unit`` after the number: the word itself, or a word
+    ending in it ("73 planes" of "73 airplanes")."""
+    return any(w == unit or w.endswith(unit) for w in written)
+
+
 def _squash(text: str) -> str:
     return " ".join(fold(text).split())
 
@@ -148,6 +215,12 @@ def check_answer(answer: str, sources: str, question: str | None = None) -> Chec
     for written, key in stated_numbers:
         if key not in source_numbers:
             unsupported.append(written)
+    quantities = _quantities(answer)
+    if quantities:
+        units = _source_units(sources)
+        for written, key, unit in quantities:
+            if key in source_numbers and not _same_unit(unit, units.get(key, set())):
+                unsupported.append(written)
     for name, word in stated_names:
         if word not in source_words and word not in source_text:
             unsupported.append(name)
