@@ -262,6 +262,38 @@ async def test_a_chinese_question_gets_the_chinese_not_found(settings) -> None:
         await app.close()
 
 
+async def test_a_chinese_question_no_document_answers_is_not_found_beside_english_sheets(
+    settings,
+) -> None:
+    """Seen by hand in session 8: with a Chinese web page, an English PDF and an English
+    spreadsheet shared, "what is this product's warranty?" in Chinese, asked after a
+    question on the spreadsheet, was answered from its rows, chosen by similarity alone,
+    which cannot compare Chinese with English.  The words must match across scripts,
+    and no Chinese word does."""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        for path in (
+            OFFICE.parent / "pdfs" / "pdfplumber_federal-register-2020-17221.pdf",
+            OFFICE / "unstructured_nestle-2023-half-year-segments.xlsx",
+            OFFICE / "readability_qq-deepmind-dnc_zh.html",
+        ):
+            assert f"Indexed {path.name}" in await say(app, f"/librarian upload {path}")
+        # As by hand: a question on the sheet first, so the Chinese one that follows has
+        # the sheet's rows among its candidates (a follow-up may rest on them).
+        reply = await say(
+            app, "@librarian What were Nestle's sales in Zone AOA in January-June 2023?"
+        )
+        assert "Nestlé" in reply, reply
+        reply = await say(app, "@librarian 这个产品的保修期是多久？")
+        assert "我在这个频道工作区的文件中没有找到答案" in reply, reply
+        # What the page does say is still found by its Chinese words.
+        reply = await say(app, "@librarian DeepMind的新电脑可以利用什么自学？")
+        assert "没有找到答案" not in reply, reply
+    finally:
+        await app.close()
+
+
 def test_a_document_is_found_by_its_title_in_a_papers_header() -> None:
     from bot.knowledge.named import find_named
 

@@ -30,7 +30,8 @@ whose key term appears in no document (the usual unanswerable question: the deta
 simply not there) loses that term's weight, MISSING_WEIGHT times its idf, and falls
 below the bar.  When the best quote's document is in another language than the
 question (``bot.knowledge.language``), words cannot be compared and the similarity
-floor decides alone.
+floor decides alone, unless the two are in different scripts (Chinese and English),
+which the embedding model cannot bridge either: then the words must match.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ import numpy as np
 
 from bot.knowledge.check import names
 from bot.knowledge.language import fold, same_language
-from bot.knowledge.sentences import CJK, TABLE_ROW, split_sentences, table_header
+from bot.knowledge.sentences import CJK, TABLE_ROW, is_cjk, split_sentences, table_header
 from bot.store.keyword import TermStats
 from bot.store.records import ChunkHit
 
@@ -504,7 +505,11 @@ class EvidenceFinder:
         # has too few words to tell its language).
         document = kept[0].hit.document_id
         own = " ".join(h.text for h in hits if h.document_id == document)
-        lexical = same_language(question, own)
+        # Similarity alone may decide across languages of one script (an English
+        # question, a French passage: names, numbers and cognates are shared), not
+        # across scripts: the embedding model has no bridge from Chinese to English.
+        # There, the words must be compared, and English quotes cover no Chinese word.
+        lexical = same_language(question, own) or is_cjk(question) != is_cjk(own)
         answerable = is_answered(coverage, similarity, lexical, coverage_floor, similarity_floor)
         return Evidence(
             kept,
