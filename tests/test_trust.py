@@ -287,9 +287,12 @@ async def test_a_chinese_question_no_document_answers_is_not_found_beside_englis
         assert "Nestlé" in reply, reply
         reply = await say(app, "@librarian 这个产品的保修期是多久？")
         assert "我在这个频道工作区的文件中没有找到答案" in reply, reply
-        # What the page does say is still found by its Chinese words.
+        # What the page does say is still found by its Chinese words, "which journal"
+        # (哪本期刊) being the question's frame, as "which" is: the page says 刊物.
         reply = await say(app, "@librarian DeepMind的新电脑可以利用什么自学？")
         assert "没有找到答案" not in reply, reply
+        reply = await say(app, "@librarian DeepMind的可微神经计算机发表在哪本期刊上？")
+        assert "发表在科学刊物《自然》（Nature）上" in reply, reply
     finally:
         await app.close()
 
