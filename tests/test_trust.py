@@ -253,6 +253,36 @@ async def test_what_is_a_file_about_cites_that_file(settings, tmp_path: Path) ->
         await app.close()
 
 
+async def test_a_document_opening_with_its_title_alone_is_summed_up_by_its_first_sentences(
+    settings,
+) -> None:
+    """Seen by hand in session 8: the corpus's Word sample opens with a chunk holding its
+    title alone, and "what is it about?" quoted that title and nothing else."""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        reply = await say(app, f"/librarian upload {OFFICE / 'docling_word_sample.docx'}")
+        assert "Indexed docling_word_sample.docx" in reply
+        binding = await app.dispatcher.binding(GENERAL)
+        answer = await app.answerer.answer(
+            binding,
+            None,
+            "What is docling_word_sample.docx about?",
+            author="console:alice",
+            conversation_key="a",
+            evidence_only=True,
+        )
+        quoted = [q.text for q in answer.evidence]
+        assert quoted[0] == "Summer activities" and len(quoted) >= 2, quoted
+        assert "Swimming in the lake" in quoted[1], quoted
+        # "I searched for" names a word once, however it was capitalised.
+        reply = await say(app, "@librarian What does the sample say about the Sample Heading?")
+        searched = next(line for line in reply.splitlines() if line.startswith("I searched for"))
+        assert searched.lower().count("sample") == 1, searched
+    finally:
+        await app.close()
+
+
 async def test_a_chinese_question_gets_the_chinese_not_found(settings) -> None:
     app = App.build(settings)
     try:

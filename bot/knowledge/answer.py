@@ -62,6 +62,8 @@ TEXTS: dict[str, dict[str, str]] = {
 }
 # How many chunks the evidence sentences are chosen from (the relevant hits first).
 EVIDENCE_CHUNKS = 8
+# How many opening sentences answer "what is X about?".
+OPENING_QUOTES = 3
 # Generation stops at the model's own end of turn, and at a new turn it starts to write.
 STOP = ["\nQuestion:", "Question:", "\nSources:", "Sources:", "\nSource:", "\n\n\n"]
 # The model saying the sources do not hold the answer, although the evidence does.
@@ -104,6 +106,8 @@ class Answer:
     evidence: list[Quote] = field(default_factory=list)
     checked: str | None = None
     unsupported: list[str] = field(default_factory=list)
+    # The model's text as written, posted or not (for calibration and the log).
+    draft: str | None = None
 
     def meta(self) -> dict[str, Any]:
         """What is stored with the answer: the check, the evidence, the sources."""
@@ -416,6 +420,7 @@ class Answerer:
             evidence=evidence.quotes,
             checked=checked,
             unsupported=result.unsupported,
+            draft=draft,
         )
         return await done(answer)
 
@@ -476,9 +481,13 @@ class Answerer:
                     quotes.append(Quote(sentence, chunk, 1.0, 1.0))
                 break
         if not quotes:
-            for chunk in chunks[:1]:
-                for sentence in split_sentences(chunk.text)[:3]:
+            # The first sentences, across the opening chunks: a document cut by its
+            # headings may open with a chunk holding its title alone.
+            for chunk in chunks:
+                for sentence in split_sentences(chunk.text)[: OPENING_QUOTES - len(quotes)]:
                     quotes.append(Quote(sentence, chunk, 1.0, 1.0))
+                if len(quotes) >= OPENING_QUOTES:
+                    break
         return Evidence(quotes, 1.0, 1.0, bool(quotes), 1.0)
 
     @staticmethod

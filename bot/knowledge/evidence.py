@@ -262,13 +262,13 @@ _ZH_FUNCTION = re.compile(r"[的了是在有和与及个把被对从为也都就
 def _words(question: str) -> list[str]:
     """The question's distinct words in order (for naming what was searched); a run of
     Chinese is cut at its function characters."""
-    seen: dict[str, None] = {}
+    seen: dict[str, str] = {}  # folded -> as first written ("Sample", "sample": one word)
     for word in _WORD.findall(question):
         parts = _ZH_FUNCTION.split(word) if CJK.search(word) else [word]
         for part in parts:
             if part:
-                seen.setdefault(part, None)
-    return list(seen)
+                seen.setdefault(fold(part), part)
+    return list(seen.values())
 
 
 # A word shorter than this is not looked for inside other words (see _glued).
