@@ -127,6 +127,25 @@ def test_a_quantity_is_checked_with_what_it_counts() -> None:
     assert check_answer("In 2020 the AD was proposed for 73 airplanes.", sources + " 2020").passed
 
 
+def test_an_answer_in_words_the_sources_do_not_hold_fails_the_check() -> None:
+    # Seen by hand in session 8: asked what the corpus's Word sample is about, the
+    # default model wrote this of a file about summer, swimming and ducks.
+    from bot.knowledge.check import UNGROUNDED
+
+    sources = (
+        "Summer activities. Swimming in the lake. Figure 1: This is a cute duckling. "
+        "To get started with swimming, first lay down in a water and try not to drown."
+    )
+    fluff = check_answer(
+        "The source is a collection of information about summer activities, which is a "
+        "type of document. It has been edited or rewritten to make it easier for readers "
+        "to understand and access the content.",
+        sources,
+    )
+    assert not fluff.passed and fluff.unsupported == [UNGROUNDED]
+    assert check_answer("It is about summer activities: swimming in the lake.", sources).passed
+
+
 def test_a_name_written_without_its_accents_is_the_same_name() -> None:
     from bot.knowledge.evidence import content_of
 

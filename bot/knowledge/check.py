@@ -12,6 +12,11 @@ each of these, as stated in the answer, occurs in the text the model was given:
 * proper names: capitalised words other than a sentence's first, and acronyms;
 * quoted phrases of two words or more.
 
+An answer whose content words are too seldom the sources' (under ``SUPPORT_FLOOR`` of
+them, see ``support``) is no reading of them: a small model fills a reply it cannot
+ground with what it imagines ("a collection of information ... edited to make it
+easier for readers").
+
 And an answer whose names and numbers are all the question's own is no answer: it
 restates the question ("Which company does Sheryl Baxter work for?" -- "The company
 Sheryl Baxter works for is Baxter.").
@@ -146,6 +151,61 @@ def _same_unit(unit: str, written: set[str]) -> bool:
     return any(w == unit or w.endswith(unit) for w in written)
 
 
+# Words that carry no claim (what "support" counts is the rest).
+_PLAIN = frozenset(
+    (  # noqa: SIM905 (one word list reads better as text)
+        "about above after again also although among another because been before being"
+        " below between both could does doing down during each either every from further"
+        " have having here hers herself himself however into itself just many more most"
+        " much must neither only other ours ourselves over same should since some such"
+        " than that their theirs them themselves then there these they this those though"
+        " through under until very were what when where whether which while whom whose"
+        " will with within without would your yours yourself document documents source"
+        " sources text passage passages answer question according based mentioned stated"
+        " says said provided information"
+    ).split()
+)
+_CONTENT_WORD = re.compile(r"[^\W\d_]{4,}")
+_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")
+# Words are compared by their first letters, a stemmer in miniature: "estimates",
+# "estimated" and "estimating" are one word, "test" and "tests" too.
+STEM_CHARS = 6
+
+
+def _stems(text: str) -> list[str]:
+    """The text's content words, cut to STEM_CHARS, and its Chinese character pairs."""
+    folded = fold(text)
+    found = [w[:STEM_CHARS] for w in _CONTENT_WORD.findall(folded) if w not in _PLAIN]
+    for run in _CJK_RUN.findall(folded):
+        found.extend(run[i : i + 2] for i in range(len(run) - 1))
+    return found
+
+
+# An answer of at least SUPPORT_MIN_WORDS content words (a sentence's worth: fewer are
+# too few to make a share, and a short answer is checked by its names and numbers)
+# must hold at least SUPPORT_FLOOR of them in the sources.  Calibrated on the default
+# model's drafts for the calibrate split (tools/calibrate_support.py): the highest floor
+# that keeps every such draft stating the gold answer (their lowest: 0.75).
+SUPPORT_MIN_WORDS = 8
+SUPPORT_FLOOR = 0.75
+# Why an answer of words the sources mostly do not hold fails.
+UNGROUNDED = "says too little in the sources' own words"
+
+
+def support(answer: str, sources: str) -> float | None:
+    """The share of the answer's content words the sources hold; None when it has fewer
+    than SUPPORT_MIN_WORDS (too few to make a share).
+
+    A model that answers from its passages reuses their words; one that fills the reply
+    with what it imagines ("a collection of information ... edited or rewritten to make
+    it easier for readers") does not, whatever names and numbers it avoids stating."""
+    stated = _stems(_CITATION.sub(" ", answer))
+    if len(stated) < SUPPORT_MIN_WORDS:
+        return None
+    held = set(_stems(sources))
+    return sum(1 for w in stated if w in held) / len(stated)
+
+
 def _squash(text: str) -> str:
     return " ".join(fold(text).split())
 
@@ -228,6 +288,9 @@ def check_answer(answer: str, sources: str, question: str | None = None) -> Chec
         phrase = _squash(m.group(1))
         if len(phrase.split()) >= 2 and phrase not in source_text:
             unsupported.append(f'"{m.group(1)}"')
+    share = support(answer, sources)
+    if share is not None and share < SUPPORT_FLOOR:
+        unsupported.append(UNGROUNDED)
     if (
         question is not None
         and not unsupported
