@@ -21,10 +21,24 @@ from helpers import converse, make_pdf, say
 
 from bot.app import App
 from bot.events import ConversationRef
-from bot.knowledge.answer import NOT_FOUND
+from bot.knowledge.answer import NOT_FOUND, Answer
 from bot.knowledge.check import ECHO, check_answer
 
 GENERAL = ConversationRef("console", "", "general")
+
+
+async def evidence_for(app: App, question: str) -> Answer:
+    """The evidence step's reply to ``question`` in #general, without the chat model."""
+    binding = await app.dispatcher.binding(GENERAL)
+    return await app.answerer.answer(
+        binding,
+        None,
+        question,
+        author="console:alice",
+        conversation_key=question,
+        evidence_only=True,
+    )
+
 
 AIRWORTHINESS = [
     [
@@ -282,15 +296,7 @@ async def test_a_document_opening_with_its_title_alone_is_summed_up_by_its_first
     try:
         reply = await say(app, f"/librarian upload {OFFICE / 'docling_word_sample.docx'}")
         assert "Indexed docling_word_sample.docx" in reply
-        binding = await app.dispatcher.binding(GENERAL)
-        answer = await app.answerer.answer(
-            binding,
-            None,
-            "What is docling_word_sample.docx about?",
-            author="console:alice",
-            conversation_key="a",
-            evidence_only=True,
-        )
+        answer = await evidence_for(app, "What is docling_word_sample.docx about?")
         quoted = [q.text for q in answer.evidence]
         assert quoted[0] == "Summer activities" and len(quoted) >= 2, quoted
         assert "Swimming in the lake" in quoted[1], quoted
@@ -389,14 +395,8 @@ async def test_a_question_whose_key_term_no_document_holds_is_not_found_and_says
         assert "The closest passage is in ad-2020-17221.pdf" in reply
 
         # Without it, the question is answered from that sentence.
-        binding = await app.dispatcher.binding(GENERAL)
-        answer = await app.answerer.answer(
-            binding,
-            None,
-            "How much does the AOA sensor system test cost per airplane?",
-            author="console:alice",
-            conversation_key="k",
-            evidence_only=True,
+        answer = await evidence_for(
+            app, "How much does the AOA sensor system test cost per airplane?"
         )
         assert answer.found
         assert any("$3,400" in q.text for q in answer.evidence)
@@ -423,17 +423,11 @@ async def test_an_english_question_on_a_french_document_is_answered_from_it(
     try:
         await say(app, f"/librarian upload {make_pdf(tmp_path / 'pv-2023-06-20.pdf', MINUTES_FR)}")
         await say(app, f"/librarian upload {make_pdf(tmp_path / 'manual.pdf')}")
-        binding = await app.dispatcher.binding(GENERAL)
         # "secretary", "committee", "meeting" are in no document: the minutes say
         # "secrétaire", "comité", "séance".  Words cannot be compared across languages,
         # so the evidence's similarity decides, and the French sentence is quoted.
-        answer = await app.answerer.answer(
-            binding,
-            None,
-            "Who acted as secretary of the demolition committee meeting?",
-            author="console:alice",
-            conversation_key="fr",
-            evidence_only=True,
+        answer = await evidence_for(
+            app, "Who acted as secretary of the demolition committee meeting?"
         )
         assert answer.found, answer.text
         assert answer.timings["lexical"] is False
@@ -461,16 +455,10 @@ async def test_a_name_glued_to_its_neighbour_by_the_pdf_is_not_missing(
     try:
         await say(app, f"/librarian upload {make_pdf(tmp_path / 'senate.pdf', EXPENDITURES)}")
         await say(app, f"/librarian upload {make_pdf(tmp_path / 'manual.pdf')}")
-        binding = await app.dispatcher.binding(GENERAL)
         # The extraction glued "DIRECTORBAIN": the index never saw "Bain" as a word, but
         # it is in the text, so the question is not refused for a missing name.
-        answer = await app.answerer.answer(
-            binding,
-            None,
-            "What is the amount for district director J Matthew Bain in the Senate statement?",
-            author="console:alice",
-            conversation_key="b",
-            evidence_only=True,
+        answer = await evidence_for(
+            app, "What is the amount for district director J Matthew Bain in the Senate statement?"
         )
         assert answer.found, answer.text
         assert any("37,499.96" in q.text for q in answer.evidence)
@@ -508,17 +496,9 @@ async def test_a_table_row_is_quoted_with_its_column_names_and_a_hyphen_is_no_mi
         for name in ("docling_pptx_chart.pptx", "unstructured_nestle-2023-half-year-segments.xlsx"):
             reply = await say(app, f"/librarian upload {OFFICE / name}")
             assert f"Indexed {name}" in reply
-        binding = await app.dispatcher.binding(GENERAL)
 
         async def evidence(question: str) -> list[str]:
-            answer = await app.answerer.answer(
-                binding,
-                None,
-                question,
-                author="console:alice",
-                conversation_key=question,
-                evidence_only=True,
-            )
+            answer = await evidence_for(app, question)
             assert answer.found, question
             return [q.text for q in answer.evidence]
 
@@ -578,14 +558,8 @@ async def test_in_a_named_document_only_the_question_proper_is_weighed(
     app.start_background()
     try:
         await say(app, f"/librarian upload {make_pdf(tmp_path / 'the-crazy-ones.pdf', CRAZY_ONES)}")
-        binding = await app.dispatcher.binding(GENERAL)
-        answer = await app.answerer.answer(
-            binding,
-            None,
-            "According to The Crazy Ones, what is the only thing you can't do?",
-            author="console:alice",
-            conversation_key="c",
-            evidence_only=True,
+        answer = await evidence_for(
+            app, "According to The Crazy Ones, what is the only thing you can't do?"
         )
         assert answer.found, answer.text
         assert answer.evidence[0].text == "About the only thing you cant do is ignore them."
