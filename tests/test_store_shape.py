@@ -55,6 +55,7 @@ def test_no_part_of_the_store_defines_a_name_another_part_defines() -> None:
     assert [part.__name__ for part in _parts(Store)] == [
         "Store",
         "SearchMixin",
+        "WorkspaceIndexMixin",
         "FeedbackMixin",
         "EventsMixin",
     ]

@@ -224,3 +224,108 @@ def test_the_plan_setting_refuses_a_value_it_does_not_know(
     monkeypatch.setenv("LIBRARIAN_VECTOR_PLAN", "halfvec-please")
     with pytest.raises(ConfigError, match="VECTOR_PLAN"):
         load_settings()
+
+
+def _explained_index(db: Database, model: int, ws: int, kind_type: str, query: np.ndarray) -> str:
+    """The index a search in ``kind_type`` order runs on (EXPLAIN), or the whole plan."""
+    literal = str([float(v) for v in query])
+    with db.engine.connect() as conn:
+        plan = "\n".join(
+            conn.execute(
+                text(
+                    f"EXPLAIN SELECT id FROM chunks WHERE workspace_id = {ws} "
+                    f"AND embedding_model_id = {model} "
+                    f"ORDER BY embedding::{kind_type}({DIMS}) "
+                    f"<=> CAST('{literal}' AS {kind_type}({DIMS})) LIMIT {K}"
+                )
+            ).scalars()
+        )
+    if "Index Scan using " not in plan:
+        return plan
+    return plan.split("Index Scan using ", 1)[1].split()[0]
+
+
+def _indexes_named_like(db: Database, prefix: str) -> dict[str, bool]:
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT c.relname, i.indisvalid FROM pg_index i "
+                "JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname LIKE :p"
+            ),
+            {"p": prefix + "%"},
+        ).all()
+    return {str(r[0]): bool(r[1]) for r in rows}
+
+
+def test_a_vector_index_is_upgraded_to_halfvec_and_serves_searches_throughout(
+    librarian_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A home made on the fallback path, opened on the 0.8 path: the large workspace's
+    vector index is rebuilt as halfvec beside it.  While the new one is being built
+    (held at its last step by a reader's open snapshot) the old one answers every
+    search with k rows; then the new one does, and the old one is gone."""
+    import threading
+
+    monkeypatch.setenv("LIBRARIAN_VECTOR_PLAN", "fallback")
+    db = open_database(load_settings())
+    try:
+        ask_both_workspaces(db)
+    finally:
+        db.close()
+    monkeypatch.setenv("LIBRARIAN_VECTOR_PLAN", "auto")
+    db = open_database(load_settings())
+    try:
+        store = Store(db)
+        model = store.ensure_embedding_model(f"test-{DIMS}d", DIMS)
+        with db.engine.connect() as conn:
+            large = conn.execute(
+                text("SELECT workspace_id FROM documents WHERE file_name = 'large.txt'")
+            ).scalar_one()
+        name = workspace_index_name(model, large)
+        assert store.outdated_workspace_indexes(model) == [large]
+        queries = store.workspace_vectors(large, model)[:5]
+
+        # A reader whose snapshot predates the build: CREATE INDEX CONCURRENTLY waits
+        # for it before it marks the new index valid.
+        reader = db.engine.connect()
+        reader.begin()
+        reader.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        reader.execute(text("SELECT count(*) FROM chunks")).scalar()
+        outcome: dict[str, Any] = {}
+        upgrade = threading.Thread(
+            target=lambda: outcome.update(
+                done=store.upgrade_workspace_index(large, model, DIMS, grace_s=0.0)
+            )
+        )
+        upgrade.start()
+        try:
+            for _ in range(300):  # the new index exists, not yet valid
+                if _indexes_named_like(db, name).get(f"{name}_next") is False:
+                    break
+                threading.Event().wait(0.1)
+            assert _indexes_named_like(db, name) == {name: True, f"{name}_next": False}
+            during = Store(db)  # another process, which has not seen the new index
+            for query in queries:
+                hits = during.search_dense(large, model, DIMS, query, K)
+                assert len(hits) == K and hits[0].similarity == pytest.approx(1.0, abs=1e-5)
+            assert during.plan_counts == {"workspace_hnsw": len(queries)}
+            assert _explained_index(db, model, large, "vector", queries[0]) == name
+        finally:
+            reader.rollback()
+            reader.close()
+            upgrade.join(120)
+        assert outcome == {"done": True}
+
+        assert _indexes_named_like(db, name) == {name: True}
+        assert "halfvec_cosine_ops" in _index_definition(db, model, large)
+        assert store.outdated_workspace_indexes(model) == []
+        after = Store(db)
+        for query in queries:
+            hits = after.search_dense(large, model, DIMS, query, K)
+            assert len(hits) == K and hits[0].similarity == pytest.approx(1.0, abs=1e-5)
+        assert after.plan_counts == {"workspace_hnsw": len(queries)}
+        assert _explained_index(db, model, large, "halfvec", queries[0]) == name
+        # Nothing more to do: a second upgrade is a no-op.
+        assert not store.upgrade_workspace_index(large, model, DIMS, grace_s=0.0)
+    finally:
+        db.close()

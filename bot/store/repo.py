@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection, Row
 from bot.store.database import Database
 from bot.store.events import Claim, EventsMixin, record_effect_in
 from bot.store.feedback import FeedbackMixin
+from bot.store.hnsw import WorkspaceIndex
 from bot.store.records import (
     Binding,
     Document,
@@ -42,7 +43,6 @@ from bot.store.records import (
 from bot.store.search import (
     EXACT_SCAN_MAX_ROWS,
     LOCK_WORKSPACE_INDEX,
-    IndexKind,
     SearchMixin,
     vector_literal,
     workspace_index_name,
@@ -65,7 +65,8 @@ __all__ = [
 LOCK_DOCUMENT = 0x4C49  # one ingest worker per document
 LOCK_EMBEDDING_MODEL = 0x4C4A  # registering an embedding model
 LOCK_RETENTION = 0x4C4B  # one retention run at a time across processes
-# LOCK_WORKSPACE_INDEX = 0x4C4C, building one workspace's own HNSW index: bot.store.search
+# LOCK_WORKSPACE_INDEX = 0x4C4C, building one workspace's own HNSW index:
+# bot.store.workspace_index
 
 
 @dataclass(frozen=True)
@@ -184,9 +185,9 @@ class Store(SearchMixin, FeedbackMixin, EventsMixin):
         self.exact_scan_max_rows = EXACT_SCAN_MAX_ROWS
         # Searches run on their own pool, outside transactions (Database.searcher).
         self._searcher = db.searcher
-        # Which workspaces have an HNSW index of their own, and of which kind: yes is
-        # kept (an index is not dropped), no is looked up again after NO_INDEX_RECHECK_S.
-        self._indexed: dict[tuple[int, int], IndexKind] = {}
+        # Which workspaces have an HNSW index of their own (its kind and size) and which
+        # have none: both are looked up again after NO_INDEX_RECHECK_S.
+        self._indexed: dict[tuple[int, int], WorkspaceIndex] = {}
         self._not_indexed: dict[tuple[int, int], float] = {}
         # How often each dense-search plan ran (exact, forced_exact, workspace_hnsw,
         # exact_fallback): for benchmarks and status, not for decisions.
