@@ -116,6 +116,8 @@ def ask_both_workspaces(db: Database) -> dict[str, Any]:
         "recall": float(np.mean(recalls)),
         "fewest": fewest,
         "foreign": foreign,
+        # The index's size as the search knows it (it sets the search's breadth).
+        "index_rows": store._indexed[(model, large)].rows,
     }
 
 
@@ -128,6 +130,7 @@ def assert_served_by_the_workspace_index(seen: dict[str, Any]) -> None:
     assert seen["plans"] == {"workspace_hnsw": 30, "exact": 30, "forced_exact": 60}
     assert seen["fewest"] == K and seen["foreign"] == 0
     assert seen["recall"] >= 0.97, seen
+    assert seen["index_rows"] == 4_000, seen
 
 
 def test_the_embedded_server_takes_the_pgvector_08_path(librarian_env: dict[str, str]) -> None:
@@ -324,8 +327,28 @@ def test_a_vector_index_is_upgraded_to_halfvec_and_serves_searches_throughout(
             hits = after.search_dense(large, model, DIMS, query, K)
             assert len(hits) == K and hits[0].similarity == pytest.approx(1.0, abs=1e-5)
         assert after.plan_counts == {"workspace_hnsw": len(queries)}
+        assert after._indexed[(model, large)].rows == 4_000
+        store.analyze_chunks()  # as autovacuum will: the size stays known
+        again = Store(db)
+        again.search_dense(large, model, DIMS, queries[0], K)
+        assert again._indexed[(model, large)].rows == 4_000
         assert _explained_index(db, model, large, "halfvec", queries[0]) == name
         # Nothing more to do: a second upgrade is a no-op.
         assert not store.upgrade_workspace_index(large, model, DIMS, grace_s=0.0)
     finally:
         db.close()
+
+
+def test_a_larger_workspace_is_searched_more_broadly() -> None:
+    """The breadth of an HNSW search grows with the index it searches (recall at 500k
+    rows), stays at the session's default for the sizes that need no more (one
+    statement), covers a large k, and never passes pgvector's limit."""
+    from bot.store.database import HNSW_EF_SEARCH
+    from bot.store.hnsw import ef_search_for
+
+    assert ef_search_for(4_000, K) == ef_search_for(100_000, K) == HNSW_EF_SEARCH
+    breadths = [ef_search_for(rows, K) for rows in (100_000, 200_000, 500_000, 800_000)]
+    assert all(a < b for a, b in zip(breadths, breadths[1:], strict=False)), breadths
+    assert ef_search_for(500_000, K) >= 600  # calibrated: recall@10 0.996 at 640
+    assert ef_search_for(0, 300) == 600
+    assert ef_search_for(10_000_000, K) == ef_search_for(0, 5_000) == 1000
