@@ -352,3 +352,49 @@ def test_a_larger_workspace_is_searched_more_broadly() -> None:
     assert ef_search_for(500_000, K) >= 600  # calibrated: recall@10 0.996 at 640
     assert ef_search_for(0, 300) == 600
     assert ef_search_for(10_000_000, K) == ef_search_for(0, 5_000) == 1000
+
+
+async def test_the_ingest_worker_upgrades_an_old_index_when_idle_and_answers_throughout(
+    settings: Any, tmp_path: Path
+) -> None:
+    """A bot whose large workspace got a vector index (the fallback path) is started on
+    the 0.8 path: with nothing queued, its worker rebuilds the index as halfvec, drops
+    the old one, and the bot answers from the manual before, during and after."""
+    from helpers import converse, make_pdf, wait_until
+
+    from bot.app import App
+    from bot.events import ConversationRef
+
+    question = "@librarian How long is the warranty of the Zephyr X200?"
+    app = App.build(settings.model_copy(update={"vector_plan": "fallback"}))
+    app.store.exact_scan_max_rows = 2  # so that a 3-page manual is a "large" workspace
+    app.start_background()
+    try:
+        out = await converse(app, [f"/librarian upload {make_pdf(tmp_path / 'manual.pdf')}"])
+        assert "Indexed manual.pdf: 3 pages" in out.getvalue()
+        binding = await app.dispatcher.binding(ConversationRef("console", "", "general"))
+        ws = binding.workspace.id
+        model, _dims, _name = await app.ingest.embedding_model()
+        assert app.store.workspace_index_kind(ws, model) == "vector"
+    finally:
+        await app.close()
+
+    app = App.build(settings)
+    app.store.exact_scan_max_rows = 2
+    name = workspace_index_name(model, ws)
+    try:
+        assert app.db.vector_path == "0.8"
+        assert app.store.outdated_workspace_indexes(model) == [ws]
+        out = await converse(app, [question])
+        assert "manual.pdf, p. 2" in out.getvalue()
+        app.start_background()
+        assert await wait_until(lambda: app.store.workspace_index_kind(ws, model) == "halfvec", 60)
+        out = await converse(app, [question])
+        assert "manual.pdf, p. 2" in out.getvalue()
+        # The old index goes once other processes have had time to see the new one.
+        assert await wait_until(lambda: _indexes_named_like(app.db, name) == {name: True}, 90)
+        assert app.store.outdated_workspace_indexes(model) == []
+        out = await converse(app, [question])
+        assert "manual.pdf, p. 2" in out.getvalue()
+    finally:
+        await app.close()
