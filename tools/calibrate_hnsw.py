@@ -14,8 +14,14 @@ each search breadth (ef_search), against an exact top 10 computed with numpy:
 - with ``--rerank N``: the same when the index's first N rows (by halfvec distance)
   are re-ordered by full-precision distance before the top 10 are kept.
 
+``--column halfvec`` stores the vectors themselves as halfvec (today the column is
+``vector`` and only the index holds halfvec) and reports, beside the index's recall,
+the table's size and an exact scan of ``--exact-rows`` rows (the largest workspace
+searched exactly): its p50/p95 and its recall against the float32 top 10.
+
     python tools/calibrate_hnsw.py [--rows 500000] [--seed 7] [--queries 300]
-        [--builds 16:128] [--ef 160,240,320] [--rerank 0,20] [--kind halfvec] [--out FILE]
+        [--builds 16:128] [--ef 160,240,320] [--rerank 0,20] [--kind halfvec]
+        [--column vector|halfvec] [--exact-rows 3000] [--out FILE]
 
 The index is built on a one-workspace table as the store builds a workspace's own
 index (same expression, operator class and maintenance_work_mem rule).  Needs the
@@ -67,6 +73,32 @@ def _search(conn: psycopg.Connection, sql: str, q: np.ndarray) -> list[int]:
     return [r[0] for r in conn.execute(sql, {"q": q}).fetchall()]
 
 
+def _exact_scan(
+    conn: psycopg.Connection, vectors: np.ndarray, queries: np.ndarray, n: int, column: str
+) -> dict[str, Any]:
+    """An exact scan of the first ``n`` rows, as the store runs one: time and recall."""
+    dims = vectors.shape[1]
+    truths = _truths(vectors[:n], queries)
+    sql = (
+        f"SELECT id FROM (SELECT id, e FROM t WHERE id <= {int(n)} OFFSET 0) s "
+        f"ORDER BY e <=> %(q)s::{column}({dims}) LIMIT {K}"
+    )
+    for q in queries[:3]:
+        _search(conn, sql, q)  # warm
+    lat, rec = [], []
+    for q, truth in zip(queries, truths, strict=True):
+        t0 = time.perf_counter()
+        got = _search(conn, sql, q)
+        lat.append((time.perf_counter() - t0) * 1000)
+        rec.append(len(truth.intersection(got)) / K)
+    return {
+        "rows": n,
+        "p50_ms": round(_percentile(lat, 50), 2),
+        "p95_ms": round(_percentile(lat, 95), 2),
+        "recall": round(float(np.mean(rec)), 4),
+    }
+
+
 def _measure(
     url: str,
     vectors: np.ndarray,
@@ -75,10 +107,18 @@ def _measure(
     efs: list[int],
     reranks: list[int],
     kind: str,
+    column: str = "vector",
+    exact_rows: int = 3000,
 ) -> dict[str, Any]:
     rows, dims = vectors.shape
     truths = _truths(vectors, queries)
-    results: dict[str, Any] = {"rows": rows, "queries": len(queries), "kind": kind, "runs": []}
+    results: dict[str, Any] = {
+        "rows": rows,
+        "queries": len(queries),
+        "kind": kind,
+        "column": column,
+        "runs": [],
+    }
     with psycopg.connect(url, autocommit=True) as conn:
         register_vector(conn)
         results["pgvector"] = conn.execute(
@@ -90,16 +130,25 @@ def _measure(
             copy.set_types(["vector"])
             for v in vectors:
                 copy.write_row((v,))
+        if column != "vector":
+            conn.execute(f"ALTER TABLE t ALTER COLUMN e TYPE {column}({dims})")
         conn.execute("VACUUM ANALYZE t")
         results["load_s"] = round(time.perf_counter() - started, 1)
+        results["table_mb"] = round(
+            conn.execute("SELECT pg_table_size('t')").fetchone()[0] / 2**20, 1
+        )
+        results["exact_scan"] = _exact_scan(conn, vectors, queries, exact_rows, column)
+        print(json.dumps({"table_mb": results["table_mb"], **results["exact_scan"]}), flush=True)
         # The store's rule (bot/store/search.py, ensure_workspace_index).
         need_mb = min(2048, max(64, rows * (4 * dims + 600) // 1_000_000 + 32))
         conn.execute(f"SET maintenance_work_mem = '{need_mb}MB'")
-        order = _order(kind, dims)
+        # An index on the column itself when it holds the index's type already.
+        indexed = "e" if column == kind else f"(e::{kind}({dims}))"
+        order = f"e <=> %(q)s::{kind}({dims})" if column == kind else _order(kind, dims)
         for m, efc in builds:
             started = time.perf_counter()
             conn.execute(
-                f"CREATE INDEX t_hnsw ON t USING hnsw ((e::{kind}({dims})) {kind}_cosine_ops) "
+                f"CREATE INDEX t_hnsw ON t USING hnsw ({indexed} {kind}_cosine_ops) "
                 f"WITH (m = {m}, ef_construction = {efc})"
             )
             build_s = round(time.perf_counter() - started, 1)
@@ -172,6 +221,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             [int(x) for x in args.ef.split(",")],
             [int(x) for x in args.rerank.split(",")],
             args.kind,
+            args.column,
+            args.exact_rows,
         )
 
 
@@ -185,8 +236,12 @@ def main() -> None:
     parser.add_argument("--ef", default="160,240,320", help="ef_search values")
     parser.add_argument("--rerank", default="0", help="0 (off) or rows re-ordered exactly")
     parser.add_argument("--kind", default="halfvec", choices=("halfvec", "vector"))
+    parser.add_argument("--column", default="vector", choices=("vector", "halfvec"))
+    parser.add_argument("--exact-rows", type=int, default=3000, help="rows of the exact scan")
     parser.add_argument("--out", help="also write the JSON to this file")
     args = parser.parse_args()
+    if args.column == "halfvec" and args.rerank != "0":
+        parser.error("--rerank re-orders by the float32 column: not with --column halfvec")
     started = time.perf_counter()
     results = asyncio.run(main_async(args))
     results["seed"] = args.seed
@@ -195,7 +250,10 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=2)
-    print(f"pgvector {results['pgvector']}, {results['rows']} rows, seed {args.seed}")
+    print(
+        f"pgvector {results['pgvector']}, {results['rows']} rows, seed {args.seed}, "
+        f"column {args.column} ({results['table_mb']} MB); exact scan {results['exact_scan']}"
+    )
     print("m | ef_c | build s | MB | ef | rerank | recall | worst | <0.5 | p50/p95 ms")
     for r in results["runs"]:
         print(

@@ -31,7 +31,6 @@ from sqlalchemy.engine import Connection, Row
 from bot.store.database import Database
 from bot.store.events import Claim, EventsMixin, record_effect_in
 from bot.store.feedback import FeedbackMixin
-from bot.store.hnsw import WorkspaceIndex
 from bot.store.records import (
     Binding,
     Document,
@@ -47,6 +46,7 @@ from bot.store.search import (
     vector_literal,
     workspace_index_name,
 )
+from bot.store.workspace_index import WorkspaceIndex
 from bot.teams import channel_team
 
 __all__ = [
@@ -65,8 +65,7 @@ __all__ = [
 LOCK_DOCUMENT = 0x4C49  # one ingest worker per document
 LOCK_EMBEDDING_MODEL = 0x4C4A  # registering an embedding model
 LOCK_RETENTION = 0x4C4B  # one retention run at a time across processes
-# LOCK_WORKSPACE_INDEX = 0x4C4C, building one workspace's own HNSW index:
-# bot.store.workspace_index
+# LOCK_WORKSPACE_INDEX = 0x4C4C, building one workspace's own HNSW index: bot.store.search
 
 
 @dataclass(frozen=True)
