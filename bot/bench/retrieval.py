@@ -243,7 +243,8 @@ async def _scale(
             "p95_ms": round(percentile(latency, 95), 1),
             "search_p50_ms": round(percentile(searched, 50), 1),
             "search_p95_ms": round(percentile(searched, 95), 1),
-            "ef_search": ef_search_for(rows, 10),
+            # The breadth of its HNSW searches (None: searched exactly).
+            "ef_search": ef_search_for(rows, 10) if "workspace_hnsw" in plans else None,
             "recall_vs_exact": round(float(np.mean(recalls)), 4),
             "worst_query_recall": round(min(recalls), 2),
             # The filtered-search guarantee: k rows whenever the workspace has k.
