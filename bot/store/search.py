@@ -384,6 +384,17 @@ class SearchMixin(WorkspaceIndexMixin):
             ).scalars()
             return np.array(list(rows), dtype=np.float32)
 
+    def document_chunk_ids(self, document_id: int) -> list[int]:
+        """The ids of a document's chunks, in chunk order."""
+        with self.engine.connect() as conn:
+            return [
+                int(i)
+                for i in conn.execute(
+                    text("SELECT id FROM chunks WHERE document_id = :d ORDER BY ordinal"),
+                    {"d": int(document_id)},
+                ).scalars()
+            ]
+
     def chunk_texts(self, document_ids: Sequence[int]) -> list[str]:
         """The chunk texts of some documents, in document and chunk order."""
         with self.engine.connect() as conn:
