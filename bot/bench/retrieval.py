@@ -18,8 +18,11 @@ Two parts, on one scratch database:
   vectors in 384 dimensions have no near neighbours and would make every index look
   bad).  SQuAD questions are then searched in each of the sized workspaces through
   ``Retriever.search`` in dense mode (the query embedding included), and the top 10
-  are compared with an exact scan of the workspace (computed before the timed
-  searches, so that its reading of every vector does not sit between them).
+  are compared with the exact top 10 of the workspace, computed from the vectors
+  loaded (the server's own exact scan agrees: ``truth_vs_server_exact``, checked on
+  a few questions after the timed searches, so that its reading of every vector
+  does not disturb them).  ``seed`` (``--seed``) draws other filler and questions,
+  to calibrate on.
 """
 
 from __future__ import annotations
