@@ -67,6 +67,10 @@ def test_retrieval_bench_quick(librarian_env: dict[str, str], shared_models: Pat
     assert 0 < p50 <= p95
     assert _get(data, "scale.latency_ms.p95") > 0
     assert 0.5 <= _get(data, "scale.recall_vs_exact_min") <= 1.0
+    # The exact top 10 the recall is measured against (computed from the loaded
+    # vectors) is the server's own exact scan's.
+    for share, row in _get(data, "scale.by_workspace").items():
+        assert row["truth_vs_server_exact"] >= 0.98, (share, row)
     assert _get(data, "scale.rows") >= 20_000
     # The quick run lowers the exact-scan threshold so that every plan is exercised:
     # the large workspaces got indexes of their own and were searched through them.

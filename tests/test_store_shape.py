@@ -59,6 +59,7 @@ def test_no_part_of_the_store_defines_a_name_another_part_defines() -> None:
         "HistoryMixin",
         "AuditMixin",
         "SearchMixin",
+        "WorkspaceIndexMixin",
         "FeedbackMixin",
         "EventsMixin",
     ]

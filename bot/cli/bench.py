@@ -39,6 +39,12 @@ def retrieval(
     workspaces: int | None = typer.Option(
         None, "--workspaces", help="Workspaces they fill (default 50; one per 2,000 above 200k)."
     ),
+    seed: int | None = typer.Option(
+        None,
+        "--seed",
+        help="Draw the filler and the questions from another seed (for calibration; "
+        "reported figures use the default).",
+    ),
 ) -> None:
     """Recall@1/5/10 on SQuAD v1.1 (dense, keyword, hybrid), and latency and recall
     against an exact scan at 200k chunks in 50 workspaces (or --scale/--workspaces),
@@ -54,6 +60,7 @@ def retrieval(
             log=_log(json_out),
             scale=scale,
             workspaces=workspaces,
+            seed=bench.SEED if seed is None else seed,
         )
     except ValueError as exc:
         typer.echo(f"librarian bench retrieval: {exc}", err=True)

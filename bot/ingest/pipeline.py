@@ -166,6 +166,9 @@ class IngestService:
         self._wake = asyncio.Event()
         self._waiters: dict[int, list[asyncio.Future[Document]]] = {}
         self._model: tuple[int, int, str] | None = None  # (id, dims, name)
+        # Workspaces whose HNSW index is of the older kind, to upgrade when idle
+        # (upgrade_one_index); None until looked up.
+        self._outdated: list[int] | None = None
         self._callbacks: list[DocumentCallback] = []
         self._prefetch: asyncio.Task[_Job | None] | None = None
         self.stats = {"documents": 0, "pages": 0, "chunks": 0, "failed": 0}
@@ -283,7 +286,7 @@ class IngestService:
                     else:
                         log.exception("ingest worker error")
                     worked = False
-                if worked:
+                if worked or await self.upgrade_one_index():
                     continue
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -514,6 +517,40 @@ class IngestService:
         for workspace_id in built:
             log.info("workspace %s got an HNSW index of its own", workspace_id)
         return built
+
+    async def upgrade_one_index(self) -> bool:
+        """When idle, replace one workspace index of the older kind (``vector``, on a
+        server with pgvector 0.8) by one of the server's kind; whether one was.
+
+        A home made before the 0.8 path has such indexes; each keeps serving searches
+        until its replacement is ready (``Store.upgrade_workspace_index``), and queued
+        documents go first (the worker comes here only when it found none).
+        """
+        if self._outdated == []:
+            return False
+        try:
+            model_id, dims, _name = await self.embedding_model()
+            if self._outdated is None:
+                self._outdated = await asyncio.to_thread(
+                    self.store.outdated_workspace_indexes, model_id
+                )
+                if self._outdated:
+                    log.info(
+                        "%d workspace HNSW indexes are of the older kind; each is rebuilt "
+                        "as %s while the worker is idle, and serves searches meanwhile",
+                        len(self._outdated),
+                        self.store.index_kind.type,
+                    )
+            if not self._outdated:
+                return False
+            ws = self._outdated.pop(0)
+            await asyncio.to_thread(self.store.upgrade_workspace_index, ws, model_id, dims)
+        except Exception:  # the old index keeps serving; tried again at the next start
+            log.exception("upgrading a workspace's HNSW index failed")
+            self._outdated = []
+            return False
+        log.info("workspace index upgrades: %d left", len(self._outdated))
+        return True
 
     def _workspace_of(self, workspace_id: int) -> tuple[int, int]:
         ws = self.store.workspace(workspace_id)

@@ -43,10 +43,10 @@ from bot.store.records import Binding, Workspace
 from bot.store.search import (
     EXACT_SCAN_MAX_ROWS,
     LOCK_WORKSPACE_INDEX,
-    IndexKind,
     SearchMixin,
     workspace_index_name,
 )
+from bot.store.workspace_index import WorkspaceIndex
 from bot.teams import NO_TEAM, channel_team
 
 __all__ = [
@@ -157,9 +157,9 @@ class Store(DocumentsMixin, HistoryMixin, AuditMixin, SearchMixin, FeedbackMixin
         self.exact_scan_max_rows = EXACT_SCAN_MAX_ROWS
         # Searches run on their own pool, outside transactions (Database.searcher).
         self._searcher = db.searcher
-        # Which workspaces have an HNSW index of their own, and of which kind: yes is
-        # kept (an index is not dropped), no is looked up again after NO_INDEX_RECHECK_S.
-        self._indexed: dict[tuple[int, int], IndexKind] = {}
+        # Which workspaces have an HNSW index of their own (its kind and size) and which
+        # have none: both are looked up again after NO_INDEX_RECHECK_S.
+        self._indexed: dict[tuple[int, int], WorkspaceIndex] = {}
         self._not_indexed: dict[tuple[int, int], float] = {}
         # How often each dense-search plan ran (exact, forced_exact, workspace_hnsw,
         # exact_fallback): for benchmarks and status, not for decisions.

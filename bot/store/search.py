@@ -1,59 +1,47 @@
-"""Searching workspaces: dense and keyword search, per-workspace HNSW indexes, bulk loads.
+"""Searching workspaces: dense and keyword search, bulk loads.
 
 ``SearchMixin`` holds the Store's search side (``bot.store.repo.Store`` is composed
 of it); these methods are the only ones on the search pool (``Database.searcher``:
-plain psycopg, no pre-ping, binary vectors), and the only ones that build indexes at
-runtime.  The plans and their measurements are in the README's "Dense search plans".
+plain psycopg, no pre-ping, binary vectors).  The per-workspace HNSW indexes they
+search are known, built and upgraded by ``bot.store.workspace_index``.  The plans
+and their measurements are in the README's "Dense search plans".
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 import psycopg
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
-from bot.store.database import HNSW_EF_SEARCH, PATH_08, Database
-from bot.store.hnsw import (
-    HALFVEC_INDEX,
-    HNSW_WITH,
-    VECTOR_INDEX,
-    IndexKind,
-    index_kind_of,
-    workspace_index_name,
-)
+from bot.store.database import HNSW_EF_SEARCH
+from bot.store.hnsw import ef_search_for
 from bot.store.keyword import TermStats, analyze, search_bm25, term_stats
 from bot.store.records import ChunkHit
+from bot.store.workspace_index import (
+    EXACT_SCAN_MAX_ROWS,
+    LOCK_WORKSPACE_INDEX,
+    IndexKind,
+    WorkspaceIndexMixin,
+    workspace_index_name,
+)
+
+__all__ = [
+    "EXACT_SCAN_MAX_ROWS",
+    "LOCK_WORKSPACE_INDEX",
+    "IndexKind",
+    "SearchMixin",
+    "vector_literal",
+    "workspace_index_name",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# Whether an index is valid, and its definition (which says whether it holds halfvec).
-_INDEX_STATE = (
-    "SELECT indisvalid, pg_get_indexdef(indexrelid) FROM pg_index "
-    "WHERE indexrelid = to_regclass(%s)"
-)
-LOCK_WORKSPACE_INDEX = 0x4C4C  # building one workspace's own HNSW index (see repo's list)
-
-# Workspaces with at most this many chunks are searched exactly; above it, a
-# workspace gets an HNSW index of its own (Store.ensure_workspace_index).  The exact
-# scan costs ~1.7 us a row on the 2-core reference machine (half fetching the row,
-# half pgvector's distance), so it is as fast as an HNSW search (~5 ms) near 3,000
-# rows; below that it is both exact and no slower.  No index shared by workspaces
-# stands in: pgvector < 0.8 filters after the index scan and can return fewer than k
-# rows; pgvector 0.8's iterative scans return k, but at recall 0.83-0.97 and p95 up to
-# 77 ms for workspaces of 1-2% (tools/compare_vector_plans.py, 200k rows); and every
-# chunk written would pay for its inserts.
-EXACT_SCAN_MAX_ROWS = 3_000
-# How long a workspace found without an index of its own is believed to have none.
-NO_INDEX_RECHECK_S = 30.0
-
 
 # A chunk as a ChunkHit (no search scores), with its document's name and origin.
 _CHUNK_HIT_SELECT = (
@@ -88,22 +76,11 @@ def _dense_hit(r: Sequence[Any]) -> ChunkHit:
     )
 
 
-class SearchMixin:
-    """The Store's searches and search indexes (state is set up by ``Store.__init__``)."""
+class SearchMixin(WorkspaceIndexMixin):
+    """The Store's searches (state is set up by ``Store.__init__``)."""
 
-    db: Database
-    engine: Engine
     _searcher: Engine
-    exact_scan_max_rows: int
-    _indexed: dict[tuple[int, int], IndexKind]
-    _not_indexed: dict[tuple[int, int], float]
     plan_counts: collections.Counter[str]
-
-    @property
-    def index_kind(self) -> IndexKind:
-        """The kind of HNSW index this server gets for a workspace that outgrows the
-        exact scan: halfvec on the pgvector 0.8 path, vector on the fallback."""
-        return HALFVEC_INDEX if self.db.vector_path == PATH_08 else VECTOR_INDEX
 
     # -- retrieval --------------------------------------------------------------------------
 
@@ -186,25 +163,23 @@ class SearchMixin:
         params = {"q": query}
 
         def run(conn: psycopg.Connection[Any]) -> tuple[str, list[Any]]:
-            kind = None if exact else self._workspace_indexed(conn, model, ws)
-            if kind is None:
+            index = None if exact else self._workspace_indexed(conn, model, ws)
+            if index is None:
                 return ("forced_exact" if exact else "exact"), conn.execute(
                     exact_sql, params
                 ).fetchall()
+            kind = index.kind
             approx_sql = (
                 select + "FROM chunks c JOIN documents d ON d.id = c.document_id "
                 f"WHERE c.workspace_id = {ws} AND c.embedding_model_id = {model} "
                 f"ORDER BY c.{kind.of(dim)} <=> CAST(%(q)s AS {kind.type}({dim})) "
                 f"LIMIT {limit}"
             )
-            # Unfiltered HNSW over this workspace alone.  pgvector's default breadth of
-            # 40 lost neighbours on a 100k-row workspace (recall@10 against the exact
-            # scan, index built at ef_construction 128: 0.973 at ef 60, 0.988 at 120,
-            # 0.998 at 160, for 9.9 / 9.4 / 12.3 ms p50 on a loaded machine).
-            # HNSW_EF_SEARCH is every session's default (a connect option); larger k
-            # needs more.
-            ef = min(1000, max(HNSW_EF_SEARCH, 2 * limit))
-            if ef == HNSW_EF_SEARCH:  # the session's default: one statement
+            # Unfiltered HNSW over this workspace alone, as broad as its size needs
+            # (ef_search_for).  HNSW_EF_SEARCH is every session's default (a connect
+            # option): a search that needs no more costs one statement.
+            ef = ef_search_for(index.rows, limit)
+            if ef == HNSW_EF_SEARCH:
                 rows = conn.execute(approx_sql, params).fetchall()
             else:
                 conn.execute(f"SET hnsw.ef_search = {int(ef)}")
@@ -247,27 +222,6 @@ class SearchMixin:
             finally:
                 pooled.close()
         raise AssertionError("unreachable")
-
-    def _known_indexed(self, model: int, ws: int, kind: IndexKind) -> None:
-        self._indexed[(model, ws)] = kind
-        self._not_indexed.pop((model, ws), None)
-
-    def _workspace_indexed(
-        self, conn: psycopg.Connection[Any], model: int, ws: int
-    ) -> IndexKind | None:
-        """The kind of the workspace's own valid index; None when it has none (yet)."""
-        key = (model, ws)
-        if key in self._indexed:
-            return self._indexed[key]
-        checked = self._not_indexed.get(key)
-        if checked is not None and time.monotonic() - checked < NO_INDEX_RECHECK_S:
-            return None
-        kind = self._valid_index_kind(conn, workspace_index_name(model, ws))
-        if kind is not None:
-            self._known_indexed(model, ws, kind)
-            return kind
-        self._not_indexed[key] = time.monotonic()
-        return None
 
     def search_keyword(
         self, workspace_id: int, embedding_model_id: int, query: str, k: int
@@ -329,154 +283,7 @@ class SearchMixin:
             ).all()
         return [ChunkHit(**r._mapping) for r in rows]
 
-    # -- per-workspace HNSW indexes and bulk loading ---------------------------------------
-    #
-    # pgvector before 0.8 filters an HNSW search by workspace after the index scan, so a
-    # workspace holding 10-20% of the rows gets fewer than k rows back, or poor recall,
-    # unless ef_search is very large.  A workspace too large for an exact scan therefore
-    # gets a partial HNSW index of its own, over its rows only:
-    #
-    #   CREATE INDEX CONCURRENTLY chunks_embedding_hnsw_m{M}_w{W} ON chunks
-    #     USING hnsw ((embedding::halfvec(D)) halfvec_cosine_ops)
-    #     WHERE embedding_model_id = M AND workspace_id = W
-    #
-    # (``vector`` and ``vector_cosine_ops`` on the fallback path: see ``IndexKind``)
-    # created at runtime (like the per-model index of ensure_embedding_model) when the
-    # workspace crosses exact_scan_max_rows: by the ingest worker after it completes a
-    # document, or by a maintenance call.  A search of it is an unfiltered HNSW search.
-
-    @staticmethod
-    def _valid_index_kind(
-        conn: Connection | psycopg.Connection[Any], name: str
-    ) -> IndexKind | None:
-        """The kind of index ``name`` if it is valid, on a main-pool or search connection."""
-        if isinstance(conn, Connection):
-            row = conn.exec_driver_sql(_INDEX_STATE, (name,)).first()
-        else:
-            row = conn.execute(_INDEX_STATE, (name,)).fetchone()
-        return index_kind_of(str(row[1])) if row and row[0] else None
-
-    @classmethod
-    def _has_valid_index(cls, conn: Connection | psycopg.Connection[Any], name: str) -> bool:
-        """Whether ``name`` is a valid index, on a main-pool or a search connection."""
-        return cls._valid_index_kind(conn, name) is not None
-
-    def workspace_index_exists(self, workspace_id: int, embedding_model_id: int) -> bool:
-        """Whether the workspace has a usable (valid) HNSW index of its own."""
-        with self.engine.connect() as conn:
-            return self._has_valid_index(
-                conn, workspace_index_name(embedding_model_id, workspace_id)
-            )
-
-    def workspace_search_rows(self, workspace_id: int, embedding_model_id: int) -> int:
-        """Whether a workspace outgrew the exact scan, as cheaply as possible.
-
-        The exact count up to ``exact_scan_max_rows``; above it, that plus one.  A
-        workspace with its own HNSW index is not counted at all (the index exists
-        because it outgrew the exact scan): counting 100k rows through the heap costs
-        more than the HNSW search itself.
-        """
-        ws, model = int(workspace_id), int(embedding_model_id)
-        cap = self.exact_scan_max_rows + 1
-        with self.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    text(
-                        "SELECT CASE WHEN coalesce((SELECT indisvalid FROM pg_index "
-                        "WHERE indexrelid = to_regclass(:n)), false) THEN :cap "
-                        "ELSE (SELECT count(*) FROM (SELECT 1 FROM chunks "
-                        f"WHERE workspace_id = {ws} AND embedding_model_id = {model} "
-                        "LIMIT :cap) s) END"
-                    ),
-                    {"n": workspace_index_name(model, ws), "cap": cap},
-                ).scalar_one()
-            )
-
-    def ensure_workspace_index(
-        self,
-        workspace_id: int,
-        embedding_model_id: int,
-        dims: int,
-        *,
-        concurrently: bool = True,
-        workspace_rows: int | None = None,
-    ) -> bool:
-        """Give a workspace larger than ``exact_scan_max_rows`` its own HNSW index.
-
-        Returns True when an index was built now.  ``concurrently`` (the default) builds
-        it without blocking writes to ``chunks``; an invalid index left by an interrupted
-        concurrent build is dropped and built again.  One process builds a given index at
-        a time (a session advisory lock); another caller returns False at once.
-        """
-        ws, model, dim = int(workspace_id), int(embedding_model_id), int(dims)
-        rows = workspace_rows
-        if rows is None:
-            rows = self.workspace_search_rows(ws, model)  # capped; no count once indexed
-        if rows <= self.exact_scan_max_rows:
-            return False
-        name = workspace_index_name(model, ws)
-        kind = self.index_kind
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            # An index of the other kind is kept and used (a home upgraded from pgvector
-            # 0.6 keeps its vector indexes until they are dropped and built again).
-            existing = self._valid_index_kind(conn, name)
-            if existing is not None:
-                self._known_indexed(model, ws, existing)
-                return False
-            got = conn.execute(
-                text("SELECT pg_try_advisory_lock(:a, :b)"), {"a": LOCK_WORKSPACE_INDEX, "b": ws}
-            ).scalar()
-            if not got:
-                return False
-            try:
-                existing = self._valid_index_kind(conn, name)
-                if existing is not None:
-                    self._known_indexed(model, ws, existing)
-                    return False
-                conn.execute(text(f"DROP INDEX IF EXISTS {name}"))  # a failed build's leftover
-                # The graph must fit in maintenance_work_mem or the build slows down many
-                # times: about the vectors plus their neighbour lists, capped at 2 GB.
-                need_mb = min(2048, max(64, rows * (4 * dim + 600) // 1_000_000 + 32))
-                conn.execute(text(f"SET maintenance_work_mem = '{int(need_mb)}MB'"))
-                conn.execute(
-                    text(
-                        f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}{name} "
-                        f"ON chunks USING hnsw (({kind.of(dim)}) {kind.ops}) "
-                        f"{HNSW_WITH} "
-                        f"WHERE embedding_model_id = {model} AND workspace_id = {ws}"
-                    )
-                )
-                conn.execute(text("RESET maintenance_work_mem"))
-            finally:
-                conn.execute(
-                    text("SELECT pg_advisory_unlock(:a, :b)"), {"a": LOCK_WORKSPACE_INDEX, "b": ws}
-                )
-        self._known_indexed(model, ws, kind)
-        return True
-
-    def ensure_workspace_indexes(
-        self, embedding_model_id: int, dims: int, *, concurrently: bool = True
-    ) -> list[int]:
-        """Build the missing per-workspace indexes of one model (maintenance); ids built."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT workspace_id, count(*) AS n FROM chunks "
-                    "WHERE embedding_model_id = :m GROUP BY workspace_id HAVING count(*) > :t"
-                ),
-                {"m": int(embedding_model_id), "t": self.exact_scan_max_rows},
-            ).all()
-        return [
-            int(r.workspace_id)
-            for r in rows
-            if self.ensure_workspace_index(
-                r.workspace_id,
-                embedding_model_id,
-                dims,
-                concurrently=concurrently,
-                workspace_rows=int(r.n),
-            )
-        ]
+    # -- bulk loading ----------------------------------------------------------------------
 
     def analyze_chunks(self) -> None:
         """Refresh the planner's statistics on chunks (after a bulk load)."""
@@ -576,6 +383,17 @@ class SearchMixin:
                 {"w": int(workspace_id), "m": int(embedding_model_id)},
             ).scalars()
             return np.array(list(rows), dtype=np.float32)
+
+    def document_chunk_ids(self, document_id: int) -> list[int]:
+        """The ids of a document's chunks, in chunk order."""
+        with self.engine.connect() as conn:
+            return [
+                int(i)
+                for i in conn.execute(
+                    text("SELECT id FROM chunks WHERE document_id = :d ORDER BY ordinal"),
+                    {"d": int(document_id)},
+                ).scalars()
+            ]
 
     def chunk_texts(self, document_ids: Sequence[int]) -> list[str]:
         """The chunk texts of some documents, in document and chunk order."""
