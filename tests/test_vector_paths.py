@@ -159,10 +159,9 @@ def test_the_fallback_path_can_be_forced_on_a_new_server(
     assert_served_by_the_workspace_index(seen)
 
 
-def test_an_index_built_on_the_fallback_path_is_still_used_on_the_08_path(
-    librarian_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A home upgraded from pgvector 0.6 keeps its vector indexes, and they keep serving."""
+def fallback_home_reopened_on_08(monkeypatch: pytest.MonkeyPatch) -> Database:
+    """A home whose workspaces were indexed on the fallback path (pgvector 0.6's
+    ``vector`` indexes), opened again on the 0.8 path."""
     monkeypatch.setenv("LIBRARIAN_VECTOR_PLAN", "fallback")
     db = open_database(load_settings())
     try:
@@ -170,7 +169,14 @@ def test_an_index_built_on_the_fallback_path_is_still_used_on_the_08_path(
     finally:
         db.close()
     monkeypatch.setenv("LIBRARIAN_VECTOR_PLAN", "auto")
-    db = open_database(load_settings())
+    return open_database(load_settings())
+
+
+def test_an_index_built_on_the_fallback_path_is_still_used_on_the_08_path(
+    librarian_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A home upgraded from pgvector 0.6 keeps its vector indexes, and they keep serving."""
+    db = fallback_home_reopened_on_08(monkeypatch)
     try:
         assert db.vector_path == "0.8"
         store = Store(db)
@@ -269,14 +275,7 @@ def test_a_vector_index_is_upgraded_to_halfvec_and_serves_searches_throughout(
     search with k rows; then the new one does, and the old one is gone."""
     import threading
 
-    monkeypatch.setenv("LIBRARIAN_VECTOR_PLAN", "fallback")
-    db = open_database(load_settings())
-    try:
-        ask_both_workspaces(db)
-    finally:
-        db.close()
-    monkeypatch.setenv("LIBRARIAN_VECTOR_PLAN", "auto")
-    db = open_database(load_settings())
+    db = fallback_home_reopened_on_08(monkeypatch)
     try:
         store = Store(db)
         model = store.ensure_embedding_model(f"test-{DIMS}d", DIMS)
