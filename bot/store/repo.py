@@ -238,9 +238,7 @@ class Store(DocumentsMixin, HistoryMixin, AuditMixin, SearchMixin, FeedbackMixin
 
     def _binding_row(self, conn: Connection, platform: str, space_id: str, channel_id: str) -> Row:
         return conn.execute(
-            text(
-                _BINDING_SELECT + "WHERE b.platform = :p AND b.space_id = :s AND b.channel_id = :c"
-            ),
+            text(_BINDING_SELECT + _CHANNEL_WHERE),
             {"p": platform, "s": space_id, "c": channel_id},
         ).one()
 
@@ -285,7 +283,7 @@ class Store(DocumentsMixin, HistoryMixin, AuditMixin, SearchMixin, FeedbackMixin
         platform's structure, ``bot.teams.channel_team``).
         """
         key = {"p": platform, "s": space_id, "c": channel_id}
-        where = "WHERE b.platform = :p AND b.space_id = :s AND b.channel_id = :c"
+        where = _CHANNEL_WHERE
         with self.engine.begin() as conn:
             row = conn.execute(text(_BINDING_SELECT + where), key).first()
             if row is not None:
