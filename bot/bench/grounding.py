@@ -24,6 +24,7 @@ Counted per set and kind:
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 import string
@@ -77,15 +78,34 @@ def _page_in(pages: str, page: int | None) -> bool:
 
 
 async def ask_all(
-    app: App, binding: Any, questions: list[dict[str, Any]], doc_of: dict[str, int], log: Log
+    app: App,
+    binding: Any,
+    questions: list[dict[str, Any]],
+    doc_of: dict[str, int],
+    log: Log,
+    dump: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Ask each question; the figures per kind ("answerable", "unanswerable")."""
+    """Ask each question; the figures per kind ("answerable", "unanswerable").
+
+    ``model_posted``: the share of replies that post the model's own answer (it passed
+    the check); ``posted_without_fact``: of all answerable questions, those whose posted
+    model answer does not state the gold (the quotes under it may).  ``dump`` receives
+    one record per question (question, reply, verdicts) when given."""
     results: dict[str, Any] = {}
     for kind in ("answerable", "unanswerable"):
         sampled = [q for q in questions if q["kind"] == kind]
         log(f"asking {len(sampled)} {kind} questions...")
         counts = dict.fromkeys(
-            ("fact_in_reply", "gold_in_evidence", "page_cited", "not_found", "replaced"), 0
+            (
+                "fact_in_reply",
+                "gold_in_evidence",
+                "page_cited",
+                "not_found",
+                "replaced",
+                "model_posted",
+                "posted_without_fact",
+            ),
+            0,
         )
         total_ms: list[float] = []
         evidence_ms: list[float] = []
@@ -104,15 +124,28 @@ async def ask_all(
                 evidence_ms.append(answer.timings["evidence_ms"])
             golds = q.get("answers") or []
             docs = {doc_of.get(d) for d in [q.get("document"), *q.get("also_in", [])]}
-            counts["fact_in_reply"] += answer.found and answer_matches(answer.text, golds)
-            counts["gold_in_evidence"] += answer.found and answer_matches(
-                " ".join(e.text for e in answer.evidence), golds
-            )
-            counts["page_cited"] += any(
-                s.document_id in docs and _page_in(s.pages, q.get("page")) for s in answer.sources
-            )
-            counts["not_found"] += not answer.found
-            counts["replaced"] += answer.checked == "replaced_by_evidence"
+            verdict = {
+                "fact_in_reply": answer.found and answer_matches(answer.text, golds),
+                "gold_in_evidence": answer.found
+                and answer_matches(" ".join(e.text for e in answer.evidence), golds),
+                "page_cited": any(
+                    s.document_id in docs and _page_in(s.pages, q.get("page"))
+                    for s in answer.sources
+                ),
+                "not_found": not answer.found,
+                "replaced": answer.checked == "replaced_by_evidence",
+                "model_posted": answer.checked == "passed",
+                "posted_without_fact": answer.checked == "passed"
+                and bool(golds)
+                and not answer_matches(answer.draft or "", golds),
+            }
+            for key, value in verdict.items():
+                counts[key] += value
+            if dump is not None:
+                dump.append(
+                    {"id": q.get("id"), "kind": kind, "question": q["question"], **verdict}
+                    | {"reply": answer.text, "draft": answer.draft}
+                )
         n = max(1, len(sampled))
         results[kind] = {key: round(value / n, 3) for key, value in counts.items()}
         results[kind]["questions"] = len(sampled)
@@ -136,14 +169,21 @@ async def run(
     split: str = "report",
     sets: tuple[str, ...] = ("squad", "realdocs"),
     log: Log = quiet_log,
+    dump: Path | None = None,
 ) -> dict[str, Any]:
-    """Index each set, ask its questions, count."""
+    """Index each set, ask its questions, count.  ``dump``: a JSON file to write every
+    question's reply and verdicts to."""
     started = time.perf_counter()
     results: dict[str, Any] = {}
+    records: dict[str, list[dict[str, Any]]] = {}
     if "squad" in sets:
-        results["squad_v2"] = await _squad(app, eval_dir, quick, sample, log)
+        records["squad_v2"] = []
+        results["squad_v2"] = await _squad(app, eval_dir, quick, sample, log, records["squad_v2"])
     if "realdocs" in sets:
-        results["realdocs"] = await _realdocs(app, eval_dir, quick, split, log)
+        records["realdocs"] = []
+        results["realdocs"] = await _realdocs(app, eval_dir, quick, split, log, records["realdocs"])
+    if dump is not None:
+        dump.write_text(json.dumps(records, indent=1, ensure_ascii=False))
     chat = await app.inference.describe(None)
     results.update(
         {
@@ -156,7 +196,12 @@ async def run(
 
 
 async def _realdocs(
-    app: App, eval_dir: Path | None, quick: bool, split: str, log: Log
+    app: App,
+    eval_dir: Path | None,
+    quick: bool,
+    split: str,
+    log: Log,
+    dump: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     pdf_dir = (eval_dir or default_eval_dir()).parent / "corpus" / "pdfs"
     questions = realdocs_questions(split)
@@ -170,7 +215,7 @@ async def _realdocs(
     ids = await ingest_documents(
         app, binding, [(n, (pdf_dir / n).read_bytes()) for n in names], log
     )
-    out = await ask_all(app, binding, questions, ids, log)
+    out = await ask_all(app, binding, questions, ids, log, dump)
     out["documents"] = len(ids)
     out["split"] = split
     return out
@@ -192,7 +237,12 @@ def squad_sample(questions: list[dict[str, Any]], per_kind: int) -> list[dict[st
 
 
 async def _squad(
-    app: App, eval_dir: Path | None, quick: bool, sample: int | None, log: Log
+    app: App,
+    eval_dir: Path | None,
+    quick: bool,
+    sample: int | None,
+    log: Log,
+    dump: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     per_kind = sample or (5 if quick else 100)
     folder = eval_set(eval_dir, "squad-v2.0-dev")
@@ -208,7 +258,7 @@ async def _squad(
     ids = await ingest_documents(
         app, binding, [(f"{p['id']}.txt", passage_document(p)) for p in passages], log
     )
-    out = await ask_all(app, binding, picked, ids, log)
+    out = await ask_all(app, binding, picked, ids, log, dump)
     out["paragraphs"] = len(passages)
     return out
 
@@ -222,6 +272,7 @@ def run_bench(
     split: str = "report",
     sets: tuple[str, ...] = ("squad", "realdocs"),
     log: Log = quiet_log,
+    dump: Path | None = None,
 ) -> dict[str, Any]:
     """The benchmark on a scratch database; the results as a nested dict."""
     return run_on_scratch(
@@ -233,4 +284,5 @@ def run_bench(
         split=split,
         sets=sets,
         log=log,
+        dump=dump,
     )

@@ -105,6 +105,9 @@ def grounding(
         "report", "--split", help="Real-document split: report, calibrate or all."
     ),
     only: str | None = typer.Option(None, "--set", help="Only one set: squad or realdocs."),
+    dump: Path | None = typer.Option(
+        None, "--dump", help="Write every question's reply and verdicts to this JSON file."
+    ),
 ) -> None:
     """Grounded answers on SQuAD v2.0 and on real PDFs: facts, evidence, pages, not found."""
     from bot.bench import grounding as bench
@@ -119,6 +122,7 @@ def grounding(
         split=split,
         sets=sets,
         log=_log(json_out),
+        dump=dump,
     )
     _emit("Grounding benchmark (reported, no targets)", results, json_out, {})
 
