@@ -5,7 +5,8 @@ or keeps writing the next turn.  Whatever the model, an answer is posted only wh
 each of these, as stated in the answer, occurs in the text the model was given:
 
 * numbers, amounts, percentages and years, compared as numbers: "$3,400", "3,400"
-  and "3400" are one number, "3.40" another (thousands separators go, decimals stay);
+  and "3400" are one number, "3.40" another (thousands separators go, decimals stay),
+  and "seven" is 7 (``spelled_to_digits``);
   a number stated with what it counts ("12 hours") must be in the sources with that
   word just after it ("40 work-hours" holds "40 hours"; a bare "12" elsewhere does not
   hold "12 hours");
@@ -70,6 +71,37 @@ _NOT_NAMES = {
     "also",
     "note",
 }
+
+
+# Numbers written as words are numbers too: "two types of agents" states a quantity as
+# "2 types" does, and the sources may write either form.  "one" is left out: it is
+# mostly a pronoun or a determiner ("one of the", "one important step"), no count.
+_UNITS = (  # noqa: SIM905 (one word list reads better as text)
+    "zero two three four five six seven eight nine ten eleven twelve thirteen fourteen"
+    " fifteen sixteen seventeen eighteen nineteen"
+).split()
+_SMALL = {w: (0 if w == "zero" else i + 1) for i, w in enumerate(_UNITS)}
+_TENS = {
+    w: 10 * (i + 2)
+    for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())  # noqa: SIM905
+}
+_DIGIT_WORDS = {**{w: n for w, n in _SMALL.items() if n < 10}, "one": 1}
+_SPELLED = re.compile(
+    rf"\b(?:({'|'.join(_TENS)})(?:[\s-]({'|'.join(_DIGIT_WORDS)}))?|({'|'.join(_SMALL)}))\b",
+    re.I,
+)
+
+
+def spelled_to_digits(text: str) -> str:
+    """``text`` with its numbers written as words in digits ("twenty-five" -> "25")."""
+
+    def digits(m: re.Match[str]) -> str:
+        if m.group(3):
+            return str(_SMALL[m.group(3).lower()])
+        tens = _TENS[m.group(1).lower()]
+        return str(tens + (_DIGIT_WORDS[m.group(2).lower()] if m.group(2) else 0))
+
+    return _SPELLED.sub(digits, text)
 
 
 def _number_key(integer: str, decimals: str | None) -> str:
@@ -266,18 +298,20 @@ def check_answer(answer: str, sources: str, question: str | None = None) -> Chec
     """Every number, name and quoted phrase of ``answer`` occurs in ``sources``; and,
     when ``question`` is given, the answer states at least one name or number of its
     own, if it states any (see ``_echoes``)."""
-    source_numbers = numbers(sources)
+    counted_sources = spelled_to_digits(sources)
+    source_numbers = numbers(counted_sources)
     source_text = _squash(sources)
     source_words = set(_WORDS.findall(source_text))
-    stated_numbers = _answer_numbers(answer)
+    counted_answer = spelled_to_digits(answer)
+    stated_numbers = _answer_numbers(counted_answer)
     stated_names = [(name, fold(name).strip("'-")) for name in names(answer)]
     unsupported: list[str] = []
     for written, key in stated_numbers:
         if key not in source_numbers:
             unsupported.append(written)
-    quantities = _quantities(answer)
+    quantities = _quantities(counted_answer)
     if quantities:
-        units = _source_units(sources)
+        units = _source_units(counted_sources)
         for written, key, unit in quantities:
             if key in source_numbers and not _same_unit(unit, units.get(key, set())):
                 unsupported.append(written)
