@@ -470,9 +470,15 @@ class EvidenceFinder:
         # A sentence's similarity is its chunk's (from the dense search: free), or, when
         # sentence embeddings are on, its own for a short list of the best-covering
         # sentences and the best of each of the top two chunks.
-        sims = [sentences[i][1].similarity or 0.0 for i in range(len(sentences))]
+        # On a Chinese (Japanese, Korean) question the embedding model's similarity is
+        # noise (all-MiniLM-L6-v2 learnt English; see bot.knowledge.retrieval), and a
+        # passage the keyword search alone found has none: the words decide alone there.
+        words_only = is_cjk(question)
+        sims = [
+            0.0 if words_only else sentences[i][1].similarity or 0.0 for i in range(len(sentences))
+        ]
         shortlist = list(range(len(sentences)))
-        if self.embed_sentences and question_vector is not None:
+        if self.embed_sentences and question_vector is not None and not words_only:
             order = sorted(range(len(sentences)), key=lambda i: (-coverages[i], sentences[i][2], i))
             shortlist = order[: max(1, self.embed_sentences - 2)]
             for rank in range(min(2, len(hits))):
@@ -511,7 +517,9 @@ class EvidenceFinder:
         # across scripts: the embedding model has no bridge from Chinese to English.
         # There, the words must be compared, and English quotes cover no Chinese word.
         lexical = same_language(question, own) or is_cjk(question) != is_cjk(own)
-        answerable = is_answered(coverage, similarity, lexical, coverage_floor, similarity_floor)
+        answerable = is_answered(
+            coverage, similarity, lexical, coverage_floor, 0.0 if words_only else similarity_floor
+        )
         return Evidence(
             kept,
             round(coverage, 4),

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bot.knowledge.sentences import is_cjk
 from bot.store.records import ChunkHit, Workspace
 from bot.store.repo import Store
 
@@ -190,17 +191,26 @@ class Retriever:
         # unrelated question look answerable.
         primary_sim: dict[int, float] = {}
         primary_terms: set[int] = set()
+        primary_words: set[int] = set()
         if mode in ("hybrid", "dense") and lists:
             primary_sim = {h.chunk_id: h.similarity or 0.0 for h in lists[0]}
         if mode in ("hybrid", "keyword"):
             kw_first = lists[len(queries)] if mode == "hybrid" else lists[0]
             primary_terms = {h.chunk_id for h in kw_first if h.all_terms}
+            # The bundled embedding model (all-MiniLM-L6-v2) learnt English: on a Chinese
+            # question its similarities are noise (seen by hand: an unrelated Chinese
+            # standard at 0.71, the news passage that answers at 0.57), and no passage
+            # holds every character pair of a question (some straddle two words).  So what
+            # the keyword search found is a candidate there, and the evidence step, which
+            # compares the words, decides.
+            if is_cjk(queries[0]):
+                primary_words = {h.chunk_id for h in kw_first}
         floor = workspace.relevance_floor
         best = max(primary_sim.values(), default=None)
         ranked = []
         for hit, score in fused:
             sim = primary_sim.get(hit.chunk_id)
-            covered = hit.chunk_id in primary_terms
+            covered = hit.chunk_id in primary_terms or hit.chunk_id in primary_words
             if mode == "keyword":
                 relevant = True
             else:
