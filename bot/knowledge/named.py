@@ -35,6 +35,14 @@ _FILE_NAME = re.compile(
     r"[\w\-.]+\.(?:pdf|txt|md|markdown|docx?|pptx?|xlsx?|odt|ods|odp|html?|epub|rtf|csv|tsv)\b",
     re.I,
 )
+# "What is this about?", "summarize it", "这份文件讲了什么？": in a chat, the document
+# just shared, which is the workspace's latest.
+_THIS = re.compile(
+    r"^(?:it|this|that|(?:this|that|the) (?:one|document|doc|file|paper|report|pdf|attachment"
+    r"|upload|spreadsheet|sheet|presentation|deck|slides|page|article|book))$"
+    r"|^(?:它|这|该|这个|这份|这篇|这本)(?:文件|文档|文章|报告|论文|表格|资料|书)?$",
+    re.I,
+)
 _DECOR = re.compile(r"^(?:the|a|an)\s+|\s+(?:document|file|paper|report|pdf)$", re.I)
 MATCH_RATIO = 0.8
 
@@ -101,7 +109,8 @@ def might_name_document(question: str) -> bool:
 def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | None:
     """The document the question names, or why none matched; None when it names none.
 
-    ``documents``: (id, file name, opening text) of the workspace's ready documents.
+    ``documents``: (id, file name, opening text) of the workspace's ready documents, in
+    the order they were indexed: "this", "it" or "this document" names the last.
     """
     asked: str | None = None
     rest: str | None = None
@@ -120,6 +129,9 @@ def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | 
         asked = file_like.group(0)
     if asked is None:
         return None
+    if _THIS.match(asked.strip().rstrip(".?!。？").strip()) and documents:
+        doc_id, name, _ = documents[-1]
+        return Named(doc_id, name, about, rest=rest)
     scored = sorted(
         ((_score(asked, name, opening), doc_id, name) for doc_id, name, opening in documents),
         key=lambda t: (-t[0], t[2]),
