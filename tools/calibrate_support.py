@@ -2,7 +2,8 @@
 
 Asks every question of one split of ``bot/bench/realdocs.jsonl`` in the library
 workspace, through the whole path with the workspace's chat model, and keeps each
-draft the model wrote (posted or not) with the text it was checked against.  It prints
+draft the model wrote (posted or not) with the text it was checked against: the
+evidence quoted under it (since session 9; before, every candidate chunk).  It prints
 the support (``bot.knowledge.check.support``) of the drafts long enough to have one,
 those that state a gold answer and the others, and the floor the rule picks: the
 highest multiple of 0.05 that keeps every draft stating the gold.  The report split is
@@ -28,22 +29,12 @@ from bot.knowledge.check import support
 
 async def drafts(app: App, channel: str, split: str) -> list[dict[str, Any]]:
     """Each draft with its support and whether it states a gold answer."""
-    finder = app.answerer.finder
-    seen: dict[str, Any] = {}
-    find = finder.find
-
-    async def keep(question: str, vector: Any, hits: Any, **kw: Any) -> Any:
-        seen["hits"] = list(hits)  # the candidates: what the check compares with
-        return await find(question, vector, hits, **kw)
-
-    finder.find = keep
     binding = await app.dispatcher.binding(parse_channel(channel))
     rows = [json.loads(line) for line in SET.read_text().splitlines() if line.strip()]
     out = []
     for q in rows:
         if q["split"] != split:
             continue
-        seen.clear()
         answer = await app.answerer.answer(
             binding,
             f"support-{q['id']}",
@@ -52,7 +43,7 @@ async def drafts(app: App, channel: str, split: str) -> list[dict[str, Any]]:
             conversation_key=f"support-{q['id']}",
             remember=False,
         )
-        sources = "\n".join(h.text for h in seen.get("hits", []))
+        sources = "\n".join(q.text for q in answer.evidence)  # what the check compares with
         share = support(answer.draft or "", sources)
         if share is None:
             continue  # no draft, or too short for a share: names and numbers decide
