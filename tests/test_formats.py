@@ -195,14 +195,15 @@ def test_a_sheets_title_lines_travel_with_every_block_of_its_rows() -> None:
 
 
 def test_rows_that_are_data_are_no_title() -> None:
-    """Only narrow rows of words right above the header are a title, a few of them: a
-    number above the header is data, and a dozen lines there are a form."""
+    """Only narrow rows of words (a year may stand beside them) right above the header
+    are a title, a few of them: a number above the header is data, and a dozen lines
+    there are a form."""
     header = ["Region", "Q1", "Q2", "Q3"]
     body = [[f"Region {n}", n, n * 2, n * 3] for n in range(1, 40)]
-    numbered = [["Budget", None], [2023, None], header, *body]
+    numbered = [["Budget"], ["Paid", 1250], header, *body]
     pages = row_blocks(enumerate(numbered, start=1), "")
-    assert pages[0].text.startswith("| Budget |\n| 2023 |\n| Region | Q1 |")
-    # "2023" is a number, so nothing above it is copied either.
+    assert pages[0].text.startswith("| Budget |\n| Paid | 1250 |\n| Region | Q1 |")
+    # "1250" is a number, so nothing above it is copied either.
     assert all(p.text.startswith("| Region | Q1 |") for p in pages[1:])
     form = [[f"Field {n}", f"value {n}"] for n in range(1, 9)]
     pages = row_blocks(enumerate([*form, header, *body], start=1), "")
@@ -211,6 +212,13 @@ def test_rows_that_are_data_are_no_title() -> None:
     nearest = "".join(f"| Field {n}, value {n} |\n" for n in range(9 - TITLE_LINES, 9))
     assert all(p.text.startswith(nearest + "| Region | Q1 |") for p in pages[1:])
     assert "| Field 1 | value 1 |" in pages[0].text  # not a title: left as it was
+
+    # A CSV's title, split at its comma: the year is the title's period.
+    rows = "".join(f"Office {n},Portugal,{n * 100},{n * 200}\n" for n in range(1, 40))
+    data = f"Sales by office, 2023\nIn EUR thousands\n\nOffice,Country,Q1,Q2\n{rows}"
+    table = extract(data.encode(), "offices.csv")
+    title = "| Sales by office, 2023 |\n| In EUR thousands |\n| Office | Country | Q1 | Q2 |\n"
+    assert len(table.pages) > 2 and all(p.text.startswith(title) for p in table.pages)
 
 
 def test_a_titled_rows_quote_names_its_period_and_the_title_is_one_sentence() -> None:

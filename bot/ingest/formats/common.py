@@ -233,8 +233,10 @@ _HEADER_SEARCH_ROWS = 20
 # above the header are a form or data, not a title: only the nearest few travel.
 TITLE_LINES = 3
 TITLE_TOKENS = 32
-# A cell that is a number ("2019", "-1,164", "12.5 %") is data, never part of a title.
+# A cell that is a number ("-1,164", "12.5 %") is data, never part of a title; but for a
+# year, the period a title names ("Sales by office | 2023").
 _NUMBER_RE = re.compile(r"[-+\u2212(]?[\d.,' ]*\d[\d.,' ]*%?\)?")
+_YEAR_RE = re.compile(r"(?:19|20)\d\d")
 _LETTER_RE = re.compile(r"[^\W\d_]")
 
 
@@ -259,10 +261,10 @@ def _title_line(row: _Row, widest: int) -> str | None:
     """``row`` as a title line, "| In millions of CHF, January–June 2023 |" (one cell, so
     that it is never taken for a header), or None when it is not one: a title is
     narrow (one or two cells, at most half as wide as the widest row), has words and
-    no number cell."""
+    no number cell but a year."""
     if not 1 <= len(row.filled) <= 2 or len(row.filled) * 2 > widest:
         return None
-    if any(_NUMBER_RE.fullmatch(c) for c in row.filled):
+    if any(_NUMBER_RE.fullmatch(c) and not _YEAR_RE.fullmatch(c) for c in row.filled):
         return None
     if not any(_LETTER_RE.search(c) for c in row.filled):
         return None
