@@ -17,10 +17,10 @@ from bot.ingest.document import HAS_WORD_RE, Extracted, Page, clean_plain_text
 from bot.ingest.filetypes import MEDIA_TYPES, ExtractionRefused, FileKind, RefusalCode, display_name
 
 # Rows of a spreadsheet or CSV are grouped into blocks of at most this many tokens as
-# estimated by :func:`estimate_tokens` (header included), so that a block fits one chunk
-# of the default 200 tokens and every chunk carries its column names.  The extractor
-# runs in the sandbox without the embedding model's tokenizer, hence the estimate; it
-# errs high for tables (numbers and "|" cost WordPiece a token per piece).
+# estimated by :func:`estimate_tokens` (title lines and header included), so that a block
+# fits one chunk of the default 200 tokens and every chunk carries its column names.  The
+# extractor runs in the sandbox without the embedding model's tokenizer, hence the
+# estimate; it errs high for tables (numbers and "|" cost WordPiece a token per piece).
 ROW_BLOCK_TOKENS = 150
 # WordPiece splits words into pieces: about one per 6 letters, one per 3 digits; each
 # punctuation mark and each CJK character is a token of its own.
