@@ -25,8 +25,10 @@ from bot.ingest.filetypes import (
     UnsupportedFileType,
     detect_kind,
 )
+from bot.ingest.formats.common import TITLE_LINES, row_blocks
 from bot.ingest.sandbox import Sandbox
 from bot.knowledge.answer import NOT_FOUND
+from bot.knowledge.sentences import split_sentences, table_header
 
 OFFICE = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "office"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "formats"
@@ -144,16 +146,101 @@ def test_excel_rows_in_blocks_with_the_header_repeated_and_cached_values() -> No
     blocks = [p for p in book.pages if p.location.startswith(sheet)]
     assert len(blocks) > 3
     header = "|  | Sales (a) | Underlying Trading operating profit (b) |"
-    # Title rows come first; from the header row on, every block starts with it, and the
-    # header repeated further down (the 2022 half of the sheet) is not a block of its own.
+    # Title rows come first; from the header row on, every block starts with the title
+    # lines and the header, and the header repeated further down (the 2022 half of the
+    # sheet) is not a block of its own.
     assert blocks[0].location == sheet + "rows 1-9"
-    assert all(b.text.startswith(header) for b in blocks[1:])
+    assert all(header in b.text for b in blocks[1:])
     # Totals are formulas in the workbook: their cached values are read.
-    assert "| Zone LATAM | 6082 | 1202 | 1101 |" in page_at(book, sheet + "rows 10-12")
+    assert "| Zone LATAM | 6082 | 1202 | 1101 |" in page_at(book, sheet + "rows 12-13")
 
     kyc = read(office_file("tika_CVLKRA-KYC-file-structure.xlsx"))
     assert kyc.page_count == 30  # sheets
     assert "POS CODE" in page_at(kyc, "sheet KYC HEADER, rows 1-5")
+
+
+def test_a_sheets_title_lines_travel_with_every_block_of_its_rows() -> None:
+    """Found by hand (issue 15): the period and unit above the Nestlé sheet's header
+    ("In millions of CHF ... January–June 2023") were in its first block only, so a row
+    further down was indexed and quoted without them."""
+    book = read(office_file("unstructured_nestle-2023-half-year-segments.xlsx"))
+    sheet = "sheet OS-Rev.and results 30 06 2023, "
+    blocks = [p for p in book.pages if p.location.startswith(sheet)]
+    header = "|  | Sales (a) | Underlying Trading operating profit (b) |"
+    title = "| 3.1 Operating segments |\n| Revenue and results |\n| In millions of CHF, "
+    # The first block: the title lines once, where the sheet has them (a title's cells
+    # in one, so that it is never taken for the header), then the header.
+    first = blocks[0].text
+    assert first.startswith("| 3. Analyses by segment |\n" + title + "January–June 2023 |\n")
+    assert first.count("January–June 2023") == 1 and first.count(header) == 1
+    # A block far down: the nearest title lines (bounded: not the chapter above them),
+    # then the header, then its rows.
+    aoa = page_at(book, sheet + "rows 10-11")
+    assert aoa.startswith(title + "January–June 2023 |\n" + header)
+    assert "| Zone AOA | 9060 | 2068 | 1985 |" in aoa and "3. Analyses" not in aoa
+    # The sheet's second table, titled "January–June 2022" above a repeat of the header,
+    # starts a block, and its rows carry that period, not the sheet's first one.
+    later = [b for b in blocks if b.text.startswith(title + "January–June 2022 |\n" + header)]
+    assert later[0].location == sheet + "rows 21-25"
+    assert later == blocks[blocks.index(later[0]) :]
+    assert "| Nespresso | 3190 | 777 | 757 |" in "".join(b.text for b in later)
+    assert not any("In millions of CHF |" in b.text for b in blocks)  # the row, as a title
+
+    # No title rows: every block is the header and rows, as before.
+    kyc = read(office_file("tika_CVLKRA-KYC-file-structure.xlsx"))
+    kyc_header = "| S.No | Field | Field Type | Field Length |"
+    sheet_blocks = [p for p in kyc.pages if p.location.startswith("sheet KYC, ")]
+    assert len(sheet_blocks) > 10
+    assert all(p.text.startswith(kyc_header) for p in sheet_blocks)
+
+
+def test_rows_that_are_data_are_no_title() -> None:
+    """Only narrow rows of words (a year may stand beside them) right above the header
+    are a title, a few of them: a number above the header is data, and a dozen lines
+    there are a form."""
+    header = ["Region", "Q1", "Q2", "Q3"]
+    body = [[f"Region {n}", n, n * 2, n * 3] for n in range(1, 40)]
+    numbered = [["Budget"], ["Paid", 1250], header, *body]
+    pages = row_blocks(enumerate(numbered, start=1), "")
+    assert pages[0].text.startswith("| Budget |\n| Paid | 1250 |\n| Region | Q1 |")
+    # "1250" is a number, so nothing above it is copied either.
+    assert all(p.text.startswith("| Region | Q1 |") for p in pages[1:])
+    form = [[f"Field {n}", f"value {n}"] for n in range(1, 9)]
+    pages = row_blocks(enumerate([*form, header, *body], start=1), "")
+    assert len(pages) > 2
+    # The lines nearest the header, no more than TITLE_LINES of them.
+    nearest = "".join(f"| Field {n}, value {n} |\n" for n in range(9 - TITLE_LINES, 9))
+    assert all(p.text.startswith(nearest + "| Region | Q1 |") for p in pages[1:])
+    assert "| Field 1 | value 1 |" in pages[0].text  # not a title: left as it was
+
+    # A CSV's title, split at its comma: the year is the title's period.
+    rows = "".join(f"Office {n},Portugal,{n * 100},{n * 200}\n" for n in range(1, 40))
+    data = f"Sales by office, 2023\nIn EUR thousands\n\nOffice,Country,Q1,Q2\n{rows}"
+    table = extract(data.encode(), "offices.csv")
+    title = "| Sales by office, 2023 |\n| In EUR thousands |\n| Office | Country | Q1 | Q2 |\n"
+    assert len(table.pages) > 2 and all(p.text.startswith(title) for p in table.pages)
+
+
+def test_a_titled_rows_quote_names_its_period_and_the_title_is_one_sentence() -> None:
+    book = read(office_file("unstructured_nestle-2023-half-year-segments.xlsx"))
+    aoa = page_at(book, "sheet OS-Rev.and results 30 06 2023, rows 10-11")
+    titled = "Revenue and results — In millions of CHF, January–June 2023: |  | Sales (a) |"
+    assert table_header(aoa).startswith(" ".join(titled.split()))
+    sentences = split_sentences(aoa)
+    # The header with its title is one sentence (the nearest title lines that fit a line:
+    # not "3.1 Operating segments"), which a row is quoted with; the title is not
+    # another sentence.
+    assert sentences[0] == "3.1 Operating segments"
+    assert sentences[1] == table_header(aoa)
+    assert sentences[2] == "| Zone EUR | 9467 | 1570 | 1373 | | -197 | -5 | -140 | | -414 |"
+    assert not any(s.startswith("Revenue and results") for s in sentences[2:])
+    # An untitled table's header is its header row alone; a footnote is a sentence.
+    ducks = "| Year | Ducks | Geese |"
+    assert table_header(ducks + "\n| 2021 | 150 | 3 |") == ducks
+    assert split_sentences(ducks + "\n| (a) Counted in May. |") == [
+        ducks,
+        "(a) Counted in May.",
+    ]
 
 
 def test_opendocument_text_sheet_and_slides() -> None:
@@ -420,5 +507,41 @@ async def test_a_chinese_reply_names_the_searched_words_and_its_sources_in_chine
         ).getvalue()
         assert "依据：" in reply and "来源：" in reply and "分享于" in reply, reply
         assert "Sources:" not in reply, reply
+    finally:
+        await app.close()
+
+
+async def test_a_row_far_down_a_sheet_is_found_by_the_period_its_title_names(
+    settings,
+) -> None:
+    """Issue 15: each period of the Nestlé sheet is written once, above its table; a
+    question naming it is answered from a row far below, quoted with that title and
+    its column names (both were answered from another sheet's rows, or "not found")."""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        path = office_file("unstructured_nestle-2023-half-year-segments.xlsx")
+        await converse(app, [f"/librarian upload {path}"], channel="xlsx")
+        sheet = "sheet OS-Rev.and results 30 06 2023, "
+        for question, period, row, place in [
+            (
+                "What was the trading operating profit of Nespresso in January–June 2022?",
+                "January–June 2022",
+                "| Nespresso | 3190 | 777 | 757 |",
+                "rows 30-31",
+            ),
+            (
+                "What were Nestlé's sales in Zone AOA in January–June 2023?",
+                "January–June 2023",
+                "| Zone AOA | 9060 | 2068 | 1985 |",
+                "rows 10-11",
+            ),
+        ]:
+            reply = (await converse(app, [f"@librarian {question}"], channel="xlsx")).getvalue()
+            assert NOT_FOUND not in reply, reply
+            best = next(line for line in reply.splitlines() if line.startswith('> "'))
+            assert f"In millions of CHF, {period}: | | Sales (a) |" in best, reply
+            assert row in best and best.endswith(f"{sheet}{place})"), reply
+            assert sheet + place in cited_places(reply, path.name)
     finally:
         await app.close()

@@ -4,8 +4,9 @@ Sentence ends are Latin punctuation followed by a capital, CJK full stops, parag
 breaks and list items; a period after a common abbreviation, an initial, a list number
 ("3. Results") or a caption's label ("Figure 2. A map") ends nothing.  A table's rows
 (``| cell | cell |``, as the extractors write them) are sentences of their own, and
-:func:`table_header` finds the header row they are quoted with.  Run-on "sentences"
-(tables flattened by PDF extraction) are cut.
+:func:`table_header` finds the header row (with the table's title, if any) they are
+quoted with; a one-cell row (a title line, a footnote) is a sentence of text.  Run-on
+"sentences" (tables flattened by PDF extraction) are cut.
 """
 
 from __future__ import annotations
@@ -116,31 +117,84 @@ def _cut_long(sentence: str) -> list[str]:
 TABLE_ROW = re.compile(r"^\|.*\|$")
 
 
+# A row of one cell, "| In millions of CHF, January–June 2023 |": a line of text set in a
+# table (a sheet's title lines, a footnote, a merged title row), not a row of values.
+ONE_CELL_ROW = re.compile(r"^\|([^|]*)\|$")
+# The title a table's header (and so each row) is quoted with is cut to about one line.
+TITLE_QUOTE_CHARS = 80
+
+
+def _table_head(lines: list[str]) -> tuple[int, set[int], str] | None:
+    """The header of the table in ``lines`` (each white space collapsed): its index, the
+    indexes of the one-cell rows right above it taken as its title, and the header as
+    it is quoted, "<title>: | a | b | c |"; None when the lines hold no header."""
+    at = None
+    for i, line in enumerate(lines):
+        if TABLE_ROW.match(line):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if len(cells) >= 3 and any(re.search(r"[^\W\d_]", c) for c in cells):
+                at = i
+                break
+    if at is None:
+        return None
+    # A sheet's blocks repeat its title lines right above the header ("Revenue and
+    # results", "In millions of CHF, January–June 2023"): a row far down the sheet is
+    # quoted with its period and unit.  The nearest lines are kept, the unit and period
+    # being written there.
+    title: list[str] = []
+    taken: set[int] = set()
+    for i in range(at - 1, -1, -1):
+        if not lines[i]:
+            continue  # the chunker sets a table's rows apart with blank lines
+        one = ONE_CELL_ROW.match(lines[i])
+        if one is None:
+            break
+        cell = one.group(1).strip()
+        if title and len(cell) + sum(len(t) + 3 for t in title) > TITLE_QUOTE_CHARS:
+            break
+        title.insert(0, cell)
+        taken.add(i)
+    if not title:
+        return at, taken, lines[at]
+    named = " — ".join(title)
+    if len(named) > TITLE_QUOTE_CHARS:  # one line longer than that: cut at a word
+        named = named[: TITLE_QUOTE_CHARS - 1].rsplit(" ", 1)[0].rstrip(" ,;:") + "…"
+    return at, taken, f"{named}: {lines[at]}"
+
+
 def table_header(text: str) -> str | None:
-    """The column names of the table a chunk holds: its first row of three or more
-    cells with a word in one (spreadsheet and CSV chunks repeat it at their top)."""
-    for line in text.splitlines():
-        line = " ".join(line.split())
-        if not TABLE_ROW.match(line):
-            continue
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) >= 3 and any(re.search(r"[^\W\d_]", c) for c in cells):
-            return line
-    return None
+    """The column names a chunk's table rows are quoted with: its first row of three or
+    more cells with a word in one (spreadsheet and CSV chunks repeat it at their top),
+    after the table's title when one-cell rows right above it give one ("In millions
+    of CHF, January–June 2023: | | Sales | … |").  :func:`split_sentences` gives the
+    header row as this very sentence, the title rows in it not again."""
+    head = _table_head([" ".join(line.split()) for line in text.split("\n")])
+    return head[2] if head else None
 
 
 def split_sentences(text: str) -> list[str]:
     """The sentences of a chunk's text, each on one line, in order; a table's rows
-    ("| cell | cell |" lines) are sentences of their own."""
+    ("| cell | cell |" lines) are sentences of their own, the header with its title
+    (see :func:`table_header`), a one-cell row as its text."""
     out: list[str] = []
     prose: list[str] = []
-    for line in text.split("\n"):
-        row = " ".join(line.split())
+    raw = text.split("\n")
+    rows = [" ".join(line.split()) for line in raw]
+    head = _table_head(rows)
+    for i, (line, row) in enumerate(zip(raw, rows, strict=True)):
         if TABLE_ROW.match(row):
             if prose:
                 out.extend(_prose_sentences("\n".join(prose)))
                 prose = []
-            out.append(row)
+            one = ONE_CELL_ROW.match(row)
+            if head and i == head[0]:
+                out.append(head[2])
+            elif head and i in head[1]:
+                continue  # a title row: quoted in the header's sentence
+            elif one is None:
+                out.append(row)
+            elif one.group(1).strip():
+                out.append(one.group(1).strip())
         else:
             prose.append(line)
     if prose:

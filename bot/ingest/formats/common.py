@@ -10,16 +10,17 @@ import itertools
 import re
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time
 
 from bot.ingest.document import HAS_WORD_RE, Extracted, Page, clean_plain_text
 from bot.ingest.filetypes import MEDIA_TYPES, ExtractionRefused, FileKind, RefusalCode, display_name
 
 # Rows of a spreadsheet or CSV are grouped into blocks of at most this many tokens as
-# estimated by :func:`estimate_tokens` (header included), so that a block fits one chunk
-# of the default 200 tokens and every chunk carries its column names.  The extractor
-# runs in the sandbox without the embedding model's tokenizer, hence the estimate; it
-# errs high for tables (numbers and "|" cost WordPiece a token per piece).
+# estimated by :func:`estimate_tokens` (title lines and header included), so that a block
+# fits one chunk of the default 200 tokens and every chunk carries its column names.  The
+# extractor runs in the sandbox without the embedding model's tokenizer, hence the
+# estimate; it errs high for tables (numbers and "|" cost WordPiece a token per piece).
 ROW_BLOCK_TOKENS = 150
 # WordPiece splits words into pieces: about one per 6 letters, one per 3 digits; each
 # punctuation mark and each CJK character is a token of its own.
@@ -223,72 +224,178 @@ class Sections:
 # The header is looked for among the first rows with text: the first row at least
 # half as wide as the widest of them (title rows above a table are narrower).
 _HEADER_SEARCH_ROWS = 20
+# A sheet's title lines (the lines above its header row: the report's chapter, the
+# period, the unit: "In millions of CHF, January–June 2023") are copied into every block
+# with the header, or a row far down the sheet is indexed and quoted without the period
+# and unit it belongs to.  The copy takes room from the rows, so it is bounded: the
+# lines nearest the header (the period and unit are written there, chapter headings
+# above them), at most this many lines and estimated tokens.  A dozen "title" rows
+# above the header are a form or data, not a title: only the nearest few travel.
+TITLE_LINES = 3
+TITLE_TOKENS = 32
+# A cell that is a number ("-1,164", "12.5 %") is data, never part of a title; but for a
+# year, the period a title names ("Sales by office | 2023").
+_NUMBER_RE = re.compile(r"[-+\u2212(]?[\d.,' ]*\d[\d.,' ]*%?\)?")
+_YEAR_RE = re.compile(r"(?:19|20)\d\d")
+_LETTER_RE = re.compile(r"[^\W\d_]")
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """A non-empty row of a sheet: its number, its line, its non-empty cells."""
+
+    number: int
+    line: str
+    filled: tuple[str, ...]
+
+
+def _rows_of(rows: Iterable[tuple[int, Sequence[object]]]) -> Iterator[_Row]:
+    for number, values in rows:
+        cells = [cell_text(v) for v in values]
+        line = row_line(cells)
+        if line and has_text(line):
+            yield _Row(number, line, tuple(c for c in (inline(c) for c in cells) if c))
+
+
+def _title_line(row: _Row, widest: int) -> str | None:
+    """``row`` as a title line, "| In millions of CHF, January–June 2023 |" (one cell, so
+    that it is never taken for a header), or None when it is not one: a title is
+    narrow (one or two cells, at most half as wide as the widest row), has words and
+    no number cell but a year."""
+    if not 1 <= len(row.filled) <= 2 or len(row.filled) * 2 > widest:
+        return None
+    if any(_NUMBER_RE.fullmatch(c) and not _YEAR_RE.fullmatch(c) for c in row.filled):
+        return None
+    if not any(_LETTER_RE.search(c) for c in row.filled):
+        return None
+    return "| " + ", ".join(row.filled) + " |"
+
+
+def _bounded(title: Sequence[str]) -> list[str]:
+    """The lines of ``title`` nearest its end within TITLE_LINES and TITLE_TOKENS."""
+    kept: list[str] = []
+    cost = 0
+    for line in reversed(title):
+        cost += estimate_tokens(line)
+        if len(kept) == TITLE_LINES or cost > TITLE_TOKENS:
+            break
+        kept.insert(0, line)
+    return kept
+
+
+class _Blocks:
+    """Row lines packed into pages of at most ROW_BLOCK_TOKENS; a block that starts
+    after the header row starts with a copy of the title lines and the header."""
+
+    def __init__(self, where: str, first: int, header_at: int) -> None:
+        self.where = where
+        self.first = first
+        self.header_at = header_at
+        self.copy: list[str] = []  # the title lines and the header, once it is known
+        self.copy_cost = 0
+        self.pages: list[Page] = []
+        self.lines: list[str] = []
+        self.start: int | None = None  # the first row number of the block being filled
+        self.end = 0
+        self.cost = 0
+
+    def set_copy(self, lines: list[str]) -> None:
+        """What every later block starts with: the title lines, then the header row."""
+        self.copy = lines
+        self.copy_cost = sum(estimate_tokens(line) for line in lines)
+
+    def add(self, number: int, line: str) -> None:
+        """Row ``number``'s ``line``, in this block or, when it is full, the next."""
+        cost = estimate_tokens(line)
+        if self.lines and self.cost + cost > ROW_BLOCK_TOKENS:
+            self.flush()
+        if not self.lines:
+            self.start = number if self.start is None else self.start
+            self.cost = self.copy_cost if self.start > self.header_at else 0
+        self.lines.append(line)
+        self.end = number
+        self.cost += cost
+
+    def flush(self, next_start: int | None = None) -> None:
+        """Close the block being filled; the next one starts at ``next_start`` if given
+        (a row already taken into the copy), else at its first row."""
+        if self.lines and self.start is not None:
+            if self.start == self.end:
+                label = f"{self.where}row {self.start}"
+            else:
+                label = f"{self.where}rows {self.start}-{self.end}"
+            # The block holding the header row holds the title lines above it already.
+            copy = self.copy if self.start > self.header_at else []
+            text = "\n".join([*copy, *self.lines])
+            self.pages.append(Page(self.first + len(self.pages), text, label))
+        self.lines = []
+        self.start = next_start
 
 
 def row_blocks(
     rows: Iterable[tuple[int, Sequence[object]]], where: str, first: int = 1
 ) -> list[Page]:
-    """Pages of table rows, each repeating the header row, labelled "<where>rows a-b".
+    """Pages of table rows, each repeating the title lines and header row, labelled
+    "<where>rows a-b".
 
     ``rows`` are (row number, values).  The header is the first row of the table
-    proper (see :data:`_HEADER_SEARCH_ROWS`); title lines above it stay in the first
-    block only.  Empty rows are skipped; each block holds whole rows up to
-    :data:`ROW_BLOCK_TOKENS`.  ``first`` is the number the first page gets.
+    proper (see :data:`_HEADER_SEARCH_ROWS`); the title is the lines right above it
+    that read as one (see :func:`_title_line`, :data:`TITLE_LINES`), written as
+    one-cell rows.  Narrow title lines right above a repetition of the header further
+    down title the table that follows (the same sheet's "January–June 2022" below its
+    "January–June 2023"): they replace as many of the title's lines, nearest first,
+    and the table starts a block.  Empty rows are skipped; each block holds whole rows
+    up to :data:`ROW_BLOCK_TOKENS`, copy included.  ``first`` is the number the first
+    page gets.
     """
-    pages: list[Page] = []
-    header: str | None = None
-    header_at = 0
-    block: list[str] = []
-    span: list[int] = []
-
-    def flush() -> None:
-        if not block:
-            return
-        if span[0] == span[-1]:
-            label = f"{where}row {span[0]}"
-        else:
-            label = f"{where}rows {span[0]}-{span[-1]}"
-        # Blocks before the header row (titles) and the one holding it need no copy.
-        lines = block if header is None or span[0] <= header_at else [header, *block]
-        pages.append(Page(first + len(pages), "\n".join(lines), label))
-        block.clear()
-        span.clear()
-
-    header_cost = 0
-    block_cost = 0
-
-    def add(number: int, line: str) -> None:
-        nonlocal block_cost
-        if number > header_at and line == header:
-            return  # the header repeated further down: every block starts with it anyway
-        cost = estimate_tokens(line)
-        if block and block_cost + cost > ROW_BLOCK_TOKENS:
-            flush()
-        if not block:  # a block after the header row will start with a copy of it
-            block_cost = header_cost if number > header_at else 0
-        block.append(line)
-        span.append(number)
-        block_cost += cost
-
-    def lines_of(source: Iterable[tuple[int, Sequence[object]]]) -> Iterator[tuple[int, str, int]]:
-        for number, values in source:
-            cells = [cell_text(v) for v in values]
-            line = row_line(cells)
-            if line and has_text(line):
-                yield number, line, sum(1 for c in cells if c)
-
-    stream = lines_of(rows)
+    stream = _rows_of(rows)
     head = list(itertools.islice(stream, _HEADER_SEARCH_ROWS))
-    if head:
-        widest = max(width for _, _, width in head)
-        header_at, header = next(
-            (number, line) for number, line, width in head if width * 2 > widest
-        )
-        header_cost = estimate_tokens(header)
-    for number, line, _ in itertools.chain(head, stream):
-        add(number, line)
-    flush()
-    return pages
+    if not head:
+        return []
+    widest = max(len(row.filled) for row in head)
+    at = next(i for i, row in enumerate(head) if len(row.filled) * 2 > widest)
+    header = head[at].line
+    title: list[tuple[int, str]] = []  # (row number, title line), nearest last
+    for row in reversed(head[:at]):
+        line = _title_line(row, widest)
+        if line is None:
+            break
+        title.insert(0, (row.number, line))
+    kept = _bounded([line for _, line in title])
+    as_title = dict(title[len(title) - len(kept) :])
+
+    blocks = _Blocks(where, first, head[at].number)
+    for row in head[:at]:
+        blocks.add(row.number, as_title.get(row.number, row.line))
+    blocks.add(head[at].number, header)
+    blocks.set_copy([*kept, header])
+    pending: list[tuple[_Row, str]] = []  # title-like rows: a title if the header follows
+    for row in itertools.chain(head[at + 1 :], stream):
+        if row.line == header:
+            # The header repeated: every block starts with it anyway.  Title lines right
+            # above it title the table it starts.
+            if pending:
+                new = [line for _, line in pending]
+                kept = _bounded([*kept[: max(0, len(kept) - len(new))], *new])
+                blocks.flush(next_start=pending[0][0].number)
+                blocks.set_copy([*kept, header])
+                pending = []
+            continue
+        line = _title_line(row, widest)
+        if line is not None:
+            pending.append((row, line))
+            if len(pending) > TITLE_LINES:  # too many for a title: the first is a row
+                oldest = pending.pop(0)[0]
+                blocks.add(oldest.number, oldest.line)
+            continue
+        for earlier, _ in pending:  # no header follows them: rows after all
+            blocks.add(earlier.number, earlier.line)
+        pending = []
+        blocks.add(row.number, row.line)
+    for row, _ in pending:
+        blocks.add(row.number, row.line)
+    blocks.flush()
+    return blocks.pages
 
 
 def extracted(
