@@ -75,6 +75,7 @@ async def features(app: App, channel: str, split: str, pdf_dir: Path) -> list[di
                     "kind": q["kind"],
                     "where": where,
                     "coverage": answer.timings.get("coverage", 0.0),
+                    "best_coverage": answer.timings.get("best_coverage", 0.0),
                     "similarity": answer.timings.get("similarity", 0.0),
                     "lexical": answer.timings.get("lexical", True),
                     "gold_in_evidence": bool(gold)
