@@ -662,3 +662,67 @@ async def test_in_a_named_document_only_the_question_proper_is_weighed(
         assert answer.evidence[0].text == "About the only thing you cant do is ignore them."
     finally:
         await app.close()
+
+
+# A request whose number is in the next chunk (the next page), a chunk with none of the
+# question's words; twelve reviews name the extension and rank above it.
+DEMOLITION = [
+    [
+        "Planning committee minutes.",
+        "Request for 1069 Maple Boulevard: the owner proposes housing in an extension behind "
+        "the preserved front of the theatre.",
+    ],
+    [
+        "It provides 43 new dwellings in four storeys.",
+        "Work starts in the spring, once the permits are issued.",
+        "The stage and the seats stay as they are, and the lobby is repainted in its first "
+        "colours.",
+        "The old projector goes to the town museum, with the posters of the opening night.",
+        "The organ is tuned and the curtain is cleaned by the volunteers of the friends' society.",
+    ],
+]
+REVIEWS = [
+    "fire review found two exits, sprinklers on each floor and alarms wired to the station",
+    "tree review counted forty old maples and asked that the roots be fenced off",
+    "traffic review measured the morning queue at the crossing and the bus delays",
+    "noise review limited the drilling to weekdays between eight and five",
+    "drainage review asked for a larger storm pipe under the lane",
+    "shadow review modelled the winter sun on the park benches at noon",
+    "waste review placed the bins in a shed off the lane",
+    "design review asked for red brick and tall windows like the old front",
+    "access review kept the ramp and the side door for wheelchairs",
+    "lighting review asked for warm lamps that do not shine into bedrooms",
+    "parking review found spaces for bicycles but none for cars",
+    "heritage review kept the painted sign and the marquee over the door",
+]
+
+
+async def test_a_passage_that_goes_on_in_the_next_chunk_is_quoted_from_it(
+    settings, tmp_path: Path
+) -> None:
+    app = App.build(settings)
+    app.start_background()
+    try:
+        reviews = [
+            [
+                f"The {r}; it raised no objection to the housing of the proposed extension on "
+                "Maple Boulevard."
+            ]
+            for r in REVIEWS
+        ]
+        await say(app, f"/librarian upload {make_pdf(tmp_path / 'minutes.pdf', DEMOLITION)}")
+        await say(app, f"/librarian upload {make_pdf(tmp_path / 'reviews.pdf', reviews)}")
+        # The request's page is the best match; the number it announces is on the next
+        # page, which shares no word with the question and ranks below eight reviews.
+        # It is a candidate as the request's continuation, and quoted.
+        answer = await evidence_for(
+            app,
+            "How many housing units would the proposed extension behind 1069 Maple Boulevard add?",
+        )
+        assert answer.found, answer.text
+        assert any(
+            q.text == "It provides 43 new dwellings in four storeys." and q.page == 2
+            for q in answer.evidence
+        ), answer.text
+    finally:
+        await app.close()

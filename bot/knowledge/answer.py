@@ -7,7 +7,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot.knowledge.check import check_answer
@@ -466,6 +466,7 @@ class Answerer:
                 r.hit for r in retrieved.ranked[:EVIDENCE_CHUNKS] if r.hit.chunk_id not in seen_ids
             )
             chunks = chunks[:EVIDENCE_CHUNKS]
+            chunks = await self._with_continuation(workspace_id, hits[0].hit, chunks, hits)
         earlier = last_cited_chunks(history)
         if earlier:
             # A follow-up may be answered by what the previous answer rested on.
@@ -473,6 +474,31 @@ class Answerer:
             fetched = await asyncio.to_thread(self.store.chunks_by_ids, workspace_id, earlier)
             chunks.extend(c for c in fetched if c.chunk_id not in seen)
         return chunks
+
+    async def _with_continuation(
+        self, workspace_id: int, best: ChunkHit, chunks: list[ChunkHit], hits: list[Ranked]
+    ) -> list[ChunkHit]:
+        """The candidates with the chunk that follows the best one in its document.
+
+        Chunks are cut by length, not by meaning: the passage the best chunk begins often
+        ends in the next one ("the proposed project ..." / "... allowing 43 more
+        dwellings"; a title page, then the preface that says who wrote it and when),
+        and that chunk alone, with fewer of the question's words, ranks far down.  It is
+        scored as part of its passage (the best chunk's similarity).  It takes the place
+        of the last candidate that is no relevant hit (one a list ranked for a few shared
+        words), so the number of candidates stays what it was; it is added only when
+        every candidate is relevant.
+        """
+        following = await asyncio.to_thread(self.store.next_chunks, workspace_id, [best.chunk_id])
+        after = following.get(best.chunk_id)
+        if after is None or any(c.chunk_id == after.chunk_id for c in chunks):
+            return chunks
+        after = replace(after, similarity=best.similarity)
+        relevant = {r.hit.chunk_id for r in hits}
+        filler = [i for i, c in enumerate(chunks) if c.chunk_id not in relevant]
+        if filler:
+            return [after if i == filler[-1] else c for i, c in enumerate(chunks)]
+        return [*chunks, after]
 
     @staticmethod
     def _opening_evidence(chunks: list[ChunkHit]) -> Evidence:

@@ -255,6 +255,28 @@ class SearchMixin(WorkspaceIndexMixin):
             ).all()
         return [ChunkHit(**r._mapping) for r in rows]
 
+    def next_chunks(self, workspace_id: int, ids: Sequence[int]) -> dict[int, ChunkHit]:
+        """The chunk that follows each of these in its document (ordinal + 1), by the id
+        of the one it follows; a document's last chunk has none.  Within one workspace."""
+        if not ids:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT p.id AS after, c.id AS chunk_id, c.document_id, d.file_name, "
+                    "c.page_start, c.page_end, c.text, d.source_channel, d.source_url, "
+                    "c.location FROM chunks p "
+                    "JOIN chunks c ON c.document_id = p.document_id AND c.ordinal = p.ordinal + 1 "
+                    "JOIN documents d ON d.id = c.document_id "
+                    "WHERE p.workspace_id = :w AND p.id = ANY(:ids) AND c.workspace_id = :w"
+                ),
+                {"w": workspace_id, "ids": list(ids)},
+            ).all()
+        return {
+            int(r.after): ChunkHit(**{k: v for k, v in r._mapping.items() if k != "after"})
+            for r in rows
+        }
+
     def document_openings(self, workspace_id: int, chars: int = 300) -> list[tuple[int, str, str]]:
         """(id, file name, the start of its first chunk) of each ready document: the
         title and first lines, to recognise a document a question names."""
