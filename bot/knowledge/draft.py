@@ -1,0 +1,47 @@
+"""The model's draft as an answer: where it stops being one.
+
+A small model does not stop where its answer ends.  It writes the next turn
+("Question: ..."), recites a source the way the prompt labels them and then a passage
+of its own making, or writes its answer again and again until the token cap cuts it
+mid-word.  What it wrote before that is the answer; the check (``bot.knowledge.check``)
+then reads it against the evidence.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Where a draft stops being an answer: the model writes another turn ("Question:"), or
+# recites a source the way the prompt introduces it ("[5] manual.pdf, p. 2"), after
+# which it copies or invents a passage.
+_TURN = re.compile(
+    r"\n\s*(?:(?:Question|Sources?|User|Assistant)\s*:|\[\d+\]\s+[^\n\[\]]*?\.[A-Za-z]{2,5}\b)",
+    re.I,
+)
+_SENTENCE_END = re.compile(r"[.!?](?:[\"'\u201d)\]]*)(?=\s)|[\u3002\uff01\uff1f]")
+# A sentence this short may well come twice in a good answer ("Yes."); a longer one that
+# comes again means the model is looping.  Counted in UTF-8 bytes, so that a Chinese
+# sentence of seven characters (three bytes each) is long enough.
+_LOOP_MIN_BYTES = 20
+
+
+def tidy_draft(text: str, capped: bool = False) -> str:
+    """The model's draft as an answer: cut where it starts another turn or recites a
+    source label (stop strings may miss variants such as "\\nquestion:"), where it
+    starts repeating a sentence it already wrote (a small model loops until the token
+    cap), and, when ``capped`` (generation stopped at the cap), without the sentence the
+    cap cut in half."""
+    m = _TURN.search(text)
+    text = (text[: m.start()] if m else text).strip()
+    ends = [e.end() for e in _SENTENCE_END.finditer(text)]
+    seen: set[str] = set()
+    start = 0
+    for end in [*ends, len(text)]:
+        key = " ".join(text[start:end].split()).casefold()
+        if len(key.encode()) >= _LOOP_MIN_BYTES and key in seen:
+            return text[:start].strip()
+        seen.add(key)
+        start = end
+    if capped and ends and ends[-1] < len(text.rstrip()):
+        return text[: ends[-1]].strip()
+    return text
