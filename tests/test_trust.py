@@ -150,6 +150,8 @@ def test_a_number_written_as_a_word_is_checked_as_a_number() -> None:
     assert not invented.passed
     assert check_answer("SPECTER is tested on seven tasks.", sources).passed
     assert not check_answer("SPECTER is tested on three tasks.", sources).passed
+    # Nor is a number the start of a longer one: "1.4M" holds no 1.
+    assert not check_answer("1", "ScienceParse was trained on 1.4M PDFs.").passed
     # "one" is mostly no count ("one of the"), and is left alone.
     assert check_answer("It is one of the tasks SPECTER is tested on.", sources).passed
 
