@@ -200,6 +200,13 @@ def test_an_answer_that_only_restates_the_question_fails_the_check() -> None:
     asked = "What does the AOA sensor system test cost?"
     assert check_answer("The AOA test costs $3,400.", costs, asked).passed
     assert not check_answer("The AOA sensor system test has a cost.", costs, asked).passed
+    # The question's own names are no claim of the answer's (seen by hand in session 9:
+    # the quotes say "the agency", the question and the answer "the FAA").
+    agency = "The agency estimates that the test costs $3,400 per airplane."
+    asked = "What does the FAA estimate the test costs per airplane?"
+    assert check_answer("The FAA estimates the test costs $3,400.", agency, asked).passed
+    assert not check_answer("The FAA estimates the test costs $3,400.", agency).passed
+    assert not check_answer("The NTSB estimates the test costs $3,400.", agency, asked).passed
     # Without the question, only the sources are compared (as before).
     assert check_answer("The company Sheryl Baxter works for is Baxter.", sources).passed
 

@@ -299,12 +299,17 @@ def _echoes(stated_numbers: list[str], stated_names: list[str], question: str) -
 
 
 def check_answer(answer: str, sources: str, question: str | None = None) -> CheckResult:
-    """Every number, name and quoted phrase of ``answer`` occurs in ``sources``; and,
-    when ``question`` is given, the answer states at least one name or number of its
-    own, if it states any (see ``_echoes``)."""
-    counted_sources = spelled_to_digits(sources)
+    """Every number, name and quoted phrase of ``answer`` occurs in ``sources`` (or in
+    ``question``, when given: the question's own names are no claim); and, when
+    ``question`` is given, the answer states at least one name or number of its own, if
+    it states any (see ``_echoes``)."""
+    # What the question itself states is no claim of the answer's ("What does the FAA
+    # estimate ...?" -- "The FAA estimates ... $3,400" was refused, the quotes naming the
+    # agency only as "the agency"); an answer stating nothing else is the echo below.
+    asked = f"\n{question}" if question else ""
+    counted_sources = spelled_to_digits(sources + asked)
     source_numbers = numbers(counted_sources)
-    source_text = _squash(sources)
+    source_text = _squash(sources + asked)
     source_words = set(_WORDS.findall(source_text))
     counted_answer = spelled_to_digits(answer)
     stated_numbers = _answer_numbers(counted_answer)
