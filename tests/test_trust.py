@@ -10,11 +10,13 @@ somebody else's server, and this one speaks its wire format: ``/v1/models`` and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import converse, make_pdf, say
@@ -211,16 +213,27 @@ def test_an_answer_that_only_restates_the_question_fails_the_check() -> None:
     assert check_answer("The company Sheryl Baxter works for is Baxter.", sources).passed
 
 
-async def test_a_misread_amount_is_replaced_by_the_evidence_holding_the_real_one(
+@contextlib.asynccontextmanager
+async def directive_on_scripted_model(
     settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
-) -> None:
+) -> AsyncIterator[tuple[App, Any]]:
+    """A bot answering with the scripted remote model, the directive shared in
+    #general: the app and #general's binding."""
     url = f"http://127.0.0.1:{scripted_model.server_address[1]}/v1"
     app = App.build(settings.model_copy(update={"chat_model": url}))
     app.start_background()
     try:
         pdf = make_pdf(tmp_path / "ad-2020-17221.pdf", AIRWORTHINESS)
         assert "Indexed ad-2020-17221.pdf" in await say(app, f"/librarian upload {pdf}")
-        binding = await app.dispatcher.binding(GENERAL)
+        yield app, await app.dispatcher.binding(GENERAL)
+    finally:
+        await app.close()
+
+
+async def test_a_misread_amount_is_replaced_by_the_evidence_holding_the_real_one(
+    settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
+) -> None:
+    async with directive_on_scripted_model(settings, tmp_path, scripted_model) as (app, binding):
         question = "What does the FAA estimate the AOA sensor system test costs per airplane?"
 
         # The remote model misreads "$3,400" as "$3.40": the reply is the evidence alone.
@@ -257,8 +270,6 @@ async def test_a_misread_amount_is_replaced_by_the_evidence_holding_the_real_one
         )
         assert not any("2020" in q.text for q in answer.evidence)  # on page 1 only
         assert answer.checked == "replaced_by_evidence" and answer.unsupported == ["2020"]
-    finally:
-        await app.close()
 
 
 async def test_a_model_that_loops_or_recites_a_source_is_cut_to_its_answer(
@@ -267,13 +278,7 @@ async def test_a_model_that_loops_or_recites_a_source_is_cut_to_its_answer(
     # Seen by hand in session 9 with the default model: an answer written twice over
     # (cut mid-word by the token cap), and one followed by "[5] <file>, section ..." and a
     # passage the model made up, were posted whole.
-    url = f"http://127.0.0.1:{scripted_model.server_address[1]}/v1"
-    app = App.build(settings.model_copy(update={"chat_model": url}))
-    app.start_background()
-    try:
-        pdf = make_pdf(tmp_path / "ad-2020-17221.pdf", AIRWORTHINESS)
-        await say(app, f"/librarian upload {pdf}")
-        binding = await app.dispatcher.binding(GENERAL)
+    async with directive_on_scripted_model(settings, tmp_path, scripted_model) as (app, binding):
         question = "What does the FAA estimate the AOA sensor system test costs per airplane?"
         said = "The test costs $3,400 per airplane [1]. It is done on each airplane."
         for reply in (
@@ -287,8 +292,6 @@ async def test_a_model_that_loops_or_recites_a_source_is_cut_to_its_answer(
             assert answer.checked == "passed"
             assert answer.draft == said
             assert answer.text.startswith(f"{said}\n\nEvidence:")
-    finally:
-        await app.close()
 
 
 async def test_a_question_on_a_detail_the_document_does_not_give_is_not_found(
