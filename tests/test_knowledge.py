@@ -181,7 +181,7 @@ async def test_the_next_document_is_read_while_one_is_embedded(settings, tmp_pat
         assert "broken.pdf" in (app.store.get_document(ids[1]).error or "")
         # ... while this worker still holds it (its uploader is told next): others skip it.
         with other.store.claim_document() as claimed:
-            assert claimed is not None and claimed.id == ids[2]
+            assert claimed is not None and claimed.document.id == ids[2]
         assert await app.ingest.process_next()
         assert await app.ingest.process_next()
         assert app.store.get_document(ids[2]).status == "ready"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -481,6 +482,80 @@ def test_a_search_whose_connection_the_server_dropped_runs_again_on_a_new_one(
         assert ended >= 3
         hits = store.search_dense(binding.workspace.id, model, 3, [0, 1, 0], 1)
         assert [h.text for h in hits] == ["chunk 1"]
+    finally:
+        db.close()
+
+
+def test_a_worker_whose_claim_the_server_ended_writes_nothing_over_the_next_claimant(
+    librarian_env: dict[str, str],
+) -> None:
+    """A restart frees a document mid-embedding; only its new claimant may write it.
+
+    Seen under load: the read-ahead claimed the document again after a restart, the
+    first worker wrote it ("Indexed big.txt"), and the read-ahead set it back to
+    'indexing' to index it a second time.
+    """
+    from bot.store.records import ClaimLost, NewChunk
+    from bot.store.repo import Store, WorkspaceDefaults
+
+    db = open_database(load_settings())
+    try:
+        migrate.upgrade(db)
+        store = Store(db)
+        model = store.ensure_embedding_model("test-3d", 3)
+        binding = store.binding_for("console", "", "claims", WorkspaceDefaults(200, 40, 4, 0.0))
+        doc, _ = store.add_document(
+            binding.workspace.id,
+            file_name="big.txt",
+            media_type="text/plain",
+            sha256=hashlib.sha256(b"big").hexdigest(),
+            size_bytes=3,
+            uploader="alice",
+        )
+
+        def chunks(word: str) -> list[NewChunk]:
+            return [NewChunk(ordinal=0, page_start=1, page_end=1, text=word, embedding=[1, 0, 0])]
+
+        first = store.claim_document()
+        held = first.__enter__()
+        assert held is not None and held.document.id == doc.id
+        store.set_document_status(doc.id, "indexing", claim=held)
+        # The server ends the first worker's session (as a restart does) while it embeds.
+        with db.engine.connect() as conn:
+            ended = conn.execute(
+                text("SELECT pg_terminate_backend(:p)"), {"p": held.session[0]}
+            ).scalar_one()
+        assert ended
+        time.sleep(0.2)  # the backend is gone once the terminate is processed
+        second = store.claim_document()
+        again = second.__enter__()
+        assert again is not None and again.document.id == doc.id
+        assert again.session != held.session
+
+        with pytest.raises(ClaimLost):
+            store.complete_document(
+                doc.id, page_count=1, chunks=chunks("first"), embedding_model_id=model, claim=held
+            )
+        with pytest.raises(ClaimLost):
+            store.set_document_status(doc.id, "indexing", claim=held)
+        store.set_document_status(doc.id, "indexing", claim=again)
+        store.complete_document(
+            doc.id, page_count=1, chunks=chunks("second"), embedding_model_id=model, claim=again
+        )
+        second.__exit__(None, None, None)
+        with contextlib.suppress(Exception):  # its connection was ended under it
+            first.__exit__(None, None, None)
+        assert store.get_document(doc.id).status == "ready"
+        with db.engine.connect() as conn:
+            texts = (
+                conn.execute(text("SELECT text FROM chunks WHERE document_id = :d"), {"d": doc.id})
+                .scalars()
+                .all()
+            )
+        assert texts == ["second"]
+        # Nothing is left to claim.
+        with store.claim_document() as nothing:
+            assert nothing is None
     finally:
         db.close()
 

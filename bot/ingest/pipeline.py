@@ -37,7 +37,7 @@ from bot.ingest.limits import IngestLimits
 from bot.ingest.sandbox import Sandbox
 from bot.store.database import is_unavailable
 from bot.store.events import Claim
-from bot.store.records import Document, NewChunk, Workspace
+from bot.store.records import ClaimLost, Document, DocumentClaim, NewChunk, Workspace
 from bot.store.repo import Store
 
 log = logging.getLogger(__name__)
@@ -79,9 +79,14 @@ class _Prepared:
 class _Job:
     """A claimed document (the claim is held until it is finished) and its state."""
 
-    claim: contextlib.AbstractContextManager[Document | None]
-    doc: Document
+    claim: contextlib.AbstractContextManager[DocumentClaim | None]
+    held: DocumentClaim
     work: _Prepared | Document | None  # None: this attempt failed, the document waits
+
+    @property
+    def doc(self) -> Document:
+        """The claimed document (as it was when claimed)."""
+        return self.held.document
 
 
 class _SyncTokenizer:
@@ -332,7 +337,17 @@ class IngestService:
                     self._prefetch = asyncio.create_task(
                         self._claim_and_prepare(), name="ingest-prefetch"
                     )
-                finished = await self._complete(job.work, model_id)
+                try:
+                    finished = await self._complete(job.work, model_id, job.held)
+                except ClaimLost:
+                    # The database restarted while this worker embedded: the document
+                    # was free to claim again, and the worker that did writes it.
+                    log.warning(
+                        "the claim on document %s was lost while it was indexed; "
+                        "it is left to the worker that claimed it again",
+                        job.doc.id,
+                    )
+                    finished = None
             else:
                 finished = job.work
         except BaseException as exc:
@@ -365,7 +380,7 @@ class IngestService:
         claim = self.store.claim_document()
         entering = asyncio.ensure_future(asyncio.to_thread(claim.__enter__))
         try:
-            doc = await asyncio.shield(entering)
+            held = await asyncio.shield(entering)
         except asyncio.CancelledError:
             # The thread goes on and may still take a claim (close() cancels a read-ahead
             # at any point): wait for it and give it back, so that nothing stays locked.
@@ -373,15 +388,15 @@ class IngestService:
                 if await entering is not None:
                     await asyncio.to_thread(claim.__exit__, None, None, None)
             raise
-        if doc is None:
+        if held is None:
             await asyncio.to_thread(claim.__exit__, None, None, None)
             return None
         try:
-            work = await self._prepare(doc)
+            work = await self._prepare(held.document)
         except BaseException as exc:
             await asyncio.to_thread(claim.__exit__, type(exc), exc, exc.__traceback__)
             raise
-        return _Job(claim, doc, work)
+        return _Job(claim, held, work)
 
     async def _prepare(self, doc: Document) -> _Prepared | Document | None:
         """Extract and chunk a claimed document; a Document when it failed instead.
@@ -454,10 +469,15 @@ class IngestService:
             self.stats["failed"] += 1
         return await asyncio.to_thread(self.store.get_document, doc.id)
 
-    async def _complete(self, job: _Prepared, model_id: int) -> Document | None:
-        """Embed a prepared document's chunks and write them with its status."""
+    async def _complete(
+        self, job: _Prepared, model_id: int, held: DocumentClaim
+    ) -> Document | None:
+        """Embed a prepared document's chunks and write them with its status.
+
+        Both writes name the claim: ClaimLost when it no longer holds.
+        """
         doc, chunks = job.doc, job.chunks
-        await asyncio.to_thread(self.store.set_document_status, doc.id, "indexing")
+        await asyncio.to_thread(self.store.set_document_status, doc.id, "indexing", claim=held)
         vectors = await self.inference.embed(
             [c.text for c in chunks], key=f"ingest:{doc.workspace_id}"
         )
@@ -479,6 +499,7 @@ class IngestService:
             chunks=rows,
             embedding_model_id=model_id,
             notes=" ".join(job.warnings) or None,
+            claim=held,
         )
         self.stats["documents"] += 1
         self.stats["pages"] += job.page_count

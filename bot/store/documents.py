@@ -14,10 +14,10 @@ import contextlib
 from collections.abc import Iterator, Sequence
 
 from sqlalchemy import text
-from sqlalchemy.engine import Engine, Row
+from sqlalchemy.engine import Connection, Engine, Row
 
 from bot.store.events import Claim, record_effect_in
-from bot.store.records import Document, NewChunk
+from bot.store.records import ClaimLost, Document, DocumentClaim, NewChunk
 from bot.store.search import vector_literal
 
 __all__ = ["LOCK_DOCUMENT", "DocumentsMixin"]
@@ -41,6 +41,17 @@ _CLAIM_ORDER = text(
     "FROM documents d JOIN workspaces w ON w.id = d.workspace_id "
     "WHERE d.status IN ('queued', 'indexing')) waiting "
     "WHERE place <= 4 ORDER BY served ASC NULLS FIRST, place, id LIMIT 50"
+)
+
+
+# The session that holds a claim (its pid alone may be reused after a restart).
+_SESSION = text("SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+# Whether that session still holds the document's lock.
+_HELD = text(
+    "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = :a "
+    "AND l.objid::bigint = :d AND l.objsubid = 2 "
+    "AND l.pid = :pid AND a.backend_start = :started)"
 )
 
 
@@ -257,7 +268,7 @@ class DocumentsMixin:
     # -- the ingest queue -------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def claim_document(self) -> Iterator[Document | None]:
+    def claim_document(self) -> Iterator[DocumentClaim | None]:
         """Claim the next queued document for indexing, across processes.
 
         The next is the oldest document of the workspace served least recently
@@ -268,6 +279,9 @@ class DocumentsMixin:
         The claim is a session advisory lock held on a dedicated connection for as
         long as the block runs.  A process that dies mid-ingest loses its session,
         hence its lock, and its document ('indexing' but unlocked) is claimed again.
+        So does a database restart while the worker is still embedding: its writes
+        name the claim (:meth:`complete_document`) and raise ClaimLost instead of
+        writing a second time what the new claimant writes.
         """
         conn = self.engine.connect()
         claimed: int | None = None
@@ -282,9 +296,11 @@ class DocumentsMixin:
                 conn.commit()
                 if not got:
                     continue
-                # Re-check under the lock: another process may have finished it.
+                # Re-check under the lock: another process may have finished it, or be
+                # writing it under a claim it lost (the row lock waits for that write).
                 still = conn.execute(
-                    text("SELECT status FROM documents WHERE id = :id"), {"id": doc_id}
+                    text("SELECT status FROM documents WHERE id = :id FOR UPDATE"),
+                    {"id": doc_id},
                 ).scalar()
                 conn.commit()
                 if still in ("queued", "indexing"):
@@ -295,7 +311,17 @@ class DocumentsMixin:
                     {"a": LOCK_DOCUMENT, "b": int(doc_id)},
                 )
                 conn.commit()
-            yield self.get_document(claimed) if claimed is not None else None
+            if claimed is None:
+                yield None
+            else:
+                session = conn.execute(_SESSION).one()
+                conn.commit()
+                document = self.get_document(claimed)
+                yield (
+                    DocumentClaim(document, (int(session.pid), session.backend_start))
+                    if document is not None
+                    else None
+                )
         finally:
             if claimed is not None:
                 with contextlib.suppress(Exception):
@@ -307,10 +333,20 @@ class DocumentsMixin:
             conn.close()
 
     def set_document_status(
-        self, document_id: int, status: str, *, error: str | None = None
+        self,
+        document_id: int,
+        status: str,
+        *,
+        error: str | None = None,
+        claim: DocumentClaim | None = None,
     ) -> None:
-        """Record a status change (and the error text for 'failed')."""
+        """Record a status change (and the error text for 'failed').
+
+        With ``claim``, only while the claim holds (ClaimLost otherwise).
+        """
         with self.engine.begin() as conn:
+            if claim is not None:
+                _check_held(conn, claim)
             conn.execute(
                 text(
                     "UPDATE documents SET status = :s, error = :e, updated_at = now(), "
@@ -385,20 +421,25 @@ class DocumentsMixin:
         chunks: Sequence[NewChunk],
         embedding_model_id: int,
         notes: str | None = None,
+        claim: DocumentClaim | None = None,
     ) -> None:
         """Write a document's chunks and mark it ready, in one transaction.
 
         ``notes``: what the user should know about a document that was indexed anyway
         (pages that could not be read), kept in ``error`` beside the ready status.
+        ``claim``: the worker's claim; ClaimLost (nothing written) when it no longer
+        holds, since another worker may have claimed the document meanwhile.
         """
         with self.engine.begin() as conn:
-            conn.execute(text("DELETE FROM chunks WHERE document_id = :d"), {"d": document_id})
             ws = conn.execute(
                 text("SELECT workspace_id FROM documents WHERE id = :d FOR UPDATE"),
                 {"d": document_id},
             ).scalar()
             if ws is None:
                 return  # forgotten while it was being indexed: nothing to write
+            if claim is not None:
+                _check_held(conn, claim)
+            conn.execute(text("DELETE FROM chunks WHERE document_id = :d"), {"d": document_id})
             if chunks:
                 conn.execute(
                     text(
@@ -484,3 +525,14 @@ class DocumentsMixin:
                     {"p": platform},
                 ).scalars()
             )
+
+
+def _check_held(conn: Connection, claim: DocumentClaim) -> None:
+    """Raise ClaimLost unless the claim's session still holds the document's lock."""
+    pid, started = claim.session
+    held = conn.execute(
+        _HELD,
+        {"a": LOCK_DOCUMENT, "d": claim.document.id, "pid": pid, "started": started},
+    ).scalar()
+    if not held:
+        raise ClaimLost(claim.document.id)

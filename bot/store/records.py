@@ -71,6 +71,28 @@ class Document:
 
 
 @dataclass(frozen=True)
+class DocumentClaim:
+    """A document an ingest worker holds, and the database session that holds it.
+
+    The claim is a session advisory lock; ``session`` (the backend's pid and start
+    time) names that session, so that a write made for the claim can check that it
+    still holds: a database restart ends the session and frees the document for
+    another worker while this one is still embedding it.
+    """
+
+    document: Document
+    session: tuple[int, datetime]
+
+
+class ClaimLost(Exception):
+    """The worker's claim on a document ended (its session died); another may hold it."""
+
+    def __init__(self, document_id: int) -> None:
+        super().__init__(f"the claim on document {document_id} was lost")
+        self.document_id = document_id
+
+
+@dataclass(frozen=True)
 class NewChunk:
     """A chunk ready to be written, with its vector."""
 
