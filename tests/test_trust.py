@@ -360,6 +360,38 @@ async def test_what_is_a_file_about_cites_that_file(settings, tmp_path: Path) ->
         await app.close()
 
 
+async def test_this_document_is_the_one_shared_last_in_this_channel(
+    settings, tmp_path: Path
+) -> None:
+    """Two channels read one workspace: "this" in each is what was shared there."""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        for channel in ("general", "design", "ops"):
+            reply = await say(app, "/librarian workspace handbook", channel=channel)
+            assert "handbook" in reply, reply
+        ad = make_pdf(tmp_path / "ad-2020-17221.pdf", AIRWORTHINESS)
+        assert "Indexed ad-2020-17221.pdf" in await say(app, f"/librarian upload {ad}")
+        manual = make_pdf(tmp_path / "manual.pdf")
+        reply = await say(app, f"/librarian upload {manual}", channel="design")
+        assert "Indexed manual.pdf" in reply, reply
+
+        # The workspace's latest is manual.pdf; general shared the directive.
+        for channel, expected in (
+            ("general", "ad-2020-17221.pdf"),
+            ("design", "manual.pdf"),
+            ("ops", "manual.pdf"),  # shared nothing: the workspace's latest
+        ):
+            binding = await app.dispatcher.binding(ConversationRef("console", "", channel))
+            answer = await app.answerer.answer(
+                binding, None, "What is this document about?", author="x", conversation_key=channel
+            )
+            assert answer.found, answer.text
+            assert [s.document for s in answer.sources] == [expected], (channel, answer.text)
+    finally:
+        await app.close()
+
+
 async def test_a_document_opening_with_its_title_alone_is_summed_up_by_its_first_sentences(
     settings,
 ) -> None:

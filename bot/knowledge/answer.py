@@ -289,7 +289,7 @@ class Answerer:
                 )
             return answer
 
-        named = await self._named(workspace.id, question)
+        named = await self._named(binding, question)
         if named is not None and named.document_id is None:
             text = texts["no_document"].format(name=named.asked_for)
             if named.closest:
@@ -430,11 +430,17 @@ class Answerer:
         )
         return await done(answer)
 
-    async def _named(self, workspace_id: int, question: str) -> Named | None:
-        """The document the question names, if it has that shape."""
+    async def _named(self, binding: Binding, question: str) -> Named | None:
+        """The document the question names, if it has that shape ("this" is the one
+        shared last in the binding's channel, else in its workspace)."""
         if not might_name_document(question):
             return None
-        documents = await asyncio.to_thread(self.store.document_openings, workspace_id)
+        channel = [n for n in (binding.channel_id, binding.channel_name) if n]
+        documents = await asyncio.to_thread(
+            self.store.document_openings,
+            binding.workspace.id,
+            shared_in=(binding.platform, binding.space_id, channel),
+        )
         return find_named(question, documents)
 
     async def _candidates(

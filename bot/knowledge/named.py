@@ -36,7 +36,7 @@ _FILE_NAME = re.compile(
     re.I,
 )
 # "What is this about?", "summarize it", "这份文件讲了什么？": in a chat, the document
-# just shared, which is the workspace's latest.
+# just shared, the last of the list (``Store.document_openings`` puts the channel's last).
 _THIS = re.compile(
     r"^(?:it|this|that|(?:this|that|the) (?:one|document|doc|file|paper|report|pdf|attachment"
     r"|upload|spreadsheet|sheet|presentation|deck|slides|page|article|book))$"
@@ -110,7 +110,8 @@ def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | 
     """The document the question names, or why none matched; None when it names none.
 
     ``documents``: (id, file name, opening text) of the workspace's ready documents, in
-    the order they were indexed: "this", "it" or "this document" names the last.
+    the order they were indexed, the channel's own last: "this", "it" or "this
+    document" names the last.
     """
     asked: str | None = None
     rest: str | None = None

@@ -277,18 +277,32 @@ class SearchMixin(WorkspaceIndexMixin):
             for r in rows
         }
 
-    def document_openings(self, workspace_id: int, chars: int = 300) -> list[tuple[int, str, str]]:
+    def document_openings(
+        self,
+        workspace_id: int,
+        chars: int = 300,
+        *,
+        shared_in: tuple[str, str, Sequence[str]] | None = None,
+    ) -> list[tuple[int, str, str]]:
         """(id, file name, the start of its first chunk) of each ready document: the
-        title and first lines, to recognise a document a question names."""
+        title and first lines, to recognise a document a question names.
+
+        In the order they were indexed, except that those shared in the channel
+        ``shared_in`` (platform, space, the channel's id and names) come last: several
+        channels may read one workspace, and "this document" is this channel's latest.
+        """
+        platform, space, names = shared_in or ("", "", [])
         with self.engine.connect() as conn:
             rows = conn.execute(
                 text(
                     "SELECT d.id, d.file_name, coalesce(left(c.text, :n), '') "
                     "FROM documents d LEFT JOIN chunks c "
                     "ON c.document_id = d.id AND c.ordinal = 0 "
-                    "WHERE d.workspace_id = :w AND d.status = 'ready' ORDER BY d.id"
+                    "WHERE d.workspace_id = :w AND d.status = 'ready' "
+                    "ORDER BY (d.source_platform = :p AND d.source_space = :s "
+                    "AND d.source_channel = ANY(:names)) IS TRUE, d.id"
                 ),
-                {"w": workspace_id, "n": chars},
+                {"w": workspace_id, "n": chars, "p": platform, "s": space, "names": list(names)},
             ).all()
         return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
 
