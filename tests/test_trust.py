@@ -770,3 +770,41 @@ async def test_a_passage_that_goes_on_in_the_next_chunk_is_quoted_from_it(
         ), answer.text
     finally:
         await app.close()
+
+
+# The directive, and minutes that pasted the end of one of its sentences (as a chunk
+# starting inside a sentence holds it).
+DIRECTIVE = (
+    "The operator inspects the sensors before the first flight of the day. As a result of "
+    "the changes proposed in this directive, the stick shaker no longer activates when only "
+    "one of the two angle of attack sensors reports a fault. The crews are trained again "
+    "on the new alerts in a simulator session of four hours."
+)
+MINUTES = (
+    "Minutes of the safety meeting, quoting the directive:\n\nresult of the changes "
+    "proposed in this directive, the stick shaker no longer activates when only one of the "
+    "two angle of attack sensors reports a fault.\n\nThe next meeting is in March."
+)
+
+
+async def test_a_sentence_and_its_tail_elsewhere_are_quoted_once(settings, tmp_path: Path) -> None:
+    """Seen on the calibrate split (session 10): "As a result of the changes proposed in
+    this AD, ..." and its tail "result of the changes proposed in this AD, ..." (a chunk
+    that starts inside the sentence) were two of the three quotes, where another
+    sentence could have been."""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        for name, body in (("directive.txt", DIRECTIVE), ("minutes.txt", MINUTES)):
+            (tmp_path / name).write_text(body)
+            assert f"Indexed {name}" in await say(app, f"/librarian upload {tmp_path / name}")
+        answer = await evidence_for(
+            app, "What do the changes proposed in the directive do to the stick shaker?"
+        )
+        assert answer.found, answer.text
+        quoted = [" ".join(q.text.lower().split()) for q in answer.evidence]
+        assert sum("the stick shaker no longer activates" in q for q in quoted) == 1, answer.text
+        # The whole sentence is the one quoted.
+        assert any(q.startswith("as a result of the changes") for q in quoted), answer.text
+    finally:
+        await app.close()

@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -269,6 +269,32 @@ def _words(question: str) -> list[str]:
             if part:
                 seen.setdefault(fold(part), part)
     return list(seen.values())
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def _distinct(quotes: Iterable[Quote]) -> list[Quote]:
+    """The quotes in order, each sentence once: overlapping chunks cut one sentence in
+    two places ("As a result of the changes ..." and "result of the changes ..."), and
+    quoting it twice would take the place of another sentence.  A quote that is part
+    of an earlier one is dropped; one that holds an earlier one takes its place (the
+    whole sentence reads better than its tail)."""
+    kept: list[Quote] = []
+    seen: list[str] = []
+    for quote in quotes:
+        flat = _SPACES.sub(" ", quote.text.lower()).strip()
+        if any(flat in other for other in seen):
+            continue
+        held = [i for i, other in enumerate(seen) if other in flat]
+        if held:
+            kept[held[0]], seen[held[0]] = quote, flat
+            for i in reversed(held[1:]):
+                del kept[i], seen[i]
+            continue
+        kept.append(quote)
+        seen.append(flat)
+    return kept
 
 
 # A word shorter than this is not looked for inside other words (see _glued).
@@ -504,7 +530,7 @@ class EvidenceFinder:
             key=lambda qt: -qt.score,
         )
         best = quotes[0].score
-        kept = [qt for qt in quotes if qt.score >= best - KEEP_WITHIN][:MAX_QUOTES]
+        kept = _distinct(qt for qt in quotes if qt.score >= best - KEEP_WITHIN)[:MAX_QUOTES]
         together = frozenset().union(*(qt.lexemes for qt in kept))
         coverage = _coverage(together, weights)
         similarity = max(qt.similarity for qt in kept)
