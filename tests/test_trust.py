@@ -392,6 +392,45 @@ async def test_this_document_is_the_one_shared_last_in_this_channel(
         await app.close()
 
 
+async def test_a_page_or_slide_asked_for_by_number_is_quoted_from_that_place(
+    settings, tmp_path: Path
+) -> None:
+    """Seen by hand in session 10: "What does slide 2 of the AutoGen deck say?" searched
+    for the words "slide, deck" and said not found."""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        await say(app, f"/librarian upload {make_pdf(tmp_path / 'manual.pdf')}")
+        answer = await evidence_for(app, "What does page 2 of manual.pdf say?")
+        assert answer.found, answer.text
+        assert {q.page for q in answer.evidence} == {2}, answer.text
+        assert answer.evidence[0].text == "Chapter 2: Warranty."
+
+        # The question proper, on that page: the evidence step decides as always.
+        answer = await evidence_for(app, "On page 3 of the manual, how much does it cost?")
+        assert answer.found, answer.text
+        assert answer.evidence[0].text == "The Zephyr X200 costs 349 euros including VAT."
+
+        # A page the document does not have: said so, with how many it has.
+        answer = await evidence_for(app, "What is on page 9 of manual.pdf?")
+        assert not answer.found
+        assert answer.text == "manual.pdf has no page 9. It has 3 pages.", answer.text
+        answer = await evidence_for(app, "这份文件第9页讲了什么？")
+        assert answer.text == "manual.pdf 没有第 9 页。它共有 3 页。", answer.text
+
+        reply = await say(app, f"/librarian upload {OFFICE / 'markitdown_autogen.pptx'}")
+        assert "Indexed markitdown_autogen.pptx" in reply
+        for question in ("What does slide 2 of the AutoGen deck say?", "Summarize slide 2"):
+            answer = await evidence_for(app, question)
+            assert answer.found, answer.text
+            assert {q.page for q in answer.evidence} == {2}, answer.text
+            assert all(q.hit.file_name == "markitdown_autogen.pptx" for q in answer.evidence), (
+                answer.text
+            )
+    finally:
+        await app.close()
+
+
 async def test_a_document_opening_with_its_title_alone_is_summed_up_by_its_first_sentences(
     settings,
 ) -> None:

@@ -41,6 +41,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "no_document": "There is no document named '{name}' in this workspace.",
         "closest_names": "The closest names: {names}.",
         "no_documents": "This workspace has no documents yet.",
+        "no_page": "{name} has no {unit} {page}.",
+        "then": " ",  # between two sentences
+        "page_count": "It has {count} {unit}s.",
         "sources": "Sources:",
         "shared_in": "shared in {where}",
     },
@@ -57,9 +60,17 @@ TEXTS: dict[str, dict[str, str]] = {
         "no_document": "这个工作区里没有名为“{name}”的文件。",
         "closest_names": "最接近的文件名：{names}。",
         "no_documents": "这个工作区还没有文件。",
+        "no_page": "{name} 没有第 {page} {unit}。",
+        "then": "",
+        "page_count": "它共有 {count} {unit}。",
         "sources": "来源：",
         "shared_in": "分享于 {where}",
     },
+}
+# What a page, slide or sheet asked for by number is called in each language.
+_UNIT_NAMES: dict[str, dict[str, str]] = {
+    "en": {"page": "page", "slide": "slide", "sheet": "sheet"},
+    "zh": {"page": "页", "slide": "张幻灯片", "sheet": "个工作表"},
 }
 # How many chunks the evidence sentences are chosen from (the relevant hits first).
 EVIDENCE_CHUNKS = 8
@@ -293,12 +304,15 @@ class Answerer:
         if named is not None and named.document_id is None:
             text = texts["no_document"].format(name=named.asked_for)
             if named.closest:
-                text += " " + texts["closest_names"].format(names=", ".join(named.closest))
+                text += texts["then"] + texts["closest_names"].format(names=", ".join(named.closest))
             else:
-                text += " " + texts["no_documents"]
+                text += texts["then"] + texts["no_documents"]
             return await done(Answer(text, text, [], False, timings))
 
         candidates = await self._candidates(workspace.id, retrieved.hits, history, named, retrieved)
+        if named is not None and named.page is not None and not candidates:
+            text = await self._no_page_text(texts, lang, named)
+            return await done(Answer(text, text, [], False, timings))
         if named is not None and named.about:
             evidence = self._opening_evidence(candidates)
         else:
@@ -313,7 +327,11 @@ class Answerer:
                 embedding_model_id=retrieved.embedding_model_id or 0,
                 context=previous,
                 coverage_floor=_setting(workspace.evidence_coverage, self.evidence_coverage),
-                similarity_floor=_setting(workspace.evidence_similarity, self.evidence_similarity),
+                # A page asked for by number has no similarity from the search (its chunks
+                # were fetched by place): the asker said where, the words decide.
+                similarity_floor=0.0
+                if named is not None and named.page is not None
+                else _setting(workspace.evidence_similarity, self.evidence_similarity),
             )
         timings["evidence_ms"] = round(evidence.ms, 1)
         timings["coverage"] = evidence.coverage
@@ -453,6 +471,10 @@ class Answerer:
     ) -> list[ChunkHit]:
         """The chunks the evidence is chosen from, best first."""
         if named is not None and named.document_id is not None:
+            if named.page is not None:  # "page 3 of X": that page's chunks, or none
+                return await asyncio.to_thread(
+                    self.store.page_chunks, workspace_id, named.document_id, named.page
+                )
             if named.about:
                 return await asyncio.to_thread(
                     self.store.opening_chunks, workspace_id, named.document_id
@@ -506,6 +528,15 @@ class Answerer:
         if filler:
             return [after if i == filler[-1] else c for i, c in enumerate(chunks)]
         return [*chunks, after]
+
+    async def _no_page_text(self, texts: dict[str, str], lang: str, named: Named) -> str:
+        """'X has no page 9. It has 3 pages.'"""
+        unit = _UNIT_NAMES[lang].get(named.unit, named.unit)
+        text = texts["no_page"].format(name=named.document, unit=unit, page=named.page)
+        doc = await asyncio.to_thread(self.store.get_document, named.document_id or 0)
+        if doc is not None and doc.page_count:
+            text += texts["then"] + texts["page_count"].format(count=doc.page_count, unit=unit)
+        return text
 
     @staticmethod
     def _opening_evidence(chunks: list[ChunkHit]) -> Evidence:

@@ -24,13 +24,28 @@ _ABOUT = [
         re.I,
     ),
     re.compile(r"^\s*what does\s+(?P<x>.+?)\s+(?:say|cover|describe|discuss)\s*\??\s*$", re.I),
+    # "What is on page 3 of X?", "What's in X?"
+    re.compile(r"^\s*what(?:'s| is)\s+(?:on|in)\s+(?P<x>.+?)\s*\??\s*$", re.I),
     re.compile(r"^\s*(?:总结|概括|介绍)(?:一下)?\s*(?P<x>.+?)\s*[。？?]?\s*$"),
     re.compile(r"^\s*(?P<x>.+?)\s*(?:讲了什么|是关于什么的|的主要内容是什么)\s*[。？?]?\s*$"),
 ]
-# "In X, what ..." / "According to X, ..." / "In X: ..."
+# "In X, what ..." / "According to X, ..." / "In X: ..." / "On page 3 of X, ..."
 _WITHIN = re.compile(
-    r"^\s*(?:in|according to|from)\s+(?P<x>[^,:?]{3,120}?)\s*[,:]\s*(?P<q>.+)$", re.I
+    r"^\s*(?:in|on|according to|from)\s+(?P<x>[^,:?]{3,120}?)\s*[,:]\s*(?P<q>.+)$", re.I
 )
+# A place in a document: "page 3 of X", "slide 2 in X", "X, page 3", "X 第3页", or the
+# place alone ("page 3": of the document shared last).  Pages, slides and sheets are
+# what the extractor numbers (a chunk's page_start..page_end).
+_UNITS = {"page": "page", "p.": "page", "pg": "page", "pg.": "page", "slide": "slide"}
+_UNITS |= {"sheet": "sheet", "页": "page", "张幻灯片": "slide", "张": "page"}
+_UNIT = r"(?P<unit>page|p\.|pg\.?|slide|sheet)"
+_PLACES = [
+    re.compile(
+        rf"^\s*(?:the\s+)?{_UNIT}\s*(?P<n>\d{{1,5}})(?:\s+(?:of|in|from)\s+(?P<x>.+))?$", re.I
+    ),
+    re.compile(rf"^\s*(?P<x>.+?)\s*,?\s+{_UNIT}\s*(?P<n>\d{{1,5}})\s*$", re.I),
+    re.compile(r"^\s*(?P<x>.*?)\s*的?第\s*(?P<n>\d{1,5})\s*(?P<unit>页|张幻灯片|张)\s*$"),
+]
 _FILE_NAME = re.compile(
     r"[\w\-.]+\.(?:pdf|txt|md|markdown|docx?|pptx?|xlsx?|odt|ods|odp|html?|epub|rtf|csv|tsv)\b",
     re.I,
@@ -39,11 +54,17 @@ _FILE_NAME = re.compile(
 # just shared, the last of the list (``Store.document_openings`` puts the channel's last).
 _THIS = re.compile(
     r"^(?:it|this|that|(?:this|that|the) (?:one|document|doc|file|paper|report|pdf|attachment"
-    r"|upload|spreadsheet|sheet|presentation|deck|slides|page|article|book))$"
-    r"|^(?:它|这|该|这个|这份|这篇|这本)(?:文件|文档|文章|报告|论文|表格|资料|书)?$",
+    r"|upload|spreadsheet|workbook|sheet|presentation|deck|slides|page|article|book|image"
+    r"|picture|photo|scan|screenshot|diagram|chart))$"
+    r"|^(?:它|这|该|这个|这份|这篇|这本|这张|这幅)"
+    r"(?:文件|文档|文章|报告|论文|表格|资料|书|图|图片|照片|截图|扫描件|幻灯片)?$",
     re.I,
 )
-_DECOR = re.compile(r"^(?:the|a|an)\s+|\s+(?:document|file|paper|report|pdf)$", re.I)
+_DECOR = re.compile(
+    r"^(?:the|a|an)\s+|\s+(?:document|doc|file|paper|report|pdf|deck|presentation|slides"
+    r"|spreadsheet|workbook|image|picture|photo|scan)$",
+    re.I,
+)
 MATCH_RATIO = 0.8
 
 
@@ -59,6 +80,19 @@ class Named:
     # "In X, what ...": the question proper ("what ..."), without the name that only
     # says where to look; None for other shapes.
     rest: str | None = None
+    # "page 3 of X": the page (slide, sheet) asked for, and what the asker called it.
+    page: int | None = None
+    unit: str = "page"
+
+
+def _place(asked: str) -> tuple[str, int, str] | None:
+    """("X", 3, "page") for "page 3 of X" (X "this" when the place is alone)."""
+    for pattern in _PLACES:
+        m = pattern.match(asked)
+        if m:
+            unit = _UNITS.get(m.group("unit").lower(), "page")
+            return (m.group("x") or "this").strip() or "this", int(m.group("n")), unit
+    return None
 
 
 def _norm(name: str) -> str:
@@ -130,16 +164,21 @@ def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | 
         asked = file_like.group(0)
     if asked is None:
         return None
+    page: int | None = None
+    unit = "page"
+    placed = _place(asked.strip().rstrip(".?!。？"))
+    if placed is not None:
+        asked, page, unit = placed
     if _THIS.match(asked.strip().rstrip(".?!。？").strip()) and documents:
         doc_id, name, _ = documents[-1]
-        return Named(doc_id, name, about, rest=rest)
+        return Named(doc_id, name, about, rest=rest, page=page, unit=unit)
     scored = sorted(
         ((_score(asked, name, opening), doc_id, name) for doc_id, name, opening in documents),
         key=lambda t: (-t[0], t[2]),
     )
     if scored and scored[0][0] >= MATCH_RATIO:
         _, doc_id, name = scored[0]
-        return Named(doc_id, name, about, rest=rest)
+        return Named(doc_id, name, about, rest=rest, page=page, unit=unit)
     if _FILE_NAME.search(asked) or file_like:
         # It names a document, and none is close: say so, with the nearest names.
         return Named(None, None, about, asked.strip(), [n for _, _, n in scored[:3]])
