@@ -522,13 +522,37 @@ def test_a_sentence_is_analysed_into_bigrams_as_the_index_sees_it(store: Store) 
     character alone, English stemmed, across scripts and punctuation."""
     assert store.analyze(["显存不足"]) == [frozenset({"显存", "存不", "不足"})]
     [mixed] = store.analyze(["GPU 显存不足，怎么办？DeepMind开发 字"])
-    assert mixed == {"gpu", "显存", "存不", "不足", "怎么", "么办", "deepmind", "开发", "字"}
+    assert mixed == {"gpu", "显存", "存不", "不足", "怎么", "么办", "deepmind", "开发", "字"} | {
+        "deep",  # the words of a camel-case name too (migration 0014)
+        "mind",
+    }
     [japanese, korean] = store.analyze(["日本語のテキスト", "한국어 텍스트"])
     assert japanese == {"日本", "本語", "語の", "のテ", "テキ", "キス", "スト"}
     assert korean == {"한국", "국어", "텍스", "스트"}
     # English text is analysed exactly as to_tsvector('english', ...) did.
     [english] = store.analyze(["The ospreys were diving for fish"])
     assert english == {"osprey", "dive", "fish"}
+
+
+def test_a_camel_case_name_is_also_its_words(store: Store) -> None:
+    """Error and class names: the whole name, and its words (migration 0014)."""
+    [row] = store.analyze(["| 5 | PandocTemplateError | getUserName |"])
+    assert row == {"5", "pandoctemplateerror", "pandoc", "templat", "error"} | {
+        "getusernam",
+        "get",
+        "user",
+        "name",
+    }
+    # Only a lower-case letter before a capital cuts: no stray letters from "PDFs",
+    # "HTTPServer" or "96DISTRICT" (which the parser already cuts after the digits).
+    [caps] = store.analyze(["PDFs HTTPServer 37,499.96DISTRICT"])
+    assert caps == {"pdfs", "httpserver", "37", "499.96", "district"}
+
+
+def test_a_question_in_plain_words_finds_the_camel_case_name(team: Team) -> None:
+    team.note("codes.rtf", "| 4 | PandocAppError |\n| 5 | PandocTemplateError |")
+    team.note("guide.txt", "Templates are plain text files with variables.")
+    assert team.files("pandoc template error code") == ["codes.rtf", "guide.txt"]
 
 
 def test_repeated_bigrams_count_as_term_frequency(team: Team) -> None:
@@ -594,6 +618,36 @@ def test_a_database_with_chinese_chunks_is_upgraded_to_bigrams(
         assert migrate.downgrade(db, "0007") == "0007"
         assert vectors_are("to_tsvector('english', text)")
         assert team.stats()[0] == after[0] + 1
+    finally:
+        db.close()
+
+
+def test_a_database_with_camel_case_names_is_upgraded_to_their_words(
+    librarian_env: dict[str, str],
+) -> None:
+    """Notes indexed before 0014 hold "PandocTemplateError" as one word; after the
+    upgrade a question in plain words finds them, and the totals are recounted.
+    Downgrading restores 0008's vectors."""
+    db = open_database(load_settings())
+    try:
+        assert migrate.upgrade(db, "0013") == "0013"
+        store = Store(db)
+        binding = store.binding_for("console", "", "codes", DEFAULTS)
+        team = Team(store, binding.workspace.id, store.ensure_embedding_model("test-3d", 3))
+        team.note("codes.rtf", "| 5 | PandocTemplateError |")
+        team.note("plain.txt", "ospreys diving fish")
+        before = team.stats()
+        assert team.files("template error") == []
+
+        assert migrate.upgrade(db) == migrate.head_revision()
+        assert team.files("template error") == ["codes.rtf"]
+        assert team.files("PandocTemplateError") == ["codes.rtf"]
+        after = team.stats()  # recounted from the new vectors
+        assert after == (before[0], before[1] + 3)  # pandoc, template, error
+
+        assert migrate.downgrade(db, "0013") == "0013"
+        assert team.files("template error") == []
+        assert team.stats() == before
     finally:
         db.close()
 

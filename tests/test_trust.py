@@ -431,6 +431,23 @@ async def test_a_page_or_slide_asked_for_by_number_is_quoted_from_that_place(
         await app.close()
 
 
+async def test_a_question_in_plain_words_finds_an_error_name_written_in_camel_case(
+    settings,
+) -> None:
+    """Seen by hand in session 10: the pandoc error-code table names its errors
+    "PandocTemplateError", which the keyword index took for one word."""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        reply = await say(app, f"/librarian upload {OFFICE / 'kreuzberg_pandoc-error-codes.rtf'}")
+        assert "Indexed kreuzberg_pandoc-error-codes.rtf" in reply
+        answer = await evidence_for(app, "Which code does pandoc give for a template error?")
+        assert answer.found, answer.text
+        assert answer.evidence[0].text.endswith("| 5 | PandocTemplateError |"), answer.text
+    finally:
+        await app.close()
+
+
 async def test_a_document_opening_with_its_title_alone_is_summed_up_by_its_first_sentences(
     settings,
 ) -> None:

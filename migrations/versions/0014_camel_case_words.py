@@ -1,0 +1,96 @@
+"""The keyword analyzer also indexes the words of identifiers written in camel case.
+
+``to_tsvector('english', ...)`` takes ``PandocTemplateError`` for one word (the lexeme
+``pandoctemplateerror``), so "which error does pandoc give for a missing template?"
+shared no word with the table row that answers it (seen by hand in session 10, on the
+corpus's pandoc error-code RTF).  Error names, class names and API fields in a team's
+documents are written that way.
+
+``librarian_tsvector(text)`` is now the 0008 analyzer (kept as
+``librarian_base_tsvector``) followed by the words of every token that has a lower-case
+letter followed by a capital: ``PandocTemplateError`` -> ``pandoc template error``,
+``getUserName`` -> ``get user name``.  The whole token stays a lexeme, so a question
+that writes the identifier still meets it.  Only lower-to-upper boundaries are cut:
+``HTTPServer`` stays one word, and ``PDFs`` or ``IDs`` give no stray letters.  Text
+without such a token gets exactly the vector it had.  The extra words come after the
+text's own (``||`` numbers them on), so ``tsv_length`` counts them once.
+
+The columns are regenerated and ``keyword_terms``/``keyword_stats`` counted again, as
+0008 did.
+
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-12-06
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+from alembic import op
+
+revision = "0014"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+
+def _analyzer_0008() -> ModuleType:
+    """Migration 0008's module: its analyzer and its way of regenerating the columns."""
+    path = Path(__file__).with_name("0008_cjk_keyword_analyzer.py")
+    spec = importlib.util.spec_from_file_location("librarian_migration_0008", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_BASE = "librarian_base_tsvector"
+# A token with a lower-case letter followed by a capital, cut at each such boundary
+# (not after a digit: the parser already cuts "96DISTRICT", and would count it twice).
+# IMMUTABLE for the same reason as 0008's analyzer; plpgsql so that its plan is kept for
+# the session (the ingest worker inserts one chunk per statement).
+CREATE_CAMEL = r"""
+CREATE FUNCTION librarian_camel_words(body text) RETURNS tsvector
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+BEGIN
+    IF body !~ '[a-z][A-Z]' THEN
+        RETURN ''::tsvector;
+    END IF;
+    RETURN to_tsvector('english', coalesce((
+        SELECT string_agg(regexp_replace(m[1], '([a-z])([A-Z])', '\1 \2', 'g'), ' ')
+        FROM regexp_matches(body, '([A-Za-z0-9]*[a-z][A-Z][A-Za-z0-9]*)', 'g') AS m
+    ), ''));
+END
+$fn$
+"""
+REPLACE_ANALYZER = rf"""
+CREATE OR REPLACE FUNCTION librarian_tsvector(body text) RETURNS tsvector
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+BEGIN
+    RETURN {_BASE}(body) || librarian_camel_words(body);
+END
+$fn$
+"""
+
+
+def upgrade() -> None:
+    m0008 = _analyzer_0008()
+    op.execute(
+        m0008.CREATE_ANALYZER.replace(
+            "CREATE FUNCTION librarian_tsvector(", f"CREATE FUNCTION {_BASE}(", 1
+        )
+    )
+    op.execute(CREATE_CAMEL)
+    op.execute(REPLACE_ANALYZER)
+    m0008._set_analyzer("librarian_tsvector(text)")
+
+
+def downgrade() -> None:
+    m0008 = _analyzer_0008()
+    op.execute(m0008.CREATE_ANALYZER.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1))
+    m0008._set_analyzer("librarian_tsvector(text)")
+    op.execute("DROP FUNCTION librarian_camel_words(text)")
+    op.execute(f"DROP FUNCTION {_BASE}(text)")
