@@ -547,6 +547,9 @@ def test_a_camel_case_name_is_also_its_words(store: Store) -> None:
     # "HTTPServer" or "96DISTRICT" (which the parser already cuts after the digits).
     [caps] = store.analyze(["PDFs HTTPServer 37,499.96DISTRICT"])
     assert caps == {"pdfs", "httpserver", "37", "499.96", "district"}
+    # A question is read without them: "ScienceParse" asks for that name, and "science"
+    # or "parse" alone would dilute it.
+    assert store.analyze(["What is ScienceParse?"], question=True) == [{"sciencepars"}]
 
 
 def test_a_question_in_plain_words_finds_the_camel_case_name(team: Team) -> None:
@@ -627,8 +630,16 @@ def test_a_database_with_camel_case_names_is_upgraded_to_their_words(
 ) -> None:
     """Notes indexed before 0014 hold "PandocTemplateError" as one word; after the
     upgrade a question in plain words finds them, and the totals are recounted.
-    Downgrading restores 0008's vectors."""
+    Downgrading restores 0008's vectors (today's searches need 0014's functions, so
+    the vectors are read directly on either side)."""
     db = open_database(load_settings())
+
+    def lexemes() -> set[str]:
+        with db.engine.connect() as conn:
+            return set(
+                conn.execute(text("SELECT t.lexeme FROM chunks c, unnest(c.tsv) AS t")).scalars()
+            )
+
     try:
         assert migrate.upgrade(db, "0013") == "0013"
         store = Store(db)
@@ -637,7 +648,7 @@ def test_a_database_with_camel_case_names_is_upgraded_to_their_words(
         team.note("codes.rtf", "| 5 | PandocTemplateError |")
         team.note("plain.txt", "ospreys diving fish")
         before = team.stats()
-        assert team.files("template error") == []
+        assert lexemes() == {"5", "pandoctemplateerror", "osprey", "dive", "fish"}
 
         assert migrate.upgrade(db) == migrate.head_revision()
         assert team.files("template error") == ["codes.rtf"]
@@ -646,7 +657,7 @@ def test_a_database_with_camel_case_names_is_upgraded_to_their_words(
         assert after == (before[0], before[1] + 3)  # pandoc, template, error
 
         assert migrate.downgrade(db, "0013") == "0013"
-        assert team.files("template error") == []
+        assert lexemes() == {"5", "pandoctemplateerror", "osprey", "dive", "fish"}
         assert team.stats() == before
     finally:
         db.close()

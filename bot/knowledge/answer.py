@@ -304,7 +304,8 @@ class Answerer:
         if named is not None and named.document_id is None:
             text = texts["no_document"].format(name=named.asked_for)
             if named.closest:
-                text += texts["then"] + texts["closest_names"].format(names=", ".join(named.closest))
+                names = ", ".join(named.closest)
+                text += texts["then"] + texts["closest_names"].format(names=names)
             else:
                 text += texts["then"] + texts["no_documents"]
             return await done(Answer(text, text, [], False, timings))

@@ -600,5 +600,5 @@ class EvidenceFinder:
         """The statements of one evidence step, in one worker thread."""
         stats = self.store.term_stats(workspace_id, model_id, question)
         earlier = self.store.term_stats(workspace_id, model_id, context) if context else None
-        analyzed = self.store.analyze([s for s, _, _ in sentences] + words)
-        return stats, earlier, analyzed[: len(sentences)], analyzed[len(sentences) :]
+        analyzed = self.store.analyze([s for s, _, _ in sentences])
+        return stats, earlier, analyzed, self.store.analyze(words, question=True)

@@ -9,8 +9,11 @@ term, found through the GIN index on ``chunks.tsv``.  Each is scored by Okapi BM
         idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))
     idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5))
 
-Query terms are the distinct lexemes of ``librarian_tsvector(query)``, the analyzer
-``chunks.tsv`` is built with (migration 0008), OR-ed like ``plainto_tsquery`` would:
+Query terms are the distinct lexemes of ``librarian_query_tsvector(query)``, the
+analyzer ``chunks.tsv`` is built with (migration 0008), OR-ed like ``plainto_tsquery``
+would.  (``chunks.tsv`` is ``librarian_tsvector``: that analyzer and, since migration
+0014, the words of camel-case names, "PandocTemplateError" -> "pandoc template
+error", which a question writes in plain words.)
 
 * **English** (any text outside the CJK runs): ``to_tsvector('english', ...)``, words
   stemmed, stop words dropped.  Text without a CJK letter goes straight to it, so an
@@ -100,13 +103,13 @@ RARE_SHARE = 0.01
 _QUOTED = r"'''' || replace(replace(t.lexeme, '\', '\\'), '''', '''''') || ''''"
 
 
-# The query's distinct lexemes (tsvector lexemes are distinct) by the chunks' own
-# analyzer, each with its df and max_tf in the workspace, and the workspace's totals,
-# in one statement.
+# The query's distinct lexemes (tsvector lexemes are distinct) by the questions'
+# analyzer (the chunks' without the words of camel-case names, migration 0014), each
+# with its df and max_tf in the workspace, and the workspace's totals, in one statement.
 TERMS_SQL = f"""
 SELECT t.lexeme, {_QUOTED} AS quoted, coalesce(k.df, 0), coalesce(k.max_tf, 1),
        coalesce(s.chunk_count, 0), coalesce(s.token_count, 0)
-FROM unnest(librarian_tsvector(%(query)s)) AS t
+FROM unnest(librarian_query_tsvector(%(query)s)) AS t
 LEFT JOIN keyword_terms k
        ON k.workspace_id = %(w)s AND k.embedding_model_id = %(m)s AND k.lexeme = t.lexeme
 LEFT JOIN keyword_stats s
@@ -151,10 +154,10 @@ SCORE_SKIPPING_SQL = _SCORE_SQL.replace(" SKIP", " AND NOT c.tsv @@ %(skip)s::ts
 
 
 # Each text's distinct lexemes, by the analyzer the chunks are indexed with (the same
-# ``librarian_tsvector`` as ``chunks.tsv``), so a sentence and a question compare as
-# the keyword index would compare them.
+# ``librarian_tsvector`` as ``chunks.tsv``) or the questions' (ANALYZER), so a sentence
+# and a question compare as the keyword index would compare them.
 ANALYZE_SQL = """
-SELECT u.i, array(SELECT t.lexeme FROM unnest(librarian_tsvector(u.body)) AS t)
+SELECT u.i, array(SELECT t.lexeme FROM unnest(ANALYZER(u.body)) AS t)
 FROM unnest(%(texts)s::text[]) WITH ORDINALITY AS u(body, i)
 ORDER BY u.i
 """
@@ -183,11 +186,16 @@ def term_stats(
     return TermStats(int(rows[0][4]), {str(r[0]): int(r[2]) for r in rows})
 
 
-def analyze(conn: psycopg.Connection[Any], texts: list[str]) -> list[frozenset[str]]:
-    """Each text's distinct lexemes, as the keyword index sees them."""
+def analyze(
+    conn: psycopg.Connection[Any], texts: list[str], *, question: bool = False
+) -> list[frozenset[str]]:
+    """Each text's distinct lexemes, as the keyword index sees them (``question``: as
+    it sees a question's)."""
     if not texts:
         return []
-    rows = conn.execute(ANALYZE_SQL, {"texts": list(texts)}).fetchall()
+    analyzer = "librarian_query_tsvector" if question else "librarian_tsvector"
+    sql = ANALYZE_SQL.replace("ANALYZER", analyzer)
+    rows = conn.execute(sql, {"texts": list(texts)}).fetchall()
     return [frozenset(r[1] or ()) for r in rows]
 
 

@@ -240,9 +240,10 @@ class SearchMixin(WorkspaceIndexMixin):
         """The query's lexemes and their document frequency in the workspace (for weights)."""
         return self._search(lambda conn: term_stats(conn, workspace_id, embedding_model_id, query))
 
-    def analyze(self, texts: Sequence[str]) -> list[frozenset[str]]:
-        """Each text's distinct lexemes, by the keyword index's own analyzer."""
-        return self._search(lambda conn: analyze(conn, list(texts)))
+    def analyze(self, texts: Sequence[str], *, question: bool = False) -> list[frozenset[str]]:
+        """Each text's distinct lexemes, by the keyword index's own analyzer (``question``:
+        by the one it reads questions with)."""
+        return self._search(lambda conn: analyze(conn, list(texts), question=question))
 
     def chunks_by_ids(self, workspace_id: int, ids: Sequence[int]) -> list[ChunkHit]:
         """Chunks by id, within one workspace (forgotten ones are simply absent)."""
