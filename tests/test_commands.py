@@ -20,7 +20,7 @@ from adapters.console import ConsoleAdapter
 from bot.app import App
 from bot.cli import retention as retention_cli
 from bot.events import ConversationRef
-from bot.knowledge.answer import NOT_FOUND
+from bot.knowledge.texts import NOT_FOUND
 
 GENERAL = ConversationRef("console", "", "general", None, "#general")
 WARRANTY = "How long is the warranty of the Zephyr X200?"

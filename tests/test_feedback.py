@@ -25,7 +25,7 @@ from bot.app import App
 from bot.cli import feedback as feedback_cli
 from bot.events import ConversationRef, ReactionAdded, UserRef
 from bot.feedback import verdict_of_reaction, verdict_of_word
-from bot.knowledge.answer import NOT_FOUND
+from bot.knowledge.texts import NOT_FOUND
 from bot.retention import run_retention
 
 REPO = Path(__file__).resolve().parents[1]

@@ -27,8 +27,8 @@ from bot.ingest.filetypes import (
 )
 from bot.ingest.formats.common import TITLE_LINES, row_blocks
 from bot.ingest.sandbox import Sandbox
-from bot.knowledge.answer import NOT_FOUND
 from bot.knowledge.sentences import split_sentences, table_header
+from bot.knowledge.texts import NOT_FOUND
 
 OFFICE = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "office"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "formats"

@@ -23,8 +23,9 @@ from helpers import converse, make_pdf, say
 
 from bot.app import App
 from bot.events import ConversationRef
-from bot.knowledge.answer import NOT_FOUND, Answer
+from bot.knowledge.answer import Answer
 from bot.knowledge.check import ECHO, check_answer
+from bot.knowledge.texts import NOT_FOUND
 
 GENERAL = ConversationRef("console", "", "general")
 
@@ -178,7 +179,7 @@ def test_an_answer_in_words_the_sources_do_not_hold_fails_the_check() -> None:
 
 
 def test_a_name_written_without_its_accents_is_the_same_name() -> None:
-    from bot.knowledge.evidence import content_of
+    from bot.knowledge.question import content_of
 
     sources = "Nestlé reported sales in Zone AOA. The site is at 1069 boulevard de Sainte-Adèle."
     assert check_answer("Nestle reported them.", sources).passed

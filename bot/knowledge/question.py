@@ -1,0 +1,140 @@
+"""What a question asks: its frame words, its content words, the type of its answer.
+
+The evidence step (``bot.knowledge.evidence``) weighs a question's content terms and
+names them when nothing covers them; this module reads the question itself, before
+any document is looked at.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from bot.knowledge.language import fold
+from bot.knowledge.sentences import CJK
+
+# A sentence holding what the question asks for (a number for "how many", a name for
+# "who") gets this much more: the answer's type is half of what makes a sentence answer.
+TYPE_BONUS = 0.15
+_ASKS_NUMBER = re.compile(
+    r"\b(?:how (?:many|much|long|old|far|often|large|big)|what (?:percentage|percent|number|"
+    r"amount|year|date|time|day|month|price|cost|size|total)|when|in which year|多少|几)\b",
+    re.I,
+)
+_ASKS_NAME = re.compile(r"\b(?:who|whom|whose|which (?:company|person|organi[sz]ation))\b|谁", re.I)
+_HAS_NUMBER = re.compile(r"\d")
+_HAS_NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+")
+
+
+def type_bonus(question: str) -> Callable[[str], float]:
+    """A scorer giving TYPE_BONUS to sentences of the type the question asks for."""
+    if _ASKS_NUMBER.search(question):
+        return lambda s: TYPE_BONUS if _HAS_NUMBER.search(s) else 0.0
+    if _ASKS_NAME.search(question):
+        return lambda s: TYPE_BONUS if _HAS_NAME.search(s) else 0.0
+    return lambda s: 0.0
+
+
+_WORD = re.compile(r"[\w][\w'\-.]*\w|\w", re.UNICODE)
+
+
+# Words that shape a question rather than say what it is about ("how long", "what
+# kind of", "according to the document"): they weigh nothing, or a question would need
+# the word "long" in the answer.  Stop words (the, is, ...) are dropped by the analyzer.
+QUESTION_FRAME = frozenset(
+    {
+        "how",
+        "long",
+        "much",
+        "many",
+        "often",
+        "far",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "when",
+        "where",
+        "why",
+        "kind",
+        "type",
+        "sort",
+        "name",
+        "named",
+        "called",
+        "call",
+        "say",
+        "says",
+        "said",
+        "tell",
+        "describe",
+        "described",
+        "mean",
+        "means",
+        "according",
+        "document",
+        "documents",
+        "paper",
+        "file",
+        "files",
+        "text",
+        "give",
+        "list",
+        "explain",
+        "please",
+        "exactly",
+        "approximately",
+        "roughly",
+        "number",
+        "amount",
+        # "How long does it take?", "how many oxen did it take?": the verb frames the
+        # question; the answer says "40 work-hours", not "takes".
+        "take",
+        "takes",
+        "took",
+        # Modal verbs frame a question ("within how many days must claims be filed?")
+        # and are not in the analyzer's stop list; a document rarely repeats them, and
+        # as words no document holds they would weigh five times their idf. ("may" is
+        # also a month, so it stays.)
+        "must",
+        "might",
+        "shall",
+        "would",
+        "could",
+        "ought",
+    }
+)
+_ZH_FRAME = re.compile(
+    r"什么|多少|哪[一]?[些个里本家位种年天条篇项次份所]|哪儿|怎么|怎样|如何|是否|为什么|谁|吗|呢|请问"
+    r"|文件中|文档中"
+)
+
+
+_NUMBER_DASH = re.compile(r"(?<=\d)-(?=\d)")
+
+
+def content_of(question: str) -> str:
+    """The question without its frame words: what its terms are weighed on."""
+    kept = [w for w in re.split(r"(\W+)", question) if w.lower() not in QUESTION_FRAME]
+    # "737-8" would be analysed as 737 and the signed number -8, which a document
+    # writing "737–8" (an en dash, as typeset text does) never holds: compare the numbers.
+    return _NUMBER_DASH.sub(" ", _ZH_FRAME.sub(" ", "".join(kept)))
+
+
+# Chinese function characters (particles, measure words, copulas, prepositions) that
+# separate content words: written Chinese has no spaces, and "I searched for" should
+# name "微软, 量子计算机", not the whole run "微软的量子计算机有".
+_ZH_FUNCTION = re.compile(r"[的了是在有和与及个把被对从为也都就而或这那其之于以]+")
+
+
+def question_words(question: str) -> list[str]:
+    """The question's distinct words in order (for naming what was searched); a run of
+    Chinese is cut at its function characters."""
+    seen: dict[str, str] = {}  # folded -> as first written ("Sample", "sample": one word)
+    for word in _WORD.findall(question):
+        parts = _ZH_FUNCTION.split(word) if CJK.search(word) else [word]
+        for part in parts:
+            if part:
+                seen.setdefault(fold(part), part)
+    return list(seen.values())

@@ -1,0 +1,55 @@
+"""The bot's fixed texts (not found, evidence headings, no such document or page), in
+English and Chinese: a Chinese question gets the Chinese ones; quotes stay in their
+document's language."""
+
+from __future__ import annotations
+
+NOT_FOUND = (
+    "I could not find this in the documents of this channel's workspace, "
+    "so I won't guess. Share the document that holds the answer and ask again."
+)
+
+# The fixed texts, in English and Chinese (a Chinese question gets the Chinese ones).
+TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "not_found": NOT_FOUND,
+        "searched": "I searched for: {terms}.",
+        "missing": "No document mentions: {terms}.",
+        "closest": "The closest passage is in {where}.",
+        "evidence": "Evidence:",
+        "replaced": "The documents say:",
+        "working": "(writing an answer from these passages...)",
+        "no_document": "There is no document named '{name}' in this workspace.",
+        "closest_names": "The closest names: {names}.",
+        "no_documents": "This workspace has no documents yet.",
+        "no_page": "{name} has no {unit} {page}.",
+        "then": " ",  # between two sentences
+        "page_count": "It has {count} {unit}s.",
+        "sources": "Sources:",
+        "shared_in": "shared in {where}",
+    },
+    "zh": {
+        "not_found": (
+            "我在这个频道工作区的文件中没有找到答案，所以不做猜测。请分享包含答案的文件后再问。"
+        ),
+        "searched": "我搜索了：{terms}。",
+        "missing": "没有任何文件提到：{terms}。",
+        "closest": "最接近的段落在 {where}。",
+        "evidence": "依据：",
+        "replaced": "文件中写道：",
+        "working": "（正在根据这些段落撰写回答……）",
+        "no_document": "这个工作区里没有名为“{name}”的文件。",
+        "closest_names": "最接近的文件名：{names}。",
+        "no_documents": "这个工作区还没有文件。",
+        "no_page": "{name} 没有第 {page} {unit}。",
+        "then": "",
+        "page_count": "它共有 {count} {unit}。",
+        "sources": "来源：",
+        "shared_in": "分享于 {where}",
+    },
+}
+# What a page, slide or sheet asked for by number is called in each language.
+UNIT_NAMES: dict[str, dict[str, str]] = {
+    "en": {"page": "page", "slide": "slide", "sheet": "sheet"},
+    "zh": {"page": "页", "slide": "张幻灯片", "sheet": "个工作表"},
+}
