@@ -1,4 +1,6 @@
-"""Check ``bot/bench/realdocs.jsonl``, the grounding set written on the shared real PDFs.
+"""Check ``bot/bench/realdocs.jsonl``, the grounding set written on the shared real PDFs,
+or (``--chinese``) ``bot/bench/realdocs_zh.jsonl``, the Chinese set written on the three
+Chinese files of ``shared/corpus/office`` (a web page, a Word draft standard, a CSV).
 
 Every PDF in the folder is read again with the project's own extractor
 (:func:`bot.ingest.extract.extract`), so page numbers and text are exactly what the bot
@@ -15,11 +17,15 @@ by OCR, are left out: the set was written before OCR, see REALDOCS.md).  Checked
   whitespace collapsed);
 * the counts: at least :data:`MIN_ANSWERABLE` answerable and :data:`MIN_UNANSWERABLE`
   unanswerable items, answerable items on at least :data:`MIN_DOCUMENTS` documents,
-  and each split holding at least :data:`MIN_SPLIT_SHARE` of each kind.
+  and each split holding at least :data:`MIN_SPLIT_SHARE` of each kind (the Chinese
+  set's minimums are its :class:`SetSpec`'s);
+* an item's optional ``location`` is where the bot cites its page ("row 9", "section
+  ..."), as the extractor names it.
 
 Run from the repository root::
 
     python tools/verify_realdocs.py [--pdf-dir DIR] [--set FILE]
+    python tools/verify_realdocs.py --chinese
 
 It prints a summary and exits 1 with the list of problems if there are any.  Tests
 call :func:`verify` instead.
@@ -43,6 +49,7 @@ if str(REPO) not in sys.path:  # run as a script: import this checkout's bot, no
 
 from bot.ingest.extract import ExtractionRefused, extract  # noqa: E402
 from bot.ingest.ocr import OcrOptions  # noqa: E402
+from bot.knowledge.sentences import CJK  # noqa: E402
 
 TEXT_LAYER_ONLY = OcrOptions(max_pages=0)
 
@@ -55,10 +62,27 @@ MIN_DOCUMENTS = 20
 MIN_SPLIT_SHARE = 0.4
 
 
-def default_pdf_dir() -> Path:
-    """``shared/corpus/pdfs`` beside the checkout, else the development machine's copy."""
-    beside = REPO.parent / "shared" / "corpus" / "pdfs"
-    return beside if beside.is_dir() else Path("/work/shared/corpus/pdfs")
+@dataclass(frozen=True)
+class SetSpec:
+    """A set, the documents it is written on and the counts it must reach."""
+
+    path: Path
+    folder: str  # under shared/corpus
+    pattern: str  # the folder's files the set is checked against
+    min_answerable: int
+    min_unanswerable: int
+    min_documents: int
+
+
+ENGLISH = SetSpec(DEFAULT_SET, "pdfs", "*.pdf", MIN_ANSWERABLE, MIN_UNANSWERABLE, MIN_DOCUMENTS)
+# Every Chinese file of the office folder: an absent term must be in none of them.
+CHINESE = SetSpec(REPO / "bot" / "bench" / "realdocs_zh.jsonl", "office", "*_zh.*", 24, 24, 3)
+
+
+def default_pdf_dir(spec: SetSpec = ENGLISH) -> Path:
+    """``shared/corpus/<folder>`` beside the checkout, else the development machine's copy."""
+    beside = REPO.parent / "shared" / "corpus" / spec.folder
+    return beside if beside.is_dir() else Path("/work/shared/corpus") / spec.folder
 
 
 def collapse(text: str) -> str:
@@ -68,9 +92,11 @@ def collapse(text: str) -> str:
 
 @dataclass
 class Corpus:
-    """The folder's PDFs as the bot reads them: page number to collapsed page text."""
+    """The folder's documents as the bot reads them: page number to collapsed page text."""
 
     pages: dict[str, dict[int, str]] = field(default_factory=dict)
+    # page number to where the bot cites it ("row 9"; None for a PDF's pages)
+    locations: dict[str, dict[int, str | None]] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
 
     def full_text_lower(self) -> dict[str, str]:
@@ -81,10 +107,10 @@ class Corpus:
         }
 
 
-def read_corpus(pdf_dir: Path) -> Corpus:
-    """Extract every ``*.pdf`` in ``pdf_dir`` with the project's extractor."""
+def read_corpus(pdf_dir: Path, pattern: str = "*.pdf") -> Corpus:
+    """Extract every file of ``pdf_dir`` matching ``pattern`` with the project's extractor."""
     corpus = Corpus()
-    for path in sorted(pdf_dir.glob("*.pdf")):
+    for path in sorted(pdf_dir.glob(pattern)):
         try:
             # The set was written on the PDFs' text layers, before OCR: its absent
             # terms are absent from those.  OCR of scanned pages (no text layer) finds
@@ -96,6 +122,7 @@ def read_corpus(pdf_dir: Path) -> Corpus:
             corpus.refused[path.name] = str(exc)
             continue
         corpus.pages[path.name] = {page.number: collapse(page.text) for page in result.pages}
+        corpus.locations[path.name] = {page.number: page.location for page in result.pages}
     return corpus
 
 
@@ -135,6 +162,9 @@ def _check_answerable(item: dict[str, Any], corpus: Corpus) -> list[str]:
         return [f"{where}: {document} has no text on page {page}"]
     if not isinstance(answers, list) or not answers:
         return [f"{where}: answers must be a non-empty list"]
+    location = corpus.locations.get(document, {}).get(page)
+    if "location" in item and item["location"] != location:
+        problems.append(f"{where}: page {page} of {document} is cited as {location!r}")
     question = collapse(str(item.get("question", "")))
     also_in = item.get("also_in", [])
     if not isinstance(also_in, list):
@@ -146,8 +176,10 @@ def _check_answerable(item: dict[str, Any], corpus: Corpus) -> list[str]:
         gold = collapse(answer)
         if gold not in text:
             problems.append(f"{where}: gold {answer!r} is not on page {page} of {document}")
-        # As a whole word: "73" inside "737" gives nothing away.
-        if re.search(rf"(?<!\w){re.escape(gold)}(?!\w)", question, re.IGNORECASE):
+        # As a whole word: "73" inside "737" gives nothing away.  Chinese has no word
+        # boundaries: there, anywhere in the question.
+        word = re.escape(gold) if CJK.search(gold) else rf"(?<!\w){re.escape(gold)}(?!\w)"
+        if re.search(word, question, re.IGNORECASE):
             problems.append(f"{where}: gold {answer!r} is given away by the question")
         for twin in also_in:
             if twin not in corpus.pages:
@@ -196,10 +228,11 @@ def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _check_counts(items: list[dict[str, Any]]) -> list[str]:
+def _check_counts(items: list[dict[str, Any]], spec: SetSpec) -> list[str]:
     problems: list[str] = []
     kinds = Counter(str(i.get("kind")) for i in items)
-    for kind, minimum in (("answerable", MIN_ANSWERABLE), ("unanswerable", MIN_UNANSWERABLE)):
+    minimums = (("answerable", spec.min_answerable), ("unanswerable", spec.min_unanswerable))
+    for kind, minimum in minimums:
         if kinds[kind] < minimum:
             problems.append(f"only {kinds[kind]} {kind} items (at least {minimum} wanted)")
         for split in SPLITS:
@@ -210,24 +243,31 @@ def _check_counts(items: list[dict[str, Any]]) -> list[str]:
                     f"(at least {MIN_SPLIT_SHARE:.0%} wanted)"
                 )
     documents = summarize(items)["answerable_documents"]
-    if len(documents) < MIN_DOCUMENTS:
+    if len(documents) < spec.min_documents:
         problems.append(
-            f"answerable items cover {len(documents)} documents (at least {MIN_DOCUMENTS})"
+            f"answerable items cover {len(documents)} documents (at least {spec.min_documents})"
         )
     return problems
 
 
-def verify(pdf_dir: Path, set_path: Path, *, corpus: Corpus | None = None) -> list[str]:
-    """Every problem with the set at ``set_path`` against the PDFs in ``pdf_dir``.
+def verify(
+    pdf_dir: Path,
+    set_path: Path,
+    *,
+    corpus: Corpus | None = None,
+    spec: SetSpec = ENGLISH,
+) -> list[str]:
+    """Every problem with the set at ``set_path`` against the documents in ``pdf_dir``.
 
     An empty list means the set is sound.  ``corpus`` may be passed to reuse one
-    extraction (see :func:`read_corpus`).
+    extraction (see :func:`read_corpus`); ``spec`` gives the files the set is checked
+    against and the counts it must reach.
     """
     if not pdf_dir.is_dir():
         return [f"PDF folder not found: {pdf_dir}"]
     if not set_path.is_file():
         return [f"set not found: {set_path}"]
-    corpus = corpus or read_corpus(pdf_dir)
+    corpus = corpus or read_corpus(pdf_dir, spec.pattern)
     items, problems = read_set(set_path)
     full_texts = corpus.full_text_lower()
 
@@ -249,26 +289,34 @@ def verify(pdf_dir: Path, set_path: Path, *, corpus: Corpus | None = None) -> li
             problems += _check_unanswerable(item, corpus, full_texts)
         else:
             problems.append(f"{where}: kind must be one of {KINDS}, not {kind!r}")
-    problems += _check_counts(items)
+    problems += _check_counts(items, spec)
     return problems
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: print the summary, then the problems; 1 if there are any."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pdf-dir", type=Path, default=None, help="the shared PDFs")
-    parser.add_argument("--set", type=Path, default=DEFAULT_SET, help="the JSON-lines set")
+    parser.add_argument("--pdf-dir", type=Path, default=None, help="the shared documents")
+    parser.add_argument("--set", type=Path, default=None, help="the JSON-lines set")
+    parser.add_argument(
+        "--chinese", action="store_true", help="the Chinese set, on shared/corpus/office"
+    )
     args = parser.parse_args(argv)
-    pdf_dir = args.pdf_dir or default_pdf_dir()
+    spec = CHINESE if args.chinese else ENGLISH
+    pdf_dir = args.pdf_dir or default_pdf_dir(spec)
+    args.set = args.set or spec.path
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # font warnings are not our business
 
-    corpus = read_corpus(pdf_dir) if pdf_dir.is_dir() else None
-    problems = verify(pdf_dir, args.set, corpus=corpus)
+    corpus = read_corpus(pdf_dir, spec.pattern) if pdf_dir.is_dir() else None
+    problems = verify(pdf_dir, args.set, corpus=corpus, spec=spec)
     if corpus is not None and args.set.is_file():
         items, _ = read_set(args.set)
         summary = summarize(items)
         print(f"set: {args.set}")
-        print(f"PDFs: {pdf_dir} ({len(corpus.pages)} readable, {len(corpus.refused)} refused)")
+        print(
+            f"documents: {pdf_dir}/{spec.pattern} ({len(corpus.pages)} readable, "
+            f"{len(corpus.refused)} refused)"
+        )
         print(f"items: {summary['total']}")
         for key, count in summary["by_kind_split"].items():
             print(f"  {key}: {count}")
