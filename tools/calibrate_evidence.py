@@ -16,24 +16,54 @@ kind apart.  The report split is never read here.
 
 ``--missing-weight``, ``--missing-full-chunks`` and ``--focus-floor`` try other values
 of the evidence step's constants (``bot.knowledge.evidence``).
+
+``--chinese`` runs the Chinese set (``bot/bench/realdocs_zh.jsonl``, on the three Chinese
+files of ``../shared/corpus/office``) instead.  Its library is a channel holding those
+three files beside English ones: the English library above with them added (1,271
+chunks: a missing word weighs in full, ``MISSING_FULL_CHUNKS``), or a small one with two
+English PDFs as distractors (399 chunks):
+
+    cp -a /tmp/rd-home /tmp/rd-home-zh
+    LIBRARIAN_HOME=/tmp/rd-home-zh librarian ingest ../shared/corpus/office/*_zh.* \
+        --channel console:rd
+    LIBRARIAN_HOME=/tmp/rd-home-zh python tools/calibrate_evidence.py --chinese
+    LIBRARIAN_HOME=/tmp/rd-home-zh librarian ingest ../shared/corpus/office/*_zh.* \
+        ../shared/corpus/pdfs/acl_2020.acl-main.207.pdf \
+        ../shared/corpus/pdfs/pdfplumber_federal-register-2020-17221.pdf --channel console:zh
+    LIBRARIAN_HOME=/tmp/rd-home-zh python tools/calibrate_evidence.py --chinese \
+        --channel console:zh
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-import evidence_rule  # tools/evidence_rule.py (the script's folder is on sys.path)
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: import this checkout's bot, not another
+    sys.path.insert(0, str(REPO))
 
-from bot.app import App
-from bot.bench.common import bench_binding, default_eval_dir, ingest_documents
-from bot.bench.grounding import answer_matches
-from bot.cli.common import parse_channel, with_app
-from bot.knowledge.evidence import is_answered
+import evidence_rule  # noqa: E402  (tools/evidence_rule.py: the script's folder is on sys.path)
 
-SET = Path(__file__).resolve().parents[1] / "bot" / "bench" / "realdocs.jsonl"
+from bot.app import App  # noqa: E402
+from bot.bench.common import bench_binding, default_eval_dir, ingest_documents  # noqa: E402
+from bot.bench.grounding import answer_matches, normalize  # noqa: E402
+from bot.cli.common import parse_channel, with_app  # noqa: E402
+from bot.knowledge.evidence import is_answered  # noqa: E402
+from bot.knowledge.sentences import CJK, is_cjk  # noqa: E402
+
+SET = REPO / "bot" / "bench" / "realdocs.jsonl"
+SET_ZH = SET.with_name("realdocs_zh.jsonl")
+
+
+def gold_quoted(quoted: str, gold: list[str]) -> bool:
+    """Whether the quotes hold a gold string: as whole words (``answer_matches``), or,
+    for a Chinese one (Chinese has no spaces between words), anywhere."""
+    said = normalize(quoted)
+    return answer_matches(quoted, gold) or any(CJK.search(g) and normalize(g) in said for g in gold)
 
 
 async def _own_workspace(app: App, document: str, pdf_dir: Path) -> Any:
@@ -44,11 +74,14 @@ async def _own_workspace(app: App, document: str, pdf_dir: Path) -> Any:
     return binding
 
 
-async def features(app: App, channel: str, split: str, pdf_dir: Path) -> list[dict[str, Any]]:
+async def features(
+    app: App, channel: str, split: str, pdf_dir: Path, set_path: Path = SET
+) -> list[dict[str, Any]]:
     """Coverage, similarity and gold-in-evidence of each question of the split, asked in
-    the library and (when it names a document) in its document's own workspace."""
+    the library and (when it names a document) in its document's own workspace (the
+    document read from ``pdf_dir``)."""
     library = await app.dispatcher.binding(parse_channel(channel))
-    rows = [json.loads(line) for line in SET.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in set_path.read_text().splitlines() if line.strip()]
     out = []
     for q in rows:
         if q["split"] != split:
@@ -73,13 +106,16 @@ async def features(app: App, channel: str, split: str, pdf_dir: Path) -> list[di
                 {
                     "id": q["id"],
                     "kind": q["kind"],
+                    "found": answer.found,
+                    # A Chinese question has no similarity floor (bot.knowledge.evidence).
+                    "words_only": is_cjk(q["question"]),
                     "where": where,
                     "coverage": answer.timings.get("coverage", 0.0),
                     "best_coverage": answer.timings.get("best_coverage", 0.0),
                     "similarity": answer.timings.get("similarity", 0.0),
                     "lexical": answer.timings.get("lexical", True),
                     "gold_in_evidence": bool(gold)
-                    and answer_matches(" ".join(e.text for e in answer.evidence), gold),
+                    and gold_quoted(" ".join(e.text for e in answer.evidence), gold),
                 }
             )
     return out
@@ -87,7 +123,9 @@ async def features(app: App, channel: str, split: str, pdf_dir: Path) -> list[di
 
 def kept_by(r: dict[str, Any], c: float, s: float) -> bool:
     """Whether the finder's rule at thresholds (c, s) answers the question of row r."""
-    return is_answered(r["coverage"], r["similarity"], r["lexical"], c, s)
+    return is_answered(
+        r["coverage"], r["similarity"], r["lexical"], c, 0.0 if r.get("words_only") else s
+    )
 
 
 def figures(rows: list[dict[str, Any]], c: float, s: float) -> tuple[float, float, float]:
@@ -105,14 +143,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--channel", default="console:rd", help="the library's channel")
     parser.add_argument("--split", default="calibrate")
-    parser.add_argument("--pdfs", type=Path, default=default_eval_dir().parent / "corpus" / "pdfs")
+    corpus = default_eval_dir().parent / "corpus"
+    parser.add_argument("--pdfs", type=Path, help="the set's documents (default: its folder)")
+    parser.add_argument(
+        "--chinese", action="store_true", help="the Chinese set (realdocs_zh.jsonl)"
+    )
     parser.add_argument("--dump", type=Path)
     evidence_rule.add_options(parser)
     args = parser.parse_args()
+    set_path = SET_ZH if args.chinese else SET
+    documents = args.pdfs or corpus / ("office" if args.chinese else "pdfs")
 
     async def run(app: App) -> list[dict[str, Any]]:
         evidence_rule.apply(app.answerer.finder, args)
-        return await features(app, args.channel, args.split, args.pdfs)
+        return await features(app, args.channel, args.split, documents, set_path)
 
     rows = with_app(run)
     if args.dump:
