@@ -421,13 +421,25 @@ async def test_a_page_or_slide_asked_for_by_number_is_quoted_from_that_place(
 
         reply = await say(app, f"/librarian upload {OFFICE / 'markitdown_autogen.pptx'}")
         assert "Indexed markitdown_autogen.pptx" in reply
-        for question in ("What does slide 2 of the AutoGen deck say?", "Summarize slide 2"):
+        reply = await say(app, f"/librarian upload {OFFICE / 'unstructured_DA-1p.png'}")
+        assert "Indexed unstructured_DA-1p.png" in reply
+        # "the deck" is the presentation shared last, though an image came after it.
+        answer = await evidence_for(app, "What is on slide 9 of the deck?")
+        assert answer.text == "markitdown_autogen.pptx has no slide 9. It has 6 slides."
+        answer = await evidence_for(app, "What is on page 3?")  # of the image, shared last
+        assert answer.text == "unstructured_DA-1p.png has no page 3. It has 1 page."
+        for question in (
+            "What does slide 2 of the AutoGen deck say?",
+            "Summarize slide 2 of the deck",
+        ):
             answer = await evidence_for(app, question)
             assert answer.found, answer.text
             assert {q.page for q in answer.evidence} == {2}, answer.text
             assert all(q.hit.file_name == "markitdown_autogen.pptx" for q in answer.evidence), (
                 answer.text
             )
+        answer = await evidence_for(app, "Summarize this deck")
+        assert {q.hit.file_name for q in answer.evidence} == {"markitdown_autogen.pptx"}
     finally:
         await app.close()
 

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bot.ingest.filetypes import count_label
 from bot.knowledge.check import check_answer
 from bot.knowledge.draft import tidy_draft
 from bot.knowledge.evidence import Evidence, EvidenceFinder, Quote
@@ -488,7 +489,11 @@ class Answerer:
         text = texts["no_page"].format(name=named.document, unit=unit, page=named.page)
         doc = await asyncio.to_thread(self.store.get_document, named.document_id or 0)
         if doc is not None and doc.page_count:
-            text += texts["then"] + texts["page_count"].format(count=doc.page_count, unit=unit)
+            # In the document's own unit where the language has it: "1 page", "6 slides".
+            label = count_label(doc.media_type, doc.page_count)
+            text += texts["then"] + texts["page_count"].format(
+                label=label, count=doc.page_count, unit=unit
+            )
         return text
 
     @staticmethod

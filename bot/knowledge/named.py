@@ -14,6 +14,8 @@ import difflib
 import re
 from dataclasses import dataclass, field
 
+from bot.ingest.filetypes import IMAGE_KINDS, KINDS, FileKind
+
 # "what is X about", "summarize X", "give me a summary of X", "what does X say/cover",
 # and the Chinese "X 讲了什么" / "总结 X" / "概括 X".
 _ABOUT = [
@@ -53,13 +55,40 @@ _FILE_NAME = re.compile(
 # "What is this about?", "summarize it", "这份文件讲了什么？": in a chat, the document
 # just shared, the last of the list (``Store.document_openings`` puts the channel's last).
 _THIS = re.compile(
-    r"^(?:it|this|that|(?:this|that|the) (?:one|document|doc|file|paper|report|pdf|attachment"
-    r"|upload|spreadsheet|workbook|sheet|presentation|deck|slides|page|article|book|image"
-    r"|picture|photo|scan|screenshot|diagram|chart))$"
+    r"^(?:it|this|that|(?:this|that|the) (?P<noun>one|document|doc|file|paper|report|pdf"
+    r"|attachment|upload|spreadsheet|workbook|sheet|presentation|deck|slides|page|article"
+    r"|book|image|picture|photo|scan|screenshot|diagram|chart))$"
     r"|^(?:它|这|该|这个|这份|这篇|这本|这张|这幅)"
-    r"(?:文件|文档|文章|报告|论文|表格|资料|书|图|图片|照片|截图|扫描件|幻灯片)?$",
+    r"(?P<zh>文件|文档|文章|报告|论文|表格|资料|书|图|图片|照片|截图|扫描件|幻灯片)?$",
     re.I,
 )
+# "this deck" is the presentation shared last, though an image came after it.
+_SLIDES = frozenset({FileKind.PPTX, FileKind.ODP})
+_SHEETS = frozenset({FileKind.XLSX, FileKind.ODS, FileKind.CSV, FileKind.TSV})
+_NOUN_KINDS: dict[str, frozenset[FileKind]] = {
+    **dict.fromkeys(("presentation", "deck", "slides", "幻灯片"), _SLIDES),
+    **dict.fromkeys(("spreadsheet", "workbook", "sheet", "表格"), _SHEETS),
+    **dict.fromkeys(
+        ("image", "picture", "photo", "scan", "screenshot", "图", "图片", "照片", "截图"),
+        IMAGE_KINDS,
+    ),
+    "pdf": frozenset({FileKind.PDF}),
+}
+
+
+def _latest_of(noun: str | None, documents: list[tuple[int, str, str]]) -> tuple[int, str]:
+    """The last of ``documents`` (the one "this" names) of the kind ``noun`` says, if
+    any is; else the last."""
+    kinds = _NOUN_KINDS.get((noun or "").lower())
+    if kinds:
+        extensions = tuple(ext for kind in kinds for ext in KINDS[kind].extensions)
+        for doc_id, name, _ in reversed(documents):
+            if name.lower().endswith(extensions):
+                return doc_id, name
+    doc_id, name, _ = documents[-1]
+    return doc_id, name
+
+
 _DECOR = re.compile(
     r"^(?:the|a|an)\s+|\s+(?:document|doc|file|paper|report|pdf|deck|presentation|slides"
     r"|spreadsheet|workbook|image|picture|photo|scan)$",
@@ -169,8 +198,9 @@ def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | 
     placed = _place(asked.strip().rstrip(".?!。？"))
     if placed is not None:
         asked, page, unit = placed
-    if _THIS.match(asked.strip().rstrip(".?!。？").strip()) and documents:
-        doc_id, name, _ = documents[-1]
+    this = _THIS.match(asked.strip().rstrip(".?!。？").strip())
+    if this and documents:
+        doc_id, name = _latest_of(this.group("noun") or this.group("zh"), documents)
         return Named(doc_id, name, about, rest=rest, page=page, unit=unit)
     scored = sorted(
         ((_score(asked, name, opening), doc_id, name) for doc_id, name, opening in documents),

@@ -24,7 +24,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "no_documents": "This workspace has no documents yet.",
         "no_page": "{name} has no {unit} {page}.",
         "then": " ",  # between two sentences
-        "page_count": "It has {count} {unit}s.",
+        "page_count": "It has {label}.",
         "sources": "Sources:",
         "shared_in": "shared in {where}",
     },
