@@ -40,7 +40,7 @@ deploy-tools:
 		apt-get install -y -qq docker-compose >/dev/null 2>&1; } || true
 
 test: install $(SYNAPSE_STAMP) deploy-tools
-	LIBRARIAN_SYNAPSE_PYTHON=$(abspath $(SYNAPSE_VENV))/bin/python $(BIN)/python -m pytest -q -ra
+	LIBRARIAN_SYNAPSE_PYTHON=$(abspath $(SYNAPSE_VENV))/bin/python $(BIN)/python -m pytest -q -ra --durations=15
 
 # The fast tier: command parsing, arity, choices, admin refusal, what is generated from
 # the declarations, and the import boundaries; no Postgres, model or server (under 10 s).
