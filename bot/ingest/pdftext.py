@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,6 +65,7 @@ SPREAD_EMS = 1.0
 # pypdf's own extractor class once replaced; None before the first call, False when
 # this pypdf lacks what the subclass needs.
 _pypdf_extractor: type | bool | None = None
+_install_lock = threading.Lock()
 
 
 def _word_break(
@@ -158,20 +160,23 @@ def install() -> bool:
     text is then pypdf's own.
     """
     global _pypdf_extractor
-    if _pypdf_extractor is None:
-        import pypdf._page as pypdf_page
+    if _pypdf_extractor is not None:  # the usual case: decided on an earlier call
+        return _pypdf_extractor is not False
+    with _install_lock:
+        if _pypdf_extractor is None:
+            import pypdf._page as pypdf_page
 
-        base = getattr(pypdf_page, "TextExtraction", None)
-        try:
-            probe = base() if isinstance(base, type) else None
-        except Exception:
-            probe = None
-        if probe is None or not all(hasattr(probe, name) for name in _NEEDED):
-            logger.warning("pypdf's TextExtraction changed: words in tables may come out glued")
-            _pypdf_extractor = False
-        else:
-            _pypdf_extractor = base
-            pypdf_page.TextExtraction = _spaced_extraction_class(base)
+            base = getattr(pypdf_page, "TextExtraction", None)
+            try:
+                probe = base() if isinstance(base, type) else None
+            except Exception:
+                probe = None
+            if probe is None or not all(hasattr(probe, name) for name in _NEEDED):
+                logger.warning("pypdf's TextExtraction changed: words in tables may come out glued")
+                _pypdf_extractor = False
+            else:
+                _pypdf_extractor = base
+                pypdf_page.TextExtraction = _spaced_extraction_class(base)
     return _pypdf_extractor is not False
 
 
