@@ -50,10 +50,11 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 # A piece of text that starts this many ems (of the previous piece's font) or more
-# before the end of the previous piece on the same line starts a new word.  Table
-# cells drawn right to left in the corpus move back 4 em or more; an accent drawn
-# over the letter before it about 0.4 em ("Erd˝os", "Aviac¸ão"), TeX's wide math
-# accents up to about 1 em.
+# before the end of the previous piece on the same line starts a new word.  In the
+# corpus, table cells drawn right to left move back 4 em or more; an accent drawn over
+# the letter before it 0.4 to 0.5 em ("Erd˝os", "Aviac¸ão"), which must stay one
+# word.  TeX's math moves back 0.2 to 2.5 em (scripts, wide accents): a space there
+# only separates symbols.
 BACKWARD_EMS = 1.0
 # Half a space is capped at this, in thousandths of an em: the smallest word gap
 # (Helvetica's half space is 139, Times' 125; TeX shrinks word spaces to 0.22 em).
