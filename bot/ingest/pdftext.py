@@ -123,15 +123,24 @@ def _spaced_extraction_class(base: type) -> type:
             return result
 
         def _post_process_text_operation(self, str_widths: float) -> None:
-            previous = mult(self.tm_prev, self.cm_prev)
-            current = mult(self.tm_matrix, self.cm_matrix)
+            # pypdf replaces (never edits) tm_prev and cm_prev: these stay the start of
+            # the previous piece.
+            tm_prev, cm_prev = self.tm_prev, self.cm_prev
             super()._post_process_text_operation(str_widths)
             # pypdf has now ended the line, added its own space, or kept the piece on
             # the line without one: only in the last case can a break be missing.
             last = self.text[-1:] or self.output[-1:]
             if last in ("", " ", "\n") or self._shown_size is None:
                 return
-            if _word_break(previous, current, str_widths, self._shown_size, self._shown_half_space):
+            if str_widths == 0 and tm_prev == self.tm_matrix and cm_prev == self.cm_matrix:
+                return  # a Tj: nothing moved
+            if _word_break(
+                mult(tm_prev, cm_prev),
+                mult(self.tm_matrix, self.cm_matrix),
+                str_widths,
+                self._shown_size,
+                self._shown_half_space,
+            ):
                 self.text += " "
 
     return SpacedTextExtraction
