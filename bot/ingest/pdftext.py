@@ -179,14 +179,15 @@ def install() -> bool:
             base = getattr(pypdf_page, "TextExtraction", None)
             try:
                 probe = base() if isinstance(base, type) else None
-            except Exception:
-                probe = None
-            if probe is None or not all(hasattr(probe, name) for name in _NEEDED):
+                spaced = _spaced_extraction_class(base) if probe is not None else None
+            except Exception:  # e.g. pypdf._text_extraction.mult moved
+                probe = spaced = None
+            if spaced is None or not all(hasattr(probe, name) for name in _NEEDED):
                 logger.warning("pypdf's TextExtraction changed: words in tables may come out glued")
                 _pypdf_extractor = False
             else:
                 _pypdf_extractor = base
-                pypdf_page.TextExtraction = _spaced_extraction_class(base)
+                pypdf_page.TextExtraction = spaced
     return _pypdf_extractor is not False
 
 
