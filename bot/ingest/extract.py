@@ -304,6 +304,8 @@ def _extract_pdf(data: bytes, filename: str, options: ocr.OcrOptions) -> Extract
     from pypdf import PasswordType, PdfReader
     from pypdf.errors import DependencyError
 
+    from bot.ingest.pdftext import page_text
+
     name = display_name(filename)
     try:
         reader = PdfReader(BytesIO(data), strict=False)
@@ -334,7 +336,7 @@ def _extract_pdf(data: bytes, filename: str, options: ocr.OcrOptions) -> Extract
     first_error: BaseException | None = None
     for index in range(page_count):
         try:
-            raw = reader.pages[index].extract_text()
+            raw = page_text(reader.pages[index])
         except (MemoryError, SystemError):
             raise
         except DependencyError as exc:
