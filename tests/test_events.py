@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from adapters.console import ConsoleAdapter
 from bot.app import App
 from bot.events import ConversationRef, MessageReceived, UserRef
-from bot.knowledge.answer import NOT_FOUND
+from bot.knowledge.texts import NOT_FOUND
 from bot.store import migrate
 from bot.store.database import open_database
 from bot.store.events import EventTakenOver

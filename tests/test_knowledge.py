@@ -17,8 +17,8 @@ from helpers import RecordingStdout, converse, make_pdf, wait_until
 from adapters.console import ConsoleAdapter
 from bot.app import App
 from bot.events import ConversationRef, MessageReceived, UserRef
-from bot.knowledge.answer import NOT_FOUND
 from bot.knowledge.prompt import fit_prompt
+from bot.knowledge.texts import NOT_FOUND
 from bot.store.records import ChunkHit, HistoryMessage
 
 REPO = Path(__file__).resolve().parents[1]

@@ -37,7 +37,7 @@ from adapters.slack import (  # noqa: E402
 )
 from bot.app import App  # noqa: E402
 from bot.cli.run import configured_adapters  # noqa: E402
-from bot.knowledge.answer import NOT_FOUND  # noqa: E402
+from bot.knowledge.texts import NOT_FOUND  # noqa: E402
 
 GENERAL = "CGENERAL"
 RANDOM = "CRANDOM"
