@@ -25,6 +25,8 @@ from bot.store.repo import Store
 
 log = logging.getLogger(__name__)
 
+# How many chunks of a page asked for by number the evidence is chosen from.
+PAGE_CHUNKS = 4
 # How many chunks the evidence sentences are chosen from (the relevant hits first).
 EVIDENCE_CHUNKS = 8
 # How many opening sentences answer "what is X about?".
@@ -427,7 +429,11 @@ class Answerer:
         if named is not None and named.document_id is not None:
             if named.page is not None:  # "page 3 of X": that page's chunks, or none
                 return await asyncio.to_thread(
-                    self.store.page_chunks, workspace_id, named.document_id, named.page
+                    self.store.opening_chunks,
+                    workspace_id,
+                    named.document_id,
+                    PAGE_CHUNKS,
+                    page=named.page,
                 )
             if named.about:
                 return await asyncio.to_thread(

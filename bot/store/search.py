@@ -307,32 +307,21 @@ class SearchMixin(WorkspaceIndexMixin):
             ).all()
         return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
 
-    def page_chunks(
-        self, workspace_id: int, document_id: int, page: int, n: int = 4
+    def opening_chunks(
+        self, workspace_id: int, document_id: int, n: int = 2, *, page: int | None = None
     ) -> list[ChunkHit]:
-        """The first ``n`` chunks of a document's page (slide, sheet) ``page``, in order."""
+        """A document's first ``n`` chunks (title, abstract, first headings), in order;
+        with ``page``, the first ``n`` of that page (slide, sheet)."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 text(
                     f"{_CHUNK_HIT_SELECT} "
                     "WHERE c.workspace_id = :w AND c.document_id = :d "
-                    "AND c.page_start <= :p AND coalesce(c.page_end, c.page_start) >= :p "
+                    "AND (CAST(:p AS integer) IS NULL OR (c.page_start <= :p "
+                    "AND coalesce(c.page_end, c.page_start) >= :p)) "
                     "ORDER BY c.ordinal LIMIT :n"
                 ),
-                {"w": workspace_id, "d": document_id, "p": page, "n": n},
-            ).all()
-        return [ChunkHit(**r._mapping) for r in rows]
-
-    def opening_chunks(self, workspace_id: int, document_id: int, n: int = 2) -> list[ChunkHit]:
-        """A document's first ``n`` chunks (title, abstract, first headings), in order."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    f"{_CHUNK_HIT_SELECT} "
-                    "WHERE c.workspace_id = :w AND c.document_id = :d "
-                    "ORDER BY c.ordinal LIMIT :n"
-                ),
-                {"w": workspace_id, "d": document_id, "n": n},
+                {"w": workspace_id, "d": document_id, "n": n, "p": page},
             ).all()
         return [ChunkHit(**r._mapping) for r in rows]
 
