@@ -145,3 +145,16 @@ def test_retrieval_bench_scale_is_sized_by_its_options() -> None:
     assert scaled(QUICK, 30_000, 12).scale_workspaces == 12
     with pytest.raises(ValueError, match="more than"):
         scaled(FULL, 10_000, 3)
+
+
+def test_a_reply_states_the_gold_fact_in_typographic_quotes_or_in_chinese() -> None:
+    from bot.bench.grounding import answer_matches
+
+    # The reply quotes the document, whose quotation marks are typographic.
+    reply = "the model associates it with “Inductive_Logic_Programming” as the referent"
+    assert answer_matches(reply, ["Inductive_Logic_Programming"])
+    # Chinese has no spaces between words: the gold string is found inside the sentence.
+    assert answer_matches("文件说：甘草黄酮具有抗氧化作用。", ["抗氧化"])
+    # Still whole words for the rest: "3.40" is not "3,400", nor "340" a part of "3400".
+    assert not answer_matches("costs $3.40 per airplane", ["$3,400"])
+    assert not answer_matches("about 3400 workers", ["340"])

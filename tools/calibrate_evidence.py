@@ -50,20 +50,13 @@ import evidence_rule  # noqa: E402  (tools/evidence_rule.py: the script's folder
 
 from bot.app import App  # noqa: E402
 from bot.bench.common import bench_binding, default_eval_dir, ingest_documents  # noqa: E402
-from bot.bench.grounding import answer_matches, normalize  # noqa: E402
+from bot.bench.grounding import answer_matches  # noqa: E402
 from bot.cli.common import parse_channel, with_app  # noqa: E402
 from bot.knowledge.evidence import is_answered  # noqa: E402
-from bot.knowledge.sentences import CJK, is_cjk  # noqa: E402
+from bot.knowledge.sentences import is_cjk  # noqa: E402
 
 SET = REPO / "bot" / "bench" / "realdocs.jsonl"
 SET_ZH = SET.with_name("realdocs_zh.jsonl")
-
-
-def gold_quoted(quoted: str, gold: list[str]) -> bool:
-    """Whether the quotes hold a gold string: as whole words (``answer_matches``), or,
-    for a Chinese one (Chinese has no spaces between words), anywhere."""
-    said = normalize(quoted)
-    return answer_matches(quoted, gold) or any(CJK.search(g) and normalize(g) in said for g in gold)
 
 
 async def _own_workspace(app: App, document: str, pdf_dir: Path) -> Any:
@@ -115,7 +108,7 @@ async def features(
                     "similarity": answer.timings.get("similarity", 0.0),
                     "lexical": answer.timings.get("lexical", True),
                     "gold_in_evidence": bool(gold)
-                    and gold_quoted(" ".join(e.text for e in answer.evidence), gold),
+                    and answer_matches(" ".join(e.text for e in answer.evidence), gold),
                 }
             )
     return out
