@@ -641,6 +641,25 @@ async def test_an_english_question_on_a_french_document_is_answered_from_it(
         await app.close()
 
 
+async def test_a_question_asking_for_a_time_is_answered_by_the_sentence_holding_one(
+    settings, tmp_path: Path
+) -> None:
+    app = App.build(settings)
+    app.start_background()
+    try:
+        closing = MINUTES_FR[0] + ["La séance est levée à 16h05."]
+        await say(app, f"/librarian upload {make_pdf(tmp_path / 'pv.pdf', [closing])}")
+        # Every sentence of the minutes holds a number (a date, a resolution, an
+        # address, a count); asked for a time, the one holding a time of day comes first.
+        answer = await evidence_for(
+            app, "At what time was the demolition committee meeting closed?"
+        )
+        assert answer.found, answer.text
+        assert "16h05" in answer.evidence[0].text, answer.text
+    finally:
+        await app.close()
+
+
 EXPENDITURES = [
     [
         "Senate statement of expenditures, April to September 2019.",

@@ -26,8 +26,49 @@ _HAS_NUMBER = re.compile(r"\d")
 _HAS_NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+")
 
 
+# Finer kinds of number: a question that asks for one of them wants a sentence holding
+# that kind, not any number ("at what time was the meeting closed?" is answered by "la
+# séance est levée à 16h05", not by "Résolution DM-2023-001"). (question, sentence)
+_MONTHS = (
+    "jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+    "sep(?:t|tember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
+)
+_NUMBER_KINDS = [
+    (  # a time of day: 16h00, 1:01 p.m., 10 A. M.
+        re.compile(r"\bwhat time\b", re.I),
+        re.compile(r"\b\d{1,2}\s?[h:]\s?\d{2}\b|\b\d{1,2}(?:[:.]\d{2})?\s?[ap]\.?\s?m\b", re.I),
+    ),
+    (  # an amount of money: $3,400, 1 200 000$, 10 Euro, 37,499.96
+        re.compile(
+            r"\b(?:cost|costs|price|prices|fee|fees|fare|airfare|paid|pay|pays|spend|spent|"
+            r"salary|wage|wages|budget)\b",
+            re.I,
+        ),
+        re.compile(
+            r"[$€£¥]\s?\d|\d\s?[$€£¥]|\d\s?(?:dollars?|euros?|cents?|usd|eur|gbp)\b|"
+            r"\b\d{1,3}(?:,\d{3})*\.\d{2}\b",
+            re.I,
+        ),
+    ),
+    (  # a share: 46.5%, 76 percent
+        re.compile(r"\b(?:percent|percentage|what share|what proportion)\b", re.I),
+        re.compile(r"\d\s?%|\bpercent\b", re.I),
+    ),
+    (  # a date or a year: 7 juin 2023, April 10, 2020, 11/04/14
+        re.compile(r"^\s*when\b|\b(?:what|which) (?:date|day|year|month)\b", re.I),
+        re.compile(
+            rf"\b(?:1[5-9]|20)\d{{2}}\b|\b\d{{1,2}}[/.]\d{{1,2}}[/.]\d{{2,4}}\b|\b(?:{_MONTHS})\b",
+            re.I,
+        ),
+    ),
+]
+
+
 def type_bonus(question: str) -> Callable[[str], float]:
     """A scorer giving TYPE_BONUS to sentences of the type the question asks for."""
+    for asks, holds in _NUMBER_KINDS:
+        if asks.search(question):
+            return lambda s, holds=holds: TYPE_BONUS if holds.search(s) else 0.0
     if _ASKS_NUMBER.search(question):
         return lambda s: TYPE_BONUS if _HAS_NUMBER.search(s) else 0.0
     if _ASKS_NAME.search(question):
