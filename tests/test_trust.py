@@ -24,7 +24,7 @@ from helpers import converse, make_pdf, say
 from bot.app import App
 from bot.events import ConversationRef
 from bot.knowledge.answer import Answer
-from bot.knowledge.check import ECHO, check_answer
+from bot.knowledge.check import ECHO, EMPTY, check_answer
 from bot.knowledge.texts import NOT_FOUND
 
 GENERAL = ConversationRef("console", "", "general")
@@ -212,6 +212,16 @@ def test_an_answer_that_only_restates_the_question_fails_the_check() -> None:
     assert not check_answer("The NTSB estimates the test costs $3,400.", agency, asked).passed
     # Without the question, only the sources are compared (as before).
     assert check_answer("The company Sheryl Baxter works for is Baxter.", sources).passed
+
+
+def test_an_answer_that_is_only_its_preamble_fails_the_check() -> None:
+    # Seen in session 10's SQuAD benchmark: "The answer to this question is:" posted.
+    sources = "The test costs $3,400 per airplane."
+    preambles = ["The answer to this question is:", "Based on the sources, the answer is: [1]"]
+    for said in preambles:
+        verdict = check_answer(said, sources)
+        assert not verdict.passed and verdict.unsupported == [EMPTY], said
+    assert check_answer("The answer is: $3,400 [1].", sources).passed
 
 
 @contextlib.asynccontextmanager

@@ -279,6 +279,22 @@ def names(answer: str) -> list[str]:
 
 # Why an answer that only repeats the question's own names and numbers fails.
 ECHO = "states no name or number the question does not already hold"
+# Why an answer that is only its own preamble fails ("The answer to this question is:"
+# and nothing after it: seen in session 10's SQuAD benchmark, posted as the answer).
+EMPTY = "gives no answer"
+_PREAMBLE = re.compile(
+    r"^\s*(?:based on (?:the )?(?:given |provided )?(?:list of )?"
+    r"(?:sources|documents|context|passages?|information)[,:]?\s*)?"
+    r"(?:the )?answer(?: to (?:this|the|your) question)?(?: is)?\s*:?",
+    re.I,
+)
+
+
+def _empty(answer: str) -> bool:
+    """Whether the answer, past a preamble ("The answer to this question is:") and its
+    citation markers, says nothing at all."""
+    rest = _CITATION.sub(" ", _PREAMBLE.sub("", answer, count=1))
+    return not any(ch.isalnum() for ch in rest)
 
 
 _WORDS = re.compile(r"[\w&'\-]+")
@@ -331,6 +347,8 @@ def check_answer(answer: str, sources: str, question: str | None = None) -> Chec
         phrase = _squash(m.group(1))
         if len(phrase.split()) >= 2 and phrase not in source_text:
             unsupported.append(f'"{m.group(1)}"')
+    if _empty(answer):
+        unsupported.append(EMPTY)
     share = support(answer, sources)
     if share is not None and share < SUPPORT_FLOOR:
         unsupported.append(UNGROUNDED)
