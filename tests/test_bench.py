@@ -24,9 +24,9 @@ def _eval_dir() -> Path:
     pytest.skip("the shared evaluation sets (shared/eval) are not beside this checkout")
 
 
-def _bench(name: str, env: dict[str, str], models: Path) -> dict:
+def _bench(name: str, env: dict[str, str], models: Path, *options: str) -> dict:
     out = subprocess.run(
-        [sys.executable, "-m", "bot", "bench", name, "--quick", "--json"]
+        [sys.executable, "-m", "bot", "bench", name, "--quick", "--json", *options]
         + ["--eval-dir", str(_eval_dir())],
         env={**os.environ, **env, "LIBRARIAN_MODELS_PATH": str(models)},
         cwd=REPO,
@@ -123,6 +123,19 @@ def test_grounding_bench_quick(librarian_env: dict[str, str], shared_models: Pat
     # The quick real-document set: the Federal Register notice's report-split questions.
     assert _get(data, "realdocs.answerable.questions") >= 1
     assert _get(data, "realdocs.documents") == 1
+
+
+def test_grounding_bench_asks_the_chinese_questions_of_the_chinese_files(
+    librarian_env: dict[str, str], shared_models: Path
+) -> None:
+    data = _bench("grounding", librarian_env, shared_models, "--set", "chinese")
+    assert set(data) >= {"chinese"} and "squad_v2" not in data and "realdocs" not in data
+    assert _get(data, "chinese.documents") == 3
+    assert _get(data, "chinese.answerable.questions") == 3
+    assert _get(data, "chinese.unanswerable.questions") == 3
+    # A Chinese gold string has no spaces around it: it is found inside the reply's
+    # sentence (a matcher comparing whole words would score every Chinese reply 0).
+    assert _get(data, "chinese.answerable.gold_in_evidence") > 0
 
 
 def test_table_output_is_readable() -> None:

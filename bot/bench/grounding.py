@@ -9,7 +9,11 @@ the real ``Answerer`` with the default models (``remember=False``):
   tuned to);
 * **real documents**: the PDFs of ``../shared/corpus/pdfs`` and the hand-written
   questions of ``bot/bench/realdocs.jsonl`` (split "report" by default: the
-  thresholds were calibrated on the "calibrate" split, see REALDOCS.md).
+  thresholds were calibrated on the "calibrate" split, see REALDOCS.md);
+* **Chinese** (only when asked for, ``--set chinese``): the Chinese questions of
+  ``bot/bench/realdocs_zh.jsonl`` on the three Chinese files of
+  ``../shared/corpus/office``, indexed beside every PDF above (English distractors).
+  These files have sections and rows, not pages: ``page_cited`` is the document cited.
 
 Counted per set and kind:
 
@@ -51,6 +55,10 @@ from bot.knowledge.sentences import CJK
 
 SEED = 20_261_126
 REALDOCS = Path(__file__).with_name("realdocs.jsonl")
+REALDOCS_ZH = REALDOCS.with_name("realdocs_zh.jsonl")
+# The sets ``run`` knows, and those it runs unless told which.
+SETS = ("squad", "realdocs", "chinese")
+DEFAULT_SETS = ("squad", "realdocs")
 QUICK_PDF = "pdfplumber_federal-register-2020-17221.pdf"
 
 
@@ -170,9 +178,9 @@ async def ask_all(
     return results
 
 
-def realdocs_questions(split: str) -> list[dict[str, Any]]:
+def realdocs_questions(split: str, path: Path = REALDOCS) -> list[dict[str, Any]]:
     """The hand-written questions on the shared PDFs (one split, or "all")."""
-    rows = read_jsonl(REALDOCS)
+    rows = read_jsonl(path)
     return [q for q in rows if split == "all" or q["split"] == split]
 
 
@@ -183,7 +191,7 @@ async def run(
     quick: bool = False,
     sample: int | None = None,
     split: str = "report",
-    sets: tuple[str, ...] = ("squad", "realdocs"),
+    sets: tuple[str, ...] = DEFAULT_SETS,
     log: Log = quiet_log,
     dump: Path | None = None,
 ) -> dict[str, Any]:
@@ -198,6 +206,9 @@ async def run(
     if "realdocs" in sets:
         records["realdocs"] = []
         results["realdocs"] = await _realdocs(app, eval_dir, quick, split, log, records["realdocs"])
+    if "chinese" in sets:
+        records["chinese"] = []
+        results["chinese"] = await _chinese(app, eval_dir, quick, split, log, records["chinese"])
     if dump is not None:
         dump.write_text(json.dumps(records, indent=1, ensure_ascii=False))
     chat = await app.inference.describe(None)
@@ -231,6 +242,34 @@ async def _realdocs(
     ids = await ingest_documents(
         app, binding, [(n, (pdf_dir / n).read_bytes()) for n in names], log
     )
+    out = await ask_all(app, binding, questions, ids, log, dump)
+    out["documents"] = len(ids)
+    out["split"] = split
+    return out
+
+
+async def _chinese(
+    app: App,
+    eval_dir: Path | None,
+    quick: bool,
+    split: str,
+    log: Log,
+    dump: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    corpus = (eval_dir or default_eval_dir()).parent / "corpus"
+    questions = realdocs_questions(split, REALDOCS_ZH)
+    files = sorted({corpus / "office" / q["document"] for q in questions if q.get("document")})
+    if quick:  # the Chinese files alone, and a few questions of each kind
+        questions = [q for q in questions if q["kind"] == "answerable"][:3] + [
+            q for q in questions if q["kind"] == "unanswerable"
+        ][:3]
+    else:
+        files += sorted((corpus / "pdfs").glob("*.pdf"))
+    # Sections and rows, not pages: the document cited is what is counted.
+    questions = [{**q, "page": None} for q in questions]
+    binding = await asyncio.to_thread(bench_binding, app, "grounding-chinese")
+    log(f"indexing {len(files)} files...")
+    ids = await ingest_documents(app, binding, [(f.name, f.read_bytes()) for f in files], log)
     out = await ask_all(app, binding, questions, ids, log, dump)
     out["documents"] = len(ids)
     out["split"] = split
@@ -286,7 +325,7 @@ def run_bench(
     quick: bool = False,
     sample: int | None = None,
     split: str = "report",
-    sets: tuple[str, ...] = ("squad", "realdocs"),
+    sets: tuple[str, ...] = DEFAULT_SETS,
     log: Log = quiet_log,
     dump: Path | None = None,
 ) -> dict[str, Any]:

@@ -104,7 +104,12 @@ def grounding(
     split: str = typer.Option(
         "report", "--split", help="Real-document split: report, calibrate or all."
     ),
-    only: str | None = typer.Option(None, "--set", help="Only one set: squad or realdocs."),
+    only: str | None = typer.Option(
+        None,
+        "--set",
+        help="Only one set: squad, realdocs, or chinese (the Chinese questions; "
+        "never run by default).",
+    ),
     dump: Path | None = typer.Option(
         None, "--dump", help="Write every question's reply and verdicts to this JSON file."
     ),
@@ -113,7 +118,9 @@ def grounding(
     from bot.bench import grounding as bench
     from bot.config import load_settings
 
-    sets = (only,) if only else ("squad", "realdocs")
+    if only is not None and only not in bench.SETS:
+        raise typer.BadParameter(f"no set {only!r}: choose one of {', '.join(bench.SETS)}")
+    sets = (only,) if only else bench.DEFAULT_SETS
     results = bench.run_bench(
         load_settings(),
         eval_dir=eval_dir,
