@@ -48,38 +48,46 @@ _PLACES = [
     re.compile(rf"^\s*(?P<x>.+?)\s*,?\s+{_UNIT}\s*(?P<n>\d{{1,5}})\s*$", re.I),
     re.compile(r"^\s*(?P<x>.*?)\s*的?第\s*(?P<n>\d{1,5})\s*(?P<unit>页|张幻灯片|张)\s*$"),
 ]
-_FILE_NAME = re.compile(
-    r"[\w\-.]+\.(?:pdf|txt|md|markdown|docx?|pptx?|xlsx?|odt|ods|odp|html?|epub|rtf|csv|tsv)\b",
-    re.I,
-)
-# "What is this about?", "summarize it", "这份文件讲了什么？": in a chat, the document
-# just shared, the last of the list (``Store.document_openings`` puts the channel's last).
-_THIS = re.compile(
-    r"^(?:it|this|that|(?:this|that|the) (?P<noun>one|document|doc|file|paper|report|pdf"
-    r"|attachment|upload|spreadsheet|workbook|sheet|presentation|deck|slides|page|article"
-    r"|book|image|picture|photo|scan|screenshot|diagram|chart))$"
-    r"|^(?:它|这|该|这个|这份|这篇|这本|这张|这幅)"
-    r"(?P<zh>文件|文档|文章|报告|论文|表格|资料|书|图|图片|照片|截图|扫描件|幻灯片)?$",
-    re.I,
-)
-# "this deck" is the presentation shared last, though an image came after it.
+# A file name as written in a question: a name with the extension of a kind of file
+# Librarian reads (``KINDS``, the one declaration of them).
+_EXTENSIONS = sorted({ext.lstrip(".") for spec in KINDS.values() for ext in spec.extensions})
+_FILE_NAME = re.compile(rf"[\w\-.]+\.(?:{'|'.join(_EXTENSIONS)})\b", re.I)
+
+# The nouns a question calls a document by, and the kinds of file each means (None: a
+# file of any kind): "this deck" is the presentation shared last, though an image came
+# after it; "the Crazy Ones paper" is "the Crazy Ones".
 _SLIDES = frozenset({FileKind.PPTX, FileKind.ODP})
 _SHEETS = frozenset({FileKind.XLSX, FileKind.ODS, FileKind.CSV, FileKind.TSV})
-_NOUN_KINDS: dict[str, frozenset[FileKind]] = {
-    **dict.fromkeys(("presentation", "deck", "slides", "幻灯片"), _SLIDES),
-    **dict.fromkeys(("spreadsheet", "workbook", "sheet", "表格"), _SHEETS),
-    **dict.fromkeys(
-        ("image", "picture", "photo", "scan", "screenshot", "图", "图片", "照片", "截图"),
-        IMAGE_KINDS,
-    ),
+DOCUMENT_NOUNS: dict[str, frozenset[FileKind] | None] = {
+    **dict.fromkeys(("document", "doc", "file", "paper", "report", "attachment"), None),
+    **dict.fromkeys(("upload", "article", "book", "diagram", "chart"), None),
+    **dict.fromkeys(("presentation", "deck", "slides"), _SLIDES),
+    **dict.fromkeys(("spreadsheet", "workbook", "sheet"), _SHEETS),
+    **dict.fromkeys(("image", "picture", "photo", "scan", "screenshot"), IMAGE_KINDS),
     "pdf": frozenset({FileKind.PDF}),
+    **dict.fromkeys(("文件", "文档", "文章", "报告", "论文", "资料", "书"), None),
+    "幻灯片": _SLIDES,
+    "表格": _SHEETS,
+    **dict.fromkeys(("图", "图片", "照片", "截图", "扫描件"), IMAGE_KINDS),
 }
+_EN_NOUNS = "|".join(sorted((n for n in DOCUMENT_NOUNS if n.isascii()), key=len, reverse=True))
+_ZH_NOUNS = "|".join(sorted((n for n in DOCUMENT_NOUNS if not n.isascii()), key=len, reverse=True))
+# "What is this about?", "summarize it", "这份文件讲了什么？": in a chat, the document
+# just shared, the last of the list (``Store.document_openings`` puts the channel's last).
+# "this one" and "this page" (a web page) name it too.
+_THIS = re.compile(
+    rf"^(?:it|this|that|(?:this|that|the) (?P<noun>one|page|{_EN_NOUNS}))$"
+    rf"|^(?:它|这|该|这个|这份|这篇|这本|这张|这幅)(?P<zh>{_ZH_NOUNS})?$",
+    re.I,
+)
+# What a name is written with and is not part of: "the SPECTER paper" is "SPECTER".
+_DECOR = re.compile(rf"^(?:the|a|an)\s+|\s+(?:{_EN_NOUNS})$", re.I)
 
 
 def _latest_of(noun: str | None, documents: list[tuple[int, str, str]]) -> tuple[int, str]:
     """The last of ``documents`` (the one "this" names) of the kind ``noun`` says, if
     any is; else the last."""
-    kinds = _NOUN_KINDS.get((noun or "").lower())
+    kinds = DOCUMENT_NOUNS.get((noun or "").lower())
     if kinds:
         extensions = tuple(ext for kind in kinds for ext in KINDS[kind].extensions)
         for doc_id, name, _ in reversed(documents):
@@ -89,11 +97,6 @@ def _latest_of(noun: str | None, documents: list[tuple[int, str, str]]) -> tuple
     return doc_id, name
 
 
-_DECOR = re.compile(
-    r"^(?:the|a|an)\s+|\s+(?:document|doc|file|paper|report|pdf|deck|presentation|slides"
-    r"|spreadsheet|workbook|image|picture|photo|scan)$",
-    re.I,
-)
 MATCH_RATIO = 0.8
 
 
