@@ -168,6 +168,9 @@ def test_a_reply_states_the_gold_fact_in_typographic_quotes_or_in_chinese() -> N
     assert answer_matches(reply, ["Inductive_Logic_Programming"])
     # Chinese has no spaces between words: the gold string is found inside the sentence.
     assert answer_matches("文件说：甘草黄酮具有抗氧化作用。", ["抗氧化"])
+    # ... and a Latin gold string there is a word of its own between Chinese characters.
+    assert answer_matches("本部分按照GB/T 1.1—2020给出的规则起草。", ["GB/T 1.1—2020"])
+    assert not answer_matches("本部分按照GB/T 1.1—2020给出的规则起草。", ["1.1"])
     # Still whole words for the rest: "3.40" is not "3,400", nor "340" a part of "3400".
     assert not answer_matches("costs $3.40 per airplane", ["$3,400"])
     assert not answer_matches("about 3400 workers", ["340"])

@@ -81,11 +81,12 @@ def normalize(text: str) -> str:
 def answer_matches(body: str, answers: list[str]) -> bool:
     """Whether the answer contains one of the gold answer strings (normalised): as whole
     words, or, for a Chinese (Japanese, Korean) one, anywhere (no spaces part its words).
-    """
-    said = f" {normalize(body)} "
+    A Chinese character ends a word: "按照GB/T 1.1—2020给出" states "GB/T 1.1—2020"."""
+    flat = normalize(body)
+    said = f" {CJK.sub(lambda m: f' {m.group(0)} ', flat)} "
     for gold in answers:
         wanted = normalize(gold)
-        if wanted and (f" {wanted} " in said or (CJK.search(wanted) and wanted in said)):
+        if wanted and (f" {wanted} " in said or (CJK.search(wanted) and wanted in flat)):
             return True
     return False
 
