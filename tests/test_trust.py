@@ -222,6 +222,11 @@ def test_an_answer_that_is_only_its_preamble_fails_the_check() -> None:
         verdict = check_answer(said, sources)
         assert not verdict.passed and verdict.unsupported == [EMPTY], said
     assert check_answer("The answer is: $3,400 [1].", sources).passed
+    # Seen in session 11's Chinese benchmark: the question, and two more, as the answer.
+    asked_back = "1. 本地知识已经测试过哪些文件格式？\n2. 是否能提供本地知识文件的格式？"
+    verdict = check_answer(asked_back, "已测试格式包括docx、md文件中的文本信息。本地知识文件的格式")
+    assert not verdict.passed and verdict.unsupported == [EMPTY]
+    assert check_answer("Is it $3,400? Yes, $3,400 [1].", sources).passed
 
 
 @contextlib.asynccontextmanager

@@ -290,11 +290,16 @@ _PREAMBLE = re.compile(
 )
 
 
+_ASKED_BACK = re.compile(r"[?\uff1f]\W*$")
+
+
 def _empty(answer: str) -> bool:
     """Whether the answer, past a preamble ("The answer to this question is:") and its
-    citation markers, says nothing at all."""
+    citation markers, says nothing at all, or only asks: every line a question (the
+    question itself and others like it, seen in session 11's Chinese benchmark)."""
     rest = _CITATION.sub(" ", _PREAMBLE.sub("", answer, count=1))
-    return not any(ch.isalnum() for ch in rest)
+    lines = [line for line in rest.splitlines() if any(ch.isalnum() for ch in line)]
+    return all(_ASKED_BACK.search(line) for line in lines)
 
 
 _WORDS = re.compile(r"[\w&'\-]+")
