@@ -571,6 +571,27 @@ async def test_a_chinese_question_is_answered_from_the_passage_that_holds_its_wo
         await app.close()
 
 
+async def test_a_chinese_question_after_an_english_one_quotes_only_what_holds_its_words(
+    settings, tmp_path: Path
+) -> None:
+    """Seen by hand in session 11: "谷歌是在哪一年收购DeepMind的？", asked after a question
+    on the directive's costs, quoted the directive's cost line beside the DeepMind
+    passage: the earlier question's words lifted it, and a Chinese question has no
+    similarity to weigh it down."""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        directive = make_pdf(tmp_path / "ad-2020-17221.pdf", AIRWORTHINESS)
+        for path in (directive, OFFICE / "readability_qq-deepmind-dnc_zh.html"):
+            assert f"Indexed {path.name}" in await say(app, f"/librarian upload {path}")
+        await say(app, "@librarian What does the AOA sensor system test cost per airplane?")
+        reply = await say(app, "@librarian 谷歌是在哪一年收购DeepMind的？")
+        assert "在2014年收购" in reply, reply
+        assert "ad-2020-17221.pdf" not in reply, reply
+    finally:
+        await app.close()
+
+
 def test_a_document_is_found_by_its_title_in_a_papers_header() -> None:
     from bot.knowledge.named import find_named
 

@@ -405,6 +405,13 @@ class EvidenceFinder:
             ),
             key=lambda qt: -qt.score,
         )
+        if words_only:
+            # No similarity to go by: a sentence holding none of the question's words is
+            # not evidence, though the earlier question's topic (CONTEXT_WEIGHT) or a
+            # number (the type bonus) lifts it near the best (seen by hand: a Chinese
+            # question on DeepMind, asked after one on an airworthiness directive,
+            # quoted the directive's cost table).
+            quotes = [qt for qt in quotes if qt.coverage > 0] or quotes[:1]
         best = quotes[0].score
         kept = _distinct(qt for qt in quotes if qt.score >= best - KEEP_WITHIN)[:MAX_QUOTES]
         together = frozenset().union(*(qt.lexemes for qt in kept))
