@@ -308,6 +308,13 @@ async def test_a_model_that_loops_or_recites_a_source_is_cut_to_its_answer(
             assert answer.checked == "passed"
             assert answer.draft == said
             assert answer.text.startswith(f"{said}\n\nEvidence:")
+        # A list whose items say the same again, however short (seen in session 10's
+        # benchmark: "1. 2019\n2. 2019"), is cut to its first item.
+        scripted_model.reply = "1. $3,400\n2. $3,400\n3. $3,400"  # type: ignore[attr-defined]
+        answer = await app.answerer.answer(
+            binding, None, question, author="console:alice", conversation_key="t"
+        )
+        assert answer.draft == "1. $3,400"
 
 
 async def test_a_question_on_a_detail_the_document_does_not_give_is_not_found(

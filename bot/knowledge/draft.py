@@ -23,6 +23,20 @@ _SENTENCE_END = re.compile(r"[.!?](?:[\"'\u201d)\]]*)(?=\s)|[\u3002\uff01\uff1f]
 # comes again means the model is looping.  Counted in UTF-8 bytes, so that a Chinese
 # sentence of seven characters (three bytes each) is long enough.
 _LOOP_MIN_BYTES = 20
+# A numbered list's item: "2. 2019".
+_LIST_ITEM = re.compile(r"(?m)^[ \t]*\d{1,3}[.)][ \t]+(.+)$")
+
+
+def _without_repeated_items(text: str) -> str:
+    """The text up to the first list item that says again what an earlier item said,
+    however short ("1. 2019\n2. 2019", seen in session 10's benchmark)."""
+    seen: set[str] = set()
+    for item in _LIST_ITEM.finditer(text):
+        key = " ".join(item.group(1).split()).casefold()
+        if key in seen:
+            return text[: item.start()].strip()
+        seen.add(key)
+    return text
 
 
 def tidy_draft(text: str, capped: bool = False) -> str:
@@ -33,6 +47,7 @@ def tidy_draft(text: str, capped: bool = False) -> str:
     cap cut in half."""
     m = _TURN.search(text)
     text = (text[: m.start()] if m else text).strip()
+    text = _without_repeated_items(text)
     ends = [e.end() for e in _SENTENCE_END.finditer(text)]
     seen: set[str] = set()
     start = 0
