@@ -227,6 +227,9 @@ def test_an_answer_that_is_only_its_preamble_fails_the_check() -> None:
     verdict = check_answer(asked_back, "已测试格式包括docx、md文件中的文本信息。本地知识文件的格式")
     assert not verdict.passed and verdict.unsupported == [EMPTY]
     assert check_answer("Is it $3,400? Yes, $3,400 [1].", sources).passed
+    # ... under the reply's own heading, which the model imitates (seen by hand).
+    headed = 'The documents say:\n> "DNC（可微神经计算机）的售价是多少？'
+    assert check_answer(headed, "这款名为DNC（可微神经计算机）的AI模型").unsupported == [EMPTY]
 
 
 @contextlib.asynccontextmanager
@@ -595,6 +598,14 @@ async def test_a_chinese_question_after_an_english_one_quotes_only_what_holds_it
         reply = await say(app, "@librarian 谷歌是在哪一年收购DeepMind的？")
         assert "在2014年收购" in reply, reply
         assert "ad-2020-17221.pdf" not in reply, reply
+        # And the other way round: an English question asked after the Chinese one does
+        # not quote the Chinese page's timestamp for "what time" (seen by hand).
+        minutes = make_pdf(tmp_path / "pv.pdf", [MINUTES_FR[0] + ["La séance est levée à 16h05."]])
+        assert "Indexed pv.pdf" in await say(app, f"/librarian upload {minutes}")
+        asked = "@librarian At what time was the demolition committee meeting closed?"
+        reply = await say(app, asked)
+        assert "16h05" in reply, reply
+        assert "readability_qq-deepmind-dnc_zh.html" not in reply, reply
     finally:
         await app.close()
 

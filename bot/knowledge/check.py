@@ -291,14 +291,22 @@ _PREAMBLE = re.compile(
 
 
 _ASKED_BACK = re.compile(r"[?\uff1f]\W*$")
+_INTRODUCES = re.compile(r"[:\uff1a]\s*$")
 
 
 def _empty(answer: str) -> bool:
     """Whether the answer, past a preamble ("The answer to this question is:") and its
     citation markers, says nothing at all, or only asks: every line a question (the
-    question itself and others like it, seen in session 11's Chinese benchmark)."""
+    question itself and others like it, seen in session 11's Chinese benchmark), but
+    for lines that only introduce ("The documents say:")."""
     rest = _CITATION.sub(" ", _PREAMBLE.sub("", answer, count=1))
-    lines = [line for line in rest.splitlines() if any(ch.isalnum() for ch in line)]
+    # A line ending in a colon introduces ("The documents say:", the reply's own
+    # heading, which the model imitates) and states nothing.
+    lines = [
+        line
+        for line in rest.splitlines()
+        if any(ch.isalnum() for ch in line) and not _INTRODUCES.search(line)
+    ]
     return all(_ASKED_BACK.search(line) for line in lines)
 
 
