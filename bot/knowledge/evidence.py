@@ -405,13 +405,20 @@ class EvidenceFinder:
             ),
             key=lambda qt: -qt.score,
         )
-        if words_only:
-            # No similarity to go by: a sentence holding none of the question's words is
-            # not evidence, though the earlier question's topic (CONTEXT_WEIGHT) or a
-            # number (the type bonus) lifts it near the best (seen by hand: a Chinese
-            # question on DeepMind, asked after one on an airworthiness directive,
-            # quoted the directive's cost table).
-            quotes = [qt for qt in quotes if qt.coverage > 0] or quotes[:1]
+        # A sentence holding none of the question's words is no evidence when nothing
+        # else vouches for it: on a Chinese question there is no similarity, and across
+        # scripts the similarity is noise (the embedding model has no bridge from
+        # Chinese to English).  The earlier question's topic (CONTEXT_WEIGHT) or a
+        # number (the type bonus) would otherwise lift it near the best.  Seen by hand:
+        # "谷歌是在哪一年收购DeepMind的？", asked after a question on an airworthiness
+        # directive, quoted the directive's cost line; "At what time did the session
+        # open?", asked after it, quoted the Chinese page's timestamp.
+        asked_cjk = is_cjk(question)
+        quotes = [
+            qt
+            for qt in quotes
+            if qt.coverage > 0 or (not words_only and is_cjk(qt.text) == asked_cjk)
+        ] or quotes[:1]
         best = quotes[0].score
         kept = _distinct(qt for qt in quotes if qt.score >= best - KEEP_WITHIN)[:MAX_QUOTES]
         together = frozenset().union(*(qt.lexemes for qt in kept))
