@@ -223,6 +223,25 @@ async def run(
     return results
 
 
+async def _ask_of_files(
+    app: App,
+    name: str,
+    files: list[Path],
+    questions: list[dict[str, Any]],
+    split: str,
+    log: Log,
+    dump: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """Index ``files`` into a bench workspace of their own, then ask ``questions`` there."""
+    binding = await asyncio.to_thread(bench_binding, app, name)
+    log(f"indexing {len(files)} files...")
+    ids = await ingest_documents(app, binding, [(f.name, f.read_bytes()) for f in files], log)
+    out = await ask_all(app, binding, questions, ids, log, dump)
+    out["documents"] = len(ids)
+    out["split"] = split
+    return out
+
+
 async def _realdocs(
     app: App,
     eval_dir: Path | None,
@@ -238,15 +257,8 @@ async def _realdocs(
     names = sorted({q["document"] for q in questions if q.get("document")})
     if not quick:  # every readable PDF: unanswerable questions must search them all
         names = sorted(p.name for p in pdf_dir.glob("*.pdf"))
-    binding = await asyncio.to_thread(bench_binding, app, "grounding-realdocs")
-    log(f"indexing {len(names)} PDFs...")
-    ids = await ingest_documents(
-        app, binding, [(n, (pdf_dir / n).read_bytes()) for n in names], log
-    )
-    out = await ask_all(app, binding, questions, ids, log, dump)
-    out["documents"] = len(ids)
-    out["split"] = split
-    return out
+    files = [pdf_dir / n for n in names]
+    return await _ask_of_files(app, "grounding-realdocs", files, questions, split, log, dump)
 
 
 async def _chinese(
@@ -268,13 +280,7 @@ async def _chinese(
         files += sorted((corpus / "pdfs").glob("*.pdf"))
     # Sections and rows, not pages: the document cited is what is counted.
     questions = [{**q, "page": None} for q in questions]
-    binding = await asyncio.to_thread(bench_binding, app, "grounding-chinese")
-    log(f"indexing {len(files)} files...")
-    ids = await ingest_documents(app, binding, [(f.name, f.read_bytes()) for f in files], log)
-    out = await ask_all(app, binding, questions, ids, log, dump)
-    out["documents"] = len(ids)
-    out["split"] = split
-    return out
+    return await _ask_of_files(app, "grounding-chinese", files, questions, split, log, dump)
 
 
 def squad_sample(questions: list[dict[str, Any]], per_kind: int) -> list[dict[str, Any]]:

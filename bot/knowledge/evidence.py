@@ -413,11 +413,10 @@ class EvidenceFinder:
         # "谷歌是在哪一年收购DeepMind的？", asked after a question on an airworthiness
         # directive, quoted the directive's cost line; "At what time did the session
         # open?", asked after it, quoted the Chinese page's timestamp.
-        asked_cjk = is_cjk(question)
+        # (``words_only`` is the question being Chinese: an English question's other
+        # script is Chinese.)
         quotes = [
-            qt
-            for qt in quotes
-            if qt.coverage > 0 or (not words_only and is_cjk(qt.text) == asked_cjk)
+            qt for qt in quotes if qt.coverage > 0 or not (words_only or is_cjk(qt.text))
         ] or quotes[:1]
         best = quotes[0].score
         kept = _distinct(qt for qt in quotes if qt.score >= best - KEEP_WITHIN)[:MAX_QUOTES]
