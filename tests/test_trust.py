@@ -950,3 +950,24 @@ async def test_a_sentence_and_its_tail_elsewhere_are_quoted_once(settings, tmp_p
         assert any(q.startswith("as a result of the changes") for q in quoted), answer.text
     finally:
         await app.close()
+
+
+async def test_a_table_row_found_by_its_rare_name_alone_is_quoted(
+    settings, corpus_dir: Path
+) -> None:
+    """A row of a long PDF table embeds like every other row: the dense search ranks
+    twenty rows above the one naming "Vishay Siliconix", which only the keyword search
+    finds (first, far ahead).  It was dropped for having no similarity; it now gets its
+    similarity to the question, is a candidate like the rest, and is quoted."""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        warn = corpus_dir / "pdfs" / "pdfplumber_WARN-Report-2015-2016.pdf"
+        assert "Indexed" in await say(app, f"/librarian upload {warn}")
+        answer = await evidence_for(
+            app, "How many workers were laid off by Vishay Siliconix in Santa Clara?"
+        )
+        quoted = [q.text for q in answer.evidence]
+        assert any("Vishay Siliconix Santa Clara 292 Layoff" in q for q in quoted), quoted
+    finally:
+        await app.close()

@@ -135,6 +135,28 @@ class Retriever:
             for query in queries
         ]
 
+    async def _with_similarity(
+        self,
+        workspace_id: int,
+        model_id: int,
+        dims: int,
+        vector: Any,
+        fused: list[tuple[ChunkHit, float]],
+    ) -> tuple[list[tuple[ChunkHit, float]], set[int]]:
+        """``fused`` with each hit that has no similarity given its similarity to
+        ``vector``, and the ids of those hits."""
+        lacking = [hit.chunk_id for hit, _ in fused if hit.similarity is None]
+        if not lacking:
+            return fused, set()
+        found = await asyncio.to_thread(
+            self.store.similarities, workspace_id, model_id, dims, vector, lacking
+        )
+        filled = [
+            (replace(hit, similarity=found[hit.chunk_id]) if hit.chunk_id in found else hit, score)
+            for hit, score in fused
+        ]
+        return filled, set(found)
+
     async def search(
         self,
         workspace: Workspace,
@@ -186,6 +208,15 @@ class Retriever:
             hits for found in await asyncio.gather(*searches) for hits in found
         ]
         fused = fuse(lists)
+        # A chunk only the keyword search found (often the one holding the question's
+        # rare name: a table row of "Vishay Siliconix" embeds like every other row, below
+        # the dense list's reach) gets its similarity to the question, so the relevance
+        # rule below judges it like the rest instead of dropping it for having none.
+        reached: set[int] = set()
+        if dense and keyword and len(vectors):
+            fused, reached = await self._with_similarity(
+                workspace.id, model_id, dims, vectors[0], fused
+            )
         # Relevance is judged on the question itself (the first query): context queries
         # (a follow-up joined to the earlier question) help ranking, but must never make an
         # unrelated question look answerable.
@@ -194,6 +225,9 @@ class Retriever:
         primary_words: set[int] = set()
         if mode in ("hybrid", "dense") and lists:
             primary_sim = {h.chunk_id: h.similarity or 0.0 for h in lists[0]}
+            primary_sim.update(
+                {h.chunk_id: h.similarity for h, _ in fused if h.chunk_id in reached}
+            )
         if mode in ("hybrid", "keyword"):
             kw_first = lists[len(queries)] if mode == "hybrid" else lists[0]
             primary_terms = {h.chunk_id for h in kw_first if h.all_terms}

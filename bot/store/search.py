@@ -197,6 +197,28 @@ class SearchMixin(WorkspaceIndexMixin):
         hits.sort(key=lambda h: h.similarity or 0.0, reverse=True)
         return hits
 
+    def similarities(
+        self,
+        workspace_id: int,
+        embedding_model_id: int,
+        dims: int,
+        vector: Sequence[float],
+        chunk_ids: Sequence[int],
+    ) -> dict[int, float]:
+        """The cosine similarity of ``vector`` to each of these chunks (of this workspace
+        and model): for chunks the keyword search found beyond the dense list's reach."""
+        if not chunk_ids:
+            return {}
+        dim = int(dims)
+        sql = (
+            f"SELECT id, 1 - (embedding::vector({dim}) <=> CAST(%(q)s AS vector({dim}))) "
+            f"FROM chunks WHERE workspace_id = {int(workspace_id)} "
+            f"AND embedding_model_id = {int(embedding_model_id)} AND id = ANY(%(ids)s)"
+        )
+        params = {"q": np.asarray(vector, dtype=np.float32), "ids": [int(i) for i in chunk_ids]}
+        rows = self._search(lambda conn: conn.execute(sql, params).fetchall())
+        return {int(r[0]): float(r[1]) for r in rows}
+
     def _search(self, run: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Run ``run`` on a search connection, once more on a new one if it was cut.
 
