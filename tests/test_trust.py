@@ -958,7 +958,9 @@ async def test_a_table_row_found_by_its_rare_name_alone_is_quoted(
     """A row of a long PDF table embeds like every other row: the dense search ranks
     twenty rows above the one naming "Vishay Siliconix", which only the keyword search
     finds (first, far ahead).  It was dropped for having no similarity; it now gets its
-    similarity to the question, is a candidate like the rest, and is quoted."""
+    similarity to the question, is a candidate like the rest, and is quoted: not the
+    whole run of rows the PDF's text flattened into one "sentence" (400 characters), but
+    the stretch around the row."""
     app = App.build(settings)
     app.start_background()
     try:
@@ -968,6 +970,32 @@ async def test_a_table_row_found_by_its_rare_name_alone_is_quoted(
             app, "How many workers were laid off by Vishay Siliconix in Santa Clara?"
         )
         quoted = [q.text for q in answer.evidence]
-        assert any("Vishay Siliconix Santa Clara 292 Layoff" in q for q in quoted), quoted
+        row = next(q for q in quoted if "Vishay Siliconix Santa Clara 292 Layoff" in q)
+        # The run opens with other companies' rows: they are cut, "…" marking the cut.
+        assert row.startswith("… ") and "BAE SYSTEMS" not in row, row
+        assert len(row) <= 300, row
+    finally:
+        await app.close()
+
+
+async def test_a_sentence_holding_none_of_the_questions_words_is_quoted_only_beside_the_best(
+    settings, corpus_dir: Path
+) -> None:
+    """After the best sentence, one that holds no word of the question was lifted only
+    by its chunk's similarity and the number bonus: it is quoted beside the best one
+    (an answer often follows the sentence restating the question), not from elsewhere.
+    Seen by hand: "2014." (p. 8) and "In this section, we briefly describe several
+    other related challenges ..." (p. 6) quoted under a question answered on p. 1."""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        paper = corpus_dir / "pdfs" / "acl_N18-3011.pdf"
+        assert "Indexed" in await say(app, f"/librarian upload {paper}")
+        answer = await evidence_for(
+            app, "How many monthly active users does Semantic Scholar have?"
+        )
+        pages = [q.page for q in answer.evidence]
+        assert pages and pages[0] == 1, answer.text
+        assert all(page in (1, 2) for page in pages), answer.text
     finally:
         await app.close()

@@ -40,7 +40,7 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -77,6 +77,17 @@ CONTEXT_WEIGHT = 0.3
 # Sentences within this much of the best score are quoted too (up to MAX_QUOTES).
 KEEP_WITHIN = 0.5
 MAX_QUOTES = 3
+# A "sentence" this long, with this share of its words holding a digit, is a table
+# the PDF's text flattened into one run ("… LG NanoH2O El Segundo 48 Layoff Permanent
+# 03/31/2016 10/29/2015 Vishay Siliconix Santa Clara 292 Layoff …", 400 characters and
+# more, none of it a sentence): it is quoted as the stretch holding the most of the
+# question's weight, QUOTE_BEFORE characters before one of its words and QUOTE_AFTER
+# after (a row's values follow its label), cut at spaces, "…" marking each cut.  Chosen
+# on the calibrate split, where no gold string is lost (tools/calibrate_evidence.py).
+LONG_QUOTE_CHARS = 320
+NUMERIC_SHARE = 0.25
+QUOTE_BEFORE = 80
+QUOTE_AFTER = 200
 
 
 @dataclass(frozen=True)
@@ -207,6 +218,67 @@ def _glued(
         if edge.search(text):
             found.update(dict.fromkeys(lexemes, word))
     return found
+
+
+def _stem_prefix(word: str, lexemes: frozenset[str]) -> str:
+    """What a question word and its lexeme share at their start ("checks", "check" ->
+    "check"; "company", "compani" -> "compan"): the word's stem as the text writes it."""
+    best = ""
+    for lex in lexemes:
+        n = 0
+        for a, b in zip(fold(word), lex, strict=False):
+            if a != b:
+                break
+            n += 1
+        best = max(best, fold(word)[:n], key=len)
+    return best
+
+
+def _window(text: str, anchors: Sequence[tuple[str, float]]) -> str:
+    """``text`` itself, or, when it is a long run of table cells (LONG_QUOTE_CHARS and
+    more, NUMERIC_SHARE of its words holding a digit), the stretch that holds the most
+    weight of ``anchors`` (word starts, folded, with their weights): QUOTE_BEFORE
+    characters before one of them and QUOTE_AFTER after."""
+    if len(text) <= LONG_QUOTE_CHARS:
+        return text
+    tokens = text.split()
+    if sum(any(c.isdigit() for c in t) for t in tokens) < NUMERIC_SHARE * len(tokens):
+        return text
+    folded = fold(text)
+    if len(folded) != len(text):  # accents folded away: positions would not line up
+        folded = text.lower()
+    places: list[tuple[int, str, float]] = []
+    for anchor, weight in anchors:
+        # At a word's start; Chinese has no word starts to look for.
+        edge = "" if CJK.search(anchor) else r"(?<![^\W_])"
+        places += [
+            (m.start(), anchor, weight) for m in re.finditer(edge + re.escape(anchor), folded)
+        ]
+
+    def held(at: int) -> float:
+        inside = {a: w for p, a, w in places if at - QUOTE_BEFORE <= p <= at + QUOTE_AFTER}
+        return sum(inside.values())
+
+    at = max((p for p, _, _ in places), key=lambda p: (held(p), -p), default=0)
+    start = max(0, at - QUOTE_BEFORE)
+    end = min(len(text), at + QUOTE_AFTER)
+    if start > 0:
+        space = text.find(" ", start, at)
+        start = space + 1 if space != -1 else start
+    if end < len(text):
+        space = text.rfind(" ", at, end)
+        end = space if space > at else end
+    return ("… " if start > 0 else "") + text[start:end].strip() + (" …" if end < len(text) else "")
+
+
+def _beside(hit: ChunkHit, best: ChunkHit) -> bool:
+    """Whether ``hit`` is of ``best``'s document, on its pages or the page after (a
+    document without pages: any of its chunks)."""
+    if hit.document_id != best.document_id:
+        return False
+    if hit.page_start is None or best.page_start is None:
+        return True
+    return best.page_start <= hit.page_start <= (best.page_end or best.page_start) + 1
 
 
 def is_answered(
@@ -432,6 +504,28 @@ class EvidenceFinder:
         # across scripts: the embedding model has no bridge from Chinese to English.
         # There, the words must be compared, and English quotes cover no Chinese word.
         lexical = same_language(question, own) or is_cjk(question) != is_cjk(own)
+        # After the best, a sentence holding none of the question's words (nor, in a
+        # follow-up, the earlier question's) is shown only beside the best one, from its
+        # page or the next (where an answer often follows the sentence that restates the
+        # question: "the owner proposes housing …" then "It provides 43 new dwellings").
+        # Elsewhere only its chunk's similarity or the number bonus lifted it, and a
+        # reader would take it for part of the answer.  Seen by hand: "2014." (p. 8) and
+        # "In this section, we briefly describe several other related challenges" (p. 6)
+        # under a question answered on p. 1.  It holds no weight: the decision is the same.
+        if lexical:
+            kept = kept[:1] + [
+                qt
+                for qt in kept[1:]
+                if qt.coverage > 0
+                or _coverage(qt.lexemes, context_weights) > 0
+                or _beside(qt.hit, kept[0].hit)
+            ]
+        # Long quotes (flattened tables) shown around the question's weightiest word.
+        lexemes_of = dict(zip(words, word_lexemes, strict=True))
+        anchors = [
+            (p, weight) for weight, w in by_weight if len(p := _stem_prefix(w, lexemes_of[w])) >= 2
+        ]
+        kept = [replace(qt, text=_window(qt.text, anchors)) for qt in kept]
         answerable = is_answered(
             coverage, similarity, lexical, coverage_floor, 0.0 if words_only else similarity_floor
         )
