@@ -226,6 +226,12 @@ def test_an_answer_that_is_only_its_preamble_fails_the_check() -> None:
     asked_back = "1. 本地知识已经测试过哪些文件格式？\n2. 是否能提供本地知识文件的格式？"
     verdict = check_answer(asked_back, "已测试格式包括docx、md文件中的文本信息。本地知识文件的格式")
     assert not verdict.passed and verdict.unsupported == [EMPTY]
+    # ... the third line of it, a question ending in "－！": it asks all the same.
+    third = asked_back + "\n3. 是否能提供其他文档中所有可以用来生成自己的知识文件－！"
+    tested = "已测试格式包括docx、md文件中的文本信息。"
+    verdict = check_answer(third, tested)
+    assert not verdict.passed and EMPTY in verdict.unsupported
+    assert check_answer("已测试格式包括docx和md。", tested).passed
     assert check_answer("Is it $3,400? Yes, $3,400 [1].", sources).passed
     # ... under the reply's own heading, which the model imitates (seen by hand).
     headed = 'The documents say:\n> "DNC（可微神经计算机）的售价是多少？'

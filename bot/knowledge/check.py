@@ -290,7 +290,12 @@ _PREAMBLE = re.compile(
 )
 
 
-_ASKED_BACK = re.compile(r"[?\uff1f]\W*$")
+# A line that asks: it ends in a question mark, or, in Chinese, opens with a word that
+# asks ("是否能提供…", whether) or ends with a particle that does (…吗, …呢), whatever
+# mark follows (seen in session 11's Chinese benchmark: "是否能提供…知识文件－！").
+_ASKED_BACK = re.compile(
+    r"[?\uff1f]\W*$|^\W*(?:\d+[.、)]\s*)?(?:是否|能否|可否|请问|是不是)|[吗呢]\W*$"
+)
 _INTRODUCES = re.compile(r"[:\uff1a]\s*$")
 
 
