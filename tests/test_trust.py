@@ -990,8 +990,8 @@ async def test_a_sentence_holding_none_of_the_questions_words_is_quoted_only_bes
     """After the best sentence, one that holds no word of the question was lifted only
     by its chunk's similarity and the number bonus: it is quoted beside the best one
     (an answer often follows the sentence restating the question), not from elsewhere.
-    Seen by hand: "2014." (p. 8) and "In this section, we briefly describe several
-    other related challenges ..." (p. 6) quoted under a question answered on p. 1."""
+    Seen by hand: "2014." and "2017." (p. 8, the references) quoted under a question
+    answered on p. 1."""
     app = App.build(settings)
     app.start_background()
     try:
@@ -1000,8 +1000,36 @@ async def test_a_sentence_holding_none_of_the_questions_words_is_quoted_only_bes
         answer = await evidence_for(
             app, "How many monthly active users does Semantic Scholar have?"
         )
-        pages = [q.page for q in answer.evidence]
-        assert pages and pages[0] == 1, answer.text
-        assert all(page in (1, 2) for page in pages), answer.text
+        assert answer.evidence and answer.evidence[0].page == 1, answer.text
+        assert not [q for q in answer.evidence if q.page == 8], answer.text
+    finally:
+        await app.close()
+
+
+async def test_the_row_a_question_names_is_quoted_beside_the_tables_title(
+    settings, corpus_dir: Path
+) -> None:
+    """The NICS table's title and totals hold most of the question's words ("total",
+    "firearm background checks", "NICS"), the row it asks about only "Alabama", the
+    weightiest: the sentence holding it is quoted all the same.  (Beside other public
+    records, as in a team's library: alone, the row's weight already carried it.)"""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        for name in (
+            "nics-background-checks-2015-11.pdf",
+            "WARN-Report-2015-2016.pdf",
+            "federal-register-2020-17221.pdf",
+            "senate-expenditures.pdf",
+        ):
+            pdf = corpus_dir / "pdfs" / f"pdfplumber_{name}"
+            assert "Indexed" in await say(app, f"/librarian upload {pdf}")
+        answer = await evidence_for(
+            app,
+            "What total number of firearm background checks does the NICS table give for Alabama?",
+        )
+        assert answer.found, answer.text
+        row = [q.text for q in answer.evidence if "Alabama 18,870" in q.text]
+        assert row and "71,137" in row[0], answer.text
     finally:
         await app.close()

@@ -509,9 +509,9 @@ class EvidenceFinder:
         # page or the next (where an answer often follows the sentence that restates the
         # question: "the owner proposes housing …" then "It provides 43 new dwellings").
         # Elsewhere only its chunk's similarity or the number bonus lifted it, and a
-        # reader would take it for part of the answer.  Seen by hand: "2014." (p. 8) and
-        # "In this section, we briefly describe several other related challenges" (p. 6)
-        # under a question answered on p. 1.  It holds no weight: the decision is the same.
+        # reader would take it for part of the answer.  Seen by hand: "2014." and
+        # "2017." (p. 8, the references) under a question answered on p. 1.  It holds
+        # no weight: the decision is the same.
         if lexical:
             kept = kept[:1] + [
                 qt
@@ -520,6 +520,17 @@ class EvidenceFinder:
                 or _coverage(qt.lexemes, context_weights) > 0
                 or _beside(qt.hit, kept[0].hit)
             ]
+        # The sentence holding the weightiest question word any candidate holds is
+        # quoted, in the last quote's place if none of them holds it: the word that picks
+        # the answer out among sentences alike (a table's row label, "Alabama", beside
+        # the table's title and totals, which hold more of the question's other words).
+        # The decision above is the same: this changes what is shown, not what counted.
+        held = [lex for qt in quotes for lex in qt.lexemes if lex in weights]
+        if lexical and held:
+            rarest = max(held, key=lambda lex: weights[lex])
+            if not any(rarest in qt.lexemes for qt in kept):
+                holder = next(qt for qt in quotes if rarest in qt.lexemes)
+                kept = [*kept[: MAX_QUOTES - 1], holder]
         # Long quotes (flattened tables) shown around the question's weightiest word.
         lexemes_of = dict(zip(words, word_lexemes, strict=True))
         anchors = [
