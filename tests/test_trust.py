@@ -43,6 +43,22 @@ async def evidence_for(app: App, question: str) -> Answer:
     )
 
 
+async def evidence_on_shared_pdfs(
+    settings: Any, corpus_dir: Path, names: list[str], question: str
+) -> Answer:
+    """The evidence step's reply to ``question`` in #general, once the corpus PDFs
+    ``names`` (of ``shared/corpus/pdfs``) are shared there."""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        for name in names:
+            pdf = corpus_dir / "pdfs" / name
+            assert "Indexed" in await say(app, f"/librarian upload {pdf}")
+        return await evidence_for(app, question)
+    finally:
+        await app.close()
+
+
 AIRWORTHINESS = [
     [
         "Airworthiness directive 2020-17221.",
@@ -967,21 +983,17 @@ async def test_a_table_row_found_by_its_rare_name_alone_is_quoted(
     similarity to the question, is a candidate like the rest, and is quoted: not the
     whole run of rows the PDF's text flattened into one "sentence" (400 characters), but
     the stretch around the row."""
-    app = App.build(settings)
-    app.start_background()
-    try:
-        warn = corpus_dir / "pdfs" / "pdfplumber_WARN-Report-2015-2016.pdf"
-        assert "Indexed" in await say(app, f"/librarian upload {warn}")
-        answer = await evidence_for(
-            app, "How many workers were laid off by Vishay Siliconix in Santa Clara?"
-        )
-        quoted = [q.text for q in answer.evidence]
-        row = next(q for q in quoted if "Vishay Siliconix Santa Clara 292 Layoff" in q)
-        # The run opens with other companies' rows: they are cut, "…" marking the cut.
-        assert row.startswith("… ") and "BAE SYSTEMS" not in row, row
-        assert len(row) <= 300, row
-    finally:
-        await app.close()
+    answer = await evidence_on_shared_pdfs(
+        settings,
+        corpus_dir,
+        ["pdfplumber_WARN-Report-2015-2016.pdf"],
+        "How many workers were laid off by Vishay Siliconix in Santa Clara?",
+    )
+    quoted = [q.text for q in answer.evidence]
+    row = next(q for q in quoted if "Vishay Siliconix Santa Clara 292 Layoff" in q)
+    # The run opens with other companies' rows: they are cut, "…" marking the cut.
+    assert row.startswith("… ") and "BAE SYSTEMS" not in row, row
+    assert len(row) <= 300, row
 
 
 async def test_a_sentence_holding_none_of_the_questions_words_is_quoted_only_beside_the_best(
@@ -992,18 +1004,14 @@ async def test_a_sentence_holding_none_of_the_questions_words_is_quoted_only_bes
     (an answer often follows the sentence restating the question), not from elsewhere.
     Seen by hand: "2014." and "2017." (p. 8, the references) quoted under a question
     answered on p. 1."""
-    app = App.build(settings)
-    app.start_background()
-    try:
-        paper = corpus_dir / "pdfs" / "acl_N18-3011.pdf"
-        assert "Indexed" in await say(app, f"/librarian upload {paper}")
-        answer = await evidence_for(
-            app, "How many monthly active users does Semantic Scholar have?"
-        )
-        assert answer.evidence and answer.evidence[0].page == 1, answer.text
-        assert not [q for q in answer.evidence if q.page == 8], answer.text
-    finally:
-        await app.close()
+    answer = await evidence_on_shared_pdfs(
+        settings,
+        corpus_dir,
+        ["acl_N18-3011.pdf"],
+        "How many monthly active users does Semantic Scholar have?",
+    )
+    assert answer.evidence and answer.evidence[0].page == 1, answer.text
+    assert not [q for q in answer.evidence if q.page == 8], answer.text
 
 
 async def test_the_row_a_question_names_is_quoted_beside_the_tables_title(
@@ -1013,23 +1021,17 @@ async def test_the_row_a_question_names_is_quoted_beside_the_tables_title(
     "firearm background checks", "NICS"), the row it asks about only "Alabama", the
     weightiest: the sentence holding it is quoted all the same.  (Beside other public
     records, as in a team's library: alone, the row's weight already carried it.)"""
-    app = App.build(settings)
-    app.start_background()
-    try:
-        for name in (
-            "nics-background-checks-2015-11.pdf",
-            "WARN-Report-2015-2016.pdf",
-            "federal-register-2020-17221.pdf",
-            "senate-expenditures.pdf",
-        ):
-            pdf = corpus_dir / "pdfs" / f"pdfplumber_{name}"
-            assert "Indexed" in await say(app, f"/librarian upload {pdf}")
-        answer = await evidence_for(
-            app,
-            "What total number of firearm background checks does the NICS table give for Alabama?",
-        )
-        assert answer.found, answer.text
-        row = [q.text for q in answer.evidence if "Alabama 18,870" in q.text]
-        assert row and "71,137" in row[0], answer.text
-    finally:
-        await app.close()
+    answer = await evidence_on_shared_pdfs(
+        settings,
+        corpus_dir,
+        [
+            "pdfplumber_nics-background-checks-2015-11.pdf",
+            "pdfplumber_WARN-Report-2015-2016.pdf",
+            "pdfplumber_federal-register-2020-17221.pdf",
+            "pdfplumber_senate-expenditures.pdf",
+        ],
+        "What total number of firearm background checks does the NICS table give for Alabama?",
+    )
+    assert answer.found, answer.text
+    row = [q.text for q in answer.evidence if "Alabama 18,870" in q.text]
+    assert row and "71,137" in row[0], answer.text
