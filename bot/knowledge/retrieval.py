@@ -135,27 +135,22 @@ class Retriever:
             for query in queries
         ]
 
-    async def _with_similarity(
+    async def _keyword_only_similarities(
         self,
         workspace_id: int,
         model_id: int,
         dims: int,
         vector: Any,
         fused: list[tuple[ChunkHit, float]],
-    ) -> tuple[list[tuple[ChunkHit, float]], set[int]]:
-        """``fused`` with each hit that has no similarity given its similarity to
-        ``vector``, and the ids of those hits."""
+    ) -> dict[int, float]:
+        """The similarity to ``vector`` of each fused hit that has none (only the keyword
+        search found it), by chunk id."""
         lacking = [hit.chunk_id for hit, _ in fused if hit.similarity is None]
         if not lacking:
-            return fused, set()
-        found = await asyncio.to_thread(
+            return {}
+        return await asyncio.to_thread(
             self.store.similarities, workspace_id, model_id, dims, vector, lacking
         )
-        filled = [
-            (replace(hit, similarity=found[hit.chunk_id]) if hit.chunk_id in found else hit, score)
-            for hit, score in fused
-        ]
-        return filled, set(found)
 
     async def search(
         self,
@@ -212,11 +207,20 @@ class Retriever:
         # rare name: a table row of "Vishay Siliconix" embeds like every other row, below
         # the dense list's reach) gets its similarity to the question, so the relevance
         # rule below judges it like the rest instead of dropping it for having none.
-        reached: set[int] = set()
+        reached: dict[int, float] = {}
         if dense and keyword and len(vectors):
-            fused, reached = await self._with_similarity(
+            reached = await self._keyword_only_similarities(
                 workspace.id, model_id, dims, vectors[0], fused
             )
+            fused = [
+                (
+                    replace(hit, similarity=reached[hit.chunk_id])
+                    if hit.chunk_id in reached
+                    else hit,
+                    s,
+                )
+                for hit, s in fused
+            ]
         # Relevance is judged on the question itself (the first query): context queries
         # (a follow-up joined to the earlier question) help ranking, but must never make an
         # unrelated question look answerable.
@@ -225,9 +229,7 @@ class Retriever:
         primary_words: set[int] = set()
         if mode in ("hybrid", "dense") and lists:
             primary_sim = {h.chunk_id: h.similarity or 0.0 for h in lists[0]}
-            primary_sim.update(
-                {h.chunk_id: h.similarity for h, _ in fused if h.chunk_id in reached}
-            )
+            primary_sim.update(reached)
         if mode in ("hybrid", "keyword"):
             kw_first = lists[len(queries)] if mode == "hybrid" else lists[0]
             primary_terms = {h.chunk_id for h in kw_first if h.all_terms}
