@@ -1,54 +1,76 @@
 """Side by side, in one run: ``Retriever.search`` with and without the similarity of the
-chunks only the keyword search found (``Retriever._with_similarity``), alternating which
-goes first, over every question of ``bot/bench/realdocs.jsonl`` twice.
+chunks only the keyword search found (``Retriever._keyword_only_similarities``),
+alternating which goes first, over every question of ``bot/bench/realdocs.jsonl`` twice.
 
     LIBRARIAN_HOME=H python tools/keyword_similarity_latency.py [--channel console:rd]
 
 H: a home where ``librarian ingest ../shared/corpus/pdfs/*.pdf --channel console:rd`` ran.
-Prints p50 / p95 in ms for each and their ratios (JSON).
+Prints p50 / p95 in ms for each and their ratios, as a table and as JSON.
 """
 
-import json
-import pathlib
-import sys
-import time
+from __future__ import annotations
 
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from bot.bench.common import percentile, read_jsonl
 from bot.cli.common import parse_channel, with_app
 from bot.knowledge.retrieval import Retriever
+from bot.store.records import ChunkHit
 
-SET = pathlib.Path(__file__).resolve().parents[1] / "bot" / "bench" / "realdocs.jsonl"
-rows = [json.loads(line) for line in SET.read_text().splitlines() if line.strip()]
-CHANNEL = sys.argv[sys.argv.index("--channel") + 1] if "--channel" in sys.argv else "console:rd"
-
-
-class Old(Retriever):
-    async def _with_similarity(self, w, m, d, v, fused):
-        return fused, set()
+SET = Path(__file__).resolve().parents[1] / "bot" / "bench" / "realdocs.jsonl"
 
 
-async def main(app):
-    b = await app.dispatcher.binding(parse_channel(CHANNEL))
-    new = app.answerer.retriever
-    old = Old(new.store, new.inference, new._embedding_model, margin=new.margin)
-    t = {"old": [], "new": []}
-    qs = [r["question"] for r in rows] * 2
-    for i, q in enumerate(qs):
-        for name, r in (("old", old), ("new", new)) if i % 2 else (("new", new), ("old", old)):
-            t0 = time.perf_counter()
-            await r.search(b.workspace, [q])
-            t[name].append((time.perf_counter() - t0) * 1000)
+class WithoutFill(Retriever):
+    """The retriever as it was: keyword-only chunks keep no similarity."""
 
-    def pct(x, p):
-        x = sorted(x)
-        return x[min(len(x) - 1, int(p / 100 * len(x)))]
+    async def _keyword_only_similarities(
+        self,
+        workspace_id: int,
+        model_id: int,
+        dims: int,
+        vector: Any,
+        fused: list[tuple[ChunkHit, float]],
+    ) -> dict[int, float]:
+        return {}
 
-    out = {
-        k: {"p50": round(pct(v, 50), 2), "p95": round(pct(v, 95), 2), "n": len(v)}
-        for k, v in t.items()
-    }
-    out["ratio_p50"] = round(out["new"]["p50"] / out["old"]["p50"], 3)
-    out["ratio_p95"] = round(out["new"]["p95"] / out["old"]["p95"], 3)
+
+def main() -> None:
+    """Time both retrievers on the same questions and print the comparison."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--channel", default="console:rd")
+    args = parser.parse_args()
+    questions = [row["question"] for row in read_jsonl(SET)] * 2
+
+    async def run(app: Any) -> dict[str, Any]:
+        binding = await app.dispatcher.binding(parse_channel(args.channel))
+        new = app.answerer.retriever
+        old = WithoutFill(new.store, new.inference, new._embedding_model, margin=new.margin)
+        ms: dict[str, list[float]] = {"without": [], "with": []}
+        for i, question in enumerate(questions):
+            pair = [("without", old), ("with", new)]
+            for name, retriever in pair if i % 2 else reversed(pair):
+                started = time.perf_counter()
+                await retriever.search(binding.workspace, [question])
+                ms[name].append((time.perf_counter() - started) * 1000)
+        out: dict[str, Any] = {
+            name: {"p50": percentile(v, 50), "p95": percentile(v, 95), "n": len(v)}
+            for name, v in ms.items()
+        }
+        for q in ("p50", "p95"):
+            out[f"ratio_{q}"] = round(out["with"][q] / out["without"][q], 3)
+        return out
+
+    out = with_app(run)
+    print("search ms      p50     p95")
+    for name in ("without", "with"):
+        print(f"{name:<10} {out[name]['p50']:7.2f} {out[name]['p95']:7.2f}")
+    print(f"ratio      {out['ratio_p50']:7.3f} {out['ratio_p95']:7.3f}")
     print(json.dumps(out))
 
 
-with_app(main)
+if __name__ == "__main__":
+    main()
