@@ -37,6 +37,7 @@ which the embedding model cannot bridge either: then the words must match.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -223,20 +224,13 @@ def _glued(
 def _stem_prefix(word: str, lexemes: frozenset[str]) -> str:
     """What a question word and its lexeme share at their start ("checks", "check" ->
     "check"; "company", "compani" -> "compan"): the word's stem as the text writes it."""
-    best = ""
-    for lex in lexemes:
-        n = 0
-        for a, b in zip(fold(word), lex, strict=False):
-            if a != b:
-                break
-            n += 1
-        best = max(best, fold(word)[:n], key=len)
-    return best
+    folded = fold(word)
+    return max((os.path.commonprefix([folded, lex]) for lex in lexemes), key=len, default="")
 
 
 def _window(text: str, anchors: Sequence[tuple[str, float]]) -> str:
-    """``text`` itself, or, when it is a long run of table cells (LONG_QUOTE_CHARS and
-    more, NUMERIC_SHARE of its words holding a digit), the stretch that holds the most
+    """``text`` itself, or, when it is a long run of table cells (longer than
+    LONG_QUOTE_CHARS, NUMERIC_SHARE of its words holding a digit), the stretch that holds the most
     weight of ``anchors`` (word starts, folded, with their weights): QUOTE_BEFORE
     characters before one of them and QUOTE_AFTER after."""
     if len(text) <= LONG_QUOTE_CHARS:
@@ -525,13 +519,15 @@ class EvidenceFinder:
         # the answer out among sentences alike (a table's row label, "Alabama", beside
         # the table's title and totals, which hold more of the question's other words).
         # The decision above is the same: this changes what is shown, not what counted.
-        held = [lex for qt in quotes for lex in qt.lexemes if lex in weights]
+        held = {lex for qt in quotes for lex in qt.lexemes if lex in weights}
         if lexical and held:
-            rarest = max(held, key=lambda lex: weights[lex])
+            # Equal weights are broken by the word itself: sets iterate in an order the
+            # hash seed decides, and the evidence must not change from run to run.
+            rarest = max(held, key=lambda lex: (weights[lex], lex))
             if not any(rarest in qt.lexemes for qt in kept):
                 holder = next(qt for qt in quotes if rarest in qt.lexemes)
                 kept = [*kept[: MAX_QUOTES - 1], holder]
-        # Long quotes (flattened tables) shown around the question's weightiest word.
+        # Flattened tables shown as the stretch holding most of the question's weight.
         lexemes_of = dict(zip(words, word_lexemes, strict=True))
         anchors = [
             (p, weight) for weight, w in by_weight if len(p := _stem_prefix(w, lexemes_of[w])) >= 2
