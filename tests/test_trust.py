@@ -380,7 +380,14 @@ async def test_what_is_a_file_about_cites_that_file(settings, tmp_path: Path) ->
             ],
         )
         binding = await app.dispatcher.binding(GENERAL)
-        for question in ("What is ad-2020-17221.pdf about?", "Summarize ad 2020 17221"):
+        # Asked the ways people ask for a summary (seen by hand in session 13: "What is
+        # the main idea of AutoGen?" was "not found", no document saying "idea").
+        for question in (
+            "What is ad-2020-17221.pdf about?",
+            "Summarize ad 2020 17221",
+            "Can you summarize ad-2020-17221.pdf?",
+            "What are the key points of the airworthiness directive?",
+        ):
             answer = await app.answerer.answer(
                 binding, None, question, author="console:alice", conversation_key="a"
             )
@@ -652,6 +659,16 @@ def test_a_document_is_found_by_its_title_in_a_papers_header() -> None:
     assert within.rest == "what is the warranty?"  # the question proper, weighed alone
     assert find_named("In 2015, what was the warranty?", docs) is None
     assert find_named("What is the warranty about?", docs) is None
+    # A summary asked for in other words, politely or not.
+    for question in (
+        "What is the main idea of the SPECTER paper?",
+        "Could you give me the gist of SPECTER?",
+        "tl;dr of the SPECTER paper",
+    ):
+        named = find_named(question, docs)
+        assert named is not None and named.document_id == 1 and named.about, question
+    # ... but the main idea of something no document is named after is a plain question.
+    assert find_named("What is the main idea of the budget meeting?", docs) is None
 
 
 async def test_a_question_whose_key_term_no_document_holds_is_not_found_and_says_what_was_searched(

@@ -1,4 +1,5 @@
-"""Questions that name a document: "What is X about?", "Summarize X", "In X, what ...".
+"""Questions that name a document: "What is X about?", "Summarize X", "The gist of X",
+"In X, what ...".
 
 Such a question is answered from that document: an "about" or "summarize" question
 from its opening chunks (title, abstract, first headings), any other from its own
@@ -17,7 +18,12 @@ from dataclasses import dataclass, field
 from bot.ingest.filetypes import IMAGE_KINDS, KINDS, FileKind
 
 # "what is X about", "summarize X", "give me a summary of X", "what does X say/cover",
-# and the Chinese "X 讲了什么" / "总结 X" / "概括 X".
+# "what is the main idea of X", "the gist of X", "the key points of X", "tl;dr of X",
+# and the Chinese "X 讲了什么" / "总结 X" / "概括 X" / "X 的要点".
+_GIST = (
+    r"(?:main|key|central|core)\s+(?:idea|ideas|point|points|message|argument|takeaways?"
+    r"|findings|contributions?)|gist|key\s+takeaways?|takeaways?|tl;?dr|summary|overview"
+)
 _ABOUT = [
     re.compile(r"^\s*what(?:'s| is| are)\s+(?P<x>.+?)\s+about\s*\??\s*$", re.I),
     re.compile(
@@ -26,11 +32,27 @@ _ABOUT = [
         re.I,
     ),
     re.compile(r"^\s*what does\s+(?P<x>.+?)\s+(?:say|cover|describe|discuss)\s*\??\s*$", re.I),
+    # "What is the main idea of X?", "What's the gist of X?", "Give me the key points of
+    # X", "tl;dr of X": what a user asks for instead of "summarize" (seen by hand: "What
+    # is the main idea of AutoGen?" was "not found": no document says "idea").
+    re.compile(
+        rf"^\s*(?:what(?:'s| is| are)|give (?:me )?|list|tell me)?\s*(?:the |a |an )?"
+        rf"(?:{_GIST})\s+(?:of|for|in)\s+(?P<x>.+?)\s*[.?!]?\s*$",
+        re.I,
+    ),
     # "What is on page 3 of X?", "What's in X?"
     re.compile(r"^\s*what(?:'s| is)\s+(?:on|in)\s+(?P<x>.+?)\s*\??\s*$", re.I),
     re.compile(r"^\s*(?:总结|概括|介绍)(?:一下)?\s*(?P<x>.+?)\s*[。？?]?\s*$"),
-    re.compile(r"^\s*(?P<x>.+?)\s*(?:讲了什么|是关于什么的|的主要内容是什么)\s*[。？?]?\s*$"),
+    re.compile(
+        r"^\s*(?P<x>.+?)\s*(?:讲了什么|是关于什么的|的主要内容是什么|的要点是什么|的主要观点是什么"
+        r"|的核心思想是什么)\s*[。？?]?\s*$"
+    ),
 ]
+# What a request opens with that asks nothing of its own: "Can you summarize X?",
+# "Could you please give me the gist of X?", "Please summarize X.", "请总结…".
+_POLITE = re.compile(
+    r"^\s*(?:(?:can|could|would|will)\s+you\s+(?:please\s+)?|please\s+|pls\s+|请)", re.I
+)
 # "In X, what ..." / "According to X, ..." / "In X: ..." / "On page 3 of X, ..."
 _WITHIN = re.compile(
     r"^\s*(?:in|on|according to|from)\s+(?P<x>[^,:?]{3,120}?)\s*[,:]\s*(?P<q>.+)$", re.I
@@ -165,6 +187,7 @@ def _score(asked: str, file_name: str, opening: str) -> float:
 
 def might_name_document(question: str) -> bool:
     """Cheap test first: does the question have the shape of one naming a document?"""
+    question = _POLITE.sub("", question, count=1)
     return bool(
         any(p.match(question) for p in _ABOUT)
         or _WITHIN.match(question)
@@ -182,6 +205,7 @@ def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | 
     asked: str | None = None
     rest: str | None = None
     about = False
+    question = _POLITE.sub("", question, count=1)
     for pattern in _ABOUT:
         m = pattern.match(question)
         if m:
