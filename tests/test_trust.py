@@ -671,6 +671,24 @@ def test_a_document_is_found_by_its_title_in_a_papers_header() -> None:
     assert find_named("What is the main idea of the budget meeting?", docs) is None
 
 
+def test_a_file_called_by_the_distinct_part_of_its_name_is_found() -> None:
+    """Seen by hand in session 13: "What is in the image DA-1p.png?" was told there is no
+    document named 'the image DA-1p.png', and then given unstructured_DA-1p.png as the
+    closest name."""
+    from bot.knowledge.named import find_named
+
+    docs = [
+        (1, "unstructured_DA-1p.png", "Department of the Army"),
+        (2, "unstructured_science-exploration-1p.pptx", "Code 600"),
+    ]
+    for question in ("What is in the image DA-1p.png?", "Summarize the file DA-1p.png"):
+        named = find_named(question, docs)
+        assert named is not None and named.document_id == 1 and named.about, question
+    missing = find_named("What is in the image budget.png?", docs)
+    assert missing is not None and missing.document_id is None
+    assert missing.asked_for == "budget.png"  # the name as written, not the words around it
+
+
 async def test_a_question_whose_key_term_no_document_holds_is_not_found_and_says_what_was_searched(
     settings, tmp_path: Path
 ) -> None:

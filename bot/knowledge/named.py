@@ -102,8 +102,11 @@ _THIS = re.compile(
     rf"|^(?:它|这|该|这个|这份|这篇|这本|这张|这幅)(?P<zh>{_ZH_NOUNS})?$",
     re.I,
 )
-# What a name is written with and is not part of: "the SPECTER paper" is "SPECTER".
-_DECOR = re.compile(rf"^(?:the|a|an)\s+|\s+(?:{_EN_NOUNS})$", re.I)
+# What a name is written with and is not part of: "the SPECTER paper" is "SPECTER", and
+# "the image DA-1p.png" is "DA-1p.png".
+_DECOR = re.compile(
+    rf"^(?:(?:the|a|an)\s+)?(?:(?:{_EN_NOUNS})\s+(?=\S))?|\s+(?:{_EN_NOUNS})$", re.I
+)
 
 
 def _latest_of(noun: str | None, documents: list[tuple[int, str, str]]) -> tuple[int, str]:
@@ -233,11 +236,23 @@ def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | 
         ((_score(asked, name, opening), doc_id, name) for doc_id, name, opening in documents),
         key=lambda t: (-t[0], t[2]),
     )
+    if file_like and (not scored or scored[0][0] < MATCH_RATIO):
+        # The file name alone, as a file's distinct part: "DA-1p.png" is
+        # "unstructured_DA-1p.png" (seen by hand: "What is in the image DA-1p.png?" was
+        # told there is no such document, and given that very name as the closest).
+        scored = sorted(
+            (
+                (_score(file_like.group(0), name, opening), doc_id, name)
+                for doc_id, name, opening in documents
+            ),
+            key=lambda t: (-t[0], t[2]),
+        )
     if scored and scored[0][0] >= MATCH_RATIO:
         _, doc_id, name = scored[0]
         return Named(doc_id, name, about, rest=rest, page=page, unit=unit)
     if _FILE_NAME.search(asked) or file_like:
         # It names a document, and none is close: say so, with the nearest names.
-        return Named(None, None, about, asked.strip(), [n for _, _, n in scored[:3]])
+        written = file_like.group(0) if file_like else asked.strip()
+        return Named(None, None, about, written, [n for _, _, n in scored[:3]])
     # "In 2015, what ...", "What is the warranty about?": no document named; a plain question.
     return None
