@@ -204,12 +204,14 @@ async def run(
     if "squad" in sets:
         records["squad_v2"] = []
         results["squad_v2"] = await _squad(app, eval_dir, quick, sample, log, records["squad_v2"])
-    if "realdocs" in sets:
-        records["realdocs"] = []
-        results["realdocs"] = await _realdocs(app, eval_dir, quick, split, log, records["realdocs"])
-    if "chinese" in sets:
-        records["chinese"] = []
-        results["chinese"] = await _chinese(app, eval_dir, quick, split, log, records["chinese"])
+    corpus = (eval_dir or default_eval_dir()).parent / "corpus"
+    for key, select in (("realdocs", _realdocs), ("chinese", _chinese)):
+        if key in sets:
+            records[key] = []
+            files, questions = select(corpus, quick, split)
+            results[key] = await _ask_of_files(
+                app, f"grounding-{key}", files, questions, split, log, records[key]
+            )
     if dump is not None:
         dump.write_text(json.dumps(records, indent=1, ensure_ascii=False))
     chat = await app.inference.describe(None)
@@ -242,34 +244,23 @@ async def _ask_of_files(
     return out
 
 
-async def _realdocs(
-    app: App,
-    eval_dir: Path | None,
-    quick: bool,
-    split: str,
-    log: Log,
-    dump: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    pdf_dir = (eval_dir or default_eval_dir()).parent / "corpus" / "pdfs"
+Selected = tuple[list[Path], list[dict[str, Any]]]
+
+
+def _realdocs(corpus: Path, quick: bool, split: str) -> Selected:
+    """The real-PDF set's files and questions (``corpus``: ../shared/corpus)."""
+    pdf_dir = corpus / "pdfs"
     questions = realdocs_questions(split)
     if quick:
         questions = [q for q in questions if q.get("document") == QUICK_PDF][:10]
     names = sorted({q["document"] for q in questions if q.get("document")})
     if not quick:  # every readable PDF: unanswerable questions must search them all
         names = sorted(p.name for p in pdf_dir.glob("*.pdf"))
-    files = [pdf_dir / n for n in names]
-    return await _ask_of_files(app, "grounding-realdocs", files, questions, split, log, dump)
+    return [pdf_dir / n for n in names], questions
 
 
-async def _chinese(
-    app: App,
-    eval_dir: Path | None,
-    quick: bool,
-    split: str,
-    log: Log,
-    dump: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    corpus = (eval_dir or default_eval_dir()).parent / "corpus"
+def _chinese(corpus: Path, quick: bool, split: str) -> Selected:
+    """The Chinese set's files (beside the English PDFs) and questions."""
     questions = realdocs_questions(split, REALDOCS_ZH)
     files = sorted({corpus / "office" / q["document"] for q in questions if q.get("document")})
     if quick:  # the Chinese files alone, and a few questions of each kind
@@ -279,8 +270,7 @@ async def _chinese(
     else:
         files += sorted((corpus / "pdfs").glob("*.pdf"))
     # Sections and rows, not pages: the document cited is what is counted.
-    questions = [{**q, "page": None} for q in questions]
-    return await _ask_of_files(app, "grounding-chinese", files, questions, split, log, dump)
+    return files, [{**q, "page": None} for q in questions]
 
 
 def squad_sample(questions: list[dict[str, Any]], per_kind: int) -> list[dict[str, Any]]:
