@@ -535,7 +535,7 @@ def test_a_sentence_is_analysed_into_bigrams_as_the_index_sees_it(store: Store) 
 
 
 def test_a_camel_case_name_is_also_its_words(store: Store) -> None:
-    """Error and class names: the whole name, and its words (migration 0014)."""
+    """Error and class names: the whole name, and its words (migrations 0014, 0015)."""
     [row] = store.analyze(["| 5 | PandocTemplateError | getUserName |"])
     assert row == {"5", "pandoctemplateerror", "pandoc", "templat", "error"} | {
         "getusernam",
@@ -543,10 +543,15 @@ def test_a_camel_case_name_is_also_its_words(store: Store) -> None:
         "user",
         "name",
     }
-    # Only a lower-case letter before a capital cuts: no stray letters from "PDFs",
-    # "HTTPServer" or "96DISTRICT" (which the parser already cuts after the digits).
-    [caps] = store.analyze(["PDFs HTTPServer 37,499.96DISTRICT"])
-    assert caps == {"pdfs", "httpserver", "37", "499.96", "district"}
+    # After a run of capitals, a name is cut before the capital that starts a word
+    # (migration 0015): "PDFProgram" is "PDF Program", "HTTPServer" "HTTP Server".
+    [acronyms] = store.analyze(["| 47 | PandocPDFProgramNotFoundError | HTTPServer |"])
+    assert {"pdf", "program", "found", "error", "http", "server"} <= acronyms
+    assert {"pandocpdfprogramnotfounderror", "httpserver"} <= acronyms
+    # ... but no stray letters from an acronym's plural ("PDFs", "IDs") or from
+    # "96DISTRICT" (which the parser already cuts after the digits).
+    [caps] = store.analyze(["PDFs IDs 37,499.96DISTRICT"])
+    assert caps == {"pdfs", "id", "37", "499.96", "district"}
     # A question is read without them: "ScienceParse" asks for that name, and "science"
     # or "parse" alone would dilute it.
     assert store.analyze(["What is ScienceParse?"], question=True) == [{"sciencepars"}]
@@ -658,6 +663,45 @@ def test_a_database_with_camel_case_names_is_upgraded_to_their_words(
 
         assert migrate.downgrade(db, "0013") == "0013"
         assert lexemes() == {"5", "pandoctemplateerror", "osprey", "dive", "fish"}
+        assert team.stats() == before
+    finally:
+        db.close()
+
+
+def test_a_database_with_acronym_names_is_upgraded_to_their_words(
+    librarian_env: dict[str, str],
+) -> None:
+    """Notes indexed at 0014 hold "HTTPServer" as one word and "PandocPDFProgram..." cut
+    only after "Pandoc"; after 0015 "http server" and "pdf program" find them, and the
+    totals are recounted.  Downgrading restores 0014's vectors."""
+    db = open_database(load_settings())
+
+    def lexemes() -> set[str]:
+        with db.engine.connect() as conn:
+            return set(
+                conn.execute(text("SELECT t.lexeme FROM chunks c, unnest(c.tsv) AS t")).scalars()
+            )
+
+    try:
+        assert migrate.upgrade(db, "0014") == "0014"
+        store = Store(db)
+        binding = store.binding_for("console", "", "codes", DEFAULTS)
+        team = Team(store, binding.workspace.id, store.ensure_embedding_model("test-3d", 3))
+        team.note("codes.rtf", "| 47 | PandocPDFProgramNotFoundError |")
+        team.note("server.txt", "HTTPServer PDFs")
+        before = team.stats()
+        at_0014 = lexemes()
+        assert {"pdfprogram", "httpserver"} <= at_0014 and "program" not in at_0014
+
+        assert migrate.upgrade(db) == migrate.head_revision()
+        assert team.files("pdf program") == ["codes.rtf"]
+        assert team.files("http server") == ["server.txt"]
+        # "pdfprogram" becomes "pdf program" (one more), "httpserver" adds "http server"
+        assert team.stats() == (before[0], before[1] + 1 + 2)
+        assert "pdfprogram" not in lexemes() and "pdfs" in lexemes()
+
+        assert migrate.downgrade(db, "0014") == "0014"
+        assert lexemes() == at_0014
         assert team.stats() == before
     finally:
         db.close()

@@ -511,6 +511,13 @@ async def test_a_question_in_plain_words_finds_an_error_name_written_in_camel_ca
         answer = await evidence_for(app, "Which code does pandoc give for a template error?")
         assert answer.found, answer.text
         assert answer.evidence[0].text.endswith("| 5 | PandocTemplateError |"), answer.text
+        # Seen by hand in session 13: a name holding an acronym ("PandocPDFProgram...")
+        # was cut only at "Pandoc|PDFProgram", so "PDF" and "program" met nothing.
+        answer = await evidence_for(
+            app, "Which code does pandoc give when the PDF program is not found?"
+        )
+        assert answer.found, answer.text
+        assert answer.evidence[0].text.endswith("| 47 | PandocPDFProgramNotFoundError |")
     finally:
         await app.close()
 

@@ -13,7 +13,8 @@ Query terms are the distinct lexemes of ``librarian_query_tsvector(query)``, the
 analyzer ``chunks.tsv`` is built with (migration 0008), OR-ed like ``plainto_tsquery``
 would.  (``chunks.tsv`` is ``librarian_tsvector``: that analyzer and, since migration
 0014, the words of camel-case names, "PandocTemplateError" -> "pandoc template
-error", which a question writes in plain words.)
+error", which a question writes in plain words; since 0015, also cut after a run of
+capitals, "HTTPServer" -> "http server".)
 
 * **English** (any text outside the CJK runs): ``to_tsvector('english', ...)``, words
   stemmed, stop words dropped.  Text without a CJK letter goes straight to it, so an
