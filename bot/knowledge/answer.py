@@ -18,6 +18,7 @@ from bot.knowledge.named import Named, find_named, might_name_document
 from bot.knowledge.prompt import fit_prompt, places_label, where_label
 from bot.knowledge.retrieval import Ranked, Retriever
 from bot.knowledge.sentences import is_cjk, split_sentences
+from bot.knowledge.smalltalk import smalltalk, without_opener
 from bot.knowledge.texts import TEXTS, UNIT_NAMES
 from bot.store.events import Claim
 from bot.store.records import Binding, ChunkHit, HistoryMessage
@@ -235,6 +236,21 @@ class Answerer:
         workspace = binding.workspace
         lang = language(question)
         texts = TEXTS[lang]
+        said = question  # as asked, for the history
+
+        async def done(answer: Answer) -> Answer:
+            answer.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
+            if remember:
+                await self._remember(
+                    binding, thread_id, said, author, answer, question_message_id, event
+                )
+            return answer
+
+        kind = smalltalk(question)
+        if kind is not None:  # "hi", "thanks", "what can you do?": nothing to search for
+            text = texts[kind]
+            return await done(Answer(text, text, [], False, {"smalltalk": kind}))
+        question = without_opener(question)  # "hi, how long ...?" asks "how long ...?"
         history = await asyncio.to_thread(
             self.store.recent_messages, binding.id, thread_id, self.history_turns
         )
@@ -246,14 +262,6 @@ class Answerer:
             queries.append(f"{previous}\n{question}")
         retrieved = await self.retriever.search(workspace, queries)
         timings: dict[str, Any] = {"retrieval_ms": round(retrieved.retrieval_ms, 1)}
-
-        async def done(answer: Answer) -> Answer:
-            answer.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
-            if remember:
-                await self._remember(
-                    binding, thread_id, question, author, answer, question_message_id, event
-                )
-            return answer
 
         named = await self._named(binding, question)
         if named is not None and named.document_id is None:
@@ -300,6 +308,8 @@ class Answerer:
 
         if not evidence.answerable or not candidates:
             text = self._not_found_text(texts, evidence, retrieved)
+            if not retrieved.ranked:  # nothing to search at all: say why, and what to do
+                text = await self._nothing_indexed_text(texts, workspace.id) or text
             return await done(Answer(text, text, [], False, timings, evidence=[]))
 
         # The chunks the model reads and the reply cites: those of the quotes first, then
@@ -522,6 +532,15 @@ class Answerer:
                 if len(quotes) >= OPENING_QUOTES:
                     break
         return Evidence(quotes, 1.0, 1.0, bool(quotes), 1.0)
+
+    async def _nothing_indexed_text(self, texts: dict[str, str], workspace_id: int) -> str | None:
+        """Why a workspace has nothing to search: no document shared yet, or all still
+        being indexed; None when it has a ready document (the search found nothing)."""
+        documents = await asyncio.to_thread(self.store.list_documents, workspace_id)
+        if any(d.status == "ready" for d in documents):
+            return None
+        waiting = sum(d.status in ("queued", "indexing") for d in documents)
+        return texts["indexing"].format(count=waiting) if waiting else texts["empty"]
 
     @staticmethod
     def _not_found_text(texts: dict[str, str], evidence: Evidence, retrieved: Any) -> str:

@@ -22,6 +22,26 @@ TEXTS: dict[str, dict[str, str]] = {
         "no_document": "There is no document named '{name}' in this workspace.",
         "closest_names": "The closest names: {names}.",
         "no_documents": "This workspace has no documents yet.",
+        "empty": (
+            "No document has been shared in this channel's workspace yet, so I have "
+            "nothing to answer from. Share a file here and I will index it; then ask again."
+        ),
+        "indexing": (
+            "The documents shared here are still being indexed ({count} waiting), so I "
+            "have nothing to answer from yet. Ask again in a moment."
+        ),
+        "greeting": (
+            "Hello! Ask me about the documents shared in this channel: I answer from them, "
+            "quote the sentences I rely on and say where they are. "
+            "/librarian help lists the commands."
+        ),
+        "thanks": "You're welcome. A 👍 or 👎 on an answer tells me how it was.",
+        "capabilities": (
+            "I answer questions from the documents shared in this channel's workspace "
+            "(PDFs, Office files, web pages, spreadsheets, images), quoting the sentences I "
+            "rely on with their file and page, and I say so when the documents do not "
+            "answer. Share a file here to add it; /librarian help lists the commands."
+        ),
         "no_page": "{name} has no {unit} {page}.",
         "then": " ",  # between two sentences
         "page_count": "It has {label}.",
@@ -41,6 +61,20 @@ TEXTS: dict[str, dict[str, str]] = {
         "no_document": "这个工作区里没有名为“{name}”的文件。",
         "closest_names": "最接近的文件名：{names}。",
         "no_documents": "这个工作区还没有文件。",
+        "empty": (
+            "这个频道的工作区还没有任何文件，我无从回答。请在这里分享文件，我会建立索引，然后再问。"
+        ),
+        "indexing": "这里分享的文件仍在建立索引（还有 {count} 个），我暂时无从回答。请稍后再问。",
+        "greeting": (
+            "你好！请问我关于这个频道所分享文件的问题：我根据文件回答，引用所依据的句子并注明出处。"
+            "输入 /librarian help 查看命令。"
+        ),
+        "thanks": "不客气。对回答点 👍 或 👎 可以告诉我回答得怎么样。",
+        "capabilities": (
+            "我根据这个频道工作区中分享的文件（PDF、Office 文件、网页、表格、图片）回答问题，"
+            "引用所依据的句子并注明文件和页码；文件中没有答案时我会直说。"
+            "在这里分享文件即可加入；输入 /librarian help 查看命令。"
+        ),
         "no_page": "{name} 没有第 {page} {unit}。",
         "then": "",
         "page_count": "它共有 {count} {unit}。",
