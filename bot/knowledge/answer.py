@@ -534,13 +534,14 @@ class Answerer:
         return Evidence(quotes, 1.0, 1.0, bool(quotes), 1.0)
 
     async def _nothing_indexed_text(self, texts: dict[str, str], workspace_id: int) -> str | None:
-        """Why a workspace has nothing to search: no document shared yet, or all still
-        being indexed; None when it has a ready document (the search found nothing)."""
+        """ "Not found" and why a workspace has nothing to search: no document shared yet,
+        or all still being indexed; None when it has a ready document."""
         documents = await asyncio.to_thread(self.store.list_documents, workspace_id)
         if any(d.status == "ready" for d in documents):
             return None
         waiting = sum(d.status in ("queued", "indexing") for d in documents)
-        return texts["indexing"].format(count=waiting) if waiting else texts["empty"]
+        why = texts["indexing"].format(count=waiting) if waiting else texts["empty"]
+        return f"{texts['not_found']}\n{why}"
 
     @staticmethod
     def _not_found_text(texts: dict[str, str], evidence: Evidence, retrieved: Any) -> str:

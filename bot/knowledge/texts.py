@@ -23,12 +23,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "closest_names": "The closest names: {names}.",
         "no_documents": "This workspace has no documents yet.",
         "empty": (
-            "No document has been shared in this channel's workspace yet, so I have "
-            "nothing to answer from. Share a file here and I will index it; then ask again."
+            "No document has been shared in this channel's workspace yet: share a file "
+            "here and I will index it."
         ),
         "indexing": (
-            "The documents shared here are still being indexed ({count} waiting), so I "
-            "have nothing to answer from yet. Ask again in a moment."
+            "The documents shared here are still being indexed ({count} waiting): ask again "
+            "in a moment."
         ),
         "greeting": (
             "Hello! Ask me about the documents shared in this channel: I answer from them, "
@@ -61,10 +61,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "no_document": "这个工作区里没有名为“{name}”的文件。",
         "closest_names": "最接近的文件名：{names}。",
         "no_documents": "这个工作区还没有文件。",
-        "empty": (
-            "这个频道的工作区还没有任何文件，我无从回答。请在这里分享文件，我会建立索引，然后再问。"
-        ),
-        "indexing": "这里分享的文件仍在建立索引（还有 {count} 个），我暂时无从回答。请稍后再问。",
+        "empty": "这个频道的工作区还没有分享任何文件：请在这里分享文件，我会建立索引。",
+        "indexing": "这里分享的文件仍在建立索引（还有 {count} 个）：请稍后再问。",
         "greeting": (
             "你好！请问我关于这个频道所分享文件的问题：我根据文件回答，引用所依据的句子并注明出处。"
             "输入 /librarian help 查看命令。"
