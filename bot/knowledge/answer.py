@@ -534,8 +534,8 @@ class Answerer:
         return Evidence(quotes, 1.0, 1.0, bool(quotes), 1.0)
 
     async def _nothing_indexed_text(self, texts: dict[str, str], workspace_id: int) -> str | None:
-        """ "Not found" and why a workspace has nothing to search: no document shared yet,
-        or all still being indexed; None when it has a ready document."""
+        """The not-found reply with why a workspace has nothing to search: no document
+        shared yet, or all still being indexed; None when it has a ready document."""
         documents = await asyncio.to_thread(self.store.list_documents, workspace_id)
         if any(d.status == "ready" for d in documents):
             return None
