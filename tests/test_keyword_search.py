@@ -9,6 +9,7 @@ database's.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import math
@@ -23,7 +24,7 @@ from sqlalchemy import text
 
 from bot.config import load_settings
 from bot.store import migrate
-from bot.store.database import open_database
+from bot.store.database import Database, open_database
 from bot.store.keyword import K1, B
 from bot.store.records import ChunkHit, NewChunk
 from bot.store.repo import Store, WorkspaceDefaults
@@ -630,6 +631,31 @@ def test_a_database_with_chinese_chunks_is_upgraded_to_bigrams(
         db.close()
 
 
+@contextlib.contextmanager
+def _notes_at(revision: str, notes: dict[str, str]) -> Iterator[tuple[Database, Team]]:
+    """A database at ``revision`` holding ``notes`` (file name -> text) in one workspace:
+    the database and the team that wrote them; closed afterwards."""
+    db = open_database(load_settings())
+    try:
+        assert migrate.upgrade(db, revision) == revision
+        store = Store(db)
+        binding = store.binding_for("console", "", "codes", DEFAULTS)
+        team = Team(store, binding.workspace.id, store.ensure_embedding_model("test-3d", 3))
+        for name, body in notes.items():
+            team.note(name, body)
+        yield db, team
+    finally:
+        db.close()
+
+
+def _lexemes(db: Database) -> set[str]:
+    """Every lexeme of the chunks' vectors, read directly (whatever the analyzer)."""
+    with db.engine.connect() as conn:
+        return set(
+            conn.execute(text("SELECT t.lexeme FROM chunks c, unnest(c.tsv) AS t")).scalars()
+        )
+
+
 def test_a_database_with_camel_case_names_is_upgraded_to_their_words(
     librarian_env: dict[str, str],
 ) -> None:
@@ -637,23 +663,10 @@ def test_a_database_with_camel_case_names_is_upgraded_to_their_words(
     upgrade a question in plain words finds them, and the totals are recounted.
     Downgrading restores 0008's vectors (today's searches need 0014's functions, so
     the vectors are read directly on either side)."""
-    db = open_database(load_settings())
-
-    def lexemes() -> set[str]:
-        with db.engine.connect() as conn:
-            return set(
-                conn.execute(text("SELECT t.lexeme FROM chunks c, unnest(c.tsv) AS t")).scalars()
-            )
-
-    try:
-        assert migrate.upgrade(db, "0013") == "0013"
-        store = Store(db)
-        binding = store.binding_for("console", "", "codes", DEFAULTS)
-        team = Team(store, binding.workspace.id, store.ensure_embedding_model("test-3d", 3))
-        team.note("codes.rtf", "| 5 | PandocTemplateError |")
-        team.note("plain.txt", "ospreys diving fish")
+    notes = {"codes.rtf": "| 5 | PandocTemplateError |", "plain.txt": "ospreys diving fish"}
+    with _notes_at("0013", notes) as (db, team):
         before = team.stats()
-        assert lexemes() == {"5", "pandoctemplateerror", "osprey", "dive", "fish"}
+        assert _lexemes(db) == {"5", "pandoctemplateerror", "osprey", "dive", "fish"}
 
         assert migrate.upgrade(db) == migrate.head_revision()
         assert team.files("template error") == ["codes.rtf"]
@@ -662,10 +675,8 @@ def test_a_database_with_camel_case_names_is_upgraded_to_their_words(
         assert after == (before[0], before[1] + 3)  # pandoc, template, error
 
         assert migrate.downgrade(db, "0013") == "0013"
-        assert lexemes() == {"5", "pandoctemplateerror", "osprey", "dive", "fish"}
+        assert _lexemes(db) == {"5", "pandoctemplateerror", "osprey", "dive", "fish"}
         assert team.stats() == before
-    finally:
-        db.close()
 
 
 def test_a_database_with_acronym_names_is_upgraded_to_their_words(
@@ -674,23 +685,10 @@ def test_a_database_with_acronym_names_is_upgraded_to_their_words(
     """Notes indexed at 0014 hold "HTTPServer" as one word and "PandocPDFProgram..." cut
     only after "Pandoc"; after 0015 "http server" and "pdf program" find them, and the
     totals are recounted.  Downgrading restores 0014's vectors."""
-    db = open_database(load_settings())
-
-    def lexemes() -> set[str]:
-        with db.engine.connect() as conn:
-            return set(
-                conn.execute(text("SELECT t.lexeme FROM chunks c, unnest(c.tsv) AS t")).scalars()
-            )
-
-    try:
-        assert migrate.upgrade(db, "0014") == "0014"
-        store = Store(db)
-        binding = store.binding_for("console", "", "codes", DEFAULTS)
-        team = Team(store, binding.workspace.id, store.ensure_embedding_model("test-3d", 3))
-        team.note("codes.rtf", "| 47 | PandocPDFProgramNotFoundError |")
-        team.note("server.txt", "HTTPServer PDFs")
+    notes = {"codes.rtf": "| 47 | PandocPDFProgramNotFoundError |", "server.txt": "HTTPServer PDFs"}
+    with _notes_at("0014", notes) as (db, team):
         before = team.stats()
-        at_0014 = lexemes()
+        at_0014 = _lexemes(db)
         assert {"pdfprogram", "httpserver"} <= at_0014 and "program" not in at_0014
 
         assert migrate.upgrade(db) == migrate.head_revision()
@@ -698,13 +696,11 @@ def test_a_database_with_acronym_names_is_upgraded_to_their_words(
         assert team.files("http server") == ["server.txt"]
         # "pdfprogram" becomes "pdf program" (one more), "httpserver" adds "http server"
         assert team.stats() == (before[0], before[1] + 1 + 2)
-        assert "pdfprogram" not in lexemes() and "pdfs" in lexemes()
+        assert "pdfprogram" not in _lexemes(db) and "pdfs" in _lexemes(db)
 
         assert migrate.downgrade(db, "0014") == "0014"
-        assert lexemes() == at_0014
+        assert _lexemes(db) == at_0014
         assert team.stats() == before
-    finally:
-        db.close()
 
 
 def test_the_schema_module_names_the_analyzer_the_migrations_built(store: Store) -> None:
