@@ -23,7 +23,7 @@ from helpers import converse, make_pdf, say
 
 from bot.app import App
 from bot.events import ConversationRef
-from bot.knowledge.answer import Answer
+from bot.knowledge.answer import ANSWER_SEED, Answer
 from bot.knowledge.check import ECHO, EMPTY, check_answer
 from bot.knowledge.texts import NOT_FOUND
 
@@ -290,6 +290,9 @@ async def test_a_misread_amount_is_replaced_by_the_evidence_holding_the_real_one
         assert answer.unsupported == ["$3.40"]
         # Stopped at new turns: the request asked the server to stop at "Question:".
         assert "Question:" in scripted_model.requests[-1]["stop"]  # type: ignore[attr-defined]
+        # ... and sampled with the answers' seed: an answer does not depend on the others
+        # the model generated before it.
+        assert scripted_model.requests[-1]["seed"] == ANSWER_SEED  # type: ignore[attr-defined]
         stored = app.store.recent_messages(binding.id, None)[-1]
         assert stored.role == "assistant" and "$3.40" not in stored.text
 

@@ -90,6 +90,8 @@ class ChatBackend(Protocol):
         max_tokens: int = ...,
         temperature: float = ...,
         stop: Sequence[str] | None = ...,
+        *,
+        seed: int | None = ...,
     ) -> Any: ...
 
     def close(self) -> None: ...
@@ -322,17 +324,25 @@ class Inference:
         max_tokens: int = 512,
         temperature: float = 0.7,
         stop: Sequence[str] | None = None,
+        seed: int | None = None,
     ) -> ChatStream:
         """Queue an answer to ``messages`` under conversation ``key`` and return its stream.
 
         Returns as soon as the request is queued (after loading the model if
-        needed); the pieces arrive as the model produces them.
+        needed); the pieces arrive as the model produces them.  ``seed`` fixes the
+        sampling: the same messages give the same answer (None: the model's own RNG,
+        which runs on from call to call).
         """
         slot = await self._get(model, CHAT)
         # A copy: the caller may reuse its list while the worker reads this one.
         msgs = [dict(m) for m in messages]
         job = functools.partial(
-            slot.model.generate, msgs, max_tokens, temperature, list(stop) if stop else None
+            slot.model.generate,
+            msgs,
+            max_tokens,
+            temperature,
+            list(stop) if stop else None,
+            seed=seed,
         )
         request = slot.worker.submit(key, job)
         return ChatStream(request, slot.info)
