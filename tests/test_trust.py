@@ -144,6 +144,16 @@ def test_the_check_compares_numbers_as_numbers() -> None:
     assert not check_answer('The "engine fire test" is required.', sources).passed
 
 
+def test_a_number_written_against_chinese_words_is_checked() -> None:
+    """Seen in session 13's Chinese benchmark: "10年前" was posted though no quote says
+    10; a number against a Chinese character was never read as a number."""
+    quotes = "《核电厂定期安全评价 第12部分：设计》为上述15项标准之一。"
+    assert check_answer("这是第12部分，共15项标准。", quotes).passed
+    assert check_answer("10年前发布。", quotes).unsupported == ["10"]
+    # ... while a number glued to Latin letters is still no number ("12abc", "1.4M").
+    assert check_answer("型号12abc，容量1.4M。", quotes).passed
+
+
 def test_a_quantity_is_checked_with_what_it_counts() -> None:
     # Seen by hand in session 8 with the default model, asked how long the AOA sensor
     # test takes: "a 12-hour AOA sensor test ... takes approximately 3 hours ... 6 days"

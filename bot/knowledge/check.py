@@ -37,7 +37,14 @@ from bot.knowledge.language import fold
 # optional decimals, optional percent.
 # Never the start of a longer number: "1.4M" holds no number 1 (seen in session 9's
 # benchmark: it vouched for the answer "1" to "how many PDFs was it trained on?").
-_NUMBER = re.compile(r"(?<![\w.])[$€£¥]?(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?\s?%?(?![\w]|\.\d)")
+# A Chinese character beside it is no part of it: Chinese writes numbers against its
+# words ("第12部分", "10年前"), and such numbers went unchecked (seen in session 13's
+# Chinese benchmark: "10年前，20xx-xx-xx发布" was posted for a date no quote gives).
+_LETTER_NOT_HAN = r"[^\W\u3400-\u4dbf\u4e00-\u9fff]"
+_NUMBER = re.compile(
+    rf"(?<!{_LETTER_NOT_HAN})(?<!\.)[$€£¥]?(\d{{1,3}}(?:,\d{{3}})+|\d+)(\.\d+)?\s?%?"
+    rf"(?!{_LETTER_NOT_HAN}|\.\d)"
+)
 _CITATION = re.compile(r"\[\d+(?:\s*[,-]\s*\d+)*\]")
 _LIST_NUMBER = re.compile(r"(?m)^\s*\d+[.)]\s")
 _QUOTED = re.compile(r"[\"\u201c]([^\"\u201d]{3,200})[\"\u201d]")
