@@ -259,6 +259,11 @@ def test_an_answer_that_is_only_its_preamble_fails_the_check() -> None:
     assert not verdict.passed and EMPTY in verdict.unsupported
     assert check_answer("已测试格式包括docx和md。", tested).passed
     assert check_answer("Is it $3,400? Yes, $3,400 [1].", sources).passed
+    # Seen in session 13's Chinese benchmark: questions around one line that states
+    # something; mostly asking is no answer.  A question then its answer is one.
+    mostly = third + "\n4. 已测试格式包括docx。\n5. 能否提供一个示例？"
+    assert EMPTY in check_answer(mostly, tested).unsupported
+    assert check_answer("Which formats?\nThe tested formats are docx and md.", tested).passed
     # ... under the reply's own heading, which the model imitates (seen by hand).
     headed = 'The documents say:\n> "DNC（可微神经计算机）的售价是多少？'
     assert check_answer(headed, "这款名为DNC（可微神经计算机）的AI模型").unsupported == [EMPTY]

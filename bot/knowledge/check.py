@@ -308,9 +308,10 @@ _INTRODUCES = re.compile(r"[:\uff1a]\s*$")
 
 def _empty(answer: str) -> bool:
     """Whether the answer, past a preamble ("The answer to this question is:") and its
-    citation markers, says nothing at all, or only asks: every line a question (the
-    question itself and others like it, seen in session 11's Chinese benchmark), but
-    for lines that only introduce ("The documents say:")."""
+    citation markers, says nothing at all, or mostly asks: more than half of its lines
+    questions (the question itself and others like it, seen in session 11's Chinese
+    benchmark; in session 13's, five questions around one line that states something),
+    not counting lines that only introduce ("The documents say:")."""
     rest = _CITATION.sub(" ", _PREAMBLE.sub("", answer, count=1))
     # A line ending in a colon introduces ("The documents say:", the reply's own
     # heading, which the model imitates) and states nothing.
@@ -319,7 +320,8 @@ def _empty(answer: str) -> bool:
         for line in rest.splitlines()
         if any(ch.isalnum() for ch in line) and not _INTRODUCES.search(line)
     ]
-    return all(_ASKED_BACK.search(line) for line in lines)
+    asking = sum(1 for line in lines if _ASKED_BACK.search(line))
+    return asking * 2 > len(lines) or not lines
 
 
 _WORDS = re.compile(r"[\w&'\-]+")
