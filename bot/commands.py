@@ -43,7 +43,7 @@ from bot.events import CommandInvoked
 from bot.feedback import rate_latest, verdict_of_word
 from bot.inference.pool import describe_servers
 from bot.ingest.filetypes import ExtractionRefused, count_label
-from bot.knowledge.answer import format_citations
+from bot.knowledge.reply import format_citations
 from bot.memory import rss_bytes
 from bot.retention import DurationError, describe_retention, format_duration, parse_duration
 from bot.store.records import Binding, Document, Workspace

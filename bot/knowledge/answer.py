@@ -15,7 +15,8 @@ from bot.knowledge.check import check_answer
 from bot.knowledge.draft import tidy_draft
 from bot.knowledge.evidence import Evidence, EvidenceFinder, Quote
 from bot.knowledge.named import Named, find_named, might_name_document
-from bot.knowledge.prompt import fit_prompt, places_label, where_label
+from bot.knowledge.prompt import fit_prompt, where_label
+from bot.knowledge.reply import Source, format_citations, format_quotes, merge_sources
 from bot.knowledge.retrieval import Ranked, Retriever
 from bot.knowledge.sentences import is_cjk, split_sentences
 from bot.knowledge.smalltalk import smalltalk, without_opener
@@ -30,13 +31,10 @@ log = logging.getLogger(__name__)
 PAGE_CHUNKS = 4
 # How many chunks the evidence sentences are chosen from (the relevant hits first).
 EVIDENCE_CHUNKS = 8
-# The sampling seed of every answer.  Without one, the model's generator runs on from
-# answer to answer, so an answer depends on every answer generated before it in the
-# process: one question asked three times in a row got three drafts, one of them posted
-# (seen in session 13: "With how many men was Johnston rumored to be coming ...?"), and
-# a change to one question's quotes changed the drafts of the questions benchmarked
-# after it.  With it, the second and third asking get the same draft; the first may
-# still differ, when the prompt cache held another prefix (the logits' last decimals).
+# The sampling seed of every answer, so that an answer does not depend on those the
+# model generated before it (session 13: one question asked three times got three
+# drafts; tools/repeat_answer.py).  A prompt cache holding another prefix may still
+# move the logits' last decimals.
 ANSWER_SEED = 0
 # How many opening sentences answer "what is X about?".
 OPENING_QUOTES = 3
@@ -51,19 +49,6 @@ _MODEL_REFUSAL = re.compile(
 )
 
 Progress = Callable[[str], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Source:
-    """A document an answer relied on."""
-
-    document: str
-    pages: str
-    score: float
-    document_id: int
-    chunk_ids: tuple[int, ...]
-    shared_in: str | None = None
-    link: str | None = None
 
 
 @dataclass
@@ -96,38 +81,6 @@ class Answer:
         }
 
 
-def merge_sources(hits: list[Ranked]) -> list[Source]:
-    """One source per document, pages (or slides, rows, sections) merged, in rank order."""
-    by_doc: dict[int, dict[str, Any]] = {}
-    for ranked in hits:
-        hit = ranked.hit
-        entry = by_doc.setdefault(
-            hit.document_id,
-            {"hit": hit, "pages": set(), "places": [], "score": ranked.score, "chunks": []},
-        )
-        entry["chunks"].append(hit.chunk_id)
-        if hit.location is not None:
-            entry["places"].append(hit.location)
-        elif hit.page_start is not None:
-            entry["pages"].update(range(hit.page_start, (hit.page_end or hit.page_start) + 1))
-    sources = []
-    for doc_id, entry in by_doc.items():
-        hit: ChunkHit = entry["hit"]
-        label = places_label(entry["places"], entry["pages"])
-        sources.append(
-            Source(
-                document=hit.file_name,
-                pages=label,
-                score=round(entry["score"], 4),
-                document_id=doc_id,
-                chunk_ids=tuple(entry["chunks"]),
-                shared_in=hit.source_channel,
-                link=hit.source_url,
-            )
-        )
-    return sources
-
-
 def last_answered_question(history: list[HistoryMessage]) -> str | None:
     """The latest question whose answer cited documents (a "not found" sets no topic)."""
     for i in range(len(history) - 1, 0, -1):
@@ -142,39 +95,12 @@ def language(question: str) -> str:
     return "zh" if is_cjk(question) else "en"
 
 
-def format_quotes(quotes: list[Quote], heading: str) -> str:
-    """The evidence sentences, verbatim, each with its file and page."""
-    lines = [heading]
-    for q in quotes:
-        place = q.where
-        where = q.hit.file_name + (f", {place}" if place else "")
-        lines.append(f'> "{q.text}" ({where})')
-    return "\n".join(lines)
-
-
 def last_cited_chunks(history: list[HistoryMessage]) -> list[int]:
     """The chunks the latest answer of the conversation cited (for follow-ups)."""
     for turn in reversed(history):
         if turn.role == "assistant" and turn.cited_chunk_ids:
             return list(turn.cited_chunk_ids)
     return []
-
-
-def format_citations(sources: list[Source], texts: dict[str, str] | None = None) -> str:
-    """'Sources:' and one line per document: name, pages, where it was shared (in the
-    language of ``texts``, one of TEXTS; English by default)."""
-    texts = texts or TEXTS["en"]
-    lines = [texts["sources"]]
-    for i, src in enumerate(sources, 1):
-        line = f"[{i}] {src.document}"
-        if src.pages:
-            line += f", {src.pages}"
-        if src.link:
-            line += f" ({src.link})"
-        elif src.shared_in:
-            line += f" ({texts['shared_in'].format(where=src.shared_in)})"
-        lines.append(line)
-    return "\n".join(lines)
 
 
 class Answerer:
