@@ -398,19 +398,23 @@ async def test_what_is_a_file_about_cites_that_file(settings, tmp_path: Path) ->
             ],
         )
         binding = await app.dispatcher.binding(GENERAL)
-        # Asked the ways people ask for a summary (seen by hand in session 13: "What is
-        # the main idea of AutoGen?" was "not found", no document saying "idea").
-        for question in (
-            "What is ad-2020-17221.pdf about?",
-            "Summarize ad 2020 17221",
-            "Can you summarize ad-2020-17221.pdf?",
-            "What are the key points of the airworthiness directive?",
-        ):
+        for question in ("What is ad-2020-17221.pdf about?", "Summarize ad 2020 17221"):
             answer = await app.answerer.answer(
                 binding, None, question, author="console:alice", conversation_key="a"
             )
             assert answer.found, answer.text
             assert [s.document for s in answer.sources] == ["ad-2020-17221.pdf"], answer.text
+            assert answer.evidence[0].text == "Airworthiness directive 2020-17221."
+        # Asked the ways people ask for a summary (seen by hand in session 13: "What is
+        # the main idea of AutoGen?" was "not found", no document saying "idea"); the
+        # evidence step decides, so the model is left out here.
+        for question in (
+            "Can you summarize ad-2020-17221.pdf?",
+            "What are the key points of the airworthiness directive?",
+        ):
+            answer = await evidence_for(app, question)
+            assert answer.found, answer.text
+            assert {q.hit.file_name for q in answer.evidence} == {"ad-2020-17221.pdf"}
             assert answer.evidence[0].text == "Airworthiness directive 2020-17221."
 
         # A file that is not there: said so, with the closest names, and no model call.
