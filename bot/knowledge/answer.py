@@ -473,10 +473,10 @@ class Answerer:
     async def _nothing_indexed_text(self, texts: dict[str, str], workspace_id: int) -> str | None:
         """The not-found reply with why a workspace has nothing to search: no document
         shared yet, or all still being indexed; None when it has a ready document."""
-        documents = await asyncio.to_thread(self.store.list_documents, workspace_id)
-        if any(d.status == "ready" for d in documents):
+        totals = await asyncio.to_thread(self.store.workspace_totals, workspace_id)
+        if totals["ready"]:
             return None
-        waiting = sum(d.status in ("queued", "indexing") for d in documents)
+        waiting = totals["waiting"]
         why = texts["indexing"].format(count=waiting) if waiting else texts["empty"]
         return f"{texts['not_found']}\n{why}"
 

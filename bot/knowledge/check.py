@@ -40,7 +40,8 @@ from bot.knowledge.language import fold
 # A Chinese character beside it is no part of it: Chinese writes numbers against its
 # words ("第12部分", "10年前"), and such numbers went unchecked (seen in session 13's
 # Chinese benchmark: "10年前，20xx-xx-xx发布" was posted for a date no quote gives).
-_LETTER_NOT_HAN = r"[^\W\u3400-\u4dbf\u4e00-\u9fff]"
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff"  # Chinese characters (CJK Unified Ideographs, Ext. A)
+_LETTER_NOT_HAN = rf"[^\W{_HAN}]"
 _NUMBER = re.compile(
     rf"(?<!{_LETTER_NOT_HAN})(?<!\.)[$€£¥]?(\d{{1,3}}(?:,\d{{3}})+|\d+)(\.\d+)?\s?%?"
     rf"(?!{_LETTER_NOT_HAN}|\.\d)"
@@ -207,7 +208,7 @@ _PLAIN = frozenset(
     ).split()
 )
 _CONTENT_WORD = re.compile(r"[^\W\d_]{4,}")
-_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")
+_CJK_RUN = re.compile(rf"[{_HAN}]+")
 # Words are compared by their first letters, a stemmer in miniature: "estimates",
 # "estimated" and "estimating" are one word, "test" and "tests" too.
 STEM_CHARS = 6

@@ -188,6 +188,14 @@ def _score(asked: str, file_name: str, opening: str) -> float:
     return best
 
 
+def _ranked(asked: str, documents: list[tuple[int, str, str]]) -> list[tuple[float, int, str]]:
+    """(score, id, file name) of each document for the name ``asked``, best first."""
+    return sorted(
+        ((_score(asked, name, opening), doc_id, name) for doc_id, name, opening in documents),
+        key=lambda t: (-t[0], t[2]),
+    )
+
+
 def might_name_document(question: str) -> bool:
     """Cheap test first: does the question have the shape of one naming a document?"""
     question = _POLITE.sub("", question, count=1)
@@ -232,21 +240,12 @@ def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | 
     if this and documents:
         doc_id, name = _latest_of(this.group("noun") or this.group("zh"), documents)
         return Named(doc_id, name, about, rest=rest, page=page, unit=unit)
-    scored = sorted(
-        ((_score(asked, name, opening), doc_id, name) for doc_id, name, opening in documents),
-        key=lambda t: (-t[0], t[2]),
-    )
+    scored = _ranked(asked, documents)
     if file_like and (not scored or scored[0][0] < MATCH_RATIO):
         # The file name alone, as a file's distinct part: "DA-1p.png" is
         # "unstructured_DA-1p.png" (seen by hand: "What is in the image DA-1p.png?" was
         # told there is no such document, and given that very name as the closest).
-        scored = sorted(
-            (
-                (_score(file_like.group(0), name, opening), doc_id, name)
-                for doc_id, name, opening in documents
-            ),
-            key=lambda t: (-t[0], t[2]),
-        )
+        scored = _ranked(file_like.group(0), documents)
     if scored and scored[0][0] >= MATCH_RATIO:
         _, doc_id, name = scored[0]
         return Named(doc_id, name, about, rest=rest, page=page, unit=unit)

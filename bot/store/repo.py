@@ -482,18 +482,25 @@ class Store(DocumentsMixin, HistoryMixin, AuditMixin, SearchMixin, FeedbackMixin
     # -- status -----------------------------------------------------------------------------
 
     def workspace_totals(self, workspace_id: int) -> dict[str, int]:
-        """A workspace's documents (ready and all) and chunks."""
+        """A workspace's documents (all, ready, and waiting to be indexed) and chunks."""
         with self.engine.connect() as conn:
             row = conn.execute(
                 text(
                     "SELECT (SELECT count(*) FROM documents WHERE workspace_id = :w) AS documents,"
                     " (SELECT count(*) FROM documents WHERE workspace_id = :w"
                     "  AND status = 'ready') AS ready,"
+                    " (SELECT count(*) FROM documents WHERE workspace_id = :w"
+                    "  AND status IN ('queued', 'indexing')) AS waiting,"
                     " (SELECT count(*) FROM chunks WHERE workspace_id = :w) AS chunks"
                 ),
                 {"w": workspace_id},
             ).one()
-        return {"documents": int(row.documents), "ready": int(row.ready), "chunks": int(row.chunks)}
+        return {
+            "documents": int(row.documents),
+            "ready": int(row.ready),
+            "waiting": int(row.waiting),
+            "chunks": int(row.chunks),
+        }
 
     def channels_of_workspace(self, workspace_id: int) -> list[Binding]:
         """The channels bound to a workspace."""
