@@ -25,6 +25,7 @@ from bot.app import App
 from bot.events import ConversationRef
 from bot.knowledge.answer import ANSWER_SEED, Answer
 from bot.knowledge.check import ECHO, EMPTY, check_answer
+from bot.knowledge.draft import tidy_draft
 from bot.knowledge.texts import NOT_FOUND
 
 GENERAL = ConversationRef("console", "", "general")
@@ -358,6 +359,19 @@ async def test_a_model_that_loops_or_recites_a_source_is_cut_to_its_answer(
             binding, None, question, author="console:alice", conversation_key="t"
         )
         assert answer.draft == "1. $3,400"
+        # A draft that says itself again with no sentence end between (seen by hand in
+        # session 14: "... by E. F. Benson The Project Gutenberg eBook of ... by E. F.")
+        # is cut where the loop starts.
+        said = "The FAA estimates that the AOA sensor system test costs $3,400 per airplane"
+        scripted_model.reply = f"{said} {said} The FAA es"  # type: ignore[attr-defined]
+        answer = await app.answerer.answer(
+            binding, None, question, author="console:alice", conversation_key="t"
+        )
+        assert answer.checked == "passed" and answer.draft == said
+    # A period after an initial ends no sentence: a draft the token cap cut keeps the
+    # name whole.
+    cut = tidy_draft("Winter Sports in Switzerland is by E. F. Benson. It was publi", capped=True)
+    assert cut == "Winter Sports in Switzerland is by E. F. Benson."
 
 
 async def test_a_question_on_a_detail_the_document_does_not_give_is_not_found(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from bot.knowledge.sentences import period_ends_no_sentence
+
 # Where a draft stops being an answer: the model writes another turn ("Question:"), or
 # recites a source the way the prompt introduces it ("[5] manual.pdf, p. 2"), after
 # which it copies or invents a passage.
@@ -23,6 +25,10 @@ _SENTENCE_END = re.compile(r"[.!?](?:[\"'\u201d)\]]*)(?=\s)|[\u3002\uff01\uff1f]
 # comes again means the model is looping.  Counted in UTF-8 bytes, so that a Chinese
 # sentence of seven characters (three bytes each) is long enough.
 _LOOP_MIN_BYTES = 20
+# A run of this many words said again, word for word, is a loop even when no sentence
+# ended between ("... by E. F. Benson The Project Gutenberg eBook of ... by E. F.", seen
+# by hand in session 14).
+_LOOP_MIN_WORDS = 10
 # A numbered list's item: "2. 2019".
 _LIST_ITEM = re.compile(r"(?m)^[ \t]*\d{1,3}[.)][ \t]+(.+)$")
 
@@ -39,16 +45,39 @@ def _without_repeated_items(text: str) -> str:
     return text
 
 
+def _without_repeated_run(text: str) -> str:
+    """The text up to where a run of :data:`_LOOP_MIN_WORDS` words it already wrote
+    starts again."""
+    words = list(re.finditer(r"\S+", text))
+    seen: set[tuple[str, ...]] = set()
+    for i in range(len(words) - _LOOP_MIN_WORDS + 1):
+        run = tuple(w.group().casefold() for w in words[i : i + _LOOP_MIN_WORDS])
+        if run in seen:
+            return text[: words[i].start()].strip()
+        seen.add(run)
+    return text
+
+
+def _sentence_ends(text: str) -> list[int]:
+    """Where each sentence of the draft ends; not after an initial or an abbreviation
+    ("by E. F. Benson": a draft the cap cut was cut again after "F.")."""
+    return [
+        m.end()
+        for m in _SENTENCE_END.finditer(text)
+        if not (text[m.start()] == "." and period_ends_no_sentence(text[: m.start() + 1]))
+    ]
+
+
 def tidy_draft(text: str, capped: bool = False) -> str:
     """The model's draft as an answer: cut where it starts another turn or recites a
     source label (stop strings may miss variants such as "\\nquestion:"), where it
-    starts repeating a sentence it already wrote (a small model loops until the token
-    cap), and, when ``capped`` (generation stopped at the cap), without the sentence the
-    cap cut in half."""
+    starts repeating a sentence or a run of words it already wrote (a small model loops
+    until the token cap), and, when ``capped`` (generation stopped at the cap), without
+    the sentence the cap cut in half."""
     m = _TURN.search(text)
     text = (text[: m.start()] if m else text).strip()
     text = _without_repeated_items(text)
-    ends = [e.end() for e in _SENTENCE_END.finditer(text)]
+    ends = _sentence_ends(text)
     seen: set[str] = set()
     start = 0
     for end in [*ends, len(text)]:
@@ -57,6 +86,9 @@ def tidy_draft(text: str, capped: bool = False) -> str:
             return text[:start].strip()
         seen.add(key)
         start = end
+    looped = _without_repeated_run(text)
+    if looped != text:  # cut where the loop starts: what is left was not cut by the cap
+        return looped
     if capped and ends and ends[-1] < len(text.rstrip()):
         return text[: ends[-1]].strip()
     return text

@@ -202,6 +202,13 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
+def period_ends_no_sentence(text: str) -> bool:
+    """Whether ``text`` ends with a period that ends no sentence: after a common
+    abbreviation ("e.g.", "Fig.", "U.S.") or an initial ("J. Smith")."""
+    last = _LAST_WORD.search(text.rstrip())
+    return bool(last) and (last.group(1).lower() in _ABBREVIATIONS or len(last.group(1)) == 1)
+
+
 def _prose_sentences(text: str) -> list[str]:
     raw = [p for p in _SENTENCE_END.split(text) if p and p.strip()]
     # Re-join splits made after an abbreviation ("e.g. Boeing", "Fig. 3", "U.S. Army").
@@ -211,10 +218,7 @@ def _prose_sentences(text: str) -> list[str]:
             if _ENUMERATOR.match(merged[-1]):
                 merged[-1] = merged[-1].rstrip() + " " + piece.lstrip()
                 continue
-            last = _LAST_WORD.search(merged[-1].rstrip())
-            if last and (
-                last.group(1).lower() in _ABBREVIATIONS or len(last.group(1)) == 1  # "J. Smith"
-            ):
+            if period_ends_no_sentence(merged[-1]):
                 merged[-1] = merged[-1].rstrip() + " " + piece.lstrip()
                 continue
         merged.append(piece)
