@@ -18,6 +18,7 @@ without a database or a model.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -111,6 +112,9 @@ class Command:
     private: bool = False  # its replies are ephemeral where the platform has them
     who: str = ""  # who may run it, when more is said than "everyone" or "admins"
     too_many: str = ""  # the usage error for extra words
+    # Other words for it a user may type ("documents" for docs): the unknown-command
+    # reply points to this command, nothing runs (one name per command on every platform).
+    synonyms: tuple[str, ...] = ()
 
     @property
     def usage(self) -> str:
@@ -278,7 +282,8 @@ def argument(name: str, help: str, **options: Any) -> Callable[[Handler], Handle
 
 
 def command(**options: Any) -> Callable[[Handler], Command]:
-    """Declare a command: its handler below, ``admin``, ``private``, ``who``, ``too_many``."""
+    """Declare a command: its handler below, ``admin``, ``private``, ``who``, ``too_many``,
+    ``synonyms``."""
 
     def declare(handler: Handler) -> Command:
         pending: _Pending = handler.__dict__.get("_librarian_arguments", _Pending())
@@ -286,6 +291,17 @@ def command(**options: Any) -> Callable[[Handler], Command]:
         return Command(name, handler, tuple(pending.arguments), **options)
 
     return declare
+
+
+def suggest(commands: Mapping[str, Command], typed: str) -> str | None:
+    """The command a user probably meant by an unknown name: one it is a synonym of
+    ("documents" -> docs), else the closest name ("stauts" -> status); None if none."""
+    typed = typed.lower()
+    for declared in commands.values():
+        if typed in declared.synonyms:
+            return declared.name
+    close = difflib.get_close_matches(typed, list(commands), n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def by_name(commands: list[Command] | tuple[Command, ...]) -> Mapping[str, Command]:

@@ -176,7 +176,7 @@ def _mib(size: int | float | None) -> str:
 # -- for everyone ---------------------------------------------------------------------------
 
 
-@command()
+@command(synonyms=("commands", "?"))
 @argument("command", "A command to explain", optional=True)
 async def cmd_help(ctx: CommandContext, command: str | None) -> None:
     """This list, or how to use one command."""
@@ -191,7 +191,7 @@ async def cmd_help(ctx: CommandContext, command: str | None) -> None:
     await ctx.reply(help_for(wanted))
 
 
-@command(who="everyone (or admins, see `uploads`)")
+@command(who="everyone (or admins, see `uploads`)", synonyms=("add", "index", "import"))
 @argument("file", "The file to index", kind=FILE, optional=True, rest=True)
 async def cmd_upload(ctx: CommandContext, file: str | None) -> None:
     """Index the attached file.
@@ -221,7 +221,7 @@ async def cmd_upload(ctx: CommandContext, file: str | None) -> None:
         )
 
 
-@command()
+@command(synonyms=("documents", "files", "list", "ls", "sources"))
 async def cmd_docs(ctx: CommandContext) -> None:
     """List this workspace's documents."""
     docs = await asyncio.to_thread(ctx.services.store.list_documents, ctx.binding.workspace.id)
@@ -247,7 +247,7 @@ def _which(docs: list[Document]) -> str:
     )
 
 
-@command(who="the uploader or an admin")
+@command(who="the uploader or an admin", synonyms=("delete", "remove", "rm", "del"))
 @argument(
     "document",
     "Its name or #id (see /librarian docs)",
@@ -320,7 +320,7 @@ async def cmd_forget(ctx: CommandContext, document: str) -> None:
     )
 
 
-@command(private=True)
+@command(private=True, synonyms=("question", "query"))
 @argument(
     "question",
     "Your question about the documents",
@@ -357,7 +357,7 @@ NO_ANSWER_TO_RATE = "There is no answer of mine in this conversation to rate."
 _SAY_VERDICT = "say good or bad, then a note if you like"
 
 
-@command(private=True)
+@command(private=True, synonyms=("rate", "vote"))
 @argument(
     "verdict",
     "good or bad",
@@ -380,7 +380,7 @@ async def cmd_feedback(ctx: CommandContext, verdict: str, note: str | None) -> N
     await ctx.reply(NO_ANSWER_TO_RATE if recorded is None else recorded.describe())
 
 
-@command()
+@command(synonyms=("info", "health", "stats"))
 async def cmd_status(ctx: CommandContext) -> None:
     """Models, memory, queues, documents and retention."""
     services = ctx.services
@@ -497,7 +497,7 @@ async def cmd_retention(ctx: CommandContext, duration: str | None) -> None:
     await ctx.reply(text)
 
 
-@command(admin=True)
+@command(admin=True, synonyms=("reset", "wipe", "purge"))
 async def cmd_clear(ctx: CommandContext) -> None:
     """Delete this channel's (or thread's) history now."""
     thread = ctx.event.conversation.thread_id
@@ -695,7 +695,7 @@ def _resolve_level(services: CommandServices, workspace_model: str | None, level
     raise first_error
 
 
-@command(admin=True)
+@command(admin=True, synonyms=("models", "llm"))
 @argument(
     "model",
     "A model the registry knows, a level like q8_0, or default",
@@ -941,7 +941,7 @@ def _setting_name(word: str) -> str | None:
     return key if key in _SETTINGS else None
 
 
-@command(admin=True)
+@command(admin=True, synonyms=("config", "set", "options"))
 @argument(
     "name",
     "The setting",

@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from bot.adapter import Adapter
-from bot.command_spec import Command, Refused, UsageError, by_name, split_command
+from bot.command_spec import Command, Refused, UsageError, by_name, split_command, suggest
 from bot.commands import (
     ChatActions,
     CommandContext,
@@ -533,9 +533,11 @@ class Dispatcher:
         binding = await self.binding(event.conversation)
         command = self.commands.get(name)
         if command is None:
+            meant = suggest(self.commands, name)
+            hint = f" Did you mean /librarian {meant}?" if meant else ""
             await self.say(
                 event.conversation,
-                f"I don't know the command '{name}'. Type /librarian help for the list.",
+                f"I don't know the command '{name}'.{hint} Type /librarian help for the list.",
                 reply_to=event.message_id,
                 private_to=event.author,
             )

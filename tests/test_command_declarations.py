@@ -26,6 +26,7 @@ from bot.command_spec import (
     help_for,
     help_list,
     split_command,
+    suggest,
 )
 from bot.commands import COMMANDS, base_commands
 from bot.config import Settings
@@ -148,6 +149,17 @@ def test_every_command_has_help_from_its_docstring() -> None:
     for declared in COMMANDS:
         assert declared.summary and declared.summary.endswith("."), declared.name
         assert declared.summary == declared.handler.__doc__.splitlines()[0]
+
+
+def test_an_unknown_name_points_to_the_command_it_probably_means() -> None:
+    commands = base_commands()
+    assert suggest(commands, "documents") == "docs"  # a synonym
+    assert suggest(commands, "Delete") == "forget"
+    assert suggest(commands, "stauts") == "status"  # a typo
+    assert suggest(commands, "frobnicate") is None
+    # A synonym is no command's name and belongs to one command only.
+    synonyms = [s for declared in COMMANDS for s in declared.synonyms]
+    assert len(synonyms) == len(set(synonyms)) and not set(synonyms) & set(commands)
 
 
 def test_the_settings_bounds_are_the_configurations() -> None:

@@ -1,9 +1,12 @@
 """A new user's first minutes: a greeting, a question before any file is shared, a
-question while the file is still being indexed, thanks.
+question while the file is still being indexed, thanks, "which documents do you have?",
+a message with no words.
 
 Seen by hand in session 13: "hi" got "I could not find this ... No document mentions:
 hi", and a first question in an empty workspace was told "No document mentions: ..."
-as if documents had been searched.  Real Postgres, the real models, the console adapter.
+as if documents had been searched.  Seen in session 14: "list the documents" got "not
+found" and a closest passage, and "/librarian documents" only "I don't know the
+command".  Real Postgres, the real models, the console adapter.
 """
 
 from __future__ import annotations
@@ -51,6 +54,38 @@ async def test_a_new_user_is_greeted_told_to_share_a_file_and_then_answered(
         await app.close()
 
 
+async def test_a_user_asks_which_documents_there_are_and_sends_no_words(
+    settings, tmp_path: Path
+) -> None:
+    app = App.build(settings)
+    app.start_background()
+    try:
+        reply = await say(app, "@librarian which documents do you have?")
+        assert reply.strip() == f"librarian: {TEXTS['en']['empty']}"  # no list, no search
+
+        for name in ("manual.pdf", "budget.pdf"):
+            await say(app, f"/librarian upload {make_pdf(tmp_path / name)}")
+        served = _chat_served(app)
+        reply = await say(app, "@librarian Can you list the files, please?")
+        assert "This workspace has 2 documents: budget.pdf, manual.pdf." in reply
+        assert "/librarian docs" in reply and NOT_FOUND not in reply
+        assert "2 个文件：budget.pdf, manual.pdf" in await say(app, "@librarian 有哪些文件？")
+
+        # "?" or an emoji alone asks nothing: say how to ask, search nothing.
+        for blank in ("?", "👍"):
+            reply = await say(app, f"@librarian {blank}")
+            assert reply.strip() == f"librarian: {TEXTS['en']['blank']}"
+        assert _chat_served(app) == served
+
+        # A command typed by another name is pointed to the one that does it.
+        reply = await say(app, "/librarian documents")
+        assert "I don't know the command 'documents'" in reply
+        assert "Did you mean /librarian docs?" in reply
+        assert "Did you mean /librarian status?" in await say(app, "/librarian stauts")
+    finally:
+        await app.close()
+
+
 async def test_a_question_asked_while_the_only_file_is_indexing_says_so(settings) -> None:
     # No background worker: the shared file stays queued.
     app = App.build(settings)
@@ -71,6 +106,10 @@ def test_only_a_message_that_is_nothing_but_smalltalk_skips_the_search() -> None
     assert smalltalk("Thank you very much.") == "thanks"
     assert smalltalk("谢谢！") == "thanks"
     assert smalltalk("Who are you?") == "capabilities"
+    assert smalltalk("What documents are there?") == "documents"
+    assert smalltalk("...") == "blank"
+    for question in ("what are the documents about?", "list the documents about taxes"):
+        assert smalltalk(question) is None, question  # questions of the documents
     for question in ("hi, what is the warranty?", "help me find the budget", "thanks for what?"):
         assert smalltalk(question) is None, question
     # A greeting before a question is not searched for; "Morning sessions" are asked about.

@@ -36,6 +36,8 @@ EVIDENCE_CHUNKS = 8
 # drafts; tools/repeat_answer.py).  A prompt cache holding another prefix may still
 # move the logits' last decimals.
 ANSWER_SEED = 0
+# "Which documents do you have?" names this many, newest first (`docs` lists them all).
+LISTED_NAMES = 20
 # How many opening sentences answer "what is X about?".
 OPENING_QUOTES = 3
 # Generation stops at the model's own end of turn, and at a new turn it starts to write.
@@ -185,6 +187,8 @@ class Answerer:
         kind = smalltalk(question)
         if kind is not None:  # "hi", "thanks", "what can you do?": nothing to search for
             text = texts[kind]
+            if kind == "documents":  # "which documents do you have?": the list
+                text = await self._documents_text(texts, workspace.id)
             return await done(Answer(text, text, [], False, {"smalltalk": kind}))
         question = without_opener(question)  # "hi, how long ...?" asks "how long ...?"
         history = await asyncio.to_thread(
@@ -469,6 +473,20 @@ class Answerer:
                 if len(quotes) >= OPENING_QUOTES:
                     break
         return Evidence(quotes, 1.0, 1.0, bool(quotes), 1.0)
+
+    async def _documents_text(self, texts: dict[str, str], workspace_id: int) -> str:
+        """The names of the workspace's indexed documents, newest first (at most
+        :data:`LISTED_NAMES`), or why there are none yet."""
+        docs = await asyncio.to_thread(self.store.list_documents, workspace_id)
+        ready = [d.file_name for d in docs if d.status == "ready"]
+        if not ready:
+            waiting = sum(d.status in ("queued", "indexing") for d in docs)
+            return texts["indexing"].format(count=waiting) if waiting else texts["empty"]
+        names = ", ".join(ready[:LISTED_NAMES])
+        if len(ready) > LISTED_NAMES:
+            names = texts["documents_more"].format(names=names, more=len(ready) - LISTED_NAMES)
+        listed = texts["documents"].format(count=len(ready), names=names)
+        return f"{listed}\n{texts['documents_how']}"
 
     async def _nothing_indexed_text(self, texts: dict[str, str], workspace_id: int) -> str | None:
         """The not-found reply with why a workspace has nothing to search: no document

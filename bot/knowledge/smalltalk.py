@@ -1,9 +1,11 @@
-"""Messages that ask nothing of the documents: a greeting, thanks, "what can you do?".
+"""Messages that ask nothing of the documents: a greeting, thanks, "what can you do?",
+"which documents do you have?", or no words at all.
 
 A new user's first message is often "hi".  Searched for, it got "I could not find
 this ... No document mentions: hi", which reads as a broken bot (seen by hand in
 session 13).  A message that is only such a phrase, in English or Chinese, gets a
-short fixed reply instead: no search, no model.  Anything more ("hi, what does the
+short fixed reply instead (for "which documents?", the workspace's list): no search,
+no model.  Anything more ("hi, what does the
 warranty cover?") is a question, and is searched as one.
 """
 
@@ -31,6 +33,36 @@ PHRASES: dict[str, frozenset[str]] = {
         | {"你能做什么", "你是谁", "帮助", "你会什么", "怎么用"}
     ),
 }
+# "which documents do you have?", "list the files": the workspace's list, not a search
+# (seen by hand in session 14: "list the documents" got "not found" and a closest
+# passage).
+_LISTING = {"list", "show", "show me", "give me", "what are", "which are", "name"}
+_DOCUMENTS = {"documents", "docs", "files", "sources", "pdfs"}
+_WHICH = {"what", "which"}
+_HAVE = {"do you have", "are there", "are here", "have been shared", "were shared", "do you know"}
+_HAVE |= {"can you see", "can you read", "have you indexed", "did you index", "are indexed"}
+PHRASES["documents"] = frozenset(
+    {
+        f"{verb} {the}{docs}"
+        for verb in _LISTING
+        for the in ("", "the ", "all ", "all the ", "your ")
+        for docs in _DOCUMENTS
+    }
+    | {f"{which} {docs} {have}" for which in _WHICH for docs in _DOCUMENTS for have in _HAVE}
+    | {f"{which} {docs}" for which in _WHICH for docs in _DOCUMENTS}
+    | (_DOCUMENTS - {"sources"})  # "sources?" after an answer asks for its sources
+    | {
+        "有哪些文件",
+        "你有哪些文件",
+        "列出文件",
+        "文件列表",
+        "列出所有文件",
+        "有什么文件",
+        "这里有哪些文件",
+    }
+)
+# Politeness that leaves the phrase what it is: "can you list the files, please?".
+_POLITE = re.compile(r"^(?:please |can you |could you |would you |pls |请)+|(?: please| pls)$")
 # What may stand around the phrase: the bot's name, punctuation, emoji.
 _NAME = re.compile(r"^(?:librarian|bot)\b\s*|\s*\b(?:librarian|bot)$")
 _NOT_WORD = re.compile(r"[^\w\s]+")
@@ -43,12 +75,17 @@ def _normal(message: str) -> str:
 
 
 def smalltalk(message: str) -> str | None:
-    """ "greeting", "thanks" or "capabilities" when the message is only such a phrase
-    (with the bot's name, punctuation or emoji around it); None for anything else."""
+    """The kind of message ("greeting", "thanks", "capabilities", "documents") when it is
+    only such a phrase (with the bot's name, punctuation or emoji around it); "blank"
+    when it has no word at all ("?", "👍": nothing to search for); None for anything
+    else, which is a question."""
     text = _normal(message)
-    for kind, phrases in PHRASES.items():
-        if text in phrases:
-            return kind
+    if not text:
+        return "blank"
+    for candidate in (text, _POLITE.sub("", text)):
+        for kind, phrases in PHRASES.items():
+            if candidate in phrases:
+                return kind
     return None
 
 

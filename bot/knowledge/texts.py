@@ -36,6 +36,13 @@ TEXTS: dict[str, dict[str, str]] = {
             "/librarian help lists the commands."
         ),
         "thanks": "You're welcome. A 👍 or 👎 on an answer tells me how it was.",
+        "blank": (
+            "Ask me a question in words about the documents shared in this channel: I answer "
+            "from them and quote where. /librarian help lists the commands."
+        ),
+        "documents": "This workspace has {count} documents: {names}.",
+        "documents_more": "{names} and {more} more",
+        "documents_how": "Ask me about any of them; /librarian docs lists them with their details.",
         "capabilities": (
             "I answer questions from the documents shared in this channel's workspace "
             "(PDFs, Office files, web pages, spreadsheets, images), quoting the sentences I "
@@ -68,6 +75,13 @@ TEXTS: dict[str, dict[str, str]] = {
             "输入 /librarian help 查看命令。"
         ),
         "thanks": "不客气。对回答点 👍 或 👎 可以告诉我回答得怎么样。",
+        "blank": (
+            "请用文字问我关于这个频道所分享文件的问题：我根据文件回答并注明出处。"
+            "输入 /librarian help 查看命令。"
+        ),
+        "documents": "这个工作区共有 {count} 个文件：{names}。",
+        "documents_more": "{names} 等另外 {more} 个",
+        "documents_how": "可以问我其中任何一个文件；/librarian docs 列出它们的详细信息。",
         "capabilities": (
             "我根据这个频道工作区中分享的文件（PDF、Office 文件、网页、表格、图片）回答问题，"
             "引用所依据的句子并注明文件和页码；文件中没有答案时我会直说。"
