@@ -732,6 +732,46 @@ def test_a_file_called_by_the_distinct_part_of_its_name_is_found() -> None:
     assert missing.asked_for == "budget.png"  # the name as written, not the words around it
 
 
+async def test_who_wrote_a_document_and_its_title_are_quoted_from_its_header(
+    settings, tmp_path: Path
+) -> None:
+    """Seen by hand in session 14: "Who are the authors of the SPECTER paper?" quoted
+    sentences about authors as an input field, and "What is the title of
+    acl_N18-3011.pdf?" was "not found" (no sentence says "title", and the file name's
+    words were weighed as words the document must hold)."""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        pdf = make_pdf(
+            tmp_path / "specter-2020.pdf",
+            [
+                [
+                    "SPECTER: Document-level Representation Learning",
+                    "Arman Cohan, Sergey Feldman, Iz Beltagy, Doug Downey",
+                    "Abstract",
+                    "Representation learning is a critical ingredient for natural language",
+                    "processing systems. We propose SPECTER to generate document embeddings.",
+                ],
+                [
+                    "We also experimented with additional fields such as venues and authors",
+                    "but did not find any empirical advantage in using those authors fields.",
+                    "The model was trained on 684,000 triples of scientific papers.",
+                ],
+            ],
+        )
+        await say(app, f"/librarian upload {pdf}")
+        for question in ("Who are the authors of the SPECTER paper?", "Who wrote SPECTER?"):
+            answer = await evidence_for(app, question)
+            assert answer.found and "Arman Cohan" in answer.evidence[0].text, question
+        answer = await evidence_for(app, "What is the title of specter-2020.pdf?")
+        assert answer.found and answer.evidence[0].text.startswith("SPECTER: Document-level")
+        # A file name elsewhere in a question says where to look; the rest is weighed.
+        answer = await evidence_for(app, "How many triples was specter-2020.pdf trained on?")
+        assert answer.found and "684,000" in answer.evidence[0].text
+    finally:
+        await app.close()
+
+
 async def test_a_question_whose_key_term_no_document_holds_is_not_found_and_says_what_was_searched(
     settings, tmp_path: Path
 ) -> None:

@@ -218,7 +218,7 @@ class Answerer:
             text = await self._no_page_text(texts, lang, named)
             return await done(Answer(text, text, [], False, timings))
         if named is not None and named.about:
-            evidence = self._opening_evidence(candidates)
+            evidence = self._opening_evidence(candidates, header=named.header)
         else:
             # "In X, what ...": the candidates are X's chunks already, and X's name says
             # where to look, not what to find: only the question proper is weighed.
@@ -454,11 +454,12 @@ class Answerer:
         return text
 
     @staticmethod
-    def _opening_evidence(chunks: list[ChunkHit]) -> Evidence:
-        """For "what is X about": the first sentences of the document (title, abstract)."""
+    def _opening_evidence(chunks: list[ChunkHit], *, header: bool = False) -> Evidence:
+        """For "what is X about": the first sentences of the document (title, abstract);
+        for "who wrote X" (``header``): its first sentences (title, names)."""
         quotes: list[Quote] = []
         # A paper's abstract says what it is about better than its header of names.
-        for chunk in chunks:
+        for chunk in [] if header else chunks:
             m = _ABSTRACT.search(chunk.text)
             if m:
                 for sentence in split_sentences(chunk.text[m.end() :])[:2]:

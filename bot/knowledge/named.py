@@ -1,5 +1,5 @@
 """Questions that name a document: "What is X about?", "Summarize X", "The gist of X",
-"In X, what ...".
+"Who wrote X?", "In X, what ...", "What is the title of report.pdf?".
 
 Such a question is answered from that document: an "about" or "summarize" question
 from its opening chunks (title, abstract, first headings), any other from its own
@@ -47,6 +47,22 @@ _ABOUT = [
         r"^\s*(?P<x>.+?)\s*(?:讲了什么|是关于什么的|的主要内容是什么|的要点是什么|的主要观点是什么"
         r"|的核心思想是什么)\s*[。？?]?\s*$"
     ),
+]
+# "What is the title of X?", "Who are the authors of X?", "Who wrote X?", "X 的作者是谁":
+# what a document's header says (title, names), not its abstract.  Seen by hand in
+# session 14: "What is the title of acl_N18-3011.pdf?" was "not found" (no sentence
+# says "title"), and "Who are the authors of the SPECTER paper?" quoted sentences about
+# authors as an input field.
+_HEADER = [
+    re.compile(
+        r"^\s*(?:what(?:'s| is| are)\s+|who(?:'s| is| are| were)\s+|give (?:me )?|tell me\s+)?"
+        r"(?:the\s+)?(?:full\s+)?(?:title|authors?|author list|writers?)\s+(?:of|for)\s+"
+        r"(?P<x>.+?)\s*[.?!]?\s*$",
+        re.I,
+    ),
+    re.compile(r"^\s*who\s+(?:wrote|authored|published)\s+(?P<x>.+?)\s*[.?!]?\s*$", re.I),
+    re.compile(r"^\s*(?P<x>.+?)\s*的(?:标题|题目|作者)是(?:什么|谁)\s*[。？?]?\s*$"),
+    re.compile(r"^\s*(?:谁写了|谁是)(?P<x>.+?)(?:的作者)?\s*[。？?]?\s*$"),
 ]
 # What a request opens with that asks nothing of its own: "Can you summarize X?",
 # "Could you please give me the gist of X?", "Please summarize X.", "请总结…".
@@ -105,7 +121,9 @@ _THIS = re.compile(
 # What a name is written with and is not part of: "the SPECTER paper" is "SPECTER", and
 # "the image DA-1p.png" is "DA-1p.png".
 _DECOR = re.compile(
-    rf"^(?:(?:the|a|an)\s+)?(?:(?:{_EN_NOUNS})\s+(?=\S))?|\s+(?:{_EN_NOUNS})$", re.I
+    rf"^(?:(?:the|a|an)\s+)?(?:(?:{_EN_NOUNS})\s+(?=\S))?|\s+(?:{_EN_NOUNS})$"
+    rf"|(?<=\S)\s*(?:这篇|这份|这个)?(?:{_ZH_NOUNS})$",
+    re.I,
 )
 
 
@@ -140,6 +158,9 @@ class Named:
     # "page 3 of X": the page (slide, sheet) asked for, and what the asker called it.
     page: int | None = None
     unit: str = "page"
+    # "What is the title of X?", "Who wrote X?": from its opening, header first (with
+    # ``about``), not from its abstract.
+    header: bool = False
 
 
 def _place(asked: str) -> tuple[str, int, str] | None:
@@ -200,7 +221,7 @@ def might_name_document(question: str) -> bool:
     """Cheap test first: does the question have the shape of one naming a document?"""
     question = _POLITE.sub("", question, count=1)
     return bool(
-        any(p.match(question) for p in _ABOUT)
+        any(p.match(question) for p in (*_ABOUT, *_HEADER))
         or _WITHIN.match(question)
         or _FILE_NAME.search(question)
     )
@@ -215,12 +236,12 @@ def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | 
     """
     asked: str | None = None
     rest: str | None = None
-    about = False
+    about = header = False
     question = _POLITE.sub("", question, count=1)
-    for pattern in _ABOUT:
+    for pattern in (*_ABOUT, *_HEADER):
         m = pattern.match(question)
         if m:
-            asked, about = m.group("x"), True
+            asked, about, header = m.group("x"), True, pattern in _HEADER
             break
     if asked is None:
         m = _WITHIN.match(question)
@@ -229,6 +250,9 @@ def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | 
     file_like = _FILE_NAME.search(question)
     if asked is None and file_like:
         asked = file_like.group(0)
+        # "How many pages does report.pdf have?": the name says where to look, the rest
+        # what to find (weighed alone: the name's words are in no sentence of the file).
+        rest = " ".join(question.replace(asked, " ").split())
     if asked is None:
         return None
     page: int | None = None
@@ -239,7 +263,7 @@ def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | 
     this = _THIS.match(asked.strip().rstrip(".?!。？").strip())
     if this and documents:
         doc_id, name = _latest_of(this.group("noun") or this.group("zh"), documents)
-        return Named(doc_id, name, about, rest=rest, page=page, unit=unit)
+        return Named(doc_id, name, about, rest=rest, page=page, unit=unit, header=header)
     scored = _ranked(asked, documents)
     if file_like and (not scored or scored[0][0] < MATCH_RATIO):
         # The file name alone, as a file's distinct part: "DA-1p.png" is
@@ -248,7 +272,7 @@ def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | 
         scored = _ranked(file_like.group(0), documents)
     if scored and scored[0][0] >= MATCH_RATIO:
         _, doc_id, name = scored[0]
-        return Named(doc_id, name, about, rest=rest, page=page, unit=unit)
+        return Named(doc_id, name, about, rest=rest, page=page, unit=unit, header=header)
     if _FILE_NAME.search(asked) or file_like:
         # It names a document, and none is close: say so, with the nearest names.
         written = file_like.group(0) if file_like else asked.strip()
