@@ -732,6 +732,22 @@ def test_a_file_called_by_the_distinct_part_of_its_name_is_found() -> None:
     assert missing.asked_for == "budget.png"  # the name as written, not the words around it
 
 
+def test_what_a_chinese_question_says_the_image_holds_names_the_image() -> None:
+    """Seen by hand in session 14: "图片里写了什么？" ("what is written in the image?")
+    searched for "图片里写" and was "not found"; Chinese has no article before 图片."""
+    from bot.knowledge.named import find_named
+
+    docs = [
+        (1, "readability_qq-deepmind-dnc_zh.html", "DeepMind新电脑已可利用记忆自学"),
+        (2, "unstructured_chi_sim_image.jpeg", "某个文字"),
+        (3, "closed-issues_zh.csv", "标题"),
+    ]
+    for question in ("图片里写了什么？", "这张图片上写了什么", "图片里有什么？"):
+        named = find_named(question, docs)
+        assert named is not None and named.document_id == 2 and named.about, question
+    assert find_named("可微神经计算机有什么用？", docs) is None  # a question, not a name
+
+
 async def test_who_wrote_a_document_and_its_title_are_quoted_from_its_header(
     settings, tmp_path: Path
 ) -> None:

@@ -71,16 +71,23 @@ class Answer:
     unsupported: list[str] = field(default_factory=list)
     # The model's text as written, posted or not (for calibration and the log).
     draft: str | None = None
+    # "greeting", "thanks", ...: a fixed reply to a message that asked nothing of the
+    # documents (``bot.knowledge.smalltalk``); feedback never rates it.
+    smalltalk: str | None = None
 
     def meta(self) -> dict[str, Any]:
-        """What is stored with the answer: the check, the evidence, the sources."""
-        return {
+        """What is stored with the answer: the check, the evidence, the sources (and,
+        for a fixed reply to smalltalk, its kind)."""
+        meta = {
             "found": self.found,
             "checked": self.checked,
             "unsupported": self.unsupported,
             "evidence": [q.as_dict() for q in self.evidence],
             "sources": [{"document": s.document, "pages": s.pages} for s in self.sources],
         }
+        if self.smalltalk is not None:
+            meta["smalltalk"] = self.smalltalk
+        return meta
 
 
 def last_answered_question(history: list[HistoryMessage]) -> str | None:
@@ -189,7 +196,7 @@ class Answerer:
             text = texts[kind]
             if kind == "documents":  # "which documents do you have?": the list
                 text = await self._documents_text(texts, workspace.id)
-            return await done(Answer(text, text, [], False, {"smalltalk": kind}))
+            return await done(Answer(text, text, [], False, {"smalltalk": kind}, smalltalk=kind))
         question = without_opener(question)  # "hi, how long ...?" asks "how long ...?"
         history = await asyncio.to_thread(
             self.store.recent_messages, binding.id, thread_id, self.history_turns

@@ -45,7 +45,7 @@ _ABOUT = [
     re.compile(r"^\s*(?:总结|概括|介绍)(?:一下)?\s*(?P<x>.+?)\s*[。？?]?\s*$"),
     re.compile(
         r"^\s*(?P<x>.+?)\s*(?:讲了什么|是关于什么的|的主要内容是什么|的要点是什么|的主要观点是什么"
-        r"|的核心思想是什么)\s*[。？?]?\s*$"
+        r"|的核心思想是什么|(?:里|上|中)?(?:写了|说了)什么|(?:里|上|中)有什么)\s*[。？?]?\s*$"
     ),
 ]
 # "What is the title of X?", "Who are the authors of X?", "Who wrote X?", "X 的作者是谁":
@@ -115,7 +115,9 @@ _ZH_NOUNS = "|".join(sorted((n for n in DOCUMENT_NOUNS if not n.isascii()), key=
 # "this one" and "this page" (a web page) name it too.
 _THIS = re.compile(
     rf"^(?:it|this|that|(?:this|that|the) (?P<noun>one|page|{_EN_NOUNS}))$"
-    rf"|^(?:它|这|该|这个|这份|这篇|这本|这张|这幅)(?P<zh>{_ZH_NOUNS})?$",
+    rf"|^(?:它|这|该|这个|这份|这篇|这本|这张|这幅)(?P<zh>{_ZH_NOUNS})?$"
+    # "图片里写了什么？": Chinese writes "the image" without an article.
+    rf"|^(?P<bare>{_ZH_NOUNS})$",
     re.I,
 )
 # What a name is written with and is not part of: "the SPECTER paper" is "SPECTER", and
@@ -262,7 +264,8 @@ def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | 
         asked, page, unit = placed
     this = _THIS.match(asked.strip().rstrip(".?!。？").strip())
     if this and documents:
-        doc_id, name = _latest_of(this.group("noun") or this.group("zh"), documents)
+        noun = this.group("noun") or this.group("zh") or this.group("bare")
+        doc_id, name = _latest_of(noun, documents)
         return Named(doc_id, name, about, rest=rest, page=page, unit=unit, header=header)
     scored = _ranked(asked, documents)
     if file_like and (not scored or scored[0][0] < MATCH_RATIO):

@@ -37,6 +37,9 @@ _ANSWER_SELECT = (
     " AND (u.created_at, u.id) < (m.created_at, m.id) "
     " ORDER BY u.created_at DESC, u.id DESC LIMIT 1) q ON true "
     "WHERE b.platform = :p AND b.space_id = :s AND b.channel_id = :c AND m.role = 'assistant' "
+    # A fixed reply to "thanks" or "?" is no answer to rate: a 👍 after "thanks!" rates
+    # the answer before it (seen by hand in session 14: it rated the reply to "👍").
+    "AND m.meta->>'smalltalk' IS NULL "
 )
 
 _FEEDBACK_SELECT = (
