@@ -23,6 +23,7 @@ from helpers import converse, make_pdf, say
 
 from bot.app import App
 from bot.events import ConversationRef
+from bot.knowledge.acronyms import definitions, expansions
 from bot.knowledge.answer import ANSWER_SEED, Answer
 from bot.knowledge.check import ECHO, EMPTY, check_answer
 from bot.knowledge.draft import tidy_draft
@@ -746,6 +747,46 @@ def test_what_a_chinese_question_says_the_image_holds_names_the_image() -> None:
         named = find_named(question, docs)
         assert named is not None and named.document_id == 2 and named.about, question
     assert find_named("可微神经计算机有什么用？", docs) is None  # a question, not a name
+
+
+async def test_an_abbreviation_the_document_defines_answers_for_its_long_form(
+    settings, tmp_path: Path
+) -> None:
+    """Seen by hand in session 14: "How many airplanes are affected by the airworthiness
+    directive?" quoted the notice's title line ("Airworthiness Directives; The Boeing
+    Company Airplanes"), not "this proposed AD affects 73 airplanes"."""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        pdf = make_pdf(
+            tmp_path / "notice.pdf",
+            [
+                [
+                    "Airworthiness Directives; The Boeing Company Airplanes",
+                    "SUMMARY: The FAA proposes to adopt a new airworthiness directive (AD)",
+                    "for certain The Boeing Company Model 737-8 and 737-9 airplanes.",
+                ],
+                [
+                    "Costs of Compliance",
+                    "The FAA estimates that this proposed AD affects 73 airplanes of U.S.",
+                    "registry. The agency estimates the costs to comply with this proposed AD.",
+                ],
+            ],
+        )
+        await say(app, f"/librarian upload {pdf}")
+        answer = await evidence_for(
+            app, "How many airplanes are affected by the airworthiness directive?"
+        )
+        assert answer.found and "affects 73 airplanes" in answer.evidence[0].text
+    finally:
+        await app.close()
+    # ... and the short form asked holds where the long one is written out; a word in
+    # parentheses that no words before it spell is no definition.
+    defined = definitions(["a new airworthiness directive (AD) for", "Boeing (BA) and (US)"])
+    assert defined == {"AD": ["airworthiness", "directive"]}
+    words = ["AD", "require"]
+    assert expansions(defined, words, "The airworthiness directives require a test.") == [0]
+    assert expansions(defined, words, "The directive requires a test.") == []
 
 
 async def test_who_wrote_a_document_and_its_title_are_quoted_from_its_header(
