@@ -90,3 +90,21 @@ def expansions(defined: dict[str, list[str]], words: list[str], sentence: str) -
         ):
             held.append(words.index(short))
     return sorted(set(held))
+
+
+def with_definitions(
+    sentences: list[str],
+    lexeme_sets: list[frozenset[str]],
+    words: list[str],
+    word_lexemes: list[frozenset[str]],
+) -> list[frozenset[str]]:
+    """Each sentence's lexemes with those of the question's words it holds through an
+    abbreviation the sentences define (``words`` and ``word_lexemes``: the question's
+    words and the lexemes of each)."""
+    defined = definitions(sentences)
+    if not defined:
+        return lexeme_sets
+    return [
+        lx.union(*(word_lexemes[j] for j in expansions(defined, words, text)))
+        for text, lx in zip(sentences, lexeme_sets, strict=True)
+    ]

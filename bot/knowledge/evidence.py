@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from bot.knowledge.acronyms import definitions, expansions
+from bot.knowledge.acronyms import with_definitions
 from bot.knowledge.check import names
 from bot.knowledge.language import fold, same_language
 from bot.knowledge.question import content_of, question_words, type_bonus
@@ -389,15 +389,9 @@ class EvidenceFinder:
                 for lex, w in glued.items()
             }
             stats = TermStats(stats.chunk_count, {**stats.df, **held})
-        # An abbreviation the retrieved text defines stands for its long form: "this
-        # proposed AD affects 73 airplanes" holds the question's "airworthiness
-        # directive" (bot.knowledge.acronyms).
-        defined = definitions(s for s, _, _ in sentences)
-        if defined:
-            lexeme_sets = [
-                lx.union(*(word_lexemes[j] for j in expansions(defined, words, text)))
-                for (text, _, _), lx in zip(sentences, lexeme_sets, strict=True)
-            ]
+        # "this AD affects 73 airplanes" holds "airworthiness directive" (acronyms.py).
+        texts = [s for s, _, _ in sentences]
+        lexeme_sets = with_definitions(texts, lexeme_sets, words, word_lexemes)
         # A name has no synonym: a document that answers a question about Canada says
         # "Canada", however small the workspace.  Other words may be paraphrased.
         asked_names = {n.lower() for n in names(question)}
