@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 import zipfile
 from collections.abc import Callable
 
@@ -29,6 +30,7 @@ from bot.ingest.filetypes import (
     detect_kind,
     display_name,
 )
+from bot.ingest.furniture import without_running_lines
 
 GIF = b"GIF89a\x01\x00\x01\x00\x80\x00\x00" + bytes(20)
 
@@ -280,3 +282,26 @@ def test_real_pdfs(
 )
 def test_real_pdfs_refused(corpus_dir, name: str, code: str) -> None:
     _refused(code, (corpus_dir / "pdfs" / name).read_bytes(), name)
+
+
+def test_a_running_head_is_kept_on_its_first_page_only(corpus_dir) -> None:
+    # Seen in session 13: "With how many men was Johnston rumored to be coming?" was
+    # answered "52", the head of page 3 ("52 THE SIEGE OF VICKSBURG."), a number the
+    # quoted passage held.
+    name = "pypdf_Seige_of_Vicksburg_Sample_OCR.pdf"
+    pages = extract((corpus_dir / "pdfs" / name).read_bytes(), name, None).pages
+    heads = [p.text.strip().splitlines()[0] for p in pages]
+    assert "SIEGE" in heads[0] and "49" in heads[0]  # the first page keeps it
+    assert not any("SIEGE" in head for head in heads[1:]), heads  # OCR's "VICKSBUEG" too
+    assert "fifty" in pages[0].text  # the text itself is all there
+    # A page number that grows is dropped; a date at a page's edge that does not
+    # grow with the pages (a WARN report's rows) is data, and kept.
+    name = "pdfplumber_federal-register-2020-17221.pdf"
+    text = extract((corpus_dir / "pdfs" / name).read_bytes(), name, None).text
+    assert text.count("Federal Register / Vol. 85, No. 152") == 1
+    name = "pdfplumber_WARN-Report-2015-2016.pdf"
+    warn = extract((corpus_dir / "pdfs" / name).read_bytes(), name, None)
+    firsts = [p.text.strip().splitlines()[0] for p in warn.pages[1:]]
+    assert all(re.fullmatch(r"\d\d/\d\d/\d{4}", first) for first in firsts[:-1]), firsts
+    assert without_running_lines(["2\nA", "3\nB", "4\nC"]) == ["2\nA", "B", "C"]
+    assert without_running_lines(["1/2\nA", "2/3\nB", "3/4\nC"])[2] == "3/4\nC"

@@ -13,6 +13,7 @@ time- and memory-limited worker process.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from io import BytesIO
 from typing import Any
 
@@ -40,6 +41,7 @@ from bot.ingest.filetypes import (
     detect_kind,
     display_name,
 )
+from bot.ingest.furniture import without_running_lines
 
 __all__ = [
     "ExtractionRefused",
@@ -364,6 +366,10 @@ def _extract_pdf(data: bytes, filename: str, options: ocr.OcrOptions) -> Extract
     if textless:
         pages, ocr_warnings = _ocr_textless(data, filename, pages, textless, page_count, options)
         warnings.extend(ocr_warnings)
+
+    # A running head or foot ("52 THE SIEGE OF VICKSBURG.") is kept on its first page only.
+    running = without_running_lines([page.text for page in pages])
+    pages = [replace(page, text=text) for page, text in zip(pages, running, strict=True)]
 
     if failed:
         shown = ", ".join(str(n) for n in failed[:10]) + (", ..." if len(failed) > 10 else "")
