@@ -27,6 +27,7 @@ from bot.knowledge.acronyms import definitions, expansions
 from bot.knowledge.answer import ANSWER_SEED, Answer
 from bot.knowledge.check import ECHO, EMPTY, check_answer
 from bot.knowledge.draft import tidy_draft
+from bot.knowledge.question import is_follow_up
 from bot.knowledge.texts import NOT_FOUND
 
 GENERAL = ConversationRef("console", "", "general")
@@ -1210,3 +1211,39 @@ async def test_the_row_a_question_names_is_quoted_beside_the_tables_title(
     assert answer.found, answer.text
     row = [q.text for q in answer.evidence if "Alabama 18,870" in q.text]
     assert row and "71,137" in row[0], answer.text
+
+
+async def test_a_question_that_stands_alone_is_not_searched_with_the_one_before(
+    settings, corpus_dir: Path
+) -> None:
+    """Seen by hand in session 14: "What is the total number of background checks for
+    Texas?", asked after a question on the airworthiness directive, quoted the NICS
+    table's "Totals" row: it was searched together with the previous question, whose
+    passages crowded the Texas row out.  Only a follow-up ("and for California?", "what
+    is her email?") is searched with the question before it."""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        for name in (
+            "pdfplumber_nics-background-checks-2015-11.pdf",
+            "pdfplumber_federal-register-2020-17221.pdf",
+        ):
+            assert "Indexed" in await say(app, f"/librarian upload {corpus_dir / 'pdfs' / name}")
+        reply = await say(app, "@librarian How many airplanes are affected by the directive?")
+        assert "federal-register" in reply
+        answer = await evidence_for(app, "What is the total number of background checks for Texas?")
+        # (The row's last cells, its total 146,982, open the next chunk: a chunk boundary
+        # cuts the row, and the quote ends with the chunk.)
+        assert any("Texas 21,550 56,941" in q.text for q in answer.evidence), answer.text
+    finally:
+        await app.close()
+
+
+def test_a_follow_up_is_told_from_a_question_that_stands_alone() -> None:
+    for question in ("And how much does it cost?", "What is her email address?", "and Texas?"):
+        assert is_follow_up(question), question
+    for question in (
+        "What is the total number of background checks for Texas?",
+        "可微神经计算机是谁提出的？",
+    ):
+        assert not is_follow_up(question), question

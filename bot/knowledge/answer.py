@@ -16,6 +16,7 @@ from bot.knowledge.draft import tidy_draft
 from bot.knowledge.evidence import Evidence, EvidenceFinder, Quote
 from bot.knowledge.named import Named, find_named, might_name_document
 from bot.knowledge.prompt import fit_prompt, where_label
+from bot.knowledge.question import is_follow_up
 from bot.knowledge.reply import Source, format_citations, format_quotes, merge_sources
 from bot.knowledge.retrieval import Ranked, Retriever
 from bot.knowledge.sentences import is_cjk, split_sentences
@@ -202,7 +203,8 @@ class Answerer:
             self.store.recent_messages, binding.id, thread_id, self.history_turns
         )
         queries = [question]
-        previous = last_answered_question(history)
+        follows = is_follow_up(question)  # else the previous question is no context
+        previous = last_answered_question(history) if follows else None
         if previous:
             # A follow-up ("and how much does it cost?") often names nothing: search with
             # the last answered question too, so the earlier topic's chunks are found.
@@ -220,7 +222,9 @@ class Answerer:
                 text += texts["then"] + texts["no_documents"]
             return await done(Answer(text, text, [], False, timings))
 
-        candidates = await self._candidates(workspace.id, retrieved.hits, history, named, retrieved)
+        candidates = await self._candidates(
+            workspace.id, retrieved.hits, history if follows else [], named, retrieved
+        )
         if named is not None and named.page is not None and not candidates:
             text = await self._no_page_text(texts, lang, named)
             return await done(Answer(text, text, [], False, timings))

@@ -51,6 +51,7 @@ from bot.knowledge.check import names
 from bot.knowledge.language import fold, same_language
 from bot.knowledge.question import content_of, question_words, type_bonus
 from bot.knowledge.sentences import CJK, TABLE_ROW, is_cjk, split_sentences, table_header
+from bot.knowledge.window import table_window
 from bot.store.keyword import TermStats
 from bot.store.records import ChunkHit
 
@@ -79,17 +80,6 @@ CONTEXT_WEIGHT = 0.3
 # Sentences within this much of the best score are quoted too (up to MAX_QUOTES).
 KEEP_WITHIN = 0.5
 MAX_QUOTES = 3
-# A "sentence" this long, with this share of its words holding a digit, is a table
-# the PDF's text flattened into one run ("… LG NanoH2O El Segundo 48 Layoff Permanent
-# 03/31/2016 10/29/2015 Vishay Siliconix Santa Clara 292 Layoff …", 400 characters and
-# more, none of it a sentence): it is quoted as the stretch holding the most of the
-# question's weight, QUOTE_BEFORE characters before one of its words and QUOTE_AFTER
-# after (a row's values follow its label), cut at spaces, "…" marking each cut.  Chosen
-# on the calibrate split, where no gold string is lost (tools/calibrate_evidence.py).
-LONG_QUOTE_CHARS = 320
-NUMERIC_SHARE = 0.25
-QUOTE_BEFORE = 80
-QUOTE_AFTER = 200
 
 
 @dataclass(frozen=True)
@@ -227,43 +217,6 @@ def _stem_prefix(word: str, lexemes: frozenset[str]) -> str:
     "check"; "company", "compani" -> "compan"): the word's stem as the text writes it."""
     folded = fold(word)
     return max((os.path.commonprefix([folded, lex]) for lex in lexemes), key=len, default="")
-
-
-def _window(text: str, anchors: Sequence[tuple[str, float]]) -> str:
-    """``text`` itself, or, when it is a long run of table cells (longer than
-    LONG_QUOTE_CHARS, NUMERIC_SHARE of its words holding a digit), the stretch that holds the most
-    weight of ``anchors`` (word starts, folded, with their weights): QUOTE_BEFORE
-    characters before one of them and QUOTE_AFTER after."""
-    if len(text) <= LONG_QUOTE_CHARS:
-        return text
-    tokens = text.split()
-    if sum(any(c.isdigit() for c in t) for t in tokens) < NUMERIC_SHARE * len(tokens):
-        return text
-    folded = fold(text)
-    if len(folded) != len(text):  # accents folded away: positions would not line up
-        folded = text.lower()
-    places: list[tuple[int, str, float]] = []
-    for anchor, weight in anchors:
-        # At a word's start; Chinese has no word starts to look for.
-        edge = "" if CJK.search(anchor) else r"(?<![^\W_])"
-        places += [
-            (m.start(), anchor, weight) for m in re.finditer(edge + re.escape(anchor), folded)
-        ]
-
-    def held(at: int) -> float:
-        inside = {a: w for p, a, w in places if at - QUOTE_BEFORE <= p <= at + QUOTE_AFTER}
-        return sum(inside.values())
-
-    at = max((p for p, _, _ in places), key=lambda p: (held(p), -p), default=0)
-    start = max(0, at - QUOTE_BEFORE)
-    end = min(len(text), at + QUOTE_AFTER)
-    if start > 0:
-        space = text.find(" ", start, at)
-        start = space + 1 if space != -1 else start
-    if end < len(text):
-        space = text.rfind(" ", at, end)
-        end = space if space > at else end
-    return ("… " if start > 0 else "") + text[start:end].strip() + (" …" if end < len(text) else "")
 
 
 def _beside(hit: ChunkHit, best: ChunkHit) -> bool:
@@ -523,20 +476,34 @@ class EvidenceFinder:
         # the answer out among sentences alike (a table's row label, "Alabama", beside
         # the table's title and totals, which hold more of the question's other words).
         # The decision above is the same: this changes what is shown, not what counted.
-        held = {lex for qt in quotes for lex in qt.lexemes if lex in weights}
+        # Also a sentence of the best quote's document outside the shortlist (seen by
+        # hand in session 14: the row "Texas 21,550 …" was not in it, and "Totals …" was
+        # quoted for Texas).  A word of the best quote's document wins a tie: "tables"
+        # in another document is not the table asked about.
+        best_doc = kept[0].hit.document_id
+        own = [i for i, (_, hit, _) in enumerate(sentences) if hit.document_id == best_doc]
+        in_best = {lex for i in own for lex in lexeme_sets[i] if lex in weights}
+        held = {lex for qt in quotes for lex in qt.lexemes if lex in weights} | in_best
         if lexical and held:
             # Equal weights are broken by the word itself: sets iterate in an order the
             # hash seed decides, and the evidence must not change from run to run.
-            rarest = max(held, key=lambda lex: (weights[lex], lex))
+            rarest = max(held, key=lambda lex: (weights[lex], lex in in_best, lex))
             if not any(rarest in qt.lexemes for qt in kept):
-                holder = next(qt for qt in quotes if rarest in qt.lexemes)
+                holders = [qt for qt in quotes if rarest in qt.lexemes]
+                mine = [qt for qt in holders if qt.hit.document_id == best_doc]
+                unlisted = [i for i in own if rarest in lexeme_sets[i]]
+                if not mine and unlisted:
+                    i = max(unlisted, key=coverages.__getitem__)
+                    text, hit, _ = sentences[i]
+                    mine = [Quote(text, hit, coverages[i], sims[i], lexeme_sets[i], bonuses[i])]
+                holder = (mine or holders)[0]
                 kept = [*kept[: MAX_QUOTES - 1], holder]
         # Flattened tables shown as the stretch holding most of the question's weight.
         lexemes_of = dict(zip(words, word_lexemes, strict=True))
         anchors = [
             (p, weight) for weight, w in by_weight if len(p := _stem_prefix(w, lexemes_of[w])) >= 2
         ]
-        kept = [replace(qt, text=_window(qt.text, anchors)) for qt in kept]
+        kept = [replace(qt, text=table_window(qt.text, anchors)) for qt in kept]
         answerable = is_answered(
             coverage, similarity, lexical, coverage_floor, 0.0 if words_only else similarity_floor
         )

@@ -179,3 +179,30 @@ def question_words(question: str) -> list[str]:
             if part:
                 seen.setdefault(fold(part), part)
     return list(seen.values())
+
+
+# What marks a question as resting on the one before it: an opening "and", "what
+# about", "also" ..., or a word pointing back ("it", "her", "those", 它, 那 ...).
+_FOLLOW_OPENING = re.compile(
+    r"^\s*(?:and|but|also|then|so|what about|how about|same for|及|还有|那么?|另外|那)\b",
+    re.I,
+)
+_POINTING_BACK = re.compile(
+    r"\b(?:it|its|it's|they|them|their|theirs|he|him|his|she|her|hers|this|that|these"
+    r"|those|there|the same|same one)\b|[它他她其]|这个|那个|这些|那些",
+    re.I,
+)
+
+
+def is_follow_up(question: str) -> bool:
+    """Whether ``question`` rests on the conversation's previous one ("and how much does
+    it cost?", "what is her email address?"), or stands alone ("What is the total number
+    of background checks for Texas?").  Only a follow-up is searched with the previous
+    question and weighed with its words: a question that stands alone, asked after
+    another on an unrelated document, found that document's passages first (seen by
+    hand in session 14: the Texas question, asked after one on an airworthiness
+    directive, quoted the table's totals row).  Fewer than two content words is a
+    follow-up too ("and California?")."""
+    if _FOLLOW_OPENING.search(question) or _POINTING_BACK.search(question):
+        return True
+    return len(question_words(content_of(question))) < 2
