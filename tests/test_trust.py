@@ -1247,3 +1247,24 @@ def test_a_follow_up_is_told_from_a_question_that_stands_alone() -> None:
         "可微神经计算机是谁提出的？",
     ):
         assert not is_follow_up(question), question
+
+
+async def test_a_kind_of_file_named_inside_a_question_is_that_file(
+    settings, corpus_dir: Path
+) -> None:
+    """Seen by hand in session 14: "Who is listed in the CSV file?" searched for "CSV"
+    (in no document's text) and was "not found"."""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        for path in (
+            corpus_dir / "office" / "docling_csv-comma.csv",
+            corpus_dir / "pdfs" / "pdfplumber_federal-register-2020-17221.pdf",
+        ):
+            assert "Indexed" in await say(app, f"/librarian upload {path}")
+        answer = await evidence_for(app, "Who is listed in the CSV file?")
+        assert answer.found and any("Sheryl" in q.text for q in answer.evidence), answer.text
+        answer = await evidence_for(app, "What is the subscription date of Roy Berry in the csv?")
+        assert answer.found and "2020-03-25" in answer.evidence[0].text, answer.text
+    finally:
+        await app.close()

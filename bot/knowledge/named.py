@@ -40,6 +40,12 @@ _ABOUT = [
         rf"(?:{_GIST})\s+(?:of|for|in)\s+(?P<x>.+?)\s*[.?!]?\s*$",
         re.I,
     ),
+    # "Who is listed in X?", "What is included in X?": what X holds, from its opening.
+    re.compile(
+        r"^\s*(?:who|what)(?:'s| is| are)\s+(?:listed|included|mentioned|named|shown"
+        r"|contained)\s+(?:in|on)\s+(?P<x>.+?)\s*\??\s*$",
+        re.I,
+    ),
     # "What is on page 3 of X?", "What's in X?"
     re.compile(r"^\s*what(?:'s| is)\s+(?:on|in)\s+(?P<x>.+?)\s*\??\s*$", re.I),
     re.compile(r"^\s*(?:总结|概括|介绍)(?:一下)?\s*(?P<x>.+?)\s*[。？?]?\s*$"),
@@ -103,6 +109,12 @@ DOCUMENT_NOUNS: dict[str, frozenset[FileKind] | None] = {
     **dict.fromkeys(("spreadsheet", "workbook", "sheet"), _SHEETS),
     **dict.fromkeys(("image", "picture", "photo", "scan", "screenshot"), IMAGE_KINDS),
     "pdf": frozenset({FileKind.PDF}),
+    **dict.fromkeys(("csv", "tsv"), frozenset({FileKind.CSV, FileKind.TSV})),
+    **dict.fromkeys(("excel", "xlsx"), frozenset({FileKind.XLSX})),
+    **dict.fromkeys(("docx", "word document"), frozenset({FileKind.DOCX, FileKind.ODT})),
+    **dict.fromkeys(("pptx", "powerpoint"), frozenset({FileKind.PPTX})),
+    **dict.fromkeys(("epub", "ebook", "e-book"), frozenset({FileKind.EPUB})),
+    **dict.fromkeys(("web page", "webpage", "html"), frozenset({FileKind.HTML})),
     **dict.fromkeys(("文件", "文档", "文章", "报告", "论文", "资料", "书"), None),
     "幻灯片": _SLIDES,
     "表格": _SHEETS,
@@ -114,7 +126,7 @@ _ZH_NOUNS = "|".join(sorted((n for n in DOCUMENT_NOUNS if not n.isascii()), key=
 # just shared, the last of the list (``Store.document_openings`` puts the channel's last).
 # "this one" and "this page" (a web page) name it too.
 _THIS = re.compile(
-    rf"^(?:it|this|that|(?:this|that|the) (?P<noun>one|page|{_EN_NOUNS}))$"
+    rf"^(?:it|this|that|(?:this|that|the) (?P<noun>one|page|{_EN_NOUNS})(?: file| document)?)$"
     rf"|^(?:它|这|该|这个|这份|这篇|这本|这张|这幅)(?P<zh>{_ZH_NOUNS})?$"
     # "图片里写了什么？": Chinese writes "the image" without an article.
     rf"|^(?P<bare>{_ZH_NOUNS})$",
@@ -127,6 +139,27 @@ _DECOR = re.compile(
     rf"|(?<=\S)\s*(?:这篇|这份|这个)?(?:{_ZH_NOUNS})$",
     re.I,
 )
+
+
+# "Who is listed in the CSV file?", "What does the spreadsheet say about Q3?": a kind of
+# file named inside a question (seen by hand in session 14: "CSV" was searched for, and
+# the question was "not found").  It names the one document of that kind, or, said with
+# "this" or "that", the one shared last.
+_KIND_NOUNS = "|".join(
+    sorted((re.escape(n) for n, k in DOCUMENT_NOUNS.items() if k and n.isascii()), key=len)[::-1]
+)
+_KIND_IN = re.compile(
+    rf"\s*\b(?:in|from|of|on|inside|within)\s+(?P<det>the|this|that|my|our)\s+"
+    rf"(?P<noun>{_KIND_NOUNS})(?:\s+(?:file|document|sheet))?\b",
+    re.I,
+)
+
+
+def _of_kind(noun: str, documents: list[tuple[int, str, str]]) -> list[tuple[int, str]]:
+    """The documents whose file is of the kind ``noun`` says, in shared order."""
+    kinds = DOCUMENT_NOUNS.get(noun.lower()) or frozenset()
+    extensions = tuple(ext for kind in kinds for ext in KINDS[kind].extensions)
+    return [(i, n) for i, n, _ in documents if extensions and n.lower().endswith(extensions)]
 
 
 def _latest_of(noun: str | None, documents: list[tuple[int, str, str]]) -> tuple[int, str]:
@@ -226,6 +259,7 @@ def might_name_document(question: str) -> bool:
         any(p.match(question) for p in (*_ABOUT, *_HEADER))
         or _WITHIN.match(question)
         or _FILE_NAME.search(question)
+        or _KIND_IN.search(question)
     )
 
 
@@ -256,7 +290,15 @@ def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | 
         # what to find (weighed alone: the name's words are in no sentence of the file).
         rest = " ".join(question.replace(asked, " ").split())
     if asked is None:
-        return None
+        kind = _KIND_IN.search(question)
+        if kind is None:
+            return None
+        found = _of_kind(kind.group("noun"), documents)
+        if not found or (len(found) > 1 and kind.group("det").lower() not in ("this", "that")):
+            return None  # none of that kind, or several: a plain question
+        doc_id, name = found[-1]
+        rest = " ".join((question[: kind.start()] + question[kind.end() :]).split())
+        return Named(doc_id, name, False, rest=rest)
     page: int | None = None
     unit = "page"
     placed = _place(asked.strip().rstrip(".?!。？"))
