@@ -1268,3 +1268,26 @@ async def test_a_kind_of_file_named_inside_a_question_is_that_file(
         assert answer.found and "2020-03-25" in answer.evidence[0].text, answer.text
     finally:
         await app.close()
+
+
+async def test_a_follow_up_is_answered_from_the_document_the_previous_answer_quoted(
+    settings, corpus_dir: Path
+) -> None:
+    """Seen by hand in session 14: "What is her email address?", after "Who is listed in
+    the CSV file?", quoted the directive's "The street address ... is listed above"
+    first: the previous question's word "listed" lifted it.  The previous answer's
+    documents are what a follow-up is about."""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        for path in (
+            corpus_dir / "office" / "docling_csv-comma.csv",
+            corpus_dir / "pdfs" / "pdfplumber_federal-register-2020-17221.pdf",
+        ):
+            assert "Indexed" in await say(app, f"/librarian upload {path}")
+        assert "Sheryl" in await say(app, "@librarian Who is listed in the CSV file?")
+        answer = await evidence_for(app, "What is her email address?")
+        assert answer.evidence[0].hit.file_name == "docling_csv-comma.csv", answer.text
+    finally:
+        await app.close()
+

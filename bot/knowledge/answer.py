@@ -225,6 +225,7 @@ class Answerer:
         candidates = await self._candidates(
             workspace.id, retrieved.hits, history if follows else [], named, retrieved
         )
+        earlier = last_cited_chunks(history) if previous else []  # what a follow-up rests on
         if named is not None and named.page is not None and not candidates:
             text = await self._no_page_text(texts, lang, named)
             return await done(Answer(text, text, [], False, timings))
@@ -241,6 +242,9 @@ class Answerer:
                 workspace_id=workspace.id,
                 embedding_model_id=retrieved.embedding_model_id or 0,
                 context=previous,
+                context_documents=frozenset(
+                    c.document_id for c in candidates if c.chunk_id in set(earlier)
+                ),
                 coverage_floor=_setting(workspace.evidence_coverage, self.evidence_coverage),
                 # A page asked for by number has no similarity from the search (its chunks
                 # were fetched by place): the asker said where, the words decide.

@@ -281,12 +281,15 @@ class EvidenceFinder:
         coverage_floor: float,
         similarity_floor: float,
         context: str | None = None,
+        context_documents: frozenset[int] = frozenset(),
     ) -> Evidence:
         """The evidence for ``question`` among ``hits`` (best chunks first).
 
         ``context``: the conversation's previous question, for a follow-up ("and how much
         does it cost?"): a sentence gets CONTEXT_WEIGHT times its share of that
-        question's terms, so the price of the earlier product wins over another's.
+        question's terms, so the price of the earlier product wins over another's; a
+        sentence of ``context_documents`` (those the previous answer quoted) gets it in
+        full ("what is her email?" after a question on a CSV's rows).
         """
         started = time.perf_counter()
         sentences: list[tuple[str, ChunkHit, int]] = []
@@ -388,8 +391,10 @@ class EvidenceFinder:
         typed = type_bonus(question)
         # Ties among sentences holding the question's terms go to the earlier topic.
         bonuses = [
-            typed(s) + CONTEXT_WEIGHT * _coverage(lx, context_weights)
-            for (s, _, _), lx in zip(sentences, lexeme_sets, strict=True)
+            typed(s)
+            + CONTEXT_WEIGHT
+            * (1.0 if hit.document_id in context_documents else _coverage(lx, context_weights))
+            for (s, hit, _), lx in zip(sentences, lexeme_sets, strict=True)
         ]
 
         # A sentence's similarity is its chunk's (from the dense search: free), or, when
