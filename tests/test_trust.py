@@ -62,6 +62,19 @@ async def evidence_on_shared_pdfs(
         await app.close()
 
 
+@contextlib.asynccontextmanager
+async def files_shared(settings: Any, *paths: Path) -> AsyncIterator[App]:
+    """A running bot with ``paths`` shared (indexed) in #general."""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        for path in paths:
+            assert "Indexed" in await say(app, f"/librarian upload {path}")
+        yield app
+    finally:
+        await app.close()
+
+
 AIRWORTHINESS = [
     [
         "Airworthiness directive 2020-17221.",
@@ -756,31 +769,26 @@ async def test_an_abbreviation_the_document_defines_answers_for_its_long_form(
     """Seen by hand in session 14: "How many airplanes are affected by the airworthiness
     directive?" quoted the notice's title line ("Airworthiness Directives; The Boeing
     Company Airplanes"), not "this proposed AD affects 73 airplanes"."""
-    app = App.build(settings)
-    app.start_background()
-    try:
-        pdf = make_pdf(
-            tmp_path / "notice.pdf",
+    pdf = make_pdf(
+        tmp_path / "notice.pdf",
+        [
             [
-                [
-                    "Airworthiness Directives; The Boeing Company Airplanes",
-                    "SUMMARY: The FAA proposes to adopt a new airworthiness directive (AD)",
-                    "for certain The Boeing Company Model 737-8 and 737-9 airplanes.",
-                ],
-                [
-                    "Costs of Compliance",
-                    "The FAA estimates that this proposed AD affects 73 airplanes of U.S.",
-                    "registry. The agency estimates the costs to comply with this proposed AD.",
-                ],
+                "Airworthiness Directives; The Boeing Company Airplanes",
+                "SUMMARY: The FAA proposes to adopt a new airworthiness directive (AD)",
+                "for certain The Boeing Company Model 737-8 and 737-9 airplanes.",
             ],
-        )
-        await say(app, f"/librarian upload {pdf}")
+            [
+                "Costs of Compliance",
+                "The FAA estimates that this proposed AD affects 73 airplanes of U.S.",
+                "registry. The agency estimates the costs to comply with this proposed AD.",
+            ],
+        ],
+    )
+    async with files_shared(settings, pdf) as app:
         answer = await evidence_for(
             app, "How many airplanes are affected by the airworthiness directive?"
         )
         assert answer.found and "affects 73 airplanes" in answer.evidence[0].text
-    finally:
-        await app.close()
     # ... and the short form asked holds where the long one is written out; a word in
     # parentheses that no words before it spell is no definition.
     defined = definitions(["a new airworthiness directive (AD) for", "Boeing (BA) and (US)"])
@@ -797,27 +805,24 @@ async def test_who_wrote_a_document_and_its_title_are_quoted_from_its_header(
     sentences about authors as an input field, and "What is the title of
     acl_N18-3011.pdf?" was "not found" (no sentence says "title", and the file name's
     words were weighed as words the document must hold)."""
-    app = App.build(settings)
-    app.start_background()
-    try:
-        pdf = make_pdf(
-            tmp_path / "specter-2020.pdf",
+    pdf = make_pdf(
+        tmp_path / "specter-2020.pdf",
+        [
             [
-                [
-                    "SPECTER: Document-level Representation Learning",
-                    "Arman Cohan, Sergey Feldman, Iz Beltagy, Doug Downey",
-                    "Abstract",
-                    "Representation learning is a critical ingredient for natural language",
-                    "processing systems. We propose SPECTER to generate document embeddings.",
-                ],
-                [
-                    "We also experimented with additional fields such as venues and authors",
-                    "but did not find any empirical advantage in using those authors fields.",
-                    "The model was trained on 684,000 triples of scientific papers.",
-                ],
+                "SPECTER: Document-level Representation Learning",
+                "Arman Cohan, Sergey Feldman, Iz Beltagy, Doug Downey",
+                "Abstract",
+                "Representation learning is a critical ingredient for natural language",
+                "processing systems. We propose SPECTER to generate document embeddings.",
             ],
-        )
-        await say(app, f"/librarian upload {pdf}")
+            [
+                "We also experimented with additional fields such as venues and authors",
+                "but did not find any empirical advantage in using those authors fields.",
+                "The model was trained on 684,000 triples of scientific papers.",
+            ],
+        ],
+    )
+    async with files_shared(settings, pdf) as app:
         for question in ("Who are the authors of the SPECTER paper?", "Who wrote SPECTER?"):
             answer = await evidence_for(app, question)
             assert answer.found and "Arman Cohan" in answer.evidence[0].text, question
@@ -826,8 +831,6 @@ async def test_who_wrote_a_document_and_its_title_are_quoted_from_its_header(
         # A file name elsewhere in a question says where to look; the rest is weighed.
         answer = await evidence_for(app, "How many triples was specter-2020.pdf trained on?")
         assert answer.found and "684,000" in answer.evidence[0].text
-    finally:
-        await app.close()
 
 
 async def test_a_question_whose_key_term_no_document_holds_is_not_found_and_says_what_was_searched(
@@ -1221,22 +1224,17 @@ async def test_a_question_that_stands_alone_is_not_searched_with_the_one_before(
     table's "Totals" row: it was searched together with the previous question, whose
     passages crowded the Texas row out.  Only a follow-up ("and for California?", "what
     is her email?") is searched with the question before it."""
-    app = App.build(settings)
-    app.start_background()
-    try:
-        for name in (
-            "pdfplumber_nics-background-checks-2015-11.pdf",
-            "pdfplumber_federal-register-2020-17221.pdf",
-        ):
-            assert "Indexed" in await say(app, f"/librarian upload {corpus_dir / 'pdfs' / name}")
+    async with files_shared(
+        settings,
+        corpus_dir / "pdfs" / "pdfplumber_nics-background-checks-2015-11.pdf",
+        corpus_dir / "pdfs" / "pdfplumber_federal-register-2020-17221.pdf",
+    ) as app:
         reply = await say(app, "@librarian How many airplanes are affected by the directive?")
         assert "federal-register" in reply
         answer = await evidence_for(app, "What is the total number of background checks for Texas?")
         # (The row's last cells, its total 146,982, open the next chunk: a chunk boundary
         # cuts the row, and the quote ends with the chunk.)
         assert any("Texas 21,550 56,941" in q.text for q in answer.evidence), answer.text
-    finally:
-        await app.close()
 
 
 def test_a_follow_up_is_told_from_a_question_that_stands_alone() -> None:
@@ -1254,20 +1252,15 @@ async def test_a_kind_of_file_named_inside_a_question_is_that_file(
 ) -> None:
     """Seen by hand in session 14: "Who is listed in the CSV file?" searched for "CSV"
     (in no document's text) and was "not found"."""
-    app = App.build(settings)
-    app.start_background()
-    try:
-        for path in (
-            corpus_dir / "office" / "docling_csv-comma.csv",
-            corpus_dir / "pdfs" / "pdfplumber_federal-register-2020-17221.pdf",
-        ):
-            assert "Indexed" in await say(app, f"/librarian upload {path}")
+    async with files_shared(
+        settings,
+        corpus_dir / "office" / "docling_csv-comma.csv",
+        corpus_dir / "pdfs" / "pdfplumber_federal-register-2020-17221.pdf",
+    ) as app:
         answer = await evidence_for(app, "Who is listed in the CSV file?")
         assert answer.found and any("Sheryl" in q.text for q in answer.evidence), answer.text
         answer = await evidence_for(app, "What is the subscription date of Roy Berry in the csv?")
         assert answer.found and "2020-03-25" in answer.evidence[0].text, answer.text
-    finally:
-        await app.close()
 
 
 async def test_a_follow_up_is_answered_from_the_document_the_previous_answer_quoted(
@@ -1277,17 +1270,11 @@ async def test_a_follow_up_is_answered_from_the_document_the_previous_answer_quo
     the CSV file?", quoted the directive's "The street address ... is listed above"
     first: the previous question's word "listed" lifted it.  The previous answer's
     documents are what a follow-up is about."""
-    app = App.build(settings)
-    app.start_background()
-    try:
-        for path in (
-            corpus_dir / "office" / "docling_csv-comma.csv",
-            corpus_dir / "pdfs" / "pdfplumber_federal-register-2020-17221.pdf",
-        ):
-            assert "Indexed" in await say(app, f"/librarian upload {path}")
+    async with files_shared(
+        settings,
+        corpus_dir / "office" / "docling_csv-comma.csv",
+        corpus_dir / "pdfs" / "pdfplumber_federal-register-2020-17221.pdf",
+    ) as app:
         assert "Sheryl" in await say(app, "@librarian Who is listed in the CSV file?")
         answer = await evidence_for(app, "What is her email address?")
         assert answer.evidence[0].hit.file_name == "docling_csv-comma.csv", answer.text
-    finally:
-        await app.close()
-
