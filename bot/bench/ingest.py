@@ -52,7 +52,7 @@ PARAGRAPHS_PER_PAGE = 3
 # Office-corpus extensions read by OCR (text in images), summed into ``ocr``.
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "tif", "tiff", "webp", "bmp")
 # The file --quick indexes for these extensions instead of the first by name, which
-# takes 5-13 s more each (a 173-row CSV, a 30-sheet workbook, a 3312x2550 scan read by
+# takes up to 13 s more (a 173-row CSV, a 30-sheet workbook, a 3312x2550 scan read by
 # OCR); this TIFF has two frames, so the multi-page path still runs.
 QUICK_OFFICE = frozenset(
     {
