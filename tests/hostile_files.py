@@ -9,6 +9,7 @@ with a million empty rows.
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import zipfile
@@ -151,11 +152,17 @@ def _epub(chapter: bytes | None = None, *, bomb_mb: int = 0) -> bytes:
 
 def zip_bombs(inflated_mb: int = 300) -> list[tuple[str, bytes]]:
     """One OOXML, one ODF and one EPUB whose main part inflates to ``inflated_mb`` MB."""
-    return [
+    return list(_zip_bombs(inflated_mb))
+
+
+@functools.cache
+def _zip_bombs(inflated_mb: int) -> tuple[tuple[str, bytes], ...]:
+    # Deflating 3 x 300 MB takes ~5 s, and two tests ask for the same bombs: made once.
+    return (
         ("bomb.docx", _ooxml(".docx", bomb_mb=inflated_mb)),
         ("bomb.odt", _odf(".odt", bomb_mb=inflated_mb)),
         ("bomb.epub", _epub(bomb_mb=inflated_mb)),
-    ]
+    )
 
 
 def billion_laughs() -> list[tuple[str, bytes]]:

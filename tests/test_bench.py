@@ -118,10 +118,11 @@ def test_grounding_bench_quick(librarian_env: dict[str, str], shared_models: Pat
         for kind in ("answerable", "unanswerable"):
             for key in keys:
                 assert 0.0 <= _get(data, f"{name}.{kind}.{key}") <= 1.0
-    assert _get(data, "squad_v2.answerable.questions") == 5
-    assert _get(data, "squad_v2.unanswerable.questions") == 5
+    # Two of each kind (each answer costs the model ~5 s): every step runs and reports.
+    assert _get(data, "squad_v2.answerable.questions") == 2
+    assert _get(data, "squad_v2.unanswerable.questions") == 2
     # The quick real-document set: the Federal Register notice's report-split questions.
-    assert _get(data, "realdocs.answerable.questions") >= 1
+    assert _get(data, "realdocs.answerable.questions") == 3
     assert _get(data, "realdocs.documents") == 1
 
 
@@ -131,8 +132,8 @@ def test_grounding_bench_asks_the_chinese_questions_of_the_chinese_files(
     data = _bench("grounding", librarian_env, shared_models, "--set", "chinese")
     assert set(data) >= {"chinese"} and "squad_v2" not in data and "realdocs" not in data
     assert _get(data, "chinese.documents") == 3
-    assert _get(data, "chinese.answerable.questions") == 3
-    assert _get(data, "chinese.unanswerable.questions") == 3
+    assert _get(data, "chinese.answerable.questions") == 2
+    assert _get(data, "chinese.unanswerable.questions") == 2
     # A Chinese gold string has no spaces around it: it is found inside the reply's
     # sentence (a matcher comparing whole words would score every Chinese reply 0).
     assert _get(data, "chinese.answerable.gold_in_evidence") > 0

@@ -28,10 +28,10 @@ def test_load_bench_quick_answers_every_mention_once(
     )
     assert out.returncode == 0, out.stderr[-3000:]
     data = json.loads(out.stdout)
-    assert data["setup"]["mentions"] == 60 and data["setup"]["channels"] == 6
+    assert data["setup"]["mentions"] == 30 and data["setup"]["channels"] == 6
     for key in ("servers_1", "servers_2"):
         run = data[key]
-        assert run["answered_once"] == 60, run
+        assert run["answered_once"] == 30, run
         assert run["answers_per_s"] > 0 and run["bot_cpu_ms_per_answer"] > 0
         for figure in ("loop_lag_max_ms", "first_post_p95_s", "slowest_channel_first_answer_s"):
             assert figure in run

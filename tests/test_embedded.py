@@ -60,18 +60,33 @@ def _counts(url: str) -> dict[str, int]:
         engine.dispose()
 
 
-@pytest.fixture
-def old_home(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str], dict]]:
+def _stop_and_remove(home: Path) -> None:
+    """Stop whatever server a test left running on ``home``, then delete it."""
+    for pgdata in (home / "pgdata", backup_path(home / "pgdata", 16)):
+        pid_file = pgdata / "postmaster.pid"
+        if pid_file.exists():
+            with contextlib.suppress(Exception):
+                os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+    time.sleep(1)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def made_old_home(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, dict[str, str], dict]]:
     """A home made by the old embedded server, with a document, a binding and an answer.
 
-    Yields the home, the environment to run the CLI on it (embedded mode), and what the
-    old server held: row counts and the answer's sources and evidence.
+    Made once for the module (three CLI runs and a server start, ~14 s); every test
+    gets a copy of its own from ``old_home``.  Yields the home, the environment to run
+    the CLI on it (embedded mode), and what the old server held: row counts and the
+    answer's sources and evidence.
     """
     import pgserver  # the old package: PostgreSQL 16.2, pgvector 0.6.2
 
     # Not under pytest's temp root, which the server's unprivileged user cannot enter.
     home = Path(tempfile.mkdtemp(prefix="librarian-test-old-home-"))
-    doc = tmp_path / "travel.txt"
+    doc = tmp_path_factory.mktemp("old-home-doc") / "travel.txt"
     doc.write_text(DOC)
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["LIBRARIAN_HOME"] = str(home)
@@ -89,14 +104,19 @@ def old_home(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str], dict]]:
         server.cleanup()  # stops the old server, as quitting the old bot did
     assert data_version(home / "pgdata") == 16
     yield home, env, {"counts": counts, "answer": before}
-    # Stop whatever server the test left running on the home before deleting it.
-    for pgdata in (home / "pgdata", backup_path(home / "pgdata", 16)):
-        pid_file = pgdata / "postmaster.pid"
-        if pid_file.exists():
-            with contextlib.suppress(Exception):
-                os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
-    time.sleep(1)
-    shutil.rmtree(home, ignore_errors=True)
+    _stop_and_remove(home)
+
+
+@pytest.fixture
+def old_home(made_old_home) -> Iterator[tuple[Path, dict[str, str], dict]]:
+    """A copy of the module's old home (its server stopped), for one test to upgrade."""
+    made, env, before = made_old_home
+    home = Path(tempfile.mkdtemp(prefix="librarian-test-old-home-"))
+    # cp -a keeps the owner and modes the server's unprivileged user needs on pgdata.
+    subprocess.run(["cp", "-a", f"{made}/.", str(home)], check=True)
+    assert data_version(home / "pgdata") == 16
+    yield home, {**env, "LIBRARIAN_HOME": str(home)}, before
+    _stop_and_remove(home)
 
 
 def test_a_home_made_by_the_old_embedded_server_is_upgraded_with_nothing_lost(old_home) -> None:

@@ -60,6 +60,11 @@ REALDOCS_ZH = REALDOCS.with_name("realdocs_zh.jsonl")
 SETS = ("squad", "realdocs", "chinese")
 DEFAULT_SETS = ("squad", "realdocs")
 QUICK_PDF = "pdfplumber_federal-register-2020-17221.pdf"
+# The --quick run CI makes: questions per kind (SQuAD, Chinese) and real-document
+# questions.  Each answered question costs the model ~5 s on two cores; the quick run
+# checks that every step runs and reports, not the rates, so a couple of each will do.
+QUICK_PER_KIND = 2
+QUICK_REALDOCS = 3
 
 
 def _punctuation(ch: str) -> bool:
@@ -252,7 +257,7 @@ def _realdocs(corpus: Path, quick: bool, split: str) -> Selected:
     pdf_dir = corpus / "pdfs"
     questions = realdocs_questions(split)
     if quick:
-        questions = [q for q in questions if q.get("document") == QUICK_PDF][:10]
+        questions = [q for q in questions if q.get("document") == QUICK_PDF][:QUICK_REALDOCS]
     names = sorted({q["document"] for q in questions if q.get("document")})
     if not quick:  # every readable PDF: unanswerable questions must search them all
         names = sorted(p.name for p in pdf_dir.glob("*.pdf"))
@@ -263,10 +268,10 @@ def _chinese(corpus: Path, quick: bool, split: str) -> Selected:
     """The Chinese set's files (beside the English PDFs) and questions."""
     questions = realdocs_questions(split, REALDOCS_ZH)
     files = sorted({corpus / "office" / q["document"] for q in questions if q.get("document")})
-    if quick:  # the Chinese files alone, and a few questions of each kind
-        questions = [q for q in questions if q["kind"] == "answerable"][:3] + [
+    if quick:  # the Chinese files alone, and a couple of questions of each kind
+        questions = [q for q in questions if q["kind"] == "answerable"][:QUICK_PER_KIND] + [
             q for q in questions if q["kind"] == "unanswerable"
-        ][:3]
+        ][:QUICK_PER_KIND]
     else:
         files += sorted((corpus / "pdfs").glob("*.pdf"))
     # Sections and rows, not pages: the document cited is what is counted.
@@ -296,7 +301,7 @@ async def _squad(
     log: Log,
     dump: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    per_kind = sample or (5 if quick else 100)
+    per_kind = sample or (QUICK_PER_KIND if quick else 100)
     folder = eval_set(eval_dir, "squad-v2.0-dev")
     passages = read_jsonl(folder / "corpus.jsonl")
     questions = read_jsonl(folder / "questions.jsonl")

@@ -96,10 +96,10 @@ def ingest(
 @app.command("grounding")
 def grounding(
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
-    quick: bool = typer.Option(False, "--quick", help="5 + 5 questions, for CI."),
+    quick: bool = typer.Option(False, "--quick", help="2 + 2 questions, for CI."),
     eval_dir: Path | None = typer.Option(None, "--eval-dir", help=_EVAL_HELP),
     sample: int | None = typer.Option(
-        None, "--sample", help="SQuAD questions of each kind (default 100; 5 with --quick)."
+        None, "--sample", help="SQuAD questions of each kind (default 100; 2 with --quick)."
     ),
     split: str = typer.Option(
         "report", "--split", help="Real-document split: report, calibrate or all."
@@ -138,7 +138,7 @@ def grounding(
 def load(
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     quick: bool = typer.Option(
-        False, "--quick", help="60 mentions over 6 channels, 1 and 2 servers."
+        False, "--quick", help="30 mentions over 6 channels, 1 and 2 servers."
     ),
     mentions: int = typer.Option(200, help="Questions asked at once."),
     channels: int = typer.Option(20, help="Channels they are spread over."),
@@ -152,7 +152,7 @@ def load(
 
     options: dict = {"mentions": mentions, "channels": channels, "rate": rate}
     if quick:
-        options.update(mentions=60, channels=6, servers=(1, 2))
+        options.update(mentions=30, channels=6, servers=(1, 2))
     results = run_on_scratch(load_settings(), bench.run_bench, log=_log(json_out), **options)
     goals = {
         "servers_2.throughput_ratio": ">= 1.8",
