@@ -1259,6 +1259,8 @@ async def test_a_kind_of_file_named_inside_a_question_is_that_file(
     ) as app:
         answer = await evidence_for(app, "Who is listed in the CSV file?")
         assert answer.found and any("Sheryl" in q.text for q in answer.evidence), answer.text
+        quoted = [q.text for q in answer.evidence]
+        assert len(quoted) == len(set(quoted)), quoted  # the header row each chunk repeats
         answer = await evidence_for(app, "What is the subscription date of Roy Berry in the csv?")
         assert answer.found and "2020-03-25" in answer.evidence[0].text, answer.text
 

@@ -483,9 +483,13 @@ class Answerer:
         if not quotes:
             # The first sentences, across the opening chunks: a document cut by its
             # headings may open with a chunk holding its title alone.
+            # A sheet's header row opens each of its chunks: it is quoted once.
+            seen: set[str] = set()
             for chunk in chunks:
-                for sentence in split_sentences(chunk.text)[: OPENING_QUOTES - len(quotes)]:
-                    quotes.append(Quote(sentence, chunk, 1.0, 1.0))
+                for sentence in split_sentences(chunk.text):
+                    if len(quotes) < OPENING_QUOTES and sentence not in seen:
+                        seen.add(sentence)
+                        quotes.append(Quote(sentence, chunk, 1.0, 1.0))
                 if len(quotes) >= OPENING_QUOTES:
                     break
         return Evidence(quotes, 1.0, 1.0, bool(quotes), 1.0)
