@@ -197,7 +197,7 @@ class Answerer:
             text = texts[kind]
             if kind == "documents":  # "which documents do you have?": the list
                 text = await self._documents_text(texts, workspace.id)
-            return await done(Answer(text, text, [], False, {"smalltalk": kind}, smalltalk=kind))
+            return await done(Answer(text, text, [], False, smalltalk=kind))
         question = without_opener(question)  # "hi, how long ...?" asks "how long ...?"
         history = await asyncio.to_thread(
             self.store.recent_messages, binding.id, thread_id, self.history_turns
@@ -222,10 +222,9 @@ class Answerer:
                 text += texts["then"] + texts["no_documents"]
             return await done(Answer(text, text, [], False, timings))
 
-        candidates = await self._candidates(
-            workspace.id, retrieved.hits, history if follows else [], named, retrieved
-        )
-        earlier = last_cited_chunks(history) if previous else []  # what a follow-up rests on
+        # What a follow-up rests on: the chunks the previous answer cited.
+        earlier = last_cited_chunks(history) if follows else []
+        candidates = await self._candidates(workspace.id, retrieved.hits, earlier, named, retrieved)
         if named is not None and named.page is not None and not candidates:
             text = await self._no_page_text(texts, lang, named)
             return await done(Answer(text, text, [], False, timings))
@@ -243,7 +242,7 @@ class Answerer:
                 embedding_model_id=retrieved.embedding_model_id or 0,
                 context=previous,
                 context_documents=frozenset(
-                    c.document_id for c in candidates if c.chunk_id in set(earlier)
+                    c.document_id for c in candidates if c.chunk_id in earlier
                 ),
                 coverage_floor=_setting(workspace.evidence_coverage, self.evidence_coverage),
                 # A page asked for by number has no similarity from the search (its chunks
@@ -387,11 +386,12 @@ class Answerer:
         self,
         workspace_id: int,
         hits: list[Ranked],
-        history: list[HistoryMessage],
+        earlier: list[int],
         named: Named | None,
         retrieved: Any,
     ) -> list[ChunkHit]:
-        """The chunks the evidence is chosen from, best first."""
+        """The chunks the evidence is chosen from, best first; ``earlier``: the chunks
+        the previous answer cited, for a follow-up."""
         if named is not None and named.document_id is not None:
             if named.page is not None:  # "page 3 of X": that page's chunks, or none
                 return await asyncio.to_thread(
@@ -422,7 +422,6 @@ class Answerer:
             )
             chunks = chunks[:EVIDENCE_CHUNKS]
             chunks = await self._with_continuation(workspace_id, hits[0].hit, chunks, hits)
-        earlier = last_cited_chunks(history)
         if earlier:
             # A follow-up may be answered by what the previous answer rested on.
             seen = {c.chunk_id for c in chunks}
@@ -500,8 +499,7 @@ class Answerer:
         docs = await asyncio.to_thread(self.store.list_documents, workspace_id)
         ready = [d.file_name for d in docs if d.status == "ready"]
         if not ready:
-            waiting = sum(d.status in ("queued", "indexing") for d in docs)
-            return texts["indexing"].format(count=waiting) if waiting else texts["empty"]
+            return await self._why_nothing_ready(texts, workspace_id)
         names = ", ".join(ready[:LISTED_NAMES])
         if len(ready) > LISTED_NAMES:
             names = texts["documents_more"].format(names=names, more=len(ready) - LISTED_NAMES)
@@ -511,12 +509,17 @@ class Answerer:
     async def _nothing_indexed_text(self, texts: dict[str, str], workspace_id: int) -> str | None:
         """The not-found reply with why a workspace has nothing to search: no document
         shared yet, or all still being indexed; None when it has a ready document."""
+        why = await self._why_nothing_ready(texts, workspace_id)
+        return f"{texts['not_found']}\n{why}" if why else None
+
+    async def _why_nothing_ready(self, texts: dict[str, str], workspace_id: int) -> str | None:
+        """Why a workspace has no document to search: none shared yet, or how many are
+        still being indexed; None when it has a ready one."""
         totals = await asyncio.to_thread(self.store.workspace_totals, workspace_id)
         if totals["ready"]:
             return None
         waiting = totals["waiting"]
-        why = texts["indexing"].format(count=waiting) if waiting else texts["empty"]
-        return f"{texts['not_found']}\n{why}"
+        return texts["indexing"].format(count=waiting) if waiting else texts["empty"]
 
     @staticmethod
     def _not_found_text(texts: dict[str, str], evidence: Evidence, retrieved: Any) -> str:
