@@ -798,6 +798,57 @@ async def test_an_abbreviation_the_document_defines_answers_for_its_long_form(
     assert expansions(defined, words, "The directive requires a test.") == []
 
 
+async def test_what_an_abbreviation_stands_for_is_the_sentence_that_spells_it_out(
+    settings, tmp_path: Path
+) -> None:
+    """Seen by hand in session 15: "What does AOA stand for?" quoted a diary's "the
+    standing report among Western boys" ("stand" matched "standing") above "The angle
+    of attack (or AOA) is ..."; "What does NICS stand for?", asked of a table that never
+    spells it out, was answered with the table's disclaimers."""
+    notice = make_pdf(
+        tmp_path / "notice.pdf",
+        [
+            [
+                "The AOA sensors are small vanes on either side of the fuselage.",
+                "The angle of attack (or AOA) is the angle at which the wing meets the air.",
+                "An AOA DISAGREE alert shows when the two AOA sensors differ.",
+            ],
+            ["Each airplane gets an AOA sensor system test before it returns to service."],
+        ],
+    )
+    diary = make_pdf(
+        tmp_path / "diary.pdf",
+        [["For a year the standing report among the boys has been All Quiet on the Potomac."]],
+    )
+    checks = make_pdf(
+        tmp_path / "checks.pdf",
+        [["These statistics represent the firearm background checks initiated through NICS."]],
+    )
+    paper = make_pdf(
+        tmp_path / "paper.pdf",
+        [
+            ["We show that SPECTER's representations outperform the state of the art."],
+            ["2SPECTER: Scientific Paper Embeddings using Citation-informed TransformERs"],
+        ],
+    )
+    async with files_shared(settings, notice, diary, checks, paper) as app:
+        asked = ("What does AOA stand for?", "what does aoa stand for", "AOA是什么的缩写？")
+        for question in asked:
+            answer = await evidence_for(app, question)
+            assert answer.found, question
+            assert [e.text for e in answer.evidence] == [
+                "The angle of attack (or AOA) is the angle at which the wing meets the air."
+            ], question
+        answer = await evidence_for(app, "What does the name SPECTER stand for?")
+        assert answer.found and "Scientific Paper Embeddings using Citation" in answer.body
+        reply = await say(app, "@librarian What does NICS stand for?")
+        assert NOT_FOUND in reply
+        assert "The documents write NICS but none spells it out." in reply
+        assert "checks.pdf" in reply  # where it is written
+        reply = await say(app, "@librarian What does FBI stand for?")
+        assert NOT_FOUND in reply and "No document mentions: FBI." in reply
+
+
 async def test_who_wrote_a_document_and_its_title_are_quoted_from_its_header(
     settings, tmp_path: Path
 ) -> None:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-# "(AD)", "(AOA)", "(NICS)", "(U.S.)" is not one: capitals and digits, two or more.
-_SHORT = re.compile(r"\(\s*([A-Z][A-Z0-9&]{1,9})\s*\)")
+# "(AD)", "(AOA)", "(or AOA)", "(NICS)"; "(U.S.)" is not one: capitals and digits, two
+# or more.
+_SHORT = re.compile(r"\(\s*(?:or\s+)?([A-Z][A-Z0-9&]{1,9})\s*\)")
 # Words between the long form and its parenthesis that belong to neither.
 _WORD = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*")
 
@@ -50,14 +51,23 @@ def definitions(texts: Iterable[str]) -> dict[str, list[str]]:
             short = m.group(1)
             if short in found:
                 continue
-            words = text[: m.start()].split()
-            window = " ".join(words[-min(len(short) + 5, 2 * len(short)) :])
-            long = _long_form(short, window)
-            long_words = [w.lower() for w in _WORD.findall(long or "")]
-            # One word is no definition ("Boeing (BA)"), nor one holding the short form.
-            if len(long_words) >= 2 and short.lower() not in long_words:
-                found[short] = long_words
+            long = long_form_before(short, text[: m.start()])
+            if long:
+                found[short] = [w.lower() for w in _WORD.findall(long)]
     return found
+
+
+def long_form_before(short: str, before: str) -> str | None:
+    """The long form ``before`` ends with, for a short form in parentheses after it
+    ("the angle of attack (AOA)" -> "angle of attack"), or None.  One word is no
+    definition ("Boeing (BA)"), nor one holding the short form."""
+    words = before.split()
+    window = " ".join(words[-min(len(short) + 5, 2 * len(short)) :])
+    long = _long_form(short, window)
+    long_words = [w.lower() for w in _WORD.findall(long or "")]
+    if len(long_words) >= 2 and short.lower() not in long_words:
+        return long
+    return None
 
 
 def _singular(word: str) -> str:

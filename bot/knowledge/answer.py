@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.ingest.filetypes import count_label
 from bot.knowledge.check import check_answer
+from bot.knowledge.definition import asked_short_form, definition_evidence
 from bot.knowledge.draft import tidy_draft
 from bot.knowledge.evidence import Evidence, EvidenceFinder, Quote
 from bot.knowledge.named import Named, find_named, might_name_document
@@ -228,7 +229,27 @@ class Answerer:
         if named is not None and named.page is not None and not candidates:
             text = await self._no_page_text(texts, lang, named)
             return await done(Answer(text, text, [], False, timings))
-        if named is not None and named.about:
+        short = asked_short_form(question)  # "what does AOA stand for?"
+        defined = None
+        if short is not None and (named is None or not named.about):
+            defined = await definition_evidence(
+                short,
+                candidates,
+                lambda query, k: asyncio.to_thread(
+                    self.store.search_keyword,
+                    workspace.id,
+                    retrieved.embedding_model_id or 0,
+                    query,
+                    k,
+                ),
+                named.document_id if named is not None else None,
+            )
+        if defined is not None:
+            evidence = defined
+            # A definition found by the keyword search alone is read and cited too.
+            ids = {c.chunk_id for c in candidates}
+            candidates = [q.hit for q in defined.quotes if q.hit.chunk_id not in ids] + candidates
+        elif named is not None and named.about:
             evidence = self._opening_evidence(candidates, header=named.header)
         else:
             # "In X, what ...": the candidates are X's chunks already, and X's name says
@@ -262,6 +283,11 @@ class Answerer:
 
         if not evidence.answerable or not candidates:
             text = self._not_found_text(texts, evidence, retrieved)
+            if defined is not None and not evidence.missing_terms:
+                # Said first: what was searched is the short form itself.
+                first, _, rest = text.partition("\n")
+                rest = rest.removeprefix(texts["searched"].format(terms=short) + "\n")
+                text = "\n".join([first, texts["not_spelled_out"].format(short=short), rest])
             if not retrieved.ranked:  # nothing to search at all: say why, and what to do
                 text = await self._nothing_indexed_text(texts, workspace.id) or text
             return await done(Answer(text, text, [], False, timings, evidence=[]))

@@ -1,0 +1,196 @@
+"""Questions asking what an abbreviation stands for ("What does NICS stand for?").
+
+Such a question has one content word, the short form, and the documents write it in
+many sentences; the one that answers is the one that spells it out, which is often
+not the best match for the question's words.  Seen by hand in session 15: "What does
+AOA stand for?" quoted "the standing report among Western boys" (a Civil War diary:
+"stand" matched "standing") above "The angle of attack (or AOA) is ..."; "What does
+NICS stand for?", asked of a table that never spells it out, was answered with the
+table's disclaimers.  So the answer is the sentence that defines the short form, found
+by rule (``spelled_out``), or "not found" when no retrieved text defines it.
+
+A definition is read in the forms documents use:
+
+* the long form, then the short one in parentheses: "angle of attack (AOA)" (the
+  Schwartz–Hearst rule, ``bot.knowledge.acronyms``);
+* the short form, then the long one: "SPECTER: Scientific Paper Embeddings using
+  Citation-informed TransformERs", "LRS (Linear Reference System)", and a list of
+  abbreviations ("LRM Linear Reference Method"): the long form's capitals, or its
+  words' initials (small words aside), spell the short form.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+
+from bot.knowledge.acronyms import long_form_before
+from bot.knowledge.evidence import Evidence, Quote
+from bot.knowledge.sentences import split_sentences
+from bot.store.records import ChunkHit
+
+# How many chunks writing the short form are read for its definition when the
+# retrieved ones hold none: a document spells a short form out once, at its first use,
+# and the keyword search ranks that chunk no higher than any other writing it.
+DEFINITION_CHUNKS = 30
+
+# A short form: letters and digits, two capitals or more ("AOA", "SPECTER", "NHNC1").
+_SHORT = r"(?P<x>[A-Za-z][A-Za-z0-9&]{1,11})"
+_ASKED = [
+    re.compile(p, re.I)
+    for p in (
+        rf"\bwhat (?:does|do|did) (?:the )?(?:abbreviation |acronym |initialism |name |term )?"
+        rf"[\"“'‘]?{_SHORT}[\"”'’]? (?:stands?|stood) for\b",
+        rf"\bwhat (?:is|was) (?:the )?(?:abbreviation |acronym |name )?[\"“'‘]?{_SHORT}[\"”'’]?"
+        r" (?:short|an abbreviation|an acronym) for\b",
+        rf"\b(?:full|long|expanded) (?:form|name) of (?:the )?(?:abbreviation |acronym )?"
+        rf"[\"“'‘]?{_SHORT}\b",
+        rf"\bwhat (?:does|do) (?:the )?(?:abbreviation|acronym) [\"“'‘]?{_SHORT}[\"”'’]? mean\b",
+        rf"\bwhat (?:is|does) (?:the )?(?:abbreviation |acronym )?[\"“'‘]?{_SHORT}[\"”'’]? "
+        r"(?:abbreviate|stand for|mean)\b",
+        rf"{_SHORT}\s*(?:是什么的缩写|是哪些?词的缩写|代表什么|的全称是什么|的全称|全称是什么)",
+    )
+]
+# The patterns of _ASKED that ask for an expansion whatever the word's case.
+_ANY_CASE = frozenset({0, 1, 5})
+# Words a long form leaves out of its initials ("Department of Justice": DOJ).
+_SMALL = frozenset(
+    {"of", "and", "the", "for", "in", "on", "to", "a", "an", "at", "by", "with", "using"}
+    | {"via", "from", "de", "du", "des", "la", "le", "et", "und", "der"}
+)
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?", re.UNICODE)
+# What may stand between a short form and the long form after it.
+_BETWEEN = re.compile(r"\s*(?:[:=(,–—-]|\bis\b|\bmeans\b|\bstands for\b)?\s*(?:the\s+|an?\s+)?")
+
+
+def asked_short_form(question: str) -> str | None:
+    """The short form a question asks the meaning of ("What does AOA stand for?" ->
+    "AOA"), or None.  "What does X mean?" takes only a word with two capitals or more
+    for one ("What does the author mean?" asks no such thing); "stand for" and "short
+    for" take any ("what does aoa stand for", typed in a hurry)."""
+    for i, pattern in enumerate(_ASKED):
+        m = pattern.search(question)
+        if m and (i in _ANY_CASE or sum(c.isupper() for c in m.group("x")) >= 2):
+            return m.group("x")
+    return None
+
+
+def _spells(short: str, words: list[str]) -> bool:
+    """Whether ``words`` spell ``short``: their capitals in order, or their initials
+    (small words aside; each part of a hyphenated word counts)."""
+    target = short.upper()
+    capitals = "".join(c for w in words for c in w if c.isupper())
+    if capitals == target and len(words) >= 2:
+        return True
+    initials = "".join(w[0].upper() for w in words if w.lower() not in _SMALL)
+    return initials == target
+
+
+def _long_form_after(short: str, after: str) -> str | None:
+    """The long form that follows a short form ("SPECTER: Scientific Paper Embeddings
+    ..."): the fewest words (two at least) that spell it, or None."""
+    m = _BETWEEN.match(after)
+    rest = after[m.end() :] if m else after
+    spans = [(w.start(), w.end()) for w in _WORD.finditer(rest)][: len(short) + 4]
+    for n in range(2, len(spans) + 1):
+        text = rest[spans[0][0] : spans[n - 1][1]]
+        if "\n\n" in text:
+            return None
+        whole = _WORD.findall(text)
+        if any(short.upper() in w.upper() for w in whole):
+            return None  # "this AD replaces AD 2018-23-51": the short form again
+        words = [p for w in whole for p in re.split(r"[-\u2010\u2011]", w) if p]
+        if _spells(short, words):
+            return text
+    return None
+
+
+def spelled_out(short: str, text: str) -> tuple[str, str] | None:
+    """(the long form, the sentence of ``text`` that spells ``short`` out), or None
+    when the text does not define it."""
+    escaped = re.escape(short)
+    for sentence in split_sentences(text):
+        # The text's own spelling: "aoa" asked, "AOA" written.
+        for m in re.finditer(rf"\(\s*(?:or\s+)?({escaped})\s*\)", sentence, re.I):
+            long = long_form_before(m.group(1), sentence[: m.start()])
+            if long:
+                return long, sentence
+        for m in _occurrences(short, sentence):
+            long = _long_form_after(m.group(), sentence[m.end() :])
+            if long:
+                return long, sentence
+    return None
+
+
+def _occurrences(short: str, text: str) -> list[re.Match[str]]:
+    """Where ``text`` writes the short form as a word, as asked or in capitals ("aoa"
+    asked: a lowercase "aoa" in the text would be another word).  A footnote's number
+    may be glued before it ("2SPECTER: Scientific ...")."""
+    return [
+        m
+        for m in re.finditer(rf"(?<![^\W\d_]|-){re.escape(short)}(?![\w-])", text, re.I)
+        if m.group() == short or sum(c.isupper() for c in m.group()) >= 2
+    ]
+
+
+def mentions(short: str, text: str) -> bool:
+    """Whether ``text`` writes the short form (as asked, or in capitals)."""
+    return bool(_occurrences(short, text))
+
+
+async def definition_evidence(
+    short: str,
+    candidates: Sequence[ChunkHit],
+    search: Callable[[str, int], Awaitable[list[ChunkHit]]],
+    document_id: int | None = None,
+) -> Evidence | None:
+    """The evidence for "what does ``short`` stand for?": the sentence that spells it
+    out, from the retrieved ``candidates`` or else from the chunks the keyword
+    ``search`` finds writing it (of ``document_id`` only, when the question names a
+    document); "not found" when they write it but none spells it out, with the short
+    form as what was searched, or as missing when no document writes it.  None when
+    the question is not about an abbreviation after all: a lowercase word ("what does
+    the flag stand for?") that no document writes in capitals."""
+    found = [c for c in candidates if mentions(short, c.text)]
+    for hit in found:
+        spelled = spelled_out(short, hit.text)
+        if spelled:
+            return _defined(hit, *spelled)
+    more = [
+        h
+        for h in await search(short, DEFINITION_CHUNKS)
+        if (document_id is None or h.document_id == document_id) and mentions(short, h.text)
+    ]
+    # The best-ranked document first, and its earliest chunk first (chunks are stored
+    # in reading order): a definition comes at a short form's first use.
+    first = {h.document_id: i for i, h in reversed(list(enumerate(more)))}
+    for hit in sorted(more, key=lambda h: (first[h.document_id], h.chunk_id)):
+        spelled = spelled_out(short, hit.text)
+        if spelled:
+            return _defined(hit, *spelled)
+    if not found and not more:
+        if sum(c.isupper() for c in short) < 2:
+            return None
+        return Evidence([], 0.0, 0.0, False, 0.0, [short], [short])
+    return Evidence([], 0.0, 0.0, False, 0.0, [], [short])
+
+
+# Characters quoted on each side of a long form found in a long sentence (a title page's
+# header block reads as one sentence: "... Federal Aviation Administration (FAA), DOT.").
+AROUND = 120
+
+
+def _defined(hit: ChunkHit, long: str, sentence: str) -> Evidence:
+    """The evidence of a definition: its sentence, or the stretch of it around the long
+    form when the sentence is long."""
+    at = sentence.find(long)
+    if len(sentence) > 3 * AROUND and at >= 0:
+        start = sentence.rfind(" ", 0, max(0, at - AROUND)) + 1
+        end = sentence.find(" ", at + len(long) + AROUND)
+        end = len(sentence) if end < 0 else end
+        tail = " …" if end < len(sentence) else ""
+        sentence = ("… " if start else "") + sentence[start:end] + tail
+    # Decided by rule, like a document's opening for "what is X about?": full coverage
+    # and similarity, so no threshold undoes it (tools/calibrate_evidence.py re-applies
+    # the thresholds to the figures).
+    return Evidence([Quote(sentence, hit, 1.0, hit.similarity or 0.0)], 1.0, 1.0, True, 1.0)
