@@ -16,11 +16,12 @@ from bot.knowledge.definition import asked_short_form, definition_evidence
 from bot.knowledge.draft import tidy_draft
 from bot.knowledge.evidence import Evidence, EvidenceFinder, Quote
 from bot.knowledge.named import Named, find_named, might_name_document
+from bot.knowledge.opening import opening_evidence
 from bot.knowledge.prompt import fit_prompt, where_label
 from bot.knowledge.question import is_follow_up
 from bot.knowledge.reply import Source, format_citations, format_quotes, merge_sources
 from bot.knowledge.retrieval import Ranked, Retriever
-from bot.knowledge.sentences import is_cjk, split_sentences
+from bot.knowledge.sentences import is_cjk
 from bot.knowledge.smalltalk import smalltalk, without_opener
 from bot.knowledge.texts import TEXTS, UNIT_NAMES
 from bot.store.events import Claim
@@ -40,8 +41,6 @@ EVIDENCE_CHUNKS = 8
 ANSWER_SEED = 0
 # "Which documents do you have?" names this many, newest first (`docs` lists them all).
 LISTED_NAMES = 20
-# How many opening sentences answer "what is X about?".
-OPENING_QUOTES = 3
 # Generation stops at the model's own end of turn, and at a new turn it starts to write.
 STOP = ["\nQuestion:", "Question:", "\nSources:", "Sources:", "\nSource:", "\n\n\n"]
 # The model saying the sources do not hold the answer, although the evidence does.
@@ -250,7 +249,7 @@ class Answerer:
             ids = {c.chunk_id for c in candidates}
             candidates = [q.hit for q in defined.quotes if q.hit.chunk_id not in ids] + candidates
         elif named is not None and named.about:
-            evidence = self._opening_evidence(candidates, header=named.header)
+            evidence = opening_evidence(candidates, header=named.header)
         else:
             # "In X, what ...": the candidates are X's chunks already, and X's name says
             # where to look, not what to find: only the question proper is weighed.
@@ -493,32 +492,6 @@ class Answerer:
             )
         return text
 
-    @staticmethod
-    def _opening_evidence(chunks: list[ChunkHit], *, header: bool = False) -> Evidence:
-        """For "what is X about": the first sentences of the document (title, abstract);
-        for "who wrote X" (``header``): its first sentences (title, names)."""
-        quotes: list[Quote] = []
-        # A paper's abstract says what it is about better than its header of names.
-        for chunk in [] if header else chunks:
-            m = _ABSTRACT.search(chunk.text)
-            if m:
-                for sentence in split_sentences(chunk.text[m.end() :])[:2]:
-                    quotes.append(Quote(sentence, chunk, 1.0, 1.0))
-                break
-        if not quotes:
-            # The first sentences, across the opening chunks: a document cut by its
-            # headings may open with a chunk holding its title alone.
-            # A sheet's header row opens each of its chunks: it is quoted once.
-            seen: set[str] = set()
-            for chunk in chunks:
-                for sentence in split_sentences(chunk.text):
-                    if len(quotes) < OPENING_QUOTES and sentence not in seen:
-                        seen.add(sentence)
-                        quotes.append(Quote(sentence, chunk, 1.0, 1.0))
-                if len(quotes) >= OPENING_QUOTES:
-                    break
-        return Evidence(quotes, 1.0, 1.0, bool(quotes), 1.0)
-
     async def _documents_text(self, texts: dict[str, str], workspace_id: int) -> str:
         """The names of the workspace's indexed documents, newest first (at most
         :data:`LISTED_NAMES`), or why there are none yet."""
@@ -591,6 +564,3 @@ class Answerer:
 def _setting(value: float | None, default: float) -> float:
     """A workspace's own value, or the deployment's default when it has none."""
     return default if value is None else value
-
-
-_ABSTRACT = re.compile(r"\b(?:abstract|summary|摘要)\b[\s.:\u2014-]*", re.I)

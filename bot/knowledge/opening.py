@@ -1,0 +1,40 @@
+"""A document's opening as the evidence for questions about the document itself ("What
+is X about?", "Who wrote X?"): its abstract, or its first sentences."""
+
+from __future__ import annotations
+
+import re
+
+from bot.knowledge.evidence import Evidence, Quote
+from bot.knowledge.sentences import split_sentences
+from bot.store.records import ChunkHit
+
+# How many opening sentences answer "what is X about?".
+OPENING_QUOTES = 3
+_ABSTRACT = re.compile(r"\b(?:abstract|summary|摘要)\b[\s.:\u2014-]*", re.I)
+
+
+def opening_evidence(chunks: list[ChunkHit], *, header: bool = False) -> Evidence:
+    """For "what is X about": the first sentences of the document (title, abstract);
+    for "who wrote X" (``header``): its first sentences (title, names)."""
+    quotes: list[Quote] = []
+    # A paper's abstract says what it is about better than its header of names.
+    for chunk in [] if header else chunks:
+        m = _ABSTRACT.search(chunk.text)
+        if m:
+            for sentence in split_sentences(chunk.text[m.end() :])[:2]:
+                quotes.append(Quote(sentence, chunk, 1.0, 1.0))
+            break
+    if not quotes:
+        # The first sentences, across the opening chunks: a document cut by its
+        # headings may open with a chunk holding its title alone.
+        # A sheet's header row opens each of its chunks: it is quoted once.
+        seen: set[str] = set()
+        for chunk in chunks:
+            for sentence in split_sentences(chunk.text):
+                if len(quotes) < OPENING_QUOTES and sentence not in seen:
+                    seen.add(sentence)
+                    quotes.append(Quote(sentence, chunk, 1.0, 1.0))
+            if len(quotes) >= OPENING_QUOTES:
+                break
+    return Evidence(quotes, 1.0, 1.0, bool(quotes), 1.0)
