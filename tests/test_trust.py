@@ -910,6 +910,38 @@ async def test_who_wrote_a_document_and_its_title_are_quoted_from_its_header(
         assert answer.found and "684,000" in answer.evidence[0].text
 
 
+async def test_where_and_when_a_document_appeared_is_quoted_from_its_header(
+    settings, tmp_path: Path
+) -> None:
+    """Seen on the calibrate split in session 15: "At which conference was
+    "Construction of the Literature Graph in Semantic Scholar" published?" was "not
+    found" in the library: no sentence says "conference"; the first page's header
+    says "Proceedings of NAACL-HLT 2018"."""
+    pdf = make_pdf(
+        tmp_path / "N18-3011.pdf",
+        [
+            [
+                "Proceedings of NAACL-HLT 2018, pages 84-91, New Orleans, June 1 - 6, 2018.",
+                "Construction of the Literature Graph in Semantic Scholar",
+                "Waleed Ammar, Dirk Groeneveld, Chandra Bhagavatula",
+                "We describe a deployed scalable system for organizing published literature.",
+            ],
+            ["The literature graph consists of more than 280M nodes."],
+        ],
+    )
+    other = make_pdf(tmp_path / "manual.pdf")
+    async with files_shared(settings, pdf, other) as app:
+        for question in (
+            'At which conference was "Construction of the Literature Graph in Semantic '
+            'Scholar" published?',
+            "When was the literature graph paper published?",
+            "Construction of the Literature Graph 是什么时候发表的？",
+        ):
+            answer = await evidence_for(app, question)
+            assert answer.found, question
+            assert "NAACL-HLT 2018" in answer.evidence[0].text, question
+
+
 async def test_a_question_whose_key_term_no_document_holds_is_not_found_and_says_what_was_searched(
     settings, tmp_path: Path
 ) -> None:

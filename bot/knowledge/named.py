@@ -67,6 +67,30 @@ _HEADER = [
         re.I,
     ),
     re.compile(r"^\s*who\s+(?:wrote|authored|published)\s+(?P<x>.+?)\s*[.?!]?\s*$", re.I),
+    # Where and when a document appeared: its header says ("Proceedings of NAACL-HLT
+    # 2018", "Thursday, August 6, 2020"); its body never does.  Seen on the calibrate
+    # split: "At which conference was "Construction of the Literature Graph in Semantic
+    # Scholar" published?" was "not found", "conference" being in no document.
+    re.compile(
+        r"^\s*(?:(?:at|in|on)\s+)?(?:which|what)\s+(?:conference|journal|venue|proceedings|"
+        r"workshop|magazine|periodical)\s+(?:was|were|is|are|did)\s+(?P<x>.+?)\s+"
+        r"(?:published|presented|accepted|printed|appear|appeared)(?:\s+(?:in|at|on))?"
+        r"\s*[.?!]?\s*$",
+        re.I,
+    ),
+    re.compile(
+        r"^\s*(?:when|where|in what year|in which year|on what date)\s+(?:was|were|is|are)\s+"
+        r"(?P<x>.+?)\s+(?:published|written|released|issued|presented|dated)\s*[.?!]?\s*$",
+        re.I,
+    ),
+    re.compile(
+        r"^\s*(?P<x>.+?)\s*(?:是)?(?:什么时候|哪一年|何时|在哪里|在哪儿)(?:发表|出版|发布|刊登)的?"
+        r"\s*[。？?]?\s*$"
+    ),
+    re.compile(
+        r"^\s*(?P<x>.+?)\s*(?:发表|刊登|发布)(?:在|于)(?:哪个|哪一个|什么)(?:会议|期刊|杂志)上?"
+        r"\s*[。？?]?\s*$"
+    ),
     re.compile(r"^\s*(?P<x>.+?)\s*的(?:标题|题目|作者)是(?:什么|谁)\s*[。？?]?\s*$"),
     re.compile(r"^\s*(?:谁写了|谁是)(?P<x>.+?)(?:的作者)?\s*[。？?]?\s*$"),
 ]
