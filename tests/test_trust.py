@@ -942,6 +942,36 @@ async def test_where_and_when_a_document_appeared_is_quoted_from_its_header(
             assert "NAACL-HLT 2018" in answer.evidence[0].text, question
 
 
+async def test_a_footnote_mark_named_in_words_finds_the_note_that_writes_it(
+    settings, tmp_path: Path
+) -> None:
+    """Seen on the calibrate split in session 15: "What does the double asterisk mean
+    in the NICS firearm background check table?" was "not found": the note writes
+    "**Multiple", never "asterisk"."""
+    table = make_pdf(
+        tmp_path / "checks.pdf",
+        [
+            [
+                "NICS Firearm Background Checks: November 2015.",
+                "State Permit Handgun Long Gun Other* Multiple** Totals.",
+                "Alabama 27,297 24,284 18,424 1,229 1,020 73,364.",
+                "*Other (firearms that are neither handguns nor long guns).",
+                "**Multiple (multiple types of firearms selected).",
+            ]
+        ],
+    )
+    other = make_pdf(tmp_path / "ad-2020-17221.pdf", AIRWORTHINESS)
+    async with files_shared(settings, table, other) as app:
+        answer = await evidence_for(
+            app, "What does the double asterisk mean in the firearm checks table?"
+        )
+        assert answer.found
+        assert answer.evidence[0].text.startswith("**Multiple"), answer.evidence[0].text
+        answer = await evidence_for(app, "What does the asterisk mean in the firearm checks table?")
+        # (quoted, though the title, holding "firearm" and "checks", may come first)
+        assert answer.found and any(e.text.startswith("*Other") for e in answer.evidence)
+
+
 async def test_a_question_whose_key_term_no_document_holds_is_not_found_and_says_what_was_searched(
     settings, tmp_path: Path
 ) -> None:

@@ -21,7 +21,8 @@ MIN_SENTENCE_CHARS = 12
 # full stops anywhere; line breaks that end a line without joining punctuation.
 _SENTENCE_END = re.compile(
     # (not after a run of dots: "Test ........ 40 hours" is a table's leader)
-    r"(?<=[^.][.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9\u00c0-\u024f])"  # Latin
+    # (a footnote's mark may open one: "... 73,364. *Other (firearms ...)")
+    r"(?<=[^.][.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9\u00c0-\u024f]|[*\u2020\u2021]+[A-Za-z])"
     r"|(?<=[\u3002\uff01\uff1f\uff1b])"  # 。！？；
     r"|\n\s*\n"  # paragraph break
     r"|\n(?=\s*(?:[-*\u2022\u25cf]|\d+[.)])\s)"  # a list item starts
