@@ -867,6 +867,10 @@ async def test_what_an_abbreviation_stands_for_is_the_sentence_that_spells_it_ou
             ], question
         answer = await evidence_for(app, "What does the name SPECTER stand for?")
         assert answer.found and "Scientific Paper Embeddings using Citation" in answer.body
+        # The answer is the long form in the document's words, no model's paraphrase.
+        reply = await say(app, "@librarian What does AOA stand for?")
+        assert reply.startswith("librarian: AOA stands for “angle of attack”.")
+        assert "(or AOA)" in reply and "notice.pdf, p. 1" in reply
         reply = await say(app, "@librarian What does NICS stand for?")
         assert NOT_FOUND in reply
         assert "The documents write NICS but none spells it out." in reply
@@ -908,6 +912,26 @@ async def test_who_wrote_a_document_and_its_title_are_quoted_from_its_header(
         # A file name elsewhere in a question says where to look; the rest is weighed.
         answer = await evidence_for(app, "How many triples was specter-2020.pdf trained on?")
         assert answer.found and "684,000" in answer.evidence[0].text
+
+
+def test_a_documents_opening_quotes_what_the_next_chunk_repeats_once() -> None:
+    """Seen by hand in session 15: the opening of acl_N18-3011.pdf quoted its list of
+    authors twice, "Murray, Hsu-Han Ooi, Matthew Peters, ..." then "Ooi, Matthew
+    Peters, ...": the second chunk repeats the end of the first."""
+    from bot.knowledge.opening import opening_evidence
+    from bot.store.records import ChunkHit
+
+    first = (
+        "Construction of the Literature Graph. Murray, Hsu-Han Ooi, Matthew Peters, Joanna Power"
+    )
+    second = "Ooi, Matthew Peters, Joanna Power and Oren Etzioni, Allen Institute for AI"
+    chunks = [ChunkHit(i, 1, "n18.pdf", 1, 1, text) for i, text in enumerate([first, second])]
+    quotes = [q.text for q in opening_evidence(chunks, header=True).quotes]
+    assert quotes == [
+        "Construction of the Literature Graph.",
+        "Murray, Hsu-Han Ooi, Matthew Peters, Joanna Power",
+        "and Oren Etzioni, Allen Institute for AI",
+    ]
 
 
 async def test_where_and_when_a_document_appeared_is_quoted_from_its_header(

@@ -25,6 +25,7 @@ from bot.app import App
 from bot.bench.common import default_eval_dir
 from bot.bench.grounding import answer_matches, normalize
 from bot.cli.common import parse_channel, with_app
+from bot.knowledge.candidates import evidence_candidates
 from bot.store.records import ChunkHit
 
 # Ranks are looked for this deep in each list (the corpus has a few thousand chunks).
@@ -69,8 +70,10 @@ async def diagnose(app: App, channel: str, split: str, pdf_dir: Path) -> list[di
         for where, binding in places:
             ws = binding.workspace
             retrieved = await retriever.search(ws, [q["question"]])
-            named = await answerer._named(ws.id, q["question"])
-            candidates = await answerer._candidates(ws.id, retrieved.hits, [], named, retrieved)
+            named = await answerer._named(binding, q["question"])
+            candidates = await evidence_candidates(
+                store, ws.id, retrieved.hits, [], named, retrieved
+            )
             row: dict[str, Any] = {
                 "id": q["id"],
                 "where": where,

@@ -7,10 +7,11 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.ingest.filetypes import count_label
+from bot.knowledge.candidates import evidence_candidates
 from bot.knowledge.check import check_answer
 from bot.knowledge.definition import asked_short_form, definition_evidence
 from bot.knowledge.draft import tidy_draft
@@ -30,10 +31,6 @@ from bot.store.repo import Store
 
 log = logging.getLogger(__name__)
 
-# How many chunks of a page asked for by number the evidence is chosen from.
-PAGE_CHUNKS = 4
-# How many chunks the evidence sentences are chosen from (the relevant hits first).
-EVIDENCE_CHUNKS = 8
 # The sampling seed of every answer, so that an answer does not depend on those the
 # model generated before it (session 13: one question asked three times got three
 # drafts; tools/repeat_answer.py).  A prompt cache holding another prefix may still
@@ -224,7 +221,9 @@ class Answerer:
 
         # What a follow-up rests on: the chunks the previous answer cited.
         earlier = last_cited_chunks(history) if follows else []
-        candidates = await self._candidates(workspace.id, retrieved.hits, earlier, named, retrieved)
+        candidates = await evidence_candidates(
+            self.store, workspace.id, retrieved.hits, earlier, named, retrieved
+        )
         if named is not None and named.page is not None and not candidates:
             text = await self._no_page_text(texts, lang, named)
             return await done(Answer(text, text, [], False, timings))
@@ -243,11 +242,14 @@ class Answerer:
                 ),
                 named.document_id if named is not None else None,
             )
+        stated: str | None = None  # an answer found by rule, in the documents' words
         if defined is not None:
-            evidence = defined
+            evidence = defined.evidence
+            if defined.long is not None:
+                stated = texts["stands_for"].format(short=short, long=defined.long)
             # A definition found by the keyword search alone is read and cited too.
             ids = {c.chunk_id for c in candidates}
-            candidates = [q.hit for q in defined.quotes if q.hit.chunk_id not in ids] + candidates
+            candidates = [q.hit for q in evidence.quotes if q.hit.chunk_id not in ids] + candidates
         elif named is not None and named.about:
             evidence = opening_evidence(candidates, header=named.header)
         else:
@@ -301,6 +303,79 @@ class Answerer:
             relevant |= {c.chunk_id for c in candidates}
         others = [c for c in candidates if c.chunk_id in relevant and c.chunk_id not in quoted_ids]
         chunks = (quoted + others)[: max(workspace.top_k, len(quoted))]
+        quotes_block = format_quotes(evidence.quotes, texts["evidence"])
+        if stated is not None:
+            # Found by rule ("AOA stands for angle of attack"): nothing for a model to add.
+            draft = stated
+            sources = merge_sources([Ranked(c, 0.0, True) for c in quoted])
+        else:
+            drafted = await self._model_draft(
+                workspace,
+                model_override,
+                chunks,
+                history,
+                question,
+                quotes_block,
+                texts,
+                conversation_key,
+                on_progress,
+                timings,
+                started,
+            )
+            if drafted is None:
+                text = (
+                    "That question is too long for the model's context window; "
+                    "please ask it in fewer words."
+                )
+                return Answer(text, text, [], False, timings)
+            draft, sources = drafted
+
+        # Checked against the quoted evidence, what the reader sees under the answer, not
+        # against every retrieved chunk: a 15-page directive holds a 1, a 2 and a 3
+        # somewhere, and "The answer is: 3" (of "23,473 papers") passed.  On the
+        # calibrate split, 10 of the 15 drafts posted did not state the gold (`librarian
+        # bench grounding --split calibrate`, posted_without_fact); checked against their
+        # quotes, all 10 fail, and 1 of the 5 others (its second sentence was made up).
+        result = check_answer(draft, "\n".join(q.text for q in evidence.quotes), question)
+        if draft and result.passed and not _MODEL_REFUSAL.search(draft):
+            checked = "passed"
+            body = f"{draft}\n\n{quotes_block}"
+        else:
+            checked = "replaced_by_evidence"
+            body = format_quotes(evidence.quotes, texts["replaced"])
+            if draft:
+                log.info("answer replaced by its evidence; unsupported: %s", result.unsupported)
+        text = f"{body}\n\n{format_citations(sources, texts)}"
+        answer = Answer(
+            text,
+            body,
+            sources,
+            True,
+            timings,
+            evidence=evidence.quotes,
+            checked=checked,
+            unsupported=result.unsupported,
+            draft=draft,
+        )
+        return await done(answer)
+
+    async def _model_draft(
+        self,
+        workspace: Any,
+        model_override: Any,
+        chunks: list[ChunkHit],
+        history: list[HistoryMessage],
+        question: str,
+        quotes_block: str,
+        texts: dict[str, str],
+        conversation_key: str,
+        on_progress: Progress | None,
+        timings: dict[str, Any],
+        started: float,
+    ) -> tuple[str, list[Source]] | None:
+        """The model's draft answer from ``chunks``, and the sources its prompt held;
+        None when the question does not fit the model's context window.  The evidence
+        (``quotes_block``) is shown through ``on_progress`` while the model writes."""
         model = model_override or workspace.chat_model or None
         facts = await self.inference.describe(model)
         budget = min(self.prompt_budget, int(facts["n_ctx"]) - self.max_answer_tokens)
@@ -318,15 +393,10 @@ class Answerer:
         )
         timings["prompt_tokens"] = fitted.tokens
         if fitted.tokens > budget:
-            text = (
-                "That question is too long for the model's context window; "
-                "please ask it in fewer words."
-            )
-            return Answer(text, text, [], False, timings)
+            return None
         used = {c.chunk_id for c in fitted.chunks}
         kept = [c for c in chunks if c.chunk_id in used]
         sources = merge_sources([Ranked(c, 0.0, True) for c in kept])
-        quotes_block = format_quotes(evidence.quotes, texts["evidence"])
 
         stream = await self.inference.chat_stream(
             model,
@@ -364,35 +434,7 @@ class Answerer:
         timings["tokens_per_s"] = round(
             getattr(stats, "tokens_per_s", None) or (completion / gen_s if gen_s > 0 else 0.0), 1
         )
-
-        # Checked against the quoted evidence, what the reader sees under the answer, not
-        # against every retrieved chunk: a 15-page directive holds a 1, a 2 and a 3
-        # somewhere, and "The answer is: 3" (of "23,473 papers") passed.  On the
-        # calibrate split, 10 of the 15 drafts posted did not state the gold (`librarian
-        # bench grounding --split calibrate`, posted_without_fact); checked against their
-        # quotes, all 10 fail, and 1 of the 5 others (its second sentence was made up).
-        result = check_answer(draft, "\n".join(q.text for q in evidence.quotes), question)
-        if draft and result.passed and not _MODEL_REFUSAL.search(draft):
-            checked = "passed"
-            body = f"{draft}\n\n{quotes_block}"
-        else:
-            checked = "replaced_by_evidence"
-            body = format_quotes(evidence.quotes, texts["replaced"])
-            if draft:
-                log.info("answer replaced by its evidence; unsupported: %s", result.unsupported)
-        text = f"{body}\n\n{format_citations(sources, texts)}"
-        answer = Answer(
-            text,
-            body,
-            sources,
-            True,
-            timings,
-            evidence=evidence.quotes,
-            checked=checked,
-            unsupported=result.unsupported,
-            draft=draft,
-        )
-        return await done(answer)
+        return draft, sources
 
     async def _named(self, binding: Binding, question: str) -> Named | None:
         """The document the question names, if it has that shape ("this" is the one
@@ -406,78 +448,6 @@ class Answerer:
             shared_in=(binding.platform, binding.space_id, channel),
         )
         return find_named(question, documents)
-
-    async def _candidates(
-        self,
-        workspace_id: int,
-        hits: list[Ranked],
-        earlier: list[int],
-        named: Named | None,
-        retrieved: Any,
-    ) -> list[ChunkHit]:
-        """The chunks the evidence is chosen from, best first; ``earlier``: the chunks
-        the previous answer cited, for a follow-up."""
-        if named is not None and named.document_id is not None:
-            if named.page is not None:  # "page 3 of X": that page's chunks, or none
-                return await asyncio.to_thread(
-                    self.store.opening_chunks,
-                    workspace_id,
-                    named.document_id,
-                    PAGE_CHUNKS,
-                    page=named.page,
-                )
-            if named.about:
-                return await asyncio.to_thread(
-                    self.store.opening_chunks, workspace_id, named.document_id
-                )
-            # "In X, what ...": X's own chunks among the candidates, else its opening.
-            own = [r.hit for r in retrieved.ranked if r.hit.document_id == named.document_id]
-            if own:
-                return own[:4]
-            return await asyncio.to_thread(
-                self.store.opening_chunks, workspace_id, named.document_id
-            )
-        # The relevant hits, then the next best candidates: a sentence that answers may sit
-        # in a chunk ranked fifth (a table row, a name in a list); sentences are cheap.
-        chunks = [r.hit for r in hits]
-        if hits:
-            seen_ids = {c.chunk_id for c in chunks}
-            chunks.extend(
-                r.hit for r in retrieved.ranked[:EVIDENCE_CHUNKS] if r.hit.chunk_id not in seen_ids
-            )
-            chunks = chunks[:EVIDENCE_CHUNKS]
-            chunks = await self._with_continuation(workspace_id, hits[0].hit, chunks, hits)
-        if earlier:
-            # A follow-up may be answered by what the previous answer rested on.
-            seen = {c.chunk_id for c in chunks}
-            fetched = await asyncio.to_thread(self.store.chunks_by_ids, workspace_id, earlier)
-            chunks.extend(c for c in fetched if c.chunk_id not in seen)
-        return chunks
-
-    async def _with_continuation(
-        self, workspace_id: int, best: ChunkHit, chunks: list[ChunkHit], hits: list[Ranked]
-    ) -> list[ChunkHit]:
-        """The candidates with the chunk that follows the best one in its document.
-
-        Chunks are cut by length, not by meaning: the passage the best chunk begins often
-        ends in the next one ("the proposed project ..." / "... allowing 43 more
-        dwellings"; a title page, then the preface that says who wrote it and when),
-        and that chunk alone, with fewer of the question's words, ranks far down.  It is
-        scored as part of its passage (the best chunk's similarity).  It takes the place
-        of the last candidate that is no relevant hit (one a list ranked for a few shared
-        words), so the number of candidates stays what it was; it is added only when
-        every candidate is relevant.
-        """
-        following = await asyncio.to_thread(self.store.next_chunks, workspace_id, [best.chunk_id])
-        after = following.get(best.chunk_id)
-        if after is None or any(c.chunk_id == after.chunk_id for c in chunks):
-            return chunks
-        after = replace(after, similarity=best.similarity)
-        relevant = {r.hit.chunk_id for r in hits}
-        filler = [i for i, c in enumerate(chunks) if c.chunk_id not in relevant]
-        if filler:
-            return [after if i == filler[-1] else c for i, c in enumerate(chunks)]
-        return [*chunks, after]
 
     async def _no_page_text(self, texts: dict[str, str], lang: str, named: Named) -> str:
         """'X has no page 9. It has 3 pages.'"""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from bot.knowledge.acronyms import long_form_before
 from bot.knowledge.evidence import Evidence, Quote
@@ -138,12 +139,21 @@ def mentions(short: str, text: str) -> bool:
     return bool(_occurrences(short, text))
 
 
+@dataclass(frozen=True)
+class Defined:
+    """What the documents say a short form stands for: the evidence (the sentence that
+    spells it out, or none: "not found") and the long form, as the text writes it."""
+
+    evidence: Evidence
+    long: str | None = None
+
+
 async def definition_evidence(
     short: str,
     candidates: Sequence[ChunkHit],
     search: Callable[[str, int], Awaitable[list[ChunkHit]]],
     document_id: int | None = None,
-) -> Evidence | None:
+) -> Defined | None:
     """The evidence for "what does ``short`` stand for?": the sentence that spells it
     out, from the retrieved ``candidates`` or else from the chunks the keyword
     ``search`` finds writing it (of ``document_id`` only, when the question names a
@@ -171,8 +181,8 @@ async def definition_evidence(
     if not found and not more:
         if sum(c.isupper() for c in short) < 2:
             return None
-        return Evidence([], 0.0, 0.0, False, 0.0, [short], [short])
-    return Evidence([], 0.0, 0.0, False, 0.0, [], [short])
+        return Defined(Evidence([], 0.0, 0.0, False, 0.0, [short], [short]))
+    return Defined(Evidence([], 0.0, 0.0, False, 0.0, [], [short]))
 
 
 # Characters quoted on each side of a long form found in a long sentence (a title page's
@@ -180,7 +190,7 @@ async def definition_evidence(
 AROUND = 120
 
 
-def _defined(hit: ChunkHit, long: str, sentence: str) -> Evidence:
+def _defined(hit: ChunkHit, long: str, sentence: str) -> Defined:
     """The evidence of a definition: its sentence, or the stretch of it around the long
     form when the sentence is long."""
     at = sentence.find(long)
@@ -193,4 +203,5 @@ def _defined(hit: ChunkHit, long: str, sentence: str) -> Evidence:
     # Decided by rule, like a document's opening for "what is X about?": full coverage
     # and similarity, so no threshold undoes it (tools/calibrate_evidence.py re-applies
     # the thresholds to the figures).
-    return Evidence([Quote(sentence, hit, 1.0, hit.similarity or 0.0)], 1.0, 1.0, True, 1.0)
+    quote = Quote(sentence, hit, 1.0, hit.similarity or 0.0)
+    return Defined(Evidence([quote], 1.0, 1.0, True, 1.0), long)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from bot.knowledge.evidence import Evidence, Quote
-from bot.knowledge.sentences import split_sentences
+from bot.knowledge.sentences import MIN_SENTENCE_CHARS, split_sentences
 from bot.store.records import ChunkHit
 
 # How many opening sentences answer "what is X about?".
@@ -32,9 +32,29 @@ def opening_evidence(chunks: list[ChunkHit], *, header: bool = False) -> Evidenc
         seen: set[str] = set()
         for chunk in chunks:
             for sentence in split_sentences(chunk.text):
-                if len(quotes) < OPENING_QUOTES and sentence not in seen:
+                sentence = _past_overlap(sentence, [q.text for q in quotes])
+                if len(quotes) < OPENING_QUOTES and sentence and sentence not in seen:
                     seen.add(sentence)
                     quotes.append(Quote(sentence, chunk, 1.0, 1.0))
             if len(quotes) >= OPENING_QUOTES:
                 break
     return Evidence(quotes, 1.0, 1.0, bool(quotes), 1.0)
+
+
+# A sentence opening with this much of an earlier quote's end repeats it.
+OVERLAP_CHARS = 24
+
+
+def _past_overlap(sentence: str, earlier: list[str]) -> str:
+    """``sentence`` without the start it shares with the end of an earlier quote (the
+    next chunk repeats the end of the one before: seen by hand in session 15, a title
+    page's list of authors quoted twice, "Murray, Hsu-Han Ooi, Matthew Peters, ..."
+    then "Ooi, Matthew Peters, ..."); "" when nothing new is left."""
+    for quote in earlier:
+        if sentence in quote:
+            return ""
+        at = quote.find(sentence[:OVERLAP_CHARS])
+        if len(sentence) >= OVERLAP_CHARS and at >= 0 and sentence.startswith(quote[at:]):
+            rest = sentence[len(quote) - at :].strip()
+            return rest if len(rest) >= MIN_SENTENCE_CHARS else ""
+    return sentence
