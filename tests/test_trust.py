@@ -824,6 +824,30 @@ async def test_an_abbreviation_the_document_defines_answers_for_its_long_form(
     assert expansions(defined, words, "The directive requires a test.") == []
 
 
+async def test_a_long_sentence_is_quoted_around_the_definition_not_its_first_long_form() -> None:
+    """A title page's header block reads as one sentence, and names "Federal Aviation
+    Administration" before "Federal Aviation Administration (FAA)"."""
+    from bot.knowledge.definition import AROUND, definition_evidence
+    from bot.knowledge.sentences import MAX_SENTENCE_CHARS
+    from bot.store.records import ChunkHit
+
+    header = (
+        "DEPARTMENT OF TRANSPORTATION Federal Aviation Administration 14 CFR Part 39 "
+        + "[Docket No. 2020-0686] " * 11
+        + "AGENCY: Federal Aviation Administration (FAA), DOT."
+    )
+    assert 3 * AROUND < len(header) < MAX_SENTENCE_CHARS  # one sentence, a long one
+    chunk = ChunkHit(1, 1, "notice.pdf", 1, 1, header)
+
+    async def search(query: str, k: int) -> list[ChunkHit]:
+        return []
+
+    defined = await definition_evidence("FAA", [chunk], search)
+    assert defined is not None and defined.long == "Federal Aviation Administration"
+    quote = defined.evidence.quotes[0].text
+    assert quote.startswith("… ") and quote.endswith("Federal Aviation Administration (FAA), DOT.")
+
+
 async def test_what_an_abbreviation_stands_for_is_the_sentence_that_spells_it_out(
     settings, tmp_path: Path
 ) -> None:

@@ -165,7 +165,7 @@ async def definition_evidence(
     for hit in found:
         spelled = spelled_out(short, hit.text)
         if spelled:
-            return _defined(hit, *spelled)
+            return _defined(hit, short, *spelled)
     more = [
         h
         for h in await search(short, DEFINITION_CHUNKS)
@@ -177,7 +177,7 @@ async def definition_evidence(
     for hit in sorted(more, key=lambda h: (first[h.document_id], h.chunk_id)):
         spelled = spelled_out(short, hit.text)
         if spelled:
-            return _defined(hit, *spelled)
+            return _defined(hit, short, *spelled)
     if not found and not more:
         if sum(c.isupper() for c in short) < 2:
             return None
@@ -190,10 +190,14 @@ async def definition_evidence(
 AROUND = 120
 
 
-def _defined(hit: ChunkHit, long: str, sentence: str) -> Defined:
+def _defined(hit: ChunkHit, short: str, long: str, sentence: str) -> Defined:
     """The evidence of a definition: its sentence, or the stretch of it around the long
-    form when the sentence is long."""
-    at = sentence.find(long)
+    form when the sentence is long (the long form nearest the short one: a header block
+    may name "Federal Aviation Administration" before "Federal Aviation Administration
+    (FAA)")."""
+    shorts = [m.start() for m in _occurrences(short, sentence)] or [0]
+    longs = [m.start() for m in re.finditer(re.escape(long), sentence)] or [-1]
+    at = min(longs, key=lambda i: min(abs(i - j) for j in shorts))
     if len(sentence) > 3 * AROUND and at >= 0:
         start = sentence.rfind(" ", 0, max(0, at - AROUND)) + 1
         end = sentence.find(" ", at + len(long) + AROUND)
