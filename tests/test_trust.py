@@ -26,6 +26,7 @@ from bot.events import ConversationRef
 from bot.knowledge.acronyms import definitions, expansions
 from bot.knowledge.answer import ANSWER_SEED, Answer
 from bot.knowledge.check import ECHO, EMPTY, check_answer
+from bot.knowledge.definition import asked_short_form, asked_what_is
 from bot.knowledge.draft import tidy_draft
 from bot.knowledge.question import is_follow_up
 from bot.knowledge.texts import NOT_FOUND
@@ -824,6 +825,26 @@ async def test_an_abbreviation_the_document_defines_answers_for_its_long_form(
     assert expansions(defined, words, "The directive requires a test.") == []
 
 
+async def test_a_chinese_document_spells_a_short_form_out_in_chinese(
+    settings, tmp_path: Path
+) -> None:
+    """The Chinese set's "缩略语NNSA代表什么机构？": the standard's list of abbreviations
+    writes "NNSA 国家核安全局", which no initials spell (session 15's first rule said
+    "none spells it out" there)."""
+    standard = tmp_path / "psr-design_zh.md"
+    standard.write_text(
+        "# 核电厂定期安全评价 第12部分 设计\n\n## 缩略语\n\n本文件采用下列缩略语。\n\n"
+        "PSR 定期安全评价 NNSA 国家核安全局 SF 安全要素 SSCs 构筑物、系统和设备\n\n"
+        "## 总则\n\n本规定由国家能源局（NEA）发布，营运单位应每十年进行一次定期安全评价。\n",
+        encoding="utf-8",
+    )
+    async with files_shared(settings, standard) as app:
+        reply = await say(app, "@librarian 缩略语NNSA代表什么机构？")
+        assert reply.startswith("librarian: NNSA 是 “国家核安全局” 的缩写。"), reply
+        reply = await say(app, "@librarian NEA是什么的缩写？")
+        assert reply.startswith("librarian: NEA 是 “国家能源局” 的缩写。"), reply
+
+
 async def test_a_long_sentence_is_quoted_around_the_definition_not_its_first_long_form() -> None:
     """A title page's header block reads as one sentence, and names "Federal Aviation
     Administration" before "Federal Aviation Administration (FAA)"."""
@@ -891,6 +912,11 @@ async def test_what_an_abbreviation_stands_for_is_the_sentence_that_spells_it_ou
             ], question
         answer = await evidence_for(app, "What does the name SPECTER stand for?")
         assert answer.found and "Scientific Paper Embeddings using Citation" in answer.body
+        # "What is AOA?": its definition first, then what else the documents say of it.
+        answer = await evidence_for(app, "What is AOA?")
+        assert answer.found and "(or AOA)" in answer.evidence[0].text
+        assert len(answer.evidence) > 1
+        assert all("(or AOA)" not in e.text for e in answer.evidence[1:])
         # The answer is the long form in the document's words, no model's paraphrase.
         reply = await say(app, "@librarian What does AOA stand for?")
         assert reply.startswith("librarian: AOA stands for “angle of attack”.")
@@ -901,6 +927,12 @@ async def test_what_an_abbreviation_stands_for_is_the_sentence_that_spells_it_ou
         assert "checks.pdf" in reply  # where it is written
         reply = await say(app, "@librarian What does FBI stand for?")
         assert NOT_FOUND in reply and "No document mentions: FBI." in reply
+    # A plural asks for the same short form; "What is X?" of a word in lowercase, or of
+    # a phrase, is an ordinary question.
+    assert asked_what_is("What are AMOCs?") == "AMOC"
+    assert asked_short_form("What does AMOCs stand for?") == "AMOC"
+    assert asked_what_is("what is the cost?") is None
+    assert asked_what_is("What is SPECTER about?") is None
 
 
 async def test_who_wrote_a_document_and_its_title_are_quoted_from_its_header(

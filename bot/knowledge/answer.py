@@ -13,7 +13,12 @@ from typing import Any
 from bot.ingest.filetypes import count_label
 from bot.knowledge.candidates import evidence_candidates
 from bot.knowledge.check import check_answer
-from bot.knowledge.definition import asked_short_form, definition_evidence
+from bot.knowledge.definition import (
+    asked_short_form,
+    asked_what_is,
+    definition_evidence,
+    with_more,
+)
 from bot.knowledge.draft import tidy_draft
 from bot.knowledge.evidence import Evidence, EvidenceFinder, Quote
 from bot.knowledge.named import Named, find_named, might_name_document
@@ -228,10 +233,11 @@ class Answerer:
             text = await self._no_page_text(texts, lang, named)
             return await done(Answer(text, text, [], False, timings))
         short = asked_short_form(question)  # "what does AOA stand for?"
+        described = None if short else asked_what_is(question)  # "what is AOA?"
         defined = None
-        if short is not None and (named is None or not named.about):
+        if (short or described) and (named is None or not named.about):
             defined = await definition_evidence(
-                short,
+                short or described or "",
                 candidates,
                 lambda query, k: asyncio.to_thread(
                     self.store.search_keyword,
@@ -242,21 +248,23 @@ class Answerer:
                 ),
                 named.document_id if named is not None else None,
             )
+            if described and (defined is None or defined.long is None):
+                defined = None  # "what is NICS?": what the documents say of it
         stated: str | None = None  # an answer found by rule, in the documents' words
         if defined is not None:
             evidence = defined.evidence
             if defined.long is not None:
-                stated = texts["stands_for"].format(short=short, long=defined.long)
+                stated = texts["stands_for"].format(short=short or described, long=defined.long)
             # A definition found by the keyword search alone is read and cited too.
             ids = {c.chunk_id for c in candidates}
             candidates = [q.hit for q in evidence.quotes if q.hit.chunk_id not in ids] + candidates
-        elif named is not None and named.about:
+        if named is not None and named.about and defined is None:
             evidence = opening_evidence(candidates, header=named.header)
-        else:
+        elif defined is None or described:
             # "In X, what ...": the candidates are X's chunks already, and X's name says
             # where to look, not what to find: only the question proper is weighed.
             asked = named.rest if named is not None and named.rest else question
-            evidence = await self.finder.find(
+            weighed = await self.finder.find(
                 asked,
                 retrieved.query_vectors[0] if retrieved.query_vectors is not None else None,
                 candidates,
@@ -273,6 +281,8 @@ class Answerer:
                 if named is not None and named.page is not None
                 else _setting(workspace.evidence_similarity, self.evidence_similarity),
             )
+            # "What is AOA?": its definition first, then what else the documents say.
+            evidence = weighed if defined is None else with_more(defined.evidence, weighed)
         timings["evidence_ms"] = round(evidence.ms, 1)
         timings["coverage"] = evidence.coverage
         timings["best_coverage"] = evidence.best_coverage

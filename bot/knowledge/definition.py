@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.knowledge.acronyms import long_form_before
 from bot.knowledge.evidence import Evidence, Quote
@@ -72,8 +72,45 @@ def asked_short_form(question: str) -> str | None:
     for i, pattern in enumerate(_ASKED):
         m = pattern.search(question)
         if m and (i in _ANY_CASE or sum(c.isupper() for c in m.group("x")) >= 2):
-            return m.group("x")
+            return _singular(m.group("x"))
     return None
+
+
+# "What is AOA?", "what's an AMOC", "AOA是什么": a short form asked about alone.
+_WHAT_IS = [
+    re.compile(
+        rf"^\s*(?:what(?:'s| is| are)|what does)\s+(?:an?\s+|the\s+)?[\"“'‘]?{_SHORT}s?[\"”'’]?"
+        r"(?:\s+mean)?\s*[?.!]?\s*$",
+        re.I,
+    ),
+    re.compile(rf"^\s*{_SHORT}\s*(?:是什么|是什么意思|指什么)\s*[？?。]?\s*$"),
+]
+
+
+def _singular(short: str) -> str:
+    """ "AMOCs" -> "AMOC": a plural's "s" after capitals is no letter of the short form."""
+    if len(short) > 2 and short[-1] == "s" and short[:-1].isupper():
+        return short[:-1]
+    return short
+
+
+def asked_what_is(question: str) -> str | None:
+    """The short form a question asks about and nothing else ("What is MCAS?" ->
+    "MCAS"), with two capitals or more; None otherwise.  Its definition answers first,
+    beside what else the documents say of it."""
+    for pattern in _WHAT_IS:
+        m = pattern.match(question)
+        if m and sum(c.isupper() for c in m.group("x")) >= 2:
+            return _singular(m.group("x"))
+    return None
+
+
+def with_more(defined: Evidence, weighed: Evidence, most: int = 3) -> Evidence:
+    """The definition's evidence with the other quotes the evidence step chose (``most``
+    in all), each sentence once."""
+    first = defined.quotes[0].text
+    more = [q for q in weighed.quotes if q.text not in first and first not in q.text]
+    return replace(defined, quotes=[defined.quotes[0], *more][:most], ms=weighed.ms)
 
 
 def _spells(short: str, words: list[str]) -> bool:
@@ -106,18 +143,36 @@ def _long_form_after(short: str, after: str) -> str | None:
     return None
 
 
+# Chinese spells a short form out in its own words: "国家核安全局（NNSA）", or, in a
+# list of abbreviations, "PSR 定期安全评价 NNSA 国家核安全局 SF 安全要素" (seen in the
+# Chinese set: "缩略语NNSA代表什么机构？").  A run of CJK characters, cut at a particle
+# before it ("由国家核安全局（NNSA）": "国家核安全局").
+_CJK_RUN = r"[\u4e00-\u9fff][\u4e00-\u9fff·]{1,19}"
+_CJK_BEFORE = re.compile(r"((?:(?![的了是在和与及由对从为于以])[\u4e00-\u9fff·]){2,20})\s*$")
+_CJK_AFTER = re.compile(rf"^\s*[:：]?\s*({_CJK_RUN})(?![\u4e00-\u9fff])")
+# A list of abbreviations: short forms in capitals, each followed by its Chinese name.
+_CJK_LIST = re.compile(rf"(?:\b[A-Z][A-Za-z0-9&]{{1,11}}\s*{_CJK_RUN}\s*){{2,}}")
+
+
 def spelled_out(short: str, text: str) -> tuple[str, str] | None:
     """(the long form, the sentence of ``text`` that spells ``short`` out), or None
     when the text does not define it."""
     escaped = re.escape(short)
     for sentence in split_sentences(text):
         # The text's own spelling: "aoa" asked, "AOA" written.
-        for m in re.finditer(rf"\(\s*(?:or\s+)?({escaped})\s*\)", sentence, re.I):
-            long = long_form_before(m.group(1), sentence[: m.start()])
-            if long:
-                return long, sentence
+        for m in re.finditer(rf"[(（]\s*(?:or\s+)?({escaped})s?\s*[)）]", sentence, re.I):
+            before = sentence[: m.start()]
+            long = long_form_before(m.group(1), before)
+            cjk = _CJK_BEFORE.search(before)
+            if long or cjk:
+                return long or cjk.group(1), sentence  # type: ignore[union-attr]
+        in_list = bool(_CJK_LIST.search(sentence))
+        for m in _occurrences(short, sentence) if in_list else []:
+            cjk = _CJK_AFTER.match(sentence[m.end() :])
+            if cjk:
+                return cjk.group(1), sentence
         for m in _occurrences(short, sentence):
-            long = _long_form_after(m.group(), sentence[m.end() :])
+            long = _long_form_after(m.group("w"), sentence[m.end() :])
             if long:
                 return long, sentence
     return None
@@ -126,11 +181,14 @@ def spelled_out(short: str, text: str) -> tuple[str, str] | None:
 def _occurrences(short: str, text: str) -> list[re.Match[str]]:
     """Where ``text`` writes the short form as a word, as asked or in capitals ("aoa"
     asked: a lowercase "aoa" in the text would be another word).  A footnote's number
-    may be glued before it ("2SPECTER: Scientific ...")."""
+    may be glued before it ("2SPECTER: Scientific ..."), and a plural's "s" after it
+    ("AMOCs"); the match's group "w" is the short form as written."""
     return [
         m
-        for m in re.finditer(rf"(?<![^\W\d_]|-){re.escape(short)}(?![\w-])", text, re.I)
-        if m.group() == short or sum(c.isupper() for c in m.group()) >= 2
+        for m in re.finditer(
+            rf"(?<![^\W\d_]|-)(?P<w>{re.escape(short)})(?:s|['’]s)?(?![\w-])", text, re.I
+        )
+        if m.group("w") == short or sum(c.isupper() for c in m.group("w")) >= 2
     ]
 
 
