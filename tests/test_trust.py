@@ -843,6 +843,9 @@ async def test_a_chinese_document_spells_a_short_form_out_in_chinese(
         assert reply.startswith("librarian: NNSA 是 “国家核安全局” 的缩写。"), reply
         reply = await say(app, "@librarian NEA是什么的缩写？")
         assert reply.startswith("librarian: NEA 是 “国家能源局” 的缩写。"), reply
+        # A plural asked as written; a list's long form holds its "、".
+        reply = await say(app, "@librarian SSCs是什么的缩写？")
+        assert reply.startswith("librarian: SSCs 是 “构筑物、系统和设备” 的缩写。"), reply
 
 
 async def test_a_long_sentence_is_quoted_around_the_definition_not_its_first_long_form() -> None:
@@ -929,8 +932,8 @@ async def test_what_an_abbreviation_stands_for_is_the_sentence_that_spells_it_ou
         assert NOT_FOUND in reply and "No document mentions: FBI." in reply
     # A plural asks for the same short form; "What is X?" of a word in lowercase, or of
     # a phrase, is an ordinary question.
-    assert asked_what_is("What are AMOCs?") == "AMOC"
-    assert asked_short_form("What does AMOCs stand for?") == "AMOC"
+    assert asked_what_is("What are AMOCs?") == "AMOCs"
+    assert asked_short_form("What does AMOCs stand for?") == "AMOCs"
     assert asked_what_is("what is the cost?") is None
     assert asked_what_is("What is SPECTER about?") is None
 

@@ -72,7 +72,7 @@ def asked_short_form(question: str) -> str | None:
     for i, pattern in enumerate(_ASKED):
         m = pattern.search(question)
         if m and (i in _ANY_CASE or sum(c.isupper() for c in m.group("x")) >= 2):
-            return _singular(m.group("x"))
+            return m.group("x")
     return None
 
 
@@ -101,7 +101,7 @@ def asked_what_is(question: str) -> str | None:
     for pattern in _WHAT_IS:
         m = pattern.match(question)
         if m and sum(c.isupper() for c in m.group("x")) >= 2:
-            return _singular(m.group("x"))
+            return m.group("x")
     return None
 
 
@@ -147,7 +147,7 @@ def _long_form_after(short: str, after: str) -> str | None:
 # list of abbreviations, "PSR 定期安全评价 NNSA 国家核安全局 SF 安全要素" (seen in the
 # Chinese set: "缩略语NNSA代表什么机构？").  A run of CJK characters, cut at a particle
 # before it ("由国家核安全局（NNSA）": "国家核安全局").
-_CJK_RUN = r"[\u4e00-\u9fff][\u4e00-\u9fff·]{1,19}"
+_CJK_RUN = r"[\u4e00-\u9fff][\u4e00-\u9fff·、]{1,19}"
 _CJK_BEFORE = re.compile(r"((?:(?![的了是在和与及由对从为于以])[\u4e00-\u9fff·]){2,20})\s*$")
 _CJK_AFTER = re.compile(rf"^\s*[:：]?\s*({_CJK_RUN})(?![\u4e00-\u9fff])")
 # A list of abbreviations: short forms in capitals, each followed by its Chinese name.
@@ -219,6 +219,7 @@ async def definition_evidence(
     form as what was searched, or as missing when no document writes it.  None when
     the question is not about an abbreviation after all: a lowercase word ("what does
     the flag stand for?") that no document writes in capitals."""
+    asked, short = short, _singular(short)  # "AMOCs" asked: "AMOC (AMOCs)" written
     found = [c for c in candidates if mentions(short, c.text)]
     for hit in found:
         spelled = spelled_out(short, hit.text)
@@ -239,8 +240,8 @@ async def definition_evidence(
     if not found and not more:
         if sum(c.isupper() for c in short) < 2:
             return None
-        return Defined(Evidence([], 0.0, 0.0, False, 0.0, [short], [short]))
-    return Defined(Evidence([], 0.0, 0.0, False, 0.0, [], [short]))
+        return Defined(Evidence([], 0.0, 0.0, False, 0.0, [asked], [asked]))
+    return Defined(Evidence([], 0.0, 0.0, False, 0.0, [], [asked]))
 
 
 # Characters quoted on each side of a long form found in a long sentence (a title page's
