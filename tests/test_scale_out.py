@@ -25,7 +25,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,12 @@ ACK_LIMIT_S = 3.0
 
 
 @pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
+async def processes(tmp_path: Path) -> AsyncIterator[Processes]:
     procs = Processes(tmp_path)
     yield procs
-    procs.stop_all()
+    # Stopped off the event loop: the Slack emulator runs on it and must answer the
+    # gateway's WebSocket close, or the gateway waits 10 s (aiohttp's close timeout).
+    await asyncio.to_thread(procs.stop_all)
 
 
 @pytest.fixture
