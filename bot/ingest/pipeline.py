@@ -294,10 +294,22 @@ class IngestService:
                 if worked or await self.upgrade_one_index():
                     continue
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+                await self._idle(stop)
         finally:
             await self.close()
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Wait for a document to be submitted, ``stop``, or the next poll (another process
+        may queue one), whichever comes first: ``librarian ingest`` sets ``stop`` once its
+        files are indexed, and returns then, not at the next poll."""
+        waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(
+                waits, timeout=self.poll_interval_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
     async def drain(self) -> int:
         """Index everything queued now; return how many documents were processed."""
