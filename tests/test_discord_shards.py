@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +27,15 @@ from typing import Any
 
 import httpx
 import pytest
+import typer
+from typer.testing import CliRunner
 
 from adapters.discord import DiscordAdapter
 from bot.commands import base_commands
 from bot.errors import ConfigError
 from bot.events import ConversationRef, UserRef
 from tests.discord_emulator import DiscordEmulator, point_discord_py_at, shard_of
-from tests.helpers import ROOT, Processes, free_port, make_pdf, process_env, ready, until
+from tests.helpers import Processes, free_port, make_pdf, process_env, ready, until
 
 pytestmark = pytest.mark.slow
 
@@ -60,17 +60,23 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
     procs.stop_all()
 
 
-def _librarian(env: dict[str, str], *args: str) -> None:
-    """A one-shot CLI command (``db upgrade``, ``ingest``) that must succeed."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+def _librarian(*args: str, env: dict[str, str | None] | None = None) -> str:
+    """A one-shot CLI command (``db upgrade``, ``ingest``, ``status``) that must succeed;
+    its output.
+
+    Run in this process by typer's CliRunner: the command ``python -m bot`` runs, reading
+    the test's settings from this process's environment (``env`` over it), without a new
+    interpreter's imports (~2 s each).  The gateways are separate processes.
+    """
+    from bot.cli import db, knowledge, status
+
+    cli = typer.Typer()  # these commands as bot.cli registers them
+    cli.add_typer(db.app, name="db")
+    cli.command("ingest")(knowledge.ingest)
+    cli.command("status")(status.status)
+    done = CliRunner().invoke(cli, list(args), env=env)
+    assert done.exit_code == 0, (done.output[-2000:], done.exception)
+    return done.stdout
 
 
 @pytest.fixture
@@ -91,12 +97,13 @@ async def guilds(settings, tmp_path: Path) -> AsyncIterator[Guilds]:
         LIBRARIAN_DISCORD_API_URL=emu.api_url,
         LIBRARIAN_DISCORD_GATEWAY_URL=emu.gateway_url,
     )
-    # What a deployment's migrate step runs, then the manual indexed in each guild's channel.
-    _librarian(env, "db", "upgrade")
+    # What a deployment's migrate step runs, then the manual indexed in each guild's channel
+    # (in a thread: the commands run event loops of their own; the emulator's is this one).
+    await asyncio.to_thread(_librarian, "db", "upgrade")
     pdf = make_pdf(tmp_path / "manual.pdf")
     for guild, channel in ((alpha, "alpha"), (beta, "beta")):
         target = f"discord:{guild}/{emu.channel_ids[channel]}"
-        _librarian(env, "ingest", str(pdf), "--channel", target)
+        await asyncio.to_thread(_librarian, "ingest", str(pdf), "--channel", target)
     try:
         yield Guilds(emu, alpha, beta, env)
     finally:
@@ -331,24 +338,15 @@ async def test_admins_are_recognised_in_a_guild_of_another_shard(
 def test_librarian_status_shows_the_shards_of_this_process_and_nothing_unsharded(
     settings,
 ) -> None:
-    env = process_env(settings)
-    _librarian(env, "db", "upgrade")
+    _librarian("db", "upgrade")
 
     def status(**shards: str) -> tuple[dict[str, Any], str]:
-        with_shards = dict(env)
-        with_shards.update({f"LIBRARIAN_DISCORD_{k.upper()}": v for k, v in shards.items()})
-        said = []
-        for args in (("status", "--json"), ("status",)):
-            done = subprocess.run(
-                [sys.executable, "-m", "bot", *args],
-                cwd=ROOT,
-                env=with_shards,
-                capture_output=True,
-                text=True,
-                timeout=180,
-            )
-            assert done.returncode == 0, done.stderr[-2000:]
-            said.append(done.stdout)
+        env: dict[str, str | None] = {
+            "LIBRARIAN_DISCORD_SHARD_COUNT": None,  # unset unless given
+            "LIBRARIAN_DISCORD_SHARD_IDS": None,
+        }
+        env.update({f"LIBRARIAN_DISCORD_{k.upper()}": v for k, v in shards.items()})
+        said = [_librarian(*args, env=env) for args in (("status", "--json"), ("status",))]
         return json.loads(said[0]), said[1]
 
     info, text = status()
