@@ -16,7 +16,13 @@ A definition is read in the forms documents use:
 * the short form, then the long one: "SPECTER: Scientific Paper Embeddings using
   Citation-informed TransformERs", "LRS (Linear Reference System)", and a list of
   abbreviations ("LRM Linear Reference Method"): the long form's capitals, or its
-  words' initials (small words aside), spell the short form.
+  words' initials (small words aside), spell the short form;
+* in Chinese, the long form in Chinese words: "国家核安全局（NNSA）", or a list of
+  abbreviations, "PSR 定期安全评价 NNSA 国家核安全局".
+
+"What is AOA?" (a short form asked about alone) is answered by its definition too,
+followed by what else the evidence step finds about it; when nothing spells it out,
+it is an ordinary question.
 """
 
 from __future__ import annotations
@@ -37,23 +43,43 @@ DEFINITION_CHUNKS = 30
 
 # A short form: letters and digits, two capitals or more ("AOA", "SPECTER", "NHNC1").
 _SHORT = r"(?P<x>[A-Za-z][A-Za-z0-9&]{1,11})"
+# Each way of asking, and whether it takes a word in any case for a short form
+# ("what does aoa stand for", typed in a hurry) or only one with two capitals or more
+# ("What does the author mean?" asks no such thing).
 _ASKED = [
-    re.compile(p, re.I)
-    for p in (
-        rf"\bwhat (?:does|do|did) (?:the )?(?:abbreviation |acronym |initialism |name |term )?"
-        rf"[\"“'‘]?{_SHORT}[\"”'’]? (?:stands?|stood) for\b",
-        rf"\bwhat (?:is|was) (?:the )?(?:abbreviation |acronym |name )?[\"“'‘]?{_SHORT}[\"”'’]?"
-        r" (?:short|an abbreviation|an acronym) for\b",
-        rf"\b(?:full|long|expanded) (?:form|name) of (?:the )?(?:abbreviation |acronym )?"
-        rf"[\"“'‘]?{_SHORT}\b",
-        rf"\bwhat (?:does|do) (?:the )?(?:abbreviation|acronym) [\"“'‘]?{_SHORT}[\"”'’]? mean\b",
-        rf"\bwhat (?:is|does) (?:the )?(?:abbreviation |acronym )?[\"“'‘]?{_SHORT}[\"”'’]? "
-        r"(?:abbreviate|stand for|mean)\b",
-        rf"{_SHORT}\s*(?:是什么的缩写|是哪些?词的缩写|代表什么|的全称是什么|的全称|全称是什么)",
+    (re.compile(p, re.I), any_case)
+    for p, any_case in (
+        (
+            rf"\bwhat (?:does|do|did) (?:the )?(?:abbreviation |acronym |initialism |name |term )?"
+            rf"[\"“'‘]?{_SHORT}[\"”'’]? (?:stands?|stood) for\b",
+            True,
+        ),
+        (
+            rf"\bwhat (?:is|was) (?:the )?(?:abbreviation |acronym |name )?[\"“'‘]?{_SHORT}"
+            r"[\"”'’]? (?:short|an abbreviation|an acronym) for\b",
+            True,
+        ),
+        (
+            rf"\b(?:full|long|expanded) (?:form|name) of (?:the )?(?:abbreviation |acronym )?"
+            rf"[\"“'‘]?{_SHORT}\b",
+            False,
+        ),
+        (
+            rf"\bwhat (?:does|do) (?:the )?(?:abbreviation|acronym) [\"“'‘]?{_SHORT}[\"”'’]? "
+            r"mean\b",
+            False,
+        ),
+        (
+            rf"\bwhat (?:is|does) (?:the )?(?:abbreviation |acronym )?[\"“'‘]?{_SHORT}[\"”'’]? "
+            r"(?:abbreviate|stand for|mean)\b",
+            False,
+        ),
+        (
+            rf"{_SHORT}\s*(?:是什么的缩写|是哪些?词的缩写|代表什么|的全称是什么|的全称|全称是什么)",
+            True,
+        ),
     )
 ]
-# The patterns of _ASKED that ask for an expansion whatever the word's case.
-_ANY_CASE = frozenset({0, 1, 5})
 # Words a long form leaves out of its initials ("Department of Justice": DOJ).
 _SMALL = frozenset(
     {"of", "and", "the", "for", "in", "on", "to", "a", "an", "at", "by", "with", "using"}
@@ -66,12 +92,10 @@ _BETWEEN = re.compile(r"\s*(?:[:=(,–—-]|\bis\b|\bmeans\b|\bstands for\b)?\s*
 
 def asked_short_form(question: str) -> str | None:
     """The short form a question asks the meaning of ("What does AOA stand for?" ->
-    "AOA"), or None.  "What does X mean?" takes only a word with two capitals or more
-    for one ("What does the author mean?" asks no such thing); "stand for" and "short
-    for" take any ("what does aoa stand for", typed in a hurry)."""
-    for i, pattern in enumerate(_ASKED):
+    "AOA"), or None."""
+    for pattern, any_case in _ASKED:
         m = pattern.search(question)
-        if m and (i in _ANY_CASE or sum(c.isupper() for c in m.group("x")) >= 2):
+        if m and (any_case or sum(c.isupper() for c in m.group("x")) >= 2):
             return m.group("x")
     return None
 
