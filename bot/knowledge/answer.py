@@ -293,12 +293,15 @@ class Answerer:
             return Answer(body, body, [], evidence.answerable, timings, evidence=evidence.quotes)
 
         if not evidence.answerable or not candidates:
-            text = self._not_found_text(texts, evidence, retrieved)
-            if defined is not None and not evidence.missing_terms:
-                # Said first: what was searched is the short form itself.
-                first, _, rest = text.partition("\n")
-                rest = rest.removeprefix(texts["searched"].format(terms=short) + "\n")
-                text = "\n".join([first, texts["not_spelled_out"].format(short=short), rest])
+            # A short form the documents write but never spell out: said instead of what
+            # was searched (the short form itself).
+            unspelled = defined is not None and not evidence.missing_terms
+            text = self._not_found_text(
+                texts,
+                evidence,
+                retrieved,
+                texts["not_spelled_out"].format(short=short) if unspelled else None,
+            )
             if not retrieved.ranked:  # nothing to search at all: say why, and what to do
                 text = await self._nothing_indexed_text(texts, workspace.id) or text
             return await done(Answer(text, text, [], False, timings, evidence=[]))
@@ -501,10 +504,15 @@ class Answerer:
         return texts["indexing"].format(count=waiting) if waiting else texts["empty"]
 
     @staticmethod
-    def _not_found_text(texts: dict[str, str], evidence: Evidence, retrieved: Any) -> str:
-        """'Not found', what was searched, and the closest passage."""
+    def _not_found_text(
+        texts: dict[str, str], evidence: Evidence, retrieved: Any, why: str | None = None
+    ) -> str:
+        """'Not found', what was searched (or ``why``, when the reason is known), and the
+        closest passage."""
         lines = [texts["not_found"]]
-        if evidence.key_terms:
+        if why is not None:
+            lines.append(why)
+        elif evidence.key_terms:
             lines.append(texts["searched"].format(terms=", ".join(evidence.key_terms)))
         if evidence.missing_terms:
             lines.append(texts["missing"].format(terms=", ".join(evidence.missing_terms)))
