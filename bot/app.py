@@ -54,7 +54,7 @@ class App:
         """Open storage (upgrading the schema if needed) and build the core around it."""
         db = database or open_database(settings)
         migrate.ensure_schema(db, auto_upgrade=True)
-        store = Store(db)
+        store = Store(db, index_recheck_s=settings.index_recheck_seconds)
         files = FileStore(settings.files_dir)
         registry = ModelRegistry(settings)
         inference = Inference.from_settings(settings, registry.resolve)

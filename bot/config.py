@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     # (halfvec workspace indexes) when the server has pgvector >= 0.8, and the plans
     # written for pgvector 0.6 otherwise; "fallback" always takes the latter.
     vector_plan: Literal["auto", "fallback"] = "auto"
+    # How long a process believes what it found about a workspace's own HNSW index (none
+    # yet; its kind and size) before looking again: another process may build, grow or
+    # replace it.  Also how long an index replaced by an upgrade is kept before it is
+    # dropped, so that the other processes have seen its replacement by then.
+    index_recheck_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     # Permissions: platform-qualified ids, e.g. "console:alice,matrix:@a:example.org".
     # Only these may bind a channel to a workspace of another team (bot.teams).

@@ -412,10 +412,9 @@ def _channel_with_chunks(store: Any, channel: str, model: int, vectors: list[lis
 
 
 def test_a_large_workspace_is_scanned_exactly_until_its_own_index_is_built(
-    librarian_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    librarian_env: dict[str, str],
 ) -> None:
     """No model-wide HNSW index is kept: writes would pay for it, searches never need it."""
-    from bot.store import workspace_index
     from bot.store.repo import Store, workspace_index_name
 
     db = open_database(load_settings())
@@ -443,7 +442,7 @@ def test_a_large_workspace_is_scanned_exactly_until_its_own_index_is_built(
         # The other process believes its "no index" for a while, then looks again.
         other.search_dense(binding.workspace.id, model, 3, [1, 0, 0], 2)
         assert other.plan_counts == {"exact": 2}
-        monkeypatch.setattr(workspace_index, "NO_INDEX_RECHECK_S", 0.0)
+        other.index_recheck_s = 0.0  # the while is over
         hits = other.search_dense(binding.workspace.id, model, 3, [1, 0, 0], 2)
         assert [h.text for h in hits] == ["chunk 0", "chunk 2"]
         assert other.plan_counts["workspace_hnsw"] == 1

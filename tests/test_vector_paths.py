@@ -378,7 +378,10 @@ async def test_the_ingest_worker_upgrades_an_old_index_when_idle_and_answers_thr
     finally:
         await app.close()
 
-    app = App.build(settings)
+    # The old index is kept index_recheck_seconds after the swap, for other processes to
+    # see the new one: 5 s here, not 30, which still outlasts the search of the question
+    # asked right after the swap (this test has one process).
+    app = App.build(settings.model_copy(update={"index_recheck_seconds": 5.0}))
     app.store.exact_scan_max_rows = 2
     name = workspace_index_name(model, ws)
     try:

@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Row
 
+from bot.config import Settings
 from bot.store.audit import AuditMixin, channel_spec
 from bot.store.database import Database
 from bot.store.documents import LOCK_DOCUMENT, DocumentsMixin
@@ -150,7 +151,14 @@ def _binding(row: Row) -> Binding:
 class Store(DocumentsMixin, HistoryMixin, AuditMixin, SearchMixin, FeedbackMixin, EventsMixin):
     """Queries over one Database (its parts are named in this module's docstring)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        index_recheck_s: float = Settings.model_fields["index_recheck_seconds"].default,
+    ) -> None:
+        """``index_recheck_s``: how long what was found about a workspace's own index is
+        believed (``Settings.index_recheck_seconds``)."""
         self.db = db
         self.engine = db.engine
         # Per instance so that a benchmark can exercise every plan on a small database.
@@ -158,7 +166,8 @@ class Store(DocumentsMixin, HistoryMixin, AuditMixin, SearchMixin, FeedbackMixin
         # Searches run on their own pool, outside transactions (Database.searcher).
         self._searcher = db.searcher
         # Which workspaces have an HNSW index of their own (its kind and size) and which
-        # have none: both are looked up again after NO_INDEX_RECHECK_S.
+        # have none: both are looked up again after index_recheck_s.
+        self.index_recheck_s = index_recheck_s
         self._indexed: dict[tuple[int, int], WorkspaceIndex] = {}
         self._not_indexed: dict[tuple[int, int], float] = {}
         # How often each dense-search plan ran (exact, forced_exact, workspace_hnsw,

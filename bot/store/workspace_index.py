@@ -59,9 +59,6 @@ LOCK_WORKSPACE_INDEX = 0x4C4C  # building one workspace's own HNSW index (see re
 # 77 ms for workspaces of 1-2% (tools/compare_vector_plans.py, 200k rows); and every
 # chunk written would pay for its inserts.
 EXACT_SCAN_MAX_ROWS = 3_000
-# How long what was found about a workspace's index (none yet; its kind and size) is
-# believed before it is looked up again: another process may build, grow or replace it.
-NO_INDEX_RECHECK_S = 30.0
 # Suffixes of an index being built to replace a workspace's own, and of the one it
 # replaced while the latter is dropped (both within PostgreSQL's 63-byte names).
 _NEXT, _OLD = "_next", "_old"
@@ -73,6 +70,7 @@ class WorkspaceIndexMixin:
     db: Database
     engine: Engine
     exact_scan_max_rows: int
+    index_recheck_s: float
     _indexed: dict[tuple[int, int], WorkspaceIndex]
     _not_indexed: dict[tuple[int, int], float]
 
@@ -91,16 +89,16 @@ class WorkspaceIndexMixin:
     ) -> WorkspaceIndex | None:
         """The workspace's own valid index (kind and rows); None when it has none (yet).
 
-        Both answers are kept for NO_INDEX_RECHECK_S: a search costs no catalog lookup,
+        Both answers are kept for ``index_recheck_s``: a search costs no catalog lookup,
         and an index another process built, grew or upgraded is seen within that time.
         """
         key = (model, ws)
         now = time.monotonic()
         known = self._indexed.get(key)
-        if known is not None and now - known.checked < NO_INDEX_RECHECK_S:
+        if known is not None and now - known.checked < self.index_recheck_s:
             return known
         checked = self._not_indexed.get(key)
-        if checked is not None and now - checked < NO_INDEX_RECHECK_S:
+        if checked is not None and now - checked < self.index_recheck_s:
             return None
         found = self._valid_index(conn, workspace_index_name(model, ws))
         if found is not None:
@@ -306,7 +304,7 @@ class WorkspaceIndexMixin:
         embedding_model_id: int,
         dims: int,
         *,
-        grace_s: float = NO_INDEX_RECHECK_S,
+        grace_s: float | None = None,
     ) -> bool:
         """Replace a workspace's index of the older kind by one of the server's kind.
 
@@ -315,9 +313,10 @@ class WorkspaceIndexMixin:
         meanwhile (they are ordered by the old kind's expression, which only it
         matches); then the two swap names, and the old one is dropped CONCURRENTLY
         after ``grace_s``, the time another process takes to notice the new kind (it
-        keeps searching the old index until then).  There is no moment when the
-        workspace has no index serving its searches.  A build cut short leaves the
-        old index in place (its leftover is dropped by the next attempt).
+        keeps searching the old index until then; ``index_recheck_s`` unless given).
+        There is no moment when the workspace has no index serving its searches.  A
+        build cut short leaves the old index in place (its leftover is dropped by the
+        next attempt).
         """
         ws, model, dim = int(workspace_id), int(embedding_model_id), int(dims)
         name = workspace_index_name(model, ws)
@@ -352,7 +351,7 @@ class WorkspaceIndexMixin:
                 built = self._valid_index(conn, name)
                 if built is not None:
                     self._known_indexed(model, ws, built)
-                time.sleep(grace_s)
+                time.sleep(self.index_recheck_s if grace_s is None else grace_s)
                 conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {name}{_OLD}"))
                 log.info(
                     "workspace %s: its HNSW index now holds %s (%.0f s)",
