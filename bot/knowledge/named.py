@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from bot.ingest.filetypes import IMAGE_KINDS, KINDS, FileKind
+from bot.knowledge.question import without_politeness
 
 # "what is X about", "summarize X", "give me a summary of X", "what does X say/cover",
 # "what is the main idea of X", "the gist of X", "the key points of X", "tl;dr of X",
@@ -94,11 +95,6 @@ _HEADER = [
     re.compile(r"^\s*(?P<x>.+?)\s*的(?:标题|题目|作者)是(?:什么|谁)\s*[。？?]?\s*$"),
     re.compile(r"^\s*(?:谁写了|谁是)(?P<x>.+?)(?:的作者)?\s*[。？?]?\s*$"),
 ]
-# What a request opens with that asks nothing of its own: "Can you summarize X?",
-# "Could you please give me the gist of X?", "Please summarize X.", "请总结…".
-_POLITE = re.compile(
-    r"^\s*(?:(?:can|could|would|will)\s+you\s+(?:please\s+)?|please\s+|pls\s+|请)", re.I
-)
 # "In X, what ..." / "According to X, ..." / "In X: ..." / "On page 3 of X, ..."
 _WITHIN = re.compile(
     r"^\s*(?:in|on|according to|from)\s+(?P<x>[^,:?]{3,120}?)\s*[,:]\s*(?P<q>.+)$", re.I
@@ -278,7 +274,7 @@ def _ranked(asked: str, documents: list[tuple[int, str, str]]) -> list[tuple[flo
 
 def might_name_document(question: str) -> bool:
     """Cheap test first: does the question have the shape of one naming a document?"""
-    question = _POLITE.sub("", question, count=1)
+    question = without_politeness(question)
     return bool(
         any(p.match(question) for p in (*_ABOUT, *_HEADER))
         or _WITHIN.match(question)
@@ -297,7 +293,7 @@ def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | 
     asked: str | None = None
     rest: str | None = None
     about = header = False
-    question = _POLITE.sub("", question, count=1)
+    question = without_politeness(question)
     for pattern in (*_ABOUT, *_HEADER):
         m = pattern.match(question)
         if m:

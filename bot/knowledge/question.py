@@ -13,6 +13,20 @@ from collections.abc import Callable
 from bot.knowledge.language import fold
 from bot.knowledge.sentences import CJK
 
+# Politeness around a request, which asks nothing of its own: "Can you summarize X?",
+# "Could you please list the files?", "Please summarize X.", "请总结…", "… please?".
+_POLITE_OPENING = re.compile(
+    r"^\s*(?:(?:can|could|would|will)\s+you\s+(?:please\s+)?|please\s+|pls\s+|请)+", re.I
+)
+_POLITE_CLOSING = re.compile(r"[\s,]+(?:please|pls)(?=\W*$)", re.I)
+
+
+def without_politeness(text: str) -> str:
+    """``text`` without the politeness that opens or closes it ("can you list the files,
+    please?" -> "list the files?"): what is left is the request itself."""
+    return _POLITE_CLOSING.sub("", _POLITE_OPENING.sub("", text, count=1), count=1)
+
+
 # A sentence holding what the question asks for (a number for "how many", a name for
 # "who") gets this much more: the answer's type is half of what makes a sentence answer.
 TYPE_BONUS = 0.15

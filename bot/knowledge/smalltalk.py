@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 from bot.knowledge.language import fold
+from bot.knowledge.question import without_politeness
 
 # The phrases of each kind, as ``_normal`` leaves them.
 PHRASES: dict[str, frozenset[str]] = {
@@ -61,8 +62,6 @@ PHRASES["documents"] = frozenset(
         "这里有哪些文件",
     }
 )
-# Politeness that leaves the phrase what it is: "can you list the files, please?".
-_POLITE = re.compile(r"^(?:please |can you |could you |would you |pls |请)+|(?: please| pls)$")
 # What may stand around the phrase: the bot's name, punctuation, emoji.
 _NAME = re.compile(r"^(?:librarian|bot)\b\s*|\s*\b(?:librarian|bot)$")
 _NOT_WORD = re.compile(r"[^\w\s]+")
@@ -82,7 +81,8 @@ def smalltalk(message: str) -> str | None:
     text = _normal(message)
     if not text:
         return "blank"
-    for candidate in (text, _POLITE.sub("", text)):
+    # Politeness leaves the phrase what it is: "can you list the files, please?".
+    for candidate in (text, without_politeness(text)):
         for kind, phrases in PHRASES.items():
             if candidate in phrases:
                 return kind
