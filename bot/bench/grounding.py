@@ -50,21 +50,24 @@ from bot.bench.common import (
     read_jsonl,
     run_on_scratch,
 )
+from bot.bench.sizes import (
+    GROUNDING_DEFAULT_SETS,
+    GROUNDING_SETS,
+    QUICK_PER_KIND,
+    QUICK_REALDOCS,
+    SQUAD_PER_KIND,
+)
 from bot.config import Settings
 from bot.knowledge.sentences import CJK
 
 SEED = 20_261_126
 REALDOCS = Path(__file__).with_name("realdocs.jsonl")
 REALDOCS_ZH = REALDOCS.with_name("realdocs_zh.jsonl")
-# The sets ``run`` knows, and those it runs unless told which.
-SETS = ("squad", "realdocs", "chinese")
-DEFAULT_SETS = ("squad", "realdocs")
+# The sets ``run`` knows, and those it runs unless told which (bot.bench.sizes).
+SETS = GROUNDING_SETS
+DEFAULT_SETS = GROUNDING_DEFAULT_SETS
+# The real PDF whose questions the --quick run asks.
 QUICK_PDF = "pdfplumber_federal-register-2020-17221.pdf"
-# The --quick run CI makes: questions per kind (SQuAD, Chinese) and real-document
-# questions.  Each answered question costs the model ~5 s on two cores; the quick run
-# checks that every step runs and reports, not the rates, so a couple of each will do.
-QUICK_PER_KIND = 2
-QUICK_REALDOCS = 3
 
 
 def _punctuation(ch: str) -> bool:
@@ -301,7 +304,7 @@ async def _squad(
     log: Log,
     dump: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    per_kind = sample or (QUICK_PER_KIND if quick else 100)
+    per_kind = sample or (QUICK_PER_KIND if quick else SQUAD_PER_KIND)
     folder = eval_set(eval_dir, "squad-v2.0-dev")
     passages = read_jsonl(folder / "corpus.jsonl")
     questions = read_jsonl(folder / "questions.jsonl")

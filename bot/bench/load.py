@@ -34,6 +34,7 @@ from typing import Any
 from bot.adapter import Adapter
 from bot.app import App
 from bot.bench.common import Log, bench_binding, ingest_documents, percentile, quiet_log
+from bot.bench.sizes import LOAD_CHANNELS, LOAD_MENTIONS, LOAD_RATE, LOAD_SERVERS
 from bot.events import ConversationRef, MessageReceived, OutboundMessage, UserRef
 
 PLATFORM = "bench"
@@ -203,10 +204,10 @@ async def run_once(
 async def run_bench(
     app: App,
     *,
-    servers: tuple[int, ...] = (1, 2, 4),
-    mentions: int = 200,
-    channels: int = 20,
-    rate: float = 20.0,
+    servers: tuple[int, ...] = LOAD_SERVERS,
+    mentions: int = LOAD_MENTIONS,
+    channels: int = LOAD_CHANNELS,
+    rate: float = LOAD_RATE,
     slots: int = 4,
     words: int = 16,
     log: Log = quiet_log,

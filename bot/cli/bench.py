@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from bot.bench import sizes
+
 app = typer.Typer(no_args_is_help=True)
 
 _EVAL_HELP = "Folder holding squad-v1.1-dev/ and squad-v2.0-dev/ (default: ../shared/eval)."
@@ -96,10 +98,18 @@ def ingest(
 @app.command("grounding")
 def grounding(
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
-    quick: bool = typer.Option(False, "--quick", help="2 + 2 questions, for CI."),
+    quick: bool = typer.Option(
+        False,
+        "--quick",
+        help=f"{sizes.QUICK_PER_KIND} + {sizes.QUICK_PER_KIND} SQuAD questions and "
+        f"{sizes.QUICK_REALDOCS} on one real PDF, for CI.",
+    ),
     eval_dir: Path | None = typer.Option(None, "--eval-dir", help=_EVAL_HELP),
     sample: int | None = typer.Option(
-        None, "--sample", help="SQuAD questions of each kind (default 100; 2 with --quick)."
+        None,
+        "--sample",
+        help=f"SQuAD questions of each kind (default {sizes.SQUAD_PER_KIND}; "
+        f"{sizes.QUICK_PER_KIND} with --quick).",
     ),
     split: str = typer.Option(
         "report", "--split", help="Real-document split: report, calibrate or all."
@@ -107,8 +117,8 @@ def grounding(
     only: str | None = typer.Option(
         None,
         "--set",
-        help="Only one set: squad, realdocs, or chinese (the Chinese questions; "
-        "never run by default).",
+        help=f"Only one set: {', '.join(sizes.GROUNDING_SETS)} (by default "
+        f"{' and '.join(sizes.GROUNDING_DEFAULT_SETS)}).",
     ),
     dump: Path | None = typer.Option(
         None, "--dump", help="Write every question's reply and verdicts to this JSON file."
@@ -118,9 +128,10 @@ def grounding(
     from bot.bench import grounding as bench
     from bot.config import load_settings
 
-    if only is not None and only not in bench.SETS:
-        raise typer.BadParameter(f"no set {only!r}: choose one of {', '.join(bench.SETS)}")
-    sets = (only,) if only else bench.DEFAULT_SETS
+    if only is not None and only not in sizes.GROUNDING_SETS:
+        choices = ", ".join(sizes.GROUNDING_SETS)
+        raise typer.BadParameter(f"no set {only!r}: choose one of {choices}")
+    sets = (only,) if only else sizes.GROUNDING_DEFAULT_SETS
     results = bench.run_bench(
         load_settings(),
         eval_dir=eval_dir,
@@ -138,11 +149,16 @@ def grounding(
 def load(
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     quick: bool = typer.Option(
-        False, "--quick", help="30 mentions over 6 channels, 1 and 2 servers."
+        False,
+        "--quick",
+        help=f"{sizes.QUICK_LOAD_MENTIONS} mentions over {sizes.QUICK_LOAD_CHANNELS} channels, "
+        f"{' and '.join(map(str, sizes.QUICK_LOAD_SERVERS))} servers.",
     ),
-    mentions: int = typer.Option(200, help="Questions asked at once."),
-    channels: int = typer.Option(20, help="Channels they are spread over."),
-    rate: float = typer.Option(20.0, help="Tokens per second each stand-in answer streams."),
+    mentions: int = typer.Option(sizes.LOAD_MENTIONS, help="Questions asked at once."),
+    channels: int = typer.Option(sizes.LOAD_CHANNELS, help="Channels they are spread over."),
+    rate: float = typer.Option(
+        sizes.LOAD_RATE, help="Tokens per second each stand-in answer streams."
+    ),
 ) -> None:
     """Load simulation without a model: stand-in chat servers streaming at a fixed rate, as
     a pool of 1, 2 and 4; throughput, its ratio, fairness, loop lag, bot CPU per answer."""
@@ -152,7 +168,11 @@ def load(
 
     options: dict = {"mentions": mentions, "channels": channels, "rate": rate}
     if quick:
-        options.update(mentions=30, channels=6, servers=(1, 2))
+        options.update(
+            mentions=sizes.QUICK_LOAD_MENTIONS,
+            channels=sizes.QUICK_LOAD_CHANNELS,
+            servers=sizes.QUICK_LOAD_SERVERS,
+        )
     results = run_on_scratch(load_settings(), bench.run_bench, log=_log(json_out), **options)
     goals = {
         "servers_2.throughput_ratio": ">= 1.8",
