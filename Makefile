@@ -39,8 +39,16 @@ deploy-tools:
 		apt-get update -qq >/dev/null 2>&1 && \
 		apt-get install -y -qq docker-compose >/dev/null 2>&1; } || true
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist), each test module in one of
+# them (its module fixtures, a Synapse or a chat server, are started once).  On two
+# cores two processes take the run from ~27 to ~17 minutes: about half of the time one
+# process alone waits on servers, subprocesses and the database.  TEST_WORKERS=0 runs
+# it in this process.
+TEST_WORKERS ?= 2
+
 test: install $(SYNAPSE_STAMP) deploy-tools
-	LIBRARIAN_SYNAPSE_PYTHON=$(abspath $(SYNAPSE_VENV))/bin/python $(BIN)/python -m pytest -q -ra --durations=15
+	LIBRARIAN_SYNAPSE_PYTHON=$(abspath $(SYNAPSE_VENV))/bin/python $(BIN)/python -m pytest -q -ra \
+		--durations=15 -n $(TEST_WORKERS) --dist loadscope
 
 # The fast tier: command parsing, arity, choices, admin refusal, what is generated from
 # the declarations, and the import boundaries; no Postgres, model or server (under 10 s).

@@ -15,6 +15,27 @@ from ci_strict import pytest_make_collect_report, pytest_runtest_makereport  # n
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+# -- figures a test reports ----------------------------------------------------------------
+FIGURES = "figures"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the lines tests recorded with ``record_property("figures", line)`` (the
+    corpus run's slowest file, ...) at the end of the run: the tests run in worker
+    processes (pytest-xdist, see the Makefile), whose own output pytest keeps."""
+    lines = [
+        str(value)
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for name, value in getattr(report, "user_properties", ())
+        if name == FIGURES
+    ]
+    if lines:
+        terminalreporter.write_sep("=", "figures")
+        for line in lines:
+            terminalreporter.write_line(line)
+
 
 @pytest.fixture(scope="session")
 def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

@@ -23,8 +23,8 @@ def named_and_labelled() -> list[tuple[str, str | None]]:
     """Every way a supported file announces itself: by extension, or by media type only."""
     cases: list[tuple[str, str | None]] = []
     for kind, spec in KINDS.items():
-        cases += [(f"file-{kind}{ext.upper()}", None) for ext in spec.extensions]
-        cases += [(f"file-{kind}", f"{media}; charset=utf-8") for media in spec.media_types]
+        cases += [(f"file-{kind}{ext.upper()}", None) for ext in sorted(spec.extensions)]
+        cases += [(f"file-{kind}", f"{media}; charset=utf-8") for media in sorted(spec.media_types)]
     return cases
 
 

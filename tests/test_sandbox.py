@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import build_slow_pdf
+from conftest import FIGURES, build_slow_pdf
 
 from bot.ingest.extract import Extracted, ExtractionRefused
 from bot.ingest.sandbox import Sandbox, SandboxError, extract_sandboxed, shutdown_default_sandbox
@@ -231,7 +231,7 @@ FAMILIES: dict[str, tuple[frozenset[str], int]] = {
 
 
 def test_every_malformed_pdf_extracts_or_is_refused(
-    corpus_dir: Path, shared_sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+    corpus_dir: Path, shared_sandbox: Sandbox, record_property: Callable[[str, object], None]
 ) -> None:
     """Never another exception, never a hang: each file ends as its family's files may."""
     files = _bad_pdfs(corpus_dir)
@@ -263,12 +263,12 @@ def test_every_malformed_pdf_extracts_or_is_refused(
         assert outcome in FAMILIES[family][0], f"{path.relative_to(corpus_dir)}: {outcome}"
         slowest.append((time.monotonic() - t0, str(path.relative_to(corpus_dir))))
     total = time.monotonic() - start
-    with capsys.disabled():
-        print(
-            f"\nbad-pdfs: {len(files)} files in {total:.1f} s; {dict(outcomes)}; "
-            f"slowest {max(slowest)[0]:.2f} s ({max(slowest)[1]}); "
-            f"workers started {shared_sandbox.starts}"
-        )
+    record_property(
+        FIGURES,
+        f"bad-pdfs: {len(files)} files in {total:.1f} s; {dict(outcomes)}; "
+        f"slowest {max(slowest)[0]:.2f} s of {CORPUS_TIMEOUT_S} ({max(slowest)[1]}); "
+        f"workers started {shared_sandbox.starts}",
+    )
     assert sorted(by_family) == sorted(FAMILIES)
     for family, (_, floor) in FAMILIES.items():
         assert by_family[family]["extracted"] >= floor, (family, dict(by_family[family]))
