@@ -26,7 +26,7 @@ from bot.events import ConversationRef
 from bot.knowledge.acronyms import definitions, expansions
 from bot.knowledge.answer import ANSWER_SEED, Answer
 from bot.knowledge.check import ECHO, EMPTY, check_answer
-from bot.knowledge.definition import asked_short_form, asked_what_is
+from bot.knowledge.definition import asked_short_form, asked_what_is, spelled_out
 from bot.knowledge.draft import tidy_draft
 from bot.knowledge.question import is_follow_up
 from bot.knowledge.texts import NOT_FOUND
@@ -870,6 +870,19 @@ async def test_a_long_sentence_is_quoted_around_the_definition_not_its_first_lon
     assert defined is not None and defined.long == "Federal Aviation Administration"
     quote = defined.evidence.quotes[0].text
     assert quote.startswith("… ") and quote.endswith("Federal Aviation Administration (FAA), DOT.")
+
+
+def test_a_numbered_short_form_is_spelled_out_without_the_word_that_names_its_number() -> None:
+    """Seen by hand in session 15: "What does NHNC1 stand for?" was not found, though the
+    data model's list of abbreviations spells it out: its "1" is "Level 1"."""
+    listed = (
+        "ABBREVIATIONS LRM Linear Reference Method LRS Linear Reference System NHNC1 "
+        "National Hydro Network, Canada, Level 1 NID National Identifier"
+    )
+    assert spelled_out("NHNC1", listed) == ("National Hydro Network, Canada, Level 1", listed)
+    assert spelled_out("LRS", listed) == ("Linear Reference System", listed)
+    # Only the word that names the number may be left out, no other.
+    assert spelled_out("NHN1", "NHN1 National Hydro Network, Canada, Level 1") is None
 
 
 async def test_what_an_abbreviation_stands_for_is_the_sentence_that_spells_it_out(

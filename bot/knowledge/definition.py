@@ -139,13 +139,25 @@ def with_more(defined: Evidence, weighed: Evidence, most: int = 3) -> Evidence:
 
 def _spells(short: str, words: list[str]) -> bool:
     """Whether ``words`` spell ``short``: their capitals in order, or their initials
-    (small words aside; each part of a hyphenated word counts)."""
+    (small words aside; each part of a hyphenated word counts; a number counts as its
+    digits, and the word that names it may be left out: "NHNC1", "National Hydro
+    Network, Canada, Level 1", seen by hand in session 15)."""
     target = short.upper()
-    capitals = "".join(c for w in words for c in w if c.isupper())
+    digits = any(c.isdigit() for c in target)
+    capitals = "".join(c for w in words for c in w if c.isupper() or (digits and c.isdigit()))
     if capitals == target and len(words) >= 2:
         return True
-    initials = "".join(w[0].upper() for w in words if w.lower() not in _SMALL)
-    return initials == target
+    if _initials(words) == target:
+        return True
+    return digits and any(
+        w.isdigit() and _initials(words[: i - 1] + words[i:]) == target
+        for i, w in enumerate(words)
+        if i > 0
+    )
+
+
+def _initials(words: list[str]) -> str:
+    return "".join(w if w.isdigit() else w[0].upper() for w in words if w.lower() not in _SMALL)
 
 
 def _long_form_after(short: str, after: str) -> str | None:
