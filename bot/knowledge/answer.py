@@ -485,7 +485,8 @@ class Answerer:
         names = ", ".join(ready[:LISTED_NAMES])
         if len(ready) > LISTED_NAMES:
             names = texts["documents_more"].format(names=names, more=len(ready) - LISTED_NAMES)
-        listed = texts["documents"].format(count=len(ready), names=names)
+        key = "document_one" if len(ready) == 1 else "documents"
+        listed = texts[key].format(count=len(ready), names=names)
         return f"{listed}\n{texts['documents_how']}"
 
     async def _nothing_indexed_text(self, texts: dict[str, str], workspace_id: int) -> str | None:

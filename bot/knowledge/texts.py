@@ -43,6 +43,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "from them and quote where. /librarian help lists the commands."
         ),
         "documents": "This workspace has {count} documents: {names}.",
+        "document_one": "This workspace has one document: {names}.",
         "documents_more": "{names} and {more} more",
         "documents_how": "Ask me about any of them; /librarian docs lists them with their details.",
         "capabilities": (
@@ -84,6 +85,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "输入 /librarian help 查看命令。"
         ),
         "documents": "这个工作区共有 {count} 个文件：{names}。",
+        "document_one": "这个工作区有 1 个文件：{names}。",
         "documents_more": "{names} 等另外 {more} 个",
         "documents_how": "可以问我其中任何一个文件；/librarian docs 列出它们的详细信息。",
         "capabilities": (
