@@ -885,6 +885,18 @@ def test_a_numbered_short_form_is_spelled_out_without_the_word_that_names_its_nu
     assert spelled_out("NHN1", "NHN1 National Hydro Network, Canada, Level 1") is None
 
 
+def test_a_short_form_in_mixed_case_is_spelled_out_by_the_first_letters_of_its_words() -> None:
+    """Seen by hand in session 16: "What does NRCan stand for?" was told "The documents
+    write NRCan but none spells it out" beside the list "NRCan Natural Resources Canada"."""
+    listed = "NID National Identifier NRCan Natural Resources Canada"
+    assert spelled_out("NRCan", listed) == ("Natural Resources Canada", listed)
+    told = "Our IoT Internet of Things devices report every hour."
+    assert spelled_out("IoT", told) == ("Internet of Things", told)
+    # Its small letters go on with a word as the short form writes them: "Council" is
+    # no "Can".
+    assert spelled_out("NRCan", "NRCan Natural Resources Council of Nova Scotia") is None
+
+
 async def test_what_an_abbreviation_stands_for_is_the_sentence_that_spells_it_out(
     settings, tmp_path: Path
 ) -> None:

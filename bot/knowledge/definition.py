@@ -149,11 +149,42 @@ def _spells(short: str, words: list[str]) -> bool:
         return True
     if _initials(words) == target:
         return True
+    if short != target and _letters(short, [w.lower() for w in words]):
+        return True
     return digits and any(
         w.isdigit() and _initials(words[: i - 1] + words[i:]) == target
         for i, w in enumerate(words)
         if i > 0
     )
+
+
+def _letters(short: str, words: list[str]) -> bool:
+    """Whether ``words`` (lowercased) spell a short form written in mixed case, each
+    word in turn: a capital opens a word, a small letter goes on with it ("NRCan":
+    "Natural Resources Canada") or opens a small word ("IoT": "Internet of Things"),
+    which may also give no letter ("MSc": "Master of Science")."""
+    if not short:
+        return not words
+    if not words:
+        return False
+    word, rest = words[0], words[1:]
+    if word in _SMALL and (
+        _letters(short, rest) or (short[0] == word[0] and _letters(short[1:], rest))
+    ):
+        return True
+    if short[0].isupper() and word[0] == short[0].lower():
+        # The word's first letters, as many as the small letters after the capital.
+        taken = 1
+        while (
+            taken < len(short)
+            and short[taken].islower()
+            and word[: taken + 1] == (short[: taken + 1].lower())
+        ):
+            if _letters(short[taken + 1 :], rest):
+                return True
+            taken += 1
+        return _letters(short[1:], rest)
+    return False
 
 
 def _initials(words: list[str]) -> str:
