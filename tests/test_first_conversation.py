@@ -66,7 +66,7 @@ async def test_a_user_asks_which_documents_there_are_and_sends_no_words(
         await say(app, f"/librarian upload {make_pdf(tmp_path / 'manual.pdf')}")
         served = _chat_served(app)
         reply = await say(app, "@librarian could you please list the files?")
-        assert "This workspace has one document: manual.pdf." in reply
+        assert "This workspace has one document: manual.pdf.\nAsk me about it;" in reply
         await say(app, f"/librarian upload {make_pdf(tmp_path / 'budget.pdf')}")
         reply = await say(app, "@librarian Can you list the files, please?")
         assert "This workspace has 2 documents: budget.pdf, manual.pdf." in reply

@@ -485,9 +485,9 @@ class Answerer:
         names = ", ".join(ready[:LISTED_NAMES])
         if len(ready) > LISTED_NAMES:
             names = texts["documents_more"].format(names=names, more=len(ready) - LISTED_NAMES)
-        key = "document_one" if len(ready) == 1 else "documents"
-        listed = texts[key].format(count=len(ready), names=names)
-        return f"{listed}\n{texts['documents_how']}"
+        one = len(ready) == 1
+        listed = texts["document_one" if one else "documents"].format(count=len(ready), names=names)
+        return f"{listed}\n{texts['document_one_how' if one else 'documents_how']}"
 
     async def _nothing_indexed_text(self, texts: dict[str, str], workspace_id: int) -> str | None:
         """The not-found reply with why a workspace has nothing to search: no document

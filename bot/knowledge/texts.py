@@ -46,6 +46,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "document_one": "This workspace has one document: {names}.",
         "documents_more": "{names} and {more} more",
         "documents_how": "Ask me about any of them; /librarian docs lists them with their details.",
+        "document_one_how": "Ask me about it; /librarian docs shows its details.",
         "capabilities": (
             "I answer questions from the documents shared in this channel's workspace "
             "(PDFs, Office files, web pages, spreadsheets, images), quoting the sentences I "
@@ -88,6 +89,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "document_one": "这个工作区有 1 个文件：{names}。",
         "documents_more": "{names} 等另外 {more} 个",
         "documents_how": "可以问我其中任何一个文件；/librarian docs 列出它们的详细信息。",
+        "document_one_how": "可以问我关于它的问题；/librarian docs 显示它的详细信息。",
         "capabilities": (
             "我根据这个频道工作区中分享的文件（PDF、Office 文件、网页、表格、图片）回答问题，"
             "引用所依据的句子并注明文件和页码；文件中没有答案时我会直说。"
