@@ -161,6 +161,25 @@ def test_the_check_compares_numbers_as_numbers() -> None:
     assert not check_answer('The "engine fire test" is required.', sources).passed
 
 
+def test_a_long_quote_the_model_makes_up_is_checked() -> None:
+    """Seen by hand in session 16: asked who wrote the AutoGen paper, the model wrote its
+    own quote of the title and authors, one author left out; at 262 characters it was
+    longer than a quoted phrase was read, so it was posted as checked."""
+    title_page = (
+        "AutoGen: Enabling Next-Gen LLM Applications via Multi-Agent Conversation "
+        "Qingyun Wu , Gagan Bansal , Jieyu Zhang, Yiran Wu, Beibin Li, Erkang Zhu, "
+        "Li Jiang, Xiaoyun Zhang, Shaokun Zhang, Jiale Liu, Ahmed Awadallah, "
+        "Ryen W. White, Doug Burger, Chi Wang"
+    )
+    authors = title_page.split("Conversation ")[1]
+    made_up = authors.replace(" , Gagan Bansal", "")
+    result = check_answer(f'The paper is written by:\n> "{made_up}"', title_page)
+    assert not result.passed and result.unsupported == [f'"{made_up}"']
+    # Quoted whole, with its commas spaced as usual, it is what the page says.
+    faithful = authors.replace(" , ", ", ")
+    assert check_answer(f'The paper is written by:\n> "{faithful}"', title_page).passed
+
+
 def test_a_number_written_against_chinese_words_is_checked() -> None:
     """Seen in session 13's Chinese benchmark: "10年前" was posted though no quote says
     10; a number against a Chinese character was never read as a number."""
