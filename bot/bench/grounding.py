@@ -52,7 +52,6 @@ from bot.bench.common import (
 )
 from bot.bench.sizes import (
     GROUNDING_DEFAULT_SETS,
-    GROUNDING_SETS,
     QUICK_PER_KIND,
     QUICK_REALDOCS,
     SQUAD_PER_KIND,
@@ -63,9 +62,6 @@ from bot.knowledge.sentences import CJK
 SEED = 20_261_126
 REALDOCS = Path(__file__).with_name("realdocs.jsonl")
 REALDOCS_ZH = REALDOCS.with_name("realdocs_zh.jsonl")
-# The sets ``run`` knows, and those it runs unless told which (bot.bench.sizes).
-SETS = GROUNDING_SETS
-DEFAULT_SETS = GROUNDING_DEFAULT_SETS
 # The real PDF whose questions the --quick run asks.
 QUICK_PDF = "pdfplumber_federal-register-2020-17221.pdf"
 
@@ -200,7 +196,7 @@ async def run(
     quick: bool = False,
     sample: int | None = None,
     split: str = "report",
-    sets: tuple[str, ...] = DEFAULT_SETS,
+    sets: tuple[str, ...] = GROUNDING_DEFAULT_SETS,
     log: Log = quiet_log,
     dump: Path | None = None,
 ) -> dict[str, Any]:
@@ -330,7 +326,7 @@ def run_bench(
     quick: bool = False,
     sample: int | None = None,
     split: str = "report",
-    sets: tuple[str, ...] = DEFAULT_SETS,
+    sets: tuple[str, ...] = GROUNDING_DEFAULT_SETS,
     log: Log = quiet_log,
     dump: Path | None = None,
 ) -> dict[str, Any]:

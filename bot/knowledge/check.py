@@ -383,10 +383,13 @@ def check_answer(answer: str, sources: str, question: str | None = None) -> Chec
     for name, word in stated_names:
         if word not in source_words and word not in source_text:
             unsupported.append(name)
-    quoted_in = _unspaced(source_text)
+    quoted_in: str | None = None  # the sources as quotes are compared, made once if needed
     for m in _QUOTED.finditer(answer):
         phrase = _squash(m.group(1))
-        if len(phrase.split()) >= 2 and _unspaced(phrase) not in quoted_in:
+        if len(phrase.split()) < 2:
+            continue
+        quoted_in = _unspaced(source_text) if quoted_in is None else quoted_in
+        if _unspaced(phrase) not in quoted_in:
             unsupported.append(f'"{m.group(1)}"')
     if _empty(answer):
         unsupported.append(EMPTY)

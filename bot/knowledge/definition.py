@@ -143,15 +143,14 @@ def _spells(short: str, words: list[str]) -> bool:
     digits, and the word that names it may be left out: "NHNC1", "National Hydro
     Network, Canada, Level 1", seen by hand in session 15)."""
     target = short.upper()
-    digits = any(c.isdigit() for c in target)
-    capitals = "".join(c for w in words for c in w if c.isupper() or (digits and c.isdigit()))
+    capitals = "".join(c for w in words for c in w if c.isupper())
     if capitals == target and len(words) >= 2:
         return True
     if _initials(words) == target:
         return True
     if short != target and _letters(short, [w.lower() for w in words]):
         return True
-    return digits and any(
+    return any(c.isdigit() for c in target) and any(
         w.isdigit() and _initials(words[: i - 1] + words[i:]) == target
         for i, w in enumerate(words)
         if i > 0
