@@ -393,6 +393,57 @@ async def test_a_misread_amount_is_replaced_by_the_evidence_holding_the_real_one
         assert answer.checked == "replaced_by_evidence" and answer.unsupported == ["2020"]
 
 
+async def test_an_answer_about_what_no_document_mentions_is_replaced_by_the_evidence(
+    settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
+) -> None:
+    # Seen by hand in session 17 with the default model: asked the budget of a division
+    # that a slide lists with its code, it wrote "The budget of the Heliophysics Science
+    # Division is: [2] 606." and it was posted as checked: every name and number of it is
+    # on the slide, and no document says "budget".
+    async with directive_on_scripted_model(settings, tmp_path, scripted_model) as (app, binding):
+        question = "How much fuel does the AOA sensor system test cost per airplane?"
+        scripted_model.reply = "The fuel for the test costs $3,400 per airplane [1]."  # type: ignore[attr-defined]
+        answer = await app.answerer.answer(
+            binding, None, question, author="console:alice", conversation_key="t"
+        )
+        assert answer.found and answer.checked == "replaced_by_evidence"
+        assert answer.unsupported == ["fuel (no document mentions it)"]
+        assert answer.text.startswith("The documents say:") and "fuel" not in answer.text
+        # Without that word the same figure is an answer.
+        question = "How much does the AOA sensor system test cost per airplane?"
+        scripted_model.reply = "The test costs $3,400 per airplane [1]."  # type: ignore[attr-defined]
+        answer = await app.answerer.answer(
+            binding, None, question, author="console:alice", conversation_key="t"
+        )
+        assert answer.checked == "passed"
+
+
+async def test_the_models_citations_are_numbered_as_the_reply_lists_its_sources(
+    settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
+) -> None:
+    # Seen by hand in session 17: "… is: [2] 606." under a reply whose only source was
+    # [1]: the model cites its prompt's passages (the slide was the second), the reply
+    # lists one source per document.
+    async with directive_on_scripted_model(settings, tmp_path, scripted_model) as (app, binding):
+        question = "What does the FAA estimate the AOA sensor system test costs per airplane?"
+        scripted_model.reply = "The test costs $3,400 per airplane [2]."  # type: ignore[attr-defined]
+        answer = await app.answerer.answer(
+            binding, None, question, author="console:alice", conversation_key="t"
+        )
+        prompt = scripted_model.requests[-1]["messages"][-1]["content"]  # type: ignore[attr-defined]
+        assert "\n[2] ad-2020-17221.pdf" in prompt  # two passages, one document
+        assert answer.checked == "passed"
+        assert answer.text.startswith("The test costs $3,400 per airplane [1].")
+        assert "Sources:\n[1] ad-2020-17221.pdf" in answer.text and "\n[2] " not in answer.text
+        # A passage the model was never given is cited: no reader could follow it.
+        scripted_model.reply = "The test costs $3,400 per airplane [7]."  # type: ignore[attr-defined]
+        answer = await app.answerer.answer(
+            binding, None, question, author="console:alice", conversation_key="t"
+        )
+        assert answer.checked == "replaced_by_evidence"
+        assert answer.unsupported == ["[7] (no such source)"]
+
+
 async def test_a_model_that_loops_or_recites_a_source_is_cut_to_its_answer(
     settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
 ) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.ingest.filetypes import count_label
 from bot.knowledge.candidates import evidence_candidates
-from bot.knowledge.check import check_answer
+from bot.knowledge.check import CheckResult, check_answer
 from bot.knowledge.definition import (
     asked_short_form,
     asked_what_is,
@@ -25,7 +25,13 @@ from bot.knowledge.named import Named, find_named, might_name_document
 from bot.knowledge.opening import opening_evidence
 from bot.knowledge.prompt import fit_prompt, where_label
 from bot.knowledge.question import is_follow_up
-from bot.knowledge.reply import Source, format_citations, format_quotes, merge_sources
+from bot.knowledge.reply import (
+    Source,
+    format_citations,
+    format_quotes,
+    merge_sources,
+    renumber_citations,
+)
 from bot.knowledge.retrieval import Ranked, Retriever
 from bot.knowledge.sentences import is_cjk
 from bot.knowledge.smalltalk import smalltalk, without_opener
@@ -321,6 +327,7 @@ class Answerer:
             # Found by rule ("AOA stands for angle of attack"): nothing for a model to add.
             draft = stated
             sources = merge_sources([Ranked(c, 0.0, True) for c in quoted])
+            uncited = []
         else:
             drafted = await self._model_draft(
                 workspace,
@@ -341,7 +348,7 @@ class Answerer:
                     "please ask it in fewer words."
                 )
                 return Answer(text, text, [], False, timings)
-            draft, sources = drafted
+            draft, sources, uncited = drafted
 
         # Checked against the quoted evidence, what the reader sees under the answer, not
         # against every retrieved chunk: a 15-page directive holds a 1, a 2 and a 3
@@ -349,7 +356,14 @@ class Answerer:
         # calibrate split, 10 of the 15 drafts posted did not state the gold (`librarian
         # bench grounding --split calibrate`, posted_without_fact); checked against their
         # quotes, all 10 fail, and 1 of the 5 others (its second sentence was made up).
-        result = check_answer(draft, "\n".join(q.text for q in evidence.quotes), question)
+        result = check_answer(
+            draft,
+            "\n".join(q.text for q in evidence.quotes),
+            question,
+            absent=evidence.missing_terms,
+        )
+        if uncited:
+            result = CheckResult(False, [*result.unsupported, *uncited])
         if draft and result.passed and not _MODEL_REFUSAL.search(draft):
             checked = "passed"
             body = f"{draft}\n\n{quotes_block}"
@@ -385,9 +399,10 @@ class Answerer:
         on_progress: Progress | None,
         timings: dict[str, Any],
         started: float,
-    ) -> tuple[str, list[Source]] | None:
-        """The model's draft answer from ``chunks``, and the sources its prompt held;
-        None when the question does not fit the model's context window.  The evidence
+    ) -> tuple[str, list[Source], list[str]] | None:
+        """The model's draft answer from ``chunks`` (its citation markers numbered as the
+        reply lists the sources), the sources its prompt held, and the markers that name
+        no source; None when the question does not fit the model's context window.  The evidence
         (``quotes_block``) is shown through ``on_progress`` while the model writes."""
         model = model_override or workspace.chat_model or None
         facts = await self.inference.describe(model)
@@ -443,11 +458,12 @@ class Answerer:
         stats = stream.stats
         completion = getattr(stats, "completion_tokens", None) or len(pieces)
         draft = tidy_draft("".join(pieces), capped=completion >= self.max_answer_tokens)
+        draft, uncited = renumber_citations(draft, [c.document_id for c in kept], sources)
         timings["first_token_ms"] = round(first_token_ms or 0.0, 1)
         timings["tokens_per_s"] = round(
             getattr(stats, "tokens_per_s", None) or (completion / gen_s if gen_s > 0 else 0.0), 1
         )
-        return draft, sources
+        return draft, sources, uncited
 
     async def _named(self, binding: Binding, question: str) -> Named | None:
         """The document the question names, if it has that shape ("this" is the one

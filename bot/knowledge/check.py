@@ -18,6 +18,9 @@ them, see ``support``) is no reading of them: a small model fills a reply it can
 ground with what it imagines ("a collection of information ... edited to make it
 easier for readers").
 
+An answer that states a word of the question that no document of the workspace holds
+("the *budget* of the division is 606") says something the documents never mention.
+
 And an answer whose names and numbers are all the question's own is no answer: it
 restates the question ("Which company does Sheryl Baxter work for?" -- "The company
 Sheryl Baxter works for is Baxter.").
@@ -29,6 +32,7 @@ accents and spacing; names match whole words.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.knowledge.language import fold
@@ -46,7 +50,8 @@ _NUMBER = re.compile(
     rf"(?<!{_LETTER_NOT_HAN})(?<!\.)[$€£¥]?(\d{{1,3}}(?:,\d{{3}})+|\d+)(\.\d+)?\s?%?"
     rf"(?!{_LETTER_NOT_HAN}|\.\d)"
 )
-_CITATION = re.compile(r"\[\d+(?:\s*[,-]\s*\d+)*\]")
+# A citation marker: "[1]", "[1, 3]", "[2-4]" (the numbers of the passages cited).
+CITATION = re.compile(r"\[(\d+(?:\s*[,-]\s*\d+)*)\]")
 _LIST_NUMBER = re.compile(r"(?m)^\s*\d+[.)]\s")
 # A quoted phrase, however long, within one line: seen by hand in session 16, the model
 # wrote its own "quote" of a paper's title and authors (262 characters, one author
@@ -164,7 +169,7 @@ def _unit_key(word: str) -> str:
 
 def _quantities(answer: str) -> list[tuple[str, str, str]]:
     """The answer's numbers that count something: (as written, number key, unit key)."""
-    cleaned = _LIST_NUMBER.sub(" ", _CITATION.sub(" ", answer))
+    cleaned = _LIST_NUMBER.sub(" ", CITATION.sub(" ", answer))
     found = []
     for m in _NUMBER.finditer(cleaned):
         after = _UNIT_AFTER.match(cleaned, m.end())
@@ -250,7 +255,7 @@ def support(answer: str, sources: str) -> float | None:
     A model that answers from its passages reuses their words; one that fills the reply
     with what it imagines ("a collection of information ... edited or rewritten to make
     it easier for readers") does not, whatever names and numbers it avoids stating."""
-    stated = _stems(_CITATION.sub(" ", answer))
+    stated = _stems(CITATION.sub(" ", answer))
     if len(stated) < SUPPORT_MIN_WORDS:
         return None
     held = set(_stems(sources))
@@ -275,7 +280,7 @@ class CheckResult:
 
 
 def _answer_numbers(answer: str) -> list[tuple[str, str]]:
-    cleaned = _LIST_NUMBER.sub(" ", _CITATION.sub(" ", answer))
+    cleaned = _LIST_NUMBER.sub(" ", CITATION.sub(" ", answer))
     return [
         (m.group(0).strip(), _number_key(m.group(1), m.group(2))) for m in _NUMBER.finditer(cleaned)
     ]
@@ -284,7 +289,7 @@ def _answer_numbers(answer: str) -> list[tuple[str, str]]:
 def names(answer: str) -> list[str]:
     """The proper names a text states: capitalised words other than a sentence's first
     (and not words like "The" or "According"), and acronyms."""
-    cleaned = _CITATION.sub(" ", answer)
+    cleaned = CITATION.sub(" ", answer)
     found: list[str] = []
     for m in _NAME.finditer(cleaned):
         words = m.group(1).split()
@@ -325,7 +330,7 @@ def _empty(answer: str) -> bool:
     questions (the question itself and others like it, seen in session 11's Chinese
     benchmark; in session 13's, five questions around one line that states something),
     not counting lines that only introduce ("The documents say:")."""
-    rest = _CITATION.sub(" ", _PREAMBLE.sub("", answer, count=1))
+    rest = CITATION.sub(" ", _PREAMBLE.sub("", answer, count=1))
     # A line ending in a colon introduces ("The documents say:", the reply's own
     # heading, which the model imitates) and states nothing.
     lines = [
@@ -354,11 +359,35 @@ def _echoes(stated_numbers: list[str], stated_names: list[str], question: str) -
     )
 
 
-def check_answer(answer: str, sources: str, question: str | None = None) -> CheckResult:
+# Why an answer that states a word no document holds fails.
+ABSENT = "{term} (no document mentions it)"
+
+
+def _states_absent(answer: str, absent: Sequence[str]) -> list[str]:
+    """The words of ``absent`` (the question's words that no document of the workspace
+    holds) the answer states, as a word or a word's start ("budgets" of "budget")."""
+    folded = fold(CITATION.sub(" ", answer))
+    stated = []
+    for term in absent:
+        key = fold(term).removesuffix("'s").removesuffix("’s").strip("'’-")
+        if len(key) >= 3 and re.search(rf"(?<![^\W_]){re.escape(key)}", folded):
+            stated.append(ABSENT.format(term=term))
+    return stated
+
+
+def check_answer(
+    answer: str, sources: str, question: str | None = None, absent: Sequence[str] = ()
+) -> CheckResult:
     """Every number, name and quoted phrase of ``answer`` occurs in ``sources`` (or in
     ``question``, when given: the question's own names are no claim); and, when
     ``question`` is given, the answer states at least one name or number of its own, if
-    it states any (see ``_echoes``)."""
+    it states any (see ``_echoes``).
+
+    ``absent``: the question's words that no document of the workspace holds.  An answer
+    that states one says something of what the documents never mention: seen by hand in
+    session 17, "What is the budget of the Heliophysics Science Division?" of a slide
+    listing the division's code got "The budget of the Heliophysics Science Division is:
+    606.", every name and number of it in the slide."""
     # What the question itself states is no claim of the answer's ("What does the FAA
     # estimate ...?" -- "The FAA estimates ... $3,400" was refused, the quotes naming the
     # agency only as "the agency"); an answer stating nothing else is the echo below.
@@ -391,6 +420,7 @@ def check_answer(answer: str, sources: str, question: str | None = None) -> Chec
         quoted_in = _unspaced(source_text) if quoted_in is None else quoted_in
         if _unspaced(phrase) not in quoted_in:
             unsupported.append(f'"{m.group(1)}"')
+    unsupported.extend(_states_absent(answer, absent))
     if _empty(answer):
         unsupported.append(EMPTY)
     share = support(answer, sources)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.knowledge.check import CITATION
 from bot.knowledge.evidence import Quote
 from bot.knowledge.prompt import places_label
 from bot.knowledge.retrieval import Ranked
@@ -55,6 +58,46 @@ def merge_sources(hits: list[Ranked]) -> list[Source]:
             )
         )
     return sources
+
+
+# Why a citation marker fails the check: it names a passage the model was not given.
+NO_SUCH_SOURCE = "[{number}] (no such source)"
+
+
+def _cited_numbers(marker: str) -> list[int]:
+    """The numbers a marker's inside names: "1, 3" -> [1, 3]; "2-4" -> [2, 3, 4]."""
+    numbers: list[int] = []
+    for part in re.split(r"\s*,\s*", marker):
+        low, _, high = part.partition("-")
+        first = int(low)
+        last = int(high) if high else first
+        numbers.extend(range(first, min(last, first + 50) + 1))
+    return numbers
+
+
+def renumber_citations(
+    text: str, passages: Sequence[int], sources: Sequence[Source]
+) -> tuple[str, list[str]]:
+    """``text`` with the model's citation markers renumbered as the reply lists its
+    sources, and the markers that name no passage the model was given.
+
+    The model cites the passages of its prompt ("[3]": the third, ``passages`` holding
+    each one's document id in order); the reply lists one source per document.  Seen by
+    hand in session 17: "… is: [2] 606." under a reply whose only source was [1] (the
+    slide was the prompt's second passage)."""
+    position = {src.document_id: i for i, src in enumerate(sources, start=1)}
+    unknown: list[str] = []
+
+    def renumbered(m: re.Match[str]) -> str:
+        listed: list[int] = []
+        for n in _cited_numbers(m.group(1)):
+            if not 1 <= n <= len(passages) or passages[n - 1] not in position:
+                unknown.append(NO_SUCH_SOURCE.format(number=n))
+                return m.group(0)
+            listed.append(position[passages[n - 1]])
+        return "[" + ", ".join(str(n) for n in sorted(set(listed))) + "]"
+
+    return CITATION.sub(renumbered, text), unknown
 
 
 def format_quotes(quotes: list[Quote], heading: str) -> str:
