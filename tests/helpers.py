@@ -46,6 +46,30 @@ def make_pdf(path: Path, pages: list[list[str]] = PAGES) -> Path:
     return path
 
 
+def make_epub(path: Path, title: str, chapters: list[tuple[str, list[str]]]) -> Path:
+    """A small EPUB (written with ebooklib, as a publisher's tool would) of ``chapters``,
+    each (its title, its paragraphs), in this order, written to ``path``."""
+    from ebooklib import epub
+
+    book = epub.EpubBook()
+    book.set_identifier(f"urn:test:{path.stem}")
+    book.set_title(title)
+    book.set_language("en")
+    items = []
+    for i, (name, paragraphs) in enumerate(chapters, start=1):
+        item = epub.EpubHtml(title=name, file_name=f"chapter{i}.xhtml", lang="en")
+        body = "".join(f"<p>{p}</p>" for p in paragraphs)
+        item.content = f"<html><body><h1>{name}</h1>{body}</body></html>"
+        book.add_item(item)
+        items.append(item)
+    book.toc = items
+    book.add_item(epub.EpubNcx())
+    book.add_item(epub.EpubNav())
+    book.spine = items
+    epub.write_epub(str(path), book)
+    return path
+
+
 class RecordingStdout(io.StringIO):
     """A terminal that remembers each write, to see an answer arrive in pieces."""
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import converse, make_pdf, say
+from helpers import converse, make_epub, make_pdf, say
 
 from bot.app import App
 from bot.events import ConversationRef
@@ -1066,6 +1066,45 @@ async def test_who_wrote_a_document_and_its_title_are_quoted_from_its_header(
         # A file name elsewhere in a question says where to look; the rest is weighed.
         answer = await evidence_for(app, "How many triples was specter-2020.pdf trained on?")
         assert answer.found and "684,000" in answer.evidence[0].text
+
+
+async def test_who_wrote_and_when_a_book_opening_with_its_cover_was_published(
+    settings, tmp_path: Path
+) -> None:
+    """Seen by hand in session 17 on a Project Gutenberg e-book: its first chunk is its
+    cover ("Cover"), so "Who wrote Winter Sports in Switzerland?" named no document and
+    was "not found"; then "When was it published?" quoted the title and licence, its
+    release date two chunks further on ("You may copy it" counted as a date)."""
+    licence = (
+        "This ebook is for the use of anyone anywhere at no cost and with almost no "
+        "restrictions whatsoever. You may copy it, give it away or re-use it under the "
+        "terms of the licence included with this ebook."
+    )
+    book = make_epub(
+        tmp_path / "harbour.epub",
+        "The Harbour Almanac",
+        [
+            ("Cover", []),
+            ("The eBook of The Harbour Almanac, by Ada Brennan", [licence] * 3),
+            (
+                "Front matter",
+                [
+                    "Title: The Harbour Almanac",
+                    "Author: Ada Brennan",
+                    "Release date: March 3, 2021",
+                    "Language: English",
+                ],
+            ),
+            ("Tides", ["The spring tides in the harbour reach four metres."] * 20),
+        ],
+    )
+    async with files_shared(settings, book) as app:
+        answer = await evidence_for(app, "Who wrote The Harbour Almanac?")
+        assert answer.found and "by Ada Brennan" in answer.evidence[0].text
+        assert "harbour.epub" in answer.text
+        answer = await evidence_for(app, "When was The Harbour Almanac published?")
+        assert answer.found and any("March 3, 2021" in q.text for q in answer.evidence)
+        assert not any(q.text.startswith("You may copy") for q in answer.evidence)
 
 
 def test_a_documents_opening_quotes_what_the_next_chunk_repeats_once() -> None:

@@ -24,7 +24,7 @@ from bot.knowledge.evidence import Evidence, EvidenceFinder, Quote
 from bot.knowledge.named import Named, find_named, might_name_document
 from bot.knowledge.opening import opening_evidence
 from bot.knowledge.prompt import fit_prompt, where_label
-from bot.knowledge.question import is_follow_up
+from bot.knowledge.question import asks_date, is_follow_up
 from bot.knowledge.reply import (
     Source,
     format_citations,
@@ -265,7 +265,7 @@ class Answerer:
             ids = {c.chunk_id for c in candidates}
             candidates = [q.hit for q in evidence.quotes if q.hit.chunk_id not in ids] + candidates
         if named is not None and named.about and defined is None:
-            evidence = opening_evidence(candidates, header=named.header)
+            evidence = opening_evidence(candidates, header=named.header, wants=asks_date(question))
         elif defined is None or described:
             # "In X, what ...": the candidates are X's chunks already, and X's name says
             # where to look, not what to find: only the question proper is weighed.

@@ -14,6 +14,12 @@ from bot.store.records import ChunkHit
 
 # How many chunks of a page asked for by number the evidence is chosen from.
 PAGE_CHUNKS = 4
+# How many opening chunks answer "What is X about?" (title, abstract) and a question on
+# its header ("Who wrote X?", "When was X published?"): an e-book's header runs longer
+# (seen by hand in session 17: a cover, a licence, then the title, author and release
+# date in the third chunk and the printed "1913" in the fourth).
+OPENING_CHUNKS = 2
+HEADER_CHUNKS = 4
 # How many chunks the evidence sentences are chosen from (the relevant hits first).
 EVIDENCE_CHUNKS = 8
 
@@ -38,7 +44,8 @@ async def evidence_candidates(
                 page=named.page,
             )
         if named.about:
-            return await asyncio.to_thread(store.opening_chunks, workspace_id, named.document_id)
+            n = HEADER_CHUNKS if named.header else OPENING_CHUNKS
+            return await asyncio.to_thread(store.opening_chunks, workspace_id, named.document_id, n)
         # "In X, what ...": X's own chunks among the candidates, else its opening.
         own = [r.hit for r in retrieved.ranked if r.hit.document_id == named.document_id]
         if own:

@@ -4,6 +4,7 @@ is X about?", "Who wrote X?"): its abstract, or its first sentences."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from bot.knowledge.evidence import Evidence, Quote
 from bot.knowledge.sentences import MIN_SENTENCE_CHARS, split_sentences
@@ -14,9 +15,19 @@ OPENING_QUOTES = 3
 _ABSTRACT = re.compile(r"\b(?:abstract|summary|摘要)\b[\s.:\u2014-]*", re.I)
 
 
-def opening_evidence(chunks: list[ChunkHit], *, header: bool = False) -> Evidence:
+def opening_evidence(
+    chunks: list[ChunkHit], *, header: bool = False, wants: Callable[[str], float] | None = None
+) -> Evidence:
     """For "what is X about": the first sentences of the document (title, abstract);
-    for "who wrote X" (``header``): its first sentences (title, names)."""
+    for "who wrote X" (``header``): its first sentences (title, names).
+
+    ``wants``: for a header question asking for a date ("When was X published?"), what
+    scores a sentence holding one: the title, then the first sentences of the opening
+    that hold a date.  Seen by hand in session 17: an e-book's first sentences (its
+    title, its licence) were quoted for "When was Winter Sports in Switzerland
+    published?", its "Release date: August 23, 2019" line further down."""
+    if header and wants is not None:
+        return _dated(chunks, wants)
     quotes: list[Quote] = []
     # A paper's abstract says what it is about better than its header of names.
     for chunk in [] if header else chunks:
@@ -39,6 +50,22 @@ def opening_evidence(chunks: list[ChunkHit], *, header: bool = False) -> Evidenc
             if len(quotes) >= OPENING_QUOTES:
                 break
     return Evidence(quotes, 1.0, 1.0, bool(quotes), 1.0)
+
+
+def _dated(chunks: list[ChunkHit], wants: Callable[[str], float]) -> Evidence:
+    """The opening's first sentence, then its first sentences that ``wants`` scores
+    (OPENING_QUOTES in all); the plain opening when none does."""
+    sentences: list[tuple[str, ChunkHit]] = []
+    for chunk in chunks:
+        for sentence in split_sentences(chunk.text):
+            sentence = _past_overlap(sentence, [s for s, _ in sentences])
+            if sentence and sentence not in (s for s, _ in sentences):
+                sentences.append((sentence, chunk))
+    picked = sentences[:1] + [(s, c) for s, c in sentences[1:] if wants(s) > 0]
+    if len(picked) < 2:
+        return opening_evidence(chunks, header=True)
+    quotes = [Quote(s, c, 1.0, 1.0) for s, c in picked[:OPENING_QUOTES]]
+    return Evidence(quotes, 1.0, 1.0, True, 1.0)
 
 
 # A sentence opening with this much of an earlier quote's end repeats it.

@@ -43,9 +43,17 @@ _HAS_NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+")
 # Finer kinds of number: a question that asks for one of them wants a sentence holding
 # that kind, not any number ("at what time was the meeting closed?" is answered by "la
 # séance est levée à 16h05", not by "Résolution DM-2023-001"). (question, sentence)
+# ("may" is a month only beside a number: "You may copy it" holds no date; seen by hand
+# in session 17, it was quoted as an e-book's publication date.)
 _MONTHS = (
-    "jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
-    "sep(?:t|tember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
+    "jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may(?=\\s+\\d)|(?<=\\d\\s)may|june?|"
+    "july?|aug(?:ust)?|sep(?:t|tember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
+)
+# A date or a year: 7 juin 2023, April 10, 2020, 11/04/14.
+_ASKS_DATE = re.compile(r"^\s*when\b|\b(?:what|which) (?:date|day|year|month)\b", re.I)
+_HOLDS_DATE = re.compile(
+    rf"\b(?:1[5-9]|20)\d{{2}}\b|\b\d{{1,2}}[/.]\d{{1,2}}[/.]\d{{2,4}}\b|\b(?:{_MONTHS})\b",
+    re.I,
 )
 _NUMBER_KINDS = [
     (  # a time of day: 16h00, 1:01 p.m., 10 A. M.
@@ -68,14 +76,16 @@ _NUMBER_KINDS = [
         re.compile(r"\b(?:percent|percentage|what share|what proportion)\b", re.I),
         re.compile(r"\d\s?%|\bpercent\b", re.I),
     ),
-    (  # a date or a year: 7 juin 2023, April 10, 2020, 11/04/14
-        re.compile(r"^\s*when\b|\b(?:what|which) (?:date|day|year|month)\b", re.I),
-        re.compile(
-            rf"\b(?:1[5-9]|20)\d{{2}}\b|\b\d{{1,2}}[/.]\d{{1,2}}[/.]\d{{2,4}}\b|\b(?:{_MONTHS})\b",
-            re.I,
-        ),
-    ),
+    (_ASKS_DATE, _HOLDS_DATE),
 ]
+
+
+def asks_date(question: str) -> Callable[[str], float] | None:
+    """For a question asking when ("When was X published?", "in which year ..."), the
+    scorer of sentences holding a date or a year; None for any other question."""
+    if _ASKS_DATE.search(question):
+        return lambda s: TYPE_BONUS if _HOLDS_DATE.search(s) else 0.0
+    return None
 
 
 def type_bonus(question: str) -> Callable[[str], float]:

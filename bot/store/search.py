@@ -307,8 +307,11 @@ class SearchMixin(WorkspaceIndexMixin):
         *,
         shared_in: tuple[str, str, Sequence[str]] | None = None,
     ) -> list[tuple[int, str, str]]:
-        """(id, file name, the start of its first chunk) of each ready document: the
-        title and first lines, to recognise a document a question names.
+        """(id, file name, the start of its first chunks) of each ready document: the
+        title and first lines, to recognise a document a question names.  The second
+        chunk counts too: a first chunk may hold no title at all (an e-book's "Cover",
+        seen by hand in session 17: "Who wrote Winter Sports in Switzerland?" named no
+        document, the title being in the second).
 
         In the order they were indexed, except that those shared in the channel
         ``shared_in`` (platform, space, the channel's id and names) come last: several
@@ -318,10 +321,12 @@ class SearchMixin(WorkspaceIndexMixin):
         with self.engine.connect() as conn:
             rows = conn.execute(
                 text(
-                    "SELECT d.id, d.file_name, coalesce(left(c.text, :n), '') "
+                    "SELECT d.id, d.file_name, coalesce(left(string_agg(c.text, "
+                    "E'\\n\\n' ORDER BY c.ordinal), :n), '') "
                     "FROM documents d LEFT JOIN chunks c "
-                    "ON c.document_id = d.id AND c.ordinal = 0 "
+                    "ON c.document_id = d.id AND c.ordinal < 2 "
                     "WHERE d.workspace_id = :w AND d.status = 'ready' "
+                    "GROUP BY d.id "
                     "ORDER BY (d.source_platform = :p AND d.source_space = :s "
                     "AND d.source_channel = ANY(:names)) IS TRUE, d.id"
                 ),
