@@ -331,6 +331,21 @@ def test_an_answer_that_is_only_its_preamble_fails_the_check() -> None:
     assert check_answer(headed, "这款名为DNC（可微神经计算机）的AI模型").unsupported == [EMPTY]
 
 
+def test_an_answer_that_only_quotes_a_tables_column_names_fails_the_check() -> None:
+    # Seen by hand in session 17 with the default model: asked whether a spreadsheet's
+    # field is mandatory, it quoted the sheet's header row, which every quoted row of the
+    # sheet repeats, and that was posted as the answer.
+    header = "| S.No | Field | Field Length | Mandatory / Optional for Individual KYC |"
+    row = "| 4 | APPLICATION NO | 20 | O |"
+    sources = f"{header} … {row}\n{header} … | 5 | APPLICATION DATE | | M |"
+    for said in (f'The document says:\n> "{header}"', f'> "{header[:40]}'):
+        verdict = check_answer(said, sources)
+        assert not verdict.passed and verdict.unsupported == [EMPTY], said
+    # A row under its column names says something.
+    assert check_answer(f'The document says:\n> "{header} … {row}"', sources).passed
+    assert check_answer("The application number is optional (O) [1].", sources).passed
+
+
 @contextlib.asynccontextmanager
 async def directive_on_scripted_model(
     settings, tmp_path: Path, scripted_model: ThreadingHTTPServer

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.knowledge.language import fold
+from bot.knowledge.sentences import AFTER_HEADER
 
 # A number as written: optional currency, digits with optional thousands separators,
 # optional decimals, optional percent.
@@ -324,19 +325,47 @@ _ASKED_BACK = re.compile(
 _INTRODUCES = re.compile(r"[:\uff1a]\s*$")
 
 
-def _empty(answer: str) -> bool:
+def _column_names(sources: str) -> list[str]:
+    """The header rows the sources quote their table rows with ("| Year | Sales |" of
+    "| Year | Sales | … | 2021 | 150 |"), squashed."""
+    return [
+        _squash(line.split(AFTER_HEADER, 1)[0])
+        for line in sources.splitlines()
+        if line.startswith("|") and AFTER_HEADER in line
+    ]
+
+
+# A quote as the model writes it on a line of its own: "> "...", or the text in quotes.
+_QUOTE_LINE = re.compile(r"^\s*(?:>\s*)?[\"\u201c]?(?P<q>.*?)[\"\u201d]?\s*$")
+
+
+def _only_column_names(line: str, headers: list[str]) -> bool:
+    """Whether ``line`` quotes a table's column names and nothing else (the whole header
+    row or its start: the model may stop inside it)."""
+    m = _QUOTE_LINE.match(line)
+    quoted = _squash(m.group("q")) if m else ""
+    return quoted.startswith("|") and len(quoted) > 2 and any(h.startswith(quoted) for h in headers)
+
+
+def _empty(answer: str, sources: str = "") -> bool:
     """Whether the answer, past a preamble ("The answer to this question is:") and its
     citation markers, says nothing at all, or mostly asks: more than half of its lines
     questions (the question itself and others like it, seen in session 11's Chinese
     benchmark; in session 13's, five questions around one line that states something),
-    not counting lines that only introduce ("The documents say:")."""
+    not counting lines that only introduce ("The documents say:") nor those that only
+    quote a table's column names (seen by hand in session 17: asked whether a field
+    of a spreadsheet is mandatory, the model quoted the sheet's header row, which every
+    quoted row of it repeats, and it was posted)."""
     rest = CITATION.sub(" ", _PREAMBLE.sub("", answer, count=1))
+    headers = _column_names(sources)
     # A line ending in a colon introduces ("The documents say:", the reply's own
     # heading, which the model imitates) and states nothing.
     lines = [
         line
         for line in rest.splitlines()
-        if any(ch.isalnum() for ch in line) and not _INTRODUCES.search(line)
+        if any(ch.isalnum() for ch in line)
+        and not _INTRODUCES.search(line)
+        and not _only_column_names(line, headers)
     ]
     asking = sum(1 for line in lines if _ASKED_BACK.search(line))
     return asking * 2 > len(lines) or not lines
@@ -421,7 +450,7 @@ def check_answer(
         if _unspaced(phrase) not in quoted_in:
             unsupported.append(f'"{m.group(1)}"')
     unsupported.extend(_states_absent(answer, absent))
-    if _empty(answer):
+    if _empty(answer, sources):
         unsupported.append(EMPTY)
     share = support(answer, sources)
     if share is not None and share < SUPPORT_FLOOR:

@@ -50,7 +50,14 @@ from bot.knowledge.acronyms import with_definitions
 from bot.knowledge.check import names
 from bot.knowledge.language import fold, same_language
 from bot.knowledge.question import content_of, question_words, type_bonus
-from bot.knowledge.sentences import CJK, TABLE_ROW, is_cjk, split_sentences, table_header
+from bot.knowledge.sentences import (
+    AFTER_HEADER,
+    CJK,
+    TABLE_ROW,
+    is_cjk,
+    split_sentences,
+    table_header,
+)
 from bot.knowledge.spelling import glued_words, named_marks
 from bot.knowledge.window import table_window
 from bot.store.keyword import TermStats
@@ -265,7 +272,7 @@ class EvidenceFinder:
                 if header and sentence != header and TABLE_ROW.match(sentence):
                     # A row means nothing without its column names ("| 2021 | 150 |"):
                     # quoted, and scored, with the header row its chunk repeats.
-                    sentence = f"{header} … {sentence}"
+                    sentence = f"{header}{AFTER_HEADER}{sentence}"
                 key = sentence.lower()
                 if key in seen:  # chunk overlap repeats sentences
                     continue

@@ -116,6 +116,8 @@ def _cut_long(sentence: str) -> list[str]:
 
 # A table row as the extractors write them: "| cell | cell |".
 TABLE_ROW = re.compile(r"^\|.*\|$")
+# Between a row and the header it is quoted with: "| Year | Sales | … | 2021 | 150 |".
+AFTER_HEADER = " … "
 
 
 # A row of one cell, "| In millions of CHF, January–June 2023 |": a line of text set in a
