@@ -206,6 +206,30 @@ def test_a_quantity_is_checked_with_what_it_counts() -> None:
     assert check_answer("In 2020 the AD was proposed for 73 airplanes.", sources + " 2020").passed
 
 
+def test_a_date_is_checked_as_a_date_and_a_rate_as_a_rate() -> None:
+    # Seen in session 17's calibrate benchmark with the default model: "The Emergency
+    # Order of Prohibition ... was issued on March 13, 2020" was posted, the quotes saying
+    # "On March 13, 2019" and "dated June 12, 2020": each number of it was somewhere.
+    sources = (
+        "On March 13, 2019, the FAA issued an Emergency Order of Prohibition. "
+        "Boeing Special Attention Service Bulletin 737-31-1860, dated June 12, 2020."
+    )
+    late = check_answer("The order was issued on March 13, 2020, by the FAA.", sources)
+    assert not late.passed and late.unsupported == ["March 13, 2020"]
+    for said in ("It was issued on March 13, 2019.", "It is dated 12 June 2020.", "On March 13."):
+        assert check_answer(said, sources).passed, said
+    assert check_answer("It was run on December 3, 2014.", "RUN 12/3/2014 11:57:01 AM").passed
+    assert check_answer("Up to 3 may apply.", "Up to 3 may apply to each.").passed  # no month
+    # An amount the sources give only per hour is no total (the same model wrote "The
+    # estimated cost per airplane of the AOA sensor system test is $85." of a table
+    # that also gave $85 as a total, which is why that one passed).
+    rates = "AOA sensor system test: 40 work-hours × $85 per hour = $3,400."
+    bare = check_answer("The test costs $85 per airplane.", rates)
+    assert not bare.passed and bare.unsupported == ["$85"]
+    assert check_answer("The test costs $3,400; labour is $85 per hour.", rates).passed
+    assert check_answer("Labour costs $85 an hour.", rates).passed
+
+
 def test_a_number_written_as_a_word_is_checked_as_a_number() -> None:
     # Seen by hand in session 9: asked how many agents the AutoGen paper's coding example
     # uses, the default model wrote "two different types of agents: one is a human agent"
