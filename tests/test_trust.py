@@ -387,6 +387,17 @@ async def directive_on_scripted_model(
         await app.close()
 
 
+async def scripted_answer(
+    app: App, binding: Any, model: ThreadingHTTPServer, question: str, reply: str
+) -> Answer:
+    """The bot's answer to ``question`` in #general, the scripted model replying
+    ``reply``."""
+    model.reply = reply  # type: ignore[attr-defined]
+    return await app.answerer.answer(
+        binding, None, question, author="console:alice", conversation_key="t"
+    )
+
+
 async def test_a_misread_amount_is_replaced_by_the_evidence_holding_the_real_one(
     settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
 ) -> None:
@@ -394,9 +405,8 @@ async def test_a_misread_amount_is_replaced_by_the_evidence_holding_the_real_one
         question = "What does the FAA estimate the AOA sensor system test costs per airplane?"
 
         # The remote model misreads "$3,400" as "$3.40": the reply is the evidence alone.
-        scripted_model.reply = "The test costs $3.40 per airplane [1]."  # type: ignore[attr-defined]
-        answer = await app.answerer.answer(
-            binding, None, question, author="console:alice", conversation_key="t"
+        answer = await scripted_answer(
+            app, binding, scripted_model, question, "The test costs $3.40 per airplane [1]."
         )
         assert answer.checked == "replaced_by_evidence"
         assert "$3.40" not in answer.text
@@ -413,9 +423,8 @@ async def test_a_misread_amount_is_replaced_by_the_evidence_holding_the_real_one
         assert stored.role == "assistant" and "$3.40" not in stored.text
 
         # The same model reading it right: its answer is posted, the evidence under it.
-        scripted_model.reply = "The test costs $3,400 per airplane [1]."  # type: ignore[attr-defined]
-        answer = await app.answerer.answer(
-            binding, None, question, author="console:alice", conversation_key="t"
+        answer = await scripted_answer(
+            app, binding, scripted_model, question, "The test costs $3,400 per airplane [1]."
         )
         assert answer.checked == "passed"
         assert answer.text.startswith("The test costs $3,400 per airplane [1].")
@@ -424,9 +433,12 @@ async def test_a_misread_amount_is_replaced_by_the_evidence_holding_the_real_one
         # A number the directive holds, but not in the sentences quoted under the answer:
         # the check reads the quotes, what the reader can verify (seen in session 9's
         # benchmark: "The answer is: 3" passed, a long document holding a 3 somewhere).
-        scripted_model.reply = "The test costs $3,400 per airplane, as of 2020 [1]."  # type: ignore[attr-defined]
-        answer = await app.answerer.answer(
-            binding, None, question, author="console:alice", conversation_key="t"
+        answer = await scripted_answer(
+            app,
+            binding,
+            scripted_model,
+            question,
+            "The test costs $3,400 per airplane, as of 2020 [1].",
         )
         assert not any("2020" in q.text for q in answer.evidence)  # on page 1 only
         assert answer.checked == "replaced_by_evidence" and answer.unsupported == ["2020"]
@@ -441,18 +453,20 @@ async def test_an_answer_about_what_no_document_mentions_is_replaced_by_the_evid
     # on the slide, and no document says "budget".
     async with directive_on_scripted_model(settings, tmp_path, scripted_model) as (app, binding):
         question = "How much fuel does the AOA sensor system test cost per airplane?"
-        scripted_model.reply = "The fuel for the test costs $3,400 per airplane [1]."  # type: ignore[attr-defined]
-        answer = await app.answerer.answer(
-            binding, None, question, author="console:alice", conversation_key="t"
+        answer = await scripted_answer(
+            app,
+            binding,
+            scripted_model,
+            question,
+            "The fuel for the test costs $3,400 per airplane [1].",
         )
         assert answer.found and answer.checked == "replaced_by_evidence"
         assert answer.unsupported == ["fuel (no document mentions it)"]
         assert answer.text.startswith("The documents say:") and "fuel" not in answer.text
         # Without that word the same figure is an answer.
         question = "How much does the AOA sensor system test cost per airplane?"
-        scripted_model.reply = "The test costs $3,400 per airplane [1]."  # type: ignore[attr-defined]
-        answer = await app.answerer.answer(
-            binding, None, question, author="console:alice", conversation_key="t"
+        answer = await scripted_answer(
+            app, binding, scripted_model, question, "The test costs $3,400 per airplane [1]."
         )
         assert answer.checked == "passed"
 
@@ -465,9 +479,8 @@ async def test_the_models_citations_are_numbered_as_the_reply_lists_its_sources(
     # lists one source per document.
     async with directive_on_scripted_model(settings, tmp_path, scripted_model) as (app, binding):
         question = "What does the FAA estimate the AOA sensor system test costs per airplane?"
-        scripted_model.reply = "The test costs $3,400 per airplane [2]."  # type: ignore[attr-defined]
-        answer = await app.answerer.answer(
-            binding, None, question, author="console:alice", conversation_key="t"
+        answer = await scripted_answer(
+            app, binding, scripted_model, question, "The test costs $3,400 per airplane [2]."
         )
         prompt = scripted_model.requests[-1]["messages"][-1]["content"]  # type: ignore[attr-defined]
         assert "\n[2] ad-2020-17221.pdf" in prompt  # two passages, one document
@@ -475,9 +488,8 @@ async def test_the_models_citations_are_numbered_as_the_reply_lists_its_sources(
         assert answer.text.startswith("The test costs $3,400 per airplane [1].")
         assert "Sources:\n[1] ad-2020-17221.pdf" in answer.text and "\n[2] " not in answer.text
         # A passage the model was never given is cited: no reader could follow it.
-        scripted_model.reply = "The test costs $3,400 per airplane [7]."  # type: ignore[attr-defined]
-        answer = await app.answerer.answer(
-            binding, None, question, author="console:alice", conversation_key="t"
+        answer = await scripted_answer(
+            app, binding, scripted_model, question, "The test costs $3,400 per airplane [7]."
         )
         assert answer.checked == "replaced_by_evidence"
         assert answer.unsupported == ["[7] (no such source)"]
@@ -496,27 +508,22 @@ async def test_a_model_that_loops_or_recites_a_source_is_cut_to_its_answer(
             f"{said}\n\n{said} The test co",
             f"{said}\n\n[5] ad-2020-17221.pdf, p. 9\nThe test is done by 12 mechanics.",
         ):
-            scripted_model.reply = reply  # type: ignore[attr-defined]
-            answer = await app.answerer.answer(
-                binding, None, question, author="console:alice", conversation_key="t"
-            )
+            answer = await scripted_answer(app, binding, scripted_model, question, reply)
             assert answer.checked == "passed"
             assert answer.draft == said
             assert answer.text.startswith(f"{said}\n\nEvidence:")
         # A list whose items say the same again, however short (seen in session 10's
         # benchmark: "1. 2019\n2. 2019"), is cut to its first item.
-        scripted_model.reply = "1. $3,400\n2. $3,400\n3. $3,400"  # type: ignore[attr-defined]
-        answer = await app.answerer.answer(
-            binding, None, question, author="console:alice", conversation_key="t"
+        answer = await scripted_answer(
+            app, binding, scripted_model, question, "1. $3,400\n2. $3,400\n3. $3,400"
         )
         assert answer.draft == "1. $3,400"
         # A draft that says itself again with no sentence end between (seen by hand in
         # session 14: "... by E. F. Benson The Project Gutenberg eBook of ... by E. F.")
         # is cut where the loop starts.
         said = "The FAA estimates that the AOA sensor system test costs $3,400 per airplane"
-        scripted_model.reply = f"{said} {said} The FAA es"  # type: ignore[attr-defined]
-        answer = await app.answerer.answer(
-            binding, None, question, author="console:alice", conversation_key="t"
+        answer = await scripted_answer(
+            app, binding, scripted_model, question, f"{said} {said} The FAA es"
         )
         assert answer.checked == "passed" and answer.draft == said
     # A period after an initial ends no sentence: a draft the token cap cut keeps the
