@@ -10,6 +10,9 @@ each of these, as stated in the answer, occurs in the text the model was given:
   a number stated with what it counts ("12 hours") must be in the sources with that
   word just after it ("40 work-hours" holds "40 hours"; a bare "12" elsewhere does not
   hold "12 hours");
+* dates written with a month's name, compared as dates ("March 13, 2020" is not held by
+  "March 13, 2019" and "June 12, 2020"; "December 3, 2014" is held by "12/3/2014");
+* amounts the sources give only as a rate over time ("$85 per hour"), stated as such;
 * proper names: capitalised words other than a sentence's first, and acronyms;
 * quoted phrases of two words or more.
 
@@ -20,6 +23,9 @@ easier for readers").
 
 An answer that states a word of the question that no document of the workspace holds
 ("the *budget* of the division is 606") says something the documents never mention.
+
+An answer that only introduces ("The documents say:"), asks, or quotes a table's column
+names says nothing.
 
 And an answer whose names and numbers are all the question's own is no answer: it
 restates the question ("Which company does Sheryl Baxter work for?" -- "The company
@@ -212,10 +218,12 @@ def _same_unit(unit: str, written: set[str]) -> bool:
 _MONTH_NAMES = (  # noqa: SIM905 (one word list reads better as text)
     "january february march april may june july august september october november december"
 ).split()
-_MONTH = (
-    r"(?P<{}>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
-    r"|sep(?:t|tember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+# A month's name, whole or cut to its usual abbreviation ("Sept", "Dec").
+MONTHS = (
+    "jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    "|sep(?:t|tember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
 )
+_MONTH = rf"(?P<{{}}>{MONTHS})\.?"
 _DATE_FORMS = [
     # March 13, 2020 / March 13 2020 / March 13
     re.compile(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from bot.knowledge.check import MONTHS
 from bot.knowledge.language import fold
 from bot.knowledge.sentences import CJK
 
@@ -45,10 +46,7 @@ _HAS_NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+")
 # séance est levée à 16h05", not by "Résolution DM-2023-001"). (question, sentence)
 # ("may" is a month only beside a number: "You may copy it" holds no date; seen by hand
 # in session 17, it was quoted as an e-book's publication date.)
-_MONTHS = (
-    "jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may(?=\\s+\\d)|(?<=\\d\\s)may|june?|"
-    "july?|aug(?:ust)?|sep(?:t|tember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
-)
+_MONTHS = MONTHS.replace("|may|", r"|may(?=\s+\d)|(?<=\d\s)may|")
 # A date or a year: 7 juin 2023, April 10, 2020, 11/04/14.
 _ASKS_DATE = re.compile(r"^\s*when\b|\b(?:what|which) (?:date|day|year|month)\b", re.I)
 _HOLDS_DATE = re.compile(
