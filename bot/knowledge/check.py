@@ -275,9 +275,11 @@ def _source_dates(text: str) -> set[tuple[int, int, int | None]]:
     return dates | {(month, day, None) for month, day, _ in dates}
 
 
-def _dates_unsupported(answer: str, sources: str) -> list[str]:
-    """The answer's dates (with a month's name) that no date of the sources is."""
-    stated = _named_dates(answer)
+def _dates_unsupported(
+    stated: list[tuple[str, int, int, int | None, str]], sources: str
+) -> list[str]:
+    """The dates of ``stated`` (the answer's, ``_named_dates``) that no date of the
+    sources is."""
     if not stated:
         return []
     known = _source_dates(sources)
@@ -546,11 +548,12 @@ def check_answer(
         for written, key, unit in quantities:
             if key in source_numbers and not _same_unit(unit, units.get(key, set())):
                 unsupported.append(written)
-    unsupported.extend(_dates_unsupported(answer, sources))
+    stated_dates = _named_dates(answer)
+    unsupported.extend(_dates_unsupported(stated_dates, sources))
     unsupported.extend(_rates_as_totals(answer, sources, question or ""))
     # A month's name in a date is checked with the date ("December 3, 2014" of
     # "12/3/2014"), not as a name.
-    in_dates = {fold(month) for *_, month in _named_dates(answer)}
+    in_dates = {fold(month) for *_, month in stated_dates}
     for name, word in stated_names:
         if word in in_dates:
             continue
