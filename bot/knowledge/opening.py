@@ -4,7 +4,8 @@ is X about?", "Who wrote X?"): its abstract, or its first sentences."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from itertools import islice
 
 from bot.knowledge.evidence import Evidence, Quote
 from bot.knowledge.sentences import MIN_SENTENCE_CHARS, split_sentences
@@ -39,33 +40,31 @@ def opening_evidence(
     if not quotes:
         # The first sentences, across the opening chunks: a document cut by its
         # headings may open with a chunk holding its title alone.
-        # A sheet's header row opens each of its chunks: it is quoted once.
-        seen: set[str] = set()
-        for chunk in chunks:
-            for sentence in split_sentences(chunk.text):
-                sentence = _past_overlap(sentence, [q.text for q in quotes])
-                if len(quotes) < OPENING_QUOTES and sentence and sentence not in seen:
-                    seen.add(sentence)
-                    quotes.append(Quote(sentence, chunk, 1.0, 1.0))
-            if len(quotes) >= OPENING_QUOTES:
-                break
+        quotes = [Quote(s, c, 1.0, 1.0) for s, c in islice(_sentences(chunks), OPENING_QUOTES)]
     return Evidence(quotes, 1.0, 1.0, bool(quotes), 1.0)
 
 
 def _dated(chunks: list[ChunkHit], wants: Callable[[str], float]) -> Evidence:
     """The opening's first sentence, then its first sentences that ``wants`` scores
     (OPENING_QUOTES in all); the plain opening when none does."""
-    sentences: list[tuple[str, ChunkHit]] = []
-    for chunk in chunks:
-        for sentence in split_sentences(chunk.text):
-            sentence = _past_overlap(sentence, [s for s, _ in sentences])
-            if sentence and sentence not in (s for s, _ in sentences):
-                sentences.append((sentence, chunk))
+    sentences = list(_sentences(chunks))
     picked = sentences[:1] + [(s, c) for s, c in sentences[1:] if wants(s) > 0]
     if len(picked) < 2:
         return opening_evidence(chunks, header=True)
     quotes = [Quote(s, c, 1.0, 1.0) for s, c in picked[:OPENING_QUOTES]]
     return Evidence(quotes, 1.0, 1.0, True, 1.0)
+
+
+def _sentences(chunks: list[ChunkHit]) -> Iterator[tuple[str, ChunkHit]]:
+    """The opening's sentences in order, each once, without what the next chunk repeats
+    of the one before (a sheet's header row opens each of its chunks: it comes once)."""
+    earlier: list[str] = []
+    for chunk in chunks:
+        for sentence in split_sentences(chunk.text):
+            sentence = _past_overlap(sentence, earlier)
+            if sentence and sentence not in earlier:
+                earlier.append(sentence)
+                yield sentence, chunk
 
 
 # A sentence opening with this much of an earlier quote's end repeats it.
