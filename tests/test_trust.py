@@ -1403,6 +1403,47 @@ async def test_a_table_row_is_quoted_with_its_column_names_and_a_hyphen_is_no_mi
         await app.close()
 
 
+async def test_a_slides_line_and_a_cover_pages_value_are_quoted_alone(settings) -> None:
+    """Seen by hand in session 17: "What is Code 660?" was answered by the slide's whole
+    list of codes, a 400-character run: the extractors wrote one block per line and the
+    chunker joined the lines of a paragraph, as a PDF wraps them.  A block is now a
+    paragraph of its own.  And a web page's tables were all read as text (each cell of a
+    page exported from a word processor is a <p>), so a filing's cover ran its values
+    and their labels together: a table is now rows, its labels with their values."""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        for name in (
+            "unstructured_science-exploration-1p.pptx",
+            "unstructured_example-10k-1p.html",
+        ):
+            reply = await say(app, f"/librarian upload {OFFICE / name}")
+            assert f"Indexed {name}" in reply
+
+        code = await evidence_for(app, "Which division has the code 660?")
+        assert code.found
+        assert code.evidence[0].text == "Code 660: Astrophysics Science Division"
+        # Each quote is one line of the slide, not its list run together.
+        assert not any("Code 610" in q.text and "Code 660" in q.text for q in code.evidence)
+        state = await evidence_for(app, "In which state is Galaxy Gaming incorporated?")
+        assert state.found
+        assert any(
+            q.text.startswith(
+                "| Nevada (State or other jurisdiction of incorporation or organization) |"
+            )
+            for q in state.evidence
+        ), [q.text for q in state.evidence]
+        # The cover's table of securities: the symbol is quoted in its row, with the
+        # column names (the spacer columns between them left out).
+        symbol = await evidence_for(app, "What is Galaxy Gaming's trading symbol?")
+        assert (
+            "| Title of each class | Trading symbol | Name of exchange on which registered |"
+            " … | Common stock | GLXZ | OTCQB marketplace |"
+        ) in [q.text for q in symbol.evidence], [q.text for q in symbol.evidence]
+    finally:
+        await app.close()
+
+
 def test_a_list_number_or_a_captions_label_opens_the_sentence_it_numbers() -> None:
     from bot.knowledge.sentences import split_sentences
 

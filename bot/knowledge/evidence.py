@@ -53,8 +53,10 @@ from bot.knowledge.question import content_of, question_words, type_bonus
 from bot.knowledge.sentences import (
     AFTER_HEADER,
     CJK,
+    HEADER_CELLS,
     TABLE_ROW,
     is_cjk,
+    row_cells,
     split_sentences,
     table_header,
 )
@@ -268,8 +270,19 @@ class EvidenceFinder:
         seen: set[str] = set()
         for rank, hit in enumerate(hits):
             header = table_header(hit.text)
+            # Rows below the header are of its table; a row above it too when it is as
+            # wide as a header can be (a sheet's block starts with the rows the chunk
+            # before ends with), not a form's line of one or two cells set over a table
+            # (a filing's cover, "| Nevada (State of incorporation) | 20-8143439 |").
+            under = False
             for sentence in split_sentences(hit.text):
-                if header and sentence != header and TABLE_ROW.match(sentence):
+                if sentence == header:
+                    under = True
+                elif (
+                    header
+                    and TABLE_ROW.match(sentence)
+                    and (under or len(row_cells(sentence)) >= HEADER_CELLS)
+                ):
                     # A row means nothing without its column names ("| 2021 | 150 |"):
                     # quoted, and scored, with the header row its chunk repeats.
                     sentence = f"{header}{AFTER_HEADER}{sentence}"

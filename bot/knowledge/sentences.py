@@ -120,6 +120,15 @@ TABLE_ROW = re.compile(r"^\|.*\|$")
 AFTER_HEADER = " … "
 
 
+# A table's header has this many cells or more (fewer: a form's line, a title row).
+HEADER_CELLS = 3
+
+
+def row_cells(row: str) -> list[str]:
+    """The cells of a table row written "| a | b |"."""
+    return [c.strip() for c in row.strip().strip("|").split("|")]
+
+
 # A row of one cell, "| In millions of CHF, January–June 2023 |": a line of text set in a
 # table (a sheet's title lines, a footnote, a merged title row), not a row of values.
 ONE_CELL_ROW = re.compile(r"^\|([^|]*)\|$")
@@ -134,8 +143,8 @@ def _table_head(lines: list[str]) -> tuple[int, set[int], str] | None:
     at = None
     for i, line in enumerate(lines):
         if TABLE_ROW.match(line):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if len(cells) >= 3 and any(re.search(r"[^\W\d_]", c) for c in cells):
+            cells = row_cells(line)
+            if len(cells) >= HEADER_CELLS and any(re.search(r"[^\W\d_]", c) for c in cells):
                 at = i
                 break
     if at is None:

@@ -80,12 +80,65 @@ def empty(filename: str) -> ExtractionRefused:
     return ExtractionRefused(RefusalCode.EMPTY, f"{display_name(filename)} has no text in it.")
 
 
+# A block of a structured document (a paragraph, a heading, a list item, a slide's line)
+# is set apart by a blank line, so the chunker keeps it a paragraph of its own and the
+# evidence quotes it alone: "Code 660: Astrophysics Science Division", not the slide's
+# whole list run together (the chunker joins the lines of a paragraph, as a PDF wraps
+# them).  A block shorter than this, without a sentence's end, is a value or a label
+# that means nothing alone ("Nevada", "GLXZ", "Trading symbol"): it stays with the next.
+SHORT_BLOCK_CHARS = 20
+_SENTENCE_END_RE = re.compile(r"[.!?:;\u3002\uff01\uff1f]$")
+# A block that is only a parenthesised label names the value above it, as a filing's
+# cover page writes "Nevada" over "(State or other jurisdiction of incorporation)".
+_LABEL_RE = re.compile(r"^\([^()]*\)$")
+
+
+def blocks_text(lines: Sequence[str]) -> str:
+    """A page's text from its blocks (one per item; "" sets a table apart, whose "| … |"
+    rows stay one per line): blocks set apart by blank lines, a short one joined to the
+    next, a parenthesised label to the one before."""
+    out: list[str] = []
+    pending = ""  # short blocks waiting for the next
+    table: list[str] = []
+
+    def end_table() -> None:
+        if table:
+            out.append("\n".join(table))
+            table.clear()
+
+    for line in lines:
+        block = line.strip()
+        if not block:
+            end_table()
+            continue
+        if block.startswith("|") and "\n" not in block:
+            if pending:
+                out.append(pending)
+                pending = ""
+            table.append(block)
+            continue
+        end_table()
+        if pending:
+            block, pending = f"{pending} {block}", ""
+        elif out and _LABEL_RE.match(block) and not out[-1].startswith("|"):
+            out[-1] = f"{out[-1]} {block}"
+            continue
+        if len(block) < SHORT_BLOCK_CHARS and not _SENTENCE_END_RE.search(block):
+            pending = block
+            continue
+        out.append(block)
+    end_table()
+    if pending:
+        out.append(pending)
+    return "\n\n".join(out)
+
+
 def slide_page(number: int, title: str, lines: list[str], notes: str) -> Page | None:
     """A slide as a page: its lines, then its speaker notes, located as "slide 7 (Roadmap)"
     (or "slide 7" when untitled); None when the slide holds no text."""
     if has_text(notes):
-        lines = [*lines, "", f"Speaker notes: {notes}"]
-    text = "\n".join(lines).strip()
+        lines = [*lines, f"Speaker notes: {notes}"]
+    text = blocks_text(lines)
     if not has_text(text):
         return None
     label = f"slide {number} ({short(title)})" if has_text(title) else f"slide {number}"
@@ -123,14 +176,25 @@ def table_lines(rows: Iterable[Sequence[str]]) -> list[str]:
     """Table rows as lines, empty rows left out (each row stays one line: one unit).
 
     Readers give a merged cell once, where it starts (python-docx and python-pptx
-    repeat it per spanned column; ODF writes covered cells empty).
+    repeat it per spanned column; ODF writes covered cells empty).  A column empty in
+    every row (a spacer between columns, as word processors lay tables out) is left
+    out, and a row of parenthesised labels is read into the row of values above it,
+    cell by cell, as a filing's cover writes "Nevada" over "(State of incorporation)".
     """
-    lines = []
-    for row in rows:
-        line = row_line(row)
-        if line and has_text(line):
-            lines.append(line)
-    return lines
+    table = [[inline(c) for c in row] for row in rows]
+    table = [row for row in table if any(has_text(c) for c in row)]
+    width = max((len(row) for row in table), default=0)
+    used = [i for i in range(width) if any(i < len(row) and row[i] for row in table)]
+    table = [[row[i] if i < len(row) else "" for i in used] for row in table]
+    merged: list[list[str]] = []
+    for row in table:
+        filled = [c for c in row if c]
+        if merged and all(_LABEL_RE.match(c) for c in filled):
+            above = merged[-1]
+            merged[-1] = [f"{a} {b}".strip() for a, b in zip(above, row, strict=True)]
+            continue
+        merged.append(row)
+    return [line for row in merged if (line := row_line(row))]
 
 
 class Sections:
@@ -198,7 +262,7 @@ class Sections:
         self.page = (self.page or 1) + 1
 
     def _flush(self) -> None:
-        text = clean_plain_text("\n".join(self._lines))
+        text = clean_plain_text(blocks_text(self._lines))
         if has_text(text):
             path = " > ".join(t for _, t in self._path) or None
             self._parts.append((text, path, self.page))

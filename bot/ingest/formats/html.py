@@ -42,7 +42,12 @@ _BLOCKS = {
     *("figcaption", "caption", "address", "ul", "ol", "dl", "br", "hr", "tr", "td"),
     *("th", "figure", "details", "summary", "center", "body", "html", "tbody", "thead"),
 }
-_LAYOUT_INSIDE = "p, div, table, ul, ol, blockquote, h1, h2, h3, h4, h5, h6"
+# A table holding these is laid out with, not a table of data; nor is one whose cell holds
+# more than one paragraph.  A cell's single paragraph is still a value: pages exported
+# from a word processor (a filing's cover: "Trading symbol" over "GLXZ") wrap each cell
+# in a <p>, and read as text its rows ran together as one line of words.
+_LAYOUT_INSIDE = "table, ul, ol, blockquote, h1, h2, h3, h4, h5, h6"
+_CELL_BLOCKS = "p, div"
 # The HTML5 tree builder checks "in scope" by walking its stack of open elements, so
 # parsing time grows with the square of the nesting depth (Lexbor: 0.07 s at 5,000
 # levels, 4.8 s at 20,000).  Real pages nest a few dozen levels; deeper is refused.
@@ -125,6 +130,17 @@ def _table_rows(table: Any) -> list[list[str]]:
     return rows
 
 
+def _laid_out(table: Any) -> bool:
+    """Whether ``table`` lays a page out (read as text) rather than holds data (rows)."""
+    # (A node's own selector matches itself: only what is inside counts.)
+    if any(inner.mem_id != table.mem_id for inner in table.css(_LAYOUT_INSIDE)):
+        return True
+    return any(
+        sum(has_text(block.text(deep=True)) for block in cell.css(_CELL_BLOCKS)) > 1
+        for cell in table.css("td, th")
+    )
+
+
 def _children(node: Any) -> list[Any]:
     out, child = [], node.child
     while child is not None:
@@ -182,7 +198,7 @@ def read_html_into(html: str, sections: Sections) -> str | None:
             flush()
             sections.heading(_HEADINGS[tag], node.text(deep=True, separator=" "))
             continue
-        if tag == "table" and node.css_first(_LAYOUT_INSIDE) is None:
+        if tag == "table" and not _laid_out(node):
             flush()
             sections.table(_table_rows(node))
             continue
