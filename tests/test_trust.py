@@ -1403,6 +1403,40 @@ async def test_a_table_row_is_quoted_with_its_column_names_and_a_hyphen_is_no_mi
         await app.close()
 
 
+async def test_a_document_named_by_the_words_of_its_file_name_answers(
+    settings, tmp_path: Path
+) -> None:
+    """Seen on the calibrate split: "In the PDF Example Document exported from Google
+    Docs, what should errors never do?" was "not found", "No document mentions: PDF,
+    exported, Google, Docs", in a workspace holding pypdf-samples_011_google-doc.pdf.
+    The words naming the document are in its file's name, which a reader sees in every
+    citation, not in its text."""
+    app = App.build(settings)
+    app.start_background()
+    try:
+        policy = [
+            [
+                "Economy class is booked for every flight shorter than six hours.",
+                "Receipts are filed within thirty days of the return.",
+            ]
+        ]
+        pdf = make_pdf(tmp_path / "northwind_travel-policy.pdf", policy)
+        assert "Indexed northwind_travel-policy.pdf" in await say(app, f"/librarian upload {pdf}")
+        answer = await evidence_for(
+            app, "Under the Northwind travel policy, which class is booked for short flights?"
+        )
+        assert answer.found, answer.text
+        assert answer.evidence[0].text.startswith("Economy class is booked")
+        # A word neither the text nor the name holds is still missing.
+        reply = await say(
+            app, "@librarian Under the Northwind travel policy, what is the hotel allowance?"
+        )
+        assert "I could not find this" in reply, reply
+        assert "No document mentions: hotel, allowance." in reply, reply
+    finally:
+        await app.close()
+
+
 async def test_a_slides_line_and_a_cover_pages_value_are_quoted_alone(settings) -> None:
     """Seen by hand in session 17: "What is Code 660?" was answered by the slide's whole
     list of codes, a 400-character run: the extractors wrote one block per line and the

@@ -280,6 +280,7 @@ class Answerer:
                 context_documents=frozenset(
                     c.document_id for c in candidates if c.chunk_id in earlier
                 ),
+                file_names=[r.hit.file_name for r in retrieved.ranked],
                 coverage_floor=_setting(workspace.evidence_coverage, self.evidence_coverage),
                 # A page asked for by number has no similarity from the search (its chunks
                 # were fetched by place): the asker said where, the words decide.

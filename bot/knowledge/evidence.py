@@ -161,6 +161,8 @@ def _coverage(lexemes: frozenset[str], weights: dict[str, float]) -> float:
 
 
 _SPACES = re.compile(r"\s+")
+# What separates the words of a file's name: "pypdf-samples_011_google-doc.pdf".
+_NAME_PARTS = re.compile(r"[_\-.]+")
 
 
 def _distinct(quotes: Iterable[Quote]) -> list[Quote]:
@@ -256,6 +258,7 @@ class EvidenceFinder:
         similarity_floor: float,
         context: str | None = None,
         context_documents: frozenset[int] = frozenset(),
+        file_names: Sequence[str] = (),
     ) -> Evidence:
         """The evidence for ``question`` among ``hits`` (best chunks first).
 
@@ -264,6 +267,10 @@ class EvidenceFinder:
         question's terms, so the price of the earlier product wins over another's; a
         sentence of ``context_documents`` (those the previous answer quoted) gets it in
         full ("what is her email?" after a question on a CSV's rows).
+
+        ``file_names``: the names of other documents the search ranked (the candidates'
+        own are read from ``hits``): a word of a file's name is no word "no document
+        mentions", even when none of that file's chunks is a candidate.
         """
         started = time.perf_counter()
         sentences: list[tuple[str, ChunkHit, int]] = []
@@ -294,7 +301,8 @@ class EvidenceFinder:
         content = content_of(question)
         words = question_words(content)
         stats: TermStats
-        stats, earlier, lexeme_sets, word_lexemes = await asyncio.to_thread(
+        documents = sorted({hit.document_id: hit.file_name for hit in hits}.items())
+        stats, earlier, lexeme_sets, word_lexemes, named_by = await asyncio.to_thread(
             self._analyze,
             workspace_id,
             embedding_model_id,
@@ -302,7 +310,17 @@ class EvidenceFinder:
             content_of(context) if context else None,
             sentences,
             words,
+            [file_name for _, file_name in documents]
+            + sorted(set(file_names) - {name for _, name in documents}),
         )
+        # A document holds the words of its file's name: a reader sees the name in the
+        # citation, and a question names the document by them.  Seen on the calibrate
+        # split: "In the PDF Example Document exported from Google Docs, what should
+        # errors never do?" was "not found", "No document mentions: PDF, exported,
+        # Google, Docs", in a workspace holding pypdf-samples_011_google-doc.pdf.
+        # They count for the decision (below), not to rank or pick the sentences: a
+        # sentence is quoted for what it says.
+        name_lexemes = dict(zip((d for d, _ in documents), named_by, strict=False))
         # A CJK lexeme is a character bigram: one that straddles two words of the
         # question ("黄酮有" of "甘草黄酮有什么作用") is in no document however well the
         # documents answer it, so only whole words count as missing.
@@ -337,6 +355,10 @@ class EvidenceFinder:
             }
             missing_lex -= set(glued)
             stats = TermStats(stats.chunk_count, {**stats.df, **held})
+        # A word of a file's name is no word "no document mentions" (once the text has
+        # been searched for it written otherwise: "Nestle" finds "Nestlé" in the rows
+        # of nestle-2023-half-year-segments.xlsx).
+        missing_lex -= frozenset().union(*named_by)
         # "this AD affects 73 airplanes" holds "airworthiness directive" (acronyms.py).
         texts = [s for s, _, _ in sentences]
         lexeme_sets = with_definitions(texts, lexeme_sets, words, word_lexemes)
@@ -440,7 +462,9 @@ class EvidenceFinder:
         ] or quotes[:1]
         best = quotes[0].score
         kept = _distinct(qt for qt in quotes if qt.score >= best - KEEP_WITHIN)[:MAX_QUOTES]
-        together = frozenset().union(*(qt.lexemes for qt in kept))
+        together = frozenset().union(
+            *(qt.lexemes | name_lexemes.get(qt.hit.document_id, frozenset()) for qt in kept)
+        )
         coverage = _coverage(together, weights)
         similarity = max(qt.similarity for qt in kept)
         # The best quote's document, from all its candidate chunks (a title page alone
@@ -554,9 +578,22 @@ class EvidenceFinder:
         context: str | None,
         sentences: list[tuple[str, ChunkHit, int]],
         words: list[str],
-    ) -> tuple[TermStats, TermStats | None, list[frozenset[str]], list[frozenset[str]]]:
-        """The statements of one evidence step, in one worker thread."""
+        file_names: list[str],
+    ) -> tuple[
+        TermStats,
+        TermStats | None,
+        list[frozenset[str]],
+        list[frozenset[str]],
+        list[frozenset[str]],
+    ]:
+        """The statements of one evidence step, in one worker thread: the question's
+        term statistics (and the earlier question's), the lexemes of the sentences, of
+        the question's words and of the file names (their words: "google-doc.pdf")."""
         stats = self.store.term_stats(workspace_id, model_id, question)
         earlier = self.store.term_stats(workspace_id, model_id, context) if context else None
-        analyzed = self.store.analyze([s for s, _, _ in sentences])
-        return stats, earlier, analyzed, self.store.analyze(words, question=True)
+        analyzed = self.store.analyze(
+            [s for s, _, _ in sentences] + [_NAME_PARTS.sub(" ", name) for name in file_names]
+        )
+        cut = len(sentences)
+        asked = self.store.analyze(words, question=True)
+        return stats, earlier, analyzed[:cut], asked, analyzed[cut:]
