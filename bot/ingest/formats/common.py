@@ -80,12 +80,15 @@ def empty(filename: str) -> ExtractionRefused:
     return ExtractionRefused(RefusalCode.EMPTY, f"{display_name(filename)} has no text in it.")
 
 
-# A block of a structured document (a paragraph, a heading, a list item, a slide's line)
-# is set apart by a blank line, so the chunker keeps it a paragraph of its own and the
-# evidence quotes it alone: "Code 660: Astrophysics Science Division", not the slide's
-# whole list run together (the chunker joins the lines of a paragraph, as a PDF wraps
-# them).  A block shorter than this, without a sentence's end, is a value or a label
-# that means nothing alone ("Nevada", "GLXZ", "Trading symbol"): it stays with the next.
+# A slide's line (a bullet, a text frame's paragraph) is set apart by a blank line, so
+# the chunker keeps it a paragraph of its own and the evidence quotes it alone: "Code
+# 660: Astrophysics Science Division", not the slide's whole list run together (the
+# chunker joins the lines of a paragraph, as a PDF wraps them).  A line shorter than
+# this, without a sentence's end, is a value or a label that means nothing alone: it
+# stays with the next.  (Documents' paragraphs were set apart too, and measured: a
+# header line such as "Illustrator: C. Fleming Williams" then no longer held the
+# book's title the question named, and the title lines were quoted instead; see the
+# README, "Document formats and citations".)
 SHORT_BLOCK_CHARS = 20
 _SENTENCE_END_RE = re.compile(r"[.!?:;\u3002\uff01\uff1f]$")
 # A block that is only a parenthesised label names the value above it, as a filing's
@@ -262,7 +265,7 @@ class Sections:
         self.page = (self.page or 1) + 1
 
     def _flush(self) -> None:
-        text = clean_plain_text(blocks_text(self._lines))
+        text = clean_plain_text("\n".join(self._lines))
         if has_text(text):
             path = " > ".join(t for _, t in self._path) or None
             self._parts.append((text, path, self.page))
