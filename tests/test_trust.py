@@ -1465,8 +1465,8 @@ async def test_a_document_named_by_the_words_of_its_file_name_answers(
 async def test_a_slides_line_and_a_cover_pages_value_are_quoted_alone(settings) -> None:
     """Seen by hand in session 17: "What is Code 660?" was answered by the slide's whole
     list of codes, a 400-character run: the extractors wrote one block per line and the
-    chunker joined the lines of a paragraph, as a PDF wraps them.  A block is now a
-    paragraph of its own.  And a web page's tables were all read as text (each cell of a
+    chunker joined the lines of a paragraph, as a PDF wraps them.  A slide's line is now
+    a paragraph of its own.  And a web page's tables were all read as text (each cell of a
     page exported from a word processor is a <p>), so a filing's cover ran its values
     and their labels together: a table is now rows, its labels with their values."""
     app = App.build(settings)
