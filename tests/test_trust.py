@@ -471,31 +471,6 @@ async def test_an_answer_about_what_no_document_mentions_is_replaced_by_the_evid
         assert answer.checked == "passed"
 
 
-async def test_an_answer_that_only_recites_quotes_is_replaced_by_the_evidence(
-    settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
-) -> None:
-    # Seen by hand in session 18 with the default model: asked a company's phone number,
-    # it wrote the reply's own heading and two quotes of the filing's cover, neither
-    # holding the number, and it was posted as checked (each word was in the sources).
-    async with directive_on_scripted_model(settings, tmp_path, scripted_model) as (app, binding):
-        question = "What does the FAA estimate the AOA sensor system test costs per airplane?"
-        quoted = '> "The FAA estimates that the AOA sensor system test costs $3,400 per airplane."'
-        recited = f"The documents say:\n{quoted}"
-        answer = await scripted_answer(app, binding, scripted_model, question, recited)
-        assert answer.checked == "replaced_by_evidence"
-        assert answer.unsupported == [EMPTY]
-        assert any("$3,400" in q.text for q in answer.evidence)
-        # A sentence of its own before the quote is an answer, checked as one.
-        answer = await scripted_answer(
-            app,
-            binding,
-            scripted_model,
-            question,
-            f"The test costs $3,400 per airplane [1].\n{quoted}",
-        )
-        assert answer.checked == "passed"
-
-
 async def test_the_models_citations_are_numbered_as_the_reply_lists_its_sources(
     settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
 ) -> None:

@@ -465,10 +465,7 @@ def _empty(answer: str, sources: str = "") -> bool:
     not counting lines that only introduce ("The documents say:") nor those that only
     quote a table's column names (seen by hand in session 17: asked whether a field
     of a spreadsheet is mandatory, the model quoted the sheet's header row, which every
-    quoted row of it repeats, and it was posted), nor lines quoted as the reply quotes
-    its evidence, "> ..." (seen by hand in session 18: asked a company's phone number,
-    the model wrote the reply's heading and two of the quotes, neither holding it, and
-    it was posted: it recites the sources, which the evidence shows anyway)."""
+    quoted row of it repeats, and it was posted)."""
     rest = CITATION.sub(" ", _PREAMBLE.sub("", answer, count=1))
     headers = _column_names(sources)
     # A line ending in a colon introduces ("The documents say:", the reply's own
@@ -478,7 +475,6 @@ def _empty(answer: str, sources: str = "") -> bool:
         for line in rest.splitlines()
         if any(ch.isalnum() for ch in line)
         and not _INTRODUCES.search(line)
-        and not line.lstrip().startswith(">")
         and not _only_column_names(line, headers)
     ]
     asking = sum(1 for line in lines if _ASKED_BACK.search(line))
