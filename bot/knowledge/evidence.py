@@ -28,9 +28,12 @@ reaches ``similarity``; both are per-workspace settings with calibrated defaults
 (``bot.config.Settings.evidence_coverage`` / ``evidence_similarity``).  A question
 whose key term appears in no document (the usual unanswerable question: the detail is
 simply not there) loses that term's weight, MISSING_WEIGHT times its idf, and falls
-below the bar.  When the best quote's document is in another language than the
-question (``bot.knowledge.language``), words cannot be compared and the similarity
-floor decides alone, unless the two are in different scripts (Chinese and English),
+below the bar.  The words of a document's file name count as held by its quotes for
+this decision, and are never missing ("Google Docs" names
+pypdf-samples_011_google-doc.pdf); they do not rank the sentences.  When the best
+quote's document is in another language than the question
+(``bot.knowledge.language``), words cannot be compared and the similarity floor
+decides alone, unless the two are in different scripts (Chinese and English),
 which the embedding model cannot bridge either: then the words must match.
 """
 
