@@ -119,6 +119,7 @@ async def _squad(
                     embedding_model_id=found.embedding_model_id or 0,
                     coverage_floor=app.settings.evidence_coverage,
                     similarity_floor=app.settings.evidence_similarity,
+                    file_names=[r.hit.file_name for r in found.ranked],
                 )
                 evidence_ms.append(evidence.ms)
         if (i + 1) % 500 == 0:
