@@ -316,13 +316,10 @@ class EvidenceFinder:
             [file_name for _, file_name in documents]
             + sorted(set(file_names) - {name for _, name in documents}),
         )
-        # A document holds the words of its file's name: a reader sees the name in the
-        # citation, and a question names the document by them.  Seen on the calibrate
-        # split: "In the PDF Example Document exported from Google Docs, what should
-        # errors never do?" was "not found", "No document mentions: PDF, exported,
-        # Google, Docs", in a workspace holding pypdf-samples_011_google-doc.pdf.
-        # They count for the decision (below), not to rank or pick the sentences: a
-        # sentence is quoted for what it says.
+        # A document holds the words of its file's name, which a reader sees in the
+        # citation (calibrate split: "... exported from Google Docs ..." was not found
+        # beside pypdf-samples_011_google-doc.pdf).  For the decision only, below: a
+        # sentence is ranked and quoted for what it says.
         name_lexemes = dict(zip((d for d, _ in documents), named_by, strict=False))
         # A CJK lexeme is a character bigram: one that straddles two words of the
         # question ("黄酮有" of "甘草黄酮有什么作用") is in no document however well the
