@@ -27,7 +27,7 @@ from bot.knowledge.acronyms import definitions, expansions
 from bot.knowledge.answer import ANSWER_SEED, Answer
 from bot.knowledge.check import ECHO, EMPTY, check_answer
 from bot.knowledge.definition import asked_short_form, asked_what_is, spelled_out
-from bot.knowledge.draft import tidy_draft
+from bot.knowledge.draft import only_recites, tidy_draft
 from bot.knowledge.question import is_follow_up
 from bot.knowledge.texts import NOT_FOUND
 
@@ -367,6 +367,9 @@ def test_an_answer_that_only_quotes_a_tables_column_names_fails_the_check() -> N
         assert not verdict.passed and verdict.unsupported == [EMPTY], said
     # A row under its column names says something.
     assert check_answer(f'The document says:\n> "{header} … {row}"', sources).passed
+    # ... though nothing the quotes under it do not say: the reply shows them instead.
+    assert only_recites(f'The document says:\n> "{header} … {row}"', sources.splitlines())
+    assert not only_recites("> It is optional (O).", sources.splitlines())
     assert check_answer("The application number is optional (O) [1].", sources).passed
 
 
@@ -469,6 +472,32 @@ async def test_an_answer_about_what_no_document_mentions_is_replaced_by_the_evid
             app, binding, scripted_model, question, "The test costs $3,400 per airplane [1]."
         )
         assert answer.checked == "passed"
+
+
+async def test_an_answer_that_only_recites_the_evidence_is_shown_as_the_evidence(
+    settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
+) -> None:
+    # Seen by hand in session 18 with the default model: asked a company's phone number,
+    # it wrote the reply's own heading and two quotes of the cover page, neither holding
+    # the number, and that was posted as checked, the quote holding it shown below.
+    async with directive_on_scripted_model(settings, tmp_path, scripted_model) as (app, binding):
+        question = "What does the FAA estimate the AOA sensor system test costs per airplane?"
+        answer = await scripted_answer(
+            app, binding, scripted_model, question, "The test costs $3,400 per airplane [1]."
+        )
+        assert answer.checked == "passed"
+        quoted = [q.text for q in answer.evidence]
+        recital = "The documents say:\n" + "\n".join(f'> "{text}"' for text in quoted)
+        answer = await scripted_answer(app, binding, scripted_model, question, recital)
+        # Every word of it is in the sources: replaced for saying nothing of its own.
+        assert answer.checked == "replaced_by_evidence" and not answer.unsupported
+        assert answer.text.startswith("The documents say:")
+        assert all(answer.text.count(text) == 1 for text in quoted), answer.text
+        # A quote with a sentence of the model's own is an answer.
+        answer = await scripted_answer(
+            app, binding, scripted_model, question, f"{recital}\nSo the test costs $3,400 [1]."
+        )
+        assert answer.checked == "passed", answer.text
 
 
 async def test_the_models_citations_are_numbered_as_the_reply_lists_its_sources(

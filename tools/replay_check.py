@@ -3,8 +3,9 @@
 The check (``bot.knowledge.check.check_answer``) is deterministic given the draft, the
 quotes shown under it and the question, so a change to it can be measured on a
 benchmark's ``--dump`` without running the model again: each draft the model's answer
-was posted for is checked anew against the quotes of its reply, and the drafts that
-would now be replaced are listed, with whether they stated a gold answer.
+was posted for is checked anew against the quotes of its reply (and replaced when it
+only recites them, ``bot.knowledge.draft.only_recites``), and the drafts that would now
+be replaced are listed, with whether they stated a gold answer.
 
     librarian bench grounding --set realdocs --split calibrate --dump /tmp/cal.json
     python tools/replay_check.py /tmp/cal.json
@@ -28,6 +29,7 @@ if str(REPO) not in sys.path:  # run as a script: import this checkout's bot, no
 
 from bot.bench.grounding import answer_matches  # noqa: E402
 from bot.knowledge.check import check_answer  # noqa: E402
+from bot.knowledge.draft import only_recites  # noqa: E402
 from bot.knowledge.texts import TEXTS  # noqa: E402
 
 SETS = [REPO / "bot" / "bench" / "realdocs.jsonl", REPO / "bot" / "bench" / "realdocs_zh.jsonl"]
@@ -54,13 +56,15 @@ def replay(rows: list[dict[str, Any]], gold: dict[str, list[str]]) -> tuple[int,
             continue
         posted += 1
         draft = row["draft"] or ""
-        result = check_answer(draft, "\n".join(quotes_of(row["reply"])), row["question"])
-        if result.passed:
+        quotes = quotes_of(row["reply"])
+        result = check_answer(draft, "\n".join(quotes), row["question"])
+        if result.passed and not only_recites(draft, quotes):
             continue
+        why = result.unsupported if not result.passed else ["recites the evidence"]
         stated = answer_matches(draft, gold.get(row["id"], []))
         with_gold += stated
         without += not stated
-        print(f"{row['id']}: now replaced ({', '.join(result.unsupported)}); gold stated: {stated}")
+        print(f"{row['id']}: now replaced ({', '.join(why)}); gold stated: {stated}")
     return posted, without, with_gold
 
 

@@ -19,7 +19,7 @@ from bot.knowledge.definition import (
     definition_evidence,
     with_more,
 )
-from bot.knowledge.draft import tidy_draft
+from bot.knowledge.draft import only_recites, tidy_draft
 from bot.knowledge.evidence import Evidence, EvidenceFinder, Quote
 from bot.knowledge.named import Named, find_named, might_name_document
 from bot.knowledge.opening import opening_evidence
@@ -365,7 +365,13 @@ class Answerer:
         )
         if uncited:
             result = CheckResult(False, [*result.unsupported, *uncited])
-        if draft and result.passed and not _MODEL_REFUSAL.search(draft):
+        if (
+            draft
+            and result.passed
+            and not _MODEL_REFUSAL.search(draft)
+            # A draft of quotes the evidence shows anyway is shown as the evidence.
+            and not only_recites(draft, [q.text for q in evidence.quotes])
+        ):
             checked = "passed"
             body = f"{draft}\n\n{quotes_block}"
         else:

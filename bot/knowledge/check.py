@@ -373,7 +373,9 @@ def support(answer: str, sources: str) -> float | None:
     return sum(1 for w in stated if w in held) / len(stated)
 
 
-def _squash(text: str) -> str:
+def squash(text: str) -> str:
+    """``text`` folded (``fold``) with each run of white space one space: how a quote is
+    compared with the sources."""
     return " ".join(fold(text).split())
 
 
@@ -432,14 +434,14 @@ _PREAMBLE = re.compile(
 _ASKED_BACK = re.compile(
     r"[?\uff1f]\W*$|^\W*(?:\d+[.、)]\s*)?(?:是否|能否|可否|请问|是不是)|[吗呢]\W*$"
 )
-_INTRODUCES = re.compile(r"[:\uff1a]\s*$")
+INTRODUCES = re.compile(r"[:\uff1a]\s*$")
 
 
 def _column_names(sources: str) -> list[str]:
     """The header rows the sources quote their table rows with ("| Year | Sales |" of
     "| Year | Sales | … | 2021 | 150 |"), squashed."""
     return [
-        _squash(line.split(AFTER_HEADER, 1)[0])
+        squash(line.split(AFTER_HEADER, 1)[0])
         for line in sources.splitlines()
         if line.startswith("|") and AFTER_HEADER in line
     ]
@@ -453,7 +455,7 @@ def _only_column_names(line: str, headers: list[str]) -> bool:
     """Whether ``line`` quotes a table's column names and nothing else (the whole header
     row or its start: the model may stop inside it)."""
     m = _QUOTE_LINE.match(line)
-    quoted = _squash(m.group("q")) if m else ""
+    quoted = squash(m.group("q")) if m else ""
     return quoted.startswith("|") and len(quoted) > 2 and any(h.startswith(quoted) for h in headers)
 
 
@@ -474,7 +476,7 @@ def _empty(answer: str, sources: str = "") -> bool:
         line
         for line in rest.splitlines()
         if any(ch.isalnum() for ch in line)
-        and not _INTRODUCES.search(line)
+        and not INTRODUCES.search(line)
         and not _only_column_names(line, headers)
     ]
     asking = sum(1 for line in lines if _ASKED_BACK.search(line))
@@ -533,7 +535,7 @@ def check_answer(
     asked = f"\n{question}" if question else ""
     counted_sources = spelled_to_digits(sources + asked)
     source_numbers = numbers(counted_sources)
-    source_text = _squash(sources + asked)
+    source_text = squash(sources + asked)
     source_words = set(_WORDS.findall(source_text))
     counted_answer = spelled_to_digits(answer)
     stated_numbers = _answer_numbers(counted_answer)
@@ -561,7 +563,7 @@ def check_answer(
             unsupported.append(name)
     quoted_in: str | None = None  # the sources as quotes are compared, made once if needed
     for m in _QUOTED.finditer(answer):
-        phrase = _squash(m.group(1))
+        phrase = squash(m.group(1))
         if len(phrase.split()) < 2:
             continue
         quoted_in = _unspaced(source_text) if quoted_in is None else quoted_in

@@ -10,7 +10,9 @@ then reads it against the evidence.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
+from bot.knowledge.check import CITATION, INTRODUCES, squash
 from bot.knowledge.sentences import period_ends_no_sentence
 
 # Where a draft stops being an answer: the model writes another turn ("Question:"), or
@@ -92,3 +94,38 @@ def tidy_draft(text: str, capped: bool = False) -> str:
     if capped and ends and ends[-1] < len(text.rstrip()):
         return text[: ends[-1]].strip()
     return text
+
+
+# A line that is a quote: the text in quotation marks, maybe after ">" and before its
+# place as the reply gives it ("(manual.pdf, p. 2)"), or a line after ">".
+_QUOTED = re.compile(
+    r"^\s*(?:>\s*)?[\"\u201c](?P<q>.*)[\"\u201d]\s*(?:\([^()]*\))?\s*$|^\s*>\s*(?P<bare>.*?)\s*$"
+)
+# Where a quote the model wrote leaves text out ("<header> … <row>").
+_ELLIPSIS = re.compile(r"\s*(?:\u2026|\.\.\.)\s*")
+
+
+def only_recites(draft: str, quotes: Sequence[str]) -> bool:
+    """Whether every line of the draft that states something quotes ``quotes``, the
+    evidence the reply shows under an answer anyway: "> "..."" or a line in quotation
+    marks, each part of it (around an ellipsis) inside one of them.  Such a draft says
+    nothing of its own (seen by hand in session 18: asked a company's phone number, the
+    model wrote the reply's heading and two quotes of the cover page, neither holding
+    the number, and it was posted as checked above the quote that did)."""
+    shown = [squash(q) for q in quotes]
+    lines = [
+        line
+        for line in CITATION.sub(" ", draft).splitlines()
+        if any(ch.isalnum() for ch in line) and not INTRODUCES.search(line)
+    ]
+    if not lines or not shown:
+        return False
+    for line in lines:
+        m = _QUOTED.match(line)
+        if m is None:
+            return False
+        pieces = _ELLIPSIS.split(m.group("q") or m.group("bare"))
+        parts = [squash(p) for p in pieces if any(c.isalnum() for c in p)]
+        if not parts or not any(all(p in s for p in parts) for s in shown):
+            return False
+    return True
