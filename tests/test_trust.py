@@ -1503,6 +1503,11 @@ async def test_a_slides_line_and_a_cover_pages_value_are_quoted_alone(settings) 
             "| Title of each class | Trading symbol | Name of exchange on which registered |"
             " … | Common stock | GLXZ | OTCQB marketplace |"
         ) in [q.text for q in symbol.evidence], [q.text for q in symbol.evidence]
+        # A cell's inline elements are joined as written: "(702)", not "( 702 )".
+        phone = await evidence_for(app, "What is Galaxy Gaming's telephone number?")
+        assert any(
+            "(702) 939-3254 (Registrant’s telephone number)" in q.text for q in phone.evidence
+        ), [q.text for q in phone.evidence]
     finally:
         await app.close()
 

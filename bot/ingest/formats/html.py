@@ -122,10 +122,29 @@ def _content_root(tree: Any) -> Any:
     return tree.body
 
 
+def _words(node: Any) -> str:
+    """The text of ``node`` as a reader sees it: inline elements joined as written
+    ("(<span>702</span>) 939-3254" is "(702) 939-3254", where a space between every
+    text node gave "( 702 ) 939-3254"), blocks and line breaks set apart by a space."""
+    out: list[str] = []
+    stack: list[tuple[Any, bool]] = [(node, True)]  # without recursion, as read_html_into
+    while stack:
+        current, entering = stack.pop()
+        if current.tag == "-text":
+            out.append(current.text_content or "")
+            continue
+        if current.tag in _BLOCKS:
+            out.append(" ")
+        if entering and current.tag != "-comment":
+            stack.append((current, False))
+            stack.extend((c, True) for c in reversed(list(current.iter(include_text=True))))
+    return inline("".join(out))
+
+
 def _table_rows(table: Any) -> list[list[str]]:
     rows = []
     for row in table.css("tr"):
-        cells = [inline(cell.text(deep=True, separator=" ")) for cell in _children(row)]
+        cells = [_words(cell) for cell in _children(row)]
         rows.append(cells)
     return rows
 
@@ -196,7 +215,7 @@ def read_html_into(html: str, sections: Sections) -> str | None:
             continue
         if tag in _HEADINGS:
             flush()
-            sections.heading(_HEADINGS[tag], node.text(deep=True, separator=" "))
+            sections.heading(_HEADINGS[tag], _words(node))
             continue
         if tag == "table" and not _laid_out(node):
             flush()
