@@ -319,8 +319,8 @@ class EvidenceFinder:
         # A document holds the words of its file's name, which a reader sees in the
         # citation (calibrate split: "... exported from Google Docs ..." was not found
         # beside pypdf-samples_011_google-doc.pdf).  For the decision only, below: a
-        # sentence is ranked and quoted for what it says.
-        name_lexemes = dict(zip((d for d, _ in documents), named_by, strict=False))
+        # sentence is ranked and quoted for what it says.  (The candidates' names first.)
+        name_lexemes = dict(zip((d for d, _ in documents), named_by[: len(documents)], strict=True))
         # A CJK lexeme is a character bigram: one that straddles two words of the
         # question ("黄酮有" of "甘草黄酮有什么作用") is in no document however well the
         # documents answer it, so only whole words count as missing.
