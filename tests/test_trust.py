@@ -1791,3 +1791,13 @@ async def test_a_follow_up_is_answered_from_the_document_the_previous_answer_quo
         assert "Sheryl" in await say(app, "@librarian Who is listed in the CSV file?")
         answer = await evidence_for(app, "What is her email address?")
         assert answer.evidence[0].hit.file_name == "docling_csv-comma.csv", answer.text
+        # "It" in the conversation is the document its last answer quoted, not the file
+        # shared last (seen by hand in session 19: "When was it published?" after "Who
+        # wrote the AutoGen blog post?" quoted another file's opening).
+        answer = await evidence_for(app, "What is it about?")
+        assert {q.hit.file_name for q in answer.evidence} == {"docling_csv-comma.csv"}
+        # ... until a file is shared after that answer: "this" is the new file.
+        word = corpus_dir / "office" / "docling_word_sample.docx"
+        assert "Indexed" in await say(app, f"/librarian upload {word}")
+        answer = await evidence_for(app, "What is this about?")
+        assert {q.hit.file_name for q in answer.evidence} == {word.name}, answer.text

@@ -220,7 +220,7 @@ class Answerer:
         retrieved = await self.retriever.search(workspace, queries)
         timings: dict[str, Any] = {"retrieval_ms": round(retrieved.retrieval_ms, 1)}
 
-        named = await self._named(binding, question)
+        named = await self._named(binding, question, history)
         if named is not None and named.document_id is None:
             text = texts["no_document"].format(name=named.asked_for)
             if named.closest:
@@ -472,9 +472,13 @@ class Answerer:
         )
         return draft, sources, uncited
 
-    async def _named(self, binding: Binding, question: str) -> Named | None:
+    async def _named(
+        self, binding: Binding, question: str, history: list[HistoryMessage]
+    ) -> Named | None:
         """The document the question names, if it has that shape ("this" is the one
-        shared last in the binding's channel, else in its workspace)."""
+        shared last in the binding's channel, else in its workspace, unless the
+        conversation's latest answer came after it: then the document that answer
+        quoted first)."""
         if not might_name_document(question):
             return None
         channel = [n for n in (binding.channel_id, binding.channel_name) if n]
@@ -483,7 +487,25 @@ class Answerer:
             binding.workspace.id,
             shared_in=(binding.platform, binding.space_id, channel),
         )
-        return find_named(question, documents)
+        return find_named(question, documents, await self._discussed(binding, history, documents))
+
+    async def _discussed(
+        self,
+        binding: Binding,
+        history: list[HistoryMessage],
+        documents: list[tuple[int, str, str]],
+    ) -> tuple[int, str] | None:
+        """The document the latest answer quoted first, if no file was shared after it."""
+        answered = next((t for t in reversed(history) if t.cited_chunk_ids), None)
+        if answered is None or not documents:
+            return None
+        latest = await asyncio.to_thread(self.store.get_document, documents[-1][0])
+        if latest is not None and latest.created_at > answered.created_at:
+            return None  # "what is this about?" after a share: the file just shared
+        hits = await asyncio.to_thread(
+            self.store.chunks_by_ids, binding.workspace.id, answered.cited_chunk_ids[:1]
+        )
+        return (hits[0].document_id, hits[0].file_name) if hits else None
 
     async def _no_page_text(self, texts: dict[str, str], lang: str, named: Named) -> str:
         """'X has no page 9. It has 3 pages.'"""

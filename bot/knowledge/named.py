@@ -283,12 +283,20 @@ def might_name_document(question: str) -> bool:
     )
 
 
-def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | None:
+def find_named(
+    question: str,
+    documents: list[tuple[int, str, str]],
+    discussed: tuple[int, str] | None = None,
+) -> Named | None:
     """The document the question names, or why none matched; None when it names none.
 
     ``documents``: (id, file name, opening text) of the workspace's ready documents, in
     the order they were indexed, the channel's own last: "this", "it" or "this
-    document" names the last.
+    document" names the last.  ``discussed``: the document (id, name) the conversation's
+    latest answer quoted first, when that answer came after the last file was shared:
+    then a bare "it", "this" or "that" is that document ("Who wrote the AutoGen post?",
+    then "When was it published?": seen by hand in session 19, the file shared last was
+    read instead).
     """
     asked: str | None = None
     rest: str | None = None
@@ -327,7 +335,8 @@ def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | 
     this = _THIS.match(asked.strip().rstrip(".?!。？").strip())
     if this and documents:
         noun = this.group("noun") or this.group("zh") or this.group("bare")
-        doc_id, name = _latest_of(noun, documents)
+        bare = noun is None or noun.lower() == "one"
+        doc_id, name = discussed if bare and discussed else _latest_of(noun, documents)
         return Named(doc_id, name, about, rest=rest, page=page, unit=unit, header=header)
     scored = _ranked(asked, documents)
     if file_like and (not scored or scored[0][0] < MATCH_RATIO):
