@@ -309,8 +309,16 @@ def test_an_answer_that_only_restates_the_question_fails_the_check() -> None:
     echo = check_answer("The company Sheryl Baxter works for is Baxter.", sources, question)
     assert not echo.passed and echo.unsupported == [ECHO]
     assert check_answer("Sheryl Baxter works for Rasmussen Group.", sources, question).passed
-    # Nothing checkable is left to the other checks; a number of its own passes.
-    assert check_answer("She works for a company.", sources, question).passed
+    # Stating no name or number, it must still say a word the question does not (seen
+    # by hand in session 19: "What is a male duck called?" got "The correct answer is
+    # a male duck."), unless it says yes or no.
+    assert check_answer("She works for a company.", sources, question).unsupported == [ECHO]
+    duck = "A male is called a drake and the female is called a duck."
+    asked = "What is a male duck called?"
+    assert check_answer("The correct answer is a male duck.", duck, asked).unsupported == [ECHO]
+    assert check_answer("A male duck is called a drake.", duck, asked).passed
+    assert check_answer("No, a male is not called a duck.", duck, "Is a male called a duck?").passed
+    # A number of its own passes.
     costs = "The AOA sensor system test costs $3,400 per airplane."
     asked = "What does the AOA sensor system test cost?"
     assert check_answer("The AOA test costs $3,400.", costs, asked).passed
@@ -559,6 +567,7 @@ async def test_a_model_that_loops_or_recites_a_source_is_cut_to_its_answer(
     # name whole.
     cut = tidy_draft("Winter Sports in Switzerland is by E. F. Benson. It was publi", capped=True)
     assert cut == "Winter Sports in Switzerland is by E. F. Benson."
+
 
 
 async def test_a_question_on_a_detail_the_document_does_not_give_is_not_found(

@@ -327,7 +327,7 @@ _PLAIN = frozenset(
         " through under until very were what when where whether which while whom whose"
         " will with within without would your yours yourself document documents source"
         " sources text passage passages answer question according based mentioned stated"
-        " says said provided information"
+        " says said provided information correct"
     ).split()
 )
 _CONTENT_WORD = re.compile(r"[^\W\d_]{4,}")
@@ -416,7 +416,7 @@ def names(answer: str) -> list[str]:
 
 
 # Why an answer that only repeats the question's own names and numbers fails.
-ECHO = "states no name or number the question does not already hold"
+ECHO = "states nothing the question does not already hold"
 # Why an answer that is only its own preamble fails ("The answer to this question is:"
 # and nothing after it: seen in session 10's SQuAD benchmark, posted as the answer).
 EMPTY = "gives no answer"
@@ -486,13 +486,24 @@ def _empty(answer: str, sources: str = "") -> bool:
 _WORDS = re.compile(r"[\w&'\-]+")
 
 
-def _echoes(stated_numbers: list[str], stated_names: list[str], question: str) -> bool:
+# An answer that says yes or no to the question may say it in the question's words.
+_YES_NO = re.compile(r"\b(?:yes|no|not|never|none)\b|n't\b|[是否不没]", re.I)
+_DIGITS = re.compile(r"\w*\d\w*")
+
+
+def _echoes(stated_numbers: list[str], stated_names: list[str], question: str, answer: str) -> bool:
     """Whether every number (as keys) and name (folded) an answer states is one the
-    question states: "The company Sheryl Baxter works for is Baxter." asserts nothing
-    checkable of its own, and is how a small model that cannot find the answer
-    rephrases the question."""
+    question states, or, stating none, every content word: "The company Sheryl Baxter
+    works for is Baxter." asserts nothing of its own, and is how a small model that
+    cannot find the answer rephrases the question."""
     if not stated_numbers and not stated_names:
-        return False  # nothing checkable at all: the other checks decide
+        # Then its words: "The correct answer is a male duck." to "What is a male duck
+        # called?" (seen by hand in session 19), unless it says yes or no to it.
+        said = CITATION.sub(" ", answer)
+        if _YES_NO.search(said) or not set(_DIGITS.findall(said)) <= set(_DIGITS.findall(question)):
+            return False  # yes or no; or a figure the number reader skips ("37M nodes")
+        stated = {w.rstrip("s") for w in _stems(said)}
+        return bool(stated) and stated <= {w.rstrip("s") for w in _stems(question)}
     asked_numbers = numbers(question)
     asked_words = set(_WORDS.findall(fold(question)))
     return all(k in asked_numbers for k in stated_numbers) and all(
@@ -578,7 +589,7 @@ def check_answer(
     if (
         question is not None
         and not unsupported
-        and _echoes([k for _, k in stated_numbers], [w for _, w in stated_names], question)
+        and _echoes([k for _, k in stated_numbers], [w for _, w in stated_names], question, answer)
     ):
         unsupported.append(ECHO)
     seen: dict[str, None] = {}
