@@ -567,7 +567,20 @@ async def test_a_model_that_loops_or_recites_a_source_is_cut_to_its_answer(
     # name whole.
     cut = tidy_draft("Winter Sports in Switzerland is by E. F. Benson. It was publi", capped=True)
     assert cut == "Winter Sports in Switzerland is by E. F. Benson."
-
+    # Where it judges its own answer, it says what no source says (seen by hand in
+    # session 19, after a right answer: "This answer is correct, as the AutoGen blog post
+    # has been edited to include a link to the AutoGen blog post.").
+    said = "The AutoGen blog post about MATH was written by Chi Wang."
+    for judged in (
+        f"{said}\nThis answer is correct, as the post has been edited.",
+        f"{said} My answer is based on the first source.",
+        f"{said}\n\nJustification: The answer is not provided with the text.",
+    ):
+        assert tidy_draft(judged) == said, judged
+    assert (
+        tidy_draft("The answer is in this answer key [1].")
+        == "The answer is in this answer key [1]."
+    )
 
 
 async def test_a_question_on_a_detail_the_document_does_not_give_is_not_found(

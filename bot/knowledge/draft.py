@@ -22,6 +22,14 @@ _TURN = re.compile(
     r"\n\s*(?:(?:Question|Sources?|User|Assistant)\s*:|\[\d+\]\s+[^\n\[\]]*?\.[A-Za-z]{2,5}\b)",
     re.I,
 )
+# Where the model starts judging its own answer ("This answer is correct, as the blog
+# post has been edited ...", seen by hand in session 19; "Justification: ..." in the
+# benchmarks): claims about the answer, not from the sources.
+_ABOUT_ITSELF = re.compile(
+    r"(?:(?<=[.!?])\s+|\n\s*)(?:(?:this|my|the above) (?:answer|response)\b"
+    r"|(?:justification|explanation|note)\s*:)",
+    re.I,
+)
 _SENTENCE_END = re.compile(r"[.!?](?:[\"'\u201d)\]]*)(?=\s)|[\u3002\uff01\uff1f]")
 # A sentence this short may well come twice in a good answer ("Yes."); a longer one that
 # comes again means the model is looping.  Counted in UTF-8 bytes, so that a Chinese
@@ -73,11 +81,13 @@ def _sentence_ends(text: str) -> list[int]:
 def tidy_draft(text: str, capped: bool = False) -> str:
     """The model's draft as an answer: cut where it starts another turn or recites a
     source label (stop strings may miss variants such as "\\nquestion:"), where it
-    starts repeating a sentence or a run of words it already wrote (a small model loops
-    until the token cap), and, when ``capped`` (generation stopped at the cap), without
-    the sentence the cap cut in half."""
-    m = _TURN.search(text)
-    text = (text[: m.start()] if m else text).strip()
+    judges its own answer ("This answer is correct, as ..."), where it starts repeating
+    a sentence or a run of words it already wrote (a small model loops until the token
+    cap), and, when ``capped`` (generation stopped at the cap), without the sentence the
+    cap cut in half."""
+    for stop in (_TURN, _ABOUT_ITSELF):
+        m = stop.search(text)
+        text = (text[: m.start()] if m else text).strip()
     text = _without_repeated_items(text)
     ends = _sentence_ends(text)
     seen: set[str] = set()
