@@ -133,6 +133,11 @@ def test_powerpoint_slides_tables_charts() -> None:
     survey = page_at(chart, "slide 1 (Quarterly Duck Survey)")
     assert "|  | Freshwater Ducks | Saltwater Ducks |" in survey  # the chart's own data
     assert "| 2022 | 175 | 130 |" in survey
+    # A 3-D bar chart, a plot type python-pptx does not read, is read from its cached
+    # values too (seen by hand in session 19: "What was the revenue in Q2?" was "No
+    # document mentions: Q2").
+    revenue = page_at(chart, "slide 2 (Quarterly revenue)")
+    assert "|  | 2026 |\n| Q1 | 10 |\n| Q2 | 20 |\n| Q3 | 30 |" in revenue
 
     deck = read(office_file("markitdown_autogen.pptx"))
     assert deck.page_count == 6

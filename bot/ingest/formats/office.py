@@ -172,25 +172,59 @@ def _shape_lines(shapes: Any, depth: int = 0) -> Iterator[str]:
             yield from _chart_lines(shape.chart)
 
 
+# A chart's series are read from their cached values, whatever the plot type
+# (python-pptx's plots know the common 2-D types only: a 3-D bar chart raised, and its
+# slide lost its data; seen by hand in session 19, "What was the revenue in Q2?" was
+# "No document mentions: Q2").  Compiled XPath: python-pptx's own elements take no
+# namespaces in ``.xpath``.
+def _xpath(expr: str) -> Any:
+    from lxml import etree
+
+    return etree.XPath(
+        expr, namespaces={"c": "http://schemas.openxmlformats.org/drawingml/2006/chart"}
+    )
+
+
 def _chart_lines(chart: Any) -> Iterator[str]:
     """A chart's data as a table: categories down, one column per series."""
+    series_of, name_of = _xpath(".//c:plotArea//c:ser"), _xpath("./c:tx//c:v/text()")
+    axis_of, values_of = _xpath("./c:cat|./c:xVal"), _xpath("./c:val|./c:yVal")
+    points_of, value_of = _xpath(".//c:pt"), _xpath("./c:v/text()")
+
+    def points(node: Any) -> dict[int, str]:
+        return {int(pt.get("idx", 0)): "".join(value_of(pt)) for pt in points_of(node)}
+
     try:
         title = inline(chart.chart_title.text_frame.text) if chart.has_title else ""
-        plot = chart.plots[0]
-        categories = [cell_text(c) for c in plot.categories]
-        series = [(inline(s.name), list(s.values)) for s in plot.series]
+        categories: dict[int, str] = {}
+        series: list[tuple[str, dict[int, str]]] = []
+        for ser in series_of(chart._chartSpace):
+            for axis in axis_of(ser)[:1]:
+                categories = categories or points(axis)
+            values = values_of(ser)
+            series.append((inline(" ".join(name_of(ser))), points(values[0]) if values else {}))
     except Exception:  # a chart without readable cached data still has its slide text
         return
     if title:
         yield f"Chart: {title}"
+    if not series:
+        return
+    # The points' own indices, not a range up to the largest: a file may claim any.
+    indices = sorted(set(categories).union(*(vals for _, vals in series)))
     rows = [["", *(name for name, _ in series)]]
-    for i, category in enumerate(categories):
-        rows.append(
-            [category, *(cell_text(vals[i]) if i < len(vals) else "" for _, vals in series)]
-        )
+    for i in indices:
+        rows.append([categories.get(i, ""), *(_number(vals.get(i, "")) for _, vals in series)])
     yield ""
     yield from table_lines(rows)
     yield ""
+
+
+def _number(cached: str) -> str:
+    """A cached value as a spreadsheet shows it: "120" for "120.0"."""
+    try:
+        return cell_text(float(cached)) if cached else ""
+    except ValueError:
+        return cached
 
 
 def extract_pptx(data: bytes, filename: str) -> Extracted:
