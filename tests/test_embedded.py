@@ -387,6 +387,10 @@ def test_an_operator_backs_up_and_restores_a_home(tmp_path: Path) -> None:
         assert _json(_cli(env, "status", "--json"))["counts"] == before
         answer = _json(_cli(env, "ask", QUESTION, "--channel", "console:travel", "--json"))
         assert "45 days" in answer["answer"]
+        # The model's draft comes with the check's verdict, and why, when it was replaced.
+        assert answer["draft"] and answer["checked"] in ("passed", "replaced_by_evidence")
+        if answer["checked"] == "passed":
+            assert answer["answer"].startswith(answer["draft"]) and answer["unsupported"] == []
         assert [p for p in (home / "files").rglob("*") if p.is_file()]
 
         broken = tmp_path / "not-a-backup.tar"

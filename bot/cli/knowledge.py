@@ -141,6 +141,10 @@ def ask(
                     "answer": answer.text,
                     "found": answer.found,
                     "checked": answer.checked,
+                    # Why the model's answer was replaced, and what it was (never
+                    # posted): to see what the check refused.
+                    "unsupported": answer.unsupported,
+                    "draft": answer.draft,
                     "evidence": [q.as_dict() for q in answer.evidence],
                     "sources": [
                         {"document": s.document, "pages": s.pages, "score": s.score}
