@@ -109,6 +109,9 @@ async def features(
                     "lexical": answer.timings.get("lexical", True),
                     "gold_in_evidence": bool(gold)
                     and answer_matches(" ".join(e.text for e in answer.evidence), gold),
+                    # What was quoted: a rule on the quotes can be replayed on a dump.
+                    "question": q["question"],
+                    "quotes": [e.text for e in answer.evidence],
                 }
             )
     return out
