@@ -22,7 +22,9 @@ Counted per set and kind:
 * ``gold_in_evidence``: a quoted evidence sentence contains one;
 * ``page_cited``: the gold document (and page, for PDFs) is among the cited sources;
 * ``not_found``: the bot said the documents do not hold the answer;
-* ``replaced``: the model's answer failed the check and the evidence was posted alone.
+* ``replaced``: the model's answer failed the check and the evidence was posted alone;
+* ``hedged``: of those, the replies whose quotes hold too little of the question to
+  answer it clearly, headed as the closest the documents come (``reply.is_clear``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from bot.bench.sizes import (
     SQUAD_PER_KIND,
 )
 from bot.config import Settings
+from bot.knowledge.reply import is_clear
 from bot.knowledge.sentences import CJK
 
 SEED = 20_261_126
@@ -131,6 +134,7 @@ async def ask_all(
                 "page_cited",
                 "not_found",
                 "replaced",
+                "hedged",
                 "model_posted",
                 "posted_without_fact",
             ),
@@ -163,6 +167,10 @@ async def ask_all(
                 ),
                 "not_found": not answer.found,
                 "replaced": answer.checked == "replaced_by_evidence",
+                "hedged": answer.checked == "replaced_by_evidence"
+                and not is_clear(
+                    answer.timings.get("coverage", 1.0), answer.timings.get("lexical", True)
+                ),
                 "model_posted": answer.checked == "passed",
                 "posted_without_fact": answer.checked == "passed"
                 and bool(golds)

@@ -21,12 +21,14 @@ from bot.knowledge.definition import (
 )
 from bot.knowledge.draft import only_recites, tidy_draft
 from bot.knowledge.evidence import Evidence, EvidenceFinder, Quote
+from bot.knowledge.history import last_answered_question, last_cited_chunks
 from bot.knowledge.named import Named, find_named, might_name_document
 from bot.knowledge.opening import opening_evidence
 from bot.knowledge.prompt import fit_prompt, where_label
 from bot.knowledge.question import asks_date, is_follow_up
 from bot.knowledge.reply import (
     Source,
+    evidence_heading,
     format_citations,
     format_quotes,
     merge_sources,
@@ -99,26 +101,9 @@ class Answer:
         return meta
 
 
-def last_answered_question(history: list[HistoryMessage]) -> str | None:
-    """The latest question whose answer cited documents (a "not found" sets no topic)."""
-    for i in range(len(history) - 1, 0, -1):
-        turn = history[i]
-        if turn.role == "assistant" and turn.cited_chunk_ids and history[i - 1].role == "user":
-            return history[i - 1].text
-    return None
-
-
 def language(question: str) -> str:
     """'zh' for a Chinese (CJK) question, else 'en'."""
     return "zh" if is_cjk(question) else "en"
-
-
-def last_cited_chunks(history: list[HistoryMessage]) -> list[int]:
-    """The chunks the latest answer of the conversation cited (for follow-ups)."""
-    for turn in reversed(history):
-        if turn.role == "assistant" and turn.cited_chunk_ids:
-            return list(turn.cited_chunk_ids)
-    return []
 
 
 class Answerer:
@@ -296,7 +281,7 @@ class Answerer:
         timings["similarity"] = evidence.similarity
         timings["lexical"] = evidence.lexical
         if evidence_only:
-            body = format_quotes(evidence.quotes, texts["replaced"])
+            body = format_quotes(evidence.quotes, evidence_heading(evidence, texts))
             return Answer(body, body, [], evidence.answerable, timings, evidence=evidence.quotes)
 
         if not evidence.answerable or not candidates:
@@ -376,7 +361,7 @@ class Answerer:
             body = f"{draft}\n\n{quotes_block}"
         else:
             checked = "replaced_by_evidence"
-            body = format_quotes(evidence.quotes, texts["replaced"])
+            body = format_quotes(evidence.quotes, evidence_heading(evidence, texts))
             if draft:
                 log.info("answer replaced by its evidence; unsupported: %s", result.unsupported)
         text = f"{body}\n\n{format_citations(sources, texts)}"
