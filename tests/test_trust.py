@@ -382,6 +382,11 @@ def test_an_answer_that_only_quotes_a_tables_column_names_fails_the_check() -> N
     assert check_answer("The application number is optional (O) [1].", sources).passed
 
 
+# The question on the directive whose answer, "$3,400", the scripted model is made to
+# misread, recite, or read right.
+COST_QUESTION = "What does the FAA estimate the AOA sensor system test costs per airplane?"
+
+
 @contextlib.asynccontextmanager
 async def directive_on_scripted_model(
     settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
@@ -414,7 +419,7 @@ async def test_a_misread_amount_is_replaced_by_the_evidence_holding_the_real_one
     settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
 ) -> None:
     async with directive_on_scripted_model(settings, tmp_path, scripted_model) as (app, binding):
-        question = "What does the FAA estimate the AOA sensor system test costs per airplane?"
+        question = COST_QUESTION
 
         # The remote model misreads "$3,400" as "$3.40": the reply is the evidence alone.
         answer = await scripted_answer(
@@ -475,7 +480,7 @@ async def test_quotes_holding_too_little_of_the_question_are_the_closest_the_doc
             '"The test must be done before the airplane returns to service."'
         ), answer.text
         # Quotes holding most of it are what the documents say.
-        question = "What does the FAA estimate the AOA sensor system test costs per airplane?"
+        question = COST_QUESTION
         answer = await scripted_answer(
             app, binding, scripted_model, question, "It costs 12 hours [1]."
         )
@@ -517,7 +522,7 @@ async def test_an_answer_that_only_recites_the_evidence_is_shown_as_the_evidence
     # it wrote the reply's own heading and two quotes of the cover page, neither holding
     # the number, and that was posted as checked, the quote holding it shown below.
     async with directive_on_scripted_model(settings, tmp_path, scripted_model) as (app, binding):
-        question = "What does the FAA estimate the AOA sensor system test costs per airplane?"
+        question = COST_QUESTION
         answer = await scripted_answer(
             app, binding, scripted_model, question, "The test costs $3,400 per airplane [1]."
         )
@@ -543,7 +548,7 @@ async def test_the_models_citations_are_numbered_as_the_reply_lists_its_sources(
     # [1]: the model cites its prompt's passages (the slide was the second), the reply
     # lists one source per document.
     async with directive_on_scripted_model(settings, tmp_path, scripted_model) as (app, binding):
-        question = "What does the FAA estimate the AOA sensor system test costs per airplane?"
+        question = COST_QUESTION
         answer = await scripted_answer(
             app, binding, scripted_model, question, "The test costs $3,400 per airplane [2]."
         )
@@ -567,7 +572,7 @@ async def test_a_model_that_loops_or_recites_a_source_is_cut_to_its_answer(
     # (cut mid-word by the token cap), and one followed by "[5] <file>, section ..." and a
     # passage the model made up, were posted whole.
     async with directive_on_scripted_model(settings, tmp_path, scripted_model) as (app, binding):
-        question = "What does the FAA estimate the AOA sensor system test costs per airplane?"
+        question = COST_QUESTION
         said = "The test costs $3,400 per airplane [1]. It is done on each airplane."
         for reply in (
             f"{said}\n\n{said} The test co",
