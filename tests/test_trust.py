@@ -14,6 +14,7 @@ import contextlib
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,10 @@ from bot.knowledge.answer import ANSWER_SEED, Answer
 from bot.knowledge.check import ECHO, EMPTY, check_answer
 from bot.knowledge.definition import asked_short_form, asked_what_is, spelled_out
 from bot.knowledge.draft import only_recites, tidy_draft
+from bot.knowledge.evidence import Evidence
 from bot.knowledge.question import is_follow_up
-from bot.knowledge.reply import CLEAR_COVERAGE
-from bot.knowledge.texts import NOT_FOUND
+from bot.knowledge.reply import CLEAR_COVERAGE, evidence_heading
+from bot.knowledge.texts import NOT_FOUND, TEXTS
 
 GENERAL = ConversationRef("console", "", "general")
 
@@ -486,6 +488,11 @@ async def test_quotes_holding_too_little_of_the_question_are_the_closest_the_doc
         )
         assert answer.timings["coverage"] >= CLEAR_COVERAGE
         assert answer.text.startswith("The documents say:"), answer.text
+    # In Chinese too; and quotes in another language than the question's, whose words
+    # cannot be compared with it (similarity decided), are not judged by their words.
+    weak = Evidence([], 0.4, 0.5, True)
+    assert evidence_heading(weak, TEXTS["zh"]) == "没有段落明确回答这个问题。文件中最接近的内容："
+    assert evidence_heading(replace(weak, lexical=False), TEXTS["en"]) == "The documents say:"
 
 
 async def test_an_answer_about_what_no_document_mentions_is_replaced_by_the_evidence(
