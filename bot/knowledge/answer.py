@@ -7,7 +7,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot.ingest.filetypes import count_label
@@ -472,7 +472,15 @@ class Answerer:
             binding.workspace.id,
             shared_in=(binding.platform, binding.space_id, channel),
         )
-        return find_named(question, documents, await self._discussed(binding, history, documents))
+        named = find_named(question, documents)
+        if named is None or not named.pronoun:
+            return named
+        # "When was it published?" after "Who wrote the AutoGen post?" (seen by hand in
+        # session 19: the file shared last was read instead).
+        discussed = await self._discussed(binding, history, documents)
+        if discussed is None:
+            return named
+        return replace(named, document_id=discussed[0], document=discussed[1])
 
     async def _discussed(
         self,

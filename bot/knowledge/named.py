@@ -216,6 +216,9 @@ class Named:
     # "What is the title of X?", "Who wrote X?": from its opening, header first (with
     # ``about``), not from its abstract.
     header: bool = False
+    # Named by a bare "it", "this" or "that": the file shared last, unless the
+    # conversation was about another since (the answerer decides, from its history).
+    pronoun: bool = False
 
 
 def _place(asked: str) -> tuple[str, int, str] | None:
@@ -283,20 +286,13 @@ def might_name_document(question: str) -> bool:
     )
 
 
-def find_named(
-    question: str,
-    documents: list[tuple[int, str, str]],
-    discussed: tuple[int, str] | None = None,
-) -> Named | None:
+def find_named(question: str, documents: list[tuple[int, str, str]]) -> Named | None:
     """The document the question names, or why none matched; None when it names none.
 
     ``documents``: (id, file name, opening text) of the workspace's ready documents, in
     the order they were indexed, the channel's own last: "this", "it" or "this
-    document" names the last.  ``discussed``: the document (id, name) the conversation's
-    latest answer quoted first, when that answer came after the last file was shared:
-    then a bare "it", "this" or "that" is that document ("Who wrote the AutoGen post?",
-    then "When was it published?": seen by hand in session 19, the file shared last was
-    read instead).
+    document" names the last (a bare pronoun is marked ``pronoun``: in a conversation it
+    may be the document the latest answer quoted, ``Answerer._named``).
     """
     asked: str | None = None
     rest: str | None = None
@@ -335,9 +331,11 @@ def find_named(
     this = _THIS.match(asked.strip().rstrip(".?!。？").strip())
     if this and documents:
         noun = this.group("noun") or this.group("zh") or this.group("bare")
+        doc_id, name = _latest_of(noun, documents)
         bare = noun is None or noun.lower() == "one"
-        doc_id, name = discussed if bare and discussed else _latest_of(noun, documents)
-        return Named(doc_id, name, about, rest=rest, page=page, unit=unit, header=header)
+        return Named(
+            doc_id, name, about, rest=rest, page=page, unit=unit, header=header, pronoun=bare
+        )
     scored = _ranked(asked, documents)
     if file_like and (not scored or scored[0][0] < MATCH_RATIO):
         # The file name alone, as a file's distinct part: "DA-1p.png" is
