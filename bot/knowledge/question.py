@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from bot.knowledge.check import MONTHS
+from bot.knowledge.dates import MONTHS
 from bot.knowledge.language import fold
 from bot.knowledge.sentences import CJK
 
