@@ -26,7 +26,7 @@ from bot.app import App
 from bot.events import ConversationRef
 from bot.knowledge.acronyms import definitions, expansions
 from bot.knowledge.answer import ANSWER_SEED, Answer
-from bot.knowledge.check import ECHO, EMPTY, check_answer
+from bot.knowledge.check import ECHO, EMPTY, NO_FIGURE, check_answer
 from bot.knowledge.definition import asked_short_form, asked_what_is, spelled_out
 from bot.knowledge.draft import only_recites, tidy_draft
 from bot.knowledge.evidence import Evidence
@@ -461,6 +461,48 @@ async def test_a_misread_amount_is_replaced_by_the_evidence_holding_the_real_one
         )
         assert not any("2020" in q.text for q in answer.evidence)  # on page 1 only
         assert answer.checked == "replaced_by_evidence" and answer.unsupported == ["2020"]
+
+
+async def test_an_answer_whose_figure_is_not_the_best_quotes_is_replaced_by_the_evidence(
+    settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
+) -> None:
+    # Seen in session 17's report benchmark with the default model: "The answer is: 84.2"
+    # (a table's cell) was posted above the quote "SPECTER achieves a MAP score of ...
+    # 84.5 on coread": one figure stated, another quoted first.  And "How many documents
+    # are in the held-out test set?" got "The literature graph is a property graph with
+    # directed edges.": no figure at all.
+    async with directive_on_scripted_model(settings, tmp_path, scripted_model) as (app, binding):
+        question = "How many airplanes does the proposed AOA sensor system test affect?"
+        answer = await scripted_answer(
+            app, binding, scripted_model, question, "The test affects 3,400 airplanes [1]."
+        )
+        assert answer.evidence[0].text == (
+            "The proposed directive affects 73 airplanes of U.S. registry."
+        )
+        assert any("$3,400" in q.text for q in answer.evidence[1:])  # quoted, but not first
+        assert answer.checked == "replaced_by_evidence"
+        assert answer.unsupported == ["3,400 (the best quote gives 73)"]
+        assert answer.text.startswith("The documents say:")
+        answer = await scripted_answer(
+            app, binding, scripted_model, question, "The test affects many airplanes [1]."
+        )
+        assert answer.checked == "replaced_by_evidence" and answer.unsupported == [NO_FIGURE]
+        answer = await scripted_answer(
+            app, binding, scripted_model, question, "The test affects 73 airplanes [1]."
+        )
+        assert answer.checked == "passed", answer.unsupported
+    # A figure the best quote does not give is an answer when that quote gives none of
+    # its kind ("46.5%" beside a sentence without a share), or only points elsewhere
+    # ("(§5)", "Table 3": no rival of "4,113 clicks").
+    best = "We performed an online A/B test, described in Table 3 (§5)."
+    sources = f"{best}\nThe SPECTER ranker improved clickthrough rate by 46.5% over 4,113 clicks."
+    for said, asked in (
+        ("It improved clickthrough rate by 46.5%.", "By how much did it raise clickthrough?"),
+        ("The test had 4,113 clicks.", "How many clicks did the A/B test have?"),
+    ):
+        assert check_answer(said, sources, asked, best=best).passed, said
+    # A summary states its document's figures across quotes: no best quote is passed.
+    assert check_answer("The test had 4,113 clicks.", sources, "What is it about?").passed
 
 
 async def test_quotes_holding_too_little_of_the_question_are_the_closest_the_documents_come(

@@ -57,7 +57,9 @@ def replay(rows: list[dict[str, Any]], gold: dict[str, list[str]]) -> tuple[int,
         posted += 1
         draft = row["draft"] or ""
         quotes = quotes_of(row["reply"])
-        result = check_answer(draft, "\n".join(quotes), row["question"])
+        result = check_answer(
+            draft, "\n".join(quotes), row["question"], best=quotes[0] if quotes else None
+        )
         if result.passed and not only_recites(draft, quotes):
             continue
         why = result.unsupported if not result.passed else ["recites the evidence"]

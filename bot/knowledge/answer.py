@@ -249,7 +249,9 @@ class Answerer:
             # A definition found by the keyword search alone is read and cited too.
             ids = {c.chunk_id for c in candidates}
             candidates = [q.hit for q in evidence.quotes if q.hit.chunk_id not in ids] + candidates
+        summary = False  # "what is X about?": X's opening, not one fact
         if named is not None and named.about and defined is None:
+            summary = True
             evidence = opening_evidence(candidates, header=named.header, wants=asks_date(question))
         elif defined is None or described:
             # "In X, what ...": the candidates are X's chunks already, and X's name says
@@ -347,6 +349,9 @@ class Answerer:
             "\n".join(q.text for q in evidence.quotes),
             question,
             absent=evidence.missing_terms,
+            # A summary ("what is X about?") states what its opening says across quotes;
+            # one quote answers any other question best.
+            best=None if summary or not evidence.quotes else evidence.quotes[0].text,
         )
         if uncited:
             result = CheckResult(False, [*result.unsupported, *uncited])

@@ -27,6 +27,12 @@ An answer that states a word of the question that no document of the workspace h
 An answer that only introduces ("The documents say:"), asks, or quotes a table's column
 names says nothing.
 
+An answer must not state one figure above a quote giving another: when the quote that
+best answers the question (the first shown) gives a figure of a kind (a date, an
+amount, a share, a count), an answer stating one of that kind that the quote does not
+give fails ("84.2" above "... 84.5 on coread").  An answer to "how many ...?" (a count,
+an amount, a date) that states no figure at all fails.
+
 And an answer whose names and numbers are all the question's own is no answer: it
 restates the question ("Which company does Sheryl Baxter work for?" -- "The company
 Sheryl Baxter works for is Baxter.").
@@ -41,8 +47,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.knowledge.dates import dates_unsupported, named_dates
+from bot.knowledge.dates import dates_unsupported, named_dates, source_dates
 from bot.knowledge.language import fold
+from bot.knowledge.question import asks_for_figure, holds_figure
 from bot.knowledge.sentences import AFTER_HEADER
 
 # A number as written: optional currency, digits with optional thousands separators,
@@ -454,8 +461,72 @@ def _states_absent(answer: str, absent: Sequence[str]) -> list[str]:
     return stated
 
 
+# Why an answer to "how many ...?" (a count, an amount, a date) that states no figure
+# fails: seen in session 14's report benchmark, "How many documents are in the held-out
+# PubMed Central test set?" got "The literature graph is a property graph with directed
+# edges.", posted as checked (every word of it in the quotes).
+NO_FIGURE = "states no figure, and the question asks for one"
+# Why an answer whose figure is not the best quote's, when that quote gives one of the
+# same kind, fails: the reply would state one figure above a quote giving another, and
+# the reader could not tell which is right.  Seen in the report benchmark: "The answer
+# is: 84.2" (a table's cell) above "SPECTER achieves a MAP score of ... 84.5 on coread";
+# "$7,650" above "Up to $6,715".
+RIVAL = "{figure} (the best quote gives {given})"
+
+
+# A number that points elsewhere, not a figure stated: "(§5)", "Table 3", "Page 1 of
+# 205" (the a015 of session 17's calibrate benchmark: "4,113 clicks" was no rival of
+# "(§5)").
+_REFERENCE = re.compile(
+    r"(?:§|\b(?:sections?|sec\.|tables?|fig\.|figures?|pages?|pp?\.|chapters?|eq\.|"
+    r"equations?|footnotes?|appendix|step)\s?|\bpages?\s?\d+\s+of\s+)$",
+    re.I,
+)
+
+
+def _figures(text: str) -> dict[str, dict[object, str]]:
+    """The figures of ``text`` by kind, each as {comparable key: as written}: "date" (as
+    (month, day, year), numeric forms too), "amount" ($3,400), "share" (46.5%) and
+    "number" (any other)."""
+    found: dict[str, dict[object, str]] = {"date": {}, "amount": {}, "share": {}, "number": {}}
+    for written, month, day, year, _ in named_dates(text):
+        found["date"][(month, day, year)] = written
+        text = text.replace(written, " ")
+    for key in source_dates(text) - set(found["date"]):
+        found["date"].setdefault(key, "/".join(str(p) for p in key if p is not None))
+    for m in _NUMBER.finditer(text):
+        if _REFERENCE.search(text, 0, m.start()):
+            continue
+        written = m.group(0).strip()
+        kind = "amount" if written[0] in "$€£¥" else "share" if written.endswith("%") else "number"
+        found[kind].setdefault(_number_key(m.group(1), m.group(2)), written)
+    return found
+
+
+def _rivals_best(answer: str, best: str, sources: str, question: str) -> list[str]:
+    """The answer's figures, not the question's, that the best quote does not give while
+    it gives others of their kind (a date for a date, an amount for an amount ...).  A
+    figure no source gives is left to the other rules, which say so."""
+    asked = _figures(question)
+    given = _figures(best)
+    held = {key for figures in given.values() for key in figures}
+    quoted = {key for figures in _figures(sources).values() for key in figures}
+    rivals = []
+    # Citation markers and list numbers are no figures (as in ``_answer_numbers``).
+    for kind, figures in _figures(_LIST_NUMBER.sub(" ", CITATION.sub(" ", answer))).items():
+        others = {k: w for k, w in given[kind].items() if k not in asked[kind]}
+        for key, written in figures.items():
+            if others and key in quoted and key not in asked[kind] and key not in held:
+                rivals.append(RIVAL.format(figure=written, given=", ".join(others.values())))
+    return rivals
+
+
 def check_answer(
-    answer: str, sources: str, question: str | None = None, absent: Sequence[str] = ()
+    answer: str,
+    sources: str,
+    question: str | None = None,
+    absent: Sequence[str] = (),
+    best: str | None = None,
 ) -> CheckResult:
     """Every number, name and quoted phrase of ``answer`` occurs in ``sources`` (or in
     ``question``, when given: the question's own names are no claim); and, when
@@ -466,7 +537,11 @@ def check_answer(
     that states one says something of what the documents never mention: seen by hand in
     session 17, "What is the budget of the Heliophysics Science Division?" of a slide
     listing the division's code got "The budget of the Heliophysics Science Division is:
-    606.", every name and number of it in the slide."""
+    606.", every name and number of it in the slide.
+
+    ``best``: the quote that best answers the question (the first shown).  An answer
+    stating a figure it does not give, when it gives others of that kind, fails (see
+    ``RIVAL``); so does an answer stating no figure when the question asks for one."""
     # What the question itself states is no claim of the answer's ("What does the FAA
     # estimate ...?" -- "The FAA estimates ... $3,400" was refused, the quotes naming the
     # agency only as "the agency"); an answer stating nothing else is the echo below.
@@ -510,6 +585,16 @@ def check_answer(
     unsupported.extend(_states_absent(answer, absent))
     if _empty(answer, sources):
         unsupported.append(EMPTY)
+    elif (
+        question is not None
+        and asks_for_figure(question)
+        and not holds_figure(_LIST_NUMBER.sub(" ", CITATION.sub(" ", counted_answer)))
+    ):
+        unsupported.append(NO_FIGURE)
+    if best is not None and question is not None:
+        unsupported.extend(
+            _rivals_best(counted_answer, spelled_to_digits(best), counted_sources, question)
+        )
     share = support(answer, sources)
     if share is not None and share < SUPPORT_FLOOR:
         unsupported.append(UNGROUNDED)

@@ -78,6 +78,32 @@ _NUMBER_KINDS = [
 ]
 
 
+# A question whose answer is a figure: a count, an amount, a share, a year or a date.
+# Narrower than _ASKS_NUMBER: "how long", "how often" or "how old" may be answered in
+# words ("about a month", "weekly").
+_ASKS_FIGURE = re.compile(
+    r"\b(?:how (?:many|much)|what (?:percentage|percent|number|amount|price|cost|total|"
+    r"year|date)|(?:in )?which (?:year|date))\b|^\s*when\b|多少|几(?!乎)",
+    re.I,
+)
+# A figure as an answer may write it: digits (spelled ones made digits first), a month,
+# a Chinese numeral, or none at all ("none", "no one": a count of zero).
+_HOLDS_FIGURE = re.compile(
+    rf"\d|[〇零一二三四五六七八九十百千万亿两]|\b(?:{_MONTHS})\b|\b(?:none|zero|no one|nobody)\b",
+    re.I,
+)
+
+
+def asks_for_figure(question: str) -> bool:
+    """Whether ``question`` asks for a figure ("How many ...?", "When ...?", "多少")."""
+    return bool(_ASKS_FIGURE.search(question))
+
+
+def holds_figure(text: str) -> bool:
+    """Whether ``text`` (its spelled numbers made digits) states a figure of any kind."""
+    return bool(_HOLDS_FIGURE.search(text))
+
+
 def asks_date(question: str) -> Callable[[str], float] | None:
     """For a question asking when ("When was X published?", "in which year ..."), the
     scorer of sentences holding a date or a year; None for any other question."""
