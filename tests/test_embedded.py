@@ -391,6 +391,7 @@ def test_an_operator_backs_up_and_restores_a_home(tmp_path: Path) -> None:
         assert answer["draft"] and answer["checked"] in ("passed", "replaced_by_evidence")
         if answer["checked"] == "passed":
             assert answer["answer"].startswith(answer["draft"]) and answer["unsupported"] == []
+        assert answer["hedged"] is answer["answer"].startswith("No passage clearly answers")
         assert [p for p in (home / "files").rglob("*") if p.is_file()]
 
         broken = tmp_path / "not-a-backup.tar"

@@ -59,7 +59,6 @@ from bot.bench.sizes import (
     SQUAD_PER_KIND,
 )
 from bot.config import Settings
-from bot.knowledge.reply import is_clear
 from bot.knowledge.sentences import CJK
 
 SEED = 20_261_126
@@ -167,10 +166,7 @@ async def ask_all(
                 ),
                 "not_found": not answer.found,
                 "replaced": answer.checked == "replaced_by_evidence",
-                "hedged": answer.checked == "replaced_by_evidence"
-                and not is_clear(
-                    answer.timings.get("coverage", 1.0), answer.timings.get("lexical", True)
-                ),
+                "hedged": answer.hedged,
                 "model_posted": answer.checked == "passed",
                 "posted_without_fact": answer.checked == "passed"
                 and bool(golds)

@@ -145,6 +145,8 @@ def ask(
                     # posted): to see what the check refused.
                     "unsupported": answer.unsupported,
                     "draft": answer.draft,
+                    # The evidence alone, headed as the closest the documents come.
+                    "hedged": answer.hedged,
                     "evidence": [q.as_dict() for q in answer.evidence],
                     "sources": [
                         {"document": s.document, "pages": s.pages, "score": s.score}

@@ -31,6 +31,7 @@ from bot.knowledge.reply import (
     evidence_heading,
     format_citations,
     format_quotes,
+    is_clear,
     merge_sources,
     renumber_citations,
 )
@@ -85,6 +86,9 @@ class Answer:
     # "greeting", "thanks", ...: a fixed reply to a message that asked nothing of the
     # documents (``bot.knowledge.smalltalk``); feedback never rates it.
     smalltalk: str | None = None
+    # The reply is the evidence alone under "No passage clearly answers this. The
+    # closest the documents come:" (``reply.is_clear``).
+    hedged: bool = False
 
     def meta(self) -> dict[str, Any]:
         """What is stored with the answer: the check, the evidence, the sources (and,
@@ -384,6 +388,8 @@ class Answerer:
             checked=checked,
             unsupported=result.unsupported,
             draft=draft,
+            hedged=checked == "replaced_by_evidence"
+            and not is_clear(evidence.coverage, evidence.lexical),
         )
         return await done(answer)
 

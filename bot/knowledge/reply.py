@@ -119,8 +119,7 @@ def is_clear(coverage: float, lexical: bool) -> bool:
 def evidence_heading(evidence: Evidence, texts: dict[str, str]) -> str:
     """The heading of a reply that is the evidence alone: what the documents say, or,
     when it is not clear they answer, the closest they come."""
-    clear = is_clear(evidence.coverage, evidence.lexical)
-    return texts["replaced"] if clear else texts["unclear"]
+    return texts["replaced"] if is_clear(evidence.coverage, evidence.lexical) else texts["unclear"]
 
 
 def format_quotes(quotes: list[Quote], heading: str) -> str:
