@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,11 +29,10 @@ if str(REPO) not in sys.path:  # run as a script: import this checkout's bot, no
 from bot.bench.grounding import answer_matches  # noqa: E402
 from bot.knowledge.check import check_answer  # noqa: E402
 from bot.knowledge.draft import only_recites  # noqa: E402
+from bot.knowledge.quoting import reply_quotes  # noqa: E402
 from bot.knowledge.texts import TEXTS  # noqa: E402
 
 SETS = [REPO / "bot" / "bench" / "realdocs.jsonl", REPO / "bot" / "bench" / "realdocs_zh.jsonl"]
-# A quote line of a reply: > "text" (file, place); the place may hold parentheses.
-_QUOTE = re.compile(r'^> "(.*)" \([^()]*(?:\([^()]*\)[^()]*)*\)$', re.M)
 
 
 def quotes_of(reply: str) -> list[str]:
@@ -43,7 +41,7 @@ def quotes_of(reply: str) -> list[str]:
         head = f"\n\n{texts['evidence']}\n"
         if head in reply:
             block = reply.split(head, 1)[1].split(f"\n\n{texts['sources']}", 1)[0]
-            return [m.group(1) for m in _QUOTE.finditer(block)]
+            return reply_quotes(block)
     return []
 
 

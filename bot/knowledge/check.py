@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from bot.knowledge.dates import dates_unsupported, named_dates, source_dates
 from bot.knowledge.language import fold
 from bot.knowledge.question import asks_for_figure, holds_figure
+from bot.knowledge.quoting import quoted
 from bot.knowledge.sentences import AFTER_HEADER
 
 # A number as written: optional currency, digits with optional thousands separators,
@@ -381,16 +382,11 @@ def _column_names(sources: str) -> list[str]:
     ]
 
 
-# A quote as the model writes it on a line of its own: "> "...", or the text in quotes.
-_QUOTE_LINE = re.compile(r"^\s*(?:>\s*)?[\"\u201c]?(?P<q>.*?)[\"\u201d]?\s*$")
-
-
 def _only_column_names(line: str, headers: list[str]) -> bool:
     """Whether ``line`` quotes a table's column names and nothing else (the whole header
     row or its start: the model may stop inside it)."""
-    m = _QUOTE_LINE.match(line)
-    quoted = squash(m.group("q")) if m else ""
-    return quoted.startswith("|") and len(quoted) > 2 and any(h.startswith(quoted) for h in headers)
+    row = squash(quoted(line, marked=False) or "")
+    return row.startswith("|") and len(row) > 2 and any(h.startswith(row) for h in headers)
 
 
 def _empty(answer: str, sources: str = "") -> bool:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 
 from bot.knowledge.check import CITATION, INTRODUCES, squash
+from bot.knowledge.quoting import quoted
 from bot.knowledge.sentences import period_ends_no_sentence
 
 # Where a draft stops being an answer: the model writes another turn ("Question:"), or
@@ -106,11 +107,6 @@ def tidy_draft(text: str, capped: bool = False) -> str:
     return text
 
 
-# A line that is a quote: the text in quotation marks, maybe after ">" and before its
-# place as the reply gives it ("(manual.pdf, p. 2)"), or a line after ">".
-_QUOTED = re.compile(
-    r"^\s*(?:>\s*)?[\"\u201c](?P<q>.*)[\"\u201d]\s*(?:\([^()]*\))?\s*$|^\s*>\s*(?P<bare>.*?)\s*$"
-)
 # Where a quote the model wrote leaves text out ("<header> … <row>").
 _ELLIPSIS = re.compile(r"\s*(?:\u2026|\.\.\.)\s*")
 
@@ -131,10 +127,10 @@ def only_recites(draft: str, quotes: Sequence[str]) -> bool:
     if not lines or not shown:
         return False
     for line in lines:
-        m = _QUOTED.match(line)
-        if m is None:
+        text = quoted(line)
+        if text is None:
             return False
-        pieces = _ELLIPSIS.split(m.group("q") or m.group("bare"))
+        pieces = _ELLIPSIS.split(text)
         parts = [squash(p) for p in pieces if any(c.isalnum() for c in p)]
         if not parts or not any(all(p in s for p in parts) for s in shown):
             return False

@@ -10,6 +10,7 @@ from typing import Any
 from bot.knowledge.check import CITATION
 from bot.knowledge.evidence import Evidence, Quote
 from bot.knowledge.prompt import places_label
+from bot.knowledge.quoting import quote_line
 from bot.knowledge.retrieval import Ranked
 from bot.knowledge.texts import TEXTS
 from bot.store.records import ChunkHit
@@ -128,7 +129,7 @@ def format_quotes(quotes: list[Quote], heading: str) -> str:
     for q in quotes:
         place = q.where
         where = q.hit.file_name + (f", {place}" if place else "")
-        lines.append(f'> "{q.text}" ({where})')
+        lines.append(quote_line(q.text, where))
     return "\n".join(lines)
 
 
