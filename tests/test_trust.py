@@ -634,6 +634,35 @@ async def test_the_model_reads_the_passages_its_quotes_come_from(
         assert "Sources:\n[1] ad-2020-17221.pdf, pp. 1-2" in answer.text, answer.text
 
 
+async def test_the_model_reads_earlier_answers_without_their_quotes(
+    settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
+) -> None:
+    # Seen by hand in session 20: five questions into a channel, the default model read
+    # up to 2,100 prompt tokens, most of them earlier replies' quotes, and wrote its next
+    # answers the way those replies are written ("The documents say:", then quotes).
+    async with directive_on_scripted_model(settings, tmp_path, scripted_model) as (app, binding):
+        said = "The test costs $3,400 per airplane [1]."
+        answer = await scripted_answer(app, binding, scripted_model, COST_QUESTION, said)
+        assert answer.checked == "passed"
+        replaced = "How many airplanes does the proposed AOA sensor system test affect?"
+        answer = await scripted_answer(app, binding, scripted_model, replaced, "Twelve [1].")
+        assert answer.checked == "replaced_by_evidence"
+        await scripted_answer(
+            app, binding, scripted_model, "Who proposes the test?", "The FAA proposes it [1]."
+        )
+        messages = scripted_model.requests[-1]["messages"]  # type: ignore[attr-defined]
+        turns = [(m["role"], m["content"]) for m in messages[1:-1]]
+        # The earlier answer as posted, without the evidence under it; the reply that was
+        # the evidence alone is left out with its question.
+        assert turns == [
+            ("user", COST_QUESTION),
+            ("assistant", "The test costs $3,400 per airplane [1]."),
+        ]
+        # What the asker sees is unchanged: the stored replies keep their quotes.
+        stored = app.store.recent_messages(binding.id, None)
+        assert sum("Evidence:" in t.text or "The documents say:" in t.text for t in stored) >= 2
+
+
 async def test_a_model_that_loops_or_recites_a_source_is_cut_to_its_answer(
     settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
 ) -> None:

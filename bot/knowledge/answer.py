@@ -21,7 +21,7 @@ from bot.knowledge.definition import (
 )
 from bot.knowledge.draft import only_recites, tidy_draft
 from bot.knowledge.evidence import Evidence, EvidenceFinder, Quote
-from bot.knowledge.history import last_answered_question, last_cited_chunks
+from bot.knowledge.history import last_answered_question, last_cited_chunks, model_turns
 from bot.knowledge.named import Named, find_named, might_name_document
 from bot.knowledge.opening import opening_evidence
 from bot.knowledge.prompt import fit_prompt, where_label
@@ -329,7 +329,7 @@ class Answerer:
                 model_override,
                 quoted,
                 cited,
-                history,
+                model_turns(history),
                 question,
                 quotes_block,
                 texts,
