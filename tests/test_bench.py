@@ -129,7 +129,8 @@ def test_grounding_bench_quick(librarian_env: dict[str, str], shared_models: Pat
 def test_grounding_bench_asks_the_chinese_questions_of_the_chinese_files(
     librarian_env: dict[str, str], shared_models: Path
 ) -> None:
-    data = _bench("grounding", librarian_env, shared_models, "--set", "chinese")
+    # Asked as a team asks in a channel: one remembered thread per kind.
+    data = _bench("grounding", librarian_env, shared_models, "--set", "chinese", "--conversation")
     assert set(data) >= {"chinese"} and "squad_v2" not in data and "realdocs" not in data
     assert _get(data, "chinese.documents") == 3
     assert _get(data, "chinese.answerable.questions") == 2
@@ -137,6 +138,7 @@ def test_grounding_bench_asks_the_chinese_questions_of_the_chinese_files(
     # A Chinese gold string has no spaces around it: it is found inside the reply's
     # sentence (a matcher comparing whole words would score every Chinese reply 0).
     assert _get(data, "chinese.answerable.gold_in_evidence") > 0
+    assert _get(data, "chinese.answerable.prompt_tokens_p50") > 0  # the model was asked
 
 
 def test_table_output_is_readable() -> None:

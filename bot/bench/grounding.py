@@ -115,8 +115,14 @@ async def ask_all(
     doc_of: dict[str, int],
     log: Log,
     dump: list[dict[str, Any]] | None = None,
+    conversation: bool = False,
 ) -> dict[str, Any]:
     """Ask each question; the figures per kind ("answerable", "unanswerable").
+
+    ``conversation``: each kind's questions are asked one after the other in one thread
+    that remembers them, as a team asks in a channel (the model then reads the earlier
+    exchanges); otherwise each question is a conversation of its own.  The prompt's
+    size is reported either way (``prompt_tokens_p50``).
 
     ``model_posted``: the share of replies that post the model's own answer (it passed
     the check); ``posted_without_fact``: of all answerable questions, those whose posted
@@ -141,19 +147,22 @@ async def ask_all(
         )
         total_ms: list[float] = []
         evidence_ms: list[float] = []
+        prompt_tokens: list[float] = []
         for i, q in enumerate(sampled):
             t0 = time.perf_counter()
             answer = await app.answerer.answer(
                 binding,
-                None,
+                f"bench-{kind}" if conversation else None,
                 q["question"],
                 author="bench",
-                conversation_key=f"bench/{kind}/{i}",
-                remember=False,
+                conversation_key=f"bench/{kind}" if conversation else f"bench/{kind}/{i}",
+                remember=conversation,
             )
             total_ms.append((time.perf_counter() - t0) * 1000)
             if "evidence_ms" in answer.timings:
                 evidence_ms.append(answer.timings["evidence_ms"])
+            if answer.timings.get("prompt_tokens") is not None:
+                prompt_tokens.append(answer.timings["prompt_tokens"])
             golds = q.get("answers") or []
             docs = {doc_of.get(d) for d in [q.get("document"), *q.get("also_in", [])]}
             verdict = {
@@ -184,6 +193,7 @@ async def ask_all(
         results[kind]["questions"] = len(sampled)
         results[kind]["answer_ms_p50"] = round(percentile(total_ms, 50))
         results[kind]["evidence_ms_p95"] = round(percentile(evidence_ms or [0.0], 95), 1)
+        results[kind]["prompt_tokens_p50"] = round(percentile(prompt_tokens or [0.0], 50))
     return results
 
 
@@ -203,22 +213,25 @@ async def run(
     sets: tuple[str, ...] = GROUNDING_DEFAULT_SETS,
     log: Log = quiet_log,
     dump: Path | None = None,
+    conversation: bool = False,
 ) -> dict[str, Any]:
     """Index each set, ask its questions, count.  ``dump``: a JSON file to write every
-    question's reply and verdicts to."""
+    question's reply and verdicts to; ``conversation``: see ``ask_all``."""
     started = time.perf_counter()
     results: dict[str, Any] = {}
     records: dict[str, list[dict[str, Any]]] = {}
     if "squad" in sets:
         records["squad_v2"] = []
-        results["squad_v2"] = await _squad(app, eval_dir, quick, sample, log, records["squad_v2"])
+        results["squad_v2"] = await _squad(
+            app, eval_dir, quick, sample, log, records["squad_v2"], conversation
+        )
     corpus = (eval_dir or default_eval_dir()).parent / "corpus"
     for key, select in (("realdocs", _realdocs), ("chinese", _chinese)):
         if key in sets:
             records[key] = []
             files, questions = select(corpus, quick, split)
             results[key] = await _ask_of_files(
-                app, f"grounding-{key}", files, questions, split, log, records[key]
+                app, f"grounding-{key}", files, questions, split, log, records[key], conversation
             )
     if dump is not None:
         dump.write_text(json.dumps(records, indent=1, ensure_ascii=False))
@@ -241,12 +254,13 @@ async def _ask_of_files(
     split: str,
     log: Log,
     dump: list[dict[str, Any]] | None,
+    conversation: bool = False,
 ) -> dict[str, Any]:
     """Index ``files`` into a bench workspace of their own, then ask ``questions`` there."""
     binding = await asyncio.to_thread(bench_binding, app, name)
     log(f"indexing {len(files)} files...")
     ids = await ingest_documents(app, binding, [(f.name, f.read_bytes()) for f in files], log)
-    out = await ask_all(app, binding, questions, ids, log, dump)
+    out = await ask_all(app, binding, questions, ids, log, dump, conversation)
     out["documents"] = len(ids)
     out["split"] = split
     return out
@@ -303,6 +317,7 @@ async def _squad(
     sample: int | None,
     log: Log,
     dump: list[dict[str, Any]] | None = None,
+    conversation: bool = False,
 ) -> dict[str, Any]:
     per_kind = sample or (QUICK_PER_KIND if quick else SQUAD_PER_KIND)
     folder = eval_set(eval_dir, "squad-v2.0-dev")
@@ -318,7 +333,7 @@ async def _squad(
     ids = await ingest_documents(
         app, binding, [(f"{p['id']}.txt", passage_document(p)) for p in passages], log
     )
-    out = await ask_all(app, binding, picked, ids, log, dump)
+    out = await ask_all(app, binding, picked, ids, log, dump, conversation)
     out["paragraphs"] = len(passages)
     return out
 
@@ -333,6 +348,7 @@ def run_bench(
     sets: tuple[str, ...] = GROUNDING_DEFAULT_SETS,
     log: Log = quiet_log,
     dump: Path | None = None,
+    conversation: bool = False,
 ) -> dict[str, Any]:
     """The benchmark on a scratch database; the results as a nested dict."""
     return run_on_scratch(
@@ -345,4 +361,5 @@ def run_bench(
         sets=sets,
         log=log,
         dump=dump,
+        conversation=conversation,
     )

@@ -123,6 +123,12 @@ def grounding(
     dump: Path | None = typer.Option(
         None, "--dump", help="Write every question's reply and verdicts to this JSON file."
     ),
+    conversation: bool = typer.Option(
+        False,
+        "--conversation",
+        help="Ask each kind's questions in one remembered thread, as a team asks in a "
+        "channel (the model reads the earlier exchanges).",
+    ),
 ) -> None:
     """Grounded answers on SQuAD v2.0 and on real PDFs: facts, evidence, pages, not found."""
     from bot.bench import grounding as bench
@@ -141,6 +147,7 @@ def grounding(
         sets=sets,
         log=_log(json_out),
         dump=dump,
+        conversation=conversation,
     )
     _emit("Grounding benchmark (reported, no targets)", results, json_out, {})
 
