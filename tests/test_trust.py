@@ -615,25 +615,6 @@ async def test_the_models_citations_are_numbered_as_the_reply_lists_its_sources(
         assert answer.unsupported == ["[7] (no such source)"]
 
 
-async def test_the_model_reads_the_passages_its_quotes_come_from(
-    settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
-) -> None:
-    # Measured in session 20: the default model reads about 100 prompt tokens a second on
-    # two cores, and every chunk it was given beside the quoted ones could only lead it
-    # to a claim the check refuses (the check reads the quotes).
-    async with directive_on_scripted_model(settings, tmp_path, scripted_model) as (app, binding):
-        answer = await scripted_answer(
-            app, binding, scripted_model, COST_QUESTION, "The test costs $3,400 per airplane [1]."
-        )
-        assert answer.checked == "passed"
-        assert {q.hit.page_start for q in answer.evidence} == {2}
-        prompt = scripted_model.requests[-1]["messages"][-1]["content"]  # type: ignore[attr-defined]
-        assert "[1] ad-2020-17221.pdf, p. 2" in prompt and "[2] " not in prompt
-        assert "Airworthiness directive 2020-17221." not in prompt  # page 1 is not read
-        # The reply still lists where the search found the question's matter.
-        assert "Sources:\n[1] ad-2020-17221.pdf, pp. 1-2" in answer.text, answer.text
-
-
 async def test_the_model_reads_earlier_answers_without_their_quotes(
     settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
 ) -> None:

@@ -304,19 +304,19 @@ class Answerer:
                 text = await self._nothing_indexed_text(texts, workspace.id) or text
             return await done(Answer(text, text, [], False, timings, evidence=[]))
 
-        # The chunks the reply cites: those of the quotes first, then the relevant hits
-        # (the extra candidates are only for quotes), top-k in all, or the quotes' chunks
-        # if more.  The model reads the quotes' chunks alone: the check accepts only what
-        # the quotes say, so what it took from another chunk could only fail; and a small
-        # model on two cores reads about 100 prompt tokens a second (session 20: 1,370
-        # tokens, 14 s before its first word), so each chunk more costs seconds.
+        # The chunks the model reads and the reply cites: those of the quotes first, then
+        # the relevant hits (the extra candidates are only for quotes), top-k in all, or
+        # the quotes' chunks if more.  (Measured and dropped in session 20: the model
+        # reading the quotes' chunks alone answered a third faster and passed the check
+        # twice as often, wrong as often as right: see "One figure above another, and
+        # what the model reads" in the README.)
         quoted_ids = [q.hit.chunk_id for q in evidence.quotes]
         quoted = [c for i in dict.fromkeys(quoted_ids) for c in candidates if c.chunk_id == i]
         relevant = {r.hit.chunk_id for r in retrieved.hits}
         if named is not None:
             relevant |= {c.chunk_id for c in candidates}
         others = [c for c in candidates if c.chunk_id in relevant and c.chunk_id not in quoted_ids]
-        cited = (quoted + others)[: max(workspace.top_k, len(quoted))]
+        chunks = (quoted + others)[: max(workspace.top_k, len(quoted))]
         quotes_block = format_quotes(evidence.quotes, texts["evidence"])
         if stated is not None:
             # Found by rule ("AOA stands for angle of attack"): nothing for a model to add.
@@ -327,8 +327,7 @@ class Answerer:
             drafted = await self._model_draft(
                 workspace,
                 model_override,
-                quoted,
-                cited,
+                chunks,
                 model_turns(history),
                 question,
                 quotes_block,
@@ -398,7 +397,6 @@ class Answerer:
         workspace: Any,
         model_override: Any,
         chunks: list[ChunkHit],
-        cited: list[ChunkHit],
         history: list[HistoryMessage],
         question: str,
         quotes_block: str,
@@ -409,9 +407,8 @@ class Answerer:
         started: float,
     ) -> tuple[str, list[Source], list[str]] | None:
         """The model's draft answer from ``chunks`` (its citation markers numbered as the
-        reply lists the sources), the sources (``cited``, which hold ``chunks``), and the
-        markers that name no source; None when the question does not fit the model's
-        context window.  The evidence
+        reply lists the sources), the sources its prompt held, and the markers that name
+        no source; None when the question does not fit the model's context window.  The evidence
         (``quotes_block``) is shown through ``on_progress`` while the model writes."""
         model = model_override or workspace.chat_model or None
         facts = await self.inference.describe(model)
@@ -433,7 +430,7 @@ class Answerer:
             return None
         used = {c.chunk_id for c in fitted.chunks}
         kept = [c for c in chunks if c.chunk_id in used]
-        sources = merge_sources([Ranked(c, 0.0, True) for c in cited])
+        sources = merge_sources([Ranked(c, 0.0, True) for c in kept])
 
         stream = await self.inference.chat_stream(
             model,
