@@ -503,6 +503,16 @@ async def test_an_answer_whose_figure_is_not_the_best_quotes_is_replaced_by_the_
         assert check_answer(said, sources, asked, best=best).passed, said
     # A summary states its document's figures across quotes: no best quote is passed.
     assert check_answer("The test had 4,113 clicks.", sources, "What is it about?").passed
+    # A rate in the best quote is no cost, though another quote gives the amount bare
+    # (seen by hand in session 20: "… the AOA sensor system test is $85.", posted).
+    best = "AOA sensor system test ....... 40 work-hours × $85 per hour = $3,400."
+    sources = f"{best}\nFCC OPS installation .. 1 work-hour × $85 per hour = $85 ...... $0"
+    asked = "What is the estimated cost per airplane of the AOA sensor system test?"
+    said = "The estimated cost per airplane of the AOA sensor system test is $85."
+    assert check_answer(said, sources, asked, best=best).unsupported == ["$85"]
+    assert check_answer(said.replace("$85", "$3,400"), sources, asked, best=best).passed
+    asked = "What hourly labor rate does the FAA assume?"
+    assert check_answer("The FAA assumes $85 per hour.", sources, asked, best=best).passed
 
 
 async def test_quotes_holding_too_little_of_the_question_are_the_closest_the_documents_come(

@@ -562,6 +562,12 @@ def check_answer(
     stated_dates = named_dates(answer)
     unsupported.extend(dates_unsupported(stated_dates, sources))
     unsupported.extend(_rates_as_totals(answer, sources, question or ""))
+    if best is not None:
+        # Read in the best quote too: "40 work-hours × $85 per hour = $3,400" gives $85 as
+        # a rate, though another quote's "1 work-hour × $85 per hour = $85" gives it bare
+        # (seen by hand in session 20: "The estimated cost per airplane of the AOA sensor
+        # system test is $85.", posted as checked).
+        unsupported.extend(_rates_as_totals(answer, best, question or ""))
     # A month's name in a date is checked with the date ("December 3, 2014" of
     # "12/3/2014"), not as a name.
     in_dates = {fold(month) for *_, month in stated_dates}
