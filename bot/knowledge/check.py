@@ -47,25 +47,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.knowledge.dates import dates_unsupported, named_dates, source_dates
+from bot.knowledge.dates import dates_unsupported, named_dates
+from bot.knowledge.figures import HAN, NUMBER, number_key, numbers, rivals_best, spelled_to_digits
 from bot.knowledge.language import fold
 from bot.knowledge.question import asks_for_figure, holds_figure
 from bot.knowledge.quoting import quoted
 from bot.knowledge.sentences import AFTER_HEADER
 
-# A number as written: optional currency, digits with optional thousands separators,
-# optional decimals, optional percent.
-# Never the start of a longer number: "1.4M" holds no number 1 (seen in session 9's
-# benchmark: it vouched for the answer "1" to "how many PDFs was it trained on?").
-# A Chinese character beside it is no part of it: Chinese writes numbers against its
-# words ("第12部分", "10年前"), and such numbers went unchecked (seen in session 13's
-# Chinese benchmark: "10年前，20xx-xx-xx发布" was posted for a date no quote gives).
-_HAN = "\u3400-\u4dbf\u4e00-\u9fff"  # Chinese characters (CJK Unified Ideographs, Ext. A)
-_LETTER_NOT_HAN = rf"[^\W{_HAN}]"
-_NUMBER = re.compile(
-    rf"(?<!{_LETTER_NOT_HAN})(?<!\.)[$€£¥]?(\d{{1,3}}(?:,\d{{3}})+|\d+)(\.\d+)?\s?%?"
-    rf"(?!{_LETTER_NOT_HAN}|\.\d)"
-)
 # A citation marker: "[1]", "[1, 3]", "[2-4]" (the numbers of the passages cited).
 CITATION = re.compile(r"\[(\d+(?:\s*[,-]\s*\d+)*)\]")
 _LIST_NUMBER = re.compile(r"(?m)^\s*\d+[.)]\s")
@@ -111,52 +99,6 @@ _NOT_NAMES = {
 }
 
 
-# Numbers written as words are numbers too: "two types of agents" states a quantity as
-# "2 types" does, and the sources may write either form.  "one" is left out: it is
-# mostly a pronoun or a determiner ("one of the", "one important step"), no count.
-_UNITS = (  # noqa: SIM905 (one word list reads better as text)
-    "zero two three four five six seven eight nine ten eleven twelve thirteen fourteen"
-    " fifteen sixteen seventeen eighteen nineteen"
-).split()
-_SMALL = {w: (0 if w == "zero" else i + 1) for i, w in enumerate(_UNITS)}
-_TENS = {
-    w: 10 * (i + 2)
-    for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())  # noqa: SIM905
-}
-_DIGIT_WORDS = {**{w: n for w, n in _SMALL.items() if n < 10}, "one": 1}
-_SPELLED = re.compile(
-    rf"\b(?:({'|'.join(_TENS)})(?:[\s-]({'|'.join(_DIGIT_WORDS)}))?|({'|'.join(_SMALL)}))\b",
-    re.I,
-)
-
-
-def spelled_to_digits(text: str) -> str:
-    """``text`` with its numbers written as words in digits ("twenty-five" -> "25")."""
-
-    def digits(m: re.Match[str]) -> str:
-        if m.group(3):
-            return str(_SMALL[m.group(3).lower()])
-        tens = _TENS[m.group(1).lower()]
-        return str(tens + (_DIGIT_WORDS[m.group(2).lower()] if m.group(2) else 0))
-
-    return _SPELLED.sub(digits, text)
-
-
-def _number_key(integer: str, decimals: str | None) -> str:
-    """A number's value as text: no separators, no trailing decimal zeros."""
-    digits = integer.replace(",", "").lstrip("0") or "0"
-    if decimals:
-        frac = decimals[1:].rstrip("0")
-        if frac:
-            return f"{digits}.{frac}"
-    return digits
-
-
-def numbers(text: str) -> set[str]:
-    """Every number in the text, as comparable keys."""
-    return {_number_key(m.group(1), m.group(2)) for m in _NUMBER.finditer(text)}
-
-
 # What a number counts is the word right after it ("12 hours", "73 airplanes", "a
 # 12-hour test"): a quantity the answer states must be in the sources with that word
 # among the few after the number ("40 work-hours" holds "40 hours"), since a long
@@ -187,7 +129,7 @@ def _quantities(answer: str) -> list[tuple[str, str, str]]:
     """The answer's numbers that count something: (as written, number key, unit key)."""
     cleaned = _LIST_NUMBER.sub(" ", CITATION.sub(" ", answer))
     found = []
-    for m in _NUMBER.finditer(cleaned):
+    for m in NUMBER.finditer(cleaned):
         after = _UNIT_AFTER.match(cleaned, m.end())
         if after is None or not after.group(1)[0].islower():
             continue
@@ -197,7 +139,7 @@ def _quantities(answer: str) -> list[tuple[str, str, str]]:
         found.append(
             (
                 cleaned[m.start() : after.end()].strip(),
-                _number_key(m.group(1), m.group(2)),
+                number_key(m.group(1), m.group(2)),
                 _unit_key(unit),
             )
         )
@@ -207,9 +149,9 @@ def _quantities(answer: str) -> list[tuple[str, str, str]]:
 def _source_units(sources: str) -> dict[str, set[str]]:
     """Each number of the sources (as a key) with the unit keys of the few words after it."""
     units: dict[str, set[str]] = {}
-    for m in _NUMBER.finditer(sources):
+    for m in NUMBER.finditer(sources):
         after = _WORD_AFTER.findall(sources, m.end(), m.end() + 60)[:UNIT_WINDOW]
-        units.setdefault(_number_key(m.group(1), m.group(2)), set()).update(
+        units.setdefault(number_key(m.group(1), m.group(2)), set()).update(
             _unit_key(w) for w in after
         )
     return units
@@ -238,14 +180,14 @@ def _rates_as_totals(answer: str, sources: str, question: str) -> list[str]:
     rate ("What is the hourly rate?")."""
     rates: dict[str, set[str] | None] = {}  # amount -> its units, None: once no rate
     for m in _AMOUNT.finditer(sources):
-        key = _number_key(m.group(1), m.group(2))
+        key = number_key(m.group(1), m.group(2))
         rate = _RATE_AFTER.match(sources, m.end())
         units = rates.get(key, set())
         rates[key] = None if rate is None or units is None else units | {rate["unit"].lower()}
     asked = fold(question)
     bare = []
     for m in _AMOUNT.finditer(answer):
-        units = rates.get(_number_key(m.group(1), m.group(2)))
+        units = rates.get(number_key(m.group(1), m.group(2)))
         if units and not _RATE_AFTER.match(answer, m.end()) and not any(u in asked for u in units):
             bare.append(m.group(0))
     return bare
@@ -266,7 +208,7 @@ _PLAIN = frozenset(
     ).split()
 )
 _CONTENT_WORD = re.compile(r"[^\W\d_]{4,}")
-_CJK_RUN = re.compile(rf"[{_HAN}]+")
+_CJK_RUN = re.compile(rf"[{HAN}]+")
 # Words are compared by their first letters, a stemmer in miniature: "estimates",
 # "estimated" and "estimating" are one word, "test" and "tests" too.
 STEM_CHARS = 6
@@ -330,7 +272,7 @@ class CheckResult:
 def _answer_numbers(answer: str) -> list[tuple[str, str]]:
     cleaned = _LIST_NUMBER.sub(" ", CITATION.sub(" ", answer))
     return [
-        (m.group(0).strip(), _number_key(m.group(1), m.group(2))) for m in _NUMBER.finditer(cleaned)
+        (m.group(0).strip(), number_key(m.group(1), m.group(2))) for m in NUMBER.finditer(cleaned)
     ]
 
 
@@ -462,59 +404,6 @@ def _states_absent(answer: str, absent: Sequence[str]) -> list[str]:
 # PubMed Central test set?" got "The literature graph is a property graph with directed
 # edges.", posted as checked (every word of it in the quotes).
 NO_FIGURE = "states no figure, and the question asks for one"
-# Why an answer whose figure is not the best quote's, when that quote gives one of the
-# same kind, fails: the reply would state one figure above a quote giving another, and
-# the reader could not tell which is right.  Seen in the report benchmark: "The answer
-# is: 84.2" (a table's cell) above "SPECTER achieves a MAP score of ... 84.5 on coread";
-# "$7,650" above "Up to $6,715".
-RIVAL = "{figure} (the best quote gives {given})"
-
-
-# A number that points elsewhere, not a figure stated: "(§5)", "Table 3", "Page 1 of
-# 205" (the a015 of session 17's calibrate benchmark: "4,113 clicks" was no rival of
-# "(§5)").
-_REFERENCE = re.compile(
-    r"(?:§|\b(?:sections?|sec\.|tables?|fig\.|figures?|pages?|pp?\.|chapters?|eq\.|"
-    r"equations?|footnotes?|appendix|step)\s?|\bpages?\s?\d+\s+of\s+)$",
-    re.I,
-)
-
-
-def _figures(text: str) -> dict[str, dict[object, str]]:
-    """The figures of ``text`` by kind, each as {comparable key: as written}: "date" (as
-    (month, day, year), numeric forms too), "amount" ($3,400), "share" (46.5%) and
-    "number" (any other)."""
-    found: dict[str, dict[object, str]] = {"date": {}, "amount": {}, "share": {}, "number": {}}
-    for written, month, day, year, _ in named_dates(text):
-        found["date"][(month, day, year)] = written
-        text = text.replace(written, " ")
-    for key in source_dates(text) - set(found["date"]):
-        found["date"].setdefault(key, "/".join(str(p) for p in key if p is not None))
-    for m in _NUMBER.finditer(text):
-        if _REFERENCE.search(text, 0, m.start()):
-            continue
-        written = m.group(0).strip()
-        kind = "amount" if written[0] in "$€£¥" else "share" if written.endswith("%") else "number"
-        found[kind].setdefault(_number_key(m.group(1), m.group(2)), written)
-    return found
-
-
-def _rivals_best(answer: str, best: str, sources: str, question: str) -> list[str]:
-    """The answer's figures, not the question's, that the best quote does not give while
-    it gives others of their kind (a date for a date, an amount for an amount ...).  A
-    figure no source gives is left to the other rules, which say so."""
-    asked = _figures(question)
-    given = _figures(best)
-    held = {key for figures in given.values() for key in figures}
-    quoted = {key for figures in _figures(sources).values() for key in figures}
-    rivals = []
-    # Citation markers and list numbers are no figures (as in ``_answer_numbers``).
-    for kind, figures in _figures(_LIST_NUMBER.sub(" ", CITATION.sub(" ", answer))).items():
-        others = {k: w for k, w in given[kind].items() if k not in asked[kind]}
-        for key, written in figures.items():
-            if others and key in quoted and key not in asked[kind] and key not in held:
-                rivals.append(RIVAL.format(figure=written, given=", ".join(others.values())))
-    return rivals
 
 
 def check_answer(
@@ -595,7 +484,12 @@ def check_answer(
         unsupported.append(NO_FIGURE)
     if best is not None and question is not None:
         unsupported.extend(
-            _rivals_best(counted_answer, spelled_to_digits(best), counted_sources, question)
+            rivals_best(
+                _LIST_NUMBER.sub(" ", CITATION.sub(" ", counted_answer)),
+                spelled_to_digits(best),
+                counted_sources,
+                question,
+            )
         )
     share = support(answer, sources)
     if share is not None and share < SUPPORT_FLOOR:
