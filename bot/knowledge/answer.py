@@ -86,9 +86,7 @@ class Answer:
     # "greeting", "thanks", ...: a fixed reply to a message that asked nothing of the
     # documents (``bot.knowledge.smalltalk``); feedback never rates it.
     smalltalk: str | None = None
-    # The reply is the evidence alone under "No passage clearly answers this. The
-    # closest the documents come:" (``reply.is_clear``).
-    hedged: bool = False
+    hedged: bool = False  # the evidence alone, as the closest it comes (``reply.is_clear``)
 
     def meta(self) -> dict[str, Any]:
         """What is stored with the answer: the check, the evidence, the sources (and,
@@ -253,9 +251,8 @@ class Answerer:
             # A definition found by the keyword search alone is read and cited too.
             ids = {c.chunk_id for c in candidates}
             candidates = [q.hit for q in evidence.quotes if q.hit.chunk_id not in ids] + candidates
-        summary = False  # "what is X about?": X's opening, not one fact
-        if named is not None and named.about and defined is None:
-            summary = True
+        summary = named is not None and named.about and defined is None  # "what is X about?"
+        if summary and named is not None:
             evidence = opening_evidence(candidates, header=named.header, wants=asks_date(question))
         elif defined is None or described:
             # "In X, what ...": the candidates are X's chunks already, and X's name says
@@ -306,10 +303,7 @@ class Answerer:
 
         # The chunks the model reads and the reply cites: those of the quotes first, then
         # the relevant hits (the extra candidates are only for quotes), top-k in all, or
-        # the quotes' chunks if more.  (Measured and dropped in session 20: the model
-        # reading the quotes' chunks alone answered a third faster and passed the check
-        # twice as often, wrong as often as right: see "One figure above another, and
-        # what the model reads" in the README.)
+        # the quotes' chunks if more (the quotes' chunks alone: measured and dropped, README).
         quoted_ids = [q.hit.chunk_id for q in evidence.quotes]
         quoted = [c for i in dict.fromkeys(quoted_ids) for c in candidates if c.chunk_id == i]
         relevant = {r.hit.chunk_id for r in retrieved.hits}
@@ -356,8 +350,7 @@ class Answerer:
             "\n".join(q.text for q in evidence.quotes),
             question,
             absent=evidence.missing_terms,
-            # A summary ("what is X about?") states what its opening says across quotes;
-            # one quote answers any other question best.
+            # A summary states its opening across quotes; one answers any other question.
             best=None if summary or not evidence.quotes else evidence.quotes[0].text,
         )
         if uncited:
