@@ -125,9 +125,15 @@ def _unit_key(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") else word
 
 
-def _quantities(answer: str) -> list[tuple[str, str, str]]:
-    """The answer's numbers that count something: (as written, number key, unit key)."""
-    cleaned = _LIST_NUMBER.sub(" ", CITATION.sub(" ", answer))
+def _claims(answer: str) -> str:
+    """The answer as its figures are read: numbers written as words in digits, its
+    citation markers ("[2]") and list numbers ("1.") taken out, which state nothing."""
+    return _LIST_NUMBER.sub(" ", CITATION.sub(" ", spelled_to_digits(answer)))
+
+
+def _quantities(cleaned: str) -> list[tuple[str, str, str]]:
+    """The numbers of an answer's ``_claims`` that count something: (as written, number
+    key, unit key)."""
     found = []
     for m in NUMBER.finditer(cleaned):
         after = _UNIT_AFTER.match(cleaned, m.end())
@@ -269,8 +275,8 @@ class CheckResult:
     unsupported: list[str]
 
 
-def _answer_numbers(answer: str) -> list[tuple[str, str]]:
-    cleaned = _LIST_NUMBER.sub(" ", CITATION.sub(" ", answer))
+def _answer_numbers(cleaned: str) -> list[tuple[str, str]]:
+    """Each number of an answer's ``_claims``: (as written, number key)."""
     return [
         (m.group(0).strip(), number_key(m.group(1), m.group(2))) for m in NUMBER.finditer(cleaned)
     ]
@@ -437,8 +443,8 @@ def check_answer(
     source_numbers = numbers(counted_sources)
     source_text = squash(sources + asked)
     source_words = set(_WORDS.findall(source_text))
-    counted_answer = spelled_to_digits(answer)
-    stated_numbers = _answer_numbers(counted_answer)
+    claims = _claims(answer)
+    stated_numbers = _answer_numbers(claims)
     stated_names = [(name, fold(name).strip("'-")) for name in names(answer)]
     unsupported: list[str] = []
     for written, key in stated_numbers:
@@ -452,7 +458,7 @@ def check_answer(
     unsupported.extend(
         w for w in _GLUED_FIGURE.findall(CITATION.sub(" ", answer)) if w.lower() not in glued
     )
-    quantities = _quantities(counted_answer)
+    quantities = _quantities(claims)
     if quantities:
         units = _source_units(counted_sources)
         for written, key, unit in quantities:
@@ -486,16 +492,12 @@ def check_answer(
     unsupported.extend(_states_absent(answer, absent))
     if _empty(answer, sources):
         unsupported.append(EMPTY)
-    elif (
-        question is not None
-        and asks_for_figure(question)
-        and not holds_figure(_LIST_NUMBER.sub(" ", CITATION.sub(" ", counted_answer)))
-    ):
+    elif question is not None and asks_for_figure(question) and not holds_figure(claims):
         unsupported.append(NO_FIGURE)
     if best is not None and question is not None:
         unsupported.extend(
             rivals_best(
-                _LIST_NUMBER.sub(" ", CITATION.sub(" ", counted_answer)),
+                claims,
                 spelled_to_digits(best),
                 counted_sources,
                 question,
