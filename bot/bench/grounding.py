@@ -36,6 +36,7 @@ import re
 import string
 import time
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,21 +109,27 @@ def _page_in(pages: str, page: int | None) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class Asking:
+    """How a run asks its questions: ``conversation``, each kind's questions one after
+    the other in one thread that remembers them, as a team asks in a channel (the model
+    then reads the earlier exchanges), else each a conversation of its own; ``log``,
+    where progress goes."""
+
+    log: Log = quiet_log
+    conversation: bool = False
+
+
 async def ask_all(
     app: App,
     binding: Any,
     questions: list[dict[str, Any]],
     doc_of: dict[str, int],
-    log: Log,
+    asking: Asking,
     dump: list[dict[str, Any]] | None = None,
-    conversation: bool = False,
 ) -> dict[str, Any]:
-    """Ask each question; the figures per kind ("answerable", "unanswerable").
-
-    ``conversation``: each kind's questions are asked one after the other in one thread
-    that remembers them, as a team asks in a channel (the model then reads the earlier
-    exchanges); otherwise each question is a conversation of its own.  The prompt's
-    size is reported either way (``prompt_tokens_p50``).
+    """Ask each question as ``asking`` says; the figures per kind ("answerable",
+    "unanswerable").  The prompt's size is reported (``prompt_tokens_p50``).
 
     ``model_posted``: the share of replies that post the model's own answer (it passed
     the check); ``posted_without_fact``: of all answerable questions, those whose posted
@@ -131,7 +138,7 @@ async def ask_all(
     results: dict[str, Any] = {}
     for kind in ("answerable", "unanswerable"):
         sampled = [q for q in questions if q["kind"] == kind]
-        log(f"asking {len(sampled)} {kind} questions...")
+        asking.log(f"asking {len(sampled)} {kind} questions...")
         counts = dict.fromkeys(
             (
                 "fact_in_reply",
@@ -152,11 +159,11 @@ async def ask_all(
             t0 = time.perf_counter()
             answer = await app.answerer.answer(
                 binding,
-                f"bench-{kind}" if conversation else None,
+                f"bench-{kind}" if asking.conversation else None,
                 q["question"],
                 author="bench",
-                conversation_key=f"bench/{kind}" if conversation else f"bench/{kind}/{i}",
-                remember=conversation,
+                conversation_key=f"bench/{kind}" if asking.conversation else f"bench/{kind}/{i}",
+                remember=asking.conversation,
             )
             total_ms.append((time.perf_counter() - t0) * 1000)
             if "evidence_ms" in answer.timings:
@@ -216,14 +223,15 @@ async def run(
     conversation: bool = False,
 ) -> dict[str, Any]:
     """Index each set, ask its questions, count.  ``dump``: a JSON file to write every
-    question's reply and verdicts to; ``conversation``: see ``ask_all``."""
+    question's reply and verdicts to; ``conversation``: see ``Asking``."""
     started = time.perf_counter()
+    asking = Asking(log, conversation)
     results: dict[str, Any] = {}
     records: dict[str, list[dict[str, Any]]] = {}
     if "squad" in sets:
         records["squad_v2"] = []
         results["squad_v2"] = await _squad(
-            app, eval_dir, quick, sample, log, records["squad_v2"], conversation
+            app, eval_dir, quick, sample, asking, records["squad_v2"]
         )
     corpus = (eval_dir or default_eval_dir()).parent / "corpus"
     for key, select in (("realdocs", _realdocs), ("chinese", _chinese)):
@@ -231,7 +239,7 @@ async def run(
             records[key] = []
             files, questions = select(corpus, quick, split)
             results[key] = await _ask_of_files(
-                app, f"grounding-{key}", files, questions, split, log, records[key], conversation
+                app, f"grounding-{key}", files, questions, split, asking, records[key]
             )
     if dump is not None:
         dump.write_text(json.dumps(records, indent=1, ensure_ascii=False))
@@ -252,15 +260,16 @@ async def _ask_of_files(
     files: list[Path],
     questions: list[dict[str, Any]],
     split: str,
-    log: Log,
+    asking: Asking,
     dump: list[dict[str, Any]] | None,
-    conversation: bool = False,
 ) -> dict[str, Any]:
     """Index ``files`` into a bench workspace of their own, then ask ``questions`` there."""
     binding = await asyncio.to_thread(bench_binding, app, name)
-    log(f"indexing {len(files)} files...")
-    ids = await ingest_documents(app, binding, [(f.name, f.read_bytes()) for f in files], log)
-    out = await ask_all(app, binding, questions, ids, log, dump, conversation)
+    asking.log(f"indexing {len(files)} files...")
+    ids = await ingest_documents(
+        app, binding, [(f.name, f.read_bytes()) for f in files], asking.log
+    )
+    out = await ask_all(app, binding, questions, ids, asking, dump)
     out["documents"] = len(ids)
     out["split"] = split
     return out
@@ -315,9 +324,8 @@ async def _squad(
     eval_dir: Path | None,
     quick: bool,
     sample: int | None,
-    log: Log,
+    asking: Asking,
     dump: list[dict[str, Any]] | None = None,
-    conversation: bool = False,
 ) -> dict[str, Any]:
     per_kind = sample or (QUICK_PER_KIND if quick else SQUAD_PER_KIND)
     folder = eval_set(eval_dir, "squad-v2.0-dev")
@@ -329,11 +337,11 @@ async def _squad(
         questions = [q for q in questions if q["title"] == title]
     picked = squad_sample(questions, per_kind)
     binding = await asyncio.to_thread(bench_binding, app, "grounding")
-    log(f"indexing {len(passages)} SQuAD v2.0 paragraphs...")
+    asking.log(f"indexing {len(passages)} SQuAD v2.0 paragraphs...")
     ids = await ingest_documents(
-        app, binding, [(f"{p['id']}.txt", passage_document(p)) for p in passages], log
+        app, binding, [(f"{p['id']}.txt", passage_document(p)) for p in passages], asking.log
     )
-    out = await ask_all(app, binding, picked, ids, log, dump, conversation)
+    out = await ask_all(app, binding, picked, ids, asking, dump)
     out["paragraphs"] = len(passages)
     return out
 
