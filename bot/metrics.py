@@ -17,7 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from bot.knowledge.answer import Answer, Answerer
+from bot.knowledge.answer import Answerer
+from bot.knowledge.reply import Answer
 
 #: Answer outcomes (``librarian_answers_total{outcome}``).
 OUTCOMES = ("answered", "not_found", "replaced_by_evidence", "error")

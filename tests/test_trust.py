@@ -25,13 +25,13 @@ from helpers import converse, make_epub, make_pdf, say
 from bot.app import App
 from bot.events import ConversationRef
 from bot.knowledge.acronyms import definitions, expansions
-from bot.knowledge.answer import ANSWER_SEED, Answer
+from bot.knowledge.answer import ANSWER_SEED
 from bot.knowledge.check import ECHO, EMPTY, NO_FIGURE, check_answer
 from bot.knowledge.definition import asked_short_form, asked_what_is, spelled_out
 from bot.knowledge.draft import only_recites, tidy_draft
 from bot.knowledge.evidence import Evidence
 from bot.knowledge.question import is_follow_up
-from bot.knowledge.reply import CLEAR_COVERAGE, evidence_heading
+from bot.knowledge.reply import CLEAR_COVERAGE, Answer, evidence_heading
 from bot.knowledge.texts import NOT_FOUND, TEXTS
 
 GENERAL = ConversationRef("console", "", "general")

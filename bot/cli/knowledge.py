@@ -15,7 +15,7 @@ from bot.app import App
 from bot.cli.common import parse_channel, with_app
 from bot.errors import LibrarianError
 from bot.ingest.filetypes import ExtractionRefused, count_label
-from bot.knowledge.answer import Answer
+from bot.knowledge.reply import Answer
 
 
 def ingest(

@@ -7,7 +7,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from bot.ingest.filetypes import count_label
@@ -20,13 +20,14 @@ from bot.knowledge.definition import (
     with_more,
 )
 from bot.knowledge.draft import only_recites, tidy_draft
-from bot.knowledge.evidence import Evidence, EvidenceFinder, Quote
+from bot.knowledge.evidence import Evidence, EvidenceFinder
 from bot.knowledge.history import last_answered_question, last_cited_chunks, model_turns
 from bot.knowledge.named import Named, find_named, might_name_document
 from bot.knowledge.opening import opening_evidence
 from bot.knowledge.prompt import fit_prompt, where_label
 from bot.knowledge.question import asks_date, is_follow_up
 from bot.knowledge.reply import (
+    Answer,
     Source,
     evidence_heading,
     format_citations,
@@ -63,44 +64,6 @@ _MODEL_REFUSAL = re.compile(
 )
 
 Progress = Callable[[str], Awaitable[None]]
-
-
-@dataclass
-class Answer:
-    """The bot's reply to one question."""
-
-    text: str  # the answer with its citations, as posted
-    body: str  # the answer alone
-    sources: list[Source]
-    found: bool
-    timings: dict[str, Any] = field(default_factory=dict)
-    # The stored assistant turn (None when not remembered), e.g. to attach feedback to.
-    message_id: int | None = None
-    # The sentences quoted as evidence, and whether the model's own text was posted
-    # ("passed") or replaced by them ("replaced_by_evidence"); None for "not found".
-    evidence: list[Quote] = field(default_factory=list)
-    checked: str | None = None
-    unsupported: list[str] = field(default_factory=list)
-    # The model's text as written, posted or not (for calibration and the log).
-    draft: str | None = None
-    # "greeting", "thanks", ...: a fixed reply to a message that asked nothing of the
-    # documents (``bot.knowledge.smalltalk``); feedback never rates it.
-    smalltalk: str | None = None
-    hedged: bool = False  # the evidence alone, as the closest it comes (``reply.is_clear``)
-
-    def meta(self) -> dict[str, Any]:
-        """What is stored with the answer: the check, the evidence, the sources (and,
-        for a fixed reply to smalltalk, its kind)."""
-        meta = {
-            "found": self.found,
-            "checked": self.checked,
-            "unsupported": self.unsupported,
-            "evidence": [q.as_dict() for q in self.evidence],
-            "sources": [{"document": s.document, "pages": s.pages} for s in self.sources],
-        }
-        if self.smalltalk is not None:
-            meta["smalltalk"] = self.smalltalk
-        return meta
 
 
 def language(question: str) -> str:

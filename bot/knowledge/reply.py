@@ -1,10 +1,11 @@
-"""How a reply is written: the evidence quoted verbatim, and the sources it cites."""
+"""How a reply is written: the evidence quoted verbatim, and the sources it cites; and
+the reply as the answerer returns it (``Answer``)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.knowledge.check import CITATION
@@ -27,6 +28,44 @@ class Source:
     chunk_ids: tuple[int, ...]
     shared_in: str | None = None
     link: str | None = None
+
+
+@dataclass
+class Answer:
+    """The bot's reply to one question."""
+
+    text: str  # the answer with its citations, as posted
+    body: str  # the answer alone
+    sources: list[Source]
+    found: bool
+    timings: dict[str, Any] = field(default_factory=dict)
+    # The stored assistant turn (None when not remembered), e.g. to attach feedback to.
+    message_id: int | None = None
+    # The sentences quoted as evidence, and whether the model's own text was posted
+    # ("passed") or replaced by them ("replaced_by_evidence"); None for "not found".
+    evidence: list[Quote] = field(default_factory=list)
+    checked: str | None = None
+    unsupported: list[str] = field(default_factory=list)
+    # The model's text as written, posted or not (for calibration and the log).
+    draft: str | None = None
+    # "greeting", "thanks", ...: a fixed reply to a message that asked nothing of the
+    # documents (``bot.knowledge.smalltalk``); feedback never rates it.
+    smalltalk: str | None = None
+    hedged: bool = False  # the evidence alone, as the closest it comes (``reply.is_clear``)
+
+    def meta(self) -> dict[str, Any]:
+        """What is stored with the answer: the check, the evidence, the sources (and,
+        for a fixed reply to smalltalk, its kind)."""
+        meta = {
+            "found": self.found,
+            "checked": self.checked,
+            "unsupported": self.unsupported,
+            "evidence": [q.as_dict() for q in self.evidence],
+            "sources": [{"document": s.document, "pages": s.pages} for s in self.sources],
+        }
+        if self.smalltalk is not None:
+            meta["smalltalk"] = self.smalltalk
+        return meta
 
 
 def merge_sources(hits: list[Ranked]) -> list[Source]:
