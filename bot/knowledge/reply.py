@@ -54,11 +54,13 @@ class Answer:
     hedged: bool = False  # the evidence alone, as the closest it comes (``reply.is_clear``)
 
     def meta(self) -> dict[str, Any]:
-        """What is stored with the answer: the check, the evidence, the sources (and,
-        for a fixed reply to smalltalk, its kind)."""
+        """What is stored with the answer: the check, its own words when they were
+        posted (``said``, what the model reads of it later), the evidence, the sources
+        (and, for a fixed reply to smalltalk, its kind)."""
         meta = {
             "found": self.found,
             "checked": self.checked,
+            "said": self.draft if self.checked == "passed" else None,
             "unsupported": self.unsupported,
             "evidence": [q.as_dict() for q in self.evidence],
             "sources": [{"document": s.document, "pages": s.pages} for s in self.sources],

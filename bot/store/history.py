@@ -117,7 +117,8 @@ class HistoryMixin:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 text(
-                    "SELECT id, role, author, text, created_at, cited_chunk_ids FROM messages "
+                    "SELECT id, role, author, text, created_at, cited_chunk_ids, "
+                    "meta->>'said' AS said FROM messages "
                     "WHERE binding_id = :b AND thread_id = :t "
                     "ORDER BY created_at DESC, id DESC LIMIT :n"
                 ),
@@ -131,6 +132,7 @@ class HistoryMixin:
                 text=r.text,
                 created_at=r.created_at,
                 cited_chunk_ids=tuple(r.cited_chunk_ids or ()),
+                said=r.said,
             )
             for r in reversed(rows)
         ]

@@ -132,6 +132,10 @@ class HistoryMessage:
     text: str
     created_at: datetime
     cited_chunk_ids: tuple[int, ...] = ()
+    # An answer's own words, posted above its quotes (the model's checked text, or one
+    # found by rule); None for a reply that was the evidence alone, "not found", a
+    # fixed reply, and a question.
+    said: str | None = None
 
 
 @dataclass(frozen=True)
