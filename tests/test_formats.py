@@ -28,7 +28,7 @@ from bot.ingest.filetypes import (
 from bot.ingest.formats.common import TITLE_LINES, row_blocks
 from bot.ingest.sandbox import Sandbox
 from bot.knowledge.sentences import split_sentences, table_header
-from bot.knowledge.texts import NOT_FOUND
+from bot.knowledge.texts import NOT_FOUND, TEXTS
 
 OFFICE = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "office"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "formats"
@@ -510,7 +510,11 @@ async def test_a_chinese_reply_names_the_searched_words_and_its_sources_in_chine
         reply = (
             await converse(app, ["@librarian DeepMind的新电脑叫什么？"], channel="zh")
         ).getvalue()
-        assert "依据：" in reply and "来源：" in reply and "分享于" in reply, reply
+        # The bundled model writes English: the reply is the evidence under a Chinese
+        # heading ("the documents say", or "the closest they come").
+        heading = reply.removeprefix("librarian: ").split("\n", 1)[0]
+        assert heading in (TEXTS["zh"]["replaced"], TEXTS["zh"]["unclear"]), reply
+        assert "来源：" in reply and "分享于" in reply, reply
         assert "Sources:" not in reply, reply
     finally:
         await app.close()

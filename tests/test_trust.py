@@ -25,7 +25,7 @@ from helpers import converse, make_epub, make_pdf, say
 from bot.app import App
 from bot.events import ConversationRef
 from bot.knowledge.acronyms import definitions, expansions
-from bot.knowledge.answer import ANSWER_SEED
+from bot.knowledge.answer import ANSWER_SEED, language
 from bot.knowledge.check import ECHO, EMPTY, NO_FIGURE, check_answer
 from bot.knowledge.definition import asked_short_form, asked_what_is, spelled_out
 from bot.knowledge.draft import only_recites, tidy_draft
@@ -983,11 +983,41 @@ async def test_a_chinese_question_is_answered_from_the_passage_that_holds_its_wo
         assert "没有找到答案" not in reply, reply
         assert "DeepMind表示，这款名为DNC（可微神经计算机）" in reply, reply
         assert "readability_qq-deepmind-dnc_zh.html" in reply
+        # The bundled model's file says it writes English: it is not asked a Chinese
+        # question (it wrote English, made-up Chinese or the question back, after 20 to
+        # 60 s), and the reply is the evidence under its Chinese heading.
+        assert "librarian: 文件中写道：\n> " in reply and "依据：" not in reply, reply
+        answer = await app.answerer.answer(
+            await app.dispatcher.binding(GENERAL),
+            None,
+            "可微神经计算机是哪家公司开发的？",
+            author="console:alice",
+            conversation_key="t",
+        )
+        assert answer.checked == "replaced_by_evidence" and answer.draft == ""
+        assert answer.unsupported == ["not asked: the model writes en, not zh"]
+        assert "prompt_tokens" not in answer.timings  # no prompt was built
         # A question on a detail neither file gives is still not found.
         reply = await say(app, "@librarian 福岛事故发生在哪一年？")
         assert "我在这个频道工作区的文件中没有找到答案" in reply, reply
     finally:
         await app.close()
+
+
+async def test_a_model_whose_languages_are_not_known_is_asked_in_chinese(
+    settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
+) -> None:
+    # A remote model says nothing of its languages: it is asked, and its answer is
+    # checked as any other (the bundled model is not: see the test above).
+    async with directive_on_scripted_model(settings, tmp_path, scripted_model) as (app, binding):
+        path = OFFICE / "readability_qq-deepmind-dnc_zh.html"
+        assert f"Indexed {path.name}" in await say(app, f"/librarian upload {path}")
+        said = "发表在《自然》（Nature）上 [1]。"
+        answer = await scripted_answer(
+            app, binding, scripted_model, "DeepMind的可微神经计算机发表在哪本期刊上？", said
+        )
+        assert answer.checked == "passed", answer.unsupported
+        assert answer.text.startswith(f"{said}\n\n依据：")
 
 
 async def test_a_chinese_question_after_an_english_one_quotes_only_what_holds_its_words(
@@ -1951,3 +1981,12 @@ async def test_a_follow_up_is_answered_from_the_document_the_previous_answer_quo
         assert "Indexed" in await say(app, f"/librarian upload {word}")
         answer = await evidence_for(app, "What is this about?")
         assert {q.hit.file_name for q in answer.evidence} == {word.name}, answer.text
+
+
+def test_a_chinese_question_naming_things_in_english_is_answered_in_chinese() -> None:
+    # Seen in session 21's Chinese benchmark: counted by letters, a Chinese question with
+    # two English names was English; the model was asked it, and wrote about Python.
+    assert language("langchain-ChatGLM项目里的embedding模型用的是哪一个？") == "zh"
+    assert language("langchain-chatglm v0.1.13是几号更新的？") == "zh"
+    assert language("Who wrote 'Einführung in die Geometrie und Topologie'?") == "en"
+    assert language("How many airplanes does the AD affect?") == "en"

@@ -35,6 +35,9 @@ class GGUFFacts:
     role: Role
     name: str | None
     tensor_types: dict[str, int] = field(default_factory=dict)
+    # The languages the model card says it was trained for (``general.languages``, ISO
+    # 639-1 codes such as "en"); empty when the file does not say.
+    languages: tuple[str, ...] = ()
 
 
 _GGUF_MAGIC = b"GGUF"
@@ -53,6 +56,9 @@ _SCALAR_FORMATS = {
     12: "d",  # float64
 }
 _STRING, _ARRAY = 8, 9
+# The arrays read, not only skipped: short lists of strings that describe the model.
+_LISTS = frozenset({"general.languages"})
+_LIST_MAX = 64
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,7 @@ class GGUFHeader:
     metadata: dict[str, Any]
     array_lengths: dict[str, int]
     tensors: tuple[TensorInfo, ...]
+    lists: dict[str, tuple[str, ...]] = field(default_factory=dict)  # the _LISTS read
 
 
 class _Cursor:
@@ -113,6 +120,16 @@ class _Cursor:
         if fmt is None:
             raise ValueError(f"unknown metadata value type {type_id}")
         return self.unpack(fmt)
+
+    def string_list(self) -> tuple[str, ...] | None:
+        """An array of at most _LIST_MAX strings, read; None (and skipped) otherwise."""
+        start = self.pos
+        item_type, count = self.unpack("I"), self.unpack("Q")
+        if item_type == _STRING and count <= _LIST_MAX:
+            return tuple(self.string() for _ in range(count))
+        self.pos = start
+        self.skip_array()
+        return None
 
     def skip_array(self) -> int:
         item_type = self.unpack("I")
@@ -166,10 +183,19 @@ def _parse_header(buffer: Any) -> GGUFHeader:
     n_kv = cursor.unpack("Q")
     metadata: dict[str, Any] = {}
     arrays: dict[str, int] = {}
+    lists: dict[str, tuple[str, ...]] = {}
     for _ in range(n_kv):
         key = cursor.string()
         type_id = cursor.unpack("I")
-        if type_id == _ARRAY:
+        if type_id == _ARRAY and key in _LISTS:
+            start = cursor.pos
+            listed = cursor.string_list()
+            if listed is not None:
+                lists[key] = listed
+            end, cursor.pos = cursor.pos, start
+            arrays[key] = cursor.skip_array()
+            cursor.pos = end
+        elif type_id == _ARRAY:
             arrays[key] = cursor.skip_array()
         else:
             metadata[key] = cursor.value(type_id)
@@ -184,7 +210,11 @@ def _parse_header(buffer: Any) -> GGUFHeader:
         cursor.unpack("Q")  # data offset: not needed here
         tensors.append(TensorInfo(name=name, shape=shape, type_id=type_id))
     return GGUFHeader(
-        version=version, metadata=metadata, array_lengths=arrays, tensors=tuple(tensors)
+        version=version,
+        metadata=metadata,
+        array_lengths=arrays,
+        tensors=tuple(tensors),
+        lists=lists,
     )
 
 
@@ -230,6 +260,7 @@ def read_gguf_facts(path: Path) -> GGUFFacts:
         role=role,
         name=str(name) if name is not None else None,
         tensor_types=dict(tensor_types),
+        languages=tuple(lang.strip().lower() for lang in header.lists.get("general.languages", ())),
     )
     _facts_cache[key] = facts
     return facts

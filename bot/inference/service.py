@@ -40,6 +40,7 @@ import numpy as np
 
 from bot.errors import LibrarianError
 from bot.inference import pool
+from bot.inference.gguf import read_gguf_facts
 from bot.inference.llm import (
     ChatModel,
     EmbeddingModel,
@@ -421,10 +422,13 @@ class Inference:
         return await asyncio.to_thread(slot.model.detokenize, tokens)
 
     async def describe(self, model: ModelRef | None = None, *, role: str = CHAT) -> dict[str, Any]:
-        """Facts the core plans with: ``n_ctx``; ``dims`` and ``max_text_tokens`` for embeddings."""
+        """Facts the core plans with: ``n_ctx``; ``languages``, those a local model's file
+        says it was trained for (empty when it does not say, and for a remote model);
+        ``dims`` and ``max_text_tokens`` for embeddings."""
         slot = await self._get(model, role)
         facts = slot.info.as_dict()
         facts["n_ctx"] = slot.model.n_ctx
+        facts["languages"] = list(_languages(slot.info))
         if role == EMBEDDING:
             facts["dims"] = slot.model.dims
             facts["max_text_tokens"] = getattr(slot.model, "max_text_tokens", slot.model.n_ctx)
@@ -704,3 +708,14 @@ def coerce_info(found: Any, ref: str, role: str) -> ModelSpec:
         quant=str(quant).upper() if quant else base.quant,
         size_bytes=int(size) if size else base.size_bytes,
     )
+
+
+def _languages(info: ModelSpec) -> tuple[str, ...]:
+    """The languages a local GGUF model declares (``general.languages``); none for a
+    remote one, or a file that cannot be read again (it was loaded: that is no error)."""
+    if info.backend != "local":
+        return ()
+    try:
+        return read_gguf_facts(Path(info.path)).languages
+    except LibrarianError:
+        return ()
