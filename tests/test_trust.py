@@ -1983,6 +1983,20 @@ async def test_a_follow_up_is_answered_from_the_document_the_previous_answer_quo
         assert {q.hit.file_name for q in answer.evidence} == {word.name}, answer.text
 
 
+async def test_a_two_column_tables_rows_are_quoted_with_its_column_names(settings) -> None:
+    """Seen by hand in session 21 (pandoc's error codes, an RTF table of two columns):
+    "What exit code does pandoc return for a PandocTemplateError?" quoted "| 5 |
+    PandocTemplateError |" first, without "| Code | Error |", a number a reader cannot
+    place.  (The reply is still "the closest the documents come": "exit" and "return"
+    are in no document.)"""
+    path = OFFICE / "kreuzberg_pandoc-error-codes.rtf"
+    async with files_shared(settings, path) as app:
+        answer = await evidence_for(
+            app, "What exit code does pandoc return for a PandocTemplateError?"
+        )
+        assert answer.evidence[0].text == "| Code | Error | … | 5 | PandocTemplateError |"
+
+
 def test_a_chinese_question_naming_things_in_english_is_answered_in_chinese() -> None:
     # Seen in session 21's Chinese benchmark: counted by letters, a Chinese question with
     # two English names was English; the model was asked it, and wrote about Python.

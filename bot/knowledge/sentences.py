@@ -136,17 +136,38 @@ ONE_CELL_ROW = re.compile(r"^\|([^|]*)\|$")
 TITLE_QUOTE_CHARS = 80
 
 
+# A two-column table's header names its columns in a few words each ("| Code | Error |").
+_NAME_CELL = re.compile(r"^[^\W\d_][^\d|]{0,40}$")
+
+
+def _heads(lines: list[str], i: int) -> bool:
+    """Whether line ``i`` is a table's header: a row of HEADER_CELLS cells or more with a
+    word in one; or of two names without a digit (a code and its name, a term and its
+    value) over a row of two cells holding one.  Seen by hand in session 21: "What exit
+    code does pandoc return for a PandocTemplateError?" quoted "| 5 |
+    PandocTemplateError |" without "| Code | Error |", and its heading said no passage
+    clearly answers.  A form's line holds a digit itself ("| Nevada (State of
+    incorporation) | 20-8143439 |")."""
+    if not TABLE_ROW.match(lines[i]):
+        return False
+    cells = row_cells(lines[i])
+    if len(cells) >= HEADER_CELLS:
+        return any(re.search(r"[^\W\d_]", c) for c in cells)
+    if len(cells) != 2 or not all(_NAME_CELL.match(c) for c in cells):
+        return False
+    below = next((line for line in lines[i + 1 :] if line), "")
+    return (
+        bool(TABLE_ROW.match(below))
+        and len(row_cells(below)) == 2
+        and any(re.search(r"\d", c) for c in row_cells(below))
+    )
+
+
 def _table_head(lines: list[str]) -> tuple[int, set[int], str] | None:
     """The header of the table in ``lines`` (each white space collapsed): its index, the
     indexes of the one-cell rows right above it taken as its title, and the header as
     it is quoted, "<title>: | a | b | c |"; None when the lines hold no header."""
-    at = None
-    for i, line in enumerate(lines):
-        if TABLE_ROW.match(line):
-            cells = row_cells(line)
-            if len(cells) >= HEADER_CELLS and any(re.search(r"[^\W\d_]", c) for c in cells):
-                at = i
-                break
+    at = next((i for i, line in enumerate(lines) if _heads(lines, i)), None)
     if at is None:
         return None
     # A sheet's blocks repeat its title lines right above the header ("Revenue and
