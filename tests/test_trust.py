@@ -29,10 +29,11 @@ from bot.knowledge.answer import ANSWER_SEED, language
 from bot.knowledge.check import ECHO, EMPTY, NO_FIGURE, check_answer
 from bot.knowledge.definition import asked_short_form, asked_what_is, spelled_out
 from bot.knowledge.draft import only_recites, tidy_draft
-from bot.knowledge.evidence import Evidence
+from bot.knowledge.evidence import Evidence, Quote
 from bot.knowledge.question import is_follow_up
-from bot.knowledge.reply import CLEAR_COVERAGE, Answer, evidence_heading
+from bot.knowledge.reply import CLEAR_COVERAGE, Answer, evidence_heading, format_quotes
 from bot.knowledge.texts import NOT_FOUND, TEXTS
+from bot.store.records import ChunkHit
 
 GENERAL = ConversationRef("console", "", "general")
 
@@ -2004,3 +2005,20 @@ def test_a_chinese_question_naming_things_in_english_is_answered_in_chinese() ->
     assert language("langchain-chatglm v0.1.13是几号更新的？") == "zh"
     assert language("Who wrote 'Einführung in die Geometrie und Topologie'?") == "en"
     assert language("How many airplanes does the AD affect?") == "en"
+
+
+def test_rows_of_one_table_show_its_column_names_once() -> None:
+    # Seen by hand in session 21: a KYC file structure's eleven column names stood before
+    # each of the three rows quoted for "Which date format must be used for the DATE
+    # field?", 330 characters each time.
+    header = "| S.No | Field | Field Type | Field Length | Remarks |"
+    rows = ["| 2 | DATE | DATE | | DD/MM/YYYY |", "| 17 | DATE OF BIRTH | DATE | | dd/mm/yyyy |"]
+    other = "| ERROR CODE | ERROR DESCRIPTION | … | ERR-90063 | POS CODE MISMATCH |"
+    sheet = ChunkHit(1, 1, "kyc.xlsx", None, None, "", location="sheet KYC")
+    texts = [f"{header} … {rows[0]}", other, f"{header} … {rows[1]}"]
+    block = format_quotes([Quote(t, sheet, 0.5, 0.5) for t in texts], "The documents say:")
+    assert block.splitlines()[1:] == [
+        f'> "{header} … {rows[0]}" (kyc.xlsx, sheet KYC)',
+        f'> "{other}" (kyc.xlsx, sheet KYC)',
+        f'> "… {rows[1]}" (kyc.xlsx, sheet KYC)',
+    ]

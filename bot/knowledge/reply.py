@@ -13,6 +13,7 @@ from bot.knowledge.evidence import Evidence, Quote
 from bot.knowledge.prompt import places_label
 from bot.knowledge.quoting import quote_line
 from bot.knowledge.retrieval import Ranked
+from bot.knowledge.sentences import AFTER_HEADER, TABLE_ROW
 from bot.knowledge.texts import TEXTS
 from bot.store.records import ChunkHit
 
@@ -165,12 +166,22 @@ def evidence_heading(evidence: Evidence, texts: dict[str, str]) -> str:
 
 
 def format_quotes(quotes: list[Quote], heading: str) -> str:
-    """The evidence sentences, verbatim, each with its file and page."""
+    """The evidence sentences, verbatim, each with its file and page.  A table's row is
+    quoted with its column names once: under a quote showing them, the next row of that
+    table shows "…" in their place.  Seen by hand in session 21: a KYC file structure's
+    eleven column names, 330 characters, stood before each of three rows."""
     lines = [heading]
+    shown: set[str] = set()
     for q in quotes:
         place = q.where
         where = q.hit.file_name + (f", {place}" if place else "")
-        lines.append(quote_line(q.text, where))
+        text = q.text
+        header, cut, row = text.partition(AFTER_HEADER)
+        if cut and header.endswith("|") and TABLE_ROW.match(row):
+            if header in shown:
+                text = f"{AFTER_HEADER.strip()} {row}"
+            shown.add(header)
+        lines.append(quote_line(text, where))
     return "\n".join(lines)
 
 
