@@ -37,7 +37,7 @@ from bot.knowledge.reply import (
     renumber_citations,
 )
 from bot.knowledge.retrieval import Ranked, Retriever
-from bot.knowledge.sentences import CJK
+from bot.knowledge.sentences import CJK, CJK_CHARS
 from bot.knowledge.smalltalk import smalltalk, without_opener
 from bot.knowledge.texts import TEXTS, UNIT_NAMES
 from bot.store.events import Claim
@@ -67,7 +67,7 @@ Progress = Callable[[str], Awaitable[None]]
 
 
 # A run of letters of another script than CJK: one word of a question.
-_WORD = re.compile(r"[^\W\d_\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]+")
+_WORD = re.compile(rf"[^\W\d_{CJK_CHARS}]+")
 
 
 def language(question: str) -> str:

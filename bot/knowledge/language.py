@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from bot.knowledge.sentences import CJK
+
 # The commonest function words of each language (articles, prepositions, pronouns,
 # auxiliaries).  A word in two lists belongs to the first only, so one count cannot
 # serve two languages.
@@ -51,7 +53,7 @@ def _exclusive(lists: dict[str, str]) -> dict[str, frozenset[str]]:
 FUNCTION_WORDS = _exclusive(_FUNCTION_WORD_LISTS)
 
 _SCRIPTS: list[tuple[str, re.Pattern[str]]] = [
-    ("zh", re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")),
+    ("zh", CJK),
     ("ar", re.compile(r"[\u0600-\u06ff\u0750-\u077f]")),
     ("ru", re.compile(r"[\u0400-\u04ff]")),
     ("el", re.compile(r"[\u0370-\u03ff]")),

@@ -77,7 +77,9 @@ _ENUMERATOR = re.compile(
     r"^\s*(?:\(?(?:\d{1,3}(?:\.\d{1,3})*|[ivxlIVXL]{1,5}|[a-zA-Z])[.)]|\(\w{1,3}\)"
     r"|(?:Table|Figure|Fig\.|Chart|Exhibit|Plate|Tableau|Abbildung|Tabelle)\s+[\dA-Z][\w.\-]*[.:])\s*$"
 )
-CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+# Chinese, Japanese and Korean characters (kana, CJK ideographs, Hangul), as a class body.
+CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+CJK = re.compile(f"[{CJK_CHARS}]")
 
 
 def is_cjk(text: str) -> bool:
