@@ -121,15 +121,15 @@ class _Cursor:
             raise ValueError(f"unknown metadata value type {type_id}")
         return self.unpack(fmt)
 
-    def string_list(self) -> tuple[str, ...] | None:
-        """An array of at most _LIST_MAX strings, read; None (and skipped) otherwise."""
+    def string_list(self) -> tuple[int, tuple[str, ...] | None]:
+        """An array's length, and its items when it is at most _LIST_MAX strings (else
+        None: skipped, as ``skip_array`` does)."""
         start = self.pos
         item_type, count = self.unpack("I"), self.unpack("Q")
         if item_type == _STRING and count <= _LIST_MAX:
-            return tuple(self.string() for _ in range(count))
+            return count, tuple(self.string() for _ in range(count))
         self.pos = start
-        self.skip_array()
-        return None
+        return self.skip_array(), None
 
     def skip_array(self) -> int:
         item_type = self.unpack("I")
@@ -188,13 +188,9 @@ def _parse_header(buffer: Any) -> GGUFHeader:
         key = cursor.string()
         type_id = cursor.unpack("I")
         if type_id == _ARRAY and key in _LISTS:
-            start = cursor.pos
-            listed = cursor.string_list()
+            arrays[key], listed = cursor.string_list()
             if listed is not None:
                 lists[key] = listed
-            end, cursor.pos = cursor.pos, start
-            arrays[key] = cursor.skip_array()
-            cursor.pos = end
         elif type_id == _ARRAY:
             arrays[key] = cursor.skip_array()
         else:

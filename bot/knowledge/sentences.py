@@ -147,9 +147,9 @@ def _heads(lines: list[str], i: int) -> bool:
     word in one; or of two names without a digit (a code and its name, a term and its
     value) over a row of two cells holding one.  Seen by hand in session 21: "What exit
     code does pandoc return for a PandocTemplateError?" quoted "| 5 |
-    PandocTemplateError |" without "| Code | Error |", and its heading said no passage
-    clearly answers.  A form's line holds a digit itself ("| Nevada (State of
-    incorporation) | 20-8143439 |")."""
+    PandocTemplateError |" without "| Code | Error |", a number a reader cannot place.
+    A form's line holds a digit itself ("| Nevada (State of incorporation) |
+    20-8143439 |")."""
     if not TABLE_ROW.match(lines[i]):
         return False
     cells = row_cells(lines[i])
