@@ -29,8 +29,8 @@ from bot.knowledge.answer import ANSWER_SEED, language
 from bot.knowledge.check import ECHO, EMPTY, NO_FIGURE, check_answer
 from bot.knowledge.definition import asked_short_form, asked_what_is, spelled_out
 from bot.knowledge.draft import only_recites, tidy_draft
-from bot.knowledge.evidence import Evidence, Quote
 from bot.knowledge.question import is_follow_up
+from bot.knowledge.quotes import Evidence, Quote
 from bot.knowledge.reply import CLEAR_COVERAGE, Answer, evidence_heading, format_quotes
 from bot.knowledge.texts import NOT_FOUND, TEXTS
 from bot.store.records import ChunkHit

@@ -20,12 +20,13 @@ from bot.knowledge.definition import (
     with_more,
 )
 from bot.knowledge.draft import only_recites, tidy_draft
-from bot.knowledge.evidence import Evidence, EvidenceFinder
+from bot.knowledge.evidence import EvidenceFinder
 from bot.knowledge.history import last_answered_question, last_cited_chunks, model_turns
 from bot.knowledge.named import Named, find_named, might_name_document
 from bot.knowledge.opening import opening_evidence
 from bot.knowledge.prompt import fit_prompt, where_label
 from bot.knowledge.question import asks_date, is_follow_up
+from bot.knowledge.quotes import Evidence
 from bot.knowledge.reply import (
     Answer,
     Source,

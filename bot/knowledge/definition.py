@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
 from bot.knowledge.acronyms import long_form_before
-from bot.knowledge.evidence import Evidence, Quote
+from bot.knowledge.quotes import Evidence, Quote
 from bot.knowledge.sentences import split_sentences
 from bot.store.records import ChunkHit
 

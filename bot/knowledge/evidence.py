@@ -44,7 +44,7 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,7 @@ from bot.knowledge.acronyms import with_definitions
 from bot.knowledge.check import names
 from bot.knowledge.language import fold, same_language
 from bot.knowledge.question import content_of, question_words, type_bonus
+from bot.knowledge.quotes import Evidence, Quote
 from bot.knowledge.sentences import (
     AFTER_HEADER,
     CJK,
@@ -93,64 +94,6 @@ CONTEXT_WEIGHT = 0.3
 # Sentences within this much of the best score are quoted too (up to MAX_QUOTES).
 KEEP_WITHIN = 0.5
 MAX_QUOTES = 3
-
-
-@dataclass(frozen=True)
-class Quote:
-    """One evidence sentence, where it comes from, and how it scored."""
-
-    text: str
-    hit: ChunkHit
-    coverage: float
-    similarity: float
-    lexemes: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
-    bonus: float = 0.0  # TYPE_BONUS when it holds what the question asks for
-
-    @property
-    def score(self) -> float:
-        """What ranks quotes: term coverage plus semantic similarity (plus the type bonus)."""
-        return self.coverage + self.similarity + self.bonus
-
-    @property
-    def page(self) -> int | None:
-        """The page the sentence is on (its chunk's first page)."""
-        return self.hit.page_start
-
-    @property
-    def where(self) -> str:
-        """Where the sentence is: its chunk's location ("slide 3 (Plan)"), else "p. N"."""
-        if self.hit.location is not None:
-            return self.hit.location
-        return f"p. {self.page}" if self.page is not None else ""
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON form: document, page, location (None for PDF pages), text."""
-        return {
-            "document": self.hit.file_name,
-            "page": self.page,
-            "location": self.hit.location,
-            "text": self.text,
-        }
-
-
-@dataclass
-class Evidence:
-    """The best sentences for a question, and whether they answer it."""
-
-    quotes: list[Quote]
-    coverage: float  # share of the question's weight the quotes hold together
-    similarity: float  # the best quote's similarity to the question
-    answerable: bool
-    best_coverage: float = 0.0  # the most any one quote holds
-    # The question's words that no document of the workspace holds.
-    missing_terms: list[str] = field(default_factory=list)
-    # The question's weightiest words, for "what was searched" in a not-found reply.
-    key_terms: list[str] = field(default_factory=list)
-    ms: float = 0.0
-    # False when the best quote is in another language than the question (an English
-    # question on a French document): words cannot be compared, so coverage is not
-    # required and similarity alone decides.
-    lexical: bool = True
 
 
 Embed = Callable[[list[str]], Awaitable[Any]]

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Iterator
 from itertools import islice
 
-from bot.knowledge.evidence import Evidence, Quote
+from bot.knowledge.quotes import Evidence, Quote
 from bot.knowledge.sentences import MIN_SENTENCE_CHARS, split_sentences
 from bot.store.records import ChunkHit
 

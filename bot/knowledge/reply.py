@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.knowledge.check import CITATION
-from bot.knowledge.evidence import Evidence, Quote
 from bot.knowledge.prompt import places_label
+from bot.knowledge.quotes import Evidence, Quote
 from bot.knowledge.quoting import quote_line
 from bot.knowledge.retrieval import Ranked
 from bot.knowledge.sentences import AFTER_HEADER, TABLE_ROW
