@@ -165,6 +165,50 @@ def test_the_check_compares_numbers_as_numbers() -> None:
     assert not check_answer('The "engine fire test" is required.', sources).passed
 
 
+def test_a_numbers_scale_is_part_of_it() -> None:
+    """Seen by hand in session 22: "How many ducks are slaughtered each year for meat?"
+    got "The answer is: 3." of a page saying "3 billion", posted as checked."""
+    page = "Approximately 3 billion ducks are slaughtered each year for meat worldwide."
+    misread = check_answer("The answer is: 3.", page)
+    assert not misread.passed and misread.unsupported == ["3"]
+    assert check_answer("About 3 billion ducks are slaughtered each year.", page).passed
+    assert check_answer("3,000,000,000 ducks a year.", page).passed
+    assert not check_answer("About 3 million ducks.", page).passed
+    assert check_answer("It employs 1.5 million people.", "Staff: 1,500,000 people").passed
+    assert check_answer("约有3亿人。", "共有300,000,000人").passed
+
+
+def test_a_word_in_quotes_is_the_sources_word() -> None:
+    """Seen by hand in session 22: 'a sound that is often described as "breeze"' was
+    posted above a quote writing "breeeeze" (one quoted word was never compared)."""
+    page = (
+        'Female mallard ducks make the classic "quack" sound while males make a similar '
+        'but raspier sound that is sometimes written as "breeeeze".'
+    )
+    made_up = check_answer('Female mallards make a sound described as "breeze".', page)
+    assert not made_up.passed and made_up.unsupported == ['"breeze"']
+    assert check_answer('Female mallards make the classic "quack" sound.', page).passed
+
+
+async def test_a_figure_stated_without_its_scale_is_replaced_by_the_evidence(
+    settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
+) -> None:
+    async with directive_on_scripted_model(settings, tmp_path, scripted_model) as (app, binding):
+        path = OFFICE / "docling_wiki_duck.html"
+        assert f"Indexed {path.name}" in await say(app, f"/librarian upload {path}")
+        question = "How many ducks are slaughtered each year for meat?"
+        answer = await scripted_answer(app, binding, scripted_model, question, "The answer is: 3.")
+        assert answer.checked == "replaced_by_evidence", answer.text
+        assert answer.unsupported == ["3"]
+        assert answer.text.startswith("The documents say:")
+        assert "Approximately 3 billion ducks are slaughtered" in answer.text
+        # Stated with its scale, the same figure is the answer.
+        said = "About 3 billion ducks are slaughtered each year [1]."
+        answer = await scripted_answer(app, binding, scripted_model, question, said)
+        assert answer.checked == "passed", answer.unsupported
+        assert answer.text.startswith(f"{said}\n\nEvidence:")
+
+
 def test_a_long_quote_the_model_makes_up_is_checked() -> None:
     """Seen by hand in session 16: asked who wrote the AutoGen paper, the model wrote its
     own quote of the title and authors, one author left out; at 262 characters it was

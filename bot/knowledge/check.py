@@ -14,7 +14,7 @@ each of these, as stated in the answer, occurs in the text the model was given:
   "March 13, 2019" and "June 12, 2020"; "December 3, 2014" is held by "12/3/2014");
 * amounts the sources give only as a rate over time ("$85 per hour"), stated as such;
 * proper names: capitalised words other than a sentence's first, and acronyms;
-* quoted phrases of two words or more.
+* quoted phrases and words (three letters or more).
 
 An answer whose content words are too seldom the sources' (under ``SUPPORT_FLOOR`` of
 them, see ``support``) is no reading of them: a small model fills a reply it cannot
@@ -48,7 +48,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.knowledge.dates import dates_unsupported, named_dates
-from bot.knowledge.figures import HAN, NUMBER, number_key, numbers, rivals_best, spelled_to_digits
+from bot.knowledge.figures import (
+    HAN,
+    NUMBER,
+    match_key,
+    number_key,
+    numbers,
+    rivals_best,
+    spelled_to_digits,
+)
 from bot.knowledge.language import fold
 from bot.knowledge.question import asks_for_figure, holds_figure
 from bot.knowledge.quoting import quoted
@@ -145,7 +153,7 @@ def _quantities(cleaned: str) -> list[tuple[str, str, str]]:
         found.append(
             (
                 cleaned[m.start() : after.end()].strip(),
-                number_key(m.group(1), m.group(2)),
+                match_key(m),
                 _unit_key(unit),
             )
         )
@@ -157,9 +165,7 @@ def _source_units(sources: str) -> dict[str, set[str]]:
     units: dict[str, set[str]] = {}
     for m in NUMBER.finditer(sources):
         after = _WORD_AFTER.findall(sources, m.end(), m.end() + 60)[:UNIT_WINDOW]
-        units.setdefault(number_key(m.group(1), m.group(2)), set()).update(
-            _unit_key(w) for w in after
-        )
+        units.setdefault(match_key(m), set()).update(_unit_key(w) for w in after)
     return units
 
 
@@ -277,9 +283,7 @@ class CheckResult:
 
 def _answer_numbers(cleaned: str) -> list[tuple[str, str]]:
     """Each number of an answer's ``_claims``: (as written, number key)."""
-    return [
-        (m.group(0).strip(), number_key(m.group(1), m.group(2))) for m in NUMBER.finditer(cleaned)
-    ]
+    return [(m.group(0).strip(), match_key(m)) for m in NUMBER.finditer(cleaned)]
 
 
 def names(answer: str) -> list[str]:
@@ -484,7 +488,9 @@ def check_answer(
     quoted_in: str | None = None  # the sources as quotes are compared, made once if needed
     for m in _QUOTED.finditer(answer):
         phrase = squash(m.group(1))
-        if len(phrase.split()) < 2:
+        # One word in quotes claims the sources' spelling too (seen by hand in session
+        # 22: 'a sound often described as "breeze"' of a page writing "breeeeze").
+        if len(phrase) < 3:
             continue
         quoted_in = _unspaced(source_text) if quoted_in is None else quoted_in
         if _unspaced(phrase) not in quoted_in:
