@@ -1333,6 +1333,23 @@ async def test_what_an_abbreviation_stands_for_is_the_sentence_that_spells_it_ou
     assert asked_what_is("What is SPECTER about?") is None
 
 
+async def test_what_a_thing_is_is_answered_by_the_sentence_saying_what_it_is(settings) -> None:
+    """Seen by hand in session 22: "What is AutoGen?", of the AutoGen paper and a blog
+    post on it, quoted the paper's title and author line and the blog's sentences naming
+    AutoGen; the abstract's "AutoGen is an open-source framework ..." was not quoted."""
+    paper = OFFICE / "markitdown_autogen-paper.docx"
+    blog = OFFICE / "markitdown_autogen-blog.html"
+    async with files_shared(settings, paper, blog) as app:
+        for question in ("What is AutoGen?", "what's autogen"):
+            answer = await evidence_for(app, question)
+            assert answer.found, question
+            assert "AutoGen is an open-source framework" in answer.evidence[0].text, question
+            assert answer.evidence[0].hit.file_name == paper.name
+        # Asked in the past tense, the sentence in the past answers first.
+        answer = await evidence_for(app, "What was AutoGen?")
+        assert "AutoGen was a subpackage in FLAML" in answer.evidence[0].text
+
+
 async def test_who_wrote_a_document_and_its_title_are_quoted_from_its_header(
     settings, tmp_path: Path
 ) -> None:

@@ -99,6 +99,19 @@ def asks_for_figure(question: str) -> bool:
     return bool(_ASKS_FIGURE.search(question))
 
 
+# "What is AutoGen?": a thing asked about alone is answered by the sentence saying what
+# it is ("AutoGen is an open-source framework ..."), where every sentence naming it holds
+# the question's one word as well (seen by hand in session 22: the paper's title and
+# author line was quoted first, a blog's sentences after it, the abstract's definition
+# not at all).  A name of a few words, not a question with a topic of its own.
+_ASKS_WHAT = re.compile(
+    r"^\s*what(?:'s|\s+(?P<verb>is|are|was|were))\s+(?:an?\s+|the\s+)?[\"“'‘]?"
+    r"(?P<x>[^\s?\"”'’][^?\"”'’]*?)[\"”'’]?\s*\?*\s*$",
+    re.I,
+)
+WHAT_IS_WORDS = 4
+
+
 def holds_figure(text: str) -> bool:
     """Whether ``text`` (its spelled numbers made digits) states a figure of any kind."""
     return bool(_HOLDS_FIGURE.search(text))
@@ -121,6 +134,15 @@ def type_bonus(question: str) -> Callable[[str], float]:
         return lambda s: TYPE_BONUS if _HAS_NUMBER.search(s) else 0.0
     if _ASKS_NAME.search(question):
         return lambda s: TYPE_BONUS if _HAS_NAME.search(s) else 0.0
+    asked = _ASKS_WHAT.match(question)
+    if asked and len(asked.group("x").split()) <= WHAT_IS_WORDS:
+        # In the tense asked: "AutoGen was a subpackage in FLAML" is no answer to "What
+        # is AutoGen?".
+        verb = "was|were" if (asked.group("verb") or "is").lower() in ("was", "were") else "is|are"
+        defines = re.compile(
+            rf"\b{re.escape(asked.group('x'))}s?\s+(?:{verb})\s+(?:an?|the)\s", re.I
+        )
+        return lambda s: TYPE_BONUS if defines.search(s) else 0.0
     return lambda s: 0.0
 
 
