@@ -1350,6 +1350,25 @@ async def test_what_a_thing_is_is_answered_by_the_sentence_saying_what_it_is(set
         assert "AutoGen was a subpackage in FLAML" in answer.evidence[0].text
 
 
+async def test_the_paper_asked_for_is_the_one_its_name_and_title_say(settings) -> None:
+    """Seen by hand in session 22: of markitdown_autogen-blog.html and
+    markitdown_autogen-paper.docx, "Who are the authors of the AutoGen paper?" quoted the
+    blog's header (both file names hold "autogen"; the blog came first by name)."""
+    paper = OFFICE / "markitdown_autogen-paper.docx"
+    blog = OFFICE / "markitdown_autogen-blog.html"
+    async with files_shared(settings, paper, blog) as app:
+        answer = await evidence_for(app, "Who are the authors of the AutoGen paper?")
+        assert answer.found
+        assert "Qingyun Wu , Gagan Bansal" in answer.evidence[0].text
+        assert {q.hit.file_name for q in answer.evidence} == {paper.name}
+        # "What is AutoGen about?": the paper's title names AutoGen, the blog's does not.
+        answer = await evidence_for(app, "What is AutoGen about?")
+        assert {q.hit.file_name for q in answer.evidence} == {paper.name}
+        # The blog, asked for as such, is still the blog.
+        answer = await evidence_for(app, "Summarize the AutoGen blog")
+        assert {q.hit.file_name for q in answer.evidence} == {blog.name}
+
+
 async def test_who_wrote_a_document_and_its_title_are_quoted_from_its_header(
     settings, tmp_path: Path
 ) -> None:

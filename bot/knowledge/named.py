@@ -268,10 +268,26 @@ def _score(asked: str, file_name: str, opening: str) -> float:
 
 
 def _ranked(asked: str, documents: list[tuple[int, str, str]]) -> list[tuple[float, int, str]]:
-    """(score, id, file name) of each document for the name ``asked``, best first."""
+    """(score, id, file name) of each document for the name ``asked``, best first.
+
+    Among names that match alike, the file whose name also holds the noun the asker
+    called it by ("the AutoGen paper": markitdown_autogen-paper.docx, not
+    markitdown_autogen-blog.html; seen by hand in session 22, where the blog was taken
+    for being first in alphabetical order), then the file whose title names it too."""
+    want = _norm(_DECOR.sub("", asked.strip())).split()
+    called = set(_norm(asked).split()) - set(want) - {"the", "a", "an"}
+    # Then the one whose title names it too ("What is AutoGen about?": the paper titled
+    # "AutoGen: Enabling ...", not the blog post titled "Does Model and Inference ...").
+    ties = {
+        doc_id: (
+            not called & set(_norm(name).split()),
+            not (want and set(want) <= set(_norm(_title(opening)).split())),
+        )
+        for doc_id, name, opening in documents
+    }
     return sorted(
         ((_score(asked, name, opening), doc_id, name) for doc_id, name, opening in documents),
-        key=lambda t: (-t[0], t[2]),
+        key=lambda t: (-t[0], *ties[t[1]], t[2]),
     )
 
 
