@@ -1350,6 +1350,18 @@ async def test_what_a_thing_is_is_answered_by_the_sentence_saying_what_it_is(set
         assert "AutoGen was a subpackage in FLAML" in answer.evidence[0].text
 
 
+async def test_who_someone_is_is_answered_where_the_documents_name_them(settings) -> None:
+    """Seen by hand in session 22: "Who is Richard McClintock?" was "not found" beside
+    "Richard McClintock, a Latin professor at Hampden-Sydney College ...": the passage
+    held both names, but the embedding model's similarity (0.13) was under the floor."""
+    async with files_shared(settings, OFFICE / "docling_text_document_01.odt") as app:
+        answer = await evidence_for(app, "Who is Richard McClintock?")
+        assert answer.found
+        assert answer.evidence[0].text.startswith("Richard McClintock, a Latin professor")
+        # A name no passage holds with the other is still not found.
+        assert not (await evidence_for(app, "Who is Richard Feynman?")).found
+
+
 async def test_the_paper_asked_for_is_the_one_its_name_and_title_say(settings) -> None:
     """Seen by hand in session 22: of markitdown_autogen-blog.html and
     markitdown_autogen-paper.docx, "Who are the authors of the AutoGen paper?" quoted the
