@@ -1350,6 +1350,30 @@ async def test_what_a_thing_is_is_answered_by_the_sentence_saying_what_it_is(set
         assert "AutoGen was a subpackage in FLAML" in answer.evidence[0].text
 
 
+async def test_what_a_thing_is_is_answered_by_the_sentence_naming_it(
+    settings, tmp_path: Path
+) -> None:
+    """Seen by hand in session 22: "What is an Abomination?", of a game manual's page,
+    quoted its heading and a story first; the sentence ending "... known as an
+    abomination" second."""
+    manual = make_pdf(
+        tmp_path / "manual.pdf",
+        [
+            [
+                "MAIN GAME CREATURES Abomination",
+                "We arrived in the dead of night, and the abomination was waiting.",
+                "Entire squads of templars have been known to fall to a single abomination.",
+                "Should the demon get the upper hand, the result is an unholy union known "
+                "as an abomination.",
+            ]
+        ],
+    )
+    async with files_shared(settings, manual) as app:
+        answer = await evidence_for(app, "What is an Abomination?")
+        assert answer.found
+        assert answer.evidence[0].text.endswith("an unholy union known as an abomination.")
+
+
 async def test_who_someone_is_is_answered_where_the_documents_name_them(settings) -> None:
     """Seen by hand in session 22: "Who is Richard McClintock?" was "not found" beside
     "Richard McClintock, a Latin professor at Hampden-Sydney College ...": the passage

@@ -138,9 +138,14 @@ def type_bonus(question: str) -> Callable[[str], float]:
     if asked and len(asked.group("x").split()) <= WHAT_IS_WORDS:
         # In the tense asked: "AutoGen was a subpackage in FLAML" is no answer to "What
         # is AutoGen?".
+        # Or the sentence naming it last: "... an unholy union known as an abomination"
+        # (seen by hand in session 22, "What is an Abomination?" of a game manual's page).
         verb = "was|were" if (asked.group("verb") or "is").lower() in ("was", "were") else "is|are"
+        x = re.escape(asked.group("x"))
         defines = re.compile(
-            rf"\b{re.escape(asked.group('x'))}s?\s+(?:{verb})\s+(?:an?|the)\s", re.I
+            rf"\b{x}s?\s+(?:{verb})\s+(?:an?|the)\s"
+            rf"|\b(?:known as|called|termed)\s+(?:an?\s+|the\s+)?{x}s?\b",
+            re.I,
         )
         return lambda s: TYPE_BONUS if defines.search(s) else 0.0
     return lambda s: 0.0
