@@ -178,6 +178,30 @@ def test_a_numbers_scale_is_part_of_it() -> None:
     assert check_answer("约有3亿人。", "共有300,000,000人").passed
 
 
+async def test_a_year_the_table_does_not_hold_is_not_answered_by_its_neighbour(
+    settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
+) -> None:
+    """Seen by hand in session 22: "What was the number of freshwater ducks in 2018?" of
+    a table whose rows start in 2019 got "The number of freshwater ducks in 2018 was
+    120." (2019's figure), posted as checked: the question's year was taken as said."""
+    async with directive_on_scripted_model(settings, tmp_path, scripted_model) as (app, binding):
+        # Another document writes 2018, so it is no word "no document mentions".
+        notes = make_pdf(tmp_path / "notes.pdf", [["The duck survey's method changed in 2018."]])
+        for path in (OFFICE / "docling_odf_table_with_title_01.ods", notes):
+            assert f"Indexed {path.name}" in await say(app, f"/librarian upload {path}")
+        question = "What was the number of freshwater ducks in 2018?"
+        said = "The number of freshwater ducks in 2018 was 120 [1]."
+        answer = await scripted_answer(app, binding, scripted_model, question, said)
+        assert answer.checked == "replaced_by_evidence", answer.text
+        assert answer.unsupported == ["2018"]
+        assert said not in answer.text
+        # Of a year the table holds, the same sentence is the answer.
+        question, said = question.replace("2018", "2019"), said.replace("2018", "2019")
+        answer = await scripted_answer(app, binding, scripted_model, question, said)
+        assert answer.checked == "passed", answer.unsupported
+        assert answer.text.startswith(said)
+
+
 def test_a_word_in_quotes_is_the_sources_word() -> None:
     """Seen by hand in session 22: 'a sound that is often described as "breeze"' was
     posted above a quote writing "breeeeze" (one quoted word was never compared)."""

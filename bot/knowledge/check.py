@@ -205,6 +205,9 @@ def _rates_as_totals(answer: str, sources: str, question: str) -> list[str]:
     return bare
 
 
+# A number read as a year (a figure's key: no separators, no decimals).
+_YEAR = re.compile(r"^(?:1[89]|20)\d\d$")
+
 # Words that carry no claim (what "support" counts is the rest).
 _PLAIN = frozenset(
     (  # noqa: SIM905 (one word list reads better as text)
@@ -451,8 +454,15 @@ def check_answer(
     stated_numbers = _answer_numbers(claims)
     stated_names = [(name, fold(name).strip("'-")) for name in names(answer)]
     unsupported: list[str] = []
+    # A year is vouched for by the sources alone, as a date is (``dates_unsupported``):
+    # the question's year ("in 2018") is the time the answer must find there, not a
+    # claim it may repeat unread (seen by hand in session 22: "The number of freshwater
+    # ducks in 2018 was 120." of a table whose rows start in 2019, posted as checked).
+    # Other figures of the question may be repeated: "737" names the airplane the whole
+    # document is about, which the quoted sentence need not write.
+    quoted_numbers = numbers(spelled_to_digits(sources))
     for written, key in stated_numbers:
-        if key not in source_numbers:
+        if key not in source_numbers or (_YEAR.match(key) and key not in quoted_numbers):
             unsupported.append(written)
     # A figure glued to its letters ("37M", "54K", "5G") is no number to the number
     # reader ("1.4M" holds no 1), so it is looked for as written.  Seen in session 20's
