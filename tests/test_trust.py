@@ -202,6 +202,21 @@ async def test_a_year_the_table_does_not_hold_is_not_answered_by_its_neighbour(
         assert answer.text.startswith(said)
 
 
+def test_a_file_name_given_as_an_author_is_no_name_the_quotes_hold() -> None:
+    """Seen by hand in session 22: "Who wrote the blog post about inference parameters?"
+    got "The blog post about inference parameters is written by
+    Markitdown_autogen-blog.", posted: a word holding "_" was never read as a name."""
+    quote = (
+        "In this blog post, we will explore how model and inference parameter matter in "
+        "LLM applications, using a case study for MATH."
+    )
+    said = "The blog post about inference parameters is written by Markitdown_autogen-blog."
+    result = check_answer(said, quote, "Who wrote the blog post about inference parameters?")
+    assert not result.passed and result.unsupported == ["Markitdown_autogen-blog"]
+    # A name written with "_" that the quote holds is vouched for.
+    assert check_answer("The tag is APP_UPDTFLG.", "| 12 | UPDATE FLAG | APP_UPDTFLG |").passed
+
+
 def test_a_word_in_quotes_is_the_sources_word() -> None:
     """Seen by hand in session 22: 'a sound that is often described as "breeze"' was
     posted above a quote writing "breeeeze" (one quoted word was never compared)."""

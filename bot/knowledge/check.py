@@ -73,7 +73,7 @@ _QUOTED = re.compile(r"[\"\u201c]([^\"\u201d\n]{3,2000})[\"\u201d]")
 # Gagan Bansal" as a DOCX's title page spaces it).
 _SPACE_BEFORE = re.compile(r"\s+(?=[,.;:!?)\]])")
 _SPACE_AFTER = re.compile(r"(?<=[(\[])\s+")
-_NAME = re.compile(r"\b([A-Z][A-Za-z0-9&\-']*(?:\s+[A-Z][A-Za-z0-9&\-']*)*)\b")
+_NAME = re.compile(r"\b([A-Z][A-Za-z0-9_&\-']*(?:\s+[A-Z][A-Za-z0-9_&\-']*)*)\b")
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n\s*[-*\u2022]?\s*)$")
 # Capitalised words that are not names (a sentence or list may start with them, and
 # the model writes them of itself).
