@@ -25,7 +25,8 @@ best, then others within ``KEEP_WITHIN`` of its score.
 **Answerability.**  The question counts as answered by the documents when the kept
 sentences together hold at least ``coverage`` of the question's weight and the best
 reaches ``similarity``; both are per-workspace settings with calibrated defaults
-(``bot.config.Settings.evidence_coverage`` / ``evidence_similarity``).  A question
+(``bot.config.Settings.evidence_coverage`` / ``evidence_similarity``); a question of
+names alone whose quotes hold every one needs no similarity.  A question
 whose key term appears in no document (the usual unanswerable question: the detail is
 simply not there) loses that term's weight, MISSING_WEIGHT times its idf, and falls
 below the bar.  The words of a document's file name count as held by its quotes for

@@ -126,7 +126,8 @@ def asks_date(question: str) -> Callable[[str], float] | None:
 
 
 def type_bonus(question: str) -> Callable[[str], float]:
-    """A scorer giving TYPE_BONUS to sentences of the type the question asks for."""
+    """A scorer giving TYPE_BONUS to sentences of the type the question asks for: a time,
+    a number, a name, or for "What is X?" a sentence saying what X is."""
     for asks, holds in _NUMBER_KINDS:
         if asks.search(question):
             return lambda s, holds=holds: TYPE_BONUS if holds.search(s) else 0.0
@@ -136,10 +137,10 @@ def type_bonus(question: str) -> Callable[[str], float]:
         return lambda s: TYPE_BONUS if _HAS_NAME.search(s) else 0.0
     asked = _ASKS_WHAT.match(question)
     if asked and len(asked.group("x").split()) <= WHAT_IS_WORDS:
-        # In the tense asked: "AutoGen was a subpackage in FLAML" is no answer to "What
-        # is AutoGen?".
-        # Or the sentence naming it last: "... an unholy union known as an abomination"
-        # (seen by hand in session 22, "What is an Abomination?" of a game manual's page).
+        # "X is a ...", in the tense asked ("AutoGen was a subpackage in FLAML" is no
+        # answer to "What is AutoGen?"), or a sentence naming X last ("... an unholy
+        # union known as an abomination": seen by hand in session 22, "What is an
+        # Abomination?" of a game manual's page).
         verb = "was|were" if (asked.group("verb") or "is").lower() in ("was", "were") else "is|are"
         x = re.escape(asked.group("x"))
         defines = re.compile(
