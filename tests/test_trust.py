@@ -184,11 +184,13 @@ async def test_a_year_the_table_does_not_hold_is_not_answered_by_its_neighbour(
     """Seen by hand in session 22: "What was the number of freshwater ducks in 2018?" of
     a table whose rows start in 2019 got "The number of freshwater ducks in 2018 was
     120." (2019's figure), posted as checked: the question's year was taken as said."""
-    async with directive_on_scripted_model(settings, tmp_path, scripted_model) as (app, binding):
-        # Another document writes 2018, so it is no word "no document mentions".
-        notes = make_pdf(tmp_path / "notes.pdf", [["The duck survey's method changed in 2018."]])
-        for path in (OFFICE / "docling_odf_table_with_title_01.ods", notes):
-            assert f"Indexed {path.name}" in await say(app, f"/librarian upload {path}")
+    table = OFFICE / "docling_odf_table_with_title_01.ods"
+    # Another document writes 2018, so it is no word "no document mentions".
+    notes = make_pdf(tmp_path / "notes.pdf", [["The duck survey's method changed in 2018."]])
+    async with directive_on_scripted_model(settings, tmp_path, scripted_model, table, notes) as (
+        app,
+        binding,
+    ):
         question = "What was the number of freshwater ducks in 2018?"
         said = "The number of freshwater ducks in 2018 was 120 [1]."
         answer = await scripted_answer(app, binding, scripted_model, question, said)
@@ -232,9 +234,11 @@ def test_a_word_in_quotes_is_the_sources_word() -> None:
 async def test_a_figure_stated_without_its_scale_is_replaced_by_the_evidence(
     settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
 ) -> None:
-    async with directive_on_scripted_model(settings, tmp_path, scripted_model) as (app, binding):
-        path = OFFICE / "docling_wiki_duck.html"
-        assert f"Indexed {path.name}" in await say(app, f"/librarian upload {path}")
+    page = OFFICE / "docling_wiki_duck.html"
+    async with directive_on_scripted_model(settings, tmp_path, scripted_model, page) as (
+        app,
+        binding,
+    ):
         question = "How many ducks are slaughtered each year for meat?"
         answer = await scripted_answer(app, binding, scripted_model, question, "The answer is: 3.")
         assert answer.checked == "replaced_by_evidence", answer.text
@@ -475,16 +479,17 @@ COST_QUESTION = "What does the FAA estimate the AOA sensor system test costs per
 
 @contextlib.asynccontextmanager
 async def directive_on_scripted_model(
-    settings, tmp_path: Path, scripted_model: ThreadingHTTPServer
+    settings, tmp_path: Path, scripted_model: ThreadingHTTPServer, *also: Path
 ) -> AsyncIterator[tuple[App, Any]]:
-    """A bot answering with the scripted remote model, the directive shared in
-    #general: the app and #general's binding."""
+    """A bot answering with the scripted remote model, the directive (and the files
+    ``also``) shared in #general: the app and #general's binding."""
     url = f"http://127.0.0.1:{scripted_model.server_address[1]}/v1"
     app = App.build(settings.model_copy(update={"chat_model": url}))
     app.start_background()
     try:
         pdf = make_pdf(tmp_path / "ad-2020-17221.pdf", AIRWORTHINESS)
-        assert "Indexed ad-2020-17221.pdf" in await say(app, f"/librarian upload {pdf}")
+        for path in (pdf, *also):
+            assert f"Indexed {path.name}" in await say(app, f"/librarian upload {path}")
         yield app, await app.dispatcher.binding(GENERAL)
     finally:
         await app.close()
@@ -1093,9 +1098,11 @@ async def test_a_model_whose_languages_are_not_known_is_asked_in_chinese(
 ) -> None:
     # A remote model says nothing of its languages: it is asked, and its answer is
     # checked as any other (the bundled model is not: see the test above).
-    async with directive_on_scripted_model(settings, tmp_path, scripted_model) as (app, binding):
-        path = OFFICE / "readability_qq-deepmind-dnc_zh.html"
-        assert f"Indexed {path.name}" in await say(app, f"/librarian upload {path}")
+    page = OFFICE / "readability_qq-deepmind-dnc_zh.html"
+    async with directive_on_scripted_model(settings, tmp_path, scripted_model, page) as (
+        app,
+        binding,
+    ):
         said = "发表在《自然》（Nature）上 [1]。"
         answer = await scripted_answer(
             app, binding, scripted_model, "DeepMind的可微神经计算机发表在哪本期刊上？", said

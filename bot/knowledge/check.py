@@ -446,8 +446,10 @@ def check_answer(
     # estimate ...?" -- "The FAA estimates ... $3,400" was refused, the quotes naming the
     # agency only as "the agency"); an answer stating nothing else is the echo below.
     asked = f"\n{question}" if question else ""
-    counted_sources = spelled_to_digits(sources + asked)
-    source_numbers = numbers(counted_sources)
+    counted_quotes = spelled_to_digits(sources)
+    counted_sources = counted_quotes + spelled_to_digits(asked)
+    quoted_numbers = numbers(counted_quotes)  # a year must be here (below)
+    source_numbers = quoted_numbers | numbers(spelled_to_digits(asked))
     source_text = squash(sources + asked)
     source_words = set(_WORDS.findall(source_text))
     claims = _claims(answer)
@@ -460,7 +462,6 @@ def check_answer(
     # ducks in 2018 was 120." of a table whose rows start in 2019, posted as checked).
     # Other figures of the question may be repeated: "737" names the airplane the whole
     # document is about, which the quoted sentence need not write.
-    quoted_numbers = numbers(spelled_to_digits(sources))
     for written, key in stated_numbers:
         if key not in source_numbers or (_YEAR.match(key) and key not in quoted_numbers):
             unsupported.append(written)
